@@ -1,0 +1,315 @@
+"""The types a plugin implements or receives. Plugins import these from ``devicelab``.
+
+A plugin registers classes and specs through the hooks in :mod:`devicelab.hookspecs`:
+
+- a :class:`DeviceType` knows how to find and open devices of one kind (``host``,
+  ``android``, ...) and returns :class:`Device` objects;
+- an :class:`Engine` runs a model on a device of the kinds it lists;
+- a :class:`ModelSpec` names a model an engine can run;
+- a :class:`Task` turns a document and its context into prompts;
+- a :class:`CorpusSpec` names a document corpus (a JSONL file);
+- a collector factory returns a :class:`Collector` that the sampler polls during trials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from .errors import TrialTimeout
+
+Phase = Literal["load", "prefill", "decode", "idle", "cooldown"]
+Value = float | int | str | bool | None
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """A device that can be used now, as ``devicelab devices`` lists it."""
+
+    name: str
+    kind: str
+    description: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Device(ABC):
+    """One opened device. Engines and collectors receive it."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
+        self.name = name
+        self.options = dict(options)
+
+    def open(self) -> None:  # noqa: B027 - optional hook for subclasses
+        """Connect to the device. Called once per run before any model loads."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook for subclasses
+        """Release the device. Called once at the end of a run, also after errors."""
+
+    @abstractmethod
+    def info(self) -> dict[str, Any]:
+        """The device fingerprint stored with every trial (model, SoC, OS, RAM, ...)."""
+
+    def collectors(self) -> list[Collector]:
+        """Telemetry collectors this device offers; the sampler polls them."""
+        return []
+
+
+class DeviceType(ABC):
+    """A kind of device. Registered through ``devicelab_register_devices``."""
+
+    kind: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def discover(self) -> list[DeviceInfo]:
+        """The devices of this kind that can be used now (may be empty)."""
+
+    @abstractmethod
+    def accepts(self, name: str) -> bool:
+        """Whether a scenario's ``[device] name`` (with no profile file) means this kind."""
+
+    def check(self, name: str, profile: Mapping[str, Any]) -> None:  # noqa: B027
+        """Reject a bad profile or bad ``[device] options`` before the run starts."""
+
+    @abstractmethod
+    def open(self, name: str, profile: Mapping[str, Any]) -> Device:
+        """A device for ``name``; ``profile`` holds the device profile's table, if any."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model an engine can run. ``path`` is the weights file, where the engine uses one."""
+
+    name: str
+    engine: str
+    quant: str
+    path: Path | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    messages: Sequence[Message]
+    max_tokens: int
+    temperature: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class GenerationResult:
+    """What an engine returns. Times come from the :class:`TokenStream`, not from here."""
+
+    text: str
+    input_tokens: int
+    output_tokens: int
+    engine_timings: dict[str, float] = field(default_factory=dict)
+    finish_reason: str = "stop"
+
+
+class TokenStream:
+    """The clock of one generation. Engines call :meth:`token` as each token arrives.
+
+    The scheduler reads the timestamps to compute TTFT, ITPS, OTPS and runtime, so every
+    engine is measured the same way, on the host's clock. The stream also enforces the
+    trial's deadline: :meth:`token` raises :class:`TrialTimeout` once it has passed.
+    """
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self.deadline = deadline
+        self.t_sent: float | None = None
+        self.token_times: list[float] = []
+        self.phase: Phase = "idle"
+
+    def sent(self, t: float | None = None) -> None:
+        """The request has been sent: prefill starts. Engines call this right before it."""
+        self.t_sent = time.perf_counter() if t is None else t
+        self.phase = "prefill"
+
+    def token(self, n: int = 1, t: float | None = None) -> None:
+        """``n`` output tokens arrived at ``t`` (now, by default)."""
+        now = time.perf_counter() if t is None else t
+        if self.t_sent is None:
+            self.sent(now)
+        self.token_times.extend([now] * n)
+        self.phase = "decode"
+        self.check_deadline()
+
+    def done(self) -> None:
+        self.phase = "idle"
+
+    def check_deadline(self) -> None:
+        """Raise :class:`TrialTimeout` when the trial's time is up. Long waits call this."""
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise TrialTimeout("the trial ran past its timeout (scenario key [scenario] timeout_s)")
+
+    def seconds_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.perf_counter()
+
+    @property
+    def count(self) -> int:
+        return len(self.token_times)
+
+
+class Engine(ABC):
+    """Runs one model on one device. One instance is loaded once and serves many trials.
+
+    ``Options`` is a dataclass of the engine's options; a scenario's ``[models.options]``
+    table is checked against its fields, so unknown keys are rejected by name.
+    """
+
+    name: ClassVar[str]
+    device_kinds: ClassVar[tuple[str, ...]]
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def __init__(self, device: Device, model: ModelSpec, options: Any) -> None:
+        self.device = device
+        self.model = model
+        self.options = options
+
+    @classmethod  # noqa: B027 - optional for subclasses
+    def check_model(cls, model: ModelSpec) -> None:
+        """Raise :class:`~devicelab.errors.ModelError` if ``model`` cannot be used at all."""
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load the model. Timed by the scheduler as ``load_s``."""
+
+    @abstractmethod
+    def context_window(self) -> int:
+        """How many tokens (prompt and output) one generation may use, once loaded."""
+
+    @abstractmethod
+    def tokenize(self, text: str) -> list[int]:
+        """The model's own tokens for ``text`` (no special tokens added)."""
+
+    @abstractmethod
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    @abstractmethod
+    def prompt_tokens(self, messages: Sequence[Message]) -> int:
+        """How many tokens ``messages`` take once the chat template is applied."""
+
+    @abstractmethod
+    def generate(self, request: GenerationRequest, stream: TokenStream) -> GenerationResult:
+        """Generate, calling ``stream.sent()`` then ``stream.token()`` per output token."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook for subclasses
+        """Free the model."""
+
+
+def parse_options(options_type: type[Any], values: Mapping[str, Any], where: str) -> Any:
+    """Build an options dataclass, rejecting unknown keys and wrong types by name."""
+    from .errors import ScenarioError
+
+    fields = {f.name: f for f in dataclasses.fields(options_type)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        known = ", ".join(sorted(fields)) or "none"
+        raise ScenarioError(
+            f"{where}: unknown option {', '.join(map(repr, unknown))}. "
+            f"Options accepted here: {known}."
+        )
+    for key, value in values.items():
+        expected = fields[key].type
+        names = expected if isinstance(expected, str) else getattr(expected, "__name__", "")
+        kinds: dict[str, type | tuple[type, ...]] = {
+            "int": int,
+            "float": (int, float),
+            "bool": bool,
+            "str": str,
+        }
+        wanted = [kinds[k.strip()] for k in str(names).split("|") if k.strip() in kinds]
+        ok = any(
+            isinstance(value, w) and not (w is int and isinstance(value, bool)) for w in wanted
+        )
+        if wanted and not ok and not (value is None and "None" in str(names)):
+            raise ScenarioError(
+                f"{where}: option {key!r} must be {names}, not {type(value).__name__} ({value!r})."
+            )
+    return options_type(**values)
+
+
+@dataclass(frozen=True)
+class QAPair:
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Document:
+    """One corpus document. See docs/corpus.md for the JSONL schema."""
+
+    id: str
+    text: str
+    title: str = ""
+    genre: str = ""
+    summary: str = ""
+    questions: tuple[str, ...] = ()
+    qa: tuple[QAPair, ...] = ()
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    name: str
+    path: Path
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TaskPrompt:
+    """One prompt for one trial. ``item`` tells prompts of the same task and document apart."""
+
+    item: str
+    messages: tuple[Message, ...]
+    reference: str = ""
+
+
+class Task(ABC):
+    """A kind of work on a document (SUMM, QS, QA, ...)."""
+
+    kind: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def prompts(self, document: Document, context: str) -> list[TaskPrompt]:
+        """The prompts for ``document`` when the model sees ``context`` (its first L tokens)."""
+
+
+class Collector(ABC):
+    """A telemetry source polled by the sampler on its clock.
+
+    Values use these keys where they apply, so the core can derive trial fields:
+    ``mem_mb`` (memory of the engine's process: RSS, or PSS for an app) -> ``peak_mem_mb``;
+    ``temp_c`` (hottest sensor) -> ``max_temp_c``. Any other keys are kept as they are.
+    A value that cannot be read is ``None``: never invent one.
+    """
+
+    name: ClassVar[str]
+
+    def start(self) -> None:  # noqa: B027 - optional hook for subclasses
+        """Called once before the first sample of a run."""
+
+    @abstractmethod
+    def sample(self) -> dict[str, Value]: ...
+
+    def stop(self) -> None:  # noqa: B027 - optional hook for subclasses
+        """Called once after the last sample of a run."""
+
+
+CollectorFactory = Callable[[Device], "Collector | None"]

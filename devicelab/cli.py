@@ -1,0 +1,236 @@
+"""The ``devicelab`` command line.
+
+Exit codes: 0 all trials ok; 1 some trials failed (results still written); 2 bad input;
+130 interrupted (every finished trial kept). A :class:`~devicelab.errors.UsageError` becomes
+one paragraph on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import metrics, plugin_manager
+from .errors import DevicelabError, UsageError
+from .results import RunDir, default_run_dir
+from .scheduler import Reporter, execute, load_and_prepare
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# markup=False: scenario keys like "[context] lengths" must print as written.
+err = Console(stderr=True, highlight=False, markup=False)
+out = Console(highlight=False, markup=False)
+
+
+@click.group()
+@click.version_option(package_name="devicelab")
+def cli() -> None:
+    """devicelab: benchmark small language models on phones (and on this host)."""
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.option("--device", help="Device name or profile path; overrides the scenario's [device].")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Run directory.")
+@click.option("--resume", is_flag=True, help="Continue a run in --out, skipping recorded trials.")
+def run(scenario: Path, device: str | None, out_dir: Path | None, resume: bool) -> None:
+    """Run every trial of SCENARIO and print a summary table."""
+    registry = plugin_manager.get_registry()
+    plan = load_and_prepare(scenario, registry, device)
+    if resume and out_dir is None:
+        raise UsageError("--resume needs --out DIR: the run directory to continue.")
+    path = out_dir or default_run_dir(plan.scenario)
+    rundir = RunDir.open(path, plan.scenario, resume=resume)
+    err.print(f"devicelab: run {rundir.run_id} -> {path}")
+    reporter = ProgressReporter()
+    try:
+        outcome = execute(plan, rundir, reporter)
+    except KeyboardInterrupt:
+        reporter.finish()
+        kept = len(rundir.done_trial_ids())
+        rundir.close()
+        err.print(
+            f"devicelab: interrupted. {kept} finished trials are kept in {path}; continue with "
+            f"`devicelab run {scenario} --out {path} --resume`."
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        rundir.close()
+    from .results import TRIALS, read_jsonl
+
+    rows = metrics.summarize(read_jsonl(path / TRIALS))
+    rundir.write_summary(rows)
+    print_summary(rows)
+    if outcome.skipped:
+        err.print(f"devicelab: {outcome.skipped} trials were already recorded and were skipped.")
+    if outcome.failed:
+        err.print(
+            f"devicelab: {outcome.failed} of {len(outcome.records)} trials failed; their errors "
+            f"are in {path / TRIALS} (field 'error')."
+        )
+        sys.exit(EXIT_FAILED)
+
+
+class ProgressReporter(Reporter):
+    """A progress bar on a terminal; one line per trial when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.done = 0
+        self.total = 0
+
+    def start(self, total: int, skipped: int) -> None:
+        self.total = total
+        if err.is_terminal:
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("starting", total=total)
+
+    def status(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=text)
+        else:
+            err.print(f"devicelab: {text}")
+
+    def trial_done(self, record: Mapping[str, Any]) -> None:
+        self.done += 1
+        label = f"{record['task']} L={record['context_tokens']} {record['doc_id']}"
+        label += " warm-up" if record["warmup"] else f" rep {record['repetition']}"
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, description=label)
+        else:
+            state = record["status"]
+            ttft = record.get("ttft_s")
+            extra = f" ttft={ttft:.2f}s" if isinstance(ttft, float) else ""
+            err.print(f"[{self.done}/{self.total}] {label}: {state}{extra}")
+
+    def finish(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def print_summary(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        out.print("No measured trials finished ok; nothing to summarise.")
+        return
+    table = Table(title="Medians over measured trials (warm-ups left out)")
+    for col in (
+        "model",
+        "quant",
+        "task",
+        "L",
+        "n",
+        "ITPS tok/s",
+        "OTPS tok/s",
+        "TTFT s",
+        "runtime s",
+        "peak mem MB",
+    ):
+        table.add_column(col, justify="right" if col not in ("model", "quant", "task") else "left")
+    for r in rows:
+        table.add_row(
+            str(r["model"]),
+            str(r["quant"]),
+            str(r["task"]),
+            str(r["context_tokens"]),
+            str(r["n"]),
+            _fmt(r["itps"]),
+            _fmt(r["otps"]),
+            _fmt(r["ttft_s"], 3),
+            _fmt(r["runtime_s"], 2),
+            _fmt(r["peak_mem_mb"], 0),
+        )
+    out.print(table)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json: bool) -> None:
+    """The plugins loaded and what each registered."""
+    rows = plugin_manager.get_registry().summary()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        out.print(row["name"], style="bold")
+        if "error" in row:
+            out.print(f"  broken: {row['error']}", style="red")
+        for what, names in sorted(row["registered"].items()):
+            out.print(f"  {what}: {', '.join(names)}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def devices(as_json: bool) -> None:
+    """The devices that can be used now."""
+    registry = plugin_manager.get_registry()
+    found = []
+    for _, (plugin, dtype) in sorted(registry.devices.items()):
+        for info in dtype.discover():
+            found.append(
+                {
+                    "name": info.name,
+                    "kind": info.kind,
+                    "plugin": plugin,
+                    "description": info.description,
+                    "details": dict(info.details),
+                }
+            )
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        out.print("No devices found.")
+    for d in found:
+        out.print(f"{d['name']} ({d['kind']}): {d['description']}")
+
+
+def _add_plugin_commands() -> None:
+    try:
+        pm = plugin_manager.get_plugin_manager()
+    except DevicelabError:
+        return  # the error shows again, readably, when a command needs the plugins
+    pm.hook.devicelab_register_commands(cli=cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: run the CLI, turning devicelab errors into exit codes."""
+    _add_plugin_commands()
+    try:
+        cli.main(args=argv, prog_name="devicelab", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("devicelab: aborted.")
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except UsageError as exc:
+        err.print(f"devicelab: error: {exc}", soft_wrap=True)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        err.print("devicelab: interrupted.")
+        sys.exit(EXIT_INTERRUPTED)
+    except DevicelabError as exc:
+        err.print(f"devicelab: error: {exc}", soft_wrap=True)
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,524 @@
+"""Scenario -> trial matrix -> run.
+
+:func:`prepare` resolves a scenario against the loaded plugins and reads its inputs without
+side effects, so bad input is reported before a run directory exists. :func:`execute` then
+opens the device, loads each model once, runs the trials in order and appends each record
+the moment it is finished.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import metrics
+from .api import (
+    Collector,
+    Device,
+    DeviceType,
+    Document,
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    ModelSpec,
+    Task,
+    TaskPrompt,
+    TokenStream,
+    parse_options,
+)
+from .corpus import Sections, cut_sections, load_corpus
+from .errors import (
+    CorpusError,
+    DevicelabError,
+    ModelError,
+    ScenarioError,
+    TrialError,
+    UsageError,
+)
+from .plugin_manager import Registry
+from .results import RunDir, now_iso
+from .scenario import Scenario, load_scenario
+from .telemetry import Sampler
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: ModelSpec
+    engine_cls: type[Engine]
+    options: Any
+
+
+@dataclass(frozen=True)
+class Trial:
+    trial_id: str
+    model: ResolvedModel
+    task: str
+    doc_id: str
+    item: str
+    context_tokens: int
+    sections: int
+    repetition: int
+    warmup: bool
+
+
+@dataclass
+class Plan:
+    """A scenario resolved against the plugins: everything needed to run, nothing run yet."""
+
+    scenario: Scenario
+    device_type: DeviceType
+    device_name: str
+    device_profile: dict[str, Any]
+    models: list[ResolvedModel]
+    tasks: dict[str, Task]
+    documents: list[Document]
+    collector_factories: dict[str, Callable[[Device], Collector | None]] = field(
+        default_factory=dict
+    )
+
+    def trials(self) -> Iterator[Trial]:
+        """The trial matrix in run order: model, task, document, item, length, repetition."""
+        sc = self.scenario
+        for model in self.models:
+            for kind in sc.task_kinds:
+                for doc in self.documents:
+                    for prompt in _items(self.tasks[kind], doc, sc.qa_questions):
+                        for length in sc.lengths:
+                            reps = [(r, True) for r in range(sc.warmup)]
+                            reps += [(r, False) for r in range(sc.repetitions)]
+                            for rep, warm in reps:
+                                yield Trial(
+                                    trial_id=_trial_id(
+                                        self.device_name,
+                                        model.spec,
+                                        kind,
+                                        doc.id,
+                                        prompt.item,
+                                        length,
+                                        rep,
+                                        warm,
+                                    ),
+                                    model=model,
+                                    task=kind,
+                                    doc_id=doc.id,
+                                    item=prompt.item,
+                                    context_tokens=length,
+                                    sections=length // sc.section_size,
+                                    repetition=rep,
+                                    warmup=warm,
+                                )
+
+
+def _items(task: Task, doc: Document, qa_questions: int) -> list[TaskPrompt]:
+    # Items do not depend on the context, so the plan can be made before any model loads.
+    return task.prompts(doc, "")[:qa_questions]
+
+
+def _trial_id(
+    device: str, spec: ModelSpec, task: str, doc: str, item: str, length: int, rep: int, warm: bool
+) -> str:
+    run = f"w{rep}" if warm else f"r{rep}"
+    return f"{device}/{spec.name}/{spec.quant}/{task}/{doc}/{item}/L{length}/{run}"
+
+
+# --- prepare ---------------------------------------------------------------------------
+
+
+def prepare(scenario: Scenario, registry: Registry, device: str | None = None) -> Plan:
+    """Resolve ``scenario`` against ``registry``; raise :class:`UsageError` on bad input."""
+    if device is not None:
+        scenario = scenario.with_device(device)
+    where = str(scenario.source)
+    device_type, device_name, profile = resolve_device(scenario, registry)
+
+    tasks: dict[str, Task] = {}
+    for kind in scenario.task_kinds:
+        if kind not in registry.tasks:
+            known = ", ".join(sorted(registry.tasks)) or "none"
+            raise ScenarioError(
+                f"{where}: [tasks] kinds: unknown task {kind!r}. Registered tasks: {known}."
+                f"{registry.broken_note()}"
+            )
+        tasks[kind] = registry.tasks[kind][1]
+
+    models = [_resolve_model(m, scenario, registry, device_type.kind) for m in scenario.models]
+    documents = _documents(scenario, registry)
+    factories = {name: f for name, (_, f) in registry.collectors.items()}
+    return Plan(scenario, device_type, device_name, profile, models, tasks, documents, factories)
+
+
+def resolve_device(
+    scenario: Scenario, registry: Registry
+) -> tuple[DeviceType, str, dict[str, Any]]:
+    """Find the device a scenario (or ``--device``) names: a profile file, or a plugin's name."""
+    value = scenario.device
+    where = f"{scenario.source}: [device] name"
+    profile_path = _find_profile(value, scenario.source.parent)
+    profile: dict[str, Any] = {}
+    kind: str | None = None
+    if profile_path is not None:
+        try:
+            data = tomllib.loads(profile_path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ScenarioError(f"device profile {profile_path}: cannot be read ({exc}).") from None
+        profile = data.get("device", {})
+        kind = profile.get("kind")
+        if not isinstance(kind, str):
+            raise ScenarioError(
+                f"device profile {profile_path}: [device] kind is missing; set it to one of "
+                f"{', '.join(sorted(registry.devices)) or 'the registered kinds'}."
+            )
+        name = str(profile.get("name", value))
+        if kind not in registry.devices:
+            raise ScenarioError(
+                f"device profile {profile_path} needs the device kind {kind!r}, which no loaded "
+                f"plugin provides (loaded kinds: {', '.join(sorted(registry.devices)) or 'none'})."
+                f" Install or enable the plugin for {kind!r} devices.{registry.broken_note()}"
+            )
+        dt = registry.devices[kind][1]
+    else:
+        matches = [dt for _, dt in registry.devices.values() if dt.accepts(value)]
+        if not matches:
+            known = ", ".join(sorted(registry.devices)) or "none"
+            raise ScenarioError(
+                f"{where}: no device called {value!r}. Give a device profile path "
+                f"(devices/host.toml), a profile name found in devices/, or a name a device "
+                f"plugin knows (loaded kinds: {known}); `devicelab devices` lists the devices "
+                f"available now.{registry.broken_note()}"
+            )
+        dt, name = matches[0], value
+    merged = dict(profile)
+    merged.setdefault("options", {})
+    merged["options"] = {**merged["options"], **scenario.device_options}
+    dt.check(name, merged)
+    return dt, name, merged
+
+
+def _find_profile(value: str, scenario_dir: Path) -> Path | None:
+    if value.endswith(".toml") or os.sep in value:
+        for base in (Path.cwd(), scenario_dir):
+            candidate = (base / value).resolve()
+            if candidate.is_file():
+                return candidate
+        raise ScenarioError(f"device profile {value} does not exist. Check the path.")
+    for base in (scenario_dir.parent / "devices", Path.cwd() / "devices"):
+        candidate = base / f"{value}.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _resolve_model(
+    m: Any, scenario: Scenario, registry: Registry, device_kind: str
+) -> ResolvedModel:
+    where = f"{scenario.source}: [[models]] {m.name!r}"
+    if m.path is not None:
+        spec = ModelSpec(m.name, m.engine, m.quant or "unknown", Path(m.path))
+    elif m.name in registry.models:
+        spec = registry.models[m.name][1]
+        if m.engine and m.engine != spec.engine:
+            raise ScenarioError(
+                f"{where}: engine {m.engine!r} does not match the registered model, which runs "
+                f"on {spec.engine!r}. Remove engine or set it to {spec.engine!r}."
+            )
+        if m.quant and m.quant != spec.quant:
+            raise ScenarioError(
+                f"{where}: quant {m.quant!r} is not available for this model (it ships as "
+                f"{spec.quant!r}). Set quant = {spec.quant!r}, or point path at a GGUF file "
+                "of the quantisation you want."
+            )
+    else:
+        known = ", ".join(sorted(registry.models)) or "none"
+        raise ScenarioError(
+            f"{where}: unknown model. Registered models: {known}. Or give path = "
+            f'"file.gguf" with engine = "llama.cpp".{registry.broken_note()}'
+        )
+    engine_cls = registry.engine_for(spec.engine, device_kind)
+    options = parse_options(engine_cls.Options, m.options, f"{where}: [models.options]")
+    engine_cls.check_model(spec)
+    return ResolvedModel(spec, engine_cls, options)
+
+
+def _documents(scenario: Scenario, registry: Registry) -> list[Document]:
+    where = f"{scenario.source}: [tasks] documents"
+    ref = scenario.documents
+    if ref in registry.corpora:
+        path = registry.corpora[ref][1].path
+    elif ref.endswith(".jsonl"):
+        path = Path(ref)
+    else:
+        known = ", ".join(sorted(registry.corpora)) or "none"
+        raise ScenarioError(
+            f"{where}: {ref!r} is neither a registered corpus ({known}) nor a .jsonl path."
+        )
+    docs = load_corpus(path)
+    if scenario.doc_ids:
+        by_id = {d.id: d for d in docs}
+        missing = [i for i in scenario.doc_ids if i not in by_id]
+        if missing:
+            raise ScenarioError(
+                f"{scenario.source}: [tasks] doc_ids: {', '.join(missing)} not in {path} "
+                f"(its ids: {', '.join(by_id)})."
+            )
+        docs = [by_id[i] for i in scenario.doc_ids]
+    if scenario.max_documents is not None:
+        docs = docs[: scenario.max_documents]
+    if "QA" in scenario.task_kinds:
+        no_qa = [d.id for d in docs if not d.qa]
+        if no_qa:
+            raise CorpusError(
+                f"{path}: documents {', '.join(no_qa)} have no 'qa' pairs, which the QA task "
+                "needs. Add qa pairs, or drop QA from [tasks] kinds."
+            )
+    return docs
+
+
+# --- execute ---------------------------------------------------------------------------
+
+
+class Reporter:
+    """Progress callbacks. The CLI shows a progress bar; the default does nothing."""
+
+    def start(self, total: int, skipped: int) -> None: ...
+
+    def status(self, text: str) -> None: ...
+
+    def trial_done(self, record: Mapping[str, Any]) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+@dataclass
+class RunOutcome:
+    records: list[dict[str, Any]]
+    skipped: int
+    failed: int
+
+
+def execute(plan: Plan, run: RunDir, reporter: Reporter | None = None) -> RunOutcome:
+    """Run every trial not yet in ``run``. Records are appended as each trial finishes."""
+    rep = reporter or Reporter()
+    sc = plan.scenario
+    done = run.done_trial_ids()
+    trials = list(plan.trials())
+    todo = [t for t in trials if t.trial_id not in done]
+    rep.start(len(todo), len(trials) - len(todo))
+    outcome = RunOutcome([], skipped=len(trials) - len(todo), failed=0)
+    if not todo:
+        rep.finish()
+        return outcome
+
+    device = plan.device_type.open(plan.device_name, plan.device_profile)
+    sampler: Sampler | None = None
+    try:
+        rep.status(f"opening device {plan.device_name}")
+        device.open()
+        info = device.info()
+        collectors = device.collectors()
+        for factory in plan.collector_factories.values():
+            extra = factory(device)
+            if extra is not None:
+                collectors.append(extra)
+        sampler = Sampler(collectors, sc.telemetry_interval_s)
+        if sc.telemetry_enabled:
+            sampler.start()
+        for model in plan.models:
+            model_trials = [t for t in todo if t.model is model]
+            if model_trials:
+                _run_model(plan, model, model_trials, device, info, sampler, run, rep, outcome)
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        device.close()
+        rep.finish()
+    return outcome
+
+
+def _run_model(
+    plan: Plan,
+    model: ResolvedModel,
+    trials: list[Trial],
+    device: Device,
+    info: dict[str, Any],
+    sampler: Sampler,
+    run: RunDir,
+    rep: Reporter,
+    outcome: RunOutcome,
+) -> None:
+    sc = plan.scenario
+    engine = model.engine_cls(device, model.spec, model.options)
+    rep.status(f"loading {model.spec.name} ({model.spec.quant}) on {plan.device_name}")
+    sampler.begin(f"load/{plan.device_name}/{model.spec.name}/{model.spec.quant}", "load")
+    t0 = time.perf_counter()
+    load_error: str | None = None
+    try:
+        engine.load()
+    except UsageError:
+        raise
+    except Exception as exc:
+        load_error = f"model failed to load: {_describe(exc)}"
+    load_s = time.perf_counter() - t0
+    load_samples = sampler.end()
+    if sc.telemetry_enabled:
+        run.append_samples(load_samples)
+    try:
+        contexts = _contexts(plan, engine) if load_error is None else {}
+        for i, trial in enumerate(trials):
+            base = _base_record(run.run_id, trial, plan, info, model, load_s if i == 0 else 0.0)
+            if load_error is not None:
+                record = {**base, **_empty_measures(), "status": "failed", "error": load_error}
+                record["started_at"] = record["finished_at"] = now_iso()
+            else:
+                prompt = contexts[(trial.task, trial.doc_id, trial.item, trial.context_tokens)]
+                record = {**base, **_run_trial(trial, engine, prompt, sc, sampler, run)}
+            run.append_trial(record)
+            outcome.records.append(record)
+            outcome.failed += record["status"] != "ok"
+            rep.trial_done(record)
+    finally:
+        engine.close()
+
+
+def _contexts(plan: Plan, engine: Engine) -> dict[tuple[str, str, str, int], TaskPrompt]:
+    """Each (task, document, item, length) prompt, built from the model's own tokens."""
+    sc = plan.scenario
+    window = engine.context_window()
+    prompts: dict[tuple[str, str, str, int], TaskPrompt] = {}
+    for doc in plan.documents:
+        sections: Sections = cut_sections(
+            doc.id, engine.tokenize(doc.text), sc.sections, sc.section_size
+        )
+        for length in sc.lengths:
+            context = engine.detokenize(sections.context_tokens(length))
+            for kind in sc.task_kinds:
+                for prompt in plan.tasks[kind].prompts(doc, context)[: sc.qa_questions]:
+                    prompts[(kind, doc.id, prompt.item, length)] = prompt
+    # The longest prompt decides whether the scenario fits the model's context window.
+    worst = max(prompts.values(), key=lambda p: sum(len(m.content) for m in p.messages))
+    need = engine.prompt_tokens(worst.messages) + sc.max_output_tokens
+    if need > window:
+        raise ModelError(
+            f"{sc.source}: the longest prompt needs {need} tokens ({need - sc.max_output_tokens} "
+            f"prompt + {sc.max_output_tokens} output) but {engine.model.name} has a context of "
+            f"{window}. Lower [context] lengths or [tasks] max_output_tokens, or raise the "
+            "engine's context size in [models.options] (for llama.cpp: n_ctx)."
+        )
+    return prompts
+
+
+def _base_record(
+    run_id: str, trial: Trial, plan: Plan, info: dict[str, Any], model: ResolvedModel, load_s: float
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "trial_id": trial.trial_id,
+        "status": "ok",
+        "error": None,
+        "device": plan.device_name,
+        "device_info": info,
+        "engine": model.spec.engine,
+        "model": model.spec.name,
+        "quant": model.spec.quant,
+        "task": trial.task,
+        "doc_id": trial.doc_id,
+        "item": trial.item,
+        "context_tokens": trial.context_tokens,
+        "sections": trial.sections,
+        "repetition": trial.repetition,
+        "warmup": trial.warmup,
+        # load_s is the model's load time, carried by the first trial after each load.
+        "load_s": round(load_s, 4),
+    }
+
+
+def _empty_measures() -> dict[str, Any]:
+    return {
+        "input_tokens": None,
+        "output_tokens": None,
+        "ttft_s": None,
+        "itps": None,
+        "otps": None,
+        "runtime_s": None,
+        "peak_mem_mb": None,
+        "max_temp_c": None,
+        "output_text": None,
+        "engine_timings": {},
+        "attempts": 1,
+    }
+
+
+def _run_trial(
+    trial: Trial, engine: Engine, prompt: TaskPrompt, sc: Scenario, sampler: Sampler, run: RunDir
+) -> dict[str, Any]:
+    request = GenerationRequest(
+        messages=prompt.messages,
+        max_tokens=sc.max_output_tokens,
+        temperature=sc.temperature,
+        seed=sc.seed,
+    )
+    stream = TokenStream(deadline=time.perf_counter() + sc.timeout_s)
+    started_at = now_iso()
+    sampler.begin(trial.trial_id, "idle", stream)
+    result: GenerationResult | None = None
+    error: str | None = None
+    try:
+        result = engine.generate(request, stream)
+    except TrialError as exc:
+        error = str(exc)
+    except DevicelabError:
+        raise
+    except Exception as exc:  # an engine bug fails the trial, not the run
+        error = _describe(exc)
+    finally:
+        stream.done()
+        samples = sampler.end()
+    if sc.telemetry_enabled:
+        run.append_samples(samples)
+    measures = _empty_measures()
+    measures["started_at"] = started_at
+    measures["finished_at"] = now_iso()
+    mems = [s["mem_mb"] for s in samples if s.get("mem_mb") is not None]
+    temps = [s["temp_c"] for s in samples if s.get("temp_c") is not None]
+    measures["peak_mem_mb"] = round(max(mems), 1) if mems else None
+    measures["max_temp_c"] = max(temps) if temps else None
+    if result is not None and stream.t_sent is not None:
+        speed = metrics.speed(
+            stream.t_sent, stream.token_times, result.input_tokens, result.output_tokens
+        )
+        measures.update(
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            ttft_s=speed.ttft_s,
+            itps=speed.itps,
+            otps=speed.otps,
+            runtime_s=speed.runtime_s,
+            output_text=result.text,
+            engine_timings=result.engine_timings,
+        )
+        if result.output_tokens == 0:
+            error = "the engine produced no output tokens"
+    if error is not None:
+        measures["status"] = "failed"
+        measures["error"] = error
+    return measures
+
+
+def _describe(exc: BaseException) -> str:
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    at = f" (at {Path(where[0].filename).name}:{where[0].lineno})" if where else ""
+    return f"{type(exc).__name__}: {exc}{at}"
+
+
+def load_and_prepare(path: str | Path, registry: Registry, device: str | None = None) -> Plan:
+    return prepare(load_scenario(path), registry, device)

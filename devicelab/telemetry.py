@@ -1,0 +1,136 @@
+"""The sampler: collectors polled on their own clock, each sample tagged with trial and phase.
+
+The sampler runs in a background thread. The scheduler tells it which trial is running
+(:meth:`Sampler.begin`) and takes the samples back when the trial ends (:meth:`Sampler.end`).
+The phase comes from the trial's :class:`~devicelab.api.TokenStream` (prefill, decode, idle)
+or is set directly (load, cooldown).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .api import Collector, Phase, TokenStream, Value
+
+
+class TokenRateCollector(Collector):
+    """The token-rate timeline: tokens so far and tokens/s since the previous sample."""
+
+    name = "stream"
+
+    def __init__(self) -> None:
+        self.stream: TokenStream | None = None
+        self._last: tuple[float, int] | None = None
+
+    def attach(self, stream: TokenStream | None) -> None:
+        self.stream = stream
+        self._last = None
+
+    def sample(self) -> dict[str, Value]:
+        if self.stream is None:
+            return {}
+        now, count = time.perf_counter(), self.stream.count
+        rate = None
+        if self._last is not None and now > self._last[0]:
+            rate = (count - self._last[1]) / (now - self._last[0])
+        self._last = (now, count)
+        return {"tokens": count, "tok_s": rate}
+
+
+class Sampler:
+    """Polls ``collectors`` every ``interval_s`` seconds while a trial is open."""
+
+    def __init__(self, collectors: Sequence[Collector], interval_s: float) -> None:
+        self.tokens = TokenRateCollector()
+        self.collectors: list[Collector] = [*collectors, self.tokens]
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._trial_id: str | None = None
+        self._t0 = 0.0
+        self._phase: Phase = "idle"
+        self._samples: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.errors: dict[str, str] = {}
+
+    def start(self) -> None:
+        for c in self.collectors:
+            c.start()
+        self._thread = threading.Thread(target=self._run, name="devicelab-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for c in self.collectors:
+            try:
+                c.stop()
+            except Exception as exc:  # a collector must never break a run's shutdown
+                self.errors[c.name] = f"stop: {exc}"
+
+    def begin(
+        self, trial_id: str, phase: Phase = "idle", stream: TokenStream | None = None
+    ) -> None:
+        """Start tagging samples with ``trial_id``; time counts from now."""
+        with self._lock:
+            self._trial_id = trial_id
+            self._t0 = time.perf_counter()
+            self._phase = phase
+            self._samples = []
+            self.tokens.attach(stream)
+        self._wake.set()  # take the first sample at t = 0
+
+    def set_phase(self, phase: Phase) -> None:
+        with self._lock:
+            self._phase = phase
+
+    def end(self) -> list[dict[str, Any]]:
+        """Stop tagging; return the trial's samples (one final sample is taken now)."""
+        self._take()
+        with self._lock:
+            samples, self._samples = self._samples, []
+            self._trial_id = None
+            self.tokens.attach(None)
+        return samples
+
+    def _run(self) -> None:
+        next_tick = time.perf_counter()
+        while not self._stop.is_set():
+            self._take()
+            next_tick += self.interval_s
+            delay = next_tick - time.perf_counter()
+            if delay < 0:  # fell behind (a slow collector): skip ticks rather than burst
+                next_tick = time.perf_counter()
+                delay = 0
+            self._wake.wait(delay)
+            if self._wake.is_set():
+                self._wake.clear()
+                next_tick = time.perf_counter()
+
+    def _take(self) -> None:
+        with self._lock:
+            trial_id, t0, phase = self._trial_id, self._t0, self._phase
+            stream = self.tokens.stream
+        if trial_id is None:
+            return
+        if stream is not None and phase in ("idle", "prefill", "decode"):
+            phase = stream.phase
+        sample: dict[str, Any] = {
+            "trial_id": trial_id,
+            "t": round(time.perf_counter() - t0, 4),
+            "phase": phase,
+        }
+        for c in self.collectors:
+            try:
+                sample.update(c.sample())
+            except Exception as exc:  # record the failure once; the run goes on
+                self.errors.setdefault(c.name, f"{type(exc).__name__}: {exc}")
+        with self._lock:
+            if self._trial_id == trial_id:
+                self._samples.append(sample)

@@ -1,0 +1,190 @@
+"""Shared fixtures. Tests are hermetic: only the built-in plugins load, unless a test adds one."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import devicelab
+from devicelab import (
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    Message,
+    ModelSpec,
+    TokenStream,
+)
+from devicelab import plugin_manager
+
+BUILTINS = "host,llamacpp,docassist"
+
+
+@pytest.fixture(autouse=True)
+def hermetic_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("DEVICELAB_PLUGINS", BUILTINS)
+    monkeypatch.delenv("DEVICELAB_DISABLE_PLUGINS", raising=False)
+    plugin_manager.reset()
+    yield
+    plugin_manager.reset()
+
+
+class WordEngine(Engine):
+    """A tiny engine plugin for scheduler tests: one token per word, echoes words back.
+
+    It is a real plugin (registered through the hooks), so the scheduler is tested through
+    the same door as llama.cpp, without the model's seconds. Behaviour is steered by the
+    model name: ``fail-load``, ``fail-trial`` (every 2nd generate raises), ``slow`` (sleeps
+    past any short timeout), ``interrupt`` (Ctrl-C on the 3rd generate, once per process).
+    """
+
+    name = "words"
+    device_kinds = ("host",)
+    loads = 0
+    interrupted = False
+
+    @dataclass(frozen=True)
+    class Options:
+        n_ctx: int = 4096
+        delay_s: float = 0.0
+
+    def __init__(self, device: devicelab.Device, model: ModelSpec, options: Any) -> None:
+        super().__init__(device, model, options)
+        self.calls = 0
+
+    def load(self) -> None:
+        WordEngine.loads += 1
+        if self.model.name == "fail-load":
+            raise RuntimeError("weights are corrupt")
+
+    def context_window(self) -> int:
+        return int(self.options.n_ctx)
+
+    def tokenize(self, text: str) -> list[int]:
+        return [len(w) for w in text.split()]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return " ".join("w" * t for t in tokens)
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> int:
+        return sum(len(m.content.split()) for m in messages)
+
+    def generate(self, request: GenerationRequest, stream: TokenStream) -> GenerationResult:
+        self.calls += 1
+        if self.model.name == "interrupt" and self.calls == 3 and not WordEngine.interrupted:
+            WordEngine.interrupted = True
+            raise KeyboardInterrupt
+        if self.model.name == "fail-trial" and self.calls % 2 == 0:
+            raise RuntimeError("engine crashed")
+        stream.sent()
+        words = request.messages[-1].content.split()[: request.max_tokens]
+        for _ in words:
+            if self.model.name == "slow":
+                time.sleep(0.05)
+            elif self.options.delay_s:
+                time.sleep(self.options.delay_s)
+            stream.token()
+        return GenerationResult(
+            text=" ".join(words),
+            input_tokens=self.prompt_tokens(request.messages),
+            output_tokens=len(words),
+            engine_timings={"calls": self.calls},
+        )
+
+
+class WordsPlugin:
+    @devicelab.hookimpl
+    def devicelab_register_engines(self, register: Callable[[type[Engine]], None]) -> None:
+        register(WordEngine)
+
+    @devicelab.hookimpl
+    def devicelab_register_models(self, register: Callable[[ModelSpec], None]) -> None:
+        for name in ("words-a", "words-b", "fail-load", "fail-trial", "slow", "interrupt"):
+            register(ModelSpec(name, "words", "none"))
+
+
+def make_corpus(path: Path, docs: int = 2, words: int = 60) -> Path:
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(docs):
+            text = " ".join(f"word{j}" for j in range(words))
+            qa = [{"question": f"q{k} of doc {i}?", "answer": f"a{k}"} for k in range(2)]
+            fh.write(json.dumps({"id": f"doc{i}", "text": text, "qa": qa}) + "\n")
+    return path
+
+
+def write_scenario(tmp: Path, body: str, name: str = "s.toml") -> Path:
+    path = tmp / name
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+WORDS_SCENARIO = """\
+[scenario]
+name = "t"
+repetitions = {reps}
+warmup = {warmup}
+timeout_s = {timeout}
+
+[[models]]
+name = "{model}"
+
+[tasks]
+kinds = {kinds}
+documents = "corpus.jsonl"
+max_output_tokens = 8
+
+[context]
+sections = 2
+lengths = [10, 20]
+
+[telemetry]
+interval_s = 0.01
+"""
+
+
+@pytest.fixture
+def words_registry() -> plugin_manager.Registry:
+    """The built-in plugins plus the WordEngine plugin."""
+    pm, broken = plugin_manager.new_plugin_manager()
+    plugin_manager.register_plugin(pm, WordsPlugin(), "words")
+    return plugin_manager.build_registry(pm, broken)
+
+
+@pytest.fixture
+def words_scenario(tmp_path: Path) -> Callable[..., Path]:
+    make_corpus(tmp_path / "corpus.jsonl")
+
+    def make(
+        model: str = "words-a",
+        reps: int = 2,
+        warmup: int = 1,
+        timeout: float = 30,
+        kinds: str = '["SUMM", "QA"]',
+    ) -> Path:
+        body = WORDS_SCENARIO.format(
+            model=model, reps=reps, warmup=warmup, timeout=timeout, kinds=kinds
+        )
+        return write_scenario(tmp_path, body)
+
+    return make
+
+
+WORDS_PLUGIN = WordsPlugin()
+
+
+@pytest.fixture
+def words_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Install the WordEngine plugin through a real ``devicelab`` entry point."""
+    site = tmp_path / "site"
+    info = site / "devicelab_words-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: devicelab-words\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[devicelab]\nwords = conftest:WORDS_PLUGIN\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("DEVICELAB_PLUGINS", f"{BUILTINS},words")

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from devicelab.cli import main
+from devicelab.results import TRIALS, read_jsonl
+
+
+def run_cli(args: list[str]) -> int:
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+@pytest.mark.usefixtures("words_installed")
+def test_run_ok_prints_summary_and_exits_0(
+    words_scenario: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert run_cli(["run", str(words_scenario()), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "ITPS" in captured.out and "SUMM" in captured.out
+    assert len(list(read_jsonl(out / TRIALS))) == 24
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["n"] for r in summary} == {4}  # 2 documents x 2 repetitions per task and L
+
+
+@pytest.mark.usefixtures("words_installed")
+def test_some_trials_failed_exits_1_and_keeps_results(
+    words_scenario: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert run_cli(["run", str(words_scenario(model="fail-trial")), "--out", str(out)]) == 1
+    assert "12 of 24 trials failed" in capsys.readouterr().err
+    assert len(list(read_jsonl(out / TRIALS))) == 24
+
+
+@pytest.mark.usefixtures("words_installed")
+def test_bad_input_exits_2_with_one_paragraph_and_no_traceback(
+    words_scenario: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = words_scenario()
+    path.write_text(path.read_text().replace("lengths = [10, 20]", "lengths = [10, 15, 20]"))
+    assert run_cli(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "[context] lengths" in err and "must be among 10, 20" in err
+    assert not (tmp_path / "run").exists()  # nothing created for bad input
+
+
+@pytest.mark.usefixtures("words_installed")
+def test_existing_run_needs_resume_then_resume_skips_done(
+    words_scenario: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    path = str(words_scenario())
+    assert run_cli(["run", path, "--out", str(out)]) == 0
+    assert run_cli(["run", path, "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert run_cli(["run", path, "--out", str(out), "--resume"]) == 0
+    assert "24 trials were already recorded" in capsys.readouterr().err
+    assert len(list(read_jsonl(out / TRIALS))) == 24
+
+
+def test_missing_scenario_and_unknown_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["run", "no/such.toml"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert run_cli(["run", "x.toml", "--devise", "host"]) == 2
+    assert "No such option" in capsys.readouterr().err
+
+
+def test_plugins_and_devices_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["plugins", "--json"]) == 0
+    names = {r["name"] for r in json.loads(capsys.readouterr().out)}
+    assert names == {"host", "llamacpp", "docassist"}
+    assert run_cli(["devices", "--json"]) == 0
+    devices = json.loads(capsys.readouterr().out)
+    assert devices[0]["name"] == "host" and devices[0]["details"]["ram_mb"] > 0

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from devicelab.errors import RunDirError
+from devicelab.results import TRIALS, RunDir, read_jsonl
+from devicelab.scenario import load_scenario
+
+
+def test_append_is_durable_and_resume_reads_back(
+    words_scenario: Callable[..., Path], tmp_path: Path
+) -> None:
+    sc = load_scenario(words_scenario())
+    out = tmp_path / "run"
+    run = RunDir.open(out, sc, resume=False)
+    run.append_trial({"trial_id": "a", "status": "ok"})
+    # Readable before close: a crash right now keeps the record.
+    assert [r["trial_id"] for r in read_jsonl(out / TRIALS)] == ["a"]
+    run.close()
+    again = RunDir.open(out, sc, resume=True)
+    assert again.run_id == run.run_id
+    assert again.done_trial_ids() == {"a"}
+    again.close()
+
+
+def test_torn_last_line_is_cut_on_resume(words_scenario: Callable[..., Path], tmp_path: Path) -> None:
+    sc = load_scenario(words_scenario())
+    out = tmp_path / "run"
+    RunDir.open(out, sc, resume=False).close()
+    (out / TRIALS).write_text('{"trial_id": "a"}\n{"trial_id": "b", "sta', encoding="utf-8")
+    run = RunDir.open(out, sc, resume=True)
+    run.append_trial({"trial_id": "c"})
+    run.close()
+    assert [r["trial_id"] for r in read_jsonl(out / TRIALS)] == ["a", "c"]
+
+
+def test_existing_run_needs_resume_and_a_different_run_is_refused(
+    words_scenario: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = words_scenario()
+    out = tmp_path / "run"
+    RunDir.open(out, load_scenario(path), resume=False).close()
+    with pytest.raises(RunDirError, match="--resume"):
+        RunDir.open(out, load_scenario(path), resume=False)
+    path.write_text(path.read_text().replace("repetitions = 2", "repetitions = 5"))
+    with pytest.raises(RunDirError, match="holds a different run"):
+        RunDir.open(out, load_scenario(path), resume=True)
+
+
+def test_non_run_directory_is_left_alone(words_scenario: Callable[..., Path], tmp_path: Path) -> None:
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "cat.jpg").write_bytes(b"...")
+    with pytest.raises(RunDirError, match="not a devicelab run"):
+        RunDir.open(out, load_scenario(words_scenario()), resume=False)
+    assert [p.name for p in out.iterdir()] == ["cat.jpg"]

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import write_scenario
+
+from devicelab.errors import CorpusError, ModelError, ScenarioError
+from devicelab.plugin_manager import Registry
+from devicelab.scenario import load_scenario
+from devicelab.scheduler import prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_scenarios_are_valid() -> None:
+    for name in ("long_context", "smoke"):
+        sc = load_scenario(ROOT / "scenarios" / f"{name}.toml")
+        assert sc.name == name
+        assert sc.task_kinds == ("SUMM", "QS", "QA")
+    sc = load_scenario(ROOT / "scenarios" / "long_context.toml")
+    assert sc.lengths == (200, 400, 600, 800, 1000)
+    assert sc.section_size == 200
+
+
+def _edit(path: Path, old: str, new: str) -> Path:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("repetitions = 2", "repetitions = 2\nrepetitons = 3", r"\[scenario\] repetitons: is not a known key"),
+        ("repetitions = 2", 'repetitions = "two"', r"\[scenario\] repetitions: must be an integer"),
+        ("repetitions = 2", "repetitions = 0", r"\[scenario\] repetitions: must be at least 1"),
+        ("lengths = [10, 20]", "lengths = [10, 15, 20]", r"\[context\] lengths: 15 is not a whole number of sections"),
+        ("lengths = [10, 20]", "lengths = [10, 21]", r"cannot be cut into 2 equal sections"),
+        ("lengths = [10, 20]", "lengths = [10, 10]", r"lists a length twice"),
+        ("lengths = [10, 20]", 'lengths = ["ten"]', r"positive whole token counts"),
+        ("max_output_tokens = 8", "max_output_tokens = 8.5", r"max_output_tokens: must be an integer"),
+        ('kinds = ["SUMM", "QA"]', "kinds = []", r"\[tasks\] kinds: is empty"),
+        ("[telemetry]", "[telemetri]", r"\[telemetri\] is not a known table"),
+        ("interval_s = 0.01", "interval_s = true", r"interval_s: must be an integer or a number"),
+        ('name = "t"', 'name = "t', r"not valid TOML"),
+    ],
+)
+def test_bad_values_name_file_table_and_key(
+    words_scenario: Callable[..., Path], old: str, new: str, message: str
+) -> None:
+    path = _edit(words_scenario(), old, new)
+    with pytest.raises(ScenarioError, match=message) as info:
+        load_scenario(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_table_and_file(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path, '[scenario]\nname = "x"\n')
+    with pytest.raises(ScenarioError, match=r"\[\[models\]\] is missing"):
+        load_scenario(path)
+    with pytest.raises(ScenarioError, match="does not exist"):
+        load_scenario(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error", "message"),
+    [
+        ('kinds = ["SUMM", "QA"]', 'kinds = ["SUM"]', ScenarioError, r"unknown task 'SUM'.*SUMM"),
+        ('name = "words-a"', 'name = "gpt-9"', ScenarioError, r"unknown model.*words-a"),
+        ('name = "words-a"', 'name = "words-a"\nengine = "mlc"', ScenarioError, r"does not match"),
+        ('name = "words-a"', 'name = "words-a"\nquant = "q8_0"', ScenarioError, r"quant 'q8_0'"),
+        ('name = "words-a"', 'name = "x"\npath = "x.gguf"\nengine = "nope"', ScenarioError, r"unknown engine 'nope'"),
+        ('name = "words-a"', 'name = "words-a"\noptions = {n_ctxx = 1}', ScenarioError, r"unknown option 'n_ctxx'.*n_ctx"),
+        ('name = "words-a"', 'name = "words-a"\noptions = {n_ctx = "big"}', ScenarioError, r"option 'n_ctx' must be int"),
+        ('documents = "corpus.jsonl"', 'documents = "missing.jsonl"', CorpusError, r"missing.jsonl does not exist"),
+        ('documents = "corpus.jsonl"', 'documents = "nothing"', ScenarioError, r"neither a registered corpus"),
+        ("[[models]]", '[device]\nname = "pixel"\n\n[[models]]', ScenarioError, r"no device called 'pixel'"),
+        ("[[models]]", '[device]\nname = "host"\noptions = {x = 1}\n\n[[models]]', ScenarioError, r"host device takes no options"),
+    ],
+)
+def test_names_checked_against_plugins(
+    words_scenario: Callable[..., Path],
+    words_registry: Registry,
+    old: str,
+    new: str,
+    error: type[Exception],
+    message: str,
+) -> None:
+    path = _edit(words_scenario(), old, new)
+    with pytest.raises(error, match=message):
+        prepare(load_scenario(path), words_registry)
+
+
+def test_model_path_must_exist_and_be_gguf(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    path = _edit(
+        words_scenario(), 'name = "words-a"', 'name = "mine"\npath = "m.gguf"\nengine = "llama.cpp"'
+    )
+    with pytest.raises(ModelError, match=r"m.gguf does not exist"):
+        prepare(load_scenario(path), words_registry)
+    (tmp_path / "m.gguf").write_bytes(b"PK\x03\x04 not a gguf")
+    with pytest.raises(ModelError, match="not a GGUF file"):
+        prepare(load_scenario(path), words_registry)
+
+
+def test_device_profile_by_name_and_path(
+    words_scenario: Callable[..., Path], words_registry: Registry
+) -> None:
+    path = words_scenario()
+    plan = prepare(load_scenario(path), words_registry, device=str(ROOT / "devices" / "host.toml"))
+    assert plan.device_type.kind == "host"
+    with pytest.raises(ScenarioError, match="device kind 'android'"):
+        prepare(load_scenario(path), words_registry, device=str(ROOT / "devices" / "s24.toml"))
+
+
+def test_fingerprint_changes_with_what_is_measured(words_scenario: Callable[..., Path]) -> None:
+    path = words_scenario()
+    a = load_scenario(path).fingerprint()
+    assert load_scenario(path).fingerprint() == a
+    _edit(path, "repetitions = 2", "repetitions = 3")
+    assert load_scenario(path).fingerprint() != a

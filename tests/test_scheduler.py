@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import WordEngine
+
+from devicelab.errors import ModelError
+from devicelab.plugin_manager import Registry
+from devicelab.results import TELEMETRY, TRIALS, RunDir, read_jsonl
+from devicelab.scenario import load_scenario
+from devicelab.scheduler import execute, prepare
+
+CONTRACT_FIELDS = {
+    "run_id", "trial_id", "status", "error", "device", "device_info", "engine", "model",
+    "quant", "task", "doc_id", "context_tokens", "sections", "repetition", "warmup",
+    "input_tokens", "output_tokens", "load_s", "ttft_s", "itps", "otps", "runtime_s",
+    "peak_mem_mb", "max_temp_c", "output_text", "started_at", "finished_at", "engine_timings",
+}  # fmt: skip
+
+
+def _run(
+    scenario: Path, registry: Registry, out: Path, resume: bool = False
+) -> list[dict[str, object]]:
+    plan = prepare(load_scenario(scenario), registry)
+    run = RunDir.open(out, plan.scenario, resume=resume)
+    try:
+        execute(plan, run)
+    finally:
+        run.close()
+    return list(read_jsonl(out / TRIALS))
+
+
+def test_matrix_expands_task_doc_item_length_and_repetitions(
+    words_scenario: Callable[..., Path], words_registry: Registry
+) -> None:
+    plan = prepare(load_scenario(words_scenario(reps=2, warmup=1)), words_registry)
+    trials = list(plan.trials())
+    # SUMM: 2 docs x 1 item; QA: 2 docs x 1 question (qa_questions = 1); x 2 lengths x 3 runs
+    assert len(trials) == (2 + 2) * 2 * 3
+    assert len({t.trial_id for t in trials}) == len(trials)
+    assert sum(t.warmup for t in trials) == (2 + 2) * 2
+    first = trials[:3]
+    assert [(t.task, t.doc_id, t.context_tokens, t.warmup, t.repetition) for t in first] == [
+        ("SUMM", "doc0", 10, True, 0),
+        ("SUMM", "doc0", 10, False, 0),
+        ("SUMM", "doc0", 10, False, 1),
+    ]
+    assert {t.sections for t in trials} == {1, 2}
+
+
+def test_run_records_every_trial_with_contract_fields(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    WordEngine.loads = 0
+    records = _run(words_scenario(), words_registry, tmp_path / "run")
+    assert len(records) == 24
+    assert WordEngine.loads == 1  # loaded once per device, not once per trial
+    for rec in records:
+        assert CONTRACT_FIELDS <= set(rec)
+        assert rec["status"] == "ok", rec["error"]
+        assert rec["ttft_s"] > 0 and rec["runtime_s"] >= rec["ttft_s"]
+        assert rec["output_tokens"] == 8
+        assert rec["device_info"]["kind"] == "host"
+    assert records[0]["load_s"] >= 0
+    assert (tmp_path / "run" / "scenario.toml").is_file()
+
+
+def test_context_holds_exactly_the_first_sections(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    records = _run(words_scenario(), words_registry, tmp_path / "run")
+    by_len = {r["context_tokens"]: r for r in records if r["task"] == "SUMM"}
+    # WordEngine counts one token per word; the prompt adds a fixed number of words.
+    assert by_len[20]["input_tokens"] - by_len[10]["input_tokens"] == 10
+
+
+def test_telemetry_samples_are_tagged_with_trial_and_phase(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    _run(words_scenario(model="slow", reps=1, warmup=0), words_registry, tmp_path / "run")
+    samples = list(read_jsonl(tmp_path / "run" / TELEMETRY))
+    trials = {r["trial_id"] for r in read_jsonl(tmp_path / "run" / TRIALS)}
+    assert samples
+    assert {s["phase"] for s in samples} >= {"load", "decode"}
+    trial_samples = [s for s in samples if s["trial_id"] in trials]
+    assert {s["trial_id"] for s in trial_samples} == trials
+    for s in trial_samples:
+        assert s["t"] >= 0
+        assert s["mem_mb"] > 0
+    assert any(s.get("tok_s") for s in trial_samples if s["phase"] == "decode")
+
+
+def test_failed_trial_is_recorded_and_the_run_goes_on(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    records = _run(words_scenario(model="fail-trial"), words_registry, tmp_path / "run")
+    assert len(records) == 24
+    failed = [r for r in records if r["status"] == "failed"]
+    assert len(failed) == 12
+    assert all("engine crashed" in r["error"] for r in failed)
+    assert all(r["ttft_s"] is None for r in failed)
+
+
+def test_model_that_fails_to_load_fails_its_trials_not_the_run(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    records = _run(words_scenario(model="fail-load"), words_registry, tmp_path / "run")
+    assert len(records) == 24
+    assert all(r["status"] == "failed" for r in records)
+    assert "weights are corrupt" in records[0]["error"]
+
+
+def test_timeout_fails_the_trial(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    records = _run(
+        words_scenario(model="slow", reps=1, warmup=0, timeout=0.1), words_registry, tmp_path / "r"
+    )
+    assert records and all(r["status"] == "failed" for r in records)
+    assert all("timeout" in r["error"] for r in records)
+
+
+def test_resume_runs_only_missing_trials(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    WordEngine.interrupted = False
+    scenario = words_scenario(model="interrupt", reps=1, warmup=0)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        _run(scenario, words_registry, out)
+    kept = list(read_jsonl(out / TRIALS))
+    assert len(kept) == 2  # the two trials finished before Ctrl-C
+    records = _run(scenario, words_registry, out, resume=True)
+    ids = [r["trial_id"] for r in records]
+    assert len(ids) == 8 and len(set(ids)) == 8
+    assert records[:2] == kept
+
+
+def test_prompt_beyond_context_window_is_bad_input(
+    tmp_path: Path, words_registry: Registry, words_scenario: Callable[..., Path]
+) -> None:
+    path = words_scenario()
+    text = path.read_text().replace('name = "words-a"', 'name = "words-a"\noptions = {n_ctx = 30}')
+    path.write_text(text)
+    with pytest.raises(ModelError, match="n_ctx"):
+        _run(path, words_registry, tmp_path / "run")
+    assert not list(read_jsonl(tmp_path / "run" / TRIALS))
+
+
+def test_resolved_scenario_is_written(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    _run(words_scenario(), words_registry, tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["scenario_name"] == "t"
+    text = (tmp_path / "run" / "scenario.toml").read_text()
+    assert "qa_questions = 1" in text  # defaults filled in
