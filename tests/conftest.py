@@ -20,8 +20,8 @@ from devicelab import (
     Message,
     ModelSpec,
     TokenStream,
+    plugin_manager,
 )
-from devicelab import plugin_manager
 
 BUILTINS = "host,llamacpp,docassist"
 
@@ -86,7 +86,7 @@ class WordEngine(Engine):
         words = request.messages[-1].content.split()[: request.max_tokens]
         for _ in words:
             if self.model.name == "slow":
-                time.sleep(0.05)
+                time.sleep(0.02)
             elif self.options.delay_s:
                 time.sleep(self.options.delay_s)
             stream.token()

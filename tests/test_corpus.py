@@ -34,7 +34,10 @@ def test_loads_documents_with_optional_fields(tmp_path: Path) -> None:
         (json.dumps({"id": "x", "text": ""}), r"c.jsonl:2: field 'text'"),
         (json.dumps({"id": "x", "text": "t", "qa": [{"question": "q"}]}), r"c.jsonl:2: qa\[0\]"),
         (json.dumps({"id": "x", "text": "t", "questions": "q?"}), r"c.jsonl:2: field 'questions'"),
-        (json.dumps({"id": "a", "text": "t"}), r"c.jsonl:2: document id 'a' was already used on line 1"),
+        (
+            json.dumps({"id": "a", "text": "t"}),
+            r"c.jsonl:2: document id 'a' was already used on line 1",
+        ),
         ("[1, 2]", r"c.jsonl:2: expected a JSON object"),
     ],
 )

@@ -56,7 +56,9 @@ def test_builtins_load_through_entry_points() -> None:
     assert plugin_manager.get_registry() is reg  # loaded once
 
 
-def test_third_party_plugin_through_the_same_door(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_third_party_plugin_through_the_same_door(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     install_plugin(site, "kw", TASK_PLUGIN.format(kind="KW"))
     monkeypatch.setenv("DEVICELAB_PLUGINS", "host,docassist,kw")
     reg = plugin_manager.get_registry()
@@ -77,7 +79,9 @@ def test_allow_and_block_lists(site: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert plugin_manager.get_registry().plugins == []
 
 
-def test_duplicate_component_names_are_an_error(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_duplicate_component_names_are_an_error(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     install_plugin(site, "dup", TASK_PLUGIN.format(kind="SUMM"))
     monkeypatch.setenv("DEVICELAB_PLUGINS", "docassist,dup")
     with pytest.raises(PluginError, match=r"task 'SUMM' is registered twice.*'docassist'.*'dup'"):
@@ -85,15 +89,21 @@ def test_duplicate_component_names_are_an_error(site: Path, monkeypatch: pytest.
 
 
 def test_misspelled_hook_is_caught_at_start(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    source = TASK_PLUGIN.format(kind="KW").replace("devicelab_register_tasks", "devicelab_register_task")
+    source = TASK_PLUGIN.format(kind="KW").replace(
+        "devicelab_register_tasks", "devicelab_register_task"
+    )
     install_plugin(site, "typo", source)
     monkeypatch.setenv("DEVICELAB_PLUGINS", "typo")
-    with pytest.raises(PluginError, match=r"plugin 'typo'.*devicelab_register_task.*devicelab_register_tasks"):
+    with pytest.raises(
+        PluginError, match=r"plugin 'typo'.*devicelab_register_task.*devicelab_register_tasks"
+    ):
         plugin_manager.get_registry()
 
 
 def test_wrong_hook_argument_is_caught(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    source = TASK_PLUGIN.format(kind="KW").replace("(register)", "(add)").replace("register(K", "add(K")
+    source = (
+        TASK_PLUGIN.format(kind="KW").replace("(register)", "(add)").replace("register(K", "add(K")
+    )
     install_plugin(site, "badarg", source)
     monkeypatch.setenv("DEVICELAB_PLUGINS", "badarg")
     with pytest.raises(PluginError, match=r"plugin 'badarg'.*add"):
@@ -120,5 +130,7 @@ def test_plugin_that_fails_while_registering(site: Path, monkeypatch: pytest.Mon
     source = TASK_PLUGIN.format(kind="KW").replace("register(Keywords())", "1 / 0")
     install_plugin(site, "boom", source)
     monkeypatch.setenv("DEVICELAB_PLUGINS", "boom")
-    with pytest.raises(PluginError, match=r"'boom' failed in devicelab_register_tasks.*ZeroDivision"):
+    with pytest.raises(
+        PluginError, match=r"'boom' failed in devicelab_register_tasks.*ZeroDivision"
+    ):
         plugin_manager.get_registry()

@@ -26,7 +26,9 @@ def test_append_is_durable_and_resume_reads_back(
     again.close()
 
 
-def test_torn_last_line_is_cut_on_resume(words_scenario: Callable[..., Path], tmp_path: Path) -> None:
+def test_torn_last_line_is_cut_on_resume(
+    words_scenario: Callable[..., Path], tmp_path: Path
+) -> None:
     sc = load_scenario(words_scenario())
     out = tmp_path / "run"
     RunDir.open(out, sc, resume=False).close()
@@ -50,7 +52,9 @@ def test_existing_run_needs_resume_and_a_different_run_is_refused(
         RunDir.open(out, load_scenario(path), resume=True)
 
 
-def test_non_run_directory_is_left_alone(words_scenario: Callable[..., Path], tmp_path: Path) -> None:
+def test_non_run_directory_is_left_alone(
+    words_scenario: Callable[..., Path], tmp_path: Path
+) -> None:
     out = tmp_path / "photos"
     out.mkdir()
     (out / "cat.jpg").write_bytes(b"...")

@@ -59,7 +59,7 @@ def test_run_records_every_trial_with_contract_fields(
     assert len(records) == 24
     assert WordEngine.loads == 1  # loaded once per device, not once per trial
     for rec in records:
-        assert CONTRACT_FIELDS <= set(rec)
+        assert set(rec) >= CONTRACT_FIELDS
         assert rec["status"] == "ok", rec["error"]
         assert rec["ttft_s"] > 0 and rec["runtime_s"] >= rec["ttft_s"]
         assert rec["output_tokens"] == 8

