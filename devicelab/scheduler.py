@@ -88,36 +88,37 @@ class Plan:
     )
 
     def trials(self) -> Iterator[Trial]:
-        """The trial matrix in run order: model, task, document, item, length, repetition."""
+        """The trial matrix in run order: model, task, document, item, length, repetition.
+
+        Each model's ``warmup`` warm-up trials come first, right after it loads, on the first
+        task, document and length: they take the first-run costs (page faults of the mapped
+        weights, cold caches, clock ramp-up) out of the measured trials.
+        """
         sc = self.scenario
         for model in self.models:
-            for kind in sc.task_kinds:
-                for doc in self.documents:
-                    for prompt in _items(self.tasks[kind], doc, sc.qa_questions):
-                        for length in sc.lengths:
-                            reps = [(r, True) for r in range(sc.warmup)]
-                            reps += [(r, False) for r in range(sc.repetitions)]
-                            for rep, warm in reps:
-                                yield Trial(
-                                    trial_id=_trial_id(
-                                        self.device_name,
-                                        model.spec,
-                                        kind,
-                                        doc.id,
-                                        prompt.item,
-                                        length,
-                                        rep,
-                                        warm,
-                                    ),
-                                    model=model,
-                                    task=kind,
-                                    doc_id=doc.id,
-                                    item=prompt.item,
-                                    context_tokens=length,
-                                    sections=length // sc.section_size,
-                                    repetition=rep,
-                                    warmup=warm,
-                                )
+            cells = [
+                (kind, doc, prompt.item, length)
+                for kind in sc.task_kinds
+                for doc in self.documents
+                for prompt in _items(self.tasks[kind], doc, sc.qa_questions)
+                for length in sc.lengths
+            ]
+            runs = [(cells[0], rep, True) for rep in range(sc.warmup)]
+            runs += [(cell, rep, False) for cell in cells for rep in range(sc.repetitions)]
+            for (kind, doc, item, length), rep, warm in runs:
+                yield Trial(
+                    trial_id=_trial_id(
+                        self.device_name, model.spec, kind, doc.id, item, length, rep, warm
+                    ),
+                    model=model,
+                    task=kind,
+                    doc_id=doc.id,
+                    item=item,
+                    context_tokens=length,
+                    sections=length // sc.section_size,
+                    repetition=rep,
+                    warmup=warm,
+                )
 
 
 def _items(task: Task, doc: Document, qa_questions: int) -> list[TaskPrompt]:

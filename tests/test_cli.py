@@ -26,7 +26,7 @@ def test_run_ok_prints_summary_and_exits_0(
     assert run_cli(["run", str(words_scenario()), "--out", str(out)]) == 0
     captured = capsys.readouterr()
     assert "ITPS" in captured.out and "SUMM" in captured.out
-    assert len(list(read_jsonl(out / TRIALS))) == 24
+    assert len(list(read_jsonl(out / TRIALS))) == 17
     summary = json.loads((out / "summary.json").read_text())
     assert {r["n"] for r in summary} == {4}  # 2 documents x 2 repetitions per task and L
 
@@ -37,8 +37,8 @@ def test_some_trials_failed_exits_1_and_keeps_results(
 ) -> None:
     out = tmp_path / "run"
     assert run_cli(["run", str(words_scenario(model="fail-trial")), "--out", str(out)]) == 1
-    assert "12 of 24 trials failed" in capsys.readouterr().err
-    assert len(list(read_jsonl(out / TRIALS))) == 24
+    assert "8 of 17 trials failed" in capsys.readouterr().err
+    assert len(list(read_jsonl(out / TRIALS))) == 17
 
 
 @pytest.mark.usefixtures("words_installed")
@@ -64,8 +64,8 @@ def test_existing_run_needs_resume_then_resume_skips_done(
     assert run_cli(["run", path, "--out", str(out)]) == 2
     assert "--resume" in capsys.readouterr().err
     assert run_cli(["run", path, "--out", str(out), "--resume"]) == 0
-    assert "24 trials were already recorded" in capsys.readouterr().err
-    assert len(list(read_jsonl(out / TRIALS))) == 24
+    assert "17 trials were already recorded" in capsys.readouterr().err
+    assert len(list(read_jsonl(out / TRIALS))) == 17
 
 
 def test_missing_scenario_and_unknown_option(capsys: pytest.CaptureFixture[str]) -> None:

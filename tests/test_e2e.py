@@ -45,7 +45,7 @@ def test_real_run_writes_the_contract(tmp_path: Path) -> None:
     except SystemExit as exc:
         assert exc.code in (0, None)
     records = list(read_jsonl(out / TRIALS))
-    assert len(records) == 2 * 2 * 2  # 2 tasks x 2 lengths x (1 warm-up + 1 repetition)
+    assert len(records) == 2 * 2 + 1  # 2 tasks x 2 lengths x 1 repetition, 1 warm-up
     assert all(r["status"] == "ok" for r in records), [r["error"] for r in records]
     measured = [r for r in records if not r["warmup"]]
     for r in measured:

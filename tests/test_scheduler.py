@@ -38,17 +38,36 @@ def test_matrix_expands_task_doc_item_length_and_repetitions(
 ) -> None:
     plan = prepare(load_scenario(words_scenario(reps=2, warmup=1)), words_registry)
     trials = list(plan.trials())
-    # SUMM: 2 docs x 1 item; QA: 2 docs x 1 question (qa_questions = 1); x 2 lengths x 3 runs
-    assert len(trials) == (2 + 2) * 2 * 3
+    # SUMM: 2 docs x 1 item; QA: 2 docs x 1 question (qa_questions = 1); x 2 lengths x 2 reps,
+    # plus one warm-up after the model loads.
+    assert len(trials) == (2 + 2) * 2 * 2 + 1
     assert len({t.trial_id for t in trials}) == len(trials)
-    assert sum(t.warmup for t in trials) == (2 + 2) * 2
-    first = trials[:3]
-    assert [(t.task, t.doc_id, t.context_tokens, t.warmup, t.repetition) for t in first] == [
+    assert [t.warmup for t in trials[:2]] == [True, False]
+    assert sum(t.warmup for t in trials) == 1
+    assert [(t.task, t.doc_id, t.context_tokens, t.warmup, t.repetition) for t in trials[:4]] == [
         ("SUMM", "doc0", 10, True, 0),
         ("SUMM", "doc0", 10, False, 0),
         ("SUMM", "doc0", 10, False, 1),
+        ("SUMM", "doc0", 20, False, 0),
     ]
     assert {t.sections for t in trials} == {1, 2}
+    assert trials[-1].task == "QA" and trials[-1].trial_id.endswith("/doc1/qa0/L20/r1")
+
+
+def test_warmups_come_after_each_model_load(
+    words_scenario: Callable[..., Path], words_registry: Registry
+) -> None:
+    path = words_scenario(warmup=2)
+    path.write_text(
+        path.read_text().replace(
+            '[[models]]\nname = "words-a"',
+            '[[models]]\nname = "words-a"\n\n[[models]]\nname = "words-b"',
+        )
+    )
+    trials = list(prepare(load_scenario(path), words_registry).trials())
+    per_model = len(trials) // 2
+    assert [t.warmup for t in trials[per_model : per_model + 3]] == [True, True, False]
+    assert trials[per_model].model.spec.name == "words-b"
 
 
 def test_run_records_every_trial_with_contract_fields(
@@ -56,7 +75,7 @@ def test_run_records_every_trial_with_contract_fields(
 ) -> None:
     WordEngine.loads = 0
     records = _run(words_scenario(), words_registry, tmp_path / "run")
-    assert len(records) == 24
+    assert len(records) == 17
     assert WordEngine.loads == 1  # loaded once per device, not once per trial
     for rec in records:
         assert set(rec) >= CONTRACT_FIELDS
@@ -97,9 +116,9 @@ def test_failed_trial_is_recorded_and_the_run_goes_on(
     words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
 ) -> None:
     records = _run(words_scenario(model="fail-trial"), words_registry, tmp_path / "run")
-    assert len(records) == 24
+    assert len(records) == 17
     failed = [r for r in records if r["status"] == "failed"]
-    assert len(failed) == 12
+    assert len(failed) == 8
     assert all("engine crashed" in r["error"] for r in failed)
     assert all(r["ttft_s"] is None for r in failed)
 
@@ -108,7 +127,7 @@ def test_model_that_fails_to_load_fails_its_trials_not_the_run(
     words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
 ) -> None:
     records = _run(words_scenario(model="fail-load"), words_registry, tmp_path / "run")
-    assert len(records) == 24
+    assert len(records) == 17
     assert all(r["status"] == "failed" for r in records)
     assert "weights are corrupt" in records[0]["error"]
 
