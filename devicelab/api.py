@@ -131,6 +131,7 @@ class TokenStream:
         self.deadline = deadline
         self.t_sent: float | None = None
         self.token_times: list[float] = []
+        self.text = ""
         self.phase: Phase = "idle"
 
     def sent(self, t: float | None = None) -> None:
@@ -138,12 +139,16 @@ class TokenStream:
         self.t_sent = time.perf_counter() if t is None else t
         self.phase = "prefill"
 
-    def token(self, n: int = 1, t: float | None = None) -> None:
-        """``n`` output tokens arrived at ``t`` (now, by default)."""
+    def token(self, n: int = 1, t: float | None = None, text: str = "") -> None:
+        """``n`` output tokens arrived at ``t`` (now, by default), decoding to ``text``.
+
+        Subclasses may override this to watch tokens as they come (call ``super()``).
+        """
         now = time.perf_counter() if t is None else t
         if self.t_sent is None:
             self.sent(now)
         self.token_times.extend([now] * n)
+        self.text += text
         self.phase = "decode"
         self.check_deadline()
 

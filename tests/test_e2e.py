@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +63,28 @@ def test_real_run_writes_the_contract(tmp_path: Path) -> None:
     assert abs(by_len[("SUMM", 40)] - by_len[("SUMM", 20)] - 20) <= 2
     phases = {s["phase"] for s in read_jsonl(out / TELEMETRY)}
     assert {"load", "prefill"} <= phases
+
+
+@pytest.mark.e2e
+def test_ctrl_c_keeps_finished_trials_and_resume_completes(tmp_path: Path) -> None:
+    body = TINY.replace("repetitions = 1", "repetitions = 3").replace('"SUMM", "QA"', '"SUMM"')
+    scenario = write_scenario(tmp_path, body)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "devicelab", "run", str(scenario), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(read_jsonl(out / TRIALS))) < 2:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no trial finished in time"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err
+    kept = list(read_jsonl(out / TRIALS))
+    assert 2 <= len(kept) < 7
+    done = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    records = list(read_jsonl(out / TRIALS))
+    assert records[: len(kept)] == kept
+    assert len(records) == 7 and len({r["trial_id"] for r in records}) == 7

@@ -10,6 +10,7 @@ counters are kept as ``engine_timings`` beside the client-side measurements.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import importlib.util
 import os
@@ -195,6 +196,8 @@ class LlamaCppEngine(Engine):
         greedy = request.temperature == 0
         out: list[int] = []
         finish = "length"
+        # Token bytes can end inside a UTF-8 character: decode incrementally.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stream.sent()
         tokens = llm.generate(
             prompt,
@@ -210,8 +213,9 @@ class LlamaCppEngine(Engine):
                 if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                     finish = "stop"
                     break
+                piece = decoder.decode(bytes(llm.detokenize([token])))
                 out.append(token)
-                stream.token()
+                stream.token(text=piece)
                 if len(out) >= request.max_tokens:
                     break
         finally:

@@ -46,6 +46,7 @@ def test_generate_streams_each_token_and_reports_engine_timings(engine: LlamaCpp
     assert result.finish_reason == "length"
     assert result.input_tokens == engine.prompt_tokens(messages)
     assert result.text.strip()
+    assert stream.text == result.text  # the stream carries the text as it is decoded
     t = result.engine_timings
     # llama.cpp's own counters, reset per trial: the whole prompt is a cold prefill.
     assert t["prefill_tokens"] == result.input_tokens

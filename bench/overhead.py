@@ -1,0 +1,188 @@
+"""What does devicelab cost? The same prompts through a bare llama-cpp-python loop and through
+devicelab (telemetry on and off), interleaved in one process, reported as ratios.
+
+    python bench/overhead.py [--rounds 3] [--tokens 64] [--lengths 200,600,1000]
+
+Prints median ITPS and OTPS per condition, the ratios devicelab/bare (target >= 0.97) and the
+cost of 10 Hz telemetry (1 - on/off, target <= 1%), plus the sampler's own time per tick.
+Machines are noisy: compare ratios from one run, never absolute speeds across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+from devicelab_host import HostCollector
+from devicelab_llamacpp import LlamaCppEngine, _cpu_has_amx, _model_params
+
+from devicelab import plugin_manager
+from devicelab.metrics import speed
+from devicelab.results import TRIALS, RunDir, read_jsonl
+from devicelab.scenario import load_scenario
+from devicelab.scheduler import Plan, execute, prepare
+from devicelab.telemetry import Sampler
+
+SCENARIO = """\
+[scenario]
+name = "overhead"
+repetitions = 1
+warmup = 0
+
+[[models]]
+name = "smollm2-135m-instruct"
+
+[tasks]
+kinds = ["SUMM"]
+documents = "docassist-mini"
+max_documents = 1
+max_output_tokens = {tokens}
+
+[context]
+sections = {sections}
+lengths = [{lengths}]
+
+[telemetry]
+enabled = {telemetry}
+interval_s = 0.1
+"""
+
+
+def make_plan(tmp: Path, tokens: int, lengths: list[int], telemetry: bool) -> Plan:
+    size = max(lengths)
+    sections = size // min(lengths) if all(x % min(lengths) == 0 for x in lengths) else 1
+    body = SCENARIO.format(
+        tokens=tokens,
+        sections=sections,
+        lengths=", ".join(map(str, lengths)),
+        telemetry=str(telemetry).lower(),
+    )
+    path = tmp / f"overhead-{telemetry}.toml"
+    path.write_text(textwrap.dedent(body))
+    return prepare(load_scenario(path), plugin_manager.get_registry())
+
+
+def prompts_of(plan: Plan) -> list[list[int]]:
+    """The exact prompt tokens devicelab sends, built by its own engine."""
+    from devicelab.scheduler import _contexts
+
+    model = plan.models[0]
+    engine = model.engine_cls(None, model.spec, model.options)  # type: ignore[arg-type]
+    engine.load()
+    assert isinstance(engine, LlamaCppEngine)
+    prompts = _contexts(plan, engine)
+    out = [engine._prompt(p.messages) for _, p in sorted(prompts.items(), key=lambda kv: kv[0][3])]
+    engine.close()
+    return out
+
+
+def bare_loop(model_path: str, prompts: list[list[int]], tokens: int) -> list[dict[str, float]]:
+    """The reference: llama-cpp-python alone, the same settings and greedy decoding."""
+    with _model_params(use_extra_bufts=not _cpu_has_amx()):
+        llm = llama_cpp.Llama(
+            model_path=model_path,
+            n_ctx=2048,
+            n_batch=512,
+            n_threads=os.cpu_count() or 1,  # as the engine: llama-cpp-python's default is half
+            n_threads_batch=os.cpu_count() or 1,
+            verbose=False,
+        )
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    results = []
+    for prompt in prompts:
+        llm.reset()
+        times: list[float] = []
+        t_sent = time.perf_counter()
+        gen = llm.generate(prompt, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0)
+        for tok in gen:
+            if llama_cpp.llama_vocab_is_eog(vocab, tok):
+                break
+            times.append(time.perf_counter())
+            if len(times) >= tokens:
+                break
+        gen.close()
+        s = speed(t_sent, times, len(prompt), len(times))
+        results.append({"itps": s.itps or 0.0, "otps": s.otps or 0.0})
+    llm.close()
+    return results
+
+
+def devicelab_loop(plan: Plan, tmp: Path, tag: str) -> list[dict[str, float]]:
+    out = tmp / f"run-{tag}-{time.monotonic_ns()}"
+    run = RunDir.open(out, plan.scenario, resume=False)
+    try:
+        execute(plan, run)
+    finally:
+        run.close()
+    return [{"itps": r["itps"], "otps": r["otps"]} for r in read_jsonl(out / TRIALS)]
+
+
+def sampler_tick_ms(n: int = 200) -> float:
+    """The sampler's own cost: milliseconds of work per tick with the host's collectors."""
+    sampler = Sampler([HostCollector()], interval_s=0.1)
+    for c in sampler.collectors:
+        c.start()
+    sampler.begin("bench")
+    t0 = time.perf_counter()
+    for _ in range(n):
+        sampler._take()
+    per_tick = (time.perf_counter() - t0) / n * 1000
+    sampler.end()
+    return per_tick
+
+
+def med(rows: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--lengths", default="200,600,1000")
+    args = ap.parse_args()
+    lengths = [int(x) for x in args.lengths.split(",")]
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        plan_on = make_plan(tmp, args.tokens, lengths, telemetry=True)
+        plan_off = make_plan(tmp, args.tokens, lengths, telemetry=False)
+        prompts = prompts_of(plan_on)
+        model_path = str(plan_on.models[0].spec.path)
+        results: dict[str, list[dict[str, float]]] = {"bare": [], "on": [], "off": []}
+        runners: list[tuple[str, Any]] = [
+            ("bare", lambda: bare_loop(model_path, prompts, args.tokens)),
+            ("on", lambda: devicelab_loop(plan_on, tmp, "on")),
+            ("off", lambda: devicelab_loop(plan_off, tmp, "off")),
+        ]
+        for r in range(args.rounds):
+            # Rotate the order each round so slow drift does not favour one condition.
+            order = runners[r % 3 :] + runners[: r % 3]
+            for name, fn in order:
+                results[name].extend(fn())
+            print(f"round {r + 1}/{args.rounds} done", flush=True)
+
+    tick = sampler_tick_ms()
+    print(f"\n{len(prompts)} prompts (L = {args.lengths}), {args.tokens} output tokens, "
+          f"{args.rounds} rounds, medians:")  # fmt: skip
+    print(f"{'condition':<22}{'ITPS tok/s':>12}{'OTPS tok/s':>12}")
+    for name, label in (("bare", "bare llama-cpp-python"), ("on", "devicelab, 10 Hz"),
+                        ("off", "devicelab, no telemetry")):  # fmt: skip
+        rows = results[name]
+        print(f"{label:<22}{med(rows, 'itps'):>12.1f}{med(rows, 'otps'):>12.1f}")
+    for key in ("itps", "otps"):
+        bare, on, off = (med(results[n], key) for n in ("bare", "on", "off"))
+        print(f"{key.upper()}: devicelab/bare = {on / bare:.3f} (telemetry on), "
+              f"{off / bare:.3f} (off); telemetry cost = {100 * (1 - on / off):+.1f}%")  # fmt: skip
+    print(f"sampler: {tick:.3f} ms per tick = {tick * 10 / 1000:.2%} of one core at 10 Hz")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m devicelab`` runs the command line."""
+
+from devicelab.cli import main
+
+main()
