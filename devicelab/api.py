@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from .errors import TrialTimeout
+from .errors import DeviceLostError, TrialTimeout
 
 Phase = Literal["load", "prefill", "decode", "idle", "cooldown"]
 Value = float | int | str | bool | None
@@ -51,6 +51,14 @@ class Device(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook for subclasses
         """Release the device. Called once at the end of a run, also after errors."""
+
+    def reconnect(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) for a lost device to come back.
+
+        The scheduler calls this after a trial raised :class:`DeviceLostError`, then retries
+        the trial. Raise :class:`DeviceLostError` if the device does not come back.
+        """
+        raise DeviceLostError(f"device {self.name} was lost and cannot reconnect")
 
     @abstractmethod
     def info(self) -> dict[str, Any]:
@@ -301,7 +309,10 @@ class Collector(ABC):
 
     Values use these keys where they apply, so the core can derive trial fields:
     ``mem_mb`` (memory of the engine's process: RSS, or PSS for an app) -> ``peak_mem_mb``;
-    ``temp_c`` (hottest sensor) -> ``max_temp_c``. Any other keys are kept as they are.
+    ``temp_c`` (hottest sensor) -> ``max_temp_c``; ``power_w`` (power drawn by the device)
+    -> ``energy_j``, with ``on_battery`` (false when an external supply such as USB powers
+    the device, which makes the battery's power reading meaningless) -> ``energy_reliable``.
+    Any other keys are kept as they are.
     A value that cannot be read is ``None``: never invent one.
     """
 

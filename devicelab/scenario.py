@@ -41,6 +41,8 @@ class Scenario:
     repetitions: int = 3
     warmup: int = 1
     timeout_s: float = 300.0
+    retries: int = 2
+    reconnect_timeout_s: float = 60.0
     seed: int = 0
     device: str = "host"
     device_options: dict[str, Any] = field(default_factory=dict)
@@ -85,6 +87,8 @@ class Scenario:
                 "repetitions": self.repetitions,
                 "warmup": self.warmup,
                 "timeout_s": self.timeout_s,
+                "retries": self.retries,
+                "reconnect_timeout_s": self.reconnect_timeout_s,
                 "seed": self.seed,
             },
             "device": {"name": self.device, "options": self.device_options},
@@ -210,6 +214,8 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
     repetitions = sc.number("repetitions", 3, minimum=1, integer=True)
     warmup = sc.number("warmup", 1, minimum=0, integer=True)
     timeout_s = float(sc.number("timeout_s", 300.0, minimum=0.001))
+    retries = sc.number("retries", 2, minimum=0, integer=True)
+    reconnect_timeout_s = float(sc.number("reconnect_timeout_s", 60.0, minimum=0))
     seed = sc.get("seed", int, 0)
     sc.done()
 
@@ -302,6 +308,8 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
         repetitions=repetitions,
         warmup=warmup,
         timeout_s=timeout_s,
+        retries=retries,
+        reconnect_timeout_s=reconnect_timeout_s,
         seed=seed,
         device=device,
         device_options=device_options,

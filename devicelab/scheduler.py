@@ -8,6 +8,7 @@ the moment it is finished.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
@@ -36,6 +37,7 @@ from .corpus import Sections, cut_sections, load_corpus
 from .errors import (
     CorpusError,
     DevicelabError,
+    DeviceLostError,
     ModelError,
     ScenarioError,
     TrialError,
@@ -382,7 +384,7 @@ def _run_model(
                 record["started_at"] = record["finished_at"] = now_iso()
             else:
                 prompt = contexts[(trial.task, trial.doc_id, trial.item, trial.context_tokens)]
-                record = {**base, **_run_trial(trial, engine, prompt, sc, sampler, run)}
+                record = {**base, **_run_trial(trial, engine, prompt, sc, sampler, run, device)}
             run.append_trial(record)
             outcome.records.append(record)
             outcome.failed += record["status"] != "ok"
@@ -453,15 +455,59 @@ def _empty_measures() -> dict[str, Any]:
         "runtime_s": None,
         "peak_mem_mb": None,
         "max_temp_c": None,
+        "energy_j": None,
+        "energy_reliable": None,
         "output_text": None,
         "engine_timings": {},
         "attempts": 1,
+        "lost_attempts": [],
     }
 
 
 def _run_trial(
-    trial: Trial, engine: Engine, prompt: TaskPrompt, sc: Scenario, sampler: Sampler, run: RunDir
+    trial: Trial,
+    engine: Engine,
+    prompt: TaskPrompt,
+    sc: Scenario,
+    sampler: Sampler,
+    run: RunDir,
+    device: Device,
 ) -> dict[str, Any]:
+    """Run one trial; when the device is lost, reconnect and retry (``[scenario] retries``).
+
+    Only the last attempt becomes the record, so a trial is written once however often it
+    was tried; ``attempts`` says how many it took and ``error`` keeps the earlier reasons.
+    """
+    lost: list[str] = []
+    for attempt in range(1, sc.retries + 2):
+        measures, lost_reason = _attempt(trial, engine, prompt, sc, sampler, run, attempt)
+        if lost_reason is None:
+            break
+        lost.append(f"attempt {attempt}: {lost_reason}")
+        if attempt > sc.retries:
+            break
+        try:
+            device.reconnect(sc.reconnect_timeout_s)
+        except DeviceLostError as exc:
+            lost.append(f"reconnect failed: {exc}")
+            break
+    measures["attempts"] = attempt
+    measures["lost_attempts"] = lost
+    if lost and measures["status"] == "failed":
+        final = [] if lost_reason is not None else [f"attempt {attempt}: {measures['error']}"]
+        measures["error"] = "; ".join(lost + final)
+    return measures
+
+
+def _attempt(
+    trial: Trial,
+    engine: Engine,
+    prompt: TaskPrompt,
+    sc: Scenario,
+    sampler: Sampler,
+    run: RunDir,
+    attempt: int,
+) -> tuple[dict[str, Any], str | None]:
     request = GenerationRequest(
         messages=prompt.messages,
         max_tokens=sc.max_output_tokens,
@@ -473,8 +519,11 @@ def _run_trial(
     sampler.begin(trial.trial_id, "idle", stream)
     result: GenerationResult | None = None
     error: str | None = None
+    lost: str | None = None
     try:
         result = engine.generate(request, stream)
+    except DeviceLostError as exc:
+        error = lost = str(exc)
     except TrialError as exc:
         error = str(exc)
     except DevicelabError:
@@ -485,14 +534,14 @@ def _run_trial(
         stream.done()
         samples = sampler.end()
     if sc.telemetry_enabled:
+        if attempt > 1:
+            for sample in samples:
+                sample["attempt"] = attempt
         run.append_samples(samples)
     measures = _empty_measures()
     measures["started_at"] = started_at
     measures["finished_at"] = now_iso()
-    mems = [s["mem_mb"] for s in samples if s.get("mem_mb") is not None]
-    temps = [s["temp_c"] for s in samples if s.get("temp_c") is not None]
-    measures["peak_mem_mb"] = round(max(mems), 1) if mems else None
-    measures["max_temp_c"] = max(temps) if temps else None
+    measures.update(_from_samples(samples))
     if result is not None and stream.t_sent is not None:
         speed = metrics.speed(
             stream.t_sent, stream.token_times, result.input_tokens, result.output_tokens
@@ -509,10 +558,29 @@ def _run_trial(
         )
         if result.output_tokens == 0:
             error = "the engine produced no output tokens"
-    if error is not None:
-        measures["status"] = "failed"
-        measures["error"] = error
-    return measures
+    measures["status"] = "ok" if error is None else "failed"
+    measures["error"] = error
+    return measures, lost
+
+
+def _from_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Trial fields derived from telemetry: peak memory, hottest sensor, energy."""
+    mems = [s["mem_mb"] for s in samples if s.get("mem_mb") is not None]
+    temps = [s["temp_c"] for s in samples if s.get("temp_c") is not None]
+    power = [(s["t"], s["power_w"]) for s in samples if s.get("power_w") is not None]
+    energy = None
+    if len(power) >= 2:
+        # Trapezoids between samples: the sampler's clock is not perfectly regular.
+        energy = sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in itertools.pairwise(power))
+    on_battery = [s["on_battery"] for s in samples if s.get("on_battery") is not None]
+    return {
+        "peak_mem_mb": round(max(mems), 1) if mems else None,
+        "max_temp_c": max(temps) if temps else None,
+        "energy_j": None if energy is None else round(energy, 3),
+        "energy_reliable": (all(on_battery) if on_battery else False)
+        if energy is not None
+        else None,
+    }
 
 
 def _describe(exc: BaseException) -> str:

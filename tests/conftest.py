@@ -41,11 +41,12 @@ class WordEngine(Engine):
     It is a real plugin (registered through the hooks), so the scheduler is tested through
     the same door as llama.cpp, without the model's seconds. Behaviour is steered by the
     model name: ``fail-load``, ``fail-trial`` (every 2nd generate raises), ``slow`` (sleeps
-    past any short timeout), ``interrupt`` (Ctrl-C on the 3rd generate, once per process).
+    past any short timeout), ``interrupt`` (Ctrl-C on the 3rd generate, once per process),
+    ``lost-once`` (every odd generate loses the device).
     """
 
     name = "words"
-    device_kinds = ("host",)
+    device_kinds = ("host", "flaky")
     loads = 0
     interrupted = False
 
@@ -82,6 +83,8 @@ class WordEngine(Engine):
             raise KeyboardInterrupt
         if self.model.name == "fail-trial" and self.calls % 2 == 0:
             raise RuntimeError("engine crashed")
+        if self.model.name == "lost-once" and self.calls % 2 == 1:
+            raise devicelab.DeviceLostError("transport closed")
         stream.sent()
         words = request.messages[-1].content.split()[: request.max_tokens]
         for _ in words:
@@ -98,14 +101,68 @@ class WordEngine(Engine):
         )
 
 
+class FlakyDevice(devicelab.Device):
+    """A device that loses its connection when told to and comes back on reconnect."""
+
+    kind = "flaky"
+    reconnects = 0
+    can_reconnect = True
+
+    def info(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+    def reconnect(self, timeout_s: float) -> None:
+        FlakyDevice.reconnects += 1
+        if not FlakyDevice.can_reconnect:
+            raise devicelab.DeviceLostError("no device after 0.0 s")
+
+
+class FlakyType(devicelab.DeviceType):
+    kind = "flaky"
+
+    def discover(self) -> list[devicelab.DeviceInfo]:
+        return []
+
+    def accepts(self, name: str) -> bool:
+        return name == "flaky"
+
+    def open(self, name: str, profile: Any) -> devicelab.Device:
+        return FlakyDevice(name, {})
+
+
+class PowerCollector(devicelab.Collector):
+    """Two watts, on USB power: energy is computed but marked unreliable."""
+
+    name = "power"
+
+    def sample(self) -> dict[str, devicelab.api.Value]:
+        return {"power_w": 2.0, "on_battery": False}
+
+
 class WordsPlugin:
+    @devicelab.hookimpl
+    def devicelab_register_devices(self, register: Callable[[devicelab.DeviceType], None]) -> None:
+        register(FlakyType())
+
+    @devicelab.hookimpl
+    def devicelab_register_collectors(self, register: Callable[..., None]) -> None:
+        register("power", lambda device: PowerCollector() if device.kind == "flaky" else None)
+
     @devicelab.hookimpl
     def devicelab_register_engines(self, register: Callable[[type[Engine]], None]) -> None:
         register(WordEngine)
 
     @devicelab.hookimpl
     def devicelab_register_models(self, register: Callable[[ModelSpec], None]) -> None:
-        for name in ("words-a", "words-b", "fail-load", "fail-trial", "slow", "interrupt"):
+        for name in (
+            "words-a",
+            "words-b",
+            "fail-load",
+            "fail-trial",
+            "slow",
+            "interrupt",
+            "lost-once",
+        ):
             register(ModelSpec(name, "words", "none"))
 
 

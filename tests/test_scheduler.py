@@ -5,7 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import WordEngine
+from conftest import FlakyDevice, WordEngine
 
 from devicelab.errors import ModelError
 from devicelab.plugin_manager import Registry
@@ -177,3 +177,58 @@ def test_resolved_scenario_is_written(
     assert meta["scenario_name"] == "t"
     text = (tmp_path / "run" / "scenario.toml").read_text()
     assert "qa_questions = 1" in text  # defaults filled in
+
+
+def test_lost_device_is_reconnected_and_the_trial_retried_once_recorded(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    FlakyDevice.reconnects, FlakyDevice.can_reconnect = 0, True
+    path = words_scenario(model="lost-once", reps=1, warmup=0, kinds='["SUMM"]')
+    path.write_text(
+        path.read_text().replace("[[models]]", '[device]\nname = "flaky"\n\n[[models]]')
+    )
+    records = _run(path, words_registry, tmp_path / "run")
+    assert len(records) == 4 and len({r["trial_id"] for r in records}) == 4
+    assert all(r["status"] == "ok" and r["attempts"] == 2 for r in records)
+    assert records[0]["lost_attempts"] == ["attempt 1: transport closed"]
+    assert FlakyDevice.reconnects == 4
+    samples = list(read_jsonl(tmp_path / "run" / TELEMETRY))
+    assert {s.get("attempt") for s in samples if s["trial_id"] == records[0]["trial_id"]} == {
+        None,
+        2,
+    }
+
+
+def test_device_that_does_not_come_back_fails_the_trial(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    FlakyDevice.can_reconnect = False
+    path = words_scenario(model="lost-once", reps=1, warmup=0, kinds='["SUMM"]')
+    path.write_text(
+        path.read_text().replace("[[models]]", '[device]\nname = "flaky"\n\n[[models]]')
+    )
+    records = _run(path, words_registry, tmp_path / "run")
+    FlakyDevice.can_reconnect = True
+    assert records[0]["status"] == "failed" and records[0]["attempts"] == 1
+    assert records[0]["error"] == (
+        "attempt 1: transport closed; reconnect failed: no device after 0.0 s"
+    )
+
+
+def test_energy_is_integrated_from_power_samples(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    path = words_scenario(model="slow", reps=1, warmup=0, kinds='["SUMM"]')
+    path.write_text(
+        path.read_text().replace("[[models]]", '[device]\nname = "flaky"\n\n[[models]]')
+    )
+    records = _run(path, words_registry, tmp_path / "run")
+    for r in records:
+        samples = [
+            s for s in read_jsonl(tmp_path / "run" / TELEMETRY) if s["trial_id"] == r["trial_id"]
+        ]
+        span = samples[-1]["t"] - samples[0]["t"]
+        assert r["energy_j"] == pytest.approx(2.0 * span, rel=0.01)
+        assert r["energy_reliable"] is False  # USB-powered: computed, flagged
+    host = _run(words_scenario(), words_registry, tmp_path / "host")
+    assert host[0]["energy_j"] is None and host[0]["energy_reliable"] is None
