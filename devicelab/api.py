@@ -218,12 +218,25 @@ class Engine(ABC):
     def prompt_tokens(self, messages: Sequence[Message]) -> int:
         """How many tokens ``messages`` take once the chat template is applied."""
 
+    def chat_prompt(self, messages: Sequence[Message]) -> str:
+        """``messages`` as one prompt text in the model's chat template, where it has one.
+
+        Engines that run the model elsewhere (a phone's command-line tool) send this text.
+        """
+        raise NotImplementedError(f"engine {self.name!r} cannot format a chat prompt")
+
     @abstractmethod
     def generate(self, request: GenerationRequest, stream: TokenStream) -> GenerationResult:
         """Generate, calling ``stream.sent()`` then ``stream.token()`` per output token."""
 
     def close(self) -> None:  # noqa: B027 - optional hook for subclasses
         """Free the model."""
+
+
+def is_gguf(path: Path) -> bool:
+    """Whether ``path`` starts with the GGUF magic (llama.cpp's model format)."""
+    with path.open("rb") as fh:
+        return fh.read(4) == b"GGUF"
 
 
 def parse_options(options_type: type[Any], values: Mapping[str, Any], where: str) -> Any:
@@ -291,6 +304,9 @@ class TaskPrompt:
     item: str
     messages: tuple[Message, ...]
     reference: str = ""
+    # The parts the prompt was made of (e.g. document, request), for engines that fill them
+    # into an app's own fields instead of sending the messages.
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 class Task(ABC):

@@ -241,6 +241,10 @@ def _resolve_model(
                 f"{spec.quant!r}). Set quant = {spec.quant!r}, or point path at a GGUF file "
                 "of the quantisation you want."
             )
+    elif m.engine:
+        # A model the engine carries itself (an app with its model built in): the engine's
+        # check_model decides whether it knows the name.
+        spec = ModelSpec(m.name, m.engine, m.quant or "unknown", None)
     else:
         known = ", ".join(sorted(registry.models)) or "none"
         raise ScenarioError(

@@ -31,8 +31,13 @@ def user_message(context: str, request: str) -> str:
     return f"<document>\n{context}\n</document>\n\n<request>\n{request}\n</request>"
 
 
-def _messages(context: str, request: str) -> tuple[Message, ...]:
-    return (Message("system", SYSTEM_PROMPT), Message("user", user_message(context, request)))
+def _prompt(item: str, context: str, request: str, reference: str) -> TaskPrompt:
+    return TaskPrompt(
+        item,
+        (Message("system", SYSTEM_PROMPT), Message("user", user_message(context, request))),
+        reference,
+        {"system": SYSTEM_PROMPT, "document": context, "request": request},
+    )
 
 
 class Summarize(Task):
@@ -41,7 +46,7 @@ class Summarize(Task):
     request: ClassVar[str] = "Summarize the given document."
 
     def prompts(self, document: Document, context: str) -> list[TaskPrompt]:
-        return [TaskPrompt("summary", _messages(context, self.request), document.summary)]
+        return [_prompt("summary", context, self.request, document.summary)]
 
 
 class SuggestQuestions(Task):
@@ -53,7 +58,7 @@ class SuggestQuestions(Task):
 
     def prompts(self, document: Document, context: str) -> list[TaskPrompt]:
         reference = "\n".join(document.questions)
-        return [TaskPrompt("questions", _messages(context, self.request), reference)]
+        return [_prompt("questions", context, self.request, reference)]
 
 
 class AnswerQuestion(Task):
@@ -62,7 +67,7 @@ class AnswerQuestion(Task):
 
     def prompts(self, document: Document, context: str) -> list[TaskPrompt]:
         return [
-            TaskPrompt(f"qa{i}", _messages(context, pair.question), pair.answer)
+            _prompt(f"qa{i}", context, pair.question, pair.answer)
             for i, pair in enumerate(document.qa)
         ]
 

@@ -29,6 +29,7 @@ from devicelab import (
     ModelSpec,
     TokenStream,
 )
+from devicelab.api import is_gguf
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -81,11 +82,6 @@ def _model_params(use_extra_bufts: bool) -> Iterator[None]:
 _PARAMS_LOCK = threading.Lock()
 
 
-def _is_gguf(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(4) == b"GGUF"
-
-
 class LlamaCppEngine(Engine):
     name = "llama.cpp"
     device_kinds = ("host",)
@@ -121,7 +117,7 @@ class LlamaCppEngine(Engine):
             raise devicelab.ModelError(
                 f"model {model.name!r}: {model.path} does not exist. Fix the path in [[models]]."
             )
-        if not _is_gguf(model.path):
+        if not is_gguf(model.path):
             raise devicelab.ModelError(
                 f"model {model.name!r}: {model.path} is not a GGUF file (it does not start with "
                 "the GGUF magic). llama.cpp needs a .gguf model; convert it with llama.cpp's "
@@ -172,10 +168,14 @@ class LlamaCppEngine(Engine):
     def detokenize(self, tokens: Sequence[int]) -> str:
         return bytes(self._llm.detokenize(list(tokens))).decode("utf-8", errors="replace")
 
+    def _format(self, messages: Sequence[Message]) -> Any:
+        return self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+
+    def chat_prompt(self, messages: Sequence[Message]) -> str:
+        return str(self._format(messages).prompt)
+
     def _prompt(self, messages: Sequence[Message]) -> list[int]:
-        result = self._formatter(
-            messages=[{"role": m.role, "content": m.content} for m in messages]
-        )
+        result = self._format(messages)
         return list(
             self._llm.tokenize(
                 result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True

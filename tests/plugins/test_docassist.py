@@ -37,3 +37,13 @@ def test_every_document_is_at_least_1100_smollm2_tokens() -> None:
     for d in load_corpus(CORPUS):
         n = len(llm.tokenize(d.text.encode(), add_bos=False))
         assert n >= 1100, f"{d.id} has only {n} tokens"
+
+
+def test_prompts_carry_their_parts_for_app_engines() -> None:
+    doc = load_corpus(CORPUS)[0]
+    [qa0, *_] = AnswerQuestion().prompts(doc, "CTX")
+    assert qa0.fields == {
+        "system": qa0.messages[0].content,
+        "document": "CTX",
+        "request": doc.qa[0].question,
+    }

@@ -70,3 +70,12 @@ def test_deadline_stops_generation(engine: LlamaCppEngine) -> None:
     # The engine is still usable afterwards.
     ok = engine.generate(GenerationRequest([Message("user", "Hi")], max_tokens=2), TokenStream())
     assert ok.output_tokens == 2
+
+
+def test_chat_prompt_is_the_text_the_tokens_come_from(engine: LlamaCppEngine) -> None:
+    messages = [Message("system", "Be brief."), Message("user", "Hello")]
+    text = engine.chat_prompt(messages)
+    assert "Be brief." in text and "Hello" in text and "<|im_start|>" in text
+    assert engine.prompt_tokens(messages) == len(
+        engine._llm.tokenize(text.encode(), add_bos=True, special=True)
+    )
