@@ -114,6 +114,8 @@ class GenerationRequest:
     max_tokens: int
     temperature: float = 0.0
     seed: int = 0
+    # The prompt's parts (TaskPrompt.fields), for engines that fill an app's own fields.
+    fields: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass

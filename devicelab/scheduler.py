@@ -517,6 +517,7 @@ def _attempt(
         max_tokens=sc.max_output_tokens,
         temperature=sc.temperature,
         seed=sc.seed,
+        fields=prompt.fields,
     )
     stream = TokenStream(deadline=time.perf_counter() + sc.timeout_s)
     started_at = now_iso()

@@ -23,7 +23,7 @@ from devicelab import (
     plugin_manager,
 )
 
-BUILTINS = "host,llamacpp,docassist"
+BUILTINS = "host,llamacpp,docassist,android"
 
 
 @pytest.fixture(autouse=True)

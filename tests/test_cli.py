@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from devicelab import plugin_manager
 from devicelab.cli import main
 from devicelab.results import TRIALS, read_jsonl
 
@@ -75,10 +76,15 @@ def test_missing_scenario_and_unknown_option(capsys: pytest.CaptureFixture[str])
     assert "No such option" in capsys.readouterr().err
 
 
-def test_plugins_and_devices_json(capsys: pytest.CaptureFixture[str]) -> None:
+def test_plugins_and_devices_json(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert run_cli(["plugins", "--json"]) == 0
     names = {r["name"] for r in json.loads(capsys.readouterr().out)}
-    assert names == {"host", "llamacpp", "docassist"}
+    assert names == {"host", "llamacpp", "docassist", "android"}
+    # Phones are listed in the Android plugin's tests, against the virtual S24.
+    monkeypatch.setenv("DEVICELAB_DISABLE_PLUGINS", "android")
+    plugin_manager.reset()
     assert run_cli(["devices", "--json"]) == 0
     devices = json.loads(capsys.readouterr().out)
     assert devices[0]["name"] == "host" and devices[0]["details"]["ram_mb"] > 0

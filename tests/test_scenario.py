@@ -4,8 +4,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import write_scenario
+from conftest import WordsPlugin, write_scenario
 
+from devicelab import plugin_manager
 from devicelab.errors import CorpusError, ModelError, ScenarioError
 from devicelab.plugin_manager import Registry
 from devicelab.scenario import load_scenario
@@ -155,13 +156,17 @@ def test_model_path_must_exist_and_be_gguf(
 
 
 def test_device_profile_by_name_and_path(
-    words_scenario: Callable[..., Path], words_registry: Registry
+    words_scenario: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = words_scenario()
-    plan = prepare(load_scenario(path), words_registry, device=str(ROOT / "devices" / "host.toml"))
+    monkeypatch.setenv("DEVICELAB_DISABLE_PLUGINS", "android")
+    pm, broken = plugin_manager.new_plugin_manager()
+    plugin_manager.register_plugin(pm, WordsPlugin(), "words")
+    registry = plugin_manager.build_registry(pm, broken)
+    plan = prepare(load_scenario(path), registry, device=str(ROOT / "devices" / "host.toml"))
     assert plan.device_type.kind == "host"
-    with pytest.raises(ScenarioError, match="device kind 'android'"):
-        prepare(load_scenario(path), words_registry, device=str(ROOT / "devices" / "s24.toml"))
+    with pytest.raises(ScenarioError, match="needs the device kind 'android', which no loaded"):
+        prepare(load_scenario(path), registry, device="s24")
 
 
 def test_fingerprint_changes_with_what_is_measured(words_scenario: Callable[..., Path]) -> None:

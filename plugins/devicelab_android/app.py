@@ -1,0 +1,404 @@
+"""Apps on the phone, driven through their UI with uiautomator2.
+
+An app profile (TOML, see apps/*.toml) lists declarative UI steps: ``[[load]]`` runs once
+per model load (start the app, pick the model, wait until it is ready) and ``[[trial]]`` runs
+for every trial (type the prompt, send, watch the answer grow, read the app's own stats).
+
+Timing comes from watching the UI: the request is sent when the send step's click returns,
+the first token when the response first shows text, and each later change of the text adds
+tokens, counted with the model's own tokenizer on the host. The app's reported speeds (for
+example MLC's ``prefill: X tok/s, decode: Y tok/s``) are kept as ``engine_timings``. Text is
+entered with ``set_text``: ``send_keys`` may install an input-method app on the user's phone.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import devicelab
+from devicelab import (
+    Engine,
+    EngineError,
+    GenerationRequest,
+    GenerationResult,
+    Message,
+    ModelSpec,
+    ScenarioError,
+    TokenStream,
+    TrialError,
+)
+
+from .adb import adbutils_module
+from .device import AndroidDevice
+from .llamacli import host_tokenizer
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+APPS = Path(__file__).parent / "apps"
+SELECTOR_KEYS = {
+    "text", "textContains", "textMatches", "textStartsWith", "className", "classNameMatches",
+    "description", "descriptionContains", "descriptionMatches", "descriptionStartsWith",
+    "resourceId", "resourceIdMatches", "packageName", "index", "instance", "enabled",
+    "clickable", "focused", "selected", "checked",
+}  # fmt: skip
+ACTIONS: dict[str, tuple[set[str], set[str]]] = {
+    # action: (required keys, optional keys) besides "action", "optional" and "timeout_s"
+    "start": (set(), set()),
+    "stop": (set(), set()),
+    "click": ({"selector"}, set()),
+    "set_text": ({"selector", "text"}, set()),
+    "wait": ({"selector"}, set()),
+    "wait_gone": ({"selector"}, set()),
+    "read": ({"selector", "pattern"}, set()),
+    "press": ({"key"}, set()),
+    "sleep": ({"seconds"}, set()),
+    "send": ({"selector"}, set()),
+    "watch": ({"response", "until"}, set()),
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str
+    args: Mapping[str, Any]
+    optional: bool = False
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class AppProfile:
+    name: str
+    package: str
+    activity: str
+    load: tuple[Step, ...]
+    trial: tuple[Step, ...]
+    source: Path = field(default=Path())
+
+
+def load_profile(ref: str) -> AppProfile:
+    """An app profile by built-in name (apps/NAME.toml) or by path; errors name the step."""
+    path = APPS / f"{ref}.toml" if "/" not in ref and not ref.endswith(".toml") else Path(ref)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in APPS.glob("*.toml")))
+        raise ScenarioError(
+            f"app profile {ref!r} not found. Built-in apps: {known}; or give a path to a "
+            "profile TOML."
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"app profile {path}: not valid TOML: {exc}") from None
+    app = data.get("app", {})
+    for key in ("name", "package"):
+        if not isinstance(app.get(key), str):
+            raise ScenarioError(f"app profile {path}: [app] {key} is missing (a string).")
+    unknown_tables = set(data) - {"app", "load", "trial"}
+    if unknown_tables:
+        raise ScenarioError(
+            f"app profile {path}: unknown table(s) {', '.join(sorted(unknown_tables))}; "
+            "known: [app], [[load]], [[trial]]."
+        )
+    steps = {
+        t: tuple(_step(path, t, i, s) for i, s in enumerate(data.get(t, [])))
+        for t in ("load", "trial")
+    }
+    if not any(s.action == "watch" for s in steps["trial"]):
+        raise ScenarioError(f"app profile {path}: [[trial]] needs a 'watch' step for the answer.")
+    return AppProfile(
+        app["name"], app["package"], app.get("activity", ""), steps["load"], steps["trial"], path
+    )
+
+
+def _step(path: Path, table: str, i: int, raw: Any) -> Step:
+    where = f"app profile {path}: [[{table}]] step {i + 1}"
+    if not isinstance(raw, dict) or raw.get("action") not in ACTIONS:
+        raise ScenarioError(
+            f"{where}: 'action' must be one of {', '.join(sorted(ACTIONS))}, "
+            f"not {raw.get('action') if isinstance(raw, dict) else raw!r}."
+        )
+    required, optional = ACTIONS[raw["action"]]
+    args = {k: v for k, v in raw.items() if k not in ("action", "optional", "timeout_s")}
+    missing = required - set(args)
+    extra = set(args) - required - optional
+    if missing or extra:
+        raise ScenarioError(
+            f"{where} ({raw['action']}): "
+            + (f"missing {', '.join(sorted(missing))}. " if missing else "")
+            + (f"unknown key(s) {', '.join(sorted(extra))}." if extra else "")
+        )
+    for key in ("selector", "until") + (
+        ("response",) if isinstance(args.get("response"), dict) else ()
+    ):
+        if key in args:
+            bad = set(args[key]) - SELECTOR_KEYS
+            if bad:
+                raise ScenarioError(
+                    f"{where}: unknown selector key(s) {', '.join(sorted(bad))}; "
+                    f"known: {', '.join(sorted(SELECTOR_KEYS))}."
+                )
+    if (
+        raw["action"] == "watch"
+        and not isinstance(args["response"], dict)
+        and args["response"] != "after_prompt"
+    ):
+        raise ScenarioError(f'{where}: response must be a selector table or "after_prompt".')
+    return Step(
+        raw["action"], args, bool(raw.get("optional", False)), float(raw.get("timeout_s", 10))
+    )
+
+
+# --- matching nodes of a window hierarchy dump --------------------------------------------
+
+_ATTR = {
+    "text": "text", "className": "class", "description": "content-desc",
+    "resourceId": "resource-id", "packageName": "package",
+}  # fmt: skip
+
+
+_MATCHES = {
+    "textMatches": "text",
+    "classNameMatches": "class",
+    "descriptionMatches": "content-desc",
+    "resourceIdMatches": "resource-id",
+}
+_FLAGS = ("enabled", "clickable", "focused", "selected", "checked")
+
+
+def matches(node: ET.Element, selector: Mapping[str, Any]) -> bool:
+    """Whether a hierarchy node matches a uiautomator2-style selector."""
+    a = node.attrib
+    for key, want in selector.items():
+        if key in _ATTR:
+            if a.get(_ATTR[key], "") != want:
+                return False
+        elif key == "textContains":
+            if want not in a.get("text", ""):
+                return False
+        elif key == "textStartsWith":
+            if not a.get("text", "").startswith(want):
+                return False
+        elif key == "descriptionContains":
+            if want not in a.get("content-desc", ""):
+                return False
+        elif key == "descriptionStartsWith":
+            if not a.get("content-desc", "").startswith(want):
+                return False
+        elif key in _MATCHES:
+            if not re.fullmatch(want, a.get(_MATCHES[key], "")):
+                return False
+        elif key in _FLAGS and (a.get(key) == "true") != bool(want):
+            return False
+    return True
+
+
+def find(root: ET.Element, selector: Mapping[str, Any]) -> list[ET.Element]:
+    return [n for n in root.iter("node") if matches(n, selector)]
+
+
+def response_text(root: ET.Element, response: Any, prompt: str, package: str) -> str:
+    """The answer as the screen shows it now."""
+    if isinstance(response, dict):
+        nodes = find(root, response)
+        return nodes[-1].attrib.get("text", "") if nodes else ""
+    # "after_prompt": chat apps without ids show the answer as the text after the prompt.
+    texts = [
+        n.attrib.get("text", "") for n in root.iter("node") if n.attrib.get("package") == package
+    ]
+    for i in range(len(texts) - 1, -1, -1):
+        if texts[i] == prompt:
+            return texts[i + 1] if i + 1 < len(texts) else ""
+    return ""
+
+
+def _u2_selector(selector: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(selector)
+
+
+class AppEngine(Engine):
+    """A model inside an app, measured through the app's UI."""
+
+    name = "app"
+    device_kinds = ("android",)
+
+    @dataclass(frozen=True)
+    class Options:
+        app: str = "mlcchat"
+        tokenizer: str = "smollm2-135m-instruct"
+        poll_s: float = 0.02
+
+        def __post_init__(self) -> None:
+            load_profile(self.app)  # bad profiles are bad input, reported before the run
+
+    def __init__(self, device: devicelab.Device, model: ModelSpec, options: Any) -> None:
+        super().__init__(device, model, options)
+        self.profile = load_profile(options.app)
+        self._tok: Engine | None = None
+        self._u2: Any = None
+
+    @classmethod
+    def check_model(cls, model: ModelSpec) -> None:
+        adbutils_module()
+        try:
+            import uiautomator2  # noqa: F401
+        except ImportError:
+            raise devicelab.MissingDependencyError(
+                "app scenarios need uiautomator2. Install it: pip install 'devicelab[android]'"
+            ) from None
+
+    @property
+    def phone(self) -> AndroidDevice:
+        assert isinstance(self.device, AndroidDevice)
+        return self.device
+
+    def load(self) -> None:
+        import uiautomator2 as u2
+
+        registry = devicelab.plugin_manager.get_registry()
+        if self.options.tokenizer not in registry.models:
+            raise ScenarioError(
+                f"app engine: tokenizer model {self.options.tokenizer!r} is not registered; "
+                "set [models.options] tokenizer to a registered GGUF model with the app "
+                "model's tokenizer."
+            )
+        self._tok = host_tokenizer(registry.models[self.options.tokenizer][1])
+        self._u2 = u2.connect(self.phone.serial)
+        self._run_steps(self.profile.load, {})
+
+    @property
+    def tok(self) -> Engine:
+        if self._tok is None:
+            raise devicelab.DevicelabError("the engine is not loaded")
+        return self._tok
+
+    def context_window(self) -> int:
+        return 4096
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tok.tokenize(text)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.tok.detokenize(tokens)
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> int:
+        return self.tok.prompt_tokens(messages)
+
+    def _hierarchy(self) -> ET.Element:
+        return ET.fromstring(self._u2.dump_hierarchy(compressed=False))
+
+    def _run_steps(
+        self,
+        steps: Sequence[Step],
+        values: Mapping[str, str],
+        request: GenerationRequest | None = None,
+        stream: TokenStream | None = None,
+    ) -> tuple[str, dict[str, float]]:
+        d = self._u2
+        answer = ""
+        timings: dict[str, float] = {}
+        for step in steps:
+            try:
+                a = step.args
+                sel = _u2_selector(a.get("selector", {}))
+                if step.action == "start":
+                    d.app_start(self.profile.package, self.profile.activity or None)
+                elif step.action == "stop":
+                    d.app_stop(self.profile.package)
+                elif step.action in ("click", "send"):
+                    d(**sel).click(timeout=step.timeout_s)
+                    if step.action == "send" and stream is not None:
+                        stream.sent()
+                elif step.action == "set_text":
+                    d(**sel).set_text(str(a["text"]).format_map(values))
+                elif step.action == "wait":
+                    if not d(**sel).wait(timeout=step.timeout_s):
+                        raise EngineError(f"{sel} did not appear within {step.timeout_s:g} s")
+                elif step.action == "wait_gone":
+                    if not d(**sel).wait_gone(timeout=step.timeout_s):
+                        raise EngineError(f"{sel} did not go away within {step.timeout_s:g} s")
+                elif step.action == "read":
+                    text = d(**sel).get_text(timeout=step.timeout_s) or ""
+                    m = re.search(str(a["pattern"]), text)
+                    if m is None:
+                        raise EngineError(f"{text!r} does not match {a['pattern']!r}")
+                    timings.update({k: float(v) for k, v in m.groupdict().items() if v})
+                elif step.action == "press":
+                    d.press(str(a["key"]))
+                elif step.action == "sleep":
+                    time.sleep(float(a["seconds"]))
+                elif step.action == "watch":
+                    assert stream is not None and request is not None
+                    answer = self._watch(step, values.get("prompt", ""), stream)
+            except (TrialError, devicelab.UsageError):
+                raise
+            except Exception as exc:
+                if step.optional:
+                    continue
+                if "UiObjectNotFound" in type(exc).__name__ and not self._app_alive():
+                    raise TrialError("app killed: the app's process went away mid-trial") from exc
+                raise EngineError(
+                    f"UI step {step.action} {step.args}: {type(exc).__name__}: {exc}"
+                ) from exc
+        return answer, timings
+
+    def _app_alive(self) -> bool:
+        return bool(self.phone.pids(self.profile.package))
+
+    def _watch(self, step: Step, prompt: str, stream: TokenStream) -> str:
+        """Poll the screen until ``until`` holds: text growth gives the token times."""
+        if stream.t_sent is None:
+            stream.sent()
+        deadline = time.monotonic() + step.timeout_s
+        shown, counted = "", 0
+        while True:
+            stream.check_deadline()
+            root = self._hierarchy()
+            if not any(n.attrib.get("package") == self.profile.package for n in root.iter("node")):
+                raise TrialError("app killed: the app left the screen mid-trial")
+            text = response_text(root, step.args["response"], prompt, self.profile.package)
+            if text != shown:
+                n = len(self.tokenize(text))
+                if n > counted:
+                    stream.token(
+                        n - counted, text=text[len(shown) :] if text.startswith(shown) else text
+                    )
+                    counted = n
+                shown = text
+            if shown and find(root, step.args["until"]):
+                return shown
+            if time.monotonic() > deadline:
+                raise devicelab.TrialTimeout(
+                    f"the app did not finish answering within {step.timeout_s:g} s"
+                )
+            time.sleep(self.options.poll_s)
+
+    def generate(self, request: GenerationRequest, stream: TokenStream) -> GenerationResult:
+        if not self._app_alive():
+            self._run_steps(self.profile.load, {})  # the app was killed: start it again
+        self.phone.watch(self.phone.pids(self.profile.package))
+        user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        values = {"prompt": user, "max_tokens": str(request.max_tokens)}
+        # Task parts (document, request, system) where the prompt came from a task.
+        values.update(request.fields)
+        answer, timings = self._run_steps(self.profile.trial, values, request, stream)
+        return GenerationResult(
+            text=answer,
+            # The app applies its own template; this is the prompt as this model sees it.
+            input_tokens=self.prompt_tokens(request.messages),
+            output_tokens=stream.count,
+            engine_timings=timings,
+        )
+
+    def close(self) -> None:
+        if self._tok is not None:
+            self._tok.close()
+            self._tok = None

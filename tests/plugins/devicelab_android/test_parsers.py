@@ -1,0 +1,138 @@
+"""Parsers and builders of the Android plugin, on the real output formats."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+from devicelab_android.adb import quote
+from devicelab_android.app import load_profile
+from devicelab_android.llamacli import parse_perf
+from devicelab_android.telemetry import loop_script, milli_celsius, parse_block, parse_slow
+
+from devicelab import ScenarioError
+
+GREP = """\
+/sys/class/thermal/thermal_zone0/type:BIG
+/sys/class/thermal/thermal_zone0/temp:41500
+/sys/class/thermal/thermal_zone1/type:battery
+/sys/class/thermal/thermal_zone1/temp:30
+/sys/class/thermal/thermal_zone2/type:broken
+/sys/class/thermal/thermal_zone2/temp:-2147483648
+/sys/devices/system/cpu/cpufreq/policy0/scaling_cur_freq:1950000
+/sys/devices/system/cpu/cpufreq/policy0/scaling_max_freq:1950000
+/sys/devices/system/cpu/cpufreq/policy9/scaling_cur_freq:3207000
+/sys/class/power_supply/battery/capacity:87
+/sys/class/power_supply/battery/current_now:-412
+/sys/class/power_supply/battery/voltage_now:4012000
+/sys/class/power_supply/battery/temp:296
+/sys/class/power_supply/battery/status:Discharging
+/proc/meminfo:MemTotal:        7654321 kB
+/proc/meminfo:MemAvailable:    3145728 kB
+/proc/4242/status:Name:\tllama-cli
+/proc/4242/status:VmHWM:\t  204800 kB
+/proc/4242/status:VmRSS:\t  153600 kB
+"""
+
+DUMPSYS = """\
+Thermal Status: 2
+Temperature{mValue=38.5, mType=0, mName=AP, mStatus=0}
+  AC powered: false
+  USB powered: true
+  Wireless powered: false
+  status: 2
+  current now: 412
+"""
+
+
+def test_grep_block_becomes_values_with_units_checked() -> None:
+    v = parse_block(GREP.splitlines(), {})
+    assert v["zone_BIG_c"] == 41.5
+    assert v["zone_battery_c"] == 30.0  # a zone that reports whole degrees
+    assert "zone_broken_c" not in v  # unreadable: dropped, not guessed
+    assert v["temp_c"] == 41.5
+    assert v["cpu_policy0_mhz"] == 1950.0 and v["cpu_policy9_mhz"] == 3207.0
+    assert v["mem_available_mb"] == 3072.0
+    assert v["mem_mb"] == 150.0 and v["mem_hwm_mb"] == 200.0
+    assert v["battery_level"] == 87 and v["battery_temp_c"] == 29.6
+    # -412 from a Samsung kernel is mA: 0.412 A x 4.012 V
+    assert v["power_w"] == pytest.approx(1.653, abs=0.001)
+    assert v["on_battery"] is True
+
+
+def test_dumpsys_says_usb_powers_the_phone() -> None:
+    state: dict[str, object] = {}
+    parse_slow(DUMPSYS.splitlines(), state)
+    assert state["thermal_status"] == 2
+    v = parse_block(GREP.splitlines(), state)
+    assert v["on_battery"] is False  # USB: energy is then marked unreliable
+    assert v["thermal_status"] == 2
+
+
+def test_microamps_are_told_from_milliamps() -> None:
+    lines = [
+        "/sys/class/power_supply/battery/current_now:-1200000",
+        "/sys/class/power_supply/battery/voltage_now:4000000",
+    ]
+    assert parse_block(lines, {})["power_w"] == pytest.approx(4.8)
+
+
+@pytest.mark.parametrize(
+    ("raw", "c"), [("45000", 45.0), ("45", 45.0), ("450", 45.0), ("x", None), ("999999", None)]
+)
+def test_zone_temperature_units(raw: str, c: float | None) -> None:
+    assert milli_celsius(raw) == c
+
+
+def test_loop_is_one_stream_with_plain_commands() -> None:
+    script = loop_script([4242], 0.05)
+    assert script.startswith("while true; do") and script.endswith("done")
+    assert "/proc/4242/status" in script and "$(" not in script and "`" not in script
+    assert script.count("dumpsys thermalservice") == 1
+
+
+def test_quote_keeps_hostile_text_literal() -> None:
+    hostile = 'it\'s "$(rm -rf /)" `id`; echo pwned\nnext'
+    line = quote(["echo", hostile])
+    assert shlex.split(line) == ["echo", hostile]
+
+
+PERF = """\
+llama_perf_sampler_print:    sampling time =       1.10 ms /    95 runs   (    0.01 ms per token, 86363.64 tokens per second)
+llama_perf_context_print:        load time =     512.34 ms
+llama_perf_context_print: prompt eval time =     123.45 ms /    87 tokens (    1.42 ms per token,   704.74 tokens per second)
+llama_perf_context_print:        eval time =     140.00 ms /     7 runs   (   20.00 ms per token,    50.00 tokens per second)
+llama_perf_context_print:       total time =     800.00 ms /    94 tokens
+"""
+
+
+def test_llama_perf_lines() -> None:
+    t = parse_perf(PERF)
+    assert t["load_ms"] == 512.34 and t["total_ms"] == 800.0
+    assert (t["prefill_ms"], t["prefill_tokens"]) == (123.45, 87)
+    assert (t["decode_ms"], t["decode_tokens"]) == (140.0, 7)
+    assert t["decode_tok_s"] == 50.0
+
+
+def test_builtin_app_profiles_load() -> None:
+    for name in ("mlcchat", "docassist"):
+        profile = load_profile(name)
+        assert profile.package and any(s.action == "watch" for s in profile.trial)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[app]\nname="x"\npackage="p"\n[[trial]]\naction="tap"', r"step 1: 'action' must be one of"),
+        ('[app]\nname="x"\npackage="p"\n[[trial]]\naction="click"', r"step 1 \(click\): missing selector"),
+        ('[app]\nname="x"\npackage="p"\n[[trial]]\naction="click"\nselector={txt="a"}', r"unknown selector key\(s\) txt"),
+        ('[app]\nname="x"\npackage="p"\n[[trial]]\naction="sleep"\nseconds=1', r"needs a 'watch' step"),
+        ('[app]\nname="x"\n', r"\[app\] package is missing"),
+    ],
+)  # fmt: skip
+def test_bad_app_profiles_name_the_step(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "app.toml"
+    path.write_text(body)
+    with pytest.raises(ScenarioError, match=message):
+        load_profile(str(path))
