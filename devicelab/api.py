@@ -75,6 +75,15 @@ class DeviceType(ABC):
     kind: ClassVar[str]
     description: ClassVar[str] = ""
 
+    @property
+    def engine_kind(self) -> str:
+        """The device kind whose engines run on these devices (a virtual phone: "android")."""
+        return self.kind
+
+    def release(self, device: Device) -> None:  # noqa: B027 - optional hook for subclasses
+        """Called after ``device.close()``: stop what :meth:`open` started for it, if anything
+        (an emulator, a virtual phone)."""
+
     @abstractmethod
     def discover(self) -> list[DeviceInfo]:
         """The devices of this kind that can be used now (may be empty)."""
@@ -116,6 +125,9 @@ class GenerationRequest:
     seed: int = 0
     # The prompt's parts (TaskPrompt.fields), for engines that fill an app's own fields.
     fields: Mapping[str, str] = field(default_factory=dict)
+    # A prompt already in the model's own format, sent as is instead of the messages with the
+    # chat template applied (what llama.cpp's command-line tools do with -no-cnv).
+    raw_prompt: str | None = None
 
 
 @dataclass

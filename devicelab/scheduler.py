@@ -155,7 +155,9 @@ def prepare(scenario: Scenario, registry: Registry, device: str | None = None) -
             )
         tasks[kind] = registry.tasks[kind][1]
 
-    models = [_resolve_model(m, scenario, registry, device_type.kind) for m in scenario.models]
+    models = [
+        _resolve_model(m, scenario, registry, device_type.engine_kind) for m in scenario.models
+    ]
     documents = _documents(scenario, registry)
     factories = {name: f for name, (_, f) in registry.collectors.items()}
     return Plan(scenario, device_type, device_name, profile, models, tasks, documents, factories)
@@ -347,8 +349,11 @@ def execute(plan: Plan, run: RunDir, reporter: Reporter | None = None) -> RunOut
     finally:
         if sampler is not None:
             sampler.stop()
-        device.close()
-        rep.finish()
+        try:
+            device.close()
+        finally:
+            plan.device_type.release(device)
+            rep.finish()
     return outcome
 
 

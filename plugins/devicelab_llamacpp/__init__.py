@@ -10,11 +10,13 @@ counters are kept as ``engine_timings`` beside the client-side measurements.
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import contextlib
 import importlib.util
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,17 @@ def _model_params(use_extra_bufts: bool) -> Iterator[None]:
 
 
 _PARAMS_LOCK = threading.Lock()
+
+# Engines still open when the interpreter exits are closed first: llama-cpp-python's own
+# finaliser runs too late then (its module globals are gone) and prints a traceback.
+_OPEN: weakref.WeakSet[LlamaCppEngine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_engines() -> None:
+    for engine in list(_OPEN):
+        with contextlib.suppress(Exception):
+            engine.close()
 
 
 class LlamaCppEngine(Engine):
@@ -158,6 +171,7 @@ class LlamaCppEngine(Engine):
             stop_token_ids=[eos],
         )
         self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        _OPEN.add(self)
 
     def context_window(self) -> int:
         return int(self._llm.n_ctx())
@@ -189,7 +203,11 @@ class LlamaCppEngine(Engine):
         import llama_cpp
 
         llm = self._llm
-        prompt = self._prompt(request.messages)
+        if request.raw_prompt is not None:
+            raw = request.raw_prompt.encode("utf-8")
+            prompt = list(llm.tokenize(raw, add_bos=True, special=True))
+        else:
+            prompt = self._prompt(request.messages)
         llm.reset()  # a cold prefill: no KV-cache reuse from the previous trial
         llama_cpp.llama_perf_context_reset(llm.ctx)
         llm.set_seed(request.seed)
