@@ -1,0 +1,129 @@
+"""A virtual Samsung Galaxy S24 (SM-S921B) that speaks the ADB wire protocol as adbd does.
+
+The real ``adb`` binary, adbutils and uiautomator2 drive it exactly as they drive a phone;
+its apps and its ``llama-cli`` run SmolLM2 through llama.cpp on the host, for real. Its shell
+runs only the commands it emulates: nothing sent to it is ever executed on the host.
+
+This plugin registers the ``virtual`` device kind (``[device] name = "virtual-s24"`` starts
+one for the run and stops it after; the Android plugin's engines drive it) and the
+``devicelab virtual start|stop`` commands for a virtual S24 that outlives one run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import click
+
+import devicelab
+from devicelab import Device, DeviceInfo, DeviceType, ScenarioError
+
+NAME = "virtual-s24"
+
+
+class VirtualType(DeviceType):
+    kind = "virtual"
+    description = "a virtual Galaxy S24 on this host, started for the run"
+
+    def __init__(self) -> None:
+        self._launched: dict[int, Any] = {}
+
+    @property
+    def engine_kind(self) -> str:
+        return "android"
+
+    def discover(self) -> list[DeviceInfo]:
+        return [DeviceInfo(NAME, self.kind, "virtual Galaxy S24 (SM-S921B), started on demand")]
+
+    def accepts(self, name: str) -> bool:
+        return name == NAME
+
+    def _android(self) -> DeviceType:
+        registry = devicelab.plugin_manager.get_registry()
+        if "android" not in registry.devices:
+            raise ScenarioError(
+                "the virtual S24 is driven by the Android plugin, which is not loaded. "
+                "Install it with pip install 'devicelab[android]' (and check "
+                "DEVICELAB_PLUGINS / DEVICELAB_DISABLE_PLUGINS)."
+            )
+        return registry.devices["android"][1]
+
+    def check(self, name: str, profile: Mapping[str, Any]) -> None:
+        self._android()
+        unknown = set(profile.get("options", {})) - {"telemetry_interval_s"}
+        if unknown:
+            raise ScenarioError(
+                f"unknown virtual-s24 option(s) {', '.join(sorted(unknown))}; "
+                "known: telemetry_interval_s."
+            )
+
+    def open(self, name: str, profile: Mapping[str, Any]) -> Device:
+        from .launch import make_virtual_s24, register_with_adb, shutdown
+
+        phone = make_virtual_s24()
+        phone.start()
+        try:
+            register_with_adb(phone.serial)
+            options = {"serial": phone.serial, **profile.get("options", {})}
+            device = self._android().open(phone.serial, {**profile, "options": options})
+        except BaseException:
+            shutdown(phone)
+            raise
+        device.name = name
+        self._launched[id(device)] = phone
+        return device
+
+    def release(self, device: Device) -> None:
+        from .launch import shutdown, unregister_from_adb
+
+        phone = self._launched.pop(id(device), None)
+        if phone is not None:
+            unregister_from_adb(phone.serial)
+            shutdown(phone)
+
+
+@devicelab.hookimpl
+def devicelab_register_devices(register: Callable[[DeviceType], None]) -> None:
+    register(VirtualType())
+
+
+@devicelab.hookimpl
+def devicelab_register_commands(cli: click.Group) -> None:
+    @cli.group()
+    def virtual() -> None:
+        """Virtual Galaxy S24s that outlive one run (registered with the local adb server)."""
+
+    @virtual.command()
+    @click.option("--port", type=int, default=0, help="Loopback port (default: any free one).")
+    def start(port: int) -> None:
+        """Start a virtual S24 in the background and print its serial."""
+        from .launch import start_background
+
+        try:
+            click.echo(start_background(port))
+        except RuntimeError as exc:
+            raise devicelab.UsageError(f"{exc}. Is the port free? Try another --port.") from None
+
+    @virtual.command()
+    @click.argument("serial", required=False)
+    def stop(serial: str | None) -> None:
+        """Stop the virtual S24 SERIAL (all of them when no serial is given)."""
+        from .launch import stop_background
+
+        stopped = stop_background(serial)
+        if serial is not None and not stopped:
+            raise devicelab.UsageError(
+                f"no running virtual S24 has the serial {serial}; "
+                "`devicelab virtual list` shows them."
+            )
+        for s in stopped:
+            click.echo(f"stopped {s}")
+
+    @virtual.command(name="list")
+    def list_() -> None:
+        """The virtual S24s running in the background."""
+        from .launch import running
+
+        for entry in running():
+            click.echo(f"{entry['serial']}\tpid {entry['pid']}")
