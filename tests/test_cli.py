@@ -81,7 +81,7 @@ def test_plugins_and_devices_json(
 ) -> None:
     assert run_cli(["plugins", "--json"]) == 0
     names = {r["name"] for r in json.loads(capsys.readouterr().out)}
-    assert names == {"host", "llamacpp", "docassist", "android"}
+    assert names == {"host", "llamacpp", "docassist", "android", "virtual"}
     # Phones are listed in the Android plugin's tests, against the virtual S24.
     monkeypatch.setenv("DEVICELAB_DISABLE_PLUGINS", "android")
     plugin_manager.reset()

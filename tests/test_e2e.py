@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_scenario
+from wordsplugin import write_scenario
 
 from devicelab.cli import main
 from devicelab.results import TELEMETRY, TRIALS, read_jsonl

@@ -4,7 +4,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import WordsPlugin, write_scenario
+from wordsplugin import WordsPlugin, write_scenario
 
 from devicelab import plugin_manager
 from devicelab.errors import CorpusError, ModelError, ScenarioError

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import FlakyDevice, WordEngine
+from wordsplugin import FlakyDevice, WordEngine
 
 from devicelab.errors import ModelError
 from devicelab.plugin_manager import Registry

@@ -136,11 +136,14 @@ class Adb:
         ends it early, returning -1.
         """
         cmd = argv if isinstance(argv, str) else quote(argv)
+        limit = 10.0 if deadline is None else max(0.05, min(10.0, deadline - time.monotonic()))
         try:
-            conn = self.device.open_transport(timeout=10)
+            conn = self.device.open_transport(timeout=limit)
             conn.send_command(f"shell,v2,raw:{cmd}")
             conn.check_okay()
         except Exception as exc:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._timeout(cmd) from exc  # a hung device: the trial's time is up
             raise _lost(exc, self.serial) from exc
         sock: socket.socket = conn.conn
         try:
@@ -150,10 +153,7 @@ class Adb:
                     return -1
                 wait = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
                 if wait <= 0:
-                    raise TrialTimeout(
-                        f"`{cmd[:80]}` on {self.serial} did not finish in time (the device may "
-                        "be hung; scenario key [scenario] timeout_s)"
-                    )
+                    raise self._timeout(cmd)
                 sock.settimeout(wait)
                 try:
                     chunk = sock.recv(65536)
@@ -179,6 +179,12 @@ class Adb:
             raise _lost(exc, self.serial) from exc
         finally:
             conn.close()
+
+    def _timeout(self, cmd: str) -> TrialTimeout:
+        return TrialTimeout(
+            f"`{cmd[:80]}` on {self.serial} did not finish in time (the device may be hung; "
+            "scenario key [scenario] timeout_s)"
+        )
 
     def lines(
         self, argv: Sequence[str] | str, on_line: Callable[[str], None], stop: threading.Event

@@ -63,7 +63,7 @@ ACTIONS: dict[str, tuple[set[str], set[str]]] = {
     "press": ({"key"}, set()),
     "sleep": ({"seconds"}, set()),
     "send": ({"selector"}, set()),
-    "watch": ({"response", "until"}, set()),
+    "watch": ({"response", "until"}, {"exclude"}),
 }
 
 
@@ -146,12 +146,14 @@ def _step(path: Path, table: str, i: int, raw: Any) -> Step:
                     f"{where}: unknown selector key(s) {', '.join(sorted(bad))}; "
                     f"known: {', '.join(sorted(SELECTOR_KEYS))}."
                 )
-    if (
-        raw["action"] == "watch"
-        and not isinstance(args["response"], dict)
-        and args["response"] != "after_prompt"
+    if raw["action"] == "watch" and not (
+        isinstance(args["response"], dict) or args["response"] == "new_text"
     ):
-        raise ScenarioError(f'{where}: response must be a selector table or "after_prompt".')
+        raise ScenarioError(f'{where}: response must be a selector table or "new_text".')
+    for sel in args.get("exclude", []):
+        bad = set(sel) - SELECTOR_KEYS if isinstance(sel, dict) else {"(not a table)"}
+        if bad:
+            raise ScenarioError(f"{where}: exclude: unknown selector key(s) {', '.join(bad)}.")
     return Step(
         raw["action"], args, bool(raw.get("optional", False)), float(raw.get("timeout_s", 10))
     )
@@ -205,19 +207,31 @@ def find(root: ET.Element, selector: Mapping[str, Any]) -> list[ET.Element]:
     return [n for n in root.iter("node") if matches(n, selector)]
 
 
-def response_text(root: ET.Element, response: Any, prompt: str, package: str) -> str:
+def response_text(
+    root: ET.Element, step: Step, prompt: str, package: str, baseline: set[str]
+) -> str:
     """The answer as the screen shows it now."""
+    response = step.args["response"]
     if isinstance(response, dict):
         nodes = find(root, response)
         return nodes[-1].attrib.get("text", "") if nodes else ""
-    # "after_prompt": chat apps without ids show the answer as the text after the prompt.
+    # "new_text": chat apps without ids. The answer is the last text on the app's screen
+    # that was not there before the send and is not the prompt. Matching the prompt's own
+    # bubble would not do: a list recycles the bubbles that scrolled away.
+    excluded = {id(n) for sel in step.args.get("exclude", []) for n in find(root, sel)}
     texts = [
-        n.attrib.get("text", "") for n in root.iter("node") if n.attrib.get("package") == package
+        n.attrib.get("text", "")
+        for n in root.iter("node")
+        if n.attrib.get("package") == package and id(n) not in excluded
     ]
-    for i in range(len(texts) - 1, -1, -1):
-        if texts[i] == prompt:
-            return texts[i + 1] if i + 1 < len(texts) else ""
-    return ""
+    new = [t for t in texts if t and t not in baseline and t != prompt]
+    return new[-1] if new else ""
+
+
+def screen_texts(root: ET.Element, package: str) -> set[str]:
+    return {
+        n.attrib.get("text", "") for n in root.iter("node") if n.attrib.get("package") == package
+    }
 
 
 def _u2_selector(selector: Mapping[str, Any]) -> dict[str, Any]:
@@ -305,6 +319,7 @@ class AppEngine(Engine):
         d = self._u2
         answer = ""
         timings: dict[str, float] = {}
+        baseline: set[str] = set()
         for step in steps:
             try:
                 a = step.args
@@ -314,6 +329,8 @@ class AppEngine(Engine):
                 elif step.action == "stop":
                     d.app_stop(self.profile.package)
                 elif step.action in ("click", "send"):
+                    if step.action == "send":
+                        baseline = screen_texts(self._hierarchy(), self.profile.package)
                     d(**sel).click(timeout=step.timeout_s)
                     if step.action == "send" and stream is not None:
                         stream.sent()
@@ -337,7 +354,7 @@ class AppEngine(Engine):
                     time.sleep(float(a["seconds"]))
                 elif step.action == "watch":
                     assert stream is not None and request is not None
-                    answer = self._watch(step, values.get("prompt", ""), stream)
+                    answer = self._watch(step, values.get("prompt", ""), stream, baseline)
             except (TrialError, devicelab.UsageError):
                 raise
             except Exception as exc:
@@ -353,7 +370,7 @@ class AppEngine(Engine):
     def _app_alive(self) -> bool:
         return bool(self.phone.pids(self.profile.package))
 
-    def _watch(self, step: Step, prompt: str, stream: TokenStream) -> str:
+    def _watch(self, step: Step, prompt: str, stream: TokenStream, baseline: set[str]) -> str:
         """Poll the screen until ``until`` holds: text growth gives the token times."""
         if stream.t_sent is None:
             stream.sent()
@@ -364,7 +381,7 @@ class AppEngine(Engine):
             root = self._hierarchy()
             if not any(n.attrib.get("package") == self.profile.package for n in root.iter("node")):
                 raise TrialError("app killed: the app left the screen mid-trial")
-            text = response_text(root, step.args["response"], prompt, self.profile.package)
+            text = response_text(root, step, prompt, self.profile.package, baseline)
             if text != shown:
                 n = len(self.tokenize(text))
                 if n > counted:

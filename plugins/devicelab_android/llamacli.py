@@ -50,6 +50,9 @@ PERF = {
 }
 
 
+END_OF_TEXT = "[end of text]"
+
+
 def parse_perf(stderr: str) -> dict[str, float]:
     """llama.cpp's ``llama_perf_context_print`` lines -> engine_timings."""
     out: dict[str, float] = {}
@@ -174,7 +177,8 @@ class LlamaCliEngine(Engine):
         adb: Adb = self.phone.require_adb()
         prompt = self.chat_prompt(request.messages)
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
-            fh.write(prompt)
+            # llama.cpp drops one trailing newline of a -f file; the template ends in one.
+            fh.write(prompt + "\n")
         try:
             adb.push(Path(fh.name), self._remote("prompt.txt"))
         finally:
@@ -212,12 +216,20 @@ class LlamaCliEngine(Engine):
         timings = parse_perf(stderr)
         if "load_ms" in timings:
             stream.t_sent = t_cmd + timings["load_ms"] / 1000
+        stopped = text.rstrip().endswith(END_OF_TEXT)
+        if stopped:
+            text = text.rstrip()[: -len(END_OF_TEXT)]
+        output_tokens = counted
+        if "decode_tokens" in timings:
+            # llama.cpp evaluates each output token but the last one it samples (which is
+            # the end-of-text token when the model stopped by itself).
+            output_tokens = int(timings["decode_tokens"]) + (0 if stopped else 1)
         return GenerationResult(
             text=text,
             input_tokens=self.prompt_tokens(request.messages),
-            output_tokens=counted,
+            output_tokens=output_tokens,
             engine_timings=timings,
-            finish_reason="length" if counted >= request.max_tokens else "stop",
+            finish_reason="stop" if stopped else "length",
         )
 
     def _watch_process(self) -> None:

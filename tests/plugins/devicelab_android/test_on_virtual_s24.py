@@ -1,0 +1,186 @@
+"""The Android plugin end to end against the virtual S24, over the real adb binary."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import adbutils
+import pytest
+from devicelab_android.adb import Adb
+from devicelab_android.app import AppEngine
+from devicelab_android.device import AndroidDevice, AndroidType
+from devicelab_android.llamacli import LlamaCliEngine
+from devicelab_virtual.launch import make_virtual_s24
+
+from devicelab import (
+    DeviceLostError,
+    GenerationRequest,
+    Message,
+    ModelSpec,
+    TokenStream,
+    TrialError,
+    TrialTimeout,
+    plugin_manager,
+)
+from devicelab.metrics import speed
+
+ROOT = Path(__file__).resolve().parents[3]
+PLACEHOLDER = ROOT / "devices" / "virtual-s24" / "llama-cli"
+HOSTILE = 'it\'s "$(touch /data/local/tmp/pwned)" `id`; echo pwned\nnext line'
+
+
+@pytest.fixture
+def phone(adb_server: adbutils.AdbClient) -> Iterator[AndroidDevice]:
+    vdev = make_virtual_s24()
+    vdev.start()
+    adb_server.connect(vdev.serial, timeout=5)
+    deadline = time.monotonic() + 10
+    while not any(d.serial == vdev.serial for d in adb_server.device_list()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    device = AndroidType().open("s24", {"options": {"serial": vdev.serial}})
+    device.open()
+    device.virtual = vdev  # type: ignore[attr-defined]
+    yield device
+    device.close()
+    vdev.stop()
+    adb_server.disconnect(vdev.serial)
+
+
+def smollm2() -> ModelSpec:
+    return plugin_manager.get_registry().models["smollm2-135m-instruct"][1]
+
+
+def test_discovered_with_its_fingerprint(phone: AndroidDevice) -> None:
+    [found] = [d for d in AndroidType().discover() if d.name == phone.serial]
+    assert "SM-S921B" in found.description
+    info = phone.info()
+    assert info["model"] == "SM-S921B" and info["platform"] == "s5e9945"
+    assert info["android"] == "14" and 7000 < info["ram_mb"] < 8200
+
+
+def test_s24_profile_matches_the_attached_phone(phone: AndroidDevice) -> None:
+    profile = {"name": "s24", "match": {"models": ["SM-S921B", "SM-S921U"]}, "options": {}}
+    assert AndroidType().resolve_serial("s24", profile) == phone.serial
+
+
+def test_shell_quoting_keeps_hostile_text_literal(phone: AndroidDevice) -> None:
+    adb = phone.require_adb()
+    assert adb.run(["echo", HOSTILE]).stdout == HOSTILE + "\n"
+    assert adb.run(["ls", "/data/local/tmp/pwned"]).code != 0  # nothing ran
+
+
+def test_telemetry_streams_values_in_range(phone: AndroidDevice) -> None:
+    collector = phone.telemetry
+    assert collector is not None
+    collector.start()
+    try:
+        deadline = time.monotonic() + 10
+        while collector.ticks < 12:
+            assert time.monotonic() < deadline, collector.error
+            time.sleep(0.05)
+        sample = collector.sample()
+        assert 15 < sample["temp_c"] < 60  # type: ignore[operator]
+        assert {"zone_BIG_c", "zone_SKIN_c"} <= set(sample)
+        assert 0 < sample["mem_available_mb"] < 8192  # type: ignore[operator]
+        assert sample["cpu_policy9_max_mhz"] == 3207.0  # the X4 core
+        assert 0 < sample["cpu_policy9_mhz"] <= 3207.0  # type: ignore[operator]
+        assert sample["thermal_status"] in range(7)
+        assert 0 <= sample["battery_level"] <= 100  # type: ignore[operator]
+    finally:
+        collector.stop()
+
+
+def test_llama_cli_pushes_once_and_streams_real_tokens(phone: AndroidDevice) -> None:
+    engine = LlamaCliEngine(phone, smollm2(), LlamaCliEngine.Options(binary=str(PLACEHOLDER)))
+    LlamaCliEngine.check_model(engine.model)
+    engine.load()
+    try:
+        adb = phone.require_adb()
+        model_remote = engine._remote(smollm2().path.name)  # type: ignore[union-attr]
+        assert not adb.push_if_changed(smollm2().path, model_remote)  # type: ignore[arg-type]
+        messages = [Message("user", HOSTILE)]
+        stream = TokenStream(deadline=time.perf_counter() + 60)
+        result = engine.generate(GenerationRequest(messages, max_tokens=6), stream)
+        assert 1 <= result.output_tokens <= 7 and result.text
+        assert result.engine_timings["prefill_tokens"] == result.input_tokens
+        s = speed(stream.t_sent or 0, stream.token_times, result.input_tokens, result.output_tokens)
+        assert s.ttft_s is not None and s.ttft_s > 0
+        assert adb.run(["ls", "/data/local/tmp/pwned"]).code != 0
+    finally:
+        engine.close()
+
+
+def test_llama_cli_without_a_binary_names_the_fix(phone: AndroidDevice) -> None:
+    engine = LlamaCliEngine(phone, smollm2(), LlamaCliEngine.Options(binary="/nope/llama-cli"))
+    with pytest.raises(Exception, match="arm64 llama-cli build"):
+        engine.load()
+
+
+@pytest.mark.parametrize("app", ["docassist", "mlcchat"])
+def test_app_engine_measures_through_the_ui(phone: AndroidDevice, app: str) -> None:
+    engine = AppEngine(phone, smollm2(), AppEngine.Options(app=app))
+    engine.load()
+    try:
+        fields = {"document": "The ferry leaves at nine.", "request": "When does it leave?"}
+        messages = [Message("user", "When does the ferry leave? It leaves at nine.")]
+        stream = TokenStream(deadline=time.perf_counter() + 90)
+        result = engine.generate(GenerationRequest(messages, 8, fields=fields), stream)
+        assert result.text and result.output_tokens == stream.count >= 1
+        assert {"prefill_tok_s", "decode_tok_s"} <= set(result.engine_timings)
+        assert stream.t_sent is not None and stream.token_times[0] > stream.t_sent
+    finally:
+        engine.close()
+
+
+def test_app_killed_mid_trial_is_reported(phone: AndroidDevice) -> None:
+    engine = AppEngine(phone, smollm2(), AppEngine.Options(app="docassist"))
+    engine.load()
+    stopped: list[int] = []
+
+    class KillOnFirstToken(TokenStream):
+        """Kills the app as the low-memory killer would, once its answer has begun."""
+
+        def token(self, n: int = 1, t: float | None = None, text: str = "") -> None:
+            super().token(n, t, text)
+            if not stopped:
+                pkg = engine.profile.package
+                stopped.append(phone.require_adb().run(["am", "force-stop", pkg]).code)
+
+    try:
+        fields = {"document": "word " * 150, "request": "Summarize the given document."}
+        with pytest.raises(TrialError, match="app killed"):
+            engine.generate(
+                GenerationRequest([Message("user", "x")], 64, fields=fields),
+                KillOnFirstToken(deadline=time.perf_counter() + 60),
+            )
+        assert stopped == [0]
+    finally:
+        engine.close()
+
+
+def test_cut_transport_is_a_lost_device_and_reconnect_brings_it_back(
+    phone: AndroidDevice,
+) -> None:
+    vdev = phone.virtual  # type: ignore[attr-defined]
+    adb: Adb = phone.require_adb()
+    threading.Timer(0.3, vdev.cut_transport).start()
+    with pytest.raises(DeviceLostError):
+        adb.run("sleep 5", timeout=10)
+    phone.reconnect(15)
+    assert adb.run(["echo", "back"]).stdout == "back\n"
+
+
+def test_hung_device_hits_the_timeout(phone: AndroidDevice) -> None:
+    vdev = phone.virtual  # type: ignore[attr-defined]
+    vdev.set_hung(True)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(TrialTimeout):
+            phone.require_adb().run(["echo", "hi"], timeout=1.0)
+        assert time.monotonic() - t0 < 5  # the trial's limit, not a socket's default
+    finally:
+        vdev.set_hung(False)

@@ -1,0 +1,197 @@
+"""The WordEngine test plugin and scenario helpers, shared by the core's tests.
+
+A module of its own (not conftest.py) so test files can import it by a unique name.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import devicelab
+from devicelab import (
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    Message,
+    ModelSpec,
+    TokenStream,
+)
+
+
+class WordEngine(Engine):
+    """A tiny engine plugin for scheduler tests: one token per word, echoes words back.
+
+    It is a real plugin (registered through the hooks), so the scheduler is tested through
+    the same door as llama.cpp, without the model's seconds. Behaviour is steered by the
+    model name: ``fail-load``, ``fail-trial`` (every 2nd generate raises), ``slow`` (sleeps
+    past any short timeout), ``interrupt`` (Ctrl-C on the 3rd generate, once per process),
+    ``lost-once`` (every odd generate loses the device).
+    """
+
+    name = "words"
+    device_kinds = ("host", "flaky")
+    loads = 0
+    interrupted = False
+
+    @dataclass(frozen=True)
+    class Options:
+        n_ctx: int = 4096
+        delay_s: float = 0.0
+
+    def __init__(self, device: devicelab.Device, model: ModelSpec, options: Any) -> None:
+        super().__init__(device, model, options)
+        self.calls = 0
+
+    def load(self) -> None:
+        WordEngine.loads += 1
+        if self.model.name == "fail-load":
+            raise RuntimeError("weights are corrupt")
+
+    def context_window(self) -> int:
+        return int(self.options.n_ctx)
+
+    def tokenize(self, text: str) -> list[int]:
+        return [len(w) for w in text.split()]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return " ".join("w" * t for t in tokens)
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> int:
+        return sum(len(m.content.split()) for m in messages)
+
+    def generate(self, request: GenerationRequest, stream: TokenStream) -> GenerationResult:
+        self.calls += 1
+        if self.model.name == "interrupt" and self.calls == 3 and not WordEngine.interrupted:
+            WordEngine.interrupted = True
+            raise KeyboardInterrupt
+        if self.model.name == "fail-trial" and self.calls % 2 == 0:
+            raise RuntimeError("engine crashed")
+        if self.model.name == "lost-once" and self.calls % 2 == 1:
+            raise devicelab.DeviceLostError("transport closed")
+        stream.sent()
+        words = request.messages[-1].content.split()[: request.max_tokens]
+        for _ in words:
+            if self.model.name == "slow":
+                time.sleep(0.02)
+            elif self.options.delay_s:
+                time.sleep(self.options.delay_s)
+            stream.token()
+        return GenerationResult(
+            text=" ".join(words),
+            input_tokens=self.prompt_tokens(request.messages),
+            output_tokens=len(words),
+            engine_timings={"calls": self.calls},
+        )
+
+
+class FlakyDevice(devicelab.Device):
+    """A device that loses its connection when told to and comes back on reconnect."""
+
+    kind = "flaky"
+    reconnects = 0
+    can_reconnect = True
+
+    def info(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+    def reconnect(self, timeout_s: float) -> None:
+        FlakyDevice.reconnects += 1
+        if not FlakyDevice.can_reconnect:
+            raise devicelab.DeviceLostError("no device after 0.0 s")
+
+
+class FlakyType(devicelab.DeviceType):
+    kind = "flaky"
+
+    def discover(self) -> list[devicelab.DeviceInfo]:
+        return []
+
+    def accepts(self, name: str) -> bool:
+        return name == "flaky"
+
+    def open(self, name: str, profile: Any) -> devicelab.Device:
+        return FlakyDevice(name, {})
+
+
+class PowerCollector(devicelab.Collector):
+    """Two watts, on USB power: energy is computed but marked unreliable."""
+
+    name = "power"
+
+    def sample(self) -> dict[str, devicelab.api.Value]:
+        return {"power_w": 2.0, "on_battery": False}
+
+
+class WordsPlugin:
+    @devicelab.hookimpl
+    def devicelab_register_devices(self, register: Callable[[devicelab.DeviceType], None]) -> None:
+        register(FlakyType())
+
+    @devicelab.hookimpl
+    def devicelab_register_collectors(self, register: Callable[..., None]) -> None:
+        register("power", lambda device: PowerCollector() if device.kind == "flaky" else None)
+
+    @devicelab.hookimpl
+    def devicelab_register_engines(self, register: Callable[[type[Engine]], None]) -> None:
+        register(WordEngine)
+
+    @devicelab.hookimpl
+    def devicelab_register_models(self, register: Callable[[ModelSpec], None]) -> None:
+        for name in (
+            "words-a",
+            "words-b",
+            "fail-load",
+            "fail-trial",
+            "slow",
+            "interrupt",
+            "lost-once",
+        ):
+            register(ModelSpec(name, "words", "none"))
+
+
+def make_corpus(path: Path, docs: int = 2, words: int = 60) -> Path:
+    with path.open("w", encoding="utf-8") as fh:
+        for i in range(docs):
+            text = " ".join(f"word{j}" for j in range(words))
+            qa = [{"question": f"q{k} of doc {i}?", "answer": f"a{k}"} for k in range(2)]
+            fh.write(json.dumps({"id": f"doc{i}", "text": text, "qa": qa}) + "\n")
+    return path
+
+
+def write_scenario(tmp: Path, body: str, name: str = "s.toml") -> Path:
+    path = tmp / name
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+WORDS_SCENARIO = """\
+[scenario]
+name = "t"
+repetitions = {reps}
+warmup = {warmup}
+timeout_s = {timeout}
+
+[[models]]
+name = "{model}"
+
+[tasks]
+kinds = {kinds}
+documents = "corpus.jsonl"
+max_output_tokens = 8
+
+[context]
+sections = 2
+lengths = [10, 20]
+
+[telemetry]
+interval_s = 0.01
+"""
+
+
+WORDS_PLUGIN = WordsPlugin()
