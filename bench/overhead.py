@@ -156,7 +156,8 @@ def main() -> None:
         plan_off = make_plan(tmp, args.tokens, lengths, telemetry=False)
         prompts = prompts_of(plan_on)
         model_path = str(plan_on.models[0].spec.path)
-        results: dict[str, list[dict[str, float]]] = {"bare": [], "on": [], "off": []}
+        # results[condition][round][prompt]: the same prompt in the same round pairs up.
+        results: dict[str, list[list[dict[str, float]]]] = {"bare": [], "on": [], "off": []}
         runners: list[tuple[str, Any]] = [
             ("bare", lambda: bare_loop(model_path, prompts, args.tokens)),
             ("on", lambda: devicelab_loop(plan_on, tmp, "on")),
@@ -166,22 +167,32 @@ def main() -> None:
             # Rotate the order each round so slow drift does not favour one condition.
             order = runners[r % 3 :] + runners[: r % 3]
             for name, fn in order:
-                results[name].extend(fn())
+                results[name].append(fn())
             print(f"round {r + 1}/{args.rounds} done", flush=True)
 
     tick = sampler_tick_ms()
     print(f"\n{len(prompts)} prompts (L = {args.lengths}), {args.tokens} output tokens, "
-          f"{args.rounds} rounds, medians:")  # fmt: skip
-    print(f"{'condition':<22}{'ITPS tok/s':>12}{'OTPS tok/s':>12}")
-    for name, label in (("bare", "bare llama-cpp-python"), ("on", "devicelab, 10 Hz"),
-                        ("off", "devicelab, no telemetry")):  # fmt: skip
-        rows = results[name]
-        print(f"{label:<22}{med(rows, 'itps'):>12.1f}{med(rows, 'otps'):>12.1f}")
+          f"{args.rounds} rounds; medians of per-prompt values:")  # fmt: skip
+    print(f"{'condition':<26}{'ITPS tok/s':>12}{'OTPS tok/s':>12}")
+    labels = {"bare": "bare llama-cpp-python", "on": "devicelab, 10 Hz telemetry",
+              "off": "devicelab, no telemetry"}  # fmt: skip
+    for name, label in labels.items():
+        rows = [row for rnd in results[name] for row in rnd]
+        print(f"{label:<26}{med(rows, 'itps'):>12.1f}{med(rows, 'otps'):>12.1f}")
+    print("\nratios, median over (round, prompt) pairs run back to back:")
     for key in ("itps", "otps"):
-        bare, on, off = (med(results[n], key) for n in ("bare", "on", "off"))
-        print(f"{key.upper()}: devicelab/bare = {on / bare:.3f} (telemetry on), "
-              f"{off / bare:.3f} (off); telemetry cost = {100 * (1 - on / off):+.1f}%")  # fmt: skip
+        on_bare = paired(results["on"], results["bare"], key)
+        off_bare = paired(results["off"], results["bare"], key)
+        on_off = paired(results["on"], results["off"], key)
+        print(f"{key.upper()}: devicelab/bare = {on_bare:.3f} (telemetry on), "
+              f"{off_bare:.3f} (off); telemetry cost = {100 * (1 - on_off):+.1f}%")  # fmt: skip
     print(f"sampler: {tick:.3f} ms per tick = {tick * 10 / 1000:.2%} of one core at 10 Hz")
+
+
+def paired(a: list[list[dict[str, float]]], b: list[list[dict[str, float]]], key: str) -> float:
+    return statistics.median(
+        x[key] / y[key] for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=True)
+    )
 
 
 if __name__ == "__main__":

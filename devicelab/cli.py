@@ -26,8 +26,9 @@ from .scheduler import Reporter, execute, load_and_prepare
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # markup=False: scenario keys like "[context] lengths" must print as written.
+# Piped or logged output gets a wide table rather than rich's 80-column default.
 err = Console(stderr=True, highlight=False, markup=False)
-out = Console(highlight=False, markup=False)
+out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 150)
 
 
 @click.group()

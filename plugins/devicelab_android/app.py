@@ -401,7 +401,7 @@ class AppEngine(Engine):
     def generate(self, request: GenerationRequest, stream: TokenStream) -> GenerationResult:
         if not self._app_alive():
             self._run_steps(self.profile.load, {})  # the app was killed: start it again
-        self.phone.watch(self.phone.pids(self.profile.package))
+        self.phone.watch(self.phone.pids(self.profile.package), self.profile.package)
         user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         values = {"prompt": user, "max_tokens": str(request.max_tokens)}
         # Task parts (document, request, system) where the prompt came from a task.

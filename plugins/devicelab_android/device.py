@@ -83,9 +83,9 @@ class AndroidDevice(Device):
     def collectors(self) -> list[Collector]:
         return [self.telemetry] if self.telemetry is not None else []
 
-    def watch(self, pids: list[int]) -> None:
+    def watch(self, pids: list[int], package: str | None = None) -> None:
         if self.telemetry is not None:
-            self.telemetry.watch(pids)
+            self.telemetry.watch(pids, package)
 
     def pids(self, name: str) -> list[int]:
         out = self.require_adb().run(["pidof", name], timeout=10).stdout

@@ -92,6 +92,20 @@ class LlamaCliEngine(Engine):
         n_ctx: int = 2048
         remote_dir: str = "/data/local/tmp/devicelab"
 
+        def __post_init__(self) -> None:
+            # Checked while the scenario is read, so a missing build stops the run before it
+            # starts rather than failing every trial.
+            binary = LlamaCliEngine.binary_path(self)
+            if binary is None or not binary.is_file():
+                raise ModelError(
+                    "llama.cpp on Android needs your arm64 llama-cli build: set "
+                    '[models.options] binary = "path/to/llama-cli" (a path from the directory '
+                    "you run devicelab in) or DEVICELAB_LLAMA_CLI. Build it with the Android "
+                    "NDK: cmake -DCMAKE_TOOLCHAIN_FILE=$NDK/build/cmake/android.toolchain.cmake "
+                    "-DANDROID_ABI=arm64-v8a."
+                    + (f" {binary} does not exist." if binary is not None else "")
+                )
+
     def __init__(self, device: devicelab.Device, model: ModelSpec, options: Any) -> None:
         super().__init__(device, model, options)
         self._tok: Engine | None = None
@@ -119,14 +133,7 @@ class LlamaCliEngine(Engine):
 
     def load(self) -> None:
         binary = self.binary_path(self.options)
-        if binary is None or not binary.is_file():
-            raise ModelError(
-                "llama.cpp on Android needs your arm64 llama-cli build: set "
-                '[models.options] binary = "path/to/llama-cli" (built with the Android NDK: '
-                "cmake -DCMAKE_TOOLCHAIN_FILE=$NDK/build/cmake/android.toolchain.cmake "
-                "-DANDROID_ABI=arm64-v8a) or DEVICELAB_LLAMA_CLI. "
-                f"{'It does not exist: ' + str(binary) if binary else ''}"
-            )
+        assert binary is not None  # Options checked it
         adb = self.phone.require_adb()
         adb.check(["mkdir", "-p", self.options.remote_dir])
         adb.push_if_changed(binary, self._remote("llama-cli"))

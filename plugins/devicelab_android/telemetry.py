@@ -13,6 +13,7 @@ Values the phone cannot give stay ``None``; units are checked, never assumed.
 from __future__ import annotations
 
 import re
+import shlex
 import threading
 import time
 from collections.abc import Iterable
@@ -42,18 +43,25 @@ FAST_FILES = [
 ]
 
 
-def loop_script(pids: Iterable[int], interval_s: float) -> str:
-    """The shell loop the phone runs. No command substitution: plain commands only."""
+def loop_script(pids: Iterable[int], interval_s: float, package: str | None = None) -> str:
+    """The shell loop the phone runs. No command substitution: plain commands only.
+
+    With ``package`` (an app), the slow part adds its ``dumpsys meminfo`` total PSS.
+    """
     files = [*FAST_FILES, *(f"/proc/{int(p)}/status" for p in pids)]
     tick = f"echo {TICK}; grep -H . {' '.join(files)} 2>/dev/null; sleep {interval_s:g}; "
     slow = (
         f"echo {SLOW}; dumpsys thermalservice 2>/dev/null | grep -E 'Thermal Status|mValue'; "
         "dumpsys battery 2>/dev/null | grep -E 'powered|status|level|current now'; "
     )
+    if package:
+        slow += f"dumpsys meminfo {shlex.quote(package)} 2>/dev/null | grep -E 'TOTAL'; "
     return f"while true; do {tick * SLOW_EVERY}{slow}done"
 
 
 THERMAL_STATUS = re.compile(r"Thermal Status:\s*(\d+)")
+# "TOTAL PSS: 90277  TOTAL RSS: ..." (current), or "TOTAL:  90277 ..." (older releases); KB.
+TOTAL_PSS = re.compile(r"TOTAL(?: PSS)?:\s+(\d+)")
 HAL_TEMP = re.compile(r"mValue=([-\d.]+).*?mName=([^,}]+)")
 
 
@@ -103,8 +111,11 @@ def parse_block(lines: list[str], state: dict[str, Any]) -> dict[str, devicelab.
     hwm = [_int(p.get("VmHWM", "").split(" ")[0]) for p in procs.values()]
     rss_kb = sum(r for r in rss if r is not None) if any(r is not None for r in rss) else None
     hwm_kb = sum(h for h in hwm if h is not None) if any(h is not None for h in hwm) else None
-    out["mem_mb"] = None if rss_kb is None else round(rss_kb / 1024, 1)
+    out["rss_mb"] = None if rss_kb is None else round(rss_kb / 1024, 1)
     out["mem_hwm_mb"] = None if hwm_kb is None else round(hwm_kb / 1024, 1)
+    out["pss_mb"] = state.get("pss_mb")
+    # An app's memory is its PSS (what Android accounts it); a native process's is its RSS.
+    out["mem_mb"] = out["pss_mb"] if out["pss_mb"] is not None else out["rss_mb"]
     out.update(_battery(battery, state))
     out["thermal_status"] = state.get("thermal_status")
     return out
@@ -122,6 +133,8 @@ def parse_slow(lines: list[str], state: dict[str, Any]) -> None:
             powered.append(stripped.endswith("true"))
         if stripped.startswith("current now:"):
             state["current_now_ma"] = _int(stripped.split(":", 1)[1].strip())
+        if stripped.startswith("TOTAL") and (m := TOTAL_PSS.match(stripped)):
+            state["pss_mb"] = round(int(m.group(1)) / 1024, 1)
     if powered:
         state["external_power"] = any(powered)
 
@@ -181,6 +194,7 @@ class StreamingCollector(Collector):
         self.adb = adb
         self.interval_s = interval_s
         self._pids: tuple[int, ...] = ()
+        self._package: str | None = None
         self._latest: dict[str, devicelab.api.Value] = {}
         self._slow: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -194,15 +208,17 @@ class StreamingCollector(Collector):
         self._thread = threading.Thread(target=self._run, name="android-telemetry", daemon=True)
         self._thread.start()
 
-    def watch(self, pids: Iterable[int]) -> None:
-        """Follow these processes' memory from now on (restarts the loop with their PIDs)."""
+    def watch(self, pids: Iterable[int], package: str | None = None) -> None:
+        """Follow these processes' memory (and an app's PSS) from now on: the loop restarts
+        with their PIDs, once, not per sample."""
         pids = tuple(sorted(set(pids)))
-        if pids == self._pids:
+        if (pids, package) == (self._pids, self._package):
             return
-        self._pids = pids
+        self._pids, self._package = pids, package
         self.stop()
         with self._lock:
             self._latest = {}
+            self._slow = {}
         self.start()
 
     def sample(self) -> dict[str, devicelab.api.Value]:
@@ -233,7 +249,7 @@ class StreamingCollector(Collector):
             else:
                 block.append(line)
 
-        script = loop_script(self._pids, self.interval_s)
+        script = loop_script(self._pids, self.interval_s, self._package)
         while not self._stop.is_set():
             try:
                 self.adb.lines(script, on_line, self._stop)

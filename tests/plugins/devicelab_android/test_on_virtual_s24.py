@@ -19,6 +19,7 @@ from devicelab import (
     DeviceLostError,
     GenerationRequest,
     Message,
+    ModelError,
     ModelSpec,
     TokenStream,
     TrialError,
@@ -114,10 +115,12 @@ def test_llama_cli_pushes_once_and_streams_real_tokens(phone: AndroidDevice) -> 
         engine.close()
 
 
-def test_llama_cli_without_a_binary_names_the_fix(phone: AndroidDevice) -> None:
-    engine = LlamaCliEngine(phone, smollm2(), LlamaCliEngine.Options(binary="/nope/llama-cli"))
-    with pytest.raises(Exception, match="arm64 llama-cli build"):
-        engine.load()
+def test_llama_cli_without_a_binary_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEVICELAB_LLAMA_CLI", raising=False)
+    with pytest.raises(ModelError, match=r"arm64 llama-cli build.*/nope/llama-cli does not exist"):
+        LlamaCliEngine.Options(binary="/nope/llama-cli")
+    with pytest.raises(ModelError, match="DEVICELAB_LLAMA_CLI"):
+        LlamaCliEngine.Options()
 
 
 @pytest.mark.parametrize("app", ["docassist", "mlcchat"])

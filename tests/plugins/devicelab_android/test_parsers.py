@@ -54,7 +54,7 @@ def test_grep_block_becomes_values_with_units_checked() -> None:
     assert v["temp_c"] == 41.5
     assert v["cpu_policy0_mhz"] == 1950.0 and v["cpu_policy9_mhz"] == 3207.0
     assert v["mem_available_mb"] == 3072.0
-    assert v["mem_mb"] == 150.0 and v["mem_hwm_mb"] == 200.0
+    assert v["mem_mb"] == v["rss_mb"] == 150.0 and v["mem_hwm_mb"] == 200.0
     assert v["battery_level"] == 87 and v["battery_temp_c"] == 29.6
     # -412 from a Samsung kernel is mA: 0.412 A x 4.012 V
     assert v["power_w"] == pytest.approx(1.653, abs=0.001)
@@ -68,6 +68,21 @@ def test_dumpsys_says_usb_powers_the_phone() -> None:
     v = parse_block(GREP.splitlines(), state)
     assert v["on_battery"] is False  # USB: energy is then marked unreliable
     assert v["thermal_status"] == 2
+
+
+def test_an_apps_memory_is_its_pss() -> None:
+    state: dict[str, object] = {}
+    parse_slow(
+        [
+            "** MEMINFO in pid 4242 [ai.mlc.mlcchat] **",
+            "TOTAL PSS:   90277  TOTAL RSS:  190372  TOTAL SWAP PSS: 0",
+        ],
+        state,
+    )
+    v = parse_block(GREP.splitlines(), state)
+    assert v["pss_mb"] == 88.2 and v["mem_mb"] == 88.2 and v["rss_mb"] == 150.0
+    parse_slow(["   TOTAL:    51200"], state)  # older releases
+    assert parse_block([], state)["pss_mb"] == 50.0
 
 
 def test_microamps_are_told_from_milliamps() -> None:
@@ -86,10 +101,11 @@ def test_zone_temperature_units(raw: str, c: float | None) -> None:
 
 
 def test_loop_is_one_stream_with_plain_commands() -> None:
-    script = loop_script([4242], 0.05)
+    script = loop_script([4242], 0.05, "ai.mlc.mlcchat")
     assert script.startswith("while true; do") and script.endswith("done")
     assert "/proc/4242/status" in script and "$(" not in script and "`" not in script
     assert script.count("dumpsys thermalservice") == 1
+    assert script.count("dumpsys meminfo ai.mlc.mlcchat") == 1
 
 
 def test_quote_keeps_hostile_text_literal() -> None:

@@ -1,0 +1,146 @@
+"""Whole runs through the CLI against virtual S24s: the scheduler, the Android plugin and the
+virtual device together, faults included. Short outputs keep each run to seconds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import adbutils
+import pytest
+from devicelab_virtual import VirtualType
+
+from devicelab.cli import main
+from devicelab.results import TRIALS, read_jsonl
+
+ROOT = Path(__file__).resolve().parents[3]
+
+SCENARIO = """\
+[scenario]
+name = "virtual"
+repetitions = 2
+warmup = 0
+timeout_s = 60
+reconnect_timeout_s = 20
+
+[device]
+name = "virtual-s24"
+
+[[models]]
+name = "smollm2-135m-instruct"
+engine = "llama.cpp"
+options = {{ binary = "{binary}" }}
+
+[tasks]
+kinds = ["QA"]
+documents = "docassist-mini"
+max_documents = 1
+max_output_tokens = 4
+
+[context]
+sections = 1
+lengths = [100]
+"""
+
+
+def run_cli(args: list[str]) -> int:
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+@pytest.fixture
+def scenario(tmp_path: Path, adb_server: adbutils.AdbClient) -> Path:
+    path = tmp_path / "virtual.toml"
+    path.write_text(SCENARIO.format(binary=ROOT / "devices" / "virtual-s24" / "llama-cli"))
+    return path
+
+
+@pytest.fixture
+def launched(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """The virtual S24s the virtual device type starts, as they start."""
+    phones: list[object] = []
+    original = VirtualType.open
+
+    def spy(self: VirtualType, name: str, profile: dict[str, object]) -> object:
+        device = original(self, name, profile)
+        phones.append(self._launched[id(device)])
+        return device
+
+    monkeypatch.setattr(VirtualType, "open", spy)
+    yield phones
+
+
+def test_virtual_s24_is_started_for_the_run_and_stopped_after(
+    scenario: Path, tmp_path: Path, adb_server: adbutils.AdbClient, launched: list[object]
+) -> None:
+    out = tmp_path / "run"
+    assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
+    records = list(read_jsonl(out / TRIALS))
+    assert len(records) == 2 and all(r["status"] == "ok" for r in records)
+    info = records[0]["device_info"]
+    assert info["model"] == "SM-S921B" and info["platform"] == "s5e9945"
+    assert records[0]["engine_timings"]["prefill_tokens"] == records[0]["input_tokens"]
+    assert records[0]["max_temp_c"] is not None and records[0]["peak_mem_mb"] > 50
+    assert records[0]["energy_j"] is not None
+    [phone] = launched
+    serial = phone.serial  # type: ignore[attr-defined]
+    assert all(d.serial != serial for d in adb_server.device_list())  # stopped and gone
+
+
+def test_transport_cut_mid_trial_is_retried_and_recorded_once(
+    scenario: Path, tmp_path: Path, launched: list[object]
+) -> None:
+    def cut_during_first_generation() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if launched:
+                phone = launched[0]
+                names = [p.name for p in phone._processes.values()]  # type: ignore[attr-defined]
+                if "llama-cli" in names:
+                    phone.cut_transport()  # type: ignore[attr-defined]
+                    return
+            time.sleep(0.02)
+
+    cutter = threading.Thread(target=cut_during_first_generation, daemon=True)
+    cutter.start()
+    out = tmp_path / "run"
+    assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
+    cutter.join(timeout=5)
+    records = list(read_jsonl(out / TRIALS))
+    assert len(records) == 2 and len({r["trial_id"] for r in records}) == 2
+    assert records[0]["attempts"] == 2 and records[0]["status"] == "ok"
+    assert (
+        "lost the connection" in records[0]["lost_attempts"][0]
+        or "closed" in records[0]["lost_attempts"][0]
+    )
+    assert records[1]["attempts"] == 1
+
+
+def test_virtual_start_and_stop_commands(adb_server: adbutils.AdbClient, tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    cmd = [sys.executable, "-m", "devicelab", "virtual"]
+    started = subprocess.run([*cmd, "start"], capture_output=True, text=True, env=env, timeout=60)
+    assert started.returncode == 0, started.stderr
+    serial = started.stdout.strip()
+    try:
+        listed = subprocess.run(
+            [adbutils.adb_path(), "-P", str(adb_server.port), "devices", "-l"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert serial in listed.stdout and "model:SM_S921B" in listed.stdout
+    finally:
+        stopped = subprocess.run(
+            [*cmd, "stop"], capture_output=True, text=True, env=env, timeout=60
+        )
+    assert stopped.returncode == 0 and f"stopped {serial}" in stopped.stdout
+    assert all(d.serial != serial for d in adb_server.device_list())
+    again = subprocess.run([*cmd, "stop", serial], capture_output=True, text=True, env=env)
+    assert again.returncode == 2 and "no running virtual S24" in again.stderr
