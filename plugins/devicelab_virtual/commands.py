@@ -9,12 +9,12 @@ import posixpath
 import re
 import stat as statmod
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .fs import FsError, StatResult
 from .model import ZONES, thermal_status
 from .shell import CommandContext, CommandHandler
-from .shellio import Input
+from .shellio import BytesInput, Input, Output
 
 Handler = Callable[[CommandContext], int]
 
@@ -737,37 +737,112 @@ def cmd_grep(ctx: CommandContext) -> int:
             _err(ctx, f"bad regex '{pattern}'")
             return 2
     show_names = (len(operands) > 1 and "h" not in opts) or "H" in opts
+    invert = "v" in opts
+    number_lines = "n" in opts
+    list_lines = "c" not in opts and "l" not in opts
+    only_matching = "o" in opts and not invert
+    # Output lines are batched and written at once: before anything goes to stderr, before
+    # a read that may block (a pipe, the session's stdin) and at the end, so the bytes and
+    # their order stay the same while a grep over files costs one write, not one a line.
+    pending: list[str] = []
+    stdout, stderr = ctx.stdout, ctx.stderr
+
+    def flush() -> None:
+        if pending:
+            data = "".join(pending)
+            pending.clear()
+            stdout.write(data)
+
+    ctx.stderr = _FlushFirst(stderr, flush)
+    search = compiled[0].search if len(compiled) == 1 else None
     found = False
-    for name, source in _read_inputs(ctx, operands):
-        if source is None:
-            continue
-        count = 0
-        number = 0
-        for raw in source.lines():
-            number += 1
-            line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
-            hit = any(p.search(line) for p in compiled)
-            if hit == ("v" in opts):
-                continue
-            found = True
-            count += 1
-            if "q" in opts:
-                return 0
-            if "c" not in opts and "l" not in opts:
-                prefix = (f"{name}:" if show_names else "") + (f"{number}:" if "n" in opts else "")
-                if "o" in opts and "v" not in opts:
-                    for expression in compiled:
-                        for match in expression.finditer(line):
-                            ctx.write(prefix + match.group(0) + "\n")
-                else:
-                    ctx.write(prefix + line + "\n")
-            if max_count is not None and count >= max_count:
-                break
-        if "c" in opts:
-            ctx.write((f"{name}:" if show_names else "") + f"{count}\n")
-        elif "l" in opts and count:
-            ctx.write(f"{name if name != '-' else '(standard input)'}\n")
+    try:
+        for name in operands or ["-"]:
+            # What _read_inputs does, without wrapping each file in a BytesInput.
+            lines: Iterable[str]
+            if name == "-":
+                lines = _input_lines(ctx.stdin, flush)
+            else:
+                try:
+                    lines = _text_lines(ctx.fs.read(name, ctx.cwd))
+                except FsError as exc:
+                    _err(ctx, f"{name}: {exc}")
+                    continue
+            count = 0
+            number = 0
+            name_prefix = f"{name}:" if show_names else ""
+            for line in lines:
+                number += 1
+                hit = bool(search(line)) if search else any(p.search(line) for p in compiled)
+                if hit == invert:
+                    continue
+                found = True
+                count += 1
+                if "q" in opts:
+                    flush()
+                    return 0
+                if list_lines:
+                    prefix = name_prefix + (f"{number}:" if number_lines else "")
+                    if only_matching:
+                        for expression in compiled:
+                            for match in expression.finditer(line):
+                                pending.append(prefix + match.group(0) + "\n")
+                    else:
+                        pending.append(prefix + line + "\n")
+                if max_count is not None and count >= max_count:
+                    break
+            if "c" in opts:
+                pending.append(name_prefix + f"{count}\n")
+            elif "l" in opts and count:
+                pending.append(f"{name if name != '-' else '(standard input)'}\n")
+        flush()
+    finally:
+        ctx.stderr = stderr
     return 0 if found else 1
+
+
+class _FlushFirst(Output):
+    """An output that calls flush() before each write (keeps stdout/stderr in order)."""
+
+    def __init__(self, target: Output, flush: Callable[[], None]) -> None:
+        self._target = target
+        self._flush = flush
+
+    def write_bytes(self, data: bytes) -> None:
+        self._flush()
+        self._target.write_bytes(data)
+
+    def close(self) -> None:
+        self._target.close()
+
+
+def _text_lines(data: bytes) -> list[str]:
+    """What Input.lines() yields for data, decoded and without the newlines."""
+    text = data.decode("utf-8", "surrogateescape")
+    if not text:
+        return []
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    return lines
+
+
+def _input_lines(source: Input, before_read: Callable[[], None]) -> Iterator[str]:
+    """The lines of source.lines(), decoded and without their newline.
+
+    A BytesInput never blocks: it is split at once. Otherwise before_read() is called
+    whenever the next read may block (a pipe, the session's stdin).
+    """
+    if isinstance(source, BytesInput):
+        yield from _text_lines(source.read())
+        return
+    while True:
+        if b"\n" not in source._buffer:
+            before_read()
+        raw = source.readline()
+        if not raw:
+            return
+        yield raw.decode("utf-8", "surrogateescape").rstrip("\n")
 
 
 def _bre_to_python(pattern: str, extended: bool) -> str:

@@ -206,6 +206,7 @@ class VirtualS24:
         self.fs = VirtualFS()
         self._builtins: dict[str, CommandHandler] = builtin_commands()
         self._extensions: dict[str, CommandHandler] = {}
+        self._merged_commands: dict[str, CommandHandler] | None = None
         self._processes: dict[int, ProcessInfo] = {}
         self._next_pid = 10_000
         self._exposed: dict[int, int] = {}
@@ -502,15 +503,21 @@ class VirtualS24:
         """
         with self._lock:
             self._extensions[name] = handler
+            self._merged_commands = None
 
     def remove_command(self, name: str) -> None:
         with self._lock:
             self._extensions.pop(name, None)
+            self._merged_commands = None
 
     def _commands_snapshot(self) -> dict[str, CommandHandler]:
+        """Builtins and extensions by name; shared until the next change: read it only."""
         with self._lock:
-            merged = dict(self._builtins)
-            merged.update(self._extensions)
+            merged = self._merged_commands
+            if merged is None:
+                merged = dict(self._builtins)
+                merged.update(self._extensions)
+                self._merged_commands = merged
             return merged
 
     def _is_extension(self, handler: CommandHandler) -> bool:

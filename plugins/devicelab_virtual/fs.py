@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 import posixpath
 import stat
 import threading
@@ -22,6 +23,19 @@ WRITABLE_ROOTS = (
 READ_ONLY_ROOTS = ("/system", "/vendor", "/product", "/apex", "/odm")
 
 _MAX_LINKS = 40
+# Path lookups and glob expansions are memoized until the tree's shape changes; past this
+# many entries the memo starts over (a script touching endless distinct paths).
+_MEMO_LIMIT = 4096
+
+
+@functools.lru_cache(maxsize=_MEMO_LIMIT)
+def _normpath(path: str, cwd: str) -> str:
+    if not path.startswith("/"):
+        path = posixpath.join(cwd or "/", path)
+    norm = posixpath.normpath(path)
+    if norm.startswith("//"):
+        norm = "/" + norm.lstrip("/")
+    return norm
 
 
 class FsError(Exception):
@@ -98,19 +112,34 @@ class VirtualFS:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self.root = Dir(mode=stat.S_IFDIR | 0o755, mtime=_now())
+        # Memos of _walk and glob, valid while no directory entry is added, replaced or
+        # removed (every such change goes through _changed). File contents, modes and
+        # times may change freely: the memos hold nodes, never what is in them.
+        self._walks: dict[tuple[str, bool], tuple[Node | None, str]] = {}
+        self._globs: dict[tuple[str, str], list[str]] = {}
+
+    def _changed(self) -> None:
+        """The tree's shape changed: forget memoized lookups (call with the lock held)."""
+        self._walks.clear()
+        self._globs.clear()
 
     # -- paths -----------------------------------------------------------------
     @staticmethod
     def normpath(path: str, cwd: str = "/") -> str:
-        if not path.startswith("/"):
-            path = posixpath.join(cwd or "/", path)
-        norm = posixpath.normpath(path)
-        if norm.startswith("//"):
-            norm = "/" + norm.lstrip("/")
-        return norm
+        return _normpath(path, cwd)
 
     def _walk(self, path: str, follow_last: bool) -> tuple[Node | None, str]:
         """Resolve an absolute normalized path; returns (node or None, resolved path)."""
+        key = (path, follow_last)
+        found = self._walks.get(key)
+        if found is None:
+            found = self._walk_uncached(path, follow_last)
+            if len(self._walks) >= _MEMO_LIMIT:
+                self._walks.clear()
+            self._walks[key] = found
+        return found
+
+    def _walk_uncached(self, path: str, follow_last: bool) -> tuple[Node | None, str]:
         parts = [p for p in path.split("/") if p]
         node: Node = self.root
         resolved: list[str] = []
@@ -297,6 +326,7 @@ class VirtualFS:
                 gid=2000,
                 data=bytearray(data),
             )
+            self._changed()
             parent.mtime = _now()
 
     def touch(self, path: str, cwd: str = "/", mtime: int | None = None) -> None:
@@ -323,6 +353,7 @@ class VirtualFS:
                 return
             parent, name = self._parent_dir(resolved)
             parent.children[name] = Dir(mode=stat.S_IFDIR | mode, mtime=_now(), uid=2000, gid=2000)
+            self._changed()
 
     def _mkdirs(self, path: str, mode: int = 0o771) -> None:
         node: Node = self.root
@@ -336,6 +367,7 @@ class VirtualFS:
             if child is None:
                 child = Dir(mode=stat.S_IFDIR | mode, mtime=_now(), uid=2000, gid=2000)
                 node.children[name] = child
+                self._changed()
             if not isinstance(child, Dir):
                 raise FsError(built, "Not a directory")
             node = child
@@ -358,6 +390,7 @@ class VirtualFS:
                 if not recursive and not dir_ok:
                     raise FsError(norm, "Is a directory")
             del parent.children[name]
+            self._changed()
             parent.mtime = _now()
 
     def chmod(self, path: str, mode: int, cwd: str = "/") -> None:
@@ -385,6 +418,7 @@ class VirtualFS:
             dst_parent, dst_name = self._parent_dir(dst_resolved)
             del src_parent.children[src_name]
             dst_parent.children[dst_name] = node
+            self._changed()
 
     # -- setup helpers (no permission checks) ----------------------------------
     def add_dir(self, path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> None:
@@ -402,6 +436,7 @@ class VirtualFS:
             parent.children[name] = File(
                 mode=stat.S_IFREG | mode, mtime=_now(), data=bytearray(raw)
             )
+            self._changed()
 
     def add_generated(
         self, path: str, generator: Generator, mode: int = 0o444, size: int = 0
@@ -411,27 +446,40 @@ class VirtualFS:
             parent.children[name] = File(
                 mode=stat.S_IFREG | mode, mtime=_now(), generator=generator, nominal_size=size
             )
+            self._changed()
 
     def add_link(self, path: str, target: str) -> None:
         with self._lock:
             parent, name = self._parent_dir(path, create=True)
             parent.children[name] = Link(mode=stat.S_IFLNK | 0o777, mtime=_now(), target=target)
+            self._changed()
 
     def drop(self, path: str) -> None:
         """Remove a node regardless of permissions (for /proc entries)."""
         with self._lock:
             parent_path, name = posixpath.split(path)
             parent, _ = self._walk(parent_path, True)
-            if isinstance(parent, Dir):
-                parent.children.pop(name, None)
+            if isinstance(parent, Dir) and parent.children.pop(name, None) is not None:
+                self._changed()
 
     # -- globbing --------------------------------------------------------------
     @staticmethod
     def has_magic(pattern: str) -> bool:
-        return any(c in pattern for c in "*?[")
+        return "*" in pattern or "?" in pattern or "[" in pattern
 
     def glob(self, pattern: str, cwd: str = "/") -> list[str]:
         """Expand a shell glob; an empty list when nothing matches."""
+        key = (pattern, cwd)
+        with self._lock:
+            found = self._globs.get(key)
+            if found is None:
+                found = self._glob_uncached(pattern, cwd)
+                if len(self._globs) >= _MEMO_LIMIT:
+                    self._globs.clear()
+                self._globs[key] = found
+            return list(found)
+
+    def _glob_uncached(self, pattern: str, cwd: str) -> list[str]:
         absolute = pattern.startswith("/")
         parts = [p for p in pattern.split("/") if p]
         bases = ["/"] if absolute else [""]

@@ -54,6 +54,10 @@ POLICIES: tuple[PolicySpec, ...] = (
     PolicySpec("policy9", (9,), "Cortex-X4", 787000, 3207000, "BIG"),
 )
 
+# Reads advance the model at most once per quantum (work is applied at once, whatever the
+# quantum): a burst of sysfs reads shares one state instead of recomputing it per file.
+QUANTUM_S = 0.001
+
 THROTTLE_START_C = 70.0
 THROTTLE_FULL_C = 95.0
 LOAD_TAU = 1.5
@@ -91,14 +95,27 @@ class PhoneModel:
         self.boot_time = time.time() - 2 * 86400 - 3 * 3600
         self.boot_monotonic = time.monotonic() - (2 * 86400 + 3 * 3600)
         self.work_seconds = 0.0
+        # Derived readings, valid while _state is unchanged (every advance and every
+        # add_work starts a new state).
+        self._state = 0
+        self._temps: dict[str, float] | None = None
+        self._temps_state = -1
+        self._battery: BatterySnapshot | None = None
+        self._battery_key: tuple[int, bool, bool, int | None] | None = None
 
     # -- time ------------------------------------------------------------------
-    def _advance(self) -> None:
+    def _advance(self, force: bool = False) -> None:
+        """Bring the state to now; reads skip it when the state is younger than QUANTUM_S.
+
+        Decay over a skipped interval is applied with the next advance: the exponentials
+        compose, so the state follows real elapsed time either way.
+        """
         now = time.monotonic()
         dt = now - self._last
-        if dt <= 0:
+        if dt <= 0 or (dt < QUANTUM_S and not force):
             return
         self._last = now
+        self._state += 1
         for zone in ZONES:
             self._excess[zone.name] *= math.exp(-dt / zone.tau)
         self._load *= math.exp(-dt / LOAD_TAU)
@@ -119,7 +136,8 @@ class PhoneModel:
             return
         intensity = min(float(intensity), 2.0)
         with self._lock:
-            self._advance()
+            self._advance(force=True)
+            self._state += 1
             for zone in ZONES:
                 target = zone.full_load * intensity
                 current = self._excess[zone.name]
@@ -136,14 +154,23 @@ class PhoneModel:
             self.work_seconds += seconds
 
     # -- outputs ---------------------------------------------------------------
-    def temperatures(self) -> dict[str, float]:
-        """Zone name -> degrees C."""
+    def _temperatures(self) -> dict[str, float]:
+        """The current readings, shared: callers must not change the dict."""
         with self._lock:
             self._advance()
-            return {z.name: AMBIENT_C + z.idle_offset + self._excess[z.name] for z in ZONES}
+            temps = self._temps
+            if temps is None or self._temps_state != self._state:
+                excess = self._excess
+                temps = {z.name: AMBIENT_C + z.idle_offset + excess[z.name] for z in ZONES}
+                self._temps, self._temps_state = temps, self._state
+            return temps
+
+    def temperatures(self) -> dict[str, float]:
+        """Zone name -> degrees C."""
+        return dict(self._temperatures())
 
     def temperature(self, name: str) -> float:
-        return self.temperatures()[name]
+        return self._temperatures()[name]
 
     def load(self) -> float:
         with self._lock:
@@ -167,6 +194,13 @@ class PhoneModel:
     def battery(self) -> BatterySnapshot:
         with self._lock:
             self._advance()
+            key = (self._state, self.usb_powered, self.ac_powered, self.level_override)
+            if self._battery is None or self._battery_key != key:
+                self._battery, self._battery_key = self._compute_battery(), key
+            return self._battery
+
+    def _compute_battery(self) -> BatterySnapshot:
+        with self._lock:
             soc = self._charge_mah / BATTERY_CAPACITY_MAH
             level = self.level_override if self.level_override is not None else round(soc * 100)
             level = max(0, min(100, level))

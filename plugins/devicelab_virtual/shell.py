@@ -143,7 +143,10 @@ class CommandContext:
 
     def sleep(self, seconds: float) -> None:
         """Sleep in real time; raises ShellCancelled when cancelled meanwhile."""
-        if self.cancelled.wait(max(0.0, seconds)):
+        if seconds <= 0:
+            self.cancelled.check()
+            return
+        if self.cancelled.wait(seconds):
             raise ShellCancelled()
 
     def path(self, name: str) -> str:
@@ -1293,6 +1296,15 @@ class Interpreter:
 
     def expand_word(self, word: Word, state: ShellState, glob: bool = True) -> list[str]:
         """Expand into fields: variables, field splitting of unquoted results, globs."""
+        parts = word.parts
+        if parts and all(part.kind == "lit" for part in parts):
+            # Plain unquoted text (most words): one field, or its glob matches.
+            text = parts[0].text if len(parts) == 1 else "".join(p.text for p in parts)
+            if glob and VirtualFS.has_magic(text):
+                matches = self.fs.glob(text, state.cwd)
+                if matches:
+                    return matches
+            return [text]
         fields: list[list[tuple[str, bool]]] = [[]]
         quoted = [False]
 
