@@ -333,6 +333,15 @@ class Task(ABC):
     def prompts(self, document: Document, context: str) -> list[TaskPrompt]:
         """The prompts for ``document`` when the model sees ``context`` (its first L tokens)."""
 
+    def score(self, prompt: TaskPrompt, output: str) -> dict[str, float]:
+        """The task's own quality metrics for one ok trial's ``output`` (metric -> value).
+
+        Stored in the trial record as ``quality``. The default has no metric: ``{}``.
+        ``prompt`` is the :class:`TaskPrompt` the output answers (its ``fields`` and
+        ``reference`` are there to compare with). An exception fails the trial.
+        """
+        return {}
+
 
 class Collector(ABC):
     """A telemetry source polled by the sampler on its clock.

@@ -9,7 +9,9 @@ group. Two environment variables choose which load:
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
+import inspect
 import os
 import traceback
 from collections.abc import Callable, Iterable
@@ -141,11 +143,35 @@ def register_plugin(pm: pluggy.PluginManager, plugin: object, name: str) -> None
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         pm.unregister(name=name)
-        known = ", ".join(sorted(h for h in dir(hookspecs) if h.startswith("devicelab_")))
+        known = sorted(h for h in dir(hookspecs) if h.startswith("devicelab_"))
         raise PluginError(
             f"plugin {name!r} does not match devicelab's hooks: {' '.join(str(exc).split())} "
-            f"Check the hook's name and arguments against the hooks devicelab has: {known}."
+            f"{_fix_hint(plugin, known)}Check the hook's name and arguments against the hooks "
+            f"devicelab has: {', '.join(known)} (docs/hooks.md)."
         ) from None
+
+
+def _fix_hint(plugin: object, known: list[str]) -> str:
+    """What to change: the hook a misspelled name was meant to be, the arguments a hook takes."""
+    hints = []
+    for attr in sorted(a for a in dir(plugin) if a.startswith("devicelab_")):
+        func = getattr(plugin, attr, None)
+        if not callable(func):
+            continue
+        spec = getattr(hookspecs, attr, None)
+        if spec is None:
+            close = difflib.get_close_matches(attr, known, n=1)
+            if close:
+                hints.append(f"Rename {attr} to {close[0]}.")
+            continue
+        want = list(inspect.signature(spec).parameters)
+        try:
+            got = [a for a in inspect.signature(func).parameters if a != "self"]
+        except (TypeError, ValueError):
+            continue
+        if any(a not in want for a in got):
+            hints.append(f"{attr} takes ({', '.join(want)}), not ({', '.join(got)}).")
+    return " ".join(hints) + " " if hints else ""
 
 
 def build_registry(pm: pluggy.PluginManager, broken: list[BrokenPlugin] | None = None) -> Registry:

@@ -394,6 +394,7 @@ def _run_model(
             else:
                 prompt = contexts[(trial.task, trial.doc_id, trial.item, trial.context_tokens)]
                 record = {**base, **_run_trial(trial, engine, prompt, sc, sampler, run, device)}
+                _score(record, plan.tasks[trial.task], prompt)
             run.append_trial(record)
             outcome.records.append(record)
             outcome.failed += record["status"] != "ok"
@@ -454,6 +455,22 @@ def _base_record(
     }
 
 
+def _score(record: dict[str, Any], task: Task, prompt: TaskPrompt) -> None:
+    """Put the task's own metrics in an ok record's ``quality``; a metric that fails or gives
+    something other than numbers fails the trial, with the task named."""
+    if record["status"] != "ok":
+        return
+    try:
+        scores = task.score(prompt, record["output_text"] or "")
+        record["quality"] = {str(k): float(v) for k, v in scores.items()}
+    except Exception as exc:
+        record["status"] = "failed"
+        record["error"] = (
+            f"the quality metric of task {task.kind!r} failed: {_describe(exc)}. "
+            "Task.score must return a dict of metric name -> number."
+        )
+
+
 def _empty_measures() -> dict[str, Any]:
     return {
         "input_tokens": None,
@@ -467,6 +484,7 @@ def _empty_measures() -> dict[str, Any]:
         "energy_j": None,
         "energy_reliable": None,
         "output_text": None,
+        "quality": {},
         "engine_timings": {},
         "attempts": 1,
         "lost_attempts": [],

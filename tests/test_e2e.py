@@ -71,7 +71,15 @@ def test_ctrl_c_keeps_finished_trials_and_resume_completes(tmp_path: Path) -> No
     scenario = write_scenario(tmp_path, body)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "devicelab", "run", str(scenario), "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell's background job starts with SIGINT ignored, and Python keeps it ignored;
+    # the run must see Ctrl-C as a terminal would deliver it.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while len(list(read_jsonl(out / TRIALS))) < 2:
         assert proc.poll() is None, proc.communicate()

@@ -18,6 +18,7 @@ CONTRACT_FIELDS = {
     "quant", "task", "doc_id", "context_tokens", "sections", "repetition", "warmup",
     "input_tokens", "output_tokens", "load_s", "ttft_s", "itps", "otps", "runtime_s",
     "peak_mem_mb", "max_temp_c", "output_text", "started_at", "finished_at", "engine_timings",
+    "quality",
 }  # fmt: skip
 
 
@@ -232,3 +233,33 @@ def test_energy_is_integrated_from_power_samples(
         assert r["energy_reliable"] is False  # USB-powered: computed, flagged
     host = _run(words_scenario(), words_registry, tmp_path / "host")
     assert host[0]["energy_j"] is None and host[0]["energy_reliable"] is None
+
+
+def test_quality_is_the_tasks_own_metric(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    """Task.score goes into each ok record's quality; no metric (SUMM) or a failed trial: {}."""
+    path = words_scenario(model="fail-trial", reps=1, warmup=0, kinds='["COUNT", "SUMM"]')
+    records = _run(path, words_registry, tmp_path / "run")
+    count_ok = [r for r in records if r["task"] == "COUNT" and r["status"] == "ok"]
+    assert count_ok and all(r["quality"] == {"words": 8.0, "from_context": 1.0} for r in count_ok)
+    assert all(isinstance(v, float) for r in count_ok for v in r["quality"].values())
+    assert all(r["quality"] == {} for r in records if r["task"] == "SUMM")
+    failed = [r for r in records if r["status"] == "failed"]
+    assert failed and all(r["quality"] == {} for r in failed)
+
+
+def test_a_failing_metric_fails_the_trial_and_names_the_task(
+    words_scenario: Callable[..., Path],
+    words_registry: Registry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from wordsplugin import CountWords
+
+    monkeypatch.setattr(CountWords, "score", lambda self, prompt, output: {"words": "many"})
+    path = words_scenario(reps=1, warmup=0, kinds='["COUNT"]')
+    records = _run(path, words_registry, tmp_path / "run")
+    assert records and all(r["status"] == "failed" for r in records)
+    assert "quality metric of task 'COUNT' failed: ValueError" in records[0]["error"]
+    assert records[0]["quality"] == {}

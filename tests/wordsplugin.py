@@ -128,7 +128,25 @@ class PowerCollector(devicelab.Collector):
         return {"power_w": 2.0, "on_battery": False}
 
 
+class CountWords(devicelab.Task):
+    """COUNT: echo the context; its metric counts the words and how many came from it."""
+
+    kind = "COUNT"
+
+    def prompts(self, document: devicelab.Document, context: str) -> list[devicelab.TaskPrompt]:
+        return [devicelab.TaskPrompt("count", (Message("user", context),), fields={"doc": context})]
+
+    def score(self, prompt: devicelab.TaskPrompt, output: str) -> dict[str, float]:
+        words = output.split()
+        seen = set(prompt.fields["doc"].split())
+        return {"words": len(words), "from_context": sum(w in seen for w in words) / len(words)}
+
+
 class WordsPlugin:
+    @devicelab.hookimpl
+    def devicelab_register_tasks(self, register: Callable[[devicelab.Task], None]) -> None:
+        register(CountWords())
+
     @devicelab.hookimpl
     def devicelab_register_devices(self, register: Callable[[devicelab.DeviceType], None]) -> None:
         register(FlakyType())

@@ -1,0 +1,177 @@
+"""Helpers for testing plugins: a registry with your plugin in it, a tiny scenario, a run.
+
+::
+
+    from devicelab.testing import make_scenario, registry_with, run_scenario
+    import devicelab_example
+
+    def test_kw_runs(tmp_path):
+        registry = registry_with(devicelab_example)
+        records = run_scenario(make_scenario(tmp_path, kinds=["KW"]), registry)
+        assert records[0]["status"] == "ok"
+
+:func:`installed_plugin` (and the ``devicelab_plugin`` pytest fixture built on it) goes one
+step further: it installs a plugin object behind a throwaway ``devicelab`` entry point, so
+everything that loads plugins (``devicelab plugins``, ``devicelab run``) sees it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import tempfile
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from . import plugin_manager
+from .plugin_manager import Registry
+from .results import TRIALS, RunDir, read_jsonl
+from .scenario import load_scenario
+from .scheduler import execute, prepare
+
+__all__ = ["installed_plugin", "make_scenario", "plugin_name", "registry_with", "run_scenario"]
+
+
+def plugin_name(plugin: object) -> str:
+    """The name a plugin object is registered under: ``devicelab_example`` -> ``example``;
+    an instance of ``WordsPlugin`` -> ``wordsplugin``."""
+    if isinstance(plugin, types.ModuleType):
+        name = plugin.__name__.rsplit(".", 1)[-1]
+        return name.removeprefix("devicelab_")
+    return type(plugin).__name__.lower()
+
+
+def registry_with(*plugins: object) -> Registry:
+    """A :class:`Registry` of the installed plugins selected by the environment
+    (``DEVICELAB_PLUGINS``, ``DEVICELAB_DISABLE_PLUGINS``) plus ``plugins`` (modules or
+    objects with ``@devicelab.hookimpl`` functions), each named by :func:`plugin_name`.
+
+    Loaded exactly as ``devicelab`` loads plugins, so a misspelled hook or a duplicate name
+    raises :class:`~devicelab.errors.PluginError` here too. A plugin that is already loaded
+    through its entry point is not added twice.
+    """
+    pm, broken = plugin_manager.new_plugin_manager()
+    for plugin in plugins:
+        if not pm.is_registered(plugin):
+            plugin_manager.register_plugin(pm, plugin, plugin_name(plugin))
+    return plugin_manager.build_registry(pm, broken)
+
+
+def make_scenario(
+    tmp_path: Path,
+    *,
+    kinds: Sequence[str],
+    model: str = "smollm2-135m-instruct",
+    lengths: Sequence[int] = (100,),
+    sections: int = 1,
+    max_output_tokens: int = 8,
+    documents: str = "docassist-mini",
+    max_documents: int = 1,
+    repetitions: int = 1,
+    warmup: int = 0,
+    device: str = "host",
+    model_options: Mapping[str, Any] | None = None,
+    name: str = "plugin-test",
+    extra: str = "",
+) -> Path:
+    """Write a tiny scenario file into ``tmp_path`` and return its path.
+
+    The defaults run one trial per task kind on the host: the first document of
+    ``docassist-mini``, cut into one section of 100 tokens, 8 output tokens, SmolLM2-135M.
+    ``extra`` is TOML text appended as is, for tables not covered here (``[telemetry]``).
+    """
+    model_entry: dict[str, Any] = {"name": model}
+    if model_options:
+        model_entry["options"] = dict(model_options)
+    data: dict[str, Any] = {
+        "scenario": {
+            "name": name,
+            "repetitions": repetitions,
+            "warmup": warmup,
+            "timeout_s": 120,
+        },
+        "device": {"name": device},
+        "models": [model_entry],
+        "tasks": {
+            "kinds": list(kinds),
+            "documents": documents,
+            "max_documents": max_documents,
+            "max_output_tokens": max_output_tokens,
+        },
+        "context": {"sections": sections, "lengths": list(lengths)},
+    }
+    path = tmp_path / f"{name}.toml"
+    text = tomli_w.dumps(data)
+    if extra:
+        text += "\n" + extra.strip() + "\n"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run_scenario(
+    path: Path, registry: Registry | None = None, out: Path | None = None
+) -> list[dict[str, Any]]:
+    """Run the scenario at ``path`` as ``devicelab run`` would and return its trial records.
+
+    ``registry`` defaults to the plugins this process loads (:func:`registry_with` adds
+    yours); ``out`` (the run directory) defaults to a new directory beside the scenario.
+    Bad input raises the :class:`~devicelab.errors.UsageError` the CLI would report.
+    """
+    reg = registry if registry is not None else plugin_manager.get_registry()
+    plan = prepare(load_scenario(path), reg)
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix=f"{path.stem}-run-", dir=path.parent))
+    run = RunDir.open(out, plan.scenario, resume=False)
+    try:
+        execute(plan, run)
+    finally:
+        run.close()
+    return list(read_jsonl(out / TRIALS))
+
+
+@contextmanager
+def installed_plugin(plugin: object, name: str | None = None) -> Iterator[Registry]:
+    """Install ``plugin`` behind a throwaway ``devicelab`` entry point while the block runs.
+
+    The object is put in a module of its own, a ``devicelab-<name>`` distribution with the
+    entry point ``<name> = that module:plugin`` is written to a temporary directory on
+    ``sys.path``, and ``DEVICELAB_PLUGINS`` (when set) is extended with ``name``. Yields
+    the registry ``devicelab`` now loads; afterwards everything is undone and the loaded
+    plugins are forgotten (:func:`devicelab.plugin_manager.reset`).
+    """
+    name = name or plugin_name(plugin)
+    module_name = f"_devicelab_installed_{name.replace('-', '_')}"
+    module = types.ModuleType(module_name)
+    module.plugin = plugin  # type: ignore[attr-defined]
+    saved_env = os.environ.get("DEVICELAB_PLUGINS")
+    with tempfile.TemporaryDirectory(prefix="devicelab-plugin-") as site:
+        info = Path(site) / f"devicelab_{name.replace('-', '_')}-0.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: devicelab-{name}\nVersion: 0.0\n", encoding="utf-8"
+        )
+        (info / "entry_points.txt").write_text(
+            f"[devicelab]\n{name} = {module_name}:plugin\n", encoding="utf-8"
+        )
+        sys.modules[module_name] = module
+        sys.path.insert(0, site)
+        importlib.invalidate_caches()
+        if saved_env is not None:
+            os.environ["DEVICELAB_PLUGINS"] = f"{saved_env},{name}" if saved_env else name
+        plugin_manager.reset()
+        try:
+            yield plugin_manager.get_registry()
+        finally:
+            if saved_env is not None:
+                os.environ["DEVICELAB_PLUGINS"] = saved_env
+            if site in sys.path:
+                sys.path.remove(site)
+            sys.modules.pop(module_name, None)
+            importlib.invalidate_caches()
+            plugin_manager.reset()
