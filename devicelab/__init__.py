@@ -38,6 +38,7 @@ from .errors import (
     UsageError,
 )
 from .hookspecs import hookimpl
+from .runs import Run, load_run
 
 __version__ = "0.1.0"
 
@@ -62,6 +63,7 @@ __all__ = [
     "ModelSpec",
     "PluginError",
     "QAPair",
+    "Run",
     "RunDirError",
     "ScenarioError",
     "Task",
@@ -72,4 +74,5 @@ __all__ = [
     "UsageError",
     "__version__",
     "hookimpl",
+    "load_run",
 ]

@@ -1,8 +1,9 @@
 """The ``devicelab`` command line.
 
 Exit codes: 0 all trials ok; 1 some trials failed (results still written); 2 bad input;
-130 interrupted (every finished trial kept). A :class:`~devicelab.errors.UsageError` becomes
-one paragraph on stderr, never a traceback.
+130 interrupted (every finished trial kept). ``devicelab gate``: 0 all checks pass,
+1 regression, 3 inconclusive (and no regression), 2 bad input. A
+:class:`~devicelab.errors.UsageError` becomes one paragraph on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import metrics, plugin_manager
+from . import gates, metrics, plugin_manager
 from .errors import DevicelabError, UsageError
 from .results import RunDir, default_run_dir
+from .runs import load_run
 from .scheduler import Reporter, execute, load_and_prepare
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -205,6 +207,67 @@ def devices(as_json: bool) -> None:
         out.print("No devices found.")
     for d in found:
         out.print(f"{d['name']} ({d['kind']}): {d['description']}")
+
+
+@cli.command()
+@click.argument("baseline", type=click.Path(path_type=Path))
+@click.argument("candidate", type=click.Path(path_type=Path))
+@click.option(
+    "--fail",
+    "specs",
+    multiple=True,
+    required=True,
+    metavar="METRIC:STAT:THRESHOLD",
+    help="A check, e.g. otps:median:5% or peak_mem_mb:max:50 (repeatable).",
+)
+@click.option(
+    "--alpha",
+    type=float,
+    default=gates.DEFAULT_ALPHA,
+    show_default=True,
+    help="Significance level of the one-sided Mann-Whitney U test.",
+)
+def gate(baseline: Path, candidate: Path, specs: tuple[str, ...], alpha: float) -> None:
+    """Fail when CANDIDATE is significantly worse than BASELINE.
+
+    Exit 0 all checks pass; 1 a regression; 3 inconclusive (too few repetitions) and no
+    regression; 2 bad input.
+    """
+    checks = [gates.parse_check(s) for s in specs]
+    gates.check_alpha(alpha)
+    comp = gates.compare(load_run(baseline), load_run(candidate), checks, alpha)
+    for warning in comp.warnings:
+        err.print(f"devicelab: warning: {warning}", soft_wrap=True)
+    table = Table(title=f"Gate: {candidate} against {baseline} (alpha {alpha:g})")
+    for col in ("model", "quant", "task", "L", "check", "n", "baseline", "candidate"):
+        table.add_column(
+            col, justify="left" if col in ("model", "quant", "task", "check") else "right"
+        )
+    for col in ("change", "p", "result"):
+        table.add_column(col, justify="right" if col != "result" else "left")
+    for r in comp.results:
+        table.add_row(
+            str(r.key.model),
+            str(r.key.quant),
+            str(r.key.task),
+            str(r.key.context_tokens),
+            r.check.spec,
+            f"{r.n_baseline}/{r.n_candidate}",
+            _fmt(r.baseline, 3),
+            _fmt(r.candidate, 3),
+            "-" if r.change_pct is None else f"{r.change_pct:+.1f}%",
+            "-" if r.p_value is None else f"{r.p_value:.3g}",
+            r.status.upper(),
+        )
+    out.print(table)
+    for r in comp.results:
+        if r.status != gates.PASS:
+            out.print(f"{r.status.upper()} {r.name}: {r.reason}", soft_wrap=True)
+    code = comp.exit_code
+    summary = {0: "all checks pass", 1: "regression", 3: "inconclusive, no regression"}
+    err.print(f"devicelab: gate: {summary[code]}.")
+    if code:
+        sys.exit(code)
 
 
 def _add_plugin_commands() -> None:

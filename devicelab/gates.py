@@ -1,0 +1,263 @@
+"""Regression gates: compare a candidate run with a baseline, key by key, check by check.
+
+A check is ``METRIC:STAT:THRESHOLD`` as in pytest-benchmark's ``--benchmark-compare-fail``:
+``otps:median:5%`` (relative) or ``peak_mem_mb:max:50`` (absolute, in the metric's unit).
+It FAILS only when the candidate's statistic is worse than the baseline's by more than the
+threshold AND a one-sided Mann-Whitney U test (candidate worse) gives p < alpha (0.01).
+Fewer than :data:`MIN_VALUES` values on either side is INCONCLUSIVE, never a pass.
+
+Mann-Whitney U: the exact null distribution (counted by recursion over the ranks) when there
+are no ties and both samples are at most 50; otherwise the normal approximation with the tie
+correction of the variance and a 0.5 continuity correction.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from .errors import UsageError
+from .runs import STATS, Run, RunKey, higher_is_better
+
+MIN_VALUES = 5
+DEFAULT_ALPHA = 0.01
+EXACT_MAX_N = 50
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+
+SPEC_HELP = (
+    "Write checks as METRIC:STAT:THRESHOLD, for example otps:median:5% (relative), "
+    "ttft_s:median:10% or peak_mem_mb:max:50 (absolute, in the metric's unit); STAT is one of "
+    f"{', '.join(STATS)}."
+)
+
+
+class GateSpecError(UsageError):
+    """A check spec or gate option that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Check:
+    metric: str
+    stat: str
+    threshold: float
+    relative: bool
+
+    @property
+    def spec(self) -> str:
+        num = f"{self.threshold:g}"
+        return (
+            f"{self.metric}:{self.stat}:{num}%"
+            if self.relative
+            else (f"{self.metric}:{self.stat}:{num}")
+        )
+
+
+def parse_check(spec: str) -> Check:
+    """Parse ``METRIC:STAT:THRESHOLD``; a :class:`GateSpecError` that names the fix."""
+    parts = spec.strip().split(":")
+    if len(parts) != 3:
+        raise GateSpecError(f"bad check {spec!r}: expected three parts. {SPEC_HELP}")
+    metric, stat, threshold = (p.strip() for p in parts)
+    try:
+        higher_is_better(metric)
+    except UsageError as exc:
+        raise GateSpecError(f"bad check {spec!r}: {exc}") from None
+    if stat not in STATS:
+        raise GateSpecError(f"bad check {spec!r}: unknown statistic {stat!r}. {SPEC_HELP}")
+    m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)(%?)", threshold)
+    if not m:
+        raise GateSpecError(
+            f"bad check {spec!r}: threshold {threshold!r} is not a non-negative number "
+            f"(with % for a relative threshold). {SPEC_HELP}"
+        )
+    return Check(metric, stat, float(m.group(1)), relative=bool(m.group(2)))
+
+
+def check_alpha(alpha: float) -> float:
+    if not 0 < alpha < 1:
+        raise GateSpecError(f"alpha must be between 0 and 1 (exclusive), not {alpha}; e.g. 0.01.")
+    return alpha
+
+
+# --- Mann-Whitney U -------------------------------------------------------------------------
+
+
+@cache
+def _u_counts(n1: int, n2: int) -> tuple[int, ...]:
+    """How many of the C(n1+n2, n1) orderings give U = 0, 1, ..., n1*n2 (U counts pairs
+    where the first sample's value is larger)."""
+    if n1 == 0 or n2 == 0:
+        return (1,)
+    # The largest value is in sample 1 (beats all n2) or in sample 2 (beats nothing).
+    a = _u_counts(n1 - 1, n2)
+    b = _u_counts(n1, n2 - 1)
+    counts = [0] * (n1 * n2 + 1)
+    for u, c in enumerate(a):
+        counts[u + n2] += c
+    for u, c in enumerate(b):
+        counts[u] += c
+    return tuple(counts)
+
+
+def mann_whitney_greater(x: list[float], y: list[float]) -> tuple[float, float]:
+    """One-sided Mann-Whitney U test of H1 "x tends to be larger than y".
+
+    Returns ``(U, p)`` with U = #{(xi, yj): xi > yj} + 0.5 #{xi == yj}. Exact p without ties
+    when both samples have at most 50 values; otherwise the normal approximation with tie
+    correction and continuity correction.
+    """
+    n1, n2 = len(x), len(y)
+    if n1 == 0 or n2 == 0:
+        raise ValueError("both samples need at least one value")
+    u = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a in x for b in y)
+    ties = len(set(x) | set(y)) < n1 + n2
+    if not ties and n1 <= EXACT_MAX_N and n2 <= EXACT_MAX_N:
+        counts = _u_counts(n1, n2)
+        return u, sum(counts[math.ceil(u) :]) / math.comb(n1 + n2, n1)
+    n = n1 + n2
+    groups: dict[float, int] = {}
+    for v in [*x, *y]:
+        groups[v] = groups.get(v, 0) + 1
+    tie_term = sum(t**3 - t for t in groups.values()) / (n * (n - 1))
+    var = n1 * n2 / 12 * ((n + 1) - tie_term)
+    if var <= 0:
+        return u, 1.0  # every value equal: no evidence either way
+    z = (u - n1 * n2 / 2 - 0.5) / math.sqrt(var)
+    return u, 0.5 * math.erfc(z / math.sqrt(2))
+
+
+# --- comparing runs -------------------------------------------------------------------------
+
+
+@dataclass
+class GateResult:
+    key: RunKey
+    check: Check
+    status: str
+    reason: str
+    n_baseline: int = 0
+    n_candidate: int = 0
+    baseline: float | None = None
+    candidate: float | None = None
+    change_pct: float | None = None  # signed: (candidate - baseline) / |baseline|
+    p_value: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.key.label()}:{self.check.spec}"
+
+
+@dataclass
+class Comparison:
+    results: list[GateResult]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all pass; 1 a regression; 3 inconclusive (and no regression)."""
+        statuses = {r.status for r in self.results}
+        if FAIL in statuses:
+            return 1
+        return 3 if INCONCLUSIVE in statuses or not self.results else 0
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def evaluate(
+    key: RunKey, check: Check, base: list[float], cand: list[float], alpha: float
+) -> GateResult:
+    res = GateResult(key, check, INCONCLUSIVE, "", len(base), len(cand))
+    if base and cand:
+        stat = STATS[check.stat]
+        res.baseline, res.candidate = stat(base), stat(cand)
+        if res.baseline != 0:
+            res.change_pct = (res.candidate - res.baseline) / abs(res.baseline) * 100
+    if len(base) < MIN_VALUES or len(cand) < MIN_VALUES:
+        res.reason = (
+            f"inconclusive: {check.metric} has {len(base)} baseline and {len(cand)} candidate "
+            f"measured values; at least {MIN_VALUES} on each side are needed (add repetitions)"
+        )
+        return res
+    assert res.baseline is not None and res.candidate is not None
+    higher = higher_is_better(check.metric)
+    worse_by = res.baseline - res.candidate if higher else res.candidate - res.baseline
+    if check.relative:
+        if res.baseline == 0:
+            worse_pct = math.inf if worse_by > 0 else 0.0
+        else:
+            worse_pct = worse_by / abs(res.baseline) * 100
+        over = worse_pct > check.threshold
+    else:
+        over = worse_by > check.threshold
+    # H1: the candidate is worse: smaller when higher is better, larger otherwise.
+    _, res.p_value = (
+        mann_whitney_greater(base, cand) if higher else mann_whitney_greater(cand, base)
+    )
+    significant = res.p_value < alpha
+    numbers = (
+        f"{check.stat} {check.metric}: baseline {_fmt(res.baseline)}, candidate "
+        f"{_fmt(res.candidate)}, change "
+        f"{'-' if res.change_pct is None else f'{res.change_pct:+.1f}%'}, "
+        f"p={res.p_value:.3g} (one-sided Mann-Whitney U, n={len(base)}/{len(cand)}, "
+        f"alpha={alpha:g}; {'higher' if higher else 'lower'} is better)"
+    )
+    if over and significant:
+        res.status = FAIL
+        res.reason = f"regression beyond {check.spec}: {numbers}"
+    else:
+        res.status = PASS
+        why = (
+            "within the threshold" if not over else "worse beyond the threshold but not significant"
+        )
+        res.reason = f"{why}: {numbers}"
+    return res
+
+
+def compare(baseline: Run, candidate: Run, checks: list[Check], alpha: float) -> Comparison:
+    """Every check for every baseline key (model, quant, task, L) against the candidate.
+
+    A key the candidate lacks is inconclusive; a key only the candidate has is reported as a
+    warning (nothing to compare it with); a device fingerprint mismatch warns, never fails.
+    """
+    check_alpha(alpha)
+    comp = Comparison([])
+    if baseline.fingerprint != candidate.fingerprint:
+        diff = sorted(
+            k
+            for k in set(baseline.fingerprint) | set(candidate.fingerprint)
+            if baseline.fingerprint.get(k) != candidate.fingerprint.get(k)
+        )
+        comp.warnings.append(
+            f"device fingerprints differ ({', '.join(diff)}): baseline {baseline.path} and "
+            f"candidate {candidate.path} may not have run on the same device."
+        )
+
+    def short(k: RunKey) -> tuple[Any, ...]:
+        return (k.model, k.quant, k.task, k.context_tokens)
+
+    cand_keys = {short(k) for k in candidate.keys()}  # noqa: SIM118 (Run.keys is not a dict)
+    base_keys = {short(k) for k in baseline.keys()}  # noqa: SIM118
+    for extra in sorted(cand_keys - base_keys):
+        comp.warnings.append(f"{'/'.join(map(str, extra))} is only in the candidate; not compared.")
+    seen: set[tuple[Any, ...]] = set()
+    for key in baseline.keys():  # noqa: SIM118
+        if short(key) in seen:
+            continue  # one key per model/quant/task/L even when fingerprints vary in a run
+        seen.add(short(key))
+        sel = {
+            "model": key.model,
+            "quant": key.quant,
+            "task": key.task,
+            "context_tokens": key.context_tokens,
+        }
+        for check in checks:
+            base = baseline.values(check.metric, **sel)
+            cand = candidate.values(check.metric, **sel) if short(key) in cand_keys else []
+            comp.results.append(evaluate(key, check, base, cand, alpha))
+    return comp
