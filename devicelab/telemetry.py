@@ -8,6 +8,8 @@ or is set directly (load, cooldown).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -100,6 +102,10 @@ class Sampler:
         return samples
 
     def _run(self) -> None:
+        # The engine's threads usually fill every core; a sampler that preempts one of them
+        # can stall all of them at their next barrier. At low priority it runs in the gaps.
+        with contextlib.suppress(AttributeError, OSError):  # not on every platform
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         next_tick = time.perf_counter()
         while not self._stop.is_set():
             self._take()
