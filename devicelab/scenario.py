@@ -22,6 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 _MISSING = object()
+ORDERS = ("sequential", "interleaved")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ class Scenario:
     lengths: tuple[int, ...] = ()
     telemetry_enabled: bool = True
     telemetry_interval_s: float = 0.1
+    order: str = "sequential"
+    cooldown_below_c: float | None = None
+    cooldown_timeout_s: float = 120.0
+    cooldown_poll_s: float = 1.0
 
     @property
     def section_size(self) -> int:
@@ -80,6 +85,12 @@ class Scenario:
             tasks["doc_ids"] = list(self.doc_ids)
         if self.max_documents is not None:
             tasks["max_documents"] = self.max_documents
+        thermal: dict[str, Any] = {
+            "cooldown_timeout_s": self.cooldown_timeout_s,
+            "cooldown_poll_s": self.cooldown_poll_s,
+        }
+        if self.cooldown_below_c is not None:
+            thermal = {"cooldown_below_c": self.cooldown_below_c, **thermal}
         return {
             "scenario": {
                 "name": self.name,
@@ -90,6 +101,7 @@ class Scenario:
                 "retries": self.retries,
                 "reconnect_timeout_s": self.reconnect_timeout_s,
                 "seed": self.seed,
+                "order": self.order,
             },
             "device": {"name": self.device, "options": self.device_options},
             "models": models,
@@ -99,12 +111,19 @@ class Scenario:
                 "enabled": self.telemetry_enabled,
                 "interval_s": self.telemetry_interval_s,
             },
+            "thermal": thermal,
         }
 
     def fingerprint(self) -> str:
         """A hash of what the run measures; a run directory only resumes the same scenario."""
         body = self.resolved()
         body["scenario"].pop("description", None)
+        # The run order changes when a trial runs, not what it measures: a run resumes in
+        # either order. Without a cooldown the thermal keys change nothing, so runs made
+        # before [thermal] existed keep their fingerprint.
+        body["scenario"].pop("order", None)
+        if self.cooldown_below_c is None:
+            body.pop("thermal", None)
         data = json.dumps(body, sort_keys=True).encode()
         return hashlib.sha256(data).hexdigest()[:16]
 
@@ -200,7 +219,7 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
-    known_tables = {"scenario", "device", "models", "tasks", "context", "telemetry"}
+    known_tables = {"scenario", "device", "models", "tasks", "context", "telemetry", "thermal"}
     for key in data:
         if key not in known_tables:
             raise ScenarioError(
@@ -217,6 +236,9 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
     retries = sc.number("retries", 2, minimum=0, integer=True)
     reconnect_timeout_s = float(sc.number("reconnect_timeout_s", 60.0, minimum=0))
     seed = sc.get("seed", int, 0)
+    order = sc.get("order", str, "sequential")
+    if order not in ORDERS:
+        sc.fail("order", f'must be "sequential" or "interleaved", not {order!r}.')
     sc.done()
 
     dev = _Table(path, "device", data.get("device", {}))
@@ -301,6 +323,12 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
     interval = float(tm.number("interval_s", 0.1, minimum=0.001))
     tm.done()
 
+    th = _Table(path, "thermal", data.get("thermal", {}))
+    below = th.number("cooldown_below_c", None, minimum=-273.15)
+    cooldown_timeout_s = float(th.number("cooldown_timeout_s", 120.0, minimum=0))
+    cooldown_poll_s = float(th.number("cooldown_poll_s", 1.0, minimum=0.001))
+    th.done()
+
     return Scenario(
         source=path,
         name=name,
@@ -325,6 +353,10 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
         lengths=lengths,
         telemetry_enabled=telemetry_enabled,
         telemetry_interval_s=interval,
+        order=order,
+        cooldown_below_c=None if below is None else float(below),
+        cooldown_timeout_s=cooldown_timeout_s,
+        cooldown_poll_s=cooldown_poll_s,
     )
 
 

@@ -94,7 +94,9 @@ class Plan:
 
         Each model's ``warmup`` warm-up trials come first, right after it loads, on the first
         task, document and length: they take the first-run costs (page faults of the mapped
-        weights, cold caches, clock ramp-up) out of the measured trials.
+        weights, cold caches, clock ramp-up) out of the measured trials. With ``[scenario]
+        order = "interleaved"`` the measured trials go round-robin: every cell's repetition 0,
+        then every cell's repetition 1, ..., so thermal drift spreads over all the variants.
         """
         sc = self.scenario
         for model in self.models:
@@ -106,7 +108,10 @@ class Plan:
                 for length in sc.lengths
             ]
             runs = [(cells[0], rep, True) for rep in range(sc.warmup)]
-            runs += [(cell, rep, False) for cell in cells for rep in range(sc.repetitions)]
+            if sc.order == "interleaved":
+                runs += [(cell, rep, False) for rep in range(sc.repetitions) for cell in cells]
+            else:
+                runs += [(cell, rep, False) for cell in cells for rep in range(sc.repetitions)]
             for (kind, doc, item, length), rep, warm in runs:
                 yield Trial(
                     trial_id=_trial_id(
@@ -342,10 +347,15 @@ def execute(plan: Plan, run: RunDir, reporter: Reporter | None = None) -> RunOut
         sampler = Sampler(collectors, sc.telemetry_interval_s)
         if sc.telemetry_enabled:
             sampler.start()
+        elif sc.cooldown_below_c is not None:
+            sampler.start(poll=False)  # the cooldown still reads the temperature
+        thermal = Thermal()
         for model in plan.models:
             model_trials = [t for t in todo if t.model is model]
             if model_trials:
-                _run_model(plan, model, model_trials, device, info, sampler, run, rep, outcome)
+                _run_model(
+                    plan, model, model_trials, device, info, sampler, run, rep, outcome, thermal
+                )
     finally:
         if sampler is not None:
             sampler.stop()
@@ -367,6 +377,7 @@ def _run_model(
     run: RunDir,
     rep: Reporter,
     outcome: RunOutcome,
+    thermal: Thermal,
 ) -> None:
     sc = plan.scenario
     engine = model.engine_cls(device, model.spec, model.options)
@@ -393,7 +404,9 @@ def _run_model(
                 record["started_at"] = record["finished_at"] = now_iso()
             else:
                 prompt = contexts[(trial.task, trial.doc_id, trial.item, trial.context_tokens)]
-                record = {**base, **_run_trial(trial, engine, prompt, sc, sampler, run, device)}
+                cooldown = _cooldown(trial, sc, sampler, run, rep, thermal)
+                measures = _run_trial(trial, engine, prompt, sc, sampler, run, device, thermal)
+                record = {**base, **measures, **cooldown}
                 _score(record, plan.tasks[trial.task], prompt)
             run.append_trial(record)
             outcome.records.append(record)
@@ -488,6 +501,10 @@ def _empty_measures() -> dict[str, Any]:
         "engine_timings": {},
         "attempts": 1,
         "lost_attempts": [],
+        "cooldown_s": 0.0,
+        "cooldown_timed_out": False,
+        "throttled": None,
+        "thermal_status_max": None,
     }
 
 
@@ -499,6 +516,7 @@ def _run_trial(
     sampler: Sampler,
     run: RunDir,
     device: Device,
+    thermal: Thermal,
 ) -> dict[str, Any]:
     """Run one trial; when the device is lost, reconnect and retry (``[scenario] retries``).
 
@@ -507,7 +525,7 @@ def _run_trial(
     """
     lost: list[str] = []
     for attempt in range(1, sc.retries + 2):
-        measures, lost_reason = _attempt(trial, engine, prompt, sc, sampler, run, attempt)
+        measures, lost_reason = _attempt(trial, engine, prompt, sc, sampler, run, attempt, thermal)
         if lost_reason is None:
             break
         lost.append(f"attempt {attempt}: {lost_reason}")
@@ -534,6 +552,7 @@ def _attempt(
     sampler: Sampler,
     run: RunDir,
     attempt: int,
+    thermal: Thermal,
 ) -> tuple[dict[str, Any], str | None]:
     request = GenerationRequest(
         messages=prompt.messages,
@@ -570,6 +589,7 @@ def _attempt(
     measures["started_at"] = started_at
     measures["finished_at"] = now_iso()
     measures.update(_from_samples(samples))
+    measures.update(thermal.throttling(samples))
     if result is not None and stream.t_sent is not None:
         speed = metrics.speed(
             stream.t_sent, stream.token_times, result.input_tokens, result.output_tokens
@@ -609,6 +629,90 @@ def _from_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
         if energy is not None
         else None,
     }
+
+
+THROTTLED_STATUS = 2  # Android's THERMAL_STATUS_MODERATE
+
+
+def _is_cap_key(key: str) -> bool:
+    return key.startswith("cpu_") and key.endswith("_max_mhz")
+
+
+class Thermal:
+    """Run-wide thermal state: the highest ``cpu_*_max_mhz`` of each key seen so far (a lower
+    value later is a thermal cap) and whether the missing temperature was reported."""
+
+    def __init__(self) -> None:
+        self.max_mhz: dict[str, float] = {}
+        self.noted_no_temp = False
+
+    def observe(self, samples: list[dict[str, Any]]) -> None:
+        for s in samples:
+            for key, value in s.items():
+                if _is_cap_key(key) and isinstance(value, (int, float)):
+                    self.max_mhz[key] = max(value, self.max_mhz.get(key, value))
+
+    def throttling(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        """``throttled`` and ``thermal_status_max`` of one trial's samples (in time order)."""
+        statuses = [
+            int(s["thermal_status"])
+            for s in samples
+            if isinstance(s.get("thermal_status"), (int, float))
+            and not isinstance(s.get("thermal_status"), bool)
+        ]
+        capped = False
+        seen_cap = False
+        for s in samples:
+            for key, value in s.items():
+                if not _is_cap_key(key) or not isinstance(value, (int, float)):
+                    continue
+                seen_cap = True
+                top = self.max_mhz.get(key)
+                if top is not None and value < top:
+                    capped = True
+                self.max_mhz[key] = value if top is None else max(top, value)
+        status_max = max(statuses) if statuses else None
+        throttled: bool | None = None
+        if statuses or seen_cap:
+            throttled = capped or (status_max is not None and status_max >= THROTTLED_STATUS)
+        return {"throttled": throttled, "thermal_status_max": status_max}
+
+
+def _cooldown(
+    trial: Trial, sc: Scenario, sampler: Sampler, run: RunDir, rep: Reporter, thermal: Thermal
+) -> dict[str, Any]:
+    """Wait, before a trial, until the hottest sensor is below ``[thermal] cooldown_below_c``
+    (at most ``cooldown_timeout_s``). The wait's samples carry the trial's id and phase
+    "cooldown"; a device without a temperature is not waited for."""
+    out: dict[str, Any] = {"cooldown_s": 0.0, "cooldown_timed_out": False}
+    limit = sc.cooldown_below_c
+    if limit is None:
+        return out
+    temp = sampler.read_now().get("temp_c")
+    if temp is None:
+        if not thermal.noted_no_temp:
+            thermal.noted_no_temp = True
+            rep.status("no temperature on this device: trials start without a cooldown")
+        return out
+    if temp < limit:
+        return out
+    rep.status(f"cooling down: {temp:g} °C, waiting for < {limit:g} °C before {trial.trial_id}")
+    t0 = time.perf_counter()
+    sampler.begin(trial.trial_id, "cooldown")
+    try:
+        while temp is not None and temp >= limit:
+            if time.perf_counter() - t0 >= sc.cooldown_timeout_s:
+                out["cooldown_timed_out"] = True
+                break
+            time.sleep(sc.cooldown_poll_s)
+            temp = sampler.read_now().get("temp_c")
+    finally:
+        samples = sampler.end()
+    thermal.observe(samples)
+    if sc.telemetry_enabled:
+        run.append_samples(samples)
+    out["cooldown_s"] = round(time.perf_counter() - t0, 4)
+    return out
 
 
 def _describe(exc: BaseException) -> str:

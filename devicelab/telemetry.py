@@ -50,6 +50,8 @@ class Sampler:
         self.collectors: list[Collector] = [*collectors, self.tokens]
         self.interval_s = interval_s
         self._lock = threading.Lock()
+        # Collectors are read by the sampler's thread and by read_now(); one at a time.
+        self._collect_lock = threading.Lock()
         self._trial_id: str | None = None
         self._t0 = 0.0
         self._phase: Phase = "idle"
@@ -59,9 +61,12 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self.errors: dict[str, str] = {}
 
-    def start(self) -> None:
+    def start(self, *, poll: bool = True) -> None:
+        """Start the collectors and, with ``poll``, the sampling thread."""
         for c in self.collectors:
             c.start()
+        if not poll:
+            return
         self._thread = threading.Thread(target=self._run, name="devicelab-sampler", daemon=True)
         self._thread.start()
 
@@ -101,6 +106,21 @@ class Sampler:
             self.tokens.attach(None)
         return samples
 
+    def read_now(self) -> dict[str, Any]:
+        """One merged sample of every collector, read now on the caller's thread; no trial
+        tag and not recorded (the cooldown wait reads the temperature with it)."""
+        return self._collect()
+
+    def _collect(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        with self._collect_lock:
+            for c in self.collectors:
+                try:
+                    values.update(c.sample())
+                except Exception as exc:  # record the failure once; the run goes on
+                    self.errors.setdefault(c.name, f"{type(exc).__name__}: {exc}")
+        return values
+
     def _run(self) -> None:
         # The engine's threads usually fill every core; a sampler that preempts one of them
         # can stall all of them at their next barrier. At low priority it runs in the gaps.
@@ -132,11 +152,7 @@ class Sampler:
             "t": round(time.perf_counter() - t0, 4),
             "phase": phase,
         }
-        for c in self.collectors:
-            try:
-                sample.update(c.sample())
-            except Exception as exc:  # record the failure once; the run goes on
-                self.errors.setdefault(c.name, f"{type(exc).__name__}: {exc}")
+        sample.update(self._collect())
         with self._lock:
             if self._trial_id == trial_id:
                 self._samples.append(sample)

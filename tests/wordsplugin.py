@@ -38,6 +38,7 @@ class WordEngine(Engine):
     device_kinds = ("host", "flaky")
     loads = 0
     interrupted = False
+    generations = 0  # every generate of every instance (HotCollector's cap follows it)
 
     @dataclass(frozen=True)
     class Options:
@@ -67,6 +68,7 @@ class WordEngine(Engine):
 
     def generate(self, request: GenerationRequest, stream: TokenStream) -> GenerationResult:
         self.calls += 1
+        WordEngine.generations += 1
         if self.model.name == "interrupt" and self.calls == 3 and not WordEngine.interrupted:
             WordEngine.interrupted = True
             raise KeyboardInterrupt
@@ -128,6 +130,37 @@ class PowerCollector(devicelab.Collector):
         return {"power_w": 2.0, "on_battery": False}
 
 
+class HotCollector(devicelab.Collector):
+    """A device that cools down and may throttle; steered by class attributes (tests reset them).
+
+    ``start_c`` is the first temperature read (None: no ``temp_c`` at all) and each read lowers
+    it by ``step_c``. ``thermal_status`` is reported as given (None: not reported).
+    ``cap_from_generation`` reports ``cpu_policy0_max_mhz`` 2000 until WordEngine has run that
+    many generations in total, 1500 from then on (None: not reported).
+    """
+
+    name = "hot"
+    start_c: float | None = None
+    step_c = 1.0
+    thermal_status: int | None = None
+    cap_from_generation: int | None = None
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def sample(self) -> dict[str, devicelab.api.Value]:
+        out: dict[str, devicelab.api.Value] = {}
+        if HotCollector.start_c is not None:
+            out["temp_c"] = HotCollector.start_c - HotCollector.step_c * self.reads
+            self.reads += 1
+        if HotCollector.thermal_status is not None:
+            out["thermal_status"] = HotCollector.thermal_status
+        cap = HotCollector.cap_from_generation
+        if cap is not None:
+            out["cpu_policy0_max_mhz"] = 1500 if WordEngine.generations >= cap else 2000
+        return out
+
+
 class CountWords(devicelab.Task):
     """COUNT: echo the context; its metric counts the words and how many came from it."""
 
@@ -154,6 +187,7 @@ class WordsPlugin:
     @devicelab.hookimpl
     def devicelab_register_collectors(self, register: Callable[..., None]) -> None:
         register("power", lambda device: PowerCollector() if device.kind == "flaky" else None)
+        register("hot", lambda device: HotCollector() if device.kind == "flaky" else None)
 
     @devicelab.hookimpl
     def devicelab_register_engines(self, register: Callable[[type[Engine]], None]) -> None:
