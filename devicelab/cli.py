@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from . import advise as advice
 from . import gates, metrics, plugin_manager
 from .errors import DevicelabError, UsageError
 from .results import RunDir, default_run_dir
@@ -268,6 +269,61 @@ def gate(baseline: Path, candidate: Path, specs: tuple[str, ...], alpha: float) 
     err.print(f"devicelab: gate: {summary[code]}.")
     if code:
         sys.exit(code)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--max-ttft", type=float, metavar="S", help="Largest acceptable median TTFT (s).")
+@click.option("--max-mem", type=float, metavar="MB", help="Largest acceptable peak memory (MB).")
+@click.option(
+    "--quality",
+    metavar="METRIC",
+    help="The quality metric to rank by (default: the mean of all quality metrics).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def advise(
+    run_dir: Path,
+    max_ttft: float | None,
+    max_mem: float | None,
+    quality: str | None,
+    as_json: bool,
+) -> None:
+    """Per task and context length: the Pareto front of quality, TTFT and memory across
+    models and quants, and the recommended choice within --max-ttft and --max-mem."""
+    groups = advice.advise(load_run(run_dir), max_ttft, max_mem, quality)
+    if as_json:
+        click.echo(json.dumps([g.to_json() for g in groups], indent=2))
+        return
+    qname = f"quality.{quality.removeprefix('quality.')}" if quality else "quality (mean)"
+    for g in groups:
+        table = Table(title=f"{g.task} at L={g.context_tokens}")
+        for col in ("", "model", "quant", "n", qname, "TTFT s (median)", "peak mem MB", "note"):
+            table.add_column(
+                col, justify="left" if col in ("", "model", "quant", "note") else "right"
+            )
+        for c in g.candidates:
+            mark = ("*" if c.on_front else " ") + (">" if c.name == g.recommended else " ")
+            if c.excluded_by:
+                note = "; ".join(c.excluded_by)
+            elif not c.on_front:
+                note = "dominated by " + ", ".join(c.dominated_by)
+            else:
+                note = ""
+            table.add_row(
+                mark,
+                c.model,
+                c.quant,
+                str(c.n),
+                _fmt(c.quality, 3) if g.uses_quality else "-",
+                _fmt(c.ttft_s, 3),
+                _fmt(c.peak_mem_mb, 0),
+                note,
+            )
+        out.print(table)
+        if not g.uses_quality:
+            out.print("No trial here has quality: the front is over TTFT and memory only.")
+        out.print(f"{g.message}.", soft_wrap=True)
+    out.print("* on the Pareto front   > recommended")
 
 
 def _add_plugin_commands() -> None:

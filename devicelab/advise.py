@@ -1,0 +1,221 @@
+"""Advice from a run: per task and context length, the Pareto front of quality, latency and
+memory across (model, quant), and a recommended choice under optional limits.
+
+Per candidate (model, quant) in a (task, L) group, over its measured trials:
+
+- quality: the mean over trials of each trial's quality (the mean of all its quality metrics,
+  or one chosen metric); higher is better. When no trial of the group has quality, quality is
+  left out of that group's front (``Advice.uses_quality`` is false).
+- latency: the median ``ttft_s``; lower is better.
+- memory: the max ``peak_mem_mb``; lower is better.
+
+A value the device did not report counts as the worst value. The recommendation is, among the
+candidates within ``max_ttft_s`` and ``max_mem_mb``, the one with the best quality, ties broken
+by lower TTFT, then lower memory, then name.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import UsageError
+from .runs import QUALITY_PREFIX, Run, metric_value
+
+
+@dataclass
+class Candidate:
+    """One (model, quant) at one task and L."""
+
+    model: str
+    quant: str
+    n: int
+    quality: float | None
+    ttft_s: float | None
+    peak_mem_mb: float | None
+    on_front: bool = False
+    dominated_by: list[str] = field(default_factory=list)
+    excluded_by: list[str] = field(default_factory=list)  # why it misses the limits
+
+    @property
+    def name(self) -> str:
+        return f"{self.model}/{self.quant}"
+
+
+@dataclass
+class Advice:
+    """The front and the recommendation for one task and context length."""
+
+    task: str
+    context_tokens: int
+    uses_quality: bool
+    candidates: list[Candidate]
+    recommended: str | None  # a Candidate.name, or None when none meets the limits
+    message: str  # what was recommended, or why nothing was
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for cand, row in zip(self.candidates, data["candidates"], strict=True):
+            row["name"] = cand.name
+        return data
+
+
+def trial_quality(record: Mapping[str, Any], metric: str | None) -> float | None:
+    """A trial's quality: the chosen metric, or the mean of all its numeric quality metrics."""
+    if metric is not None:
+        return metric_value(record, QUALITY_PREFIX + metric)
+    quality = record.get("quality") or {}
+    values = [
+        float(v)
+        for v in quality.values()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    ]
+    return statistics.fmean(values) if values else None
+
+
+def quality_metrics(run: Run) -> list[str]:
+    """The quality metric names present in the run's measured trials."""
+    return sorted({k for r in run.records for k in (r.get("quality") or {})})
+
+
+def check_quality_metric(run: Run, metric: str | None) -> str | None:
+    """``metric`` without a ``quality.`` prefix; a :class:`UsageError` when no trial has it."""
+    if metric is None:
+        return None
+    name = metric[len(QUALITY_PREFIX) :] if metric.startswith(QUALITY_PREFIX) else metric
+    present = quality_metrics(run)
+    if name not in present:
+        raise UsageError(
+            f"{run.path}: no measured trial has the quality metric {name!r}. Use --quality with "
+            f"one of: {', '.join(present) or 'none (no trial has quality; leave --quality out)'}."
+        )
+    return name
+
+
+def _worst(value: float | None) -> float:
+    return math.inf if value is None else value
+
+
+def _objectives(c: Candidate, uses_quality: bool) -> tuple[float, ...]:
+    """Lower is better in every position."""
+    latency_memory = (_worst(c.ttft_s), _worst(c.peak_mem_mb))
+    if not uses_quality:
+        return latency_memory
+    return (-(c.quality if c.quality is not None else -math.inf), *latency_memory)
+
+
+def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether ``a`` is no worse than ``b`` everywhere and better somewhere (lower is better)."""
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(
+        x < y for x, y in zip(a, b, strict=True)
+    )
+
+
+def mark_front(candidates: list[Candidate], uses_quality: bool) -> None:
+    """Set ``on_front`` and ``dominated_by`` on each candidate."""
+    objs = [_objectives(c, uses_quality) for c in candidates]
+    for c, obj in zip(candidates, objs, strict=True):
+        c.dominated_by = [
+            o.name for o, other in zip(candidates, objs, strict=True) if dominates(other, obj)
+        ]
+        c.on_front = not c.dominated_by
+
+
+def exclusions(c: Candidate, max_ttft_s: float | None, max_mem_mb: float | None) -> list[str]:
+    """Why ``c`` misses the limits (empty when it meets them)."""
+    reasons = []
+    if max_ttft_s is not None:
+        if c.ttft_s is None:
+            reasons.append("--max-ttft: ttft_s not reported")
+        elif c.ttft_s > max_ttft_s:
+            reasons.append(f"--max-ttft: median TTFT {c.ttft_s:.3g} s > {max_ttft_s:g} s")
+    if max_mem_mb is not None:
+        if c.peak_mem_mb is None:
+            reasons.append("--max-mem: peak_mem_mb not reported")
+        elif c.peak_mem_mb > max_mem_mb:
+            reasons.append(f"--max-mem: peak memory {c.peak_mem_mb:.0f} MB > {max_mem_mb:g} MB")
+    return reasons
+
+
+def recommend(
+    candidates: list[Candidate],
+    uses_quality: bool,
+    max_ttft_s: float | None = None,
+    max_mem_mb: float | None = None,
+) -> tuple[Candidate | None, str]:
+    """The best candidate within the limits (sets ``excluded_by``), and a one-line reason."""
+    for c in candidates:
+        c.excluded_by = exclusions(c, max_ttft_s, max_mem_mb)
+    ok = [c for c in candidates if not c.excluded_by]
+    if not ok:
+        why = "; ".join(f"{c.name}: {', '.join(c.excluded_by)}" for c in candidates)
+        return None, f"no candidate meets the limits ({why})"
+
+    def rank(c: Candidate) -> tuple[float, float, float, str]:
+        q = -(c.quality if c.quality is not None else -math.inf) if uses_quality else 0.0
+        return (q, _worst(c.ttft_s), _worst(c.peak_mem_mb), c.name)
+
+    best = min(ok, key=rank)
+    basis = "best quality" if uses_quality else "lowest TTFT (no quality in these trials)"
+    return best, f"recommended {best.name}: {basis} within the limits"
+
+
+def check_limits(max_ttft_s: float | None, max_mem_mb: float | None) -> None:
+    for opt, value in (("--max-ttft", max_ttft_s), ("--max-mem", max_mem_mb)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UsageError(f"{opt} must be a positive number, not {value:g}.")
+
+
+def advise(
+    run: Run,
+    max_ttft_s: float | None = None,
+    max_mem_mb: float | None = None,
+    quality: str | None = None,
+) -> list[Advice]:
+    """The advice for each (task, context length) of ``run``, sorted by task then L."""
+    check_limits(max_ttft_s, max_mem_mb)
+    metric = check_quality_metric(run, quality)
+    if not run.records:
+        raise UsageError(
+            f"{run.path}: no measured trial finished ok (warm-ups are left out); nothing to "
+            "advise on. Run the scenario again or give another run directory."
+        )
+    groups: dict[tuple[str, int], dict[tuple[str, str], list[dict[str, Any]]]] = {}
+    for r in run.records:
+        key = (str(r.get("task")), int(r.get("context_tokens") or 0))
+        groups.setdefault(key, {}).setdefault((str(r.get("model")), str(r.get("quant"))), [])
+        groups[key][(str(r.get("model")), str(r.get("quant")))].append(r)
+    result = []
+    for (task, length), by_variant in sorted(groups.items()):
+        candidates = []
+        for (model, quant), trials in sorted(by_variant.items()):
+            qs = [q for q in (trial_quality(t, metric) for t in trials) if q is not None]
+            ttfts = [v for v in (metric_value(t, "ttft_s") for t in trials) if v is not None]
+            mems = [v for v in (metric_value(t, "peak_mem_mb") for t in trials) if v is not None]
+            candidates.append(
+                Candidate(
+                    model=model,
+                    quant=quant,
+                    n=len(trials),
+                    quality=statistics.fmean(qs) if qs else None,
+                    ttft_s=statistics.median(ttfts) if ttfts else None,
+                    peak_mem_mb=max(mems) if mems else None,
+                )
+            )
+        uses_quality = any(c.quality is not None for c in candidates)
+        mark_front(candidates, uses_quality)
+        best, message = recommend(candidates, uses_quality, max_ttft_s, max_mem_mb)
+        result.append(
+            Advice(
+                task=task,
+                context_tokens=length,
+                uses_quality=uses_quality,
+                candidates=candidates,
+                recommended=best.name if best else None,
+                message=message,
+            )
+        )
+    return result
