@@ -20,7 +20,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import advise as advice
+from . import compare as comparing
+from . import export as exporting
 from . import gates, metrics, plugin_manager
+from . import report as reporting
 from .errors import DevicelabError, UsageError
 from .results import RunDir, default_run_dir
 from .runs import load_run
@@ -324,6 +327,73 @@ def advise(
             out.print("No trial here has quality: the front is over TTFT and memory only.")
         out.print(f"{g.message}.", soft_wrap=True)
     out.print("* on the Pareto front   > recommended")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), help="Report directory [RUN_DIR/report]."
+)
+def report(run_dir: Path, out_dir: Path | None) -> None:
+    """Write a self-contained HTML report (report.html) and its PNG figures for RUN_DIR."""
+    rep = reporting.build_report(run_dir, out_dir)
+    for f in rep.figures:
+        err.print(f"devicelab: wrote {rep.html_path.parent / f.name}")
+    out.print(f"devicelab: report written to {rep.html_path}", soft_wrap=True)
+
+
+@cli.command()
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
+    """Medians of RUN_A and RUN_B per key and metric, the change and its significance
+    (one-sided Mann-Whitney U, alpha 0.01; n<5 when a side has fewer than 5 values)."""
+    rows = comparing.compare_runs(load_run(run_a), load_run(run_b))
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        return
+    by_key: dict[Any, list[comparing.CompareRow]] = {}
+    for r in rows:
+        by_key.setdefault(r.key, []).append(r)
+    for key, krows in by_key.items():
+        table = Table(title=f"{'/'.join(map(str, key[:3]))} L={key[3]}: B={run_b} vs A={run_a}")
+        for col in ("metric", "n A/B", "median A", "median B", "delta", "delta %", "B is", "p"):
+            table.add_column(col, justify="left" if col in ("metric", "B is") else "right")
+        for r in krows:
+            p = "-" if r.p_value is None else f"{r.p_value:.3g}"
+            if r.note:
+                p += f" ({r.note})"
+            elif r.significant:
+                p += " *"
+            table.add_row(
+                r.metric,
+                f"{r.n_a}/{r.n_b}",
+                _fmt(r.median_a, 3),
+                _fmt(r.median_b, 3),
+                "-" if r.delta is None else f"{r.delta:+.3f}",
+                "-" if r.delta_pct is None else f"{r.delta_pct:+.1f}%",
+                r.verdict,
+                p,
+            )
+        out.print(table)
+    out.print("* significant at p < 0.01 (one-sided, in the direction of the change)")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(exporting.FORMATS), required=True, help="File format."
+)
+@click.option(
+    "--out", "out_file", type=click.Path(path_type=Path), help="File [RUN_DIR/trials.FORMAT]."
+)
+@click.option("--with-text", is_flag=True, help="Include output_text.")
+def export(run_dir: Path, fmt: str, out_file: Path | None, with_text: bool) -> None:
+    """Write every trial record of RUN_DIR as a CSV or Parquet table (nested fields
+    flattened as device_info.*, engine_timings.*, quality.*)."""
+    path, n = exporting.export(run_dir, fmt, out_file, with_text)
+    out.print(f"devicelab: {n} trials written to {path}", soft_wrap=True)
 
 
 def _add_plugin_commands() -> None:
