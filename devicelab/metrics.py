@@ -40,6 +40,11 @@ SUMMARY_METRICS = ("itps", "otps", "ttft_s", "runtime_s")
 SUMMARY_KEYS = ("device", "model", "quant", "task", "context_tokens")
 
 
+def is_measured(record: Mapping[str, Any]) -> bool:
+    """A trial that counts in summaries, comparisons and gates: finished ok, not a warm-up."""
+    return record.get("status") == "ok" and not record.get("warmup")
+
+
 def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Median ITPS, OTPS, TTFT and runtime, and max peak memory, per key of measured trials.
 
@@ -47,7 +52,7 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for rec in records:
-        if rec.get("warmup") or rec.get("status") != "ok":
+        if not is_measured(rec):
             continue
         key = tuple(rec.get(k) for k in SUMMARY_KEYS)
         groups.setdefault(key, []).append(rec)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import RunDirError, UsageError
+from .metrics import is_measured
 from .results import TRIALS, read_jsonl
 
 # Metric -> True when higher is better. ``quality.NAME`` (a task's own metric) is higher-better.
@@ -92,9 +93,7 @@ class Run:
 
     def __init__(self, path: Path, records: Iterable[Mapping[str, Any]]) -> None:
         self.path = path
-        self.records: list[dict[str, Any]] = [
-            dict(r) for r in records if r.get("status") == "ok" and not r.get("warmup")
-        ]
+        self.records: list[dict[str, Any]] = [dict(r) for r in records if is_measured(r)]
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, {len(self.records)} measured trials)"
