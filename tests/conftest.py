@@ -10,7 +10,7 @@ from wordsplugin import WORDS_SCENARIO, WordsPlugin, make_corpus, write_scenario
 
 from devicelab import plugin_manager
 
-BUILTINS = "host,llamacpp,docassist,android,virtual"
+BUILTINS = "host,llamacpp,docassist,android,virtual,quality,geval,openai,mlc,ray"
 
 
 @pytest.fixture(autouse=True)

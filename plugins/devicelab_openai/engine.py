@@ -1,0 +1,457 @@
+"""A model behind an OpenAI-compatible server (llama.cpp's server, llama-cpp-python's server,
+``mlc_llm serve``, vLLM, ...), driven over HTTP with the standard library only.
+
+Timing is measured on the host, where the client sits: ``stream.sent()`` right before the
+request goes out, ``stream.token()`` as each streamed content chunk arrives (one chunk is one
+token on llama.cpp-based servers; text held back at UTF-8 boundaries arrives merged). What the
+server reports about itself is kept beside it as ``engine_timings``: MLC's ``usage.extra``
+(``prefill_tokens_per_s``, ``decode_tokens_per_s``, ``ttft_s``, ...) and llama.cpp's
+``timings`` (``prompt_per_second``, ``predicted_per_second``, ...), numbers only, by their own
+names. Token counts come from the final chunk's ``usage`` when the server sends one.
+
+Token counting when the server has no streamed ``usage`` (llama-cpp-python's server sends
+none): the scheduler needs the prompt's size *after* the server's chat template, which a
+client cannot know, and estimating it from joined messages would be silently wrong. So the
+count comes from the server itself: a non-streamed request with ``max_tokens = 1`` whose
+``usage.prompt_tokens`` is read (cached per prompt). It costs one short request per distinct
+prompt, made *after* the timed request so the timed prefill is not warmed by it.
+
+Servers may reuse a cached prompt prefix between requests (llama.cpp's server does unless the
+request says ``cache_prompt: false``, which ``extra_body`` can carry; llama-cpp-python's server
+always reuses the longest common prefix), so repeated prompts can show a shorter TTFT than a
+cold prefill.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import devicelab
+from devicelab import (
+    Engine,
+    EngineError,
+    GenerationRequest,
+    GenerationResult,
+    Message,
+    ModelSpec,
+    TokenStream,
+)
+
+OPTIONS = "[models.options]"
+API_KEY_ENV = "OPENAI_API_KEY"
+
+
+class ServerError(EngineError):
+    """The server could not be reached or answered with an error; ``status`` is its HTTP code."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _numbers(obj: Any) -> dict[str, float]:
+    """The numeric entries of a JSON object (booleans are not numbers here)."""
+    if not isinstance(obj, Mapping):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in obj.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def _detail(body: bytes) -> str:
+    """The server's own error text from an error response, short."""
+    text = body.decode("utf-8", errors="replace").strip()
+    with contextlib.suppress(ValueError):
+        data = json.loads(text)
+        if isinstance(data, dict):
+            err = data.get("error", data.get("detail"))
+            if isinstance(err, dict):
+                err = err.get("message", err)
+            if err is not None:
+                text = str(err)
+    return text[:300] or "(empty body)"
+
+
+class OpenAIEngine(Engine):
+    name = "openai"
+    device_kinds = ("host",)
+
+    @dataclass(frozen=True)
+    class Options:
+        # The API root, e.g. "http://127.0.0.1:8000/v1"; requests go to {base_url}/chat/completions.
+        base_url: str | None = None
+        # The server's model id; default: the scenario's model name.
+        model: str | None = None
+        # Sent as a bearer token; default: the OPENAI_API_KEY environment variable.
+        api_key: str | None = None
+        # How long one read from the server may take before the trial fails.
+        timeout_s: float = 120.0
+        # The context window; default: what the server reports (vLLM, llama.cpp's server).
+        n_ctx: int | None = None
+        # Extra fields merged into every request body (e.g. {cache_prompt = false}).
+        extra_body: dict[str, Any] | None = None
+        # A GGUF file of the same model whose vocabulary tokenises, for servers without a
+        # tokenizer endpoint.
+        tokenizer_gguf: str | None = None
+
+        def __post_init__(self) -> None:
+            where = f"engine 'openai': {OPTIONS}"
+            if not self.base_url:
+                raise devicelab.ScenarioError(
+                    f"{where} base_url is missing: give the server's OpenAI-compatible API root, "
+                    'e.g. options = {base_url = "http://127.0.0.1:8000/v1"}.'
+                )
+            if not self.base_url.startswith(("http://", "https://")):
+                raise devicelab.ScenarioError(
+                    f"{where} base_url {self.base_url!r} must start with http:// or https://."
+                )
+            if self.timeout_s <= 0:
+                raise devicelab.ScenarioError(f"{where} timeout_s must be positive.")
+            if self.n_ctx is not None and self.n_ctx <= 0:
+                raise devicelab.ScenarioError(f"{where} n_ctx must be positive.")
+            if self.extra_body is not None and not isinstance(self.extra_body, dict):
+                raise devicelab.ScenarioError(
+                    f"{where} extra_body must be a table, "
+                    "e.g. extra_body = {cache_prompt = false}."
+                )
+            if self.tokenizer_gguf is not None:
+                if importlib.util.find_spec("llama_cpp") is None:
+                    raise devicelab.MissingDependencyError(
+                        f"{where} tokenizer_gguf needs llama-cpp-python to read the GGUF "
+                        "vocabulary. Install it: pip install llama-cpp-python"
+                    )
+                if not Path(self.tokenizer_gguf).is_file():
+                    raise devicelab.ScenarioError(
+                        f"{where} tokenizer_gguf: {self.tokenizer_gguf} does not exist."
+                    )
+
+    def __init__(self, device: devicelab.Device, model: ModelSpec, options: Any) -> None:
+        super().__init__(device, model, options)
+        self._base = str(options.base_url).rstrip("/")
+        # Tokenizer endpoints live at the server root, beside the versioned API.
+        self._root = self._base[: -len("/v1")] if self._base.endswith("/v1") else self._base
+        self._model_id: str = options.model or model.name
+        self._api_key: str | None = options.api_key or os.environ.get(API_KEY_ENV) or None
+        self._extra: dict[str, Any] = dict(options.extra_body or {})
+        self._server_models: list[str] = []
+        self._n_ctx: int | None = None
+        self._tokenizer: str | None = None  # "extras" | "llama.cpp" | "gguf"
+        self._vocab: Any = None
+        self._bos: list[int] = []
+        self._counts: dict[Any, int] = {}
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    def _open(self, method: str, url: str, body: Any, timeout: float) -> Any:
+        headers = {"Accept": "application/json, text/event-stream"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            return urllib.request.urlopen(req, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            with contextlib.closing(exc):
+                detail = _detail(exc.read())
+            hint = {
+                401: f"Check {OPTIONS} api_key or ${API_KEY_ENV}",
+                403: f"Check {OPTIONS} api_key or ${API_KEY_ENV}",
+                404: f"Check {OPTIONS} base_url (the API root, e.g. .../v1) and model"
+                + (
+                    f" (the server serves: {', '.join(self._server_models)})"
+                    if self._server_models
+                    else ""
+                ),
+            }.get(exc.code, "See the server's log")
+            raise ServerError(
+                f"{method} {url} returned HTTP {exc.code}: {detail}. {hint}.",
+                exc.code,
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, TimeoutError):
+                raise self._timeout(method, url, timeout) from None
+            raise ServerError(
+                f"cannot reach the server at {url} ({reason}). Check that it is running and "
+                f"that {OPTIONS} base_url is right."
+            ) from None
+
+    def _timeout(self, method: str, url: str, timeout: float) -> ServerError:
+        return ServerError(
+            f"{method} {url}: the server did not answer within {timeout:.3g} s. Check that it "
+            f"is not stuck or overloaded, or raise {OPTIONS} timeout_s."
+        )
+
+    def _json(self, method: str, url: str, body: Any = None) -> Any:
+        timeout = float(self.options.timeout_s)
+        with self._open(method, url, body, timeout) as resp:
+            try:
+                raw = resp.read()
+            except TimeoutError:
+                raise self._timeout(method, url, timeout) from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ServerError(
+                f"{method} {url} answered with something that is not JSON: "
+                f"{raw[:200]!r}. Check that {OPTIONS} base_url points at an OpenAI-compatible "
+                "API."
+            ) from None
+
+    # -- load -----------------------------------------------------------------------------
+
+    def load(self) -> None:
+        # An unreachable server fails this model's trials (EngineError), not the whole run.
+        models = self._json("GET", f"{self._base}/models")
+        data = models.get("data") if isinstance(models, dict) else None
+        if not isinstance(data, list):
+            raise ServerError(
+                f"GET {self._base}/models did not list models (no 'data' array). Check that "
+                f"{OPTIONS} base_url points at an OpenAI-compatible API root (e.g. .../v1)."
+            )
+        entries = [m for m in data if isinstance(m, dict)]
+        self._server_models = [str(m.get("id")) for m in entries]
+        self._n_ctx = self.options.n_ctx or self._server_context(entries)
+        if self._n_ctx is None:
+            raise devicelab.ModelError(
+                f"the server at {self._base} does not report its context window; set "
+                f"{OPTIONS} n_ctx to the context size it was started with."
+            )
+        self._setup_tokenizer()
+
+    def _server_context(self, entries: list[dict[str, Any]]) -> int | None:
+        mine = [m for m in entries if m.get("id") == self._model_id] or entries[:1]
+        for m in mine:
+            if isinstance(m.get("max_model_len"), int):  # vLLM
+                return int(m["max_model_len"])
+        with contextlib.suppress(ServerError):
+            props = self._json("GET", f"{self._root}/props")  # llama.cpp's server
+            settings = (
+                props.get("default_generation_settings", {}) if isinstance(props, dict) else {}
+            )
+            n_ctx = (
+                settings.get("n_ctx", props.get("n_ctx")) if isinstance(settings, dict) else None
+            )
+            if isinstance(n_ctx, int) and n_ctx > 0:
+                return n_ctx
+        return None
+
+    def _setup_tokenizer(self) -> None:
+        if self.options.tokenizer_gguf is not None:
+            import llama_cpp
+
+            self._vocab = llama_cpp.Llama(
+                model_path=self.options.tokenizer_gguf, vocab_only=True, verbose=False
+            )
+            self._tokenizer = "gguf"
+            return
+        for kind in ("extras", "llama.cpp"):
+            try:
+                self._tokenizer = kind
+                # Some tokenizers add a start token on their own: learn it from "" and drop it.
+                self._bos = []
+                self._bos = self.tokenize("")
+                return
+            except ServerError as exc:
+                if exc.status not in (404, 405, 501):
+                    raise
+        self._tokenizer = None
+        raise devicelab.ModelError(
+            f"the server at {self._root} offers no tokenizer endpoint (neither "
+            "llama-cpp-python's /extras/tokenize nor llama.cpp's /tokenize), and devicelab "
+            "needs the model's own tokens to cut documents. Set "
+            f'{OPTIONS} tokenizer_gguf = "model.gguf" to a GGUF file of the same model.'
+        )
+
+    def context_window(self) -> int:
+        assert self._n_ctx is not None, "load() first"
+        return self._n_ctx
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def tokenize(self, text: str) -> list[int]:
+        if self._tokenizer == "gguf":
+            return list(self._vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        if self._tokenizer == "extras":
+            url = f"{self._root}/extras/tokenize"
+            reply = self._json("POST", url, {"model": self._model_id, "input": text})
+        else:
+            url = f"{self._root}/tokenize"
+            reply = self._json("POST", url, {"content": text, "add_special": False})
+        tokens = reply.get("tokens") if isinstance(reply, dict) else None
+        if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
+            raise ServerError(f"POST {url} did not answer with a list of token ids: {reply!r:.200}")
+        n = len(self._bos)
+        return tokens[n:] if n and tokens[:n] == self._bos else tokens
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        ids = list(tokens)
+        if self._tokenizer == "gguf":
+            return bytes(self._vocab.detokenize(ids)).decode("utf-8", errors="replace")
+        if self._tokenizer == "llama.cpp":
+            reply = self._json("POST", f"{self._root}/detokenize", {"tokens": ids})
+            return str(reply.get("content", "")) if isinstance(reply, dict) else ""
+        # llama-cpp-python decodes strictly and answers 500 when the ids end inside a UTF-8
+        # character (a section cut mid-character): drop the incomplete tail (at most 3 ids).
+        for drop in range(4):
+            try:
+                keep = ids[: len(ids) - drop] if drop else ids
+                body = {"model": self._model_id, "tokens": keep}
+                reply = self._json("POST", f"{self._root}/extras/detokenize", body)
+                return str(reply.get("text", "")) if isinstance(reply, dict) else ""
+            except ServerError as exc:
+                if exc.status != 500 or drop == 3 or drop >= len(ids):
+                    raise
+        raise AssertionError("unreachable")
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> int:
+        """The prompt's size after the server's own chat template, as the server counts it."""
+        return self._count({"messages": [{"role": m.role, "content": m.content} for m in messages]})
+
+    def _count(self, payload: dict[str, Any]) -> int:
+        key = json.dumps(payload, sort_keys=True)
+        if key not in self._counts:
+            path = "/chat/completions" if "messages" in payload else "/completions"
+            body = {
+                **self._extra,
+                **payload,
+                "model": self._model_id,
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "stream": False,
+            }
+            reply = self._json("POST", f"{self._base}{path}", body)
+            usage = reply.get("usage") if isinstance(reply, dict) else None
+            count = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+            if not isinstance(count, int):
+                raise ServerError(
+                    f"POST {self._base}{path} reported no usage.prompt_tokens, so the prompt's "
+                    "size cannot be known; use a server that reports usage."
+                )
+            self._counts[key] = count
+        return self._counts[key]
+
+    # -- generate -------------------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest, stream: TokenStream) -> GenerationResult:
+        if request.raw_prompt is not None:
+            payload: dict[str, Any] = {"prompt": request.raw_prompt}
+            path = "/completions"
+        else:
+            msgs = [{"role": m.role, "content": m.content} for m in request.messages]
+            payload = {"messages": msgs}
+            path = "/chat/completions"
+        body = {
+            **self._extra,
+            **payload,
+            "model": self._model_id,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "seed": request.seed,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        url = f"{self._base}{path}"
+        stream.check_deadline()
+        timeout = float(self.options.timeout_s)
+        left = stream.seconds_left()
+        if left is not None and left < timeout:
+            # Every blocking read then ends by the trial's deadline.
+            timeout = max(left, 0.01)
+        pieces: list[str] = []
+        finish = "stop"
+        usage: dict[str, Any] = {}
+        timings: dict[str, float] = {}
+        stream.sent()
+        try:
+            with self._open("POST", url, body, timeout) as resp:
+                for event in _events(resp):
+                    if event == "[DONE]":
+                        break
+                    try:
+                        chunk = json.loads(event)
+                    except ValueError:
+                        raise ServerError(
+                            f"POST {url} streamed an event that is not JSON: {event[:200]!r}"
+                        ) from None
+                    if not isinstance(chunk, dict):
+                        continue
+                    if "error" in chunk:
+                        raise ServerError(
+                            f"POST {url} streamed an error: {_detail(json.dumps(chunk).encode())}"
+                        )
+                    for choice in chunk.get("choices") or []:
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content") if "delta" in choice else choice.get("text")
+                        if text:
+                            pieces.append(str(text))
+                            stream.token(1, text=str(text))
+                        if choice.get("finish_reason"):
+                            finish = str(choice["finish_reason"])
+                    if isinstance(chunk.get("usage"), dict):
+                        usage = chunk["usage"]
+                    timings.update(_numbers(chunk.get("timings")))
+        except TimeoutError:
+            stream.check_deadline()
+            raise self._timeout("POST", url, timeout) from None
+        except urllib.error.URLError as exc:
+            stream.check_deadline()
+            raise ServerError(
+                f"POST {url}: the connection failed while streaming ({exc.reason})"
+            ) from None
+        except OSError as exc:
+            stream.check_deadline()
+            raise ServerError(
+                f"POST {url}: the connection failed while streaming ({exc})"
+            ) from None
+        timings.update(_numbers(usage.get("extra")))
+        output_tokens = usage.get("completion_tokens")
+        input_tokens = usage.get("prompt_tokens")
+        if not isinstance(input_tokens, int):
+            input_tokens = self._count(payload)  # after the timed request: see the docstring
+        return GenerationResult(
+            text="".join(pieces),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens if isinstance(output_tokens, int) else len(pieces),
+            engine_timings=timings,
+            finish_reason=finish,
+        )
+
+    def close(self) -> None:
+        if self._vocab is not None:
+            with contextlib.suppress(Exception):
+                self._vocab.close()
+            self._vocab = None
+
+
+def _events(resp: Any) -> Iterator[str]:
+    """The data of each Server-Sent Event, as the lines of one event joined."""
+    data: list[str] = []
+    for raw in resp:
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        if line.startswith(":"):  # a comment: keep-alive pings
+            continue
+        field, _, value = line.partition(":")
+        if field == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        yield "\n".join(data)
