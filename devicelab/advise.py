@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import UsageError
-from .runs import QUALITY_PREFIX, Run, metric_value
+from .runs import LOWER_IS_BETTER_QUALITY, QUALITY_PREFIX, Run, metric_value
 
 
 @dataclass
@@ -64,14 +64,18 @@ class Advice:
 
 
 def trial_quality(record: Mapping[str, Any], metric: str | None) -> float | None:
-    """A trial's quality: the chosen metric, or the mean of all its numeric quality metrics."""
+    """A trial's quality: the chosen metric, or the mean of all its numeric quality metrics
+    where higher is better (Self-BLEU, lower-is-better, is left out of the mean)."""
     if metric is not None:
         return metric_value(record, QUALITY_PREFIX + metric)
     quality = record.get("quality") or {}
     values = [
         float(v)
-        for v in quality.values()
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        for k, v in quality.items()
+        if isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and k not in LOWER_IS_BETTER_QUALITY
     ]
     return statistics.fmean(values) if values else None
 
@@ -91,6 +95,13 @@ def check_quality_metric(run: Run, metric: str | None) -> str | None:
         raise UsageError(
             f"{run.path}: no measured trial has the quality metric {name!r}. Use --quality with "
             f"one of: {', '.join(present) or 'none (no trial has quality; leave --quality out)'}."
+        )
+    if name in LOWER_IS_BETTER_QUALITY:
+        others = [m for m in present if m not in LOWER_IS_BETTER_QUALITY]
+        raise UsageError(
+            f"--quality {name}: advise recommends the highest quality, but lower {name} is "
+            f"better (it measures how alike the answers are). Use one of: "
+            f"{', '.join(others) or 'none'}; compare {name} with `devicelab compare`."
         )
     return name
 

@@ -9,6 +9,7 @@ A plugin registers classes and specs through the hooks in :mod:`devicelab.hooksp
 - a :class:`Task` turns a document and its context into prompts;
 - a :class:`CorpusSpec` names a document corpus (a JSONL file);
 - a collector factory returns a :class:`Collector` that the sampler polls during trials.
+- a :class:`Quantizer` makes quantised model files for the engines it lists.
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ class GenerationRequest:
     # A prompt already in the model's own format, sent as is instead of the messages with the
     # chat template applied (what llama.cpp's command-line tools do with -no-cnv).
     raw_prompt: str | None = None
+    # Ask for the k most likely alternatives of each output token (a judge reads the
+    # probabilities of its score digits); 0 = none, which costs nothing.
+    top_logprobs: int = 0
 
 
 @dataclass
@@ -139,6 +143,9 @@ class GenerationResult:
     output_tokens: int
     engine_timings: dict[str, float] = field(default_factory=dict)
     finish_reason: str = "stop"
+    # Per output token, when the request asked for top_logprobs: token text -> natural-log
+    # probability of the top alternatives. Empty when the engine cannot give them.
+    top_logprobs: list[dict[str, float]] = field(default_factory=list)
 
 
 class TokenStream:
@@ -321,6 +328,23 @@ class TaskPrompt:
     # The parts the prompt was made of (e.g. document, request), for engines that fill them
     # into an app's own fields instead of sending the messages.
     fields: Mapping[str, str] = field(default_factory=dict)
+    # The texts an answer is compared with (a reference summary; the reference questions; a
+    # reference answer). Empty: the corpus has no reference for this prompt.
+    references: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Response:
+    """A task's reading of one output, in the task's own response format.
+
+    ``text`` is the answer proper (for DocAssist, what is inside ``<response>``); ``items``
+    are its separate answers where the task asks for several (suggested questions), else
+    ``(text,)``; ``intent`` is the intent the output named, where the format has one.
+    """
+
+    text: str
+    items: tuple[str, ...] = ()
+    intent: str | None = None
 
 
 class Task(ABC):
@@ -328,10 +352,18 @@ class Task(ABC):
 
     kind: ClassVar[str]
     description: ClassVar[str] = ""
+    # The corpus field its prompts' references come from (e.g. "summary"), named in the
+    # error when quality metrics need references that a document lacks.
+    reference_field: ClassVar[str] = ""
 
     @abstractmethod
     def prompts(self, document: Document, context: str) -> list[TaskPrompt]:
         """The prompts for ``document`` when the model sees ``context`` (its first L tokens)."""
+
+    def response(self, prompt: TaskPrompt, output: str) -> Response:
+        """Read ``output`` in the task's response format. The default takes it as it is."""
+        text = output.strip()
+        return Response(text, (text,) if text else ())
 
     def score(self, prompt: TaskPrompt, output: str) -> dict[str, float]:
         """The task's own quality metrics for one ok trial's ``output`` (metric -> value).
@@ -368,3 +400,136 @@ class Collector(ABC):
 
 
 CollectorFactory = Callable[[Device], "Collector | None"]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One ok trial's output as the quality metrics see it."""
+
+    task: str
+    # The answers to score: the task's Response.items (one for SUMM and QA, several for QS).
+    candidates: tuple[str, ...]
+    # What they are compared with (TaskPrompt.references); empty where there is none.
+    references: tuple[str, ...]
+    # The document context the model saw and the request it answered (for a judge).
+    source: str = ""
+    request: str = ""
+
+
+class MetricContext(ABC):
+    """What the core lends a metric while it loads: engines for metrics that need a model."""
+
+    @abstractmethod
+    def open_engine(self, model: str, device: str = "host") -> Engine:
+        """A loaded engine for a registered ``model`` on ``device`` (closed by the core)."""
+
+
+class Metric(ABC):
+    """A quality metric. Registered through ``devicelab_register_metrics``.
+
+    A scenario chooses metrics by ``name`` in ``[quality] metrics``; ``Options`` (a dataclass,
+    as for engines) is filled from ``[quality.options.<name>]``. Metrics run in a scoring
+    process of their own, so a metric's model never counts in the measured memory.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    # Whether the metric compares with references (BLEU, ROUGE, STS) or not (Self-BLEU).
+    needs_references: ClassVar[bool] = True
+
+    @dataclass(frozen=True)
+    class Options:
+        pass
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+
+    @classmethod  # noqa: B027 - optional for subclasses
+    def check(cls, options: Any) -> None:
+        """Raise a :class:`~devicelab.errors.UsageError` before the run when the metric
+        cannot work (a missing dependency: name the install command; bad options)."""
+
+    @classmethod
+    def models(cls, options: Any) -> tuple[str, ...]:
+        """The registered models :meth:`load` will open (a judge's), so a name that is not
+        registered is reported before the run starts. The default: none."""
+        return ()
+
+    def load(self, context: MetricContext) -> None:  # noqa: B027 - optional for subclasses
+        """Load what the metric needs (a model); called once, in the scoring process."""
+
+    @abstractmethod
+    def score(self, item: Scored) -> dict[str, float]:
+        """Metric name -> value for one output; ``{}`` where the metric does not apply
+        (no references; Self-BLEU on a single answer)."""
+
+    def close(self) -> None:  # noqa: B027 - optional for subclasses
+        """Free what :meth:`load` took."""
+
+
+def cache_dir() -> Path:
+    """Where devicelab keeps files it makes for the user (quantised models, ...).
+
+    ``$DEVICELAB_CACHE`` if set, else ``$XDG_CACHE_HOME/devicelab`` (``~/.cache/devicelab``).
+    Never inside a source tree: a quantised model is hundreds of MB.
+    """
+    import os
+
+    env = os.environ.get("DEVICELAB_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "devicelab"
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """What :meth:`Quantizer.quantize` made."""
+
+    path: Path
+    size_bytes: int
+    # Bits per weight of the quantised (2-D) tensors: 8 * their data bytes / their weights.
+    # None where the backend cannot tell.
+    bits_per_weight: float | None
+    params: int | None
+    backend: str
+    qtype: str
+    seconds: float
+    # Anything else worth showing (whole-file bits per weight, tensor types, ...).
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Quantizer(ABC):
+    """Makes quantised models for one backend. Registered through
+    ``devicelab_register_quantizers``.
+
+    ``types`` are spelled as the backend spells them (``"Q4_0"``, ``"q4f16_1"``); users may
+    type them in any case and :meth:`canonical` maps them back. ``engines`` are the engine
+    names (``Engine.name``) that run the output; ``suffix`` is how an output's name ends
+    (``".gguf"``), empty when the output is a directory.
+    """
+
+    backend: ClassVar[str]
+    types: ClassVar[tuple[str, ...]]
+    engines: ClassVar[tuple[str, ...]]
+    description: ClassVar[str] = ""
+    suffix: ClassVar[str] = ""
+
+    def canonical(self, qtype: str) -> str | None:
+        """``qtype`` as this backend spells it, or None if it does not make that type."""
+        for t in self.types:
+            if t.lower() == qtype.strip().lower():
+                return t
+        return None
+
+    def check(self) -> None:  # noqa: B027 - optional hook for subclasses
+        """Raise :class:`~devicelab.errors.MissingDependencyError` (naming the exact install
+        command) when something this quantiser needs is missing."""
+
+    @abstractmethod
+    def quantize(
+        self, source: Path, qtype: str, out: Path, progress: Callable[[str], None]
+    ) -> QuantizeResult:
+        """Make ``out`` from ``source`` as ``qtype`` (already canonical), reporting steps
+        through ``progress``. Bad input raises a :class:`~devicelab.errors.UsageError`."""

@@ -24,10 +24,13 @@ from . import compare as comparing
 from . import export as exporting
 from . import gates, metrics, plugin_manager
 from . import report as reporting
+from .corpus import validate_corpus
+from .engines import open_engine
 from .errors import DevicelabError, UsageError
+from .executor import executor_class
 from .results import RunDir, default_run_dir
 from .runs import load_run
-from .scheduler import Reporter, execute, load_and_prepare
+from .scheduler import Reporter, load_and_prepare
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -48,10 +51,36 @@ def cli() -> None:
 @click.option("--device", help="Device name or profile path; overrides the scenario's [device].")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Run directory.")
 @click.option("--resume", is_flag=True, help="Continue a run in --out, skipping recorded trials.")
-def run(scenario: Path, device: str | None, out_dir: Path | None, resume: bool) -> None:
+@click.option(
+    "--executor",
+    "executor_name",
+    metavar="NAME",
+    help="Who runs the trials: local (default) or a plugin's, e.g. ray; overrides [scenario].",
+)
+@click.option(
+    "--address",
+    metavar="HEAD:PORT|auto",
+    help="The cluster of a cluster executor (ray: the head's address, or auto).",
+)
+def run(
+    scenario: Path,
+    device: str | None,
+    out_dir: Path | None,
+    resume: bool,
+    executor_name: str | None,
+    address: str | None,
+) -> None:
     """Run every trial of SCENARIO and print a summary table."""
     registry = plugin_manager.get_registry()
     plan = load_and_prepare(scenario, registry, device)
+    if executor_name is None:
+        where = f"{plan.scenario.source}: [scenario] executor"
+        executor_cls = executor_class(registry, plan.scenario.executor, where)
+    else:
+        executor_cls = executor_class(registry, executor_name)
+    # Built before the run directory exists: a bad --address or a missing Ray is bad input.
+    executor = executor_cls(address)
+    executor.check(plan)
     if resume and out_dir is None:
         raise UsageError("--resume needs --out DIR: the run directory to continue.")
     path = out_dir or default_run_dir(plan.scenario)
@@ -59,7 +88,7 @@ def run(scenario: Path, device: str | None, out_dir: Path | None, resume: bool) 
     err.print(f"devicelab: run {rundir.run_id} -> {path}")
     reporter = ProgressReporter()
     try:
-        outcome = execute(plan, rundir, reporter)
+        outcome = executor.run(plan, rundir, reporter)
     except KeyboardInterrupt:
         reporter.finish()
         kept = len(rundir.done_trial_ids())
@@ -141,7 +170,13 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
     if not rows:
         out.print("No measured trials finished ok; nothing to summarise.")
         return
+    # A run spread over several phones (an executor such as ray) has a row per device.
+    devices = (
+        [str(r.get("device")) for r in rows] if len({r.get("device") for r in rows}) > 1 else []
+    )
     table = Table(title="Medians over measured trials (warm-ups left out)")
+    if devices:
+        table.add_column("device")
     for col in (
         "model",
         "quant",
@@ -155,8 +190,9 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
         "peak mem MB",
     ):
         table.add_column(col, justify="right" if col not in ("model", "quant", "task") else "left")
-    for r in rows:
+    for i, r in enumerate(rows):
         table.add_row(
+            *devices[i : i + 1],
             str(r["model"]),
             str(r["quant"]),
             str(r["task"]),
@@ -169,6 +205,23 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
             _fmt(r["peak_mem_mb"], 0),
         )
     out.print(table)
+    names = sorted({name for r in rows for name in r.get("quality", {})})
+    if names:
+        quality = Table(title="Quality: mean of each metric over measured trials")
+        for col in (*(["device"] if devices else []), "model", "quant", "task", "L", *names):
+            left = col in ("device", "model", "quant", "task")
+            quality.add_column(col, justify="left" if left else "right")
+        for i, r in enumerate(rows):
+            means = r.get("quality", {})
+            quality.add_row(
+                *devices[i : i + 1],
+                str(r["model"]),
+                str(r["quant"]),
+                str(r["task"]),
+                str(r["context_tokens"]),
+                *(_fmt(means.get(n), 3) for n in names),
+            )
+        out.print(quality)
 
 
 @cli.command()
@@ -394,6 +447,95 @@ def export(run_dir: Path, fmt: str, out_file: Path | None, with_text: bool) -> N
     flattened as device_info.*, engine_timings.*, quality.*)."""
     path, n = exporting.export(run_dir, fmt, out_file, with_text)
     out.print(f"devicelab: {n} trials written to {path}", soft_wrap=True)
+
+
+@cli.group()
+def corpus() -> None:
+    """Document corpora (JSONL): check one before running on it."""
+
+
+@corpus.command("validate")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--min-questions", default=3, show_default=True, help="Reference questions.")
+@click.option("--min-qa", default=3, show_default=True, help="Question-answer pairs.")
+@click.option(
+    "--model",
+    metavar="NAME",
+    help="Count each text's tokens with this registered model's tokenizer (on the host).",
+)
+@click.option("--min-tokens", default=1100, show_default=True, help="Tokens per text (--model).")
+def corpus_validate(
+    path: Path, min_questions: int, min_qa: int, model: str | None, min_tokens: int
+) -> None:
+    """Check the corpus at PATH and name each problem with its line (exit 1 if any)."""
+    if model is None:
+        docs, problems = validate_corpus(path, min_questions=min_questions, min_qa=min_qa)
+    else:
+        with open_engine(plugin_manager.get_registry(), model) as engine:
+            docs, problems = validate_corpus(
+                path,
+                min_questions=min_questions,
+                min_qa=min_qa,
+                min_tokens=min_tokens,
+                count_tokens=lambda text: len(engine.tokenize(text)),
+            )
+    for problem in problems:
+        out.print(f"{path}:{problem}" if problem.line else str(problem), soft_wrap=True)
+    lengths = f" and {min_tokens}+ tokens in {model}'s tokenizer" if model else ""
+    if problems:
+        out.print(f"devicelab: {len(problems)} problems; {len(docs)} documents are fine.")
+        sys.exit(EXIT_FAILED)
+    out.print(
+        f"devicelab: {path}: {len(docs)} documents, each with a summary, {min_questions}+ "
+        f"questions and {min_qa}+ qa pairs{lengths}.",
+        soft_wrap=True,
+    )
+    if model is None:
+        out.print("(text lengths not checked: give --model to count tokens)")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--to", "qtype", required=True, metavar="TYPE", help="q4_0, Q8_0, f16, q4f16_1, ...")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), help="Output file or dir.")
+@click.option("--backend", help="Quantiser backend (gguf, mlc, ...), when several make TYPE.")
+def quantize(model: str, qtype: str, out_path: Path | None, backend: str | None) -> None:
+    """Quantise MODEL (a registered model's name or a model path) to TYPE.
+
+    TYPE is spelled as the backend spells it, in any case. The output goes to the user's cache
+    ($DEVICELAB_CACHE, else ~/.cache/devicelab/models) unless --out says otherwise.
+    """
+    from . import quantize as quantizing
+
+    registry = plugin_manager.get_registry()
+    quantizer, canonical = quantizing.find_quantizer(registry, qtype, backend)
+    source = quantizing.resolve_source(registry, model)
+    target = out_path or quantizing.default_out(source, quantizer, canonical)
+    err.print(
+        f"devicelab: quantising {source.path} to {canonical} with {quantizer.backend}",
+        soft_wrap=True,
+    )
+    result = quantizing.make(
+        quantizer,
+        source.path,
+        canonical,
+        target,
+        lambda text: err.print(f"devicelab:   {text}", soft_wrap=True),
+    )
+    out.print(f"{result.path}", soft_wrap=True)
+    out.print(f"  size on disk: {result.size_bytes / 1e6:.1f} MB ({result.size_bytes} bytes)")
+    if result.bits_per_weight is not None:
+        whole = result.details.get("file_bits_per_weight")
+        extra = f"; whole file: {whole:.2f}" if isinstance(whole, float | int) else ""
+        out.print(f"  bits per weight: {result.bits_per_weight:.2f} (weight matrices{extra})")
+    types = result.details.get("tensor_types")
+    if result.params and isinstance(types, Mapping):
+        mix = ", ".join(
+            f"{name} {100 * n / result.params:.1f}%"
+            for name, n in sorted(types.items(), key=lambda kv: -kv[1])
+        )
+        out.print(f"  weights: {result.params / 1e6:.1f}M ({mix})")
+    out.print(f"  took {result.seconds:.1f} s")
 
 
 def _add_plugin_commands() -> None:

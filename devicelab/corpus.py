@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,102 @@ def _document(obj: Any, where: str) -> Document:
         questions=tuple(questions),
         qa=tuple(qa),
     )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a corpus, at its line (0: the file as a whole)."""
+
+    line: int
+    doc_id: str
+    message: str
+
+    def __str__(self) -> str:
+        doc = f"document {self.doc_id!r}: " if self.doc_id else ""
+        return f"{self.line}: {doc}{self.message}" if self.line else self.message
+
+
+def validate_corpus(
+    path: Path,
+    *,
+    min_questions: int = 3,
+    min_qa: int = 3,
+    min_tokens: int = 0,
+    count_tokens: Callable[[str], int] | None = None,
+) -> tuple[list[Document], list[Problem]]:
+    """Check a corpus for use with every task and quality metric; report every problem.
+
+    Unlike :func:`load_corpus`, which stops at the first problem, this reads the whole file
+    and returns the documents it could read with each problem found, line by line: broken
+    JSON or fields, repeated ids, and references the tasks and metrics need (a summary, at
+    least ``min_questions`` questions, ``min_qa`` question-answer pairs). With
+    ``count_tokens`` (a model's tokenizer) it also checks each text has ``min_tokens``.
+    """
+    if not path.is_file():
+        raise CorpusError(f"corpus file {path} does not exist. Check the path.")
+    docs: list[Document] = []
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    with path.open(encoding="utf-8") as fh:
+        lines = list(enumerate(fh, 1))
+    for lineno, line in lines:
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(
+                Problem(lineno, "", f"not valid JSON ({exc.msg} at column {exc.colno})")
+            )
+            continue
+        try:
+            doc = _document(obj, f"line {lineno}")
+        except CorpusError as exc:
+            message = str(exc).removeprefix(f"line {lineno}: ")
+            doc_id = obj.get("id", "") if isinstance(obj, dict) else ""
+            problems.append(Problem(lineno, doc_id if isinstance(doc_id, str) else "", message))
+            continue
+        found = len(problems)
+        if doc.id in seen:
+            problems.append(
+                Problem(
+                    lineno, doc.id, f"id already used on line {seen[doc.id]}; ids must be unique"
+                )
+            )
+        seen.setdefault(doc.id, lineno)
+        problems += [
+            Problem(lineno, doc.id, m) for m in _reference_problems(doc, min_questions, min_qa)
+        ]
+        if count_tokens is not None and min_tokens:
+            n = count_tokens(doc.text)
+            if n < min_tokens:
+                problems.append(
+                    Problem(
+                        lineno, doc.id, f"text has {n} tokens; at least {min_tokens} are needed"
+                    )
+                )
+        if len(problems) == found:
+            docs.append(doc)
+    if not seen and not problems:
+        problems.append(Problem(0, "", f"{path}: the corpus has no documents"))
+    return docs, problems
+
+
+def _reference_problems(doc: Document, min_questions: int, min_qa: int) -> list[str]:
+    out = []
+    if not doc.summary.strip():
+        out.append("no 'summary' (SUMM and its quality metrics compare with it)")
+    questions = [q for q in doc.questions if q.strip()]
+    if len(questions) < min_questions:
+        out.append(f"{len(questions)} reference 'questions', at least {min_questions} needed (QS)")
+    if len(questions) != len(doc.questions):
+        out.append("'questions' has an empty string")
+    good_qa = [p for p in doc.qa if p.question.strip() and p.answer.strip()]
+    if len(good_qa) < min_qa:
+        out.append(f"{len(good_qa)} complete 'qa' pairs, at least {min_qa} needed (QA)")
+    if len(good_qa) != len(doc.qa):
+        out.append("'qa' has a pair with an empty question or answer")
+    return out
 
 
 @dataclass(frozen=True)

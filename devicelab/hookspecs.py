@@ -16,7 +16,17 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from .api import CollectorFactory, CorpusSpec, DeviceType, Engine, ModelSpec, Task
+    from .api import (
+        CollectorFactory,
+        CorpusSpec,
+        DeviceType,
+        Engine,
+        Metric,
+        ModelSpec,
+        Quantizer,
+        Task,
+    )
+    from .executor import Executor
 
 hookspec = pluggy.HookspecMarker("devicelab")
 hookimpl = pluggy.HookimplMarker("devicelab")
@@ -72,6 +82,34 @@ def devicelab_register_collectors(register: Callable[[str, CollectorFactory], No
 
     :param register: call with a unique name and a factory ``factory(device)`` returning a
         :class:`~devicelab.api.Collector`, or ``None`` where it does not apply to that device.
+    """
+
+
+@hookspec
+def devicelab_register_metrics(register: Callable[[type[Metric]], None]) -> None:
+    """Register quality metrics.
+
+    :param register: call with a :class:`~devicelab.api.Metric` subclass; its ``name`` (what
+        a scenario lists in ``[quality] metrics``) must be unique.
+    """
+
+
+@hookspec
+def devicelab_register_quantizers(register: Callable[[Quantizer], None]) -> None:
+    """Register quantisers: tools that make quantised model files for some engines.
+
+    :param register: call with a :class:`~devicelab.api.Quantizer` instance; its ``backend``
+        (``"gguf"``, ``"mlc"``, ...) must be unique. ``devicelab quantize`` and scenarios that
+        ask a registered model for a quantisation it does not ship use it.
+    """
+
+
+@hookspec
+def devicelab_register_executors(register: Callable[[type[Executor]], None]) -> None:
+    """Register executors: what runs a scenario's trials, and where (``--executor NAME``).
+
+    :param register: call with an :class:`~devicelab.executor.Executor` subclass; its
+        ``name`` must be unique (``"local"``, the default, is devicelab's own).
     """
 
 

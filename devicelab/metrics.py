@@ -49,6 +49,7 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Median ITPS, OTPS, TTFT and runtime, and max peak memory, per key of measured trials.
 
     Warm-up and failed trials are left out; ``n`` counts the trials behind each row.
+    ``quality`` holds the mean of each quality metric (over the trials that have it).
     """
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
     for rec in records:
@@ -66,11 +67,25 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         row["peak_mem_mb"] = max(mems) if mems else None
         temps = [r["max_temp_c"] for r in recs if r.get("max_temp_c") is not None]
         row["max_temp_c"] = max(temps) if temps else None
+        row["quality"] = quality_means(recs)
         rows.append(row)
     rows.sort(
         key=lambda r: tuple(str(r[k]) if k != "context_tokens" else r[k] for k in SUMMARY_KEYS)
     )
     return rows
+
+
+def quality_means(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """The mean of each numeric ``quality`` value over ``records`` that have it."""
+    values: dict[str, list[float]] = {}
+    for rec in records:
+        quality = rec.get("quality")
+        if not isinstance(quality, Mapping):
+            continue
+        for name, value in quality.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                values.setdefault(str(name), []).append(float(value))
+    return {name: statistics.fmean(v) for name, v in sorted(values.items())}
 
 
 def median(values: Iterable[float | None]) -> float | None:

@@ -21,8 +21,19 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .api import CollectorFactory, CorpusSpec, DeviceType, Engine, ModelSpec, Task
+from .api import (
+    CollectorFactory,
+    CorpusSpec,
+    DeviceType,
+    Engine,
+    Metric,
+    ModelSpec,
+    Quantizer,
+    Task,
+)
 from .errors import PluginError, ScenarioError
+from .executor import DEFAULT as DEFAULT_EXECUTOR
+from .executor import Executor, LocalExecutor
 
 ENTRY_POINT_GROUP = "devicelab"
 
@@ -44,6 +55,12 @@ class Registry:
     tasks: dict[str, tuple[str, Task]] = field(default_factory=dict)
     corpora: dict[str, tuple[str, CorpusSpec]] = field(default_factory=dict)
     collectors: dict[str, tuple[str, CollectorFactory]] = field(default_factory=dict)
+    metrics: dict[str, tuple[str, type[Metric]]] = field(default_factory=dict)
+    quantizers: dict[str, tuple[str, Quantizer]] = field(default_factory=dict)
+    # The local executor is devicelab's own, so it is there even with no plugin loaded.
+    executors: dict[str, tuple[str, type[Executor]]] = field(
+        default_factory=lambda: {DEFAULT_EXECUTOR: ("devicelab", LocalExecutor)}
+    )
     plugins: list[str] = field(default_factory=list)
     broken: list[BrokenPlugin] = field(default_factory=list)
 
@@ -89,6 +106,13 @@ class Registry:
             add(p, "corpora", name)
         for name, (p, _) in self.collectors.items():
             add(p, "collectors", name)
+        for name, (p, _) in self.metrics.items():
+            add(p, "metrics", name)
+        for name, (p, q) in self.quantizers.items():
+            add(p, "quantizers", f"{name} ({', '.join(q.types)})")
+        for name, (p, _) in self.executors.items():
+            if p != "devicelab":
+                add(p, "executors", name)
         for b in self.broken:
             rows[b.name] = {
                 "name": b.name,
@@ -231,7 +255,22 @@ def build_registry(pm: pluggy.PluginManager, broken: list[BrokenPlugin] | None =
     collect("devicelab_register_models", models)
     collect("devicelab_register_tasks", tasks)
     collect("devicelab_register_corpora", corpora)
+
+    def metrics(plugin: str) -> Callable[[type[Metric]], None]:
+        return lambda cls: unique(reg.metrics, cls.name, plugin, cls, "metric")
+
     collect("devicelab_register_collectors", collectors)
+    collect("devicelab_register_metrics", metrics)
+
+    def quantizers(plugin: str) -> Callable[[Quantizer], None]:
+        return lambda q: unique(reg.quantizers, q.backend, plugin, q, "quantizer")
+
+    collect("devicelab_register_quantizers", quantizers)
+
+    def executors(plugin: str) -> Callable[[type[Executor]], None]:
+        return lambda cls: unique(reg.executors, cls.name, plugin, cls, "executor")
+
+    collect("devicelab_register_executors", executors)
     return reg
 
 

@@ -58,10 +58,17 @@ class RunKey(NamedTuple):
         return f"{self.model}/{self.quant}/{self.task}/L{self.context_tokens}"
 
 
+# Quality metrics where less is better (Self-BLEU: how alike a model's suggested questions
+# are); every other quality metric is better when higher.
+LOWER_IS_BETTER_QUALITY = frozenset({"self_bleu"})
+
+
 def higher_is_better(metric: str) -> bool:
     """Whether a larger value of ``metric`` is better; a :class:`UsageError` for unknown ones."""
     check_metric(metric)
-    return metric.startswith(QUALITY_PREFIX) or METRICS[metric]
+    if metric.startswith(QUALITY_PREFIX):
+        return metric.removeprefix(QUALITY_PREFIX) not in LOWER_IS_BETTER_QUALITY
+    return METRICS[metric]
 
 
 def check_metric(metric: str) -> None:

@@ -63,6 +63,11 @@ class Scenario:
     cooldown_below_c: float | None = None
     cooldown_timeout_s: float = 120.0
     cooldown_poll_s: float = 1.0
+    # Who runs the trials ("local", "ray", ...); checked against the registered executors.
+    executor: str = "local"
+    # [quality]: the quality metrics scored on each ok trial, and each one's options table.
+    quality_metrics: tuple[str, ...] = ()
+    quality_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def section_size(self) -> int:
@@ -91,7 +96,7 @@ class Scenario:
         }
         if self.cooldown_below_c is not None:
             thermal = {"cooldown_below_c": self.cooldown_below_c, **thermal}
-        return {
+        body: dict[str, Any] = {
             "scenario": {
                 "name": self.name,
                 "description": self.description,
@@ -102,6 +107,7 @@ class Scenario:
                 "reconnect_timeout_s": self.reconnect_timeout_s,
                 "seed": self.seed,
                 "order": self.order,
+                "executor": self.executor,
             },
             "device": {"name": self.device, "options": self.device_options},
             "models": models,
@@ -113,6 +119,13 @@ class Scenario:
             },
             "thermal": thermal,
         }
+        # Only when set, so scenarios without metrics keep their fingerprint.
+        if self.quality_metrics:
+            body["quality"] = {
+                "metrics": list(self.quality_metrics),
+                "options": {k: dict(v) for k, v in self.quality_options.items()},
+            }
+        return body
 
     def fingerprint(self) -> str:
         """A hash of what the run measures; a run directory only resumes the same scenario."""
@@ -122,6 +135,8 @@ class Scenario:
         # either order. Without a cooldown the thermal keys change nothing, so runs made
         # before [thermal] existed keep their fingerprint.
         body["scenario"].pop("order", None)
+        # Nor does the executor: a run started locally may be resumed on a cluster.
+        body["scenario"].pop("executor", None)
         if self.cooldown_below_c is None:
             body.pop("thermal", None)
         data = json.dumps(body, sort_keys=True).encode()
@@ -219,7 +234,16 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
-    known_tables = {"scenario", "device", "models", "tasks", "context", "telemetry", "thermal"}
+    known_tables = {
+        "scenario",
+        "device",
+        "models",
+        "tasks",
+        "context",
+        "telemetry",
+        "thermal",
+        "quality",
+    }
     for key in data:
         if key not in known_tables:
             raise ScenarioError(
@@ -239,6 +263,7 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
     order = sc.get("order", str, "sequential")
     if order not in ORDERS:
         sc.fail("order", f'must be "sequential" or "interleaved", not {order!r}.')
+    executor = sc.get("executor", str, "local")
     sc.done()
 
     dev = _Table(path, "device", data.get("device", {}))
@@ -329,6 +354,8 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
     cooldown_poll_s = float(th.number("cooldown_poll_s", 1.0, minimum=0.001))
     th.done()
 
+    quality_metrics, quality_options = _quality(path, data.get("quality", {}))
+
     return Scenario(
         source=path,
         name=name,
@@ -354,10 +381,36 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
         telemetry_enabled=telemetry_enabled,
         telemetry_interval_s=interval,
         order=order,
+        executor=executor,
         cooldown_below_c=None if below is None else float(below),
         cooldown_timeout_s=cooldown_timeout_s,
         cooldown_poll_s=cooldown_poll_s,
+        quality_metrics=quality_metrics,
+        quality_options=quality_options,
     )
+
+
+def _quality(path: Path, data: Any) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
+    """``[quality] metrics`` and the ``[quality.options.<name>]`` tables (names are checked
+    against the registered metrics in the scheduler)."""
+    ql = _Table(path, "quality", data)
+    names = ql.strings("metrics", ())
+    if len(set(names)) != len(names):
+        ql.fail("metrics", f"lists a metric twice: {list(names)}.")
+    options = ql.get("options", dict, {})
+    ql.done()
+    for name, table in options.items():
+        if not isinstance(table, dict):
+            raise ScenarioError(
+                f"{path}: [quality.options] {name}: must be a table ([quality.options.{name}]), "
+                f"not {_type_name(type(table))}."
+            )
+        if name not in names:
+            raise ScenarioError(
+                f"{path}: [quality.options.{name}]: {name!r} is not in [quality] metrics "
+                f"({', '.join(names) or 'none listed'}). Add it to metrics or remove the table."
+            )
+    return names, {k: dict(v) for k, v in options.items()}
 
 
 def _required(data: dict[str, Any], path: Path, name: str) -> Any:

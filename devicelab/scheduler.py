@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from . import metrics
 from .api import (
@@ -28,6 +28,7 @@ from .api import (
     GenerationRequest,
     GenerationResult,
     ModelSpec,
+    Scored,
     Task,
     TaskPrompt,
     TokenStream,
@@ -44,8 +45,9 @@ from .errors import (
     UsageError,
 )
 from .plugin_manager import Registry
+from .quality import Scorer
 from .results import RunDir, now_iso
-from .scenario import Scenario, load_scenario
+from .scenario import Scenario, load_scenario, parse_scenario
 from .telemetry import Sampler
 
 if sys.version_info >= (3, 11):
@@ -88,6 +90,8 @@ class Plan:
     collector_factories: dict[str, Callable[[Device], Collector | None]] = field(
         default_factory=dict
     )
+    # [quality] metrics to score each ok trial with: name -> its raw options table (checked).
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def trials(self) -> Iterator[Trial]:
         """The trial matrix in run order: model, task, document, item, length, repetition.
@@ -165,7 +169,58 @@ def prepare(scenario: Scenario, registry: Registry, device: str | None = None) -
     ]
     documents = _documents(scenario, registry)
     factories = {name: f for name, (_, f) in registry.collectors.items()}
-    return Plan(scenario, device_type, device_name, profile, models, tasks, documents, factories)
+    chosen = _metrics(scenario, registry, tasks, documents)
+    return Plan(
+        scenario, device_type, device_name, profile, models, tasks, documents, factories, chosen
+    )
+
+
+def _metrics(
+    scenario: Scenario, registry: Registry, tasks: Mapping[str, Task], documents: list[Document]
+) -> dict[str, dict[str, Any]]:
+    """Check ``[quality]`` against the registered metrics and the corpus's references."""
+    where = f"{scenario.source}: [quality]"
+    needing: list[str] = []
+    for name in scenario.quality_metrics:
+        if name not in registry.metrics:
+            known = ", ".join(sorted(registry.metrics)) or "none"
+            raise ScenarioError(
+                f"{where} metrics: unknown metric {name!r}. Registered metrics: {known}."
+                f"{registry.broken_note()}"
+            )
+        cls = registry.metrics[name][1]
+        raw = scenario.quality_options.get(name, {})
+        options = parse_options(cls.Options, raw, f"{scenario.source}: [quality.options.{name}]")
+        try:
+            cls.check(options)
+        except UsageError as exc:
+            raise type(exc)(f"{scenario.source}: {exc}") from None
+        for model in cls.models(options):
+            if model not in registry.models:
+                known = ", ".join(sorted(registry.models)) or "none"
+                raise ScenarioError(
+                    f"{scenario.source}: [quality.options.{name}]: model {model!r} is not "
+                    f"registered (registered models: {known}). Name a registered model."
+                    f"{registry.broken_note()}"
+                )
+        if cls.needs_references:
+            needing.append(name)
+    if needing:
+        for kind, task in tasks.items():
+            lacking = [
+                d.id
+                for d in documents
+                if any(not p.references for p in _items(task, d, scenario.qa_questions))
+            ]
+            if lacking:
+                field_name = f"'{task.reference_field}'" if task.reference_field else "references"
+                raise CorpusError(
+                    f"{where} metrics {', '.join(needing)} compare answers with references, but "
+                    f"task {kind} has none for documents {', '.join(lacking)} in "
+                    f"{scenario.documents}. Add {field_name} to those documents in the corpus, "
+                    f"or drop {kind} from [tasks] kinds or those metrics from [quality] metrics."
+                )
+    return {name: dict(scenario.quality_options.get(name, {})) for name in scenario.quality_metrics}
 
 
 def resolve_device(
@@ -243,11 +298,11 @@ def _resolve_model(
                 f"on {spec.engine!r}. Remove engine or set it to {spec.engine!r}."
             )
         if m.quant and m.quant != spec.quant:
-            raise ScenarioError(
-                f"{where}: quant {m.quant!r} is not available for this model (it ships as "
-                f"{spec.quant!r}). Set quant = {spec.quant!r}, or point path at a GGUF file "
-                "of the quantisation you want."
-            )
+            # A quantisation the model does not ship: made once by a quantiser plugin and
+            # cached (or a ScenarioError listing what can be made).
+            from .quantize import resolve_quant
+
+            spec = resolve_quant(spec, m.quant, registry, where)
     elif m.engine:
         # A model the engine carries itself (an app with its model built in): the engine's
         # check_model decides whether it knows the name.
@@ -320,10 +375,184 @@ class RunOutcome:
     failed: int
 
 
+class SampleSink(Protocol):
+    """Where telemetry samples go: the run directory, or a list an actor sends back."""
+
+    def append_samples(self, samples: list[dict[str, Any]]) -> None: ...
+
+
+class _Pending(list[dict[str, Any]]):
+    def append_samples(self, samples: list[dict[str, Any]]) -> None:
+        self.extend(samples)
+
+
+@dataclass
+class TrialOutput:
+    """One finished trial: its record, the telemetry samples taken for it (load, cooldown,
+    attempts) and whether the device was lost for good while it ran."""
+
+    record: dict[str, Any]
+    samples: list[dict[str, Any]]
+    device_lost: bool = False
+
+
+class DeviceSession:
+    """One device opened for a run: its sampler, one loaded model at a time, and the one way
+    a trial runs. The local executor and remote workers (a Ray actor per phone) both use it.
+
+    It writes nothing: each :meth:`run_trial` returns the record and samples, so the driver
+    stays the only writer of the run directory. A model loads when the first trial that
+    needs it arrives and stays loaded while the trials that follow use it.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        run_id: str,
+        reporter: Reporter | None = None,
+        device_label: str | None = None,
+    ) -> None:
+        self.plan = plan
+        self.run_id = run_id
+        self.reporter = reporter or Reporter()
+        self.device_label = device_label or plan.device_name
+        self.device: Device | None = None
+        self.info: dict[str, Any] = {}
+        self.sampler: Sampler | None = None
+        self.thermal = Thermal()
+        self._model: ResolvedModel | None = None
+        self._engine: Engine | None = None
+        self._load_error: str | None = None
+        self._load_s = 0.0
+        self._contexts: dict[tuple[str, str, str, int], TaskPrompt] = {}
+        self._pending = _Pending()
+        # The [quality] metrics' own process, from open() to close().
+        self.scorer: Scorer | None = None
+
+    def open(self) -> None:
+        """Open the device and start its sampler; call :meth:`close` after, also on errors."""
+        plan, sc = self.plan, self.plan.scenario
+        if plan.metrics:
+            # First: a metric that cannot load stops the run before any device or trial.
+            self.reporter.status(f"starting the scoring process ({', '.join(plan.metrics)})")
+            self.scorer = Scorer(plan.metrics, sc.source)
+            self.scorer.start()
+        self.device = device = plan.device_type.open(plan.device_name, plan.device_profile)
+        self.reporter.status(f"opening device {plan.device_name}")
+        device.open()
+        self.info = device.info()
+        collectors = device.collectors()
+        for factory in plan.collector_factories.values():
+            extra = factory(device)
+            if extra is not None:
+                collectors.append(extra)
+        self.sampler = Sampler(collectors, sc.telemetry_interval_s)
+        if sc.telemetry_enabled:
+            self.sampler.start()
+        elif sc.cooldown_below_c is not None:
+            self.sampler.start(poll=False)  # the cooldown still reads the temperature
+
+    def take_samples(self) -> list[dict[str, Any]]:
+        """The samples taken since the last call (a failed load's included)."""
+        out = list(self._pending)
+        self._pending.clear()
+        return out
+
+    def run_trial(self, trial: Trial) -> TrialOutput:
+        """Run ``trial`` (loading its model first if another one is loaded)."""
+        assert self.device is not None and self.sampler is not None, "open() first"
+        sc = self.plan.scenario
+        if self._model is not trial.model:
+            self._load(trial.model)
+        base = _base_record(self.run_id, trial, self.plan, self.info, trial.model, self._load_s)
+        base["device"] = self.device_label
+        self._load_s = 0.0
+        lost = False
+        if self._load_error is not None:
+            record = {**base, **_empty_measures(), "status": "failed", "error": self._load_error}
+            record["started_at"] = record["finished_at"] = now_iso()
+        else:
+            key = (trial.task, trial.doc_id, trial.item, trial.context_tokens)
+            prompt = self._contexts[key]
+            cooldown = _cooldown(
+                trial, sc, self.sampler, self._pending, self.reporter, self.thermal
+            )
+            engine = self._engine
+            assert engine is not None
+            measures = _run_trial(
+                trial, engine, prompt, sc, self.sampler, self._pending, self.device, self.thermal
+            )
+            lost = bool(measures.pop("_device_lost", False))
+            record = {**base, **measures, **cooldown}
+            _score(record, self.plan.tasks[trial.task], prompt, self.scorer)
+        return TrialOutput(record, self.take_samples(), lost)
+
+    def _load(self, model: ResolvedModel) -> None:
+        self._close_engine()
+        sc, sampler = self.plan.scenario, self.sampler
+        assert self.device is not None and sampler is not None
+        self._model = model
+        self._engine = engine = model.engine_cls(self.device, model.spec, model.options)
+        name = self.plan.device_name
+        self.reporter.status(f"loading {model.spec.name} ({model.spec.quant}) on {name}")
+        sampler.begin(f"load/{name}/{model.spec.name}/{model.spec.quant}", "load")
+        t0 = time.perf_counter()
+        self._load_error = None
+        try:
+            engine.load()
+        except UsageError:
+            raise
+        except Exception as exc:
+            self._load_error = f"model failed to load: {_describe(exc)}"
+        self._load_s = time.perf_counter() - t0
+        load_samples = sampler.end()
+        if sc.telemetry_enabled:
+            self._pending.append_samples(load_samples)
+        self._contexts = _contexts(self.plan, engine) if self._load_error is None else {}
+
+    def _close_engine(self) -> None:
+        engine, self._engine, self._model = self._engine, None, None
+        if engine is not None:
+            engine.close()
+
+    def close(self) -> None:
+        """Free the model, stop the sampler, close and release the device."""
+        try:
+            self._close_engine()
+        finally:
+            scorer, self.scorer = self.scorer, None
+            if scorer is not None:
+                scorer.close()
+            if self.sampler is not None:
+                self.sampler.stop()
+            device, self.device = self.device, None
+            if device is not None:
+                try:
+                    device.close()
+                finally:
+                    self.plan.device_type.release(device)
+
+
+def failed_record(
+    run_id: str, trial: Trial, plan: Plan, error: str, lost_attempts: list[str], device: str
+) -> dict[str, Any]:
+    """The record of a trial that no device could run (an executor gave up on it)."""
+    record = {**_base_record(run_id, trial, plan, {}, trial.model, 0.0), **_empty_measures()}
+    record.update(
+        device=device,
+        status="failed",
+        error=error,
+        attempts=len(lost_attempts),
+        lost_attempts=lost_attempts,
+    )
+    record["started_at"] = record["finished_at"] = now_iso()
+    return record
+
+
 def execute(plan: Plan, run: RunDir, reporter: Reporter | None = None) -> RunOutcome:
-    """Run every trial not yet in ``run``. Records are appended as each trial finishes."""
+    """Run every trial not yet in ``run`` on this host, one device, in plan order. Records are
+    appended as each trial finishes. This is the local executor's work."""
     rep = reporter or Reporter()
-    sc = plan.scenario
     done = run.done_trial_ids()
     trials = list(plan.trials())
     todo = [t for t in trials if t.trial_id not in done]
@@ -333,87 +562,26 @@ def execute(plan: Plan, run: RunDir, reporter: Reporter | None = None) -> RunOut
         rep.finish()
         return outcome
 
-    device = plan.device_type.open(plan.device_name, plan.device_profile)
-    sampler: Sampler | None = None
+    session = DeviceSession(plan, run.run_id, rep)
     try:
-        rep.status(f"opening device {plan.device_name}")
-        device.open()
-        info = device.info()
-        collectors = device.collectors()
-        for factory in plan.collector_factories.values():
-            extra = factory(device)
-            if extra is not None:
-                collectors.append(extra)
-        sampler = Sampler(collectors, sc.telemetry_interval_s)
-        if sc.telemetry_enabled:
-            sampler.start()
-        elif sc.cooldown_below_c is not None:
-            sampler.start(poll=False)  # the cooldown still reads the temperature
-        thermal = Thermal()
-        for model in plan.models:
-            model_trials = [t for t in todo if t.model is model]
-            if model_trials:
-                _run_model(
-                    plan, model, model_trials, device, info, sampler, run, rep, outcome, thermal
-                )
+        session.open()
+        for trial in todo:
+            try:
+                result = session.run_trial(trial)
+            finally:
+                # A load that stops the run (a context too small) still leaves its samples.
+                run.append_samples(session.take_samples())
+            run.append_samples(result.samples)
+            run.append_trial(result.record)
+            outcome.records.append(result.record)
+            outcome.failed += result.record["status"] != "ok"
+            rep.trial_done(result.record)
     finally:
-        if sampler is not None:
-            sampler.stop()
         try:
-            device.close()
+            session.close()
         finally:
-            plan.device_type.release(device)
             rep.finish()
     return outcome
-
-
-def _run_model(
-    plan: Plan,
-    model: ResolvedModel,
-    trials: list[Trial],
-    device: Device,
-    info: dict[str, Any],
-    sampler: Sampler,
-    run: RunDir,
-    rep: Reporter,
-    outcome: RunOutcome,
-    thermal: Thermal,
-) -> None:
-    sc = plan.scenario
-    engine = model.engine_cls(device, model.spec, model.options)
-    rep.status(f"loading {model.spec.name} ({model.spec.quant}) on {plan.device_name}")
-    sampler.begin(f"load/{plan.device_name}/{model.spec.name}/{model.spec.quant}", "load")
-    t0 = time.perf_counter()
-    load_error: str | None = None
-    try:
-        engine.load()
-    except UsageError:
-        raise
-    except Exception as exc:
-        load_error = f"model failed to load: {_describe(exc)}"
-    load_s = time.perf_counter() - t0
-    load_samples = sampler.end()
-    if sc.telemetry_enabled:
-        run.append_samples(load_samples)
-    try:
-        contexts = _contexts(plan, engine) if load_error is None else {}
-        for i, trial in enumerate(trials):
-            base = _base_record(run.run_id, trial, plan, info, model, load_s if i == 0 else 0.0)
-            if load_error is not None:
-                record = {**base, **_empty_measures(), "status": "failed", "error": load_error}
-                record["started_at"] = record["finished_at"] = now_iso()
-            else:
-                prompt = contexts[(trial.task, trial.doc_id, trial.item, trial.context_tokens)]
-                cooldown = _cooldown(trial, sc, sampler, run, rep, thermal)
-                measures = _run_trial(trial, engine, prompt, sc, sampler, run, device, thermal)
-                record = {**base, **measures, **cooldown}
-                _score(record, plan.tasks[trial.task], prompt)
-            run.append_trial(record)
-            outcome.records.append(record)
-            outcome.failed += record["status"] != "ok"
-            rep.trial_done(record)
-    finally:
-        engine.close()
 
 
 def _contexts(plan: Plan, engine: Engine) -> dict[tuple[str, str, str, int], TaskPrompt]:
@@ -468,13 +636,21 @@ def _base_record(
     }
 
 
-def _score(record: dict[str, Any], task: Task, prompt: TaskPrompt) -> None:
+def _score(
+    record: dict[str, Any], task: Task, prompt: TaskPrompt, scorer: Scorer | None = None
+) -> None:
     """Put the task's own metrics in an ok record's ``quality``; a metric that fails or gives
-    something other than numbers fails the trial, with the task named."""
+    something other than numbers fails the trial, with the task named.
+
+    Then the scenario's ``[quality]`` metrics (``scorer``) score the task's reading of the
+    output: their values join ``quality``; one that raises leaves the trial ok (its speed
+    was measured) and is named with its reason in ``quality_errors``.
+    """
     if record["status"] != "ok":
         return
+    output = record["output_text"] or ""
     try:
-        scores = task.score(prompt, record["output_text"] or "")
+        scores = task.score(prompt, output)
         record["quality"] = {str(k): float(v) for k, v in scores.items()}
     except Exception as exc:
         record["status"] = "failed"
@@ -482,6 +658,26 @@ def _score(record: dict[str, Any], task: Task, prompt: TaskPrompt) -> None:
             f"the quality metric of task {task.kind!r} failed: {_describe(exc)}. "
             "Task.score must return a dict of metric name -> number."
         )
+        return
+    if scorer is None:
+        return
+    try:
+        response = task.response(prompt, output)
+    except Exception as exc:
+        reason = f"task {task.kind!r} could not read the output: {_describe(exc)}"
+        record["quality_errors"] = {name: reason for name in scorer.metrics}
+        return
+    item = Scored(
+        task=task.kind,
+        candidates=tuple(response.items),
+        references=tuple(prompt.references),
+        source=prompt.fields.get("document", ""),
+        request=prompt.fields.get("request", ""),
+    )
+    scoring = scorer.score(item)
+    record["quality"].update(scoring.values)
+    if scoring.errors:
+        record["quality_errors"] = scoring.errors
 
 
 def _empty_measures() -> dict[str, Any]:
@@ -514,7 +710,7 @@ def _run_trial(
     prompt: TaskPrompt,
     sc: Scenario,
     sampler: Sampler,
-    run: RunDir,
+    run: SampleSink,
     device: Device,
     thermal: Thermal,
 ) -> dict[str, Any]:
@@ -538,6 +734,8 @@ def _run_trial(
             break
     measures["attempts"] = attempt
     measures["lost_attempts"] = lost
+    # Lost for good (no retry or reconnect left): a pool of devices moves the trial elsewhere.
+    measures["_device_lost"] = lost_reason is not None
     if lost and measures["status"] == "failed":
         final = [] if lost_reason is not None else [f"attempt {attempt}: {measures['error']}"]
         measures["error"] = "; ".join(lost + final)
@@ -550,7 +748,7 @@ def _attempt(
     prompt: TaskPrompt,
     sc: Scenario,
     sampler: Sampler,
-    run: RunDir,
+    run: SampleSink,
     attempt: int,
     thermal: Thermal,
 ) -> tuple[dict[str, Any], str | None]:
@@ -679,7 +877,7 @@ class Thermal:
 
 
 def _cooldown(
-    trial: Trial, sc: Scenario, sampler: Sampler, run: RunDir, rep: Reporter, thermal: Thermal
+    trial: Trial, sc: Scenario, sampler: Sampler, run: SampleSink, rep: Reporter, thermal: Thermal
 ) -> dict[str, Any]:
     """Wait, before a trial, until the hottest sensor is below ``[thermal] cooldown_below_c``
     (at most ``cooldown_timeout_s``). The wait's samples carry the trial's id and phase
@@ -719,6 +917,12 @@ def _describe(exc: BaseException) -> str:
     where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     at = f" (at {Path(where[0].filename).name}:{where[0].lineno})" if where else ""
     return f"{type(exc).__name__}: {exc}{at}"
+
+
+def prepare_resolved(data: Mapping[str, Any], source: str, registry: Registry) -> Plan:
+    """The plan of a scenario sent as :meth:`Scenario.resolved` (a remote worker makes its own
+    plan from its own plugins, so nothing but data crosses the network)."""
+    return prepare(parse_scenario(dict(data), Path(source)), registry)
 
 
 def load_and_prepare(path: str | Path, registry: Registry, device: str | None = None) -> Plan:

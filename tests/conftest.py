@@ -6,11 +6,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from wordsplugin import WORDS_SCENARIO, WordsPlugin, make_corpus, write_scenario
+from wordsplugin import BUILTINS, WORDS_SCENARIO, WordsPlugin, make_corpus, write_scenario
 
 from devicelab import plugin_manager
-
-BUILTINS = "host,llamacpp,docassist,android,virtual,quality,geval,openai,mlc,ray"
 
 
 @pytest.fixture(autouse=True)

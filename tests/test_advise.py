@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wordsplugin import run_cli
 
 from devicelab.advise import Advice, Candidate, advise, dominates, recommend
-from devicelab.cli import main
 from devicelab.errors import UsageError
 from devicelab.runs import load_run
 
@@ -167,14 +167,6 @@ def test_ties_broken_by_ttft_then_memory() -> None:
     assert dominates((0.0, 1.0), (0.0, 2.0)) and not dominates((0.0, 1.0), (0.0, 1.0))
 
 
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 def test_cli_table(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(["advise", str(run_dir), "--max-ttft", "1"]) == 0
     text = capsys.readouterr().out
@@ -216,3 +208,13 @@ def test_cli_bad_input_exits_2(
     args = [a.format(tmp=tmp_path, run=run_dir) for a in args]
     assert run_cli(args) == 2
     assert needle in capsys.readouterr().err
+
+
+def test_lower_is_better_quality_is_kept_out_of_the_ranking() -> None:
+    from devicelab.advise import trial_quality
+    from devicelab.runs import higher_is_better
+
+    record = {"quality": {"bleu": 0.4, "rouge1": 0.6, "self_bleu": 0.9}}
+    assert trial_quality(record, None) == pytest.approx(0.5)
+    assert not higher_is_better("quality.self_bleu")
+    assert higher_is_better("quality.bleu")

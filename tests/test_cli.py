@@ -5,18 +5,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from wordsplugin import BUILTINS, run_cli
 
 from devicelab import plugin_manager
-from devicelab.cli import main
 from devicelab.results import TRIALS, read_jsonl
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.mark.usefixtures("words_installed")
@@ -81,10 +73,28 @@ def test_plugins_and_devices_json(
 ) -> None:
     assert run_cli(["plugins", "--json"]) == 0
     names = {r["name"] for r in json.loads(capsys.readouterr().out)}
-    assert names == {"host", "llamacpp", "docassist", "android", "virtual"}
+    assert names == set(BUILTINS.split(","))
     # Phones are listed in the Android plugin's tests, against the virtual S24.
     monkeypatch.setenv("DEVICELAB_DISABLE_PLUGINS", "android")
     plugin_manager.reset()
     assert run_cli(["devices", "--json"]) == 0
     devices = json.loads(capsys.readouterr().out)
     assert devices[0]["name"] == "host" and devices[0]["details"]["ram_mb"] > 0
+
+
+def test_summary_shows_the_device_when_a_run_spans_several(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from devicelab.cli import print_summary
+    from devicelab.metrics import summarize
+
+    base = {"status": "ok", "warmup": False, "model": "m", "quant": "q", "task": "SUMM"}
+    records = [
+        {**base, "device": dev, "context_tokens": 10, "itps": 1.0, "quality": {"bleu": 0.5}}
+        for dev in ("phone-a", "phone-b")
+    ]
+    print_summary(summarize(records))
+    out = capsys.readouterr().out
+    assert "device" in out and "phone-a" in out and "phone-b" in out
+    print_summary(summarize(records[:1]))
+    assert "device" not in capsys.readouterr().out

@@ -4,20 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
+from wordsplugin import run_cli
 
-from devicelab.cli import main
 from devicelab.compare import compare_runs
 from devicelab.runs import load_run
 
 DATA = Path(__file__).parent / "data" / "gates"
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_slower10_is_worse_and_significant() -> None:

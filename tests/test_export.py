@@ -6,19 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from wordsplugin import run_cli
 
-from devicelab.cli import main
 from devicelab.export import flatten
 
 DATA = Path(__file__).parent / "data" / "gates"
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def test_flatten_nested_and_lists() -> None:

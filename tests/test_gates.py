@@ -6,24 +6,16 @@ import math
 from pathlib import Path
 
 import pytest
+from wordsplugin import run_cli
 
 import devicelab
 from devicelab import gates
-from devicelab.cli import main
 from devicelab.gates import GateSpecError, mann_whitney_greater, parse_check
 
 pytest_plugins = ["pytester"]
 
 GATES = Path(__file__).parent / "data" / "gates"
 BASE = GATES / "baseline"
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def comparison(candidate: str, *specs: str, alpha: float = 0.01) -> gates.Comparison:

@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import BUILTINS
+from wordsplugin import BUILTINS
 
 from devicelab import plugin_manager
 from devicelab.errors import PluginError
@@ -144,7 +144,7 @@ def test_plugin_that_fails_while_registering(site: Path, monkeypatch: pytest.Mon
 LAB_PLUGIN = '''
 import devicelab
 from devicelab import CorpusSpec, Device, DeviceInfo, DeviceType, Engine, GenerationResult
-from devicelab import ModelSpec, Collector
+from devicelab import ModelSpec, Collector, Metric
 from pathlib import Path
 
 
@@ -186,9 +186,20 @@ class Ticks(Collector):
         return {{"ticks": 1}}
 
 
+class Length(Metric):
+    name = "length"
+    needs_references = False
+    def score(self, item):
+        return {{"words": float(sum(len(c.split()) for c in item.candidates))}}
+
+
 @devicelab.hookimpl
 def devicelab_register_devices(register):
     register(BenchType())
+
+@devicelab.hookimpl
+def devicelab_register_metrics(register):
+    register(Length)
 
 @devicelab.hookimpl
 def devicelab_register_engines(register):
@@ -228,13 +239,15 @@ def lab(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_each_register_hook_feeds_the_registry(lab: Path) -> None:
     """devicelab_register_devices, devicelab_register_engines, devicelab_register_models,
-    devicelab_register_corpora and devicelab_register_collectors, each tagged with its plugin."""
+    devicelab_register_corpora, devicelab_register_collectors and devicelab_register_metrics,
+    each tagged with its plugin."""
     reg = plugin_manager.get_registry()
     assert reg.devices["bench"][0] == "lab"
     assert reg.engines[("echo", "bench")][0] == "lab"
     assert reg.models["echo-1"][1].engine == "echo"
     assert reg.corpora["lab-corpus"][1].path == lab
     assert reg.collectors["ticks"][0] == "lab"
+    assert reg.metrics["length"][0] == "lab"
     row = next(r for r in reg.summary() if r["name"] == "lab")
     assert row["registered"] == {
         "devices": ["bench"],
@@ -242,23 +255,27 @@ def test_each_register_hook_feeds_the_registry(lab: Path) -> None:
         "models": ["echo-1"],
         "corpora": ["lab-corpus"],
         "collectors": ["ticks"],
+        "metrics": ["length"],
     }
 
 
 def test_registered_parts_run_together(lab: Path, tmp_path: Path) -> None:
-    """A scenario naming the plugin's device, model and corpus runs, with its collector."""
+    """A scenario naming the plugin's device, model, corpus and metric runs, with its
+    collector; the metric scores each output in the scoring process."""
     from devicelab.results import TELEMETRY, read_jsonl
     from devicelab.testing import make_scenario, run_scenario
 
     path = make_scenario(
         tmp_path, kinds=["SUMM"], model="echo-1", device="bench0", documents="lab-corpus",
-        lengths=[10], max_documents=2, extra="[telemetry]\ninterval_s = 0.01",
+        lengths=[10], max_documents=2,
+        extra='[telemetry]\ninterval_s = 0.01\n[quality]\nmetrics = ["length"]',
     )  # fmt: skip
     out = tmp_path / "run"
     records = run_scenario(path, out=out)
     assert [r["status"] for r in records] == ["ok", "ok"]
     assert {r["doc_id"] for r in records} == {"doc0", "doc1"}
     assert records[0]["device"] == "bench0" and records[0]["engine"] == "echo"
+    assert all(r["quality"]["words"] == r["output_tokens"] for r in records)
     assert any(s.get("ticks") == 1 for s in read_jsonl(out / TELEMETRY))
 
 

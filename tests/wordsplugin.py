@@ -247,3 +247,31 @@ interval_s = 0.01
 
 
 WORDS_PLUGIN = WordsPlugin()
+
+
+# The built-in plugins every test loads (tests/conftest.py keeps other installed ones out).
+BUILTINS = "host,llamacpp,docassist,android,virtual,quality,geval,openai,mlc,ray"
+
+
+def run_cli(args: list[str]) -> int:
+    """Run the ``devicelab`` command line in-process; its exit code."""
+    from devicelab.cli import main
+
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def free_port() -> int:
+    """A free loopback port outside the ports adb takes for itself and emulators and Ray's
+    default worker port range, so a test server never collides with either."""
+    import socket
+
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port != 5037 and not 5555 <= port <= 5585 and not 10002 <= port <= 19999:
+            return port
