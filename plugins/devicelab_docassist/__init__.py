@@ -2,17 +2,28 @@
 
 The system message asks the model to name the intent on its first line and to put its answer
 inside ``<response>...</response>``; the user message carries the document and the request
-in tagged blocks. Quality scoring of these responses comes with the quality metrics.
+in tagged blocks.
+
+:meth:`DocAssistTask.response` reads a reply in that format, leniently (small models drift
+from it): the intent line may differ in case and spacing and lack its angle brackets, the
+closing ``</response>`` may be missing (output cut at max_tokens), and without tags the
+whole reply after the intent line is the answer. QS's answer is split into its questions
+by lines, numbering ("1.", "2)") and bullets. Each task's own metrics (``Task.score``):
+``intent_ok`` (1.0 when the reply names the task's intent) and ``format_ok`` (1.0 when both
+the intent line and the ``<response>`` tags were found). Prompts carry their references
+(``TaskPrompt.references``) for the quality metrics: the summary (SUMM), the reference
+questions (QS), the pair's answer (QA).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
 import devicelab
-from devicelab import CorpusSpec, Document, Message, Task, TaskPrompt
+from devicelab import CorpusSpec, Document, Message, Response, Task, TaskPrompt
 
 CORPORA = Path(__file__).parent / "corpora"
 
@@ -31,43 +42,110 @@ def user_message(context: str, request: str) -> str:
     return f"<document>\n{context}\n</document>\n\n<request>\n{request}\n</request>"
 
 
-def _prompt(item: str, context: str, request: str, reference: str) -> TaskPrompt:
+def _prompt(
+    item: str, context: str, request: str, reference: str, references: tuple[str, ...]
+) -> TaskPrompt:
     return TaskPrompt(
         item,
         (Message("system", SYSTEM_PROMPT), Message("user", user_message(context, request))),
         reference,
         {"system": SYSTEM_PROMPT, "document": context, "request": request},
+        tuple(r for r in references if r.strip()),
     )
 
 
-class Summarize(Task):
+# "<intent>: summarization", "Intent : Question Suggestion", "<INTENT>:question-answering".
+_INTENT = re.compile(
+    r"^[ \t]*<?[ \t]*intent[ \t]*>?[ \t]*:[ \t]*([A-Za-z][A-Za-z _-]*)", re.I | re.M
+)
+_OPEN = re.compile(r"<[ \t]*response[ \t]*>", re.I)
+_CLOSE = re.compile(r"<[ \t]*/[ \t]*response[ \t]*>", re.I)
+# A list marker at the start of a suggested question: "1.", "2)", "-", "*", "•", "Q1:".
+_MARKER = re.compile(r"^\s*(?:(?:q(?:uestion)?\s*)?\d+\s*[.):-]|[-*•·])\s*", re.I)
+
+
+def parse_reply(output: str) -> tuple[str | None, str, bool]:
+    """The named intent (normalised, e.g. "question_answering"), the answer text, and whether
+    the reply followed the format (intent line and both response tags)."""
+    intent_match = _INTENT.search(output)
+    intent = None
+    if intent_match:
+        intent = re.sub(r"[\s-]+", "_", intent_match.group(1).strip()).lower()
+    opened = _OPEN.search(output)
+    closed = _CLOSE.search(output, opened.end()) if opened else None
+    if opened:
+        text = output[opened.end() : closed.start() if closed else len(output)]
+    else:
+        text = output
+        if intent_match:
+            text = output[: intent_match.start()] + output[intent_match.end() :]
+        text = _CLOSE.sub("", text)
+    return intent, text.strip(), bool(intent_match and opened and closed)
+
+
+def split_questions(text: str) -> tuple[str, ...]:
+    """Suggested questions, one per line or list item; several on one line split after "?"."""
+    items: list[str] = []
+    for line in text.splitlines():
+        line = _MARKER.sub("", line).strip()
+        if not line:
+            continue
+        parts = [p.strip() for p in re.split(r"(?<=\?)\s+", line) if p.strip()]
+        items.extend(_MARKER.sub("", p).strip() for p in parts)
+    return tuple(i for i in items if i)
+
+
+class DocAssistTask(Task):
+    """What the three tasks share: the reply format and the metrics read from it."""
+
+    def response(self, prompt: TaskPrompt, output: str) -> Response:
+        intent, text, _ = parse_reply(output)
+        return Response(text, (text,) if text else (), intent)
+
+    def score(self, prompt: TaskPrompt, output: str) -> dict[str, float]:
+        intent, _, well_formed = parse_reply(output)
+        return {
+            "intent_ok": float(intent == INTENTS[self.kind]),
+            "format_ok": float(well_formed),
+        }
+
+
+class Summarize(DocAssistTask):
     kind = "SUMM"
     description = "Summarise the document."
+    reference_field = "summary"
     request: ClassVar[str] = "Summarize the given document."
 
     def prompts(self, document: Document, context: str) -> list[TaskPrompt]:
-        return [_prompt("summary", context, self.request, document.summary)]
+        summary = document.summary
+        return [_prompt("summary", context, self.request, summary, (summary,))]
 
 
-class SuggestQuestions(Task):
+class SuggestQuestions(DocAssistTask):
     kind = "QS"
     description = "Suggest questions a reader might ask about the document."
+    reference_field = "questions"
     request: ClassVar[str] = (
         "Suggest 3 questions about the document that a reader might want answered."
     )
 
     def prompts(self, document: Document, context: str) -> list[TaskPrompt]:
         reference = "\n".join(document.questions)
-        return [_prompt("questions", context, self.request, reference)]
+        return [_prompt("questions", context, self.request, reference, document.questions)]
+
+    def response(self, prompt: TaskPrompt, output: str) -> Response:
+        intent, text, _ = parse_reply(output)
+        return Response(text, split_questions(text), intent)
 
 
-class AnswerQuestion(Task):
+class AnswerQuestion(DocAssistTask):
     kind = "QA"
     description = "Answer a question about the document (one trial per qa pair used)."
+    reference_field = "qa (an answer for each question)"
 
     def prompts(self, document: Document, context: str) -> list[TaskPrompt]:
         return [
-            _prompt(f"qa{i}", context, pair.question, pair.answer)
+            _prompt(f"qa{i}", context, pair.question, pair.answer, (pair.answer,))
             for i, pair in enumerate(document.qa)
         ]
 

