@@ -13,3 +13,10 @@ from .engine import MlcEngine
 @devicelab.hookimpl
 def devicelab_register_engines(register: Callable[[type[Engine]], None]) -> None:
     register(MlcEngine)
+
+
+@devicelab.hookimpl
+def devicelab_register_quantizers(register: Callable[[devicelab.Quantizer], None]) -> None:
+    from .quantize import MlcQuantizer
+
+    register(MlcQuantizer())
