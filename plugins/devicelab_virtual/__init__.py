@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 import devicelab
-from devicelab import Device, DeviceInfo, DeviceType, ScenarioError
+from devicelab import Device, DeviceInfo, DeviceType, Engine, ScenarioError
 
 NAME = "virtual-s24"
 
@@ -86,6 +86,13 @@ class VirtualType(DeviceType):
 @devicelab.hookimpl
 def devicelab_register_devices(register: Callable[[DeviceType], None]) -> None:
     register(VirtualType())
+
+
+@devicelab.hookimpl
+def devicelab_register_engines(register: Callable[[type[Engine]], None]) -> None:
+    from .paced import PacedEngine  # phone-like timing without the host's CPU (benchmarks)
+
+    register(PacedEngine)
 
 
 @devicelab.hookimpl

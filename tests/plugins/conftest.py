@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from wordsplugin import free_port
 
 _PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 if str(_PLUGINS) not in sys.path:
     sys.path.insert(0, str(_PLUGINS))
-
-
-def free_port() -> int:
-    """A free loopback port that the adb server will not take for its own or an emulator's."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port != 5037 and not 5555 <= port <= 5585:
-            return port
 
 
 @pytest.fixture(scope="session")

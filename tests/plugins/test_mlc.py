@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 from devicelab_mlc.engine import INSTALL, MlcEngine
-from wordsplugin import write_scenario
+from wordsplugin import run_cli, write_scenario
 
 from devicelab import GenerationRequest, Message, ModelSpec, TokenStream
-from devicelab.cli import main
 from devicelab.results import TRIALS, read_jsonl
 
 DOUBLE_INIT = '''\
@@ -124,14 +123,6 @@ lengths = [40, 80]
 [telemetry]
 interval_s = 0.1
 """
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _forget_mlc_llm() -> None:

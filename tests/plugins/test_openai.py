@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -22,10 +21,9 @@ from pathlib import Path
 import pytest
 from devicelab_llamacpp import smollm2_path
 from devicelab_openai import OpenAIEngine
-from wordsplugin import write_scenario
+from wordsplugin import free_port, run_cli, write_scenario
 
 from devicelab import GenerationRequest, Message, ModelSpec, TokenStream
-from devicelab.cli import main
 from devicelab.metrics import speed
 from devicelab.results import TRIALS, read_jsonl
 
@@ -68,21 +66,6 @@ lengths = [40]
 [telemetry]
 interval_s = 0.1
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")

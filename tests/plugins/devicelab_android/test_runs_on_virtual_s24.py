@@ -14,8 +14,8 @@ from pathlib import Path
 import adbutils
 import pytest
 from devicelab_virtual import VirtualType
+from wordsplugin import run_cli
 
-from devicelab.cli import main
 from devicelab.results import TRIALS, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -46,14 +46,6 @@ max_output_tokens = 4
 sections = 1
 lengths = [100]
 """
-
-
-def run_cli(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture

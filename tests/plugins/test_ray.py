@@ -1,0 +1,294 @@
+"""The ray executor on a real local Ray cluster: a head and worker hosts (each a
+`devicelab worker start` process with a virtual S24), all on this machine.
+
+The virtual phones use the ``paced`` engine, which sleeps a phone's time instead of running
+the model, so three phones on two cores still run in parallel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from wordsplugin import free_port, run_cli
+
+from devicelab import Reporter, RunDir, plugin_manager
+from devicelab.results import TRIALS, read_jsonl
+from devicelab.scheduler import load_and_prepare
+
+ray = pytest.importorskip("ray")
+
+PLUGINS = "host,llamacpp,docassist,android,virtual,quality,geval,openai,mlc,ray"
+HOSTS = ("shelf-a", "shelf-b", "shelf-c")
+
+SCENARIO = """\
+[scenario]
+name = "spread"
+repetitions = {reps}
+warmup = 0
+retries = 2
+
+[device]
+name = "{device}"
+
+[[models]]
+name = "paced-135m"
+engine = "paced"
+options = {{ prefill_tps = 4000.0, decode_tps = 80.0 }}
+
+[tasks]
+kinds = ["SUMM", "QA"]
+documents = "docassist-mini"
+max_documents = 2
+max_output_tokens = 8
+
+[context]
+sections = 1
+lengths = [200]
+
+[telemetry]
+interval_s = 1.0
+"""
+
+
+@dataclass
+class Cluster:
+    address: str
+    env: dict[str, str]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def join(self, host: str, offer: str = "") -> None:
+        cmd = [sys.executable, "-m", "devicelab", "worker", "start", "--address", self.address]
+        cmd += ["--name", host, "--num-cpus", "0", "--block"]
+        # Several nodes on one host: each needs its own agent ports and worker port range.
+        low = 20000 + 300 * len(self.procs)
+        ports = [f"--min-worker-port {low} --max-worker-port {low + 299}"]
+        for opt in ("dashboard-agent-listen", "dashboard-agent-grpc", "runtime-env-agent"):
+            ports.append(f"--{opt}-port {free_port()}")
+        ports.append(f"--metrics-export-port {free_port()}")
+        if offer:  # a `ray start --resources` of its own, in place of what it discovered
+            ports.append(f"--resources '{offer}'")
+        cmd += ["--ray-args", " ".join(ports)]
+        self.procs[host] = _spawn(cmd, self.env)
+
+    def kill(self, host: str) -> None:
+        proc = self.procs.pop(host)
+        _killpg(proc)
+
+    def wait_for(self, units: int, name: str = "virtual-s24", timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            alive = [n for n in ray.nodes() if n["Alive"]]
+            have = sum(n["Resources"].get(f"devicelab-device:{name}", 0) for n in alive)
+            if have == units:
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"the cluster did not reach {units} {name}")
+
+
+def _spawn(cmd: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the node and its workers die together
+    )
+
+
+def _killpg(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a node as a power cut would: the process, its group and every descendant (Ray
+    starts some in sessions of their own), all at once."""
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for p in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+    proc.wait(timeout=30)
+
+
+def _wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError("the Ray head did not start")
+
+
+@pytest.fixture(scope="module")
+def cluster(adb_server: object) -> Iterator[Cluster]:
+    """The cluster, for this module's tests only: later tests expect no child processes."""
+    # A short directory: Ray's socket paths must fit in 107 bytes.
+    tmp = tempfile.mkdtemp(prefix="dlray", dir="/tmp")
+    port = free_port()
+    env = {
+        **os.environ,
+        "RAY_TMPDIR": tmp,
+        "RAY_AUTH_MODE": "disabled",  # no token auth on the throw-away test cluster
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # A killed host is declared dead in about a second, not the default half minute.
+        "RAY_health_check_initial_delay_ms": "0",
+        "RAY_health_check_period_ms": "300",
+        "RAY_health_check_timeout_ms": "300",
+        "RAY_health_check_failure_threshold": "3",
+        "DEVICELAB_PLUGINS": PLUGINS,
+    }
+    env.pop("RAY_ADDRESS", None)
+    head = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--port", str(port)]
+    head += ["--num-cpus", "0", "--temp-dir", tmp, "--disable-usage-stats"]
+    head += ["--include-dashboard=false", "--block"]
+    c = Cluster(f"127.0.0.1:{port}", env)
+    c.procs["head"] = _spawn(head, env)
+    saved = {k: os.environ.get(k) for k in ("RAY_TMPDIR", "RAY_AUTH_MODE")}
+    os.environ.update(RAY_TMPDIR=tmp, RAY_AUTH_MODE="disabled")
+    try:
+        _wait_port(port)
+        ray.init(address=c.address, log_to_driver=False, logging_level="ERROR")
+        # One at a time: nodes starting together on one host race for ports.
+        for i, host in enumerate(HOSTS):
+            c.join(host)
+            c.wait_for(i + 1)
+        yield c
+    finally:
+        ray.shutdown()
+        for name in [n for n in c.procs if n != "head"] + ["head"]:
+            if name in c.procs:
+                c.kill(name)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        subprocess.run(["rm", "-rf", tmp], check=False)
+
+
+def write(tmp: Path, device: str = "virtual-s24", reps: int = 2) -> Path:
+    path = tmp / "spread.toml"
+    path.write_text(textwrap.dedent(SCENARIO.format(device=device, reps=reps)))
+    return path
+
+
+def test_a_scenario_spreads_over_the_cluster_and_each_trial_is_recorded_once(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    args = ["run", str(write(tmp_path, reps=3)), "--out", str(out)]
+    assert run_cli([*args, "--executor", "ray", "--address", cluster.address]) == 0
+    records = list(read_jsonl(out / TRIALS))
+    ids = [r["trial_id"] for r in records]
+    assert len(ids) == len(set(ids)) == 2 * 2 * 3  # 2 documents x 2 tasks x 3 repetitions
+    assert all(r["status"] == "ok" for r in records)
+    used = {r["device"] for r in records}
+    assert len(used) > 1 and used <= {f"{h}/virtual-s24" for h in HOSTS}
+    # Telemetry comes back with the records and carries their trial ids.
+    sampled = {s["trial_id"] for s in read_jsonl(out / "telemetry.jsonl")}
+    assert set(ids) <= sampled
+    # A second pass resumes from trials.jsonl and runs nothing again.
+    assert run_cli([*args, "--resume", "--executor", "ray", "--address", cluster.address]) == 0
+    assert len(list(read_jsonl(out / TRIALS))) == len(records)
+
+
+def test_a_device_no_node_has_is_reported_at_once_by_its_resource(
+    cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "fold.toml").write_text('[device]\nname = "virtual-fold"\nkind = "virtual"\n')
+    scenario = write(tmp_path, device=str(tmp_path / "fold.toml"))
+    out = tmp_path / "run"
+    args = ["run", str(scenario), "--out", str(out), "--executor", "ray"]
+    assert run_cli([*args, "--address", cluster.address]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "devicelab-device:virtual-fold" in err and "devicelab-device:virtual-s24" in err
+    assert not out.exists()
+
+
+def test_the_ray_executor_needs_an_address(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    args = ["run", str(write(tmp_path)), "--out", str(tmp_path / "r"), "--executor", "ray"]
+    assert run_cli(args) == 2
+    err = capsys.readouterr().err
+    assert "--address HEAD:PORT" in err and "Traceback" not in err
+
+
+class KillOnFirst(Reporter):
+    """Kills a worker host the moment its first trial is recorded: mid-run, by construction."""
+
+    def __init__(self, cluster: Cluster, host: str) -> None:
+        self.cluster, self.host = cluster, host
+
+    def trial_done(self, record: Mapping[str, Any]) -> None:
+        if record["device"].startswith(self.host + "/") and self.host in self.cluster.procs:
+            self.cluster.kill(self.host)
+
+
+def test_a_host_killed_mid_run_has_its_trials_finish_elsewhere(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    from devicelab_ray.executor import RayExecutor
+
+    cluster.join("doomed")
+    cluster.wait_for(len(HOSTS) + 1)
+    plan = load_and_prepare(write(tmp_path, reps=4), plugin_manager.get_registry())
+    rundir = RunDir.open(tmp_path / "run", plan.scenario, resume=False)
+    executor = RayExecutor(cluster.address)
+    executor.check(plan)
+    try:
+        outcome = executor.run(plan, rundir, KillOnFirst(cluster, "doomed"))
+    finally:
+        rundir.close()
+    records = list(read_jsonl(tmp_path / "run" / TRIALS))
+    ids = [r["trial_id"] for r in records]
+    assert len(ids) == len(set(ids)) == 2 * 2 * 4 and outcome.failed == 0
+    assert "doomed" not in cluster.procs  # it was killed while trials were left
+    moved = [r for r in records if any("doomed" in n for n in r["lost_attempts"])]
+    assert moved, "a trial in flight on the killed host should have moved to another"
+    assert all(r["attempts"] >= 2 and not r["device"].startswith("doomed") for r in moved)
+    assert all(r["status"] == "ok" for r in records)
+
+
+def test_trials_left_when_the_last_matching_device_is_lost_are_recorded_failed(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    from devicelab_ray.executor import RayExecutor
+
+    # One host with the only "virtual-solo": a virtual S24 under a profile name of its own.
+    cluster.join("solo", '{"devicelab-device:virtual-solo": 1, "devicelab-host:solo": 1}')
+    cluster.wait_for(1, "virtual-solo")
+    (tmp_path / "solo.toml").write_text('[device]\nname = "virtual-solo"\nkind = "virtual"\n')
+    scenario = write(tmp_path, device=str(tmp_path / "solo.toml"))
+    plan = load_and_prepare(scenario, plugin_manager.get_registry())
+    rundir = RunDir.open(tmp_path / "run", plan.scenario, resume=False)
+    executor = RayExecutor(cluster.address)
+    executor.check(plan)
+    try:
+        outcome = executor.run(plan, rundir, KillOnFirst(cluster, "solo"))
+    finally:
+        rundir.close()
+    records = list(read_jsonl(tmp_path / "run" / TRIALS))
+    ids = [r["trial_id"] for r in records]
+    assert len(ids) == len(set(ids)) == 2 * 2 * 2  # every trial recorded, once
+    ok = [r for r in records if r["status"] == "ok"]
+    failed = [r for r in records if r["status"] == "failed"]
+    assert ok and failed and outcome.failed == len(failed)
+    assert all(r["device"] == "solo/virtual-solo" for r in ok)
+    assert all("no device 'virtual-solo' is left" in r["error"] for r in failed)
