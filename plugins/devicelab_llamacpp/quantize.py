@@ -76,8 +76,13 @@ class GgufQuantizer(Quantizer):
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.part")
         if qtype == "F16" and base != source:
-            progress(f"copying the F16 file to {out}")
-            shutil.copyfile(base, tmp)
+            # The cached F16 is the asked-for file already: link it rather than hold it twice.
+            progress(f"linking the F16 file to {out}")
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(base, tmp)
+            except OSError:  # another filesystem, or one without hard links
+                shutil.copyfile(base, tmp)
         else:
             progress(f"llama.cpp: quantising {base.name} to {qtype}")
             llama_quantize(base, tmp, qtype)
