@@ -48,7 +48,11 @@ class _Unit:
 @dataclass
 class _Pending:
     trial_id: str
-    lost: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # notes: why earlier attempts were lost
+    # Counted apart from the notes: an actor whose phone is lost returns a note per attempt
+    # and failed reconnect, but that is one device lost, and [scenario] retries bounds moves.
+    attempts: int = 0
+    moves: int = 0
 
 
 class RayExecutor(Executor):
@@ -177,22 +181,25 @@ class RayExecutor(Executor):
             outcome.failed += rec["status"] != "ok"
             reporter.trial_done(rec)
 
-        def lose(unit: _Unit, pending: _Pending, why: str) -> None:
+        def lose(unit: _Unit, pending: _Pending, why: str, attempts: int = 1) -> None:
             nonlocal last_loss
             if unit.alive:
                 unit.alive = False
                 reporter.status(f"lost {unit.label}: {why}")
                 ray.kill(unit.handle, no_restart=True)
             last_loss = f"{unit.label}: {why}"
-            pending.lost.append(f"attempt {len(pending.lost) + 1} on {unit.label}: {why}")
-            if len(pending.lost) > retries:
-                give_up(pending, f"lost {len(pending.lost)} times, the last on {last_loss}")
+            pending.attempts += attempts
+            pending.moves += 1
+            pending.lost.append(f"attempt {pending.attempts} on {unit.label}: {why}")
+            if pending.moves > retries:
+                give_up(pending, f"lost {pending.moves} times, the last on {last_loss}")
             else:
                 queue.appendleft(pending)
 
         def give_up(pending: _Pending, why: str) -> None:
             trial = trials[pending.trial_id]
             rec = failed_record(run.run_id, trial, plan, why, pending.lost, "")
+            rec["attempts"] = pending.attempts
             record(rec, [])
 
         try:
@@ -228,6 +235,7 @@ class RayExecutor(Executor):
                             pending.lost,
                             unit.label,
                         )
+                        rec["attempts"] = pending.attempts + 1
                         record(rec, [])
                         continue
                     except ray.exceptions.RayError as exc:
@@ -237,10 +245,15 @@ class RayExecutor(Executor):
                     if out["device_lost"]:
                         for note in rec.get("lost_attempts", []):
                             pending.lost.append(f"on {unit.label}: {note}")
-                        lose(unit, pending, "the device was lost and did not come back")
+                        lose(
+                            unit,
+                            pending,
+                            "the device was lost and did not come back",
+                            int(rec.get("attempts", 1)),
+                        )
                         continue
                     if pending.lost:
-                        rec["attempts"] = len(pending.lost) + int(rec.get("attempts", 1))
+                        rec["attempts"] = pending.attempts + int(rec.get("attempts", 1))
                         rec["lost_attempts"] = pending.lost + list(rec.get("lost_attempts", []))
                     record(rec, out["samples"])
         finally:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ class Cluster:
     env: dict[str, str]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def join(self, host: str, offer: str = "") -> None:
+    def join(self, host: str, offer: str = "", env: Mapping[str, str] | None = None) -> None:
         cmd = [sys.executable, "-m", "devicelab", "worker", "start", "--address", self.address]
         cmd += ["--name", host, "--num-cpus", "0", "--block"]
         # Several nodes on one host: each needs its own agent ports and worker port range.
@@ -81,17 +82,19 @@ class Cluster:
         if offer:  # a `ray start --resources` of its own, in place of what it discovered
             ports.append(f"--resources '{offer}'")
         cmd += ["--ray-args", " ".join(ports)]
-        self.procs[host] = _spawn(cmd, self.env)
+        self.procs[host] = _spawn(cmd, env or self.env)
 
     def kill(self, host: str) -> None:
         proc = self.procs.pop(host)
         _killpg(proc)
 
-    def wait_for(self, units: int, name: str = "virtual-s24", timeout: float = 90) -> None:
+    def wait_for(
+        self, units: int, name: str = "virtual-s24", timeout: float = 90, of: str = "device"
+    ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             alive = [n for n in ray.nodes() if n["Alive"]]
-            have = sum(n["Resources"].get(f"devicelab-device:{name}", 0) for n in alive)
+            have = sum(n["Resources"].get(f"devicelab-{of}:{name}", 0) for n in alive)
             if have == units:
                 return
             time.sleep(0.3)
@@ -292,3 +295,141 @@ def test_trials_left_when_the_last_matching_device_is_lost_are_recorded_failed(
     assert ok and failed and outcome.failed == len(failed)
     assert all(r["device"] == "solo/virtual-solo" for r in ok)
     assert all("no device 'virtual-solo' is left" in r["error"] for r in failed)
+
+
+PHONE = """\
+[device]
+name = "SM-S921B"
+kind = "android"
+
+[device.match]
+models = ["SM-S921B"]
+"""
+
+PHONE_SCENARIO = """\
+[scenario]
+name = "phones"
+repetitions = 3
+warmup = 0
+retries = 2
+reconnect_timeout_s = 1
+
+[device]
+name = "{profile}"
+
+[[models]]
+name = "smollm2-135m-instruct"
+engine = "llama.cpp"
+options = {{ binary = "{binary}" }}
+
+[tasks]
+kinds = ["QA"]
+documents = "docassist-mini"
+max_documents = 2
+max_output_tokens = 2
+
+[context]
+sections = 1
+lengths = [100]
+
+[telemetry]
+interval_s = 1.0
+"""
+
+
+@dataclass
+class PhoneHost:
+    """A worker host with one phone on its own adb server: a virtual S24 in a process of its
+    own (`devicelab virtual start`), so it can be stopped while the host keeps running."""
+
+    name: str
+    env: dict[str, str]
+    serial: str = ""
+
+    def virtual(self, *args: str) -> str:
+        cmd = [sys.executable, "-m", "devicelab", "virtual", *args]
+        done = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+
+@pytest.fixture
+def phone_hosts(cluster: Cluster, tmp_path: Path) -> Iterator[list[PhoneHost]]:
+    import adbutils
+
+    hosts = []
+    for name in ("keeps", "drops"):
+        (tmp_path / name).mkdir()
+        env = {**cluster.env, "ANDROID_ADB_SERVER_PORT": str(free_port())}
+        env["XDG_RUNTIME_DIR"] = str(tmp_path / name)  # where `devicelab virtual` keeps its phones
+        hosts.append(PhoneHost(name, env))
+    try:
+        # Both at once (each starts its host's adb server, then the phone): seconds saved.
+        cmd = [sys.executable, "-m", "devicelab", "virtual", "start"]
+        starts = [
+            subprocess.Popen(cmd, env=h.env, stdout=subprocess.PIPE, text=True) for h in hosts
+        ]
+        for h, proc in zip(hosts, starts, strict=True):
+            h.serial = proc.communicate(timeout=60)[0].strip()
+            assert proc.returncode == 0 and h.serial
+        for i, h in enumerate(hosts):
+            # Offered as discovered (devicelab-model:SM-S921B), without the virtual-s24 the
+            # other tests count.
+            offer = f'{{"devicelab-model:SM-S921B": 1, "devicelab-host:{h.name}": 1}}'
+            cluster.join(h.name, offer, h.env)
+            cluster.wait_for(i + 1, "SM-S921B", of="model")  # one at a time, as above
+        yield hosts
+    finally:
+        for h in hosts:
+            if h.name in cluster.procs:
+                cluster.kill(h.name)
+            stop = [sys.executable, "-m", "devicelab", "virtual", "stop"]
+            subprocess.run(stop, env=h.env, capture_output=True, timeout=60, check=False)
+            port = h.env["ANDROID_ADB_SERVER_PORT"]
+            kill = [adbutils.adb_path(), "-P", port, "kill-server"]
+            subprocess.run(kill, capture_output=True, timeout=30, check=False)
+
+
+def test_a_phone_lost_mid_run_on_a_host_that_stays_up_has_its_trials_moved(
+    cluster: Cluster, phone_hosts: list[PhoneHost], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keeps, drops = phone_hosts
+    # llama.cpp on the phone, not the paced engine: paced never talks to the phone, so a phone
+    # lost under it would go unnoticed. A phone is lost when a trial's adb shell breaks.
+    (tmp_path / "phone.toml").write_text(PHONE)
+    binary = Path(__file__).resolve().parents[2] / "devices" / "virtual-s24" / "llama-cli"
+    scenario = tmp_path / "phones.toml"
+    scenario.write_text(PHONE_SCENARIO.format(profile=tmp_path / "phone.toml", binary=binary))
+    out = tmp_path / "run"
+    stopped = threading.Event()
+
+    def stop_the_phone_after_its_first_trial() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if any(r["device"].startswith("drops/") for r in read_jsonl(out / TRIALS)):
+                drops.virtual("stop", drops.serial)
+                stopped.set()
+                return
+            time.sleep(0.05)
+
+    # The driver checks the scenario against a phone it sees: the one on the host "keeps".
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", keeps.env["ANDROID_ADB_SERVER_PORT"])
+    stopper = threading.Thread(target=stop_the_phone_after_its_first_trial, daemon=True)
+    stopper.start()
+    args = ["run", str(scenario), "--out", str(out), "--executor", "ray"]
+    code = run_cli([*args, "--address", cluster.address])
+    stopper.join(timeout=60)
+    records = list(read_jsonl(out / TRIALS))
+    ids = [r["trial_id"] for r in records]
+    assert len(ids) == len(set(ids)) == 2 * 3  # 2 documents x QA x 3 repetitions, once each
+    assert stopped.is_set()
+    host = "devicelab-host:drops"  # the host stayed up: its node is alive in the cluster
+    assert any(n["Alive"] and host in n["Resources"] for n in ray.nodes())
+    assert code == 0 and all(r["status"] == "ok" for r in records)
+    moved = [r for r in records if r["lost_attempts"]]
+    assert moved, "a trial left on the stopped phone should have moved to the other"
+    for r in moved:
+        assert r["device"] == "keeps/SM-S921B" and r["attempts"] >= 2
+        assert all("drops/SM-S921B" in note for note in r["lost_attempts"])
+    ran_on_drops = [r for r in records if r["device"] == "drops/SM-S921B"]
+    assert ran_on_drops  # it ran trials before it was stopped
