@@ -285,7 +285,9 @@ class AppEngine(Engine):
                 "model's tokenizer."
             )
         self._tok = host_tokenizer(registry.models[self.options.tokenizer][1])
-        self._u2 = u2.connect(self.phone.serial)
+        # The device object of our own adb client, not the serial: given a serial,
+        # uiautomator2 asks adbutils' default server (port 5037), not the one this phone is on.
+        self._u2 = u2.connect_usb(self.phone.require_adb().device)
         self._run_steps(self.profile.load, {})
 
     @property
