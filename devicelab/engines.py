@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from .api import Engine, parse_options
-from .errors import ModelError
 from .plugin_manager import Registry
 from .scenario import Scenario
 from .scheduler import resolve_device
@@ -31,13 +30,7 @@ def open_engine(
     """A loaded engine for the registered ``model`` on ``device``; closed (with the device)
     when the block ends. ``options`` are the engine's options, as in ``[models.options]``;
     device profiles are looked up beside ``scenario_source``, as a scenario's are."""
-    if model not in registry.models:
-        known = ", ".join(sorted(registry.models)) or "none"
-        raise ModelError(
-            f"model {model!r} is not registered (registered models: {known}). Name a "
-            f"registered model.{registry.broken_note()}"
-        )
-    spec = registry.models[model][1]
+    spec = registry.model(model)
     source = scenario_source or Path.cwd() / "(devicelab)"
     where = Scenario(source=source, name="open_engine", device=device)
     device_type, name, profile = resolve_device(where, registry)

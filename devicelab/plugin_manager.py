@@ -31,7 +31,7 @@ from .api import (
     Quantizer,
     Task,
 )
-from .errors import PluginError, ScenarioError
+from .errors import ModelError, PluginError, ScenarioError
 from .executor import DEFAULT as DEFAULT_EXECUTOR
 from .executor import Executor, LocalExecutor
 
@@ -69,6 +69,17 @@ class Registry:
             return ""
         names = ", ".join(f"{b.name} ({b.error})" for b in self.broken)
         return f" Note: these plugins failed to load: {names}; see `devicelab plugins`."
+
+    def model(self, name: str) -> ModelSpec:
+        """The registered model ``name``; a :class:`ModelError` naming the registered ones."""
+        found = self.models.get(name)
+        if found:
+            return found[1]
+        known = ", ".join(sorted(self.models)) or "none"
+        raise ModelError(
+            f"model {name!r} is not registered (registered models: {known}). Name a "
+            f"registered model.{self.broken_note()}"
+        )
 
     def engine_for(self, name: str, device_kind: str) -> type[Engine]:
         found = self.engines.get((name, device_kind))

@@ -196,13 +196,10 @@ def _metrics(
         except UsageError as exc:
             raise type(exc)(f"{scenario.source}: {exc}") from None
         for model in cls.models(options):
-            if model not in registry.models:
-                known = ", ".join(sorted(registry.models)) or "none"
-                raise ScenarioError(
-                    f"{scenario.source}: [quality.options.{name}]: model {model!r} is not "
-                    f"registered (registered models: {known}). Name a registered model."
-                    f"{registry.broken_note()}"
-                )
+            try:
+                registry.model(model)
+            except UsageError as exc:
+                raise ScenarioError(f"{scenario.source}: [quality.options.{name}]: {exc}") from None
         if cls.needs_references:
             needing.append(name)
     if needing:
