@@ -250,8 +250,11 @@ def resolve_device(
             )
         dt = registry.devices[kind][1]
     else:
-        matches = [dt for _, dt in registry.devices.values() if dt.accepts(value)]
-        if not matches:
+        # The kind named like the device first ("host"), and stop at the first that accepts:
+        # another kind's accepts may be costly (Android's asks the adb server, starting one).
+        ordered = sorted((dt for _, dt in registry.devices.values()), key=lambda t: t.kind != value)
+        found = next((dt for dt in ordered if dt.accepts(value)), None)
+        if found is None:
             known = ", ".join(sorted(registry.devices)) or "none"
             raise ScenarioError(
                 f"{where}: no device called {value!r}. Give a device profile path "
@@ -259,7 +262,7 @@ def resolve_device(
                 f"plugin knows (loaded kinds: {known}); `devicelab devices` lists the devices "
                 f"available now.{registry.broken_note()}"
             )
-        dt, name = matches[0], value
+        dt, name = found, value
     merged = dict(profile)
     merged.setdefault("options", {})
     merged["options"] = {**merged["options"], **scenario.device_options}

@@ -265,3 +265,40 @@ def test_a_failing_metric_fails_the_trial_and_names_the_task(
     assert records and all(r["status"] == "failed" for r in records)
     assert "quality metric of task 'COUNT' failed: ValueError" in records[0]["error"]
     assert records[0]["quality"] == {}
+
+
+def test_a_device_name_that_is_a_kind_asks_no_other_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`name = "host"` resolves to the host kind without asking the others, whose accepts may
+    be costly (Android's starts an adb server); the first kind that accepts is taken."""
+    from devicelab import DeviceInfo, DeviceType
+    from devicelab.scenario import Scenario
+    from devicelab.scheduler import resolve_device
+
+    asked: list[str] = []
+
+    class Kind(DeviceType):
+        def __init__(self, kind: str, names: set[str]) -> None:
+            self.kind = kind  # type: ignore[misc]
+            self.names = names
+
+        def discover(self) -> list[DeviceInfo]:
+            return []
+
+        def accepts(self, name: str) -> bool:
+            asked.append(self.kind)
+            return name in self.names
+
+        def open(self, name: str, profile: object) -> FlakyDevice:
+            raise AssertionError("not opened here")
+
+    phones, host = Kind("android", {"SER1", "host"}), Kind("host", {"host"})
+    registry = Registry(devices={"android": ("a", phones), "host": ("h", host)})
+    monkeypatch.chdir(tmp_path)  # no devices/ profile here: the names go to the kinds
+    scenario = Scenario(source=tmp_path / "s" / "s.toml", name="s", device="host")
+    assert resolve_device(scenario, registry)[0] is host
+    assert asked == ["host"]
+    asked.clear()
+    assert resolve_device(scenario.with_device("SER1"), registry)[0] is phones
+    assert asked == ["android"]
