@@ -24,10 +24,13 @@ from devicelab_host import HostCollector
 from devicelab_llamacpp import LlamaCppEngine, _cpu_has_amx, _model_params
 
 from devicelab import plugin_manager
+from devicelab._runtime.execute import execute
+from devicelab._runtime.plan import Plan
+from devicelab._runtime.prompts import build_prompts
+from devicelab._runtime.resolve import resolve
 from devicelab.metrics import speed
 from devicelab.results import TRIALS, RunDir, read_jsonl
 from devicelab.scenario import load_scenario
-from devicelab.scheduler import Plan, execute, prepare
 from devicelab.telemetry import Sampler
 
 SCENARIO = """\
@@ -66,18 +69,16 @@ def make_plan(tmp: Path, tokens: int, lengths: list[int], telemetry: bool) -> Pl
     )
     path = tmp / f"overhead-{telemetry}.toml"
     path.write_text(textwrap.dedent(body))
-    return prepare(load_scenario(path), plugin_manager.get_registry())
+    return resolve(load_scenario(path), plugin_manager.get_registry())
 
 
 def prompts_of(plan: Plan) -> list[list[int]]:
     """The exact prompt tokens devicelab sends, built by its own engine."""
-    from devicelab.scheduler import _contexts
-
     model = plan.models[0]
     engine = model.engine_cls(None, model.spec, model.options)  # type: ignore[arg-type]
     engine.load()
     assert isinstance(engine, LlamaCppEngine)
-    prompts = _contexts(plan, engine)
+    prompts = build_prompts(plan, engine)
     out = [engine._prompt(p.messages) for _, p in sorted(prompts.items(), key=lambda kv: kv[0][3])]
     engine.close()
     return out

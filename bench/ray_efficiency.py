@@ -40,8 +40,8 @@ import ray
 from devicelab_ray.executor import RayExecutor
 
 from devicelab import Reporter, RunDir, plugin_manager
+from devicelab._runtime.resolve import load_and_resolve as load_and_prepare
 from devicelab.results import TRIALS, read_jsonl
-from devicelab.scheduler import load_and_prepare
 
 SCENARIO = """\
 [scenario]

@@ -5,6 +5,21 @@ Plugins import what they need from here; the names below are the public API.
 
 from __future__ import annotations
 
+from ._executor import Executor, Reporter, RunOutcome
+from ._record import (
+    CELL_KEY,
+    FIELDS,
+    Attempts,
+    Field,
+    Identity,
+    Measures,
+    Quality,
+    Thermal,
+    TrialRecord,
+)
+from ._registry import Registry
+from ._runtime.plan import Plan, Trial
+from ._runtime.session import DeviceSession, TrialOutput
 from .api import (
     Collector,
     CollectorFactory,
@@ -28,7 +43,12 @@ from .api import (
     Task,
     TaskPrompt,
     TokenStream,
+    Value,
+    cache_dir,
+    is_gguf,
+    parse_options,
 )
+from .engines import open_engine
 from .errors import (
     CorpusError,
     DevicelabError,
@@ -43,15 +63,17 @@ from .errors import (
     TrialTimeout,
     UsageError,
 )
-from .executor import Executor
 from .hookspecs import hookimpl
+from .plugin_manager import get_registry as load_plugins
 from .results import RunDir
 from .runs import Run, load_run
-from .scheduler import DeviceSession, Plan, Reporter, RunOutcome, TrialOutput
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CELL_KEY",
+    "FIELDS",
+    "Attempts",
     "Collector",
     "CollectorFactory",
     "CorpusError",
@@ -66,8 +88,11 @@ __all__ = [
     "Engine",
     "EngineError",
     "Executor",
+    "Field",
     "GenerationRequest",
     "GenerationResult",
+    "Identity",
+    "Measures",
     "Message",
     "Metric",
     "MetricContext",
@@ -77,8 +102,10 @@ __all__ = [
     "Plan",
     "PluginError",
     "QAPair",
+    "Quality",
     "QuantizeResult",
     "Quantizer",
+    "Registry",
     "Reporter",
     "Response",
     "Run",
@@ -89,12 +116,21 @@ __all__ = [
     "Scored",
     "Task",
     "TaskPrompt",
+    "Thermal",
     "TokenStream",
+    "Trial",
     "TrialError",
     "TrialOutput",
+    "TrialRecord",
     "TrialTimeout",
     "UsageError",
+    "Value",
     "__version__",
+    "cache_dir",
     "hookimpl",
+    "is_gguf",
+    "load_plugins",
     "load_run",
+    "open_engine",
+    "parse_options",
 ]

@@ -125,8 +125,9 @@ class Measures:
     max_temp_c: float | None = None
     energy_j: float | None = None
     energy_reliable: bool | None = None
-    # The engine's own counters (llama.cpp's prefill/decode timings, MLC's usage.extra).
-    engine_timings: Mapping[str, Any] = field(default_factory=dict)
+    # The engine's own counters (llama.cpp's prefill/decode timings, MLC's usage.extra);
+    # None where counters were withheld (derived test data whose speeds were rewritten).
+    engine_timings: Mapping[str, Any] | None = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -163,13 +164,47 @@ _PARTS: dict[str, type[Any]] = {
 }
 _OUTCOME = ("status", "error", "output_text", "started_at", "finished_at")
 # The contract's key order (README, "What a run leaves").
-_ORDER = (
-    "run_id trial_id status error device device_info engine model quant task doc_id item "
-    "context_tokens sections repetition warmup input_tokens output_tokens load_s ttft_s itps "
-    "otps runtime_s peak_mem_mb max_temp_c energy_j energy_reliable output_text quality "
-    "quality_errors started_at finished_at engine_timings attempts lost_attempts cooldown_s "
-    "cooldown_timed_out throttled thermal_status_max"
-).split()
+_ORDER = [
+    "run_id",
+    "trial_id",
+    "status",
+    "error",
+    "device",
+    "device_info",
+    "engine",
+    "model",
+    "quant",
+    "task",
+    "doc_id",
+    "item",
+    "context_tokens",
+    "sections",
+    "repetition",
+    "warmup",
+    "input_tokens",
+    "output_tokens",
+    "load_s",
+    "ttft_s",
+    "itps",
+    "otps",
+    "runtime_s",
+    "peak_mem_mb",
+    "max_temp_c",
+    "energy_j",
+    "energy_reliable",
+    "output_text",
+    "quality",
+    "quality_errors",
+    "started_at",
+    "finished_at",
+    "engine_timings",
+    "attempts",
+    "lost_attempts",
+    "cooldown_s",
+    "cooldown_timed_out",
+    "throttled",
+    "thermal_status_max",
+]
 
 
 @dataclass(frozen=True)
@@ -242,7 +277,8 @@ class TrialRecord:
             for f in dataclasses.fields(getattr(self, part)):
                 flat[f.name] = getattr(getattr(self, part), f.name)
         flat["device_info"] = dict(self.identity.device_info)
-        flat["engine_timings"] = dict(self.measures.engine_timings)
+        timings = self.measures.engine_timings
+        flat["engine_timings"] = None if timings is None else dict(timings)
         flat["lost_attempts"] = list(self.tries.lost_attempts)
         flat["quality"] = dict(self.quality.values)
         flat["quality_errors"] = dict(self.quality.errors)
@@ -273,23 +309,31 @@ class TrialRecord:
             output_text=data.get("output_text"),
             started_at=data.get("started_at", ""),
             finished_at=data.get("finished_at", ""),
-            quality=Quality(dict(data.get("quality") or {}), dict(data.get("quality_errors") or {})),
+            quality=Quality(
+                dict(data.get("quality") or {}), dict(data.get("quality_errors") or {})
+            ),
             extra={k: v for k, v in data.items() if k not in known},
             **parts,
         )
 
 
+def _getter(*path: str) -> Callable[[TrialRecord], Any]:
+    def get(record: TrialRecord) -> Any:
+        value: Any = record
+        for name in path:
+            value = getattr(value, name)
+        return value
+
+    return get
+
+
 def _flat_getters() -> dict[str, Callable[[TrialRecord], Any]]:
-    out: dict[str, Callable[[TrialRecord], Any]] = {}
-    for k in _OUTCOME:
-        out[k] = lambda r, k=k: getattr(r, k)
+    out = {k: _getter(k) for k in _OUTCOME}
     for part, part_type in _PARTS.items():
-        for f in dataclasses.fields(part_type):
-            out[f.name] = lambda r, p=part, n=f.name: getattr(getattr(r, p), n)
-    out["quality"] = lambda r: r.quality.values
-    out["quality_errors"] = lambda r: r.quality.errors
+        out.update((f.name, _getter(part, f.name)) for f in dataclasses.fields(part_type))
+    out["quality"] = _getter("quality", "values")
+    out["quality_errors"] = _getter("quality", "errors")
     return out
 
 
 _FLAT = _flat_getters()
-

@@ -24,13 +24,15 @@ from . import compare as comparing
 from . import export as exporting
 from . import gates, metrics, plugin_manager
 from . import report as reporting
+from ._executor import Reporter
+from ._record import TrialRecord
+from ._runtime.materialise import materialise
+from ._runtime.resolve import load_and_resolve
 from .corpus import validate_corpus
 from .engines import open_engine
 from .errors import DevicelabError, UsageError
-from .executor import executor_class
 from .results import RunDir, default_run_dir
 from .runs import load_run
-from .scheduler import Reporter, load_and_prepare
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -72,21 +74,22 @@ def run(
 ) -> None:
     """Run every trial of SCENARIO and print a summary table."""
     registry = plugin_manager.get_registry()
-    plan = load_and_prepare(scenario, registry, device)
+    plan = load_and_resolve(scenario, registry, device)
     if executor_name is None:
         where = f"{plan.scenario.source}: [scenario] executor"
-        executor_cls = executor_class(registry, plan.scenario.executor, where)
+        executor_cls = registry.executor(plan.scenario.executor, where)
     else:
-        executor_cls = executor_class(registry, executor_name)
-    # Built before the run directory exists: a bad --address or a missing Ray is bad input.
+        executor_cls = registry.executor(executor_name)
+    # Built before anything is made or written: a bad --address or a missing Ray is bad input.
     executor = executor_cls(address)
     executor.check(plan)
     if resume and out_dir is None:
         raise UsageError("--resume needs --out DIR: the run directory to continue.")
+    reporter = ProgressReporter()
+    plan = materialise(plan, registry, reporter)
     path = out_dir or default_run_dir(plan.scenario)
     rundir = RunDir.open(path, plan.scenario, resume=resume)
     err.print(f"devicelab: run {rundir.run_id} -> {path}")
-    reporter = ProgressReporter()
     try:
         outcome = executor.run(plan, rundir, reporter)
     except KeyboardInterrupt:
@@ -142,17 +145,19 @@ class ProgressReporter(Reporter):
         if self.progress is not None:
             self.progress.update(self.task, description=text)
         else:
-            err.print(f"devicelab: {text}")
+            # One line per status, however long: logs are read (and grepped) line by line.
+            err.print(f"devicelab: {text}", soft_wrap=True)
 
-    def trial_done(self, record: Mapping[str, Any]) -> None:
+    def trial_done(self, record: TrialRecord) -> None:
         self.done += 1
-        label = f"{record['task']} L={record['context_tokens']} {record['doc_id']}"
-        label += " warm-up" if record["warmup"] else f" rep {record['repetition']}"
+        who = record.identity
+        label = f"{who.task} L={who.context_tokens} {who.doc_id}"
+        label += " warm-up" if who.warmup else f" rep {who.repetition}"
         if self.progress is not None:
             self.progress.update(self.task, advance=1, description=label)
         else:
-            state = record["status"]
-            ttft = record.get("ttft_s")
+            state = record.status
+            ttft = record.measures.ttft_s
             extra = f" ttft={ttft:.2f}s" if isinstance(ttft, float) else ""
             err.print(f"[{self.done}/{self.total}] {label}: {state}{extra}")
 

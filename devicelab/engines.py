@@ -13,34 +13,35 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .api import Engine, parse_options
-from .plugin_manager import Registry
+from ._registry import Registry
+from ._runtime.resolve import resolve_device, resolve_engine
+from .api import Engine, ModelSpec
 from .scenario import Scenario
-from .scheduler import resolve_device
 
 
 @contextmanager
 def open_engine(
     registry: Registry,
-    model: str,
+    model: str | ModelSpec,
     device: str = "host",
     options: Mapping[str, Any] | None = None,
     scenario_source: Path | None = None,
 ) -> Iterator[Engine]:
-    """A loaded engine for the registered ``model`` on ``device``; closed (with the device)
-    when the block ends. ``options`` are the engine's options, as in ``[models.options]``;
-    device profiles are looked up beside ``scenario_source``, as a scenario's are."""
-    spec = registry.model(model)
+    """A loaded engine for ``model`` (a registered name or a spec) on ``device``; closed (with
+    the device) when the block ends. ``options`` are the engine's options, as in
+    ``[models.options]``; device profiles are looked up beside ``scenario_source``, as a
+    scenario's are."""
+    spec = model if isinstance(model, ModelSpec) else registry.model(model)
     source = scenario_source or Path.cwd() / "(devicelab)"
     where = Scenario(source=source, name="open_engine", device=device)
     device_type, name, profile = resolve_device(where, registry)
-    engine_cls = registry.engine_for(spec.engine, device_type.engine_kind)
-    engine_options = parse_options(engine_cls.Options, dict(options or {}), f"model {model!r}")
-    engine_cls.check_model(spec)
+    resolved = resolve_engine(
+        spec, registry, device_type.engine_kind, options or {}, f"model {spec.name!r}"
+    )
     opened = device_type.open(name, profile)
     try:
         opened.open()
-        engine = engine_cls(opened, spec, engine_options)
+        engine = resolved.engine_cls(opened, spec, resolved.options)
         try:
             engine.load()
             yield engine

@@ -34,6 +34,9 @@ def _markdown(doc: str) -> str:
     return doc.replace("``", "`")
 
 
+LINE = 100  # pyproject's line-length
+
+
 def render() -> str:
     """docs/hooks.md: each hook's signature (as written in hookspecs.py) and docstring."""
     lines = [
@@ -53,12 +56,15 @@ def render() -> str:
             for p in inspect.signature(func).parameters.values()
         )
         returns = inspect.signature(func).return_annotation
+        signature = f"def {name}({params}) -> {returns}: ..."
+        if len(signature) > LINE:  # wrapped as ruff format wraps it (it checks the docs too)
+            signature = f"def {name}(\n    {params}\n) -> {returns}: ..."
         lines += [
             f"## `{name}`",
             "",
             "```python",
             "@devicelab.hookimpl",
-            f"def {name}({params}) -> {returns}: ...",
+            signature,
             "```",
             "",
             _markdown(inspect.cleandoc(func.__doc__ or "(not documented)")),

@@ -16,6 +16,8 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from ._executor import Executor
+    from ._registry import Registry
     from .api import (
         CollectorFactory,
         CorpusSpec,
@@ -26,18 +28,20 @@ if TYPE_CHECKING:
         Quantizer,
         Task,
     )
-    from .executor import Executor
 
 hookspec = pluggy.HookspecMarker("devicelab")
 hookimpl = pluggy.HookimplMarker("devicelab")
 
 
 @hookspec
-def devicelab_register_devices(register: Callable[[DeviceType], None]) -> None:
+def devicelab_register_devices(register: Callable[[DeviceType], None], registry: Registry) -> None:
     """Register device types.
 
     :param register: call with a :class:`~devicelab.api.DeviceType` instance; its ``kind``
         (``"host"``, ``"android"``, ...) must be unique.
+    :param registry: the registry being built (optional: take it only if you need it). Keep
+        it to reach other plugins' models, engines or device kinds once the run starts; it is
+        complete after every plugin has registered.
     """
 
 
@@ -108,7 +112,7 @@ def devicelab_register_quantizers(register: Callable[[Quantizer], None]) -> None
 def devicelab_register_executors(register: Callable[[type[Executor]], None]) -> None:
     """Register executors: what runs a scenario's trials, and where (``--executor NAME``).
 
-    :param register: call with an :class:`~devicelab.executor.Executor` subclass; its
+    :param register: call with an :class:`~devicelab.Executor` subclass; its
         ``name`` must be unique (``"local"``, the default, is devicelab's own).
     """
 

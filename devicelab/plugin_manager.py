@@ -15,12 +15,13 @@ import inspect
 import os
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
 
 from . import hookspecs
+from ._executor import Executor
+from ._registry import CORE, BrokenPlugin, Registry
 from .api import (
     CollectorFactory,
     CorpusSpec,
@@ -31,106 +32,12 @@ from .api import (
     Quantizer,
     Task,
 )
-from .errors import ModelError, PluginError, ScenarioError
-from .executor import DEFAULT as DEFAULT_EXECUTOR
-from .executor import Executor, LocalExecutor
+from .errors import PluginError
 
 ENTRY_POINT_GROUP = "devicelab"
-
-
-@dataclass
-class BrokenPlugin:
-    name: str
-    entry_point: str
-    error: str
-
-
-@dataclass
-class Registry:
-    """Everything the loaded plugins registered, each entry tagged with its plugin's name."""
-
-    devices: dict[str, tuple[str, DeviceType]] = field(default_factory=dict)
-    engines: dict[tuple[str, str], tuple[str, type[Engine]]] = field(default_factory=dict)
-    models: dict[str, tuple[str, ModelSpec]] = field(default_factory=dict)
-    tasks: dict[str, tuple[str, Task]] = field(default_factory=dict)
-    corpora: dict[str, tuple[str, CorpusSpec]] = field(default_factory=dict)
-    collectors: dict[str, tuple[str, CollectorFactory]] = field(default_factory=dict)
-    metrics: dict[str, tuple[str, type[Metric]]] = field(default_factory=dict)
-    quantizers: dict[str, tuple[str, Quantizer]] = field(default_factory=dict)
-    # The local executor is devicelab's own, so it is there even with no plugin loaded.
-    executors: dict[str, tuple[str, type[Executor]]] = field(
-        default_factory=lambda: {DEFAULT_EXECUTOR: ("devicelab", LocalExecutor)}
-    )
-    plugins: list[str] = field(default_factory=list)
-    broken: list[BrokenPlugin] = field(default_factory=list)
-
-    def broken_note(self) -> str:
-        if not self.broken:
-            return ""
-        names = ", ".join(f"{b.name} ({b.error})" for b in self.broken)
-        return f" Note: these plugins failed to load: {names}; see `devicelab plugins`."
-
-    def model(self, name: str) -> ModelSpec:
-        """The registered model ``name``; a :class:`ModelError` naming the registered ones."""
-        found = self.models.get(name)
-        if found:
-            return found[1]
-        known = ", ".join(sorted(self.models)) or "none"
-        raise ModelError(
-            f"model {name!r} is not registered (registered models: {known}). Name a "
-            f"registered model.{self.broken_note()}"
-        )
-
-    def engine_for(self, name: str, device_kind: str) -> type[Engine]:
-        found = self.engines.get((name, device_kind))
-        if found:
-            return found[1]
-        kinds = sorted(k for (n, k) in self.engines if n == name)
-        if kinds:
-            raise ScenarioError(
-                f"engine {name!r} does not run on {device_kind!r} devices (it runs on: "
-                f"{', '.join(kinds)}). Pick another device or engine."
-            )
-        known = sorted({n for (n, _) in self.engines})
-        raise ScenarioError(
-            f"unknown engine {name!r}. Registered engines: {', '.join(known) or 'none'}. "
-            f"Install the plugin that provides it, or fix the name.{self.broken_note()}"
-        )
-
-    def summary(self) -> list[dict[str, Any]]:
-        """Per plugin, what it registered: the data behind ``devicelab plugins``."""
-        rows: dict[str, dict[str, Any]] = {p: {"name": p, "registered": {}} for p in self.plugins}
-
-        def add(plugin: str, what: str, name: str) -> None:
-            row = rows.setdefault(plugin, {"name": plugin, "registered": {}})
-            row["registered"].setdefault(what, []).append(name)
-
-        for kind, (p, _) in self.devices.items():
-            add(p, "devices", kind)
-        for (name, kind), (p, _) in self.engines.items():
-            add(p, "engines", f"{name} ({kind})")
-        for name, (p, _) in self.models.items():
-            add(p, "models", name)
-        for kind, (p, _) in self.tasks.items():
-            add(p, "tasks", kind)
-        for name, (p, _) in self.corpora.items():
-            add(p, "corpora", name)
-        for name, (p, _) in self.collectors.items():
-            add(p, "collectors", name)
-        for name, (p, _) in self.metrics.items():
-            add(p, "metrics", name)
-        for name, (p, q) in self.quantizers.items():
-            add(p, "quantizers", f"{name} ({', '.join(q.types)})")
-        for name, (p, _) in self.executors.items():
-            if p != "devicelab":
-                add(p, "executors", name)
-        for b in self.broken:
-            rows[b.name] = {
-                "name": b.name,
-                "registered": {},
-                "error": f"failed to load entry point {b.entry_point}: {b.error}",
-            }
-        return list(rows.values())
+# devicelab's own plugins, registered by module name before the entry points (as pytest and llm
+# load theirs), so that what they provide is there with no plugin installed.
+DEFAULT_PLUGINS = ("devicelab._runtime.local",)
 
 
 def _selected(names: Iterable[str]) -> set[str]:
@@ -146,6 +53,8 @@ def new_plugin_manager() -> tuple[pluggy.PluginManager, list[BrokenPlugin]]:
     """A plugin manager with every selected entry point registered and checked."""
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
+    for module_name in DEFAULT_PLUGINS:
+        register_plugin(pm, importlib.import_module(module_name), CORE)
     broken: list[BrokenPlugin] = []
     eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     chosen = _selected(ep.name for ep in eps)
@@ -211,14 +120,20 @@ def _fix_hint(plugin: object, known: list[str]) -> str:
 
 def build_registry(pm: pluggy.PluginManager, broken: list[BrokenPlugin] | None = None) -> Registry:
     """Call every ``register`` hook, one plugin at a time, so each entry knows its plugin."""
-    reg = Registry(plugins=[name for name, _ in pm.list_name_plugin()], broken=list(broken or []))
+    reg = Registry(
+        plugins=[name for name, _ in pm.list_name_plugin() if name != CORE],
+        broken=list(broken or []),
+    )
 
     def collect(hook_name: str, adder: Callable[[str], Callable[..., None]]) -> None:
         caller = getattr(pm.hook, hook_name)
         for impl in caller.get_hookimpls():
             arg = impl.argnames[0] if impl.argnames else "register"
+            # A plugin that asks for the registry keeps it, to reach other plugins' services
+            # later (it is complete once every plugin has registered).
+            extra = {"registry": reg} if "registry" in impl.argnames else {}
             try:
-                impl.function(**{arg: adder(impl.plugin_name)})
+                impl.function(**{arg: adder(impl.plugin_name)}, **extra)
             except PluginError:
                 raise
             except Exception as exc:

@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 
 from . import gates
+from ._registry import Registry
 from .errors import UsageError
-from .plugin_manager import Registry
 from .runs import load_run
 from .testing import installed_plugin
 

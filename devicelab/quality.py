@@ -29,9 +29,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ._registry import Registry
 from .api import Engine, Metric, MetricContext, Scored, parse_options
 from .errors import DevicelabError, UsageError
-from .plugin_manager import Registry
 
 # How long close() waits for the child to finish its metrics' close() before killing it.
 STOP_TIMEOUT_S = 10.0

@@ -10,15 +10,15 @@ records the source it was made from (path, size, mtime), so a changed source is 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._registry import Registry
+from ._runtime.plan import QuantJob
 from .api import ModelSpec, Quantizer, QuantizeResult, cache_dir, is_gguf
 from .errors import ModelError, ScenarioError, UsageError
-from .plugin_manager import Registry
 
 Progress = Callable[[str], None]
 
@@ -167,17 +167,14 @@ def make(
     return result
 
 
-def _stderr(text: str) -> None:
-    print(f"devicelab: {text}", file=sys.stderr, flush=True)
+def plan_quant(
+    spec: ModelSpec, quant: str, registry: Registry, where: str
+) -> tuple[ModelSpec, QuantJob | None]:
+    """``spec`` (a registered model) as ``quant``, and the job that makes its file if it is
+    not in the cache yet (``None`` when it is). Makes nothing.
 
-
-def resolve_quant(
-    spec: ModelSpec, quant: str, registry: Registry, where: str, progress: Progress = _stderr
-) -> ModelSpec:
-    """``spec`` (a registered model) as ``quant``, made by a quantiser for its engine.
-
-    The file is made once and cached; later runs find it. Raises :class:`ScenarioError`
-    listing what can be made when no registered quantiser for the engine makes ``quant``.
+    Raises :class:`ScenarioError` listing what can be made when no registered quantiser for
+    the engine makes ``quant``.
     """
     usable = [q for _, (_, q) in sorted(registry.quantizers.items()) if spec.engine in q.engines]
     makes = [(q, c) for q in usable if (c := q.canonical(quant)) is not None]
@@ -196,14 +193,25 @@ def resolve_quant(
     quantizer, canonical = makes[0]
     source = Source(spec.name, spec.path, spec.engine, spec.quant)
     out = default_out(source, quantizer, canonical)
-    if cached(out, spec.path, quantizer.backend, canonical) is None:
-        quantizer.check()
-        progress(f"quantising {spec.name} to {quant} (once, cached in {out.parent})")
-        make(quantizer, spec.path, canonical, out, lambda text: progress(f"  {text}"))
-    return ModelSpec(
+    made = ModelSpec(
         name=spec.name,
         engine=spec.engine,
         quant=quant,
         path=out,
         description=f"{spec.description} (quantised to {canonical} by devicelab)".strip(),
     )
+    if cached(out, spec.path, quantizer.backend, canonical) is not None:
+        return made, None
+    return made, QuantJob(spec, quantizer.backend, canonical, out, quant)
+
+
+def run_job(job: QuantJob, registry: Registry, progress: Progress) -> QuantizeResult:
+    """Make the file of ``job`` (once: a file another process made meanwhile is reused)."""
+    assert job.source.path is not None
+    quantizer = registry.quantizers[job.backend][1]
+    found = cached(job.out, job.source.path, job.backend, job.qtype)
+    if found is not None:
+        return found
+    quantizer.check()
+    progress(f"quantising {job.source.name} to {job.asked} (once, cached in {job.out.parent})")
+    return make(quantizer, job.source.path, job.qtype, job.out, lambda text: progress(f"  {text}"))

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import tomli_w
 
+from ._record import TrialRecord
 from .errors import RunDirError
 from .scenario import Scenario
 
@@ -101,9 +102,9 @@ class RunDir:
     def done_trial_ids(self) -> set[str]:
         return {rec["trial_id"] for rec in read_jsonl(self.path / TRIALS)}
 
-    def append_trial(self, record: Mapping[str, Any]) -> None:
+    def append_trial(self, record: TrialRecord) -> None:
         with self._lock:
-            _append(self._trials, record)
+            _append(self._trials, record.to_json())
 
     def append_samples(self, samples: list[dict[str, Any]]) -> None:
         if not samples:

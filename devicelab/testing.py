@@ -30,12 +30,50 @@ from typing import Any
 import tomli_w
 
 from . import plugin_manager
-from .plugin_manager import Registry
+from ._executor import Reporter
+from ._registry import Registry
+from ._runtime.execute import execute
+from ._runtime.materialise import materialise
+from ._runtime.plan import Plan
+from ._runtime.resolve import resolve
 from .results import TRIALS, RunDir, read_jsonl
 from .scenario import load_scenario
-from .scheduler import execute, prepare
 
-__all__ = ["installed_plugin", "make_scenario", "plugin_name", "registry_with", "run_scenario"]
+__all__ = [
+    "installed_plugin",
+    "make_scenario",
+    "plan_scenario",
+    "plugin_name",
+    "registry_with",
+    "reset_plugins",
+    "run_cli",
+    "run_scenario",
+]
+
+
+def reset_plugins() -> None:
+    """Forget the plugins this process loaded: the next use loads them again, as the
+    environment (``DEVICELAB_PLUGINS``, ``DEVICELAB_DISABLE_PLUGINS``) now says."""
+    plugin_manager.reset()
+
+
+def run_cli(args: Sequence[str]) -> int:
+    """Run the ``devicelab`` command line in-process with ``args``; its exit code."""
+    from .cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def plan_scenario(path: Path, registry: Registry | None = None, device: str | None = None) -> Plan:
+    """The plan ``devicelab run`` would make of the scenario at ``path``: every check a run
+    makes before it starts, nothing run or made. Bad input raises the
+    :class:`~devicelab.UsageError` the CLI would report."""
+    reg = registry if registry is not None else plugin_manager.get_registry()
+    return resolve(load_scenario(path), reg, device)
 
 
 def plugin_name(plugin: object) -> str:
@@ -124,7 +162,7 @@ def run_scenario(
     Bad input raises the :class:`~devicelab.errors.UsageError` the CLI would report.
     """
     reg = registry if registry is not None else plugin_manager.get_registry()
-    plan = prepare(load_scenario(path), reg)
+    plan = materialise(resolve(load_scenario(path), reg), reg, Reporter())
     if out is None:
         out = Path(tempfile.mkdtemp(prefix=f"{path.stem}-run-", dir=path.parent))
     run = RunDir.open(out, plan.scenario, resume=False)

@@ -10,10 +10,9 @@ import pytest
 from wordsplugin import run_cli
 
 import devicelab
-from devicelab import plugin_manager
-from devicelab.executor import Executor, LocalExecutor
-from devicelab.results import TRIALS, RunDir, read_jsonl
-from devicelab.scheduler import DeviceSession, Plan, Reporter, RunOutcome
+from devicelab import DeviceSession, Executor, Plan, Reporter, RunDir, RunOutcome, plugin_manager
+from devicelab._runtime.local import LocalExecutor
+from devicelab.results import TRIALS, read_jsonl
 
 
 class ReverseExecutor(Executor):
@@ -24,7 +23,7 @@ class ReverseExecutor(Executor):
     def run(self, plan: Plan, run: RunDir, reporter: Reporter) -> RunOutcome:
         done = run.done_trial_ids()
         todo = [t for t in plan.trials() if t.trial_id not in done][::-1]
-        outcome = RunOutcome([], skipped=len(done), failed=0)
+        outcome = RunOutcome(skipped=len(done))
         session = DeviceSession(plan, run.run_id, device_label="backwards")
         try:
             session.open()
@@ -32,7 +31,7 @@ class ReverseExecutor(Executor):
                 result = session.run_trial(trial)
                 run.append_samples(result.samples)
                 run.append_trial(result.record)
-                outcome.records.append(result.record)
+                outcome.add(result.record)
         finally:
             session.close()
         return outcome

@@ -5,9 +5,15 @@ from pathlib import Path
 
 import pytest
 
+from devicelab import Identity, TrialRecord
 from devicelab.errors import RunDirError
 from devicelab.results import TRIALS, RunDir, read_jsonl
 from devicelab.scenario import load_scenario
+
+
+def _record(trial_id: str) -> TrialRecord:
+    who = Identity("r", trial_id, "host", "words", "m", "q", "SUMM", "d", "i", 10, 1, 0, False)
+    return TrialRecord(who)
 
 
 def test_append_is_durable_and_resume_reads_back(
@@ -16,7 +22,7 @@ def test_append_is_durable_and_resume_reads_back(
     sc = load_scenario(words_scenario())
     out = tmp_path / "run"
     run = RunDir.open(out, sc, resume=False)
-    run.append_trial({"trial_id": "a", "status": "ok"})
+    run.append_trial(_record("a"))
     # Readable before close: a crash right now keeps the record.
     assert [r["trial_id"] for r in read_jsonl(out / TRIALS)] == ["a"]
     run.close()
@@ -34,7 +40,7 @@ def test_torn_last_line_is_cut_on_resume(
     RunDir.open(out, sc, resume=False).close()
     (out / TRIALS).write_text('{"trial_id": "a"}\n{"trial_id": "b", "sta', encoding="utf-8")
     run = RunDir.open(out, sc, resume=True)
-    run.append_trial({"trial_id": "c"})
+    run.append_trial(_record("c"))
     run.close()
     assert [r["trial_id"] for r in read_jsonl(out / TRIALS)] == ["a", "c"]
 

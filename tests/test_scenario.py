@@ -7,10 +7,10 @@ import pytest
 from wordsplugin import WordsPlugin, write_scenario
 
 from devicelab import plugin_manager
+from devicelab._runtime.resolve import resolve
 from devicelab.errors import CorpusError, ModelError, ScenarioError
 from devicelab.plugin_manager import Registry
 from devicelab.scenario import load_scenario
-from devicelab.scheduler import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,7 +139,7 @@ def test_names_checked_against_plugins(
 ) -> None:
     path = _edit(words_scenario(), old, new)
     with pytest.raises(error, match=message):
-        prepare(load_scenario(path), words_registry)
+        resolve(load_scenario(path), words_registry)
 
 
 def test_model_path_must_exist_and_be_gguf(
@@ -149,10 +149,10 @@ def test_model_path_must_exist_and_be_gguf(
         words_scenario(), 'name = "words-a"', 'name = "mine"\npath = "m.gguf"\nengine = "llama.cpp"'
     )
     with pytest.raises(ModelError, match=r"m.gguf does not exist"):
-        prepare(load_scenario(path), words_registry)
+        resolve(load_scenario(path), words_registry)
     (tmp_path / "m.gguf").write_bytes(b"PK\x03\x04 not a gguf")
     with pytest.raises(ModelError, match="not a GGUF file"):
-        prepare(load_scenario(path), words_registry)
+        resolve(load_scenario(path), words_registry)
 
 
 def test_device_profile_by_name_and_path(
@@ -163,10 +163,10 @@ def test_device_profile_by_name_and_path(
     pm, broken = plugin_manager.new_plugin_manager()
     plugin_manager.register_plugin(pm, WordsPlugin(), "words")
     registry = plugin_manager.build_registry(pm, broken)
-    plan = prepare(load_scenario(path), registry, device=str(ROOT / "devices" / "host.toml"))
+    plan = resolve(load_scenario(path), registry, device=str(ROOT / "devices" / "host.toml"))
     assert plan.device_type.kind == "host"
     with pytest.raises(ScenarioError, match="needs the device kind 'android', which no loaded"):
-        prepare(load_scenario(path), registry, device="s24")
+        resolve(load_scenario(path), registry, device="s24")
 
 
 def test_fingerprint_changes_with_what_is_measured(words_scenario: Callable[..., Path]) -> None:

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from wordsplugin import FlakyDevice, WordEngine
 
+from devicelab._runtime.execute import execute
+from devicelab._runtime.resolve import resolve
 from devicelab.errors import ModelError
 from devicelab.plugin_manager import Registry
 from devicelab.results import TELEMETRY, TRIALS, RunDir, read_jsonl
 from devicelab.scenario import load_scenario
-from devicelab.scheduler import execute, prepare
 
 CONTRACT_FIELDS = {
     "run_id", "trial_id", "status", "error", "device", "device_info", "engine", "model",
@@ -25,7 +26,7 @@ CONTRACT_FIELDS = {
 def _run(
     scenario: Path, registry: Registry, out: Path, resume: bool = False
 ) -> list[dict[str, object]]:
-    plan = prepare(load_scenario(scenario), registry)
+    plan = resolve(load_scenario(scenario), registry)
     run = RunDir.open(out, plan.scenario, resume=resume)
     try:
         execute(plan, run)
@@ -37,7 +38,7 @@ def _run(
 def test_matrix_expands_task_doc_item_length_and_repetitions(
     words_scenario: Callable[..., Path], words_registry: Registry
 ) -> None:
-    plan = prepare(load_scenario(words_scenario(reps=2, warmup=1)), words_registry)
+    plan = resolve(load_scenario(words_scenario(reps=2, warmup=1)), words_registry)
     trials = list(plan.trials())
     # SUMM: 2 docs x 1 item; QA: 2 docs x 1 question (qa_questions = 1); x 2 lengths x 2 reps,
     # plus one warm-up after the model loads.
@@ -65,7 +66,7 @@ def test_warmups_come_after_each_model_load(
             '[[models]]\nname = "words-a"\n\n[[models]]\nname = "words-b"',
         )
     )
-    trials = list(prepare(load_scenario(path), words_registry).trials())
+    trials = list(resolve(load_scenario(path), words_registry).trials())
     per_model = len(trials) // 2
     assert [t.warmup for t in trials[per_model : per_model + 3]] == [True, True, False]
     assert trials[per_model].model.spec.name == "words-b"
@@ -273,8 +274,8 @@ def test_a_device_name_that_is_a_kind_asks_no_other_kind(
     """`name = "host"` resolves to the host kind without asking the others, whose accepts may
     be costly (Android's starts an adb server); the first kind that accepts is taken."""
     from devicelab import DeviceInfo, DeviceType
+    from devicelab._runtime.resolve import resolve_device
     from devicelab.scenario import Scenario
-    from devicelab.scheduler import resolve_device
 
     asked: list[str] = []
 

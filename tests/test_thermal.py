@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 from wordsplugin import HotCollector, WordEngine
 
+from devicelab._executor import Reporter
+from devicelab._runtime.execute import execute
+from devicelab._runtime.resolve import resolve
+from devicelab._runtime.session import ThermalWatch as Thermal
 from devicelab.errors import ScenarioError
 from devicelab.plugin_manager import Registry
 from devicelab.results import TELEMETRY, TRIALS, RunDir, read_jsonl
 from devicelab.scenario import load_scenario
-from devicelab.scheduler import Reporter, Thermal, execute, prepare
 
 FLAKY = '\n[device]\nname = "flaky"\n'
 
@@ -44,7 +47,7 @@ def _scenario(make: Callable[..., Path], extra: str, **kw: Any) -> Path:
 def _run(
     path: Path, registry: Registry, out: Path, resume: bool = False, rep: Reporter | None = None
 ) -> list[dict[str, Any]]:
-    plan = prepare(load_scenario(path), registry)
+    plan = resolve(load_scenario(path), registry)
     run = RunDir.open(out, plan.scenario, resume=resume)
     try:
         execute(plan, run, rep)
@@ -112,7 +115,7 @@ def test_device_without_temperature_does_not_wait(
 
 
 def _order(path: Path, registry: Registry) -> list[tuple[str, str, int, int, bool]]:
-    trials = prepare(load_scenario(path), registry).trials()
+    trials = resolve(load_scenario(path), registry).trials()
     return [(t.task, t.doc_id, t.context_tokens, t.repetition, t.warmup) for t in trials]
 
 
@@ -139,7 +142,7 @@ def test_resume_with_interleaved_order(
         _run(path, words_registry, tmp_path / "run")
     assert len(list(read_jsonl(tmp_path / "run" / TRIALS))) == 2
     records = _run(path, words_registry, tmp_path / "run", resume=True)
-    expected = [t.trial_id for t in prepare(load_scenario(path), words_registry).trials()]
+    expected = [t.trial_id for t in resolve(load_scenario(path), words_registry).trials()]
     assert [r["trial_id"] for r in records] == expected
     assert [r["repetition"] for r in records] == [0, 0, 0, 0, 1, 1, 1, 1]
 

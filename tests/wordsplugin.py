@@ -22,6 +22,7 @@ from devicelab import (
     ModelSpec,
     TokenStream,
 )
+from devicelab.testing import run_cli  # noqa: F401 - the tests import it from here
 
 
 class WordEngine(Engine):
@@ -251,17 +252,6 @@ WORDS_PLUGIN = WordsPlugin()
 
 # The built-in plugins every test loads (tests/conftest.py keeps other installed ones out).
 BUILTINS = "host,llamacpp,docassist,android,virtual,quality,geval,openai,mlc,ray"
-
-
-def run_cli(args: list[str]) -> int:
-    """Run the ``devicelab`` command line in-process; its exit code."""
-    from devicelab.cli import main
-
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def free_port() -> int:

@@ -15,10 +15,12 @@ from devicelab import DeviceType, Engine
 
 
 @devicelab.hookimpl
-def devicelab_register_devices(register: Callable[[DeviceType], None]) -> None:
+def devicelab_register_devices(
+    register: Callable[[DeviceType], None], registry: devicelab.Registry
+) -> None:
     from .device import AndroidType
 
-    register(AndroidType())
+    register(AndroidType(registry))
 
 
 @devicelab.hookimpl

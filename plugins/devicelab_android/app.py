@@ -37,7 +37,7 @@ from devicelab import (
 
 from .adb import adbutils_module
 from .device import AndroidDevice
-from .llamacli import host_tokenizer
+from .llamacli import HostTokenizer, host_tokenizer
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -256,7 +256,7 @@ class AppEngine(Engine):
     def __init__(self, device: devicelab.Device, model: ModelSpec, options: Any) -> None:
         super().__init__(device, model, options)
         self.profile = load_profile(options.app)
-        self._tok: Engine | None = None
+        self._tok: HostTokenizer | None = None
         self._u2: Any = None
 
     @classmethod
@@ -277,14 +277,14 @@ class AppEngine(Engine):
     def load(self) -> None:
         import uiautomator2 as u2
 
-        registry = devicelab.plugin_manager.get_registry()
+        registry = self.phone.registry
         if self.options.tokenizer not in registry.models:
             raise ScenarioError(
                 f"app engine: tokenizer model {self.options.tokenizer!r} is not registered; "
                 "set [models.options] tokenizer to a registered GGUF model with the app "
                 "model's tokenizer."
             )
-        self._tok = host_tokenizer(registry.models[self.options.tokenizer][1])
+        self._tok = host_tokenizer(registry, registry.models[self.options.tokenizer][1])
         # The device object of our own adb client, not the serial: given a serial,
         # uiautomator2 asks adbutils' default server (port 5037), not the one this phone is on.
         self._u2 = u2.connect_usb(self.phone.require_adb().device)
@@ -294,7 +294,7 @@ class AppEngine(Engine):
     def tok(self) -> Engine:
         if self._tok is None:
             raise devicelab.DevicelabError("the engine is not loaded")
-        return self._tok
+        return self._tok.engine
 
     def context_window(self) -> int:
         return 4096

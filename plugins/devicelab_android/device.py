@@ -54,8 +54,12 @@ def fingerprint(adb: Adb) -> dict[str, Any]:
 class AndroidDevice(Device):
     kind = "android"
 
-    def __init__(self, name: str, serial: str, profile: Mapping[str, Any]) -> None:
+    def __init__(
+        self, name: str, serial: str, profile: Mapping[str, Any], registry: devicelab.Registry
+    ) -> None:
         super().__init__(name, profile.get("options", {}))
+        # The app engine finds its host tokenizer's model here.
+        self.registry = registry
         self.serial = serial
         self.profile = dict(profile)
         self.adb: Adb | None = None
@@ -102,6 +106,9 @@ class AndroidDevice(Device):
 class AndroidType(DeviceType):
     kind = "android"
     description = "Android phones over ADB (USB or adb over Wi-Fi)"
+
+    def __init__(self, registry: devicelab.Registry) -> None:
+        self.registry = registry
 
     def discover(self) -> list[DeviceInfo]:
         try:
@@ -159,4 +166,4 @@ class AndroidType(DeviceType):
         self.resolve_serial(name, profile)
 
     def open(self, name: str, profile: Mapping[str, Any]) -> Device:
-        return AndroidDevice(name, self.resolve_serial(name, profile), profile)
+        return AndroidDevice(name, self.resolve_serial(name, profile), profile, self.registry)

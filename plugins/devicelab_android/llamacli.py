@@ -33,9 +33,8 @@ from devicelab import (
     ModelError,
     ModelSpec,
     TokenStream,
-    plugin_manager,
+    is_gguf,
 )
-from devicelab.api import is_gguf
 
 from .adb import Adb, adbutils_module
 from .device import AndroidDevice
@@ -71,14 +70,25 @@ def parse_perf(stderr: str) -> dict[str, float]:
     return out
 
 
-def host_tokenizer(model: ModelSpec) -> Engine:
-    """The host's llama.cpp engine on the same GGUF, used only for tokens and templates."""
-    registry = plugin_manager.get_registry()
-    engine_cls = registry.engine_for("llama.cpp", "host")
-    host = registry.devices["host"][1].open("host", {})
-    engine = engine_cls(host, model, engine_cls.Options())
-    engine.load()
-    return engine
+def host_tokenizer(registry: devicelab.Registry, model: ModelSpec) -> HostTokenizer:
+    """The host's engine on the same GGUF, used only for tokens and templates; resolved
+    exactly as a scenario's model on the host would be."""
+    stack = contextlib.ExitStack()
+    try:
+        engine = stack.enter_context(devicelab.open_engine(registry, model, "host"))
+    except BaseException:
+        stack.close()
+        raise
+    return HostTokenizer(engine, stack)
+
+
+@dataclass
+class HostTokenizer:
+    engine: Engine
+    stack: contextlib.ExitStack[bool | None]
+
+    def close(self) -> None:
+        self.stack.close()
 
 
 class LlamaCliEngine(Engine):
@@ -108,7 +118,7 @@ class LlamaCliEngine(Engine):
 
     def __init__(self, device: devicelab.Device, model: ModelSpec, options: Any) -> None:
         super().__init__(device, model, options)
-        self._tok: Engine | None = None
+        self._tok: HostTokenizer | None = None
 
     @staticmethod
     def binary_path(options: Any) -> Path | None:
@@ -140,13 +150,13 @@ class LlamaCliEngine(Engine):
         adb.check(["chmod", "755", self._remote("llama-cli")])
         assert self.model.path is not None
         adb.push_if_changed(self.model.path, self._remote(self.model.path.name))
-        self._tok = host_tokenizer(self.model)
+        self._tok = host_tokenizer(self.phone.registry, self.model)
 
     @property
     def tok(self) -> Engine:
         if self._tok is None:
             raise devicelab.DevicelabError("the engine is not loaded")
-        return self._tok
+        return self._tok.engine
 
     def context_window(self) -> int:
         return int(self.options.n_ctx)

@@ -65,7 +65,7 @@ TOTAL_PSS = re.compile(r"TOTAL(?: PSS)?:\s+(\d+)")
 HAL_TEMP = re.compile(r"mValue=([-\d.]+).*?mName=([^,}]+)")
 
 
-def parse_block(lines: list[str], state: dict[str, Any]) -> dict[str, devicelab.api.Value]:
+def parse_block(lines: list[str], state: dict[str, Any]) -> dict[str, devicelab.Value]:
     """One tick's ``grep -H`` lines -> sample values. ``state`` keeps the slow readings."""
     zones: dict[str, dict[str, str]] = {}
     freqs: dict[str, dict[str, str]] = {}
@@ -91,7 +91,7 @@ def parse_block(lines: list[str], state: dict[str, Any]) -> dict[str, devicelab.
             key, _, rest = value.partition(":")
             procs.setdefault(parts[2], {})[key] = rest.strip()
 
-    out: dict[str, devicelab.api.Value] = {}
+    out: dict[str, devicelab.Value] = {}
     temps = []
     for zone in zones.values():
         c = milli_celsius(zone.get("temp"))
@@ -139,8 +139,8 @@ def parse_slow(lines: list[str], state: dict[str, Any]) -> None:
         state["external_power"] = any(powered)
 
 
-def _battery(b: dict[str, str], state: dict[str, Any]) -> dict[str, devicelab.api.Value]:
-    out: dict[str, devicelab.api.Value] = {
+def _battery(b: dict[str, str], state: dict[str, Any]) -> dict[str, devicelab.Value]:
+    out: dict[str, devicelab.Value] = {
         "battery_level": _int(b.get("capacity")),
         "battery_temp_c": None,
         "power_w": None,
@@ -195,7 +195,7 @@ class StreamingCollector(Collector):
         self.interval_s = interval_s
         self._pids: tuple[int, ...] = ()
         self._package: str | None = None
-        self._latest: dict[str, devicelab.api.Value] = {}
+        self._latest: dict[str, devicelab.Value] = {}
         self._slow: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -221,7 +221,7 @@ class StreamingCollector(Collector):
             self._slow = {}
         self.start()
 
-    def sample(self) -> dict[str, devicelab.api.Value]:
+    def sample(self) -> dict[str, devicelab.Value]:
         with self._lock:
             return dict(self._latest)
 
@@ -262,7 +262,7 @@ class StreamingCollector(Collector):
                     return
 
 
-def poll_once(adb: Adb, pids: Iterable[int] = ()) -> dict[str, devicelab.api.Value]:
+def poll_once(adb: Adb, pids: Iterable[int] = ()) -> dict[str, devicelab.Value]:
     """One sample by one adb command: the slow way, kept to benchmark against the stream."""
     files = [*FAST_FILES, *(f"/proc/{int(p)}/status" for p in pids)]
     out = adb.run(f"grep -H . {' '.join(files)} 2>/dev/null", timeout=10).stdout

@@ -55,9 +55,9 @@ class HostCollector(Collector):
     def start(self) -> None:
         self._psutil.cpu_percent(interval=None)  # the first call only sets the baseline
 
-    def sample(self) -> dict[str, devicelab.api.Value]:
+    def sample(self) -> dict[str, devicelab.Value]:
         ps = self._psutil
-        values: dict[str, devicelab.api.Value] = {
+        values: dict[str, devicelab.Value] = {
             "mem_mb": round(self._proc.memory_info().rss / MB, 1),
             "mem_available_mb": round(ps.virtual_memory().available / MB, 1),
             "cpu_percent": ps.cpu_percent(interval=None),

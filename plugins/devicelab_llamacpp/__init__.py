@@ -30,8 +30,8 @@ from devicelab import (
     Message,
     ModelSpec,
     TokenStream,
+    is_gguf,
 )
-from devicelab.api import is_gguf
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import devicelab
-from devicelab import Quantizer, QuantizeResult
-from devicelab.api import cache_dir, is_gguf
+from devicelab import Quantizer, QuantizeResult, cache_dir, is_gguf
 
 GGUF_INSTALL = "pip install gguf numpy"
 LLAMA_INSTALL = "pip install llama-cpp-python"

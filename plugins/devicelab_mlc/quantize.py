@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import devicelab
-from devicelab import Quantizer, QuantizeResult
-from devicelab.api import is_gguf
+from devicelab import Quantizer, QuantizeResult, is_gguf
 
 MLC_INSTALL = (
     "python -m pip install --pre -U -f https://mlc.ai/wheels mlc-llm-nightly-cpu mlc-ai-nightly-cpu"

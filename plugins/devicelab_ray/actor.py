@@ -19,14 +19,12 @@ class DeviceWorker:
     def __init__(
         self, scenario: Mapping[str, Any], source: str, run_id: str, unit: int, label: str
     ) -> None:
-        from devicelab.scheduler import prepare_resolved
-
-        registry = devicelab.plugin_manager.get_registry()
-        plan = prepare_resolved(scenario, source, registry)
-        self.trials = {t.trial_id: t for t in plan.trials()}
+        self.session = DeviceSession.for_worker(
+            scenario, source, devicelab.load_plugins(), run_id, label
+        )
+        self.trials = {t.trial_id: t for t in self.session.plan.trials()}
         self.label = label
         self.unit = unit
-        self.session = DeviceSession(plan, run_id, device_label=label)
         try:
             self.session.open()
         except BaseException:
@@ -41,7 +39,12 @@ class DeviceWorker:
                 "make a different trial matrix. Install the same devicelab plugins there."
             )
         out = self.session.run_trial(trial)
-        return {"record": out.record, "samples": out.samples, "device_lost": out.device_lost}
+        # Plain JSON crosses the network, so a worker and a driver of other versions agree.
+        return {
+            "record": out.record.to_json(),
+            "samples": out.samples,
+            "device_lost": out.device_lost,
+        }
 
     def close(self) -> None:
         self.session.close()

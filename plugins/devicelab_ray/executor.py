@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import devicelab
-from devicelab import Executor, Plan, Reporter, RunDir, RunOutcome
+from devicelab import Attempts, Executor, Plan, Reporter, RunDir, RunOutcome, TrialRecord
 
 from . import resources
 
@@ -154,12 +154,10 @@ class RayExecutor(Executor):
         ray = self.ray
         from ray.exceptions import RayTaskError
 
-        from devicelab.scheduler import failed_record
-
         written = run.done_trial_ids()
         trials = {t.trial_id: t for t in plan.trials()}
         todo = [tid for tid in trials if tid not in written]
-        outcome = RunOutcome([], skipped=len(trials) - len(todo), failed=0)
+        outcome = RunOutcome(skipped=len(trials) - len(todo))
         reporter.start(len(todo), outcome.skipped)
         if not todo:
             reporter.finish()
@@ -171,14 +169,13 @@ class RayExecutor(Executor):
         retries = plan.scenario.retries
         last_loss = "no device of the cluster could be used"
 
-        def record(rec: dict[str, Any], samples: list[dict[str, Any]]) -> None:
-            if rec["trial_id"] in written:
+        def record(rec: TrialRecord, samples: list[dict[str, Any]]) -> None:
+            if rec.trial_id in written:
                 return  # idempotent by trial_id: a trial run twice is written once
-            written.add(rec["trial_id"])
+            written.add(rec.trial_id)
             run.append_samples(samples)
             run.append_trial(rec)
-            outcome.records.append(rec)
-            outcome.failed += rec["status"] != "ok"
+            outcome.add(rec)
             reporter.trial_done(rec)
 
         def lose(unit: _Unit, pending: _Pending, why: str, attempts: int = 1) -> None:
@@ -198,9 +195,8 @@ class RayExecutor(Executor):
 
         def give_up(pending: _Pending, why: str) -> None:
             trial = trials[pending.trial_id]
-            rec = failed_record(run.run_id, trial, plan, why, pending.lost, "")
-            rec["attempts"] = pending.attempts
-            record(rec, [])
+            rec = plan.failed_record(trial, run.run_id, why, pending.lost, "")
+            record(rec.but(tries=Attempts(pending.attempts, tuple(pending.lost))), [])
 
         try:
             while queue or inflight:
@@ -227,34 +223,36 @@ class RayExecutor(Executor):
                         cause = getattr(exc, "cause", None)
                         if isinstance(cause, devicelab.UsageError):
                             raise devicelab.UsageError(f"on {unit.label}: {cause}") from None
-                        rec = failed_record(
-                            run.run_id,
+                        rec = plan.failed_record(
                             trials[pending.trial_id],
-                            plan,
+                            run.run_id,
                             f"the worker on {unit.label} failed: {cause or exc}",
                             pending.lost,
                             unit.label,
                         )
-                        rec["attempts"] = pending.attempts + 1
-                        record(rec, [])
+                        tries = Attempts(pending.attempts + 1, tuple(pending.lost))
+                        record(rec.but(tries=tries), [])
                         continue
                     except ray.exceptions.RayError as exc:
                         lose(unit, pending, _short(exc))
                         continue
-                    rec = out["record"]
+                    rec = TrialRecord.from_json(out["record"])
                     if out["device_lost"]:
-                        for note in rec.get("lost_attempts", []):
+                        for note in rec.tries.lost_attempts:
                             pending.lost.append(f"on {unit.label}: {note}")
                         lose(
                             unit,
                             pending,
                             "the device was lost and did not come back",
-                            int(rec.get("attempts", 1)),
+                            rec.tries.attempts,
                         )
                         continue
                     if pending.lost:
-                        rec["attempts"] = pending.attempts + int(rec.get("attempts", 1))
-                        rec["lost_attempts"] = pending.lost + list(rec.get("lost_attempts", []))
+                        tries = Attempts(
+                            pending.attempts + rec.tries.attempts,
+                            (*pending.lost, *rec.tries.lost_attempts),
+                        )
+                        rec = rec.but(tries=tries)
                     record(rec, out["samples"])
         finally:
             self._close_units(units)

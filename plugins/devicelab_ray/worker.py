@@ -20,7 +20,7 @@ from .executor import require_ray
 
 def attached_devices() -> list[DeviceInfo]:
     """What every loaded device plugin finds on this host now."""
-    registry = devicelab.plugin_manager.get_registry()
+    registry = devicelab.load_plugins()
     found: list[DeviceInfo] = []
     for _, dtype in registry.devices.values():
         found.extend(dtype.discover())

@@ -26,7 +26,9 @@ class VirtualType(DeviceType):
     kind = "virtual"
     description = "a virtual Galaxy S24 on this host, started for the run"
 
-    def __init__(self) -> None:
+    def __init__(self, registry: devicelab.Registry) -> None:
+        # The virtual phone is driven by the android device kind, found here.
+        self.registry = registry
         self._launched: dict[int, Any] = {}
 
     @property
@@ -40,7 +42,7 @@ class VirtualType(DeviceType):
         return name == NAME
 
     def _android(self) -> DeviceType:
-        registry = devicelab.plugin_manager.get_registry()
+        registry = self.registry
         if "android" not in registry.devices:
             raise ScenarioError(
                 "the virtual S24 is driven by the Android plugin, which is not loaded. "
@@ -84,8 +86,10 @@ class VirtualType(DeviceType):
 
 
 @devicelab.hookimpl
-def devicelab_register_devices(register: Callable[[DeviceType], None]) -> None:
-    register(VirtualType())
+def devicelab_register_devices(
+    register: Callable[[DeviceType], None], registry: devicelab.Registry
+) -> None:
+    register(VirtualType(registry))
 
 
 @devicelab.hookimpl

@@ -49,9 +49,9 @@ from devicelab import (
     Message,
     ModelSpec,
     TokenStream,
+    parse_options,
     plugin_manager,
 )
-from devicelab.api import parse_options
 
 from .device import VirtualS24
 from .shellio import CancelToken, ShellCancelled

@@ -26,8 +26,8 @@ import pytest
 from wordsplugin import free_port, run_cli
 
 from devicelab import Reporter, RunDir, plugin_manager
+from devicelab._runtime.resolve import load_and_resolve as load_and_prepare
 from devicelab.results import TRIALS, read_jsonl
-from devicelab.scheduler import load_and_prepare
 
 ray = pytest.importorskip("ray")
 

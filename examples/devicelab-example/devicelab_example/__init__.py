@@ -70,7 +70,7 @@ class LoadAvgCollector(Collector):
 
     name = "loadavg"
 
-    def sample(self) -> dict[str, devicelab.api.Value]:
+    def sample(self) -> dict[str, devicelab.Value]:
         try:
             one, five, fifteen = os.getloadavg()
         except (AttributeError, OSError):  # Windows has no getloadavg; some systems refuse

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devicelab import plugin_manager
+from devicelab.testing import reset_plugins
 
 NEEDED = "host,llamacpp,docassist"
 
@@ -19,6 +19,6 @@ NEEDED = "host,llamacpp,docassist"
 def hermetic_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("DEVICELAB_PLUGINS", NEEDED)
     monkeypatch.delenv("DEVICELAB_DISABLE_PLUGINS", raising=False)
-    plugin_manager.reset()
+    reset_plugins()
     yield
-    plugin_manager.reset()
+    reset_plugins()

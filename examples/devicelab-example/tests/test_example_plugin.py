@@ -8,13 +8,10 @@ from pathlib import Path
 import devicelab_example
 import pytest
 
-from devicelab import plugin_manager
-from devicelab.cli import main
+import devicelab
 from devicelab.pytest_plugin import InstallPlugin
 from devicelab.results import TELEMETRY, read_jsonl
-from devicelab.scenario import load_scenario
-from devicelab.scheduler import prepare
-from devicelab.testing import make_scenario, registry_with, run_scenario
+from devicelab.testing import make_scenario, plan_scenario, registry_with, run_cli, run_scenario
 
 
 def test_registry_with_adds_the_task_and_the_collector() -> None:
@@ -27,7 +24,7 @@ def test_listed_by_devicelab_plugins(
     devicelab_plugin: InstallPlugin, capsys: pytest.CaptureFixture[str]
 ) -> None:
     devicelab_plugin(devicelab_example, "example")
-    main(["plugins", "--json"])
+    assert run_cli(["plugins", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["example"]["registered"] == {"tasks": ["KW"], "collectors": ["loadavg"]}
 
@@ -35,13 +32,13 @@ def test_listed_by_devicelab_plugins(
 def test_installed_entry_point_loads_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """`pip install` put the entry point in place: devicelab loads it like any plugin."""
     monkeypatch.setenv("DEVICELAB_PLUGINS", "host,llamacpp,docassist,example")
-    registry = plugin_manager.get_registry()
+    registry = devicelab.load_plugins()
     assert "example" in registry.plugins and "KW" in registry.tasks
 
 
 def test_scenario_with_kw_is_accepted(tmp_path: Path) -> None:
     path = make_scenario(tmp_path, kinds=["KW", "SUMM"])
-    plan = prepare(load_scenario(path), registry_with(devicelab_example))
+    plan = plan_scenario(path, registry_with(devicelab_example))
     assert [t.task for t in plan.trials()] == ["KW", "SUMM"]
     assert "loadavg" in plan.collector_factories
 

@@ -15,6 +15,7 @@ from devicelab_android.device import AndroidDevice, AndroidType
 from devicelab_android.llamacli import LlamaCliEngine
 from devicelab_virtual.launch import make_virtual_s24
 
+import devicelab
 from devicelab import (
     DeviceLostError,
     GenerationRequest,
@@ -42,7 +43,7 @@ def phone(adb_server: adbutils.AdbClient) -> Iterator[AndroidDevice]:
     while not any(d.serial == vdev.serial for d in adb_server.device_list()):
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    device = AndroidType().open("s24", {"options": {"serial": vdev.serial}})
+    device = AndroidType(devicelab.load_plugins()).open("s24", {"options": {"serial": vdev.serial}})
     device.open()
     device.virtual = vdev  # type: ignore[attr-defined]
     yield device
@@ -56,7 +57,9 @@ def smollm2() -> ModelSpec:
 
 
 def test_discovered_with_its_fingerprint(phone: AndroidDevice) -> None:
-    [found] = [d for d in AndroidType().discover() if d.name == phone.serial]
+    [found] = [
+        d for d in AndroidType(devicelab.load_plugins()).discover() if d.name == phone.serial
+    ]
     assert "SM-S921B" in found.description
     info = phone.info()
     assert info["model"] == "SM-S921B" and info["platform"] == "s5e9945"
@@ -65,7 +68,7 @@ def test_discovered_with_its_fingerprint(phone: AndroidDevice) -> None:
 
 def test_s24_profile_matches_the_attached_phone(phone: AndroidDevice) -> None:
     profile = {"name": "s24", "match": {"models": ["SM-S921B", "SM-S921U"]}, "options": {}}
-    assert AndroidType().resolve_serial("s24", profile) == phone.serial
+    assert AndroidType(devicelab.load_plugins()).resolve_serial("s24", profile) == phone.serial
 
 
 def test_shell_quoting_keeps_hostile_text_literal(phone: AndroidDevice) -> None:

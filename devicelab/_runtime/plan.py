@@ -1,0 +1,154 @@
+"""The plan: a scenario resolved against the plugins, and its trial matrix. Data only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._record import Attempts, Identity, TrialRecord
+from ..api import Collector, Device, DeviceType, Document, Engine, ModelSpec, Task, TaskPrompt
+from ..results import now_iso
+from ..scenario import Scenario
+
+
+@dataclass(frozen=True)
+class QuantJob:
+    """A quantisation the plan needs that is not made yet (see :mod:`.materialise`)."""
+
+    source: ModelSpec  # the registered model as it ships
+    backend: str  # the quantiser plugin's backend name
+    qtype: str  # its canonical spelling of the quantisation
+    out: Path  # where the file goes (the user's cache)
+    asked: str  # the quantisation as the scenario spells it
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: ModelSpec
+    engine_cls: type[Engine]
+    options: Any
+    # Set when spec.path does not exist yet: the quantisation that makes it.
+    make: QuantJob | None = None
+
+
+@dataclass(frozen=True)
+class Trial:
+    trial_id: str
+    model: ResolvedModel
+    task: str
+    doc_id: str
+    item: str
+    context_tokens: int
+    sections: int
+    repetition: int
+    warmup: bool
+
+
+@dataclass
+class Plan:
+    """A scenario resolved against the plugins: everything needed to run, nothing run yet."""
+
+    scenario: Scenario
+    device_type: DeviceType
+    device_name: str
+    device_profile: dict[str, Any]
+    models: list[ResolvedModel]
+    tasks: dict[str, Task]
+    documents: list[Document]
+    collector_factories: dict[str, Callable[[Device], Collector | None]] = field(
+        default_factory=dict
+    )
+    # [quality] metrics to score each ok trial with: name -> its raw options table (checked).
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def trials(self) -> Iterator[Trial]:
+        """The trial matrix in run order: model, task, document, item, length, repetition.
+
+        Each model's ``warmup`` warm-up trials come first, right after it loads, on the first
+        task, document and length: they take the first-run costs (page faults of the mapped
+        weights, cold caches, clock ramp-up) out of the measured trials. With ``[scenario]
+        order = "interleaved"`` the measured trials go round-robin: every cell's repetition 0,
+        then every cell's repetition 1, ..., so thermal drift spreads over all the variants.
+        """
+        sc = self.scenario
+        for model in self.models:
+            cells = [
+                (kind, doc, prompt.item, length)
+                for kind in sc.task_kinds
+                for doc in self.documents
+                for prompt in prompt_items(self.tasks[kind], doc, sc.qa_questions)
+                for length in sc.lengths
+            ]
+            runs = [(cells[0], rep, True) for rep in range(sc.warmup)]
+            if sc.order == "interleaved":
+                runs += [(cell, rep, False) for rep in range(sc.repetitions) for cell in cells]
+            else:
+                runs += [(cell, rep, False) for cell in cells for rep in range(sc.repetitions)]
+            for (kind, doc, item, length), rep, warm in runs:
+                yield Trial(
+                    trial_id=trial_id(
+                        self.device_name, model.spec, kind, doc.id, item, length, rep, warm
+                    ),
+                    model=model,
+                    task=kind,
+                    doc_id=doc.id,
+                    item=item,
+                    context_tokens=length,
+                    sections=length // sc.section_size,
+                    repetition=rep,
+                    warmup=warm,
+                )
+
+    def identity(
+        self,
+        trial: Trial,
+        run_id: str,
+        device: str | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> Identity:
+        """Who and what ``trial`` is, as its record says it."""
+        spec = trial.model.spec
+        return Identity(
+            run_id=run_id,
+            trial_id=trial.trial_id,
+            device=self.device_name if device is None else device,
+            engine=spec.engine,
+            model=spec.name,
+            quant=spec.quant,
+            task=trial.task,
+            doc_id=trial.doc_id,
+            item=trial.item,
+            context_tokens=trial.context_tokens,
+            sections=trial.sections,
+            repetition=trial.repetition,
+            warmup=trial.warmup,
+            device_info=info or {},
+        )
+
+    def failed_record(
+        self, trial: Trial, run_id: str, error: str, lost_attempts: list[str], device: str
+    ) -> TrialRecord:
+        """The record of a trial that no device could run (an executor gave up on it)."""
+        at = now_iso()
+        return TrialRecord(
+            self.identity(trial, run_id, device),
+            status="failed",
+            error=error,
+            started_at=at,
+            finished_at=at,
+            tries=Attempts(len(lost_attempts), tuple(lost_attempts)),
+        )
+
+
+def prompt_items(task: Task, doc: Document, qa_questions: int) -> list[TaskPrompt]:
+    # Items do not depend on the context, so the plan can be made before any model loads.
+    return task.prompts(doc, "")[:qa_questions]
+
+
+def trial_id(
+    device: str, spec: ModelSpec, task: str, doc: str, item: str, length: int, rep: int, warm: bool
+) -> str:
+    run = f"w{rep}" if warm else f"r{rep}"
+    return f"{device}/{spec.name}/{spec.quant}/{task}/{doc}/{item}/L{length}/{run}"

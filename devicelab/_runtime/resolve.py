@@ -1,0 +1,259 @@
+"""Resolve a scenario against the loaded plugins: device, models, tasks, documents, metrics.
+
+Everything here only reads and checks, so bad input is reported before anything is made or
+written; :mod:`.materialise` makes what the plan needs afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .._registry import Registry
+from ..api import DeviceType, Document, ModelSpec, Task, parse_options
+from ..corpus import load_corpus
+from ..errors import CorpusError, ScenarioError, UsageError
+from ..quantize import plan_quant
+from ..scenario import Scenario, load_scenario, parse_scenario
+from .plan import Plan, QuantJob, ResolvedModel, prompt_items
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def resolve(scenario: Scenario, registry: Registry, device: str | None = None) -> Plan:
+    """Resolve ``scenario`` against ``registry``; raise :class:`UsageError` on bad input.
+
+    Pure: it reads the scenario's inputs (corpus, device profile) but makes nothing; a quant
+    the plan needs and that is not made yet is a :class:`QuantJob` for :func:`materialise`."""
+    if device is not None:
+        scenario = scenario.with_device(device)
+    where = str(scenario.source)
+    device_type, device_name, profile = resolve_device(scenario, registry)
+
+    tasks: dict[str, Task] = {}
+    for kind in scenario.task_kinds:
+        if kind not in registry.tasks:
+            known = ", ".join(sorted(registry.tasks)) or "none"
+            raise ScenarioError(
+                f"{where}: [tasks] kinds: unknown task {kind!r}. Registered tasks: {known}."
+                f"{registry.broken_note()}"
+            )
+        tasks[kind] = registry.tasks[kind][1]
+
+    models = [
+        _resolve_model(m, scenario, registry, device_type.engine_kind) for m in scenario.models
+    ]
+    documents = _documents(scenario, registry)
+    factories = {name: f for name, (_, f) in registry.collectors.items()}
+    chosen = _metrics(scenario, registry, tasks, documents)
+    return Plan(
+        scenario, device_type, device_name, profile, models, tasks, documents, factories, chosen
+    )
+
+
+def _metrics(
+    scenario: Scenario, registry: Registry, tasks: Mapping[str, Task], documents: list[Document]
+) -> dict[str, dict[str, Any]]:
+    """Check ``[quality]`` against the registered metrics and the corpus's references."""
+    where = f"{scenario.source}: [quality]"
+    needing: list[str] = []
+    for name in scenario.quality_metrics:
+        if name not in registry.metrics:
+            known = ", ".join(sorted(registry.metrics)) or "none"
+            raise ScenarioError(
+                f"{where} metrics: unknown metric {name!r}. Registered metrics: {known}."
+                f"{registry.broken_note()}"
+            )
+        cls = registry.metrics[name][1]
+        raw = scenario.quality_options.get(name, {})
+        options = parse_options(cls.Options, raw, f"{scenario.source}: [quality.options.{name}]")
+        try:
+            cls.check(options)
+        except UsageError as exc:
+            raise type(exc)(f"{scenario.source}: {exc}") from None
+        for model in cls.models(options):
+            try:
+                registry.model(model)
+            except UsageError as exc:
+                raise ScenarioError(f"{scenario.source}: [quality.options.{name}]: {exc}") from None
+        if cls.needs_references:
+            needing.append(name)
+    if needing:
+        for kind, task in tasks.items():
+            lacking = [
+                d.id
+                for d in documents
+                if any(not p.references for p in prompt_items(task, d, scenario.qa_questions))
+            ]
+            if lacking:
+                field_name = f"'{task.reference_field}'" if task.reference_field else "references"
+                raise CorpusError(
+                    f"{where} metrics {', '.join(needing)} compare answers with references, but "
+                    f"task {kind} has none for documents {', '.join(lacking)} in "
+                    f"{scenario.documents}. Add {field_name} to those documents in the corpus, "
+                    f"or drop {kind} from [tasks] kinds or those metrics from [quality] metrics."
+                )
+    return {name: dict(scenario.quality_options.get(name, {})) for name in scenario.quality_metrics}
+
+
+def resolve_device(
+    scenario: Scenario, registry: Registry
+) -> tuple[DeviceType, str, dict[str, Any]]:
+    """Find the device a scenario (or ``--device``) names: a profile file, or a plugin's name."""
+    value = scenario.device
+    where = f"{scenario.source}: [device] name"
+    profile_path = _find_profile(value, scenario.source.parent)
+    profile: dict[str, Any] = {}
+    kind: str | None = None
+    if profile_path is not None:
+        try:
+            data = tomllib.loads(profile_path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ScenarioError(f"device profile {profile_path}: cannot be read ({exc}).") from None
+        profile = data.get("device", {})
+        kind = profile.get("kind")
+        if not isinstance(kind, str):
+            raise ScenarioError(
+                f"device profile {profile_path}: [device] kind is missing; set it to one of "
+                f"{', '.join(sorted(registry.devices)) or 'the registered kinds'}."
+            )
+        name = str(profile.get("name", value))
+        if kind not in registry.devices:
+            raise ScenarioError(
+                f"device profile {profile_path} needs the device kind {kind!r}, which no loaded "
+                f"plugin provides (loaded kinds: {', '.join(sorted(registry.devices)) or 'none'})."
+                f" Install or enable the plugin for {kind!r} devices.{registry.broken_note()}"
+            )
+        dt = registry.devices[kind][1]
+    else:
+        # The kind named like the device first ("host"), and stop at the first that accepts:
+        # another kind's accepts may be costly (Android's asks the adb server, starting one).
+        ordered = sorted((dt for _, dt in registry.devices.values()), key=lambda t: t.kind != value)
+        found = next((dt for dt in ordered if dt.accepts(value)), None)
+        if found is None:
+            known = ", ".join(sorted(registry.devices)) or "none"
+            raise ScenarioError(
+                f"{where}: no device called {value!r}. Give a device profile path "
+                f"(devices/host.toml), a profile name found in devices/, or a name a device "
+                f"plugin knows (loaded kinds: {known}); `devicelab devices` lists the devices "
+                f"available now.{registry.broken_note()}"
+            )
+        dt, name = found, value
+    merged = dict(profile)
+    merged.setdefault("options", {})
+    merged["options"] = {**merged["options"], **scenario.device_options}
+    dt.check(name, merged)
+    return dt, name, merged
+
+
+def _find_profile(value: str, scenario_dir: Path) -> Path | None:
+    if value.endswith(".toml") or os.sep in value:
+        for base in (Path.cwd(), scenario_dir):
+            candidate = (base / value).resolve()
+            if candidate.is_file():
+                return candidate
+        raise ScenarioError(f"device profile {value} does not exist. Check the path.")
+    for base in (scenario_dir.parent / "devices", Path.cwd() / "devices"):
+        candidate = base / f"{value}.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _resolve_model(
+    m: Any, scenario: Scenario, registry: Registry, device_kind: str
+) -> ResolvedModel:
+    make: QuantJob | None = None
+    where = f"{scenario.source}: [[models]] {m.name!r}"
+    if m.path is not None:
+        spec = ModelSpec(m.name, m.engine, m.quant or "unknown", Path(m.path))
+    elif m.name in registry.models:
+        spec = registry.models[m.name][1]
+        if m.engine and m.engine != spec.engine:
+            raise ScenarioError(
+                f"{where}: engine {m.engine!r} does not match the registered model, which runs "
+                f"on {spec.engine!r}. Remove engine or set it to {spec.engine!r}."
+            )
+        if m.quant and m.quant != spec.quant:
+            # A quantisation the model does not ship: made once by a quantiser plugin and
+            # cached (or a ScenarioError listing what can be made).
+            spec, make = plan_quant(spec, m.quant, registry, where)
+    elif m.engine:
+        # A model the engine carries itself (an app with its model built in): the engine's
+        # check_model decides whether it knows the name.
+        spec = ModelSpec(m.name, m.engine, m.quant or "unknown", None)
+    else:
+        known = ", ".join(sorted(registry.models)) or "none"
+        raise ScenarioError(
+            f"{where}: unknown model. Registered models: {known}. Or give path = "
+            f'"file.gguf" with engine = "llama.cpp".{registry.broken_note()}'
+        )
+    return resolve_engine(
+        spec, registry, device_kind, m.options, f"{where}: [models.options]", make
+    )
+
+
+def resolve_engine(
+    spec: ModelSpec,
+    registry: Registry,
+    device_kind: str,
+    options: Mapping[str, Any],
+    where: str,
+    make: QuantJob | None = None,
+) -> ResolvedModel:
+    """The engine that runs ``spec`` on ``device_kind`` devices, with its options checked."""
+    engine_cls = registry.engine_for(spec.engine, device_kind)
+    engine_options = parse_options(engine_cls.Options, dict(options), where)
+    if make is None:  # a file still to be made is checked once materialise has made it
+        engine_cls.check_model(spec)
+    return ResolvedModel(spec, engine_cls, engine_options, make)
+
+
+def _documents(scenario: Scenario, registry: Registry) -> list[Document]:
+    where = f"{scenario.source}: [tasks] documents"
+    ref = scenario.documents
+    if ref in registry.corpora:
+        path = registry.corpora[ref][1].path
+    elif ref.endswith(".jsonl"):
+        path = Path(ref)
+    else:
+        known = ", ".join(sorted(registry.corpora)) or "none"
+        raise ScenarioError(
+            f"{where}: {ref!r} is neither a registered corpus ({known}) nor a .jsonl path."
+        )
+    docs = load_corpus(path)
+    if scenario.doc_ids:
+        by_id = {d.id: d for d in docs}
+        missing = [i for i in scenario.doc_ids if i not in by_id]
+        if missing:
+            raise ScenarioError(
+                f"{scenario.source}: [tasks] doc_ids: {', '.join(missing)} not in {path} "
+                f"(its ids: {', '.join(by_id)})."
+            )
+        docs = [by_id[i] for i in scenario.doc_ids]
+    if scenario.max_documents is not None:
+        docs = docs[: scenario.max_documents]
+    if "QA" in scenario.task_kinds:
+        no_qa = [d.id for d in docs if not d.qa]
+        if no_qa:
+            raise CorpusError(
+                f"{path}: documents {', '.join(no_qa)} have no 'qa' pairs, which the QA task "
+                "needs. Add qa pairs, or drop QA from [tasks] kinds."
+            )
+    return docs
+
+
+def resolve_data(data: Mapping[str, Any], source: str, registry: Registry) -> Plan:
+    """The plan of a scenario sent as :meth:`Scenario.resolved` (a remote worker makes its own
+    plan from its own plugins, so nothing but data crosses the network)."""
+    return resolve(parse_scenario(dict(data), Path(source)), registry)
+
+
+def load_and_resolve(path: str | Path, registry: Registry, device: str | None = None) -> Plan:
+    return resolve(load_scenario(path), registry, device)

@@ -1,0 +1,465 @@
+"""One device opened for a run, and the one way a trial runs on it.
+
+A :class:`DeviceSession` owns everything that lives as long as the device is open: the
+sampler, the loaded model and its prompts, the scoring process, the run-wide thermal state;
+its methods own the attempt loop (reconnect and retry a lost device), the cooldown before a
+trial and the throttling read from the trial's samples. It writes nothing: each
+:meth:`DeviceSession.run_trial` returns the record and the samples, so the driver stays the
+only writer of the run directory. The local executor and remote workers (a Ray actor per
+phone) both use it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import metrics
+from .._executor import Reporter
+from .._record import Attempts, Measures, Quality, Thermal, TrialRecord
+from .._registry import Registry
+from ..api import (
+    Device,
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    Scored,
+    TaskPrompt,
+    TokenStream,
+)
+from ..errors import DevicelabError, DeviceLostError, TrialError, UsageError
+from ..quality import Scorer
+from ..results import now_iso
+from ..telemetry import Sampler
+from .materialise import materialise
+from .plan import Plan, ResolvedModel, Trial
+from .prompts import PromptKey, build_prompts
+from .resolve import resolve_data
+
+Sample = dict[str, Any]
+
+THROTTLED_STATUS = 2  # Android's THERMAL_STATUS_MODERATE
+
+
+@dataclass
+class TrialOutput:
+    """One finished trial: its record, the telemetry samples taken for it (load, cooldown,
+    attempts) and whether the device was lost for good while it ran."""
+
+    record: TrialRecord
+    samples: list[Sample]
+    device_lost: bool = False
+
+
+@dataclass
+class _Attempt:
+    """What one attempt at a trial gave: the outcome, measures and thermal state, and the
+    reason the device was lost (``None`` when it was not)."""
+
+    status: str
+    error: str | None
+    started_at: str
+    finished_at: str
+    measures: Measures
+    output_text: str | None
+    throttling: dict[str, Any]
+    lost: str | None = None
+
+
+@dataclass
+class ThermalWatch:
+    """Run-wide thermal state: the highest ``cpu_*_max_mhz`` of each key seen so far (a lower
+    value later is a thermal cap) and whether the missing temperature was reported."""
+
+    max_mhz: dict[str, float] = field(default_factory=dict)
+    noted_no_temp: bool = False
+
+    def observe(self, samples: list[Sample]) -> None:
+        for s in samples:
+            for key, value in s.items():
+                if _is_cap_key(key) and isinstance(value, (int, float)):
+                    self.max_mhz[key] = max(value, self.max_mhz.get(key, value))
+
+    def throttling(self, samples: list[Sample]) -> dict[str, Any]:
+        """``throttled`` and ``thermal_status_max`` of one trial's samples (in time order)."""
+        statuses = [
+            int(s["thermal_status"])
+            for s in samples
+            if isinstance(s.get("thermal_status"), (int, float))
+            and not isinstance(s.get("thermal_status"), bool)
+        ]
+        capped = False
+        seen_cap = False
+        for s in samples:
+            for key, value in s.items():
+                if not _is_cap_key(key) or not isinstance(value, (int, float)):
+                    continue
+                seen_cap = True
+                top = self.max_mhz.get(key)
+                if top is not None and value < top:
+                    capped = True
+                self.max_mhz[key] = value if top is None else max(top, value)
+        status_max = max(statuses) if statuses else None
+        throttled: bool | None = None
+        if statuses or seen_cap:
+            throttled = capped or (status_max is not None and status_max >= THROTTLED_STATUS)
+        return {"throttled": throttled, "thermal_status_max": status_max}
+
+
+def _is_cap_key(key: str) -> bool:
+    return key.startswith("cpu_") and key.endswith("_max_mhz")
+
+
+class DeviceSession:
+    """One device opened for a run: its sampler, one loaded model at a time, and the one way
+    a trial runs. A model loads when the first trial that needs it arrives and stays loaded
+    while the trials that follow use it."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        run_id: str,
+        reporter: Reporter | None = None,
+        device_label: str | None = None,
+    ) -> None:
+        self.plan = plan
+        self.run_id = run_id
+        self.reporter = reporter or Reporter()
+        self.device_label = device_label or plan.device_name
+        self.device: Device | None = None
+        self.info: dict[str, Any] = {}
+        self.sampler: Sampler | None = None
+        self.thermal = ThermalWatch()
+        self._model: ResolvedModel | None = None
+        self._engine: Engine | None = None
+        self._load_error: str | None = None
+        self._load_s: float | None = None
+        self._prompts: dict[PromptKey, TaskPrompt] = {}
+        self._pending: list[Sample] = []
+        # The [quality] metrics' own process, from open() to close().
+        self.scorer: Scorer | None = None
+
+    @classmethod
+    def for_worker(
+        cls,
+        scenario: Mapping[str, Any],
+        source: str,
+        registry: Registry,
+        run_id: str,
+        device_label: str,
+    ) -> DeviceSession:
+        """A session on a remote worker, from the scenario as data
+        (:meth:`~devicelab.Plan.scenario` ``.resolved()``): the worker resolves it against its
+        own plugins and makes what it needs, so nothing but data crosses the network."""
+        plan = materialise(resolve_data(scenario, source, registry), registry, Reporter())
+        return cls(plan, run_id, device_label=device_label)
+
+    # --- the device ----------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the device and start its sampler; call :meth:`close` after, also on errors."""
+        plan, sc = self.plan, self.plan.scenario
+        if plan.metrics:
+            # First: a metric that cannot load stops the run before any device or trial.
+            self.reporter.status(f"starting the scoring process ({', '.join(plan.metrics)})")
+            self.scorer = Scorer(plan.metrics, sc.source)
+            self.scorer.start()
+        self.device = device = plan.device_type.open(plan.device_name, plan.device_profile)
+        self.reporter.status(f"opening device {plan.device_name}")
+        device.open()
+        self.info = device.info()
+        collectors = device.collectors()
+        for factory in plan.collector_factories.values():
+            extra = factory(device)
+            if extra is not None:
+                collectors.append(extra)
+        self.sampler = Sampler(collectors, sc.telemetry_interval_s)
+        if sc.telemetry_enabled:
+            self.sampler.start()
+        elif sc.cooldown_below_c is not None:
+            self.sampler.start(poll=False)  # the cooldown still reads the temperature
+
+    def close(self) -> None:
+        """Free the model, stop the sampler, close and release the device."""
+        try:
+            self._close_engine()
+        finally:
+            scorer, self.scorer = self.scorer, None
+            if scorer is not None:
+                scorer.close()
+            if self.sampler is not None:
+                self.sampler.stop()
+            device, self.device = self.device, None
+            if device is not None:
+                try:
+                    device.close()
+                finally:
+                    self.plan.device_type.release(device)
+
+    def take_samples(self) -> list[Sample]:
+        """The samples taken since the last call (a failed load's included)."""
+        out, self._pending = self._pending, []
+        return out
+
+    def _keep(self, samples: list[Sample]) -> None:
+        if self.plan.scenario.telemetry_enabled:
+            self._pending.extend(samples)
+
+    # --- a trial -------------------------------------------------------------------------
+
+    def run_trial(self, trial: Trial) -> TrialOutput:
+        """Run ``trial`` (loading its model first if another one is loaded)."""
+        assert self.device is not None and self.sampler is not None, "open() first"
+        if self._model is not trial.model:
+            self._load(trial.model)
+        identity = self.plan.identity(trial, self.run_id, self.device_label, self.info)
+        load_s, self._load_s = self._load_s, None
+        if self._load_error is not None:
+            at = now_iso()
+            record = TrialRecord(
+                identity,
+                status="failed",
+                error=self._load_error,
+                started_at=at,
+                finished_at=at,
+                measures=Measures(load_s=load_s),
+            )
+            return TrialOutput(record, self.take_samples())
+        prompt = self._prompts[(trial.task, trial.doc_id, trial.item, trial.context_tokens)]
+        cooldown_s, timed_out = self._cooldown(trial)
+        last, tries = self._attempts(trial, prompt)
+        record = TrialRecord(
+            identity,
+            status="ok" if last.error is None else "failed",
+            error=last.error,
+            output_text=last.output_text,
+            started_at=last.started_at,
+            finished_at=last.finished_at,
+            measures=Measures(**{**vars(last.measures), "load_s": load_s}),
+            tries=tries,
+            thermal=Thermal(cooldown_s, timed_out, **last.throttling),
+        )
+        if record.ok:
+            record = self._score(record, trial, prompt)
+        return TrialOutput(record, self.take_samples(), device_lost=last.lost is not None)
+
+    def _attempts(self, trial: Trial, prompt: TaskPrompt) -> tuple[_Attempt, Attempts]:
+        """Run ``trial``; when the device is lost, reconnect and retry (``[scenario] retries``).
+
+        Only the last attempt becomes the record, so a trial is written once however often it
+        was tried; ``attempts`` says how many it took and ``error`` keeps the earlier reasons.
+        """
+        sc = self.plan.scenario
+        assert self.device is not None
+        lost: list[str] = []
+        for n in range(1, sc.retries + 2):
+            result = self._attempt(trial, prompt, n)
+            if result.lost is None:
+                break
+            lost.append(f"attempt {n}: {result.lost}")
+            if n > sc.retries:
+                break
+            try:
+                self.device.reconnect(sc.reconnect_timeout_s)
+            except DeviceLostError as exc:
+                lost.append(f"reconnect failed: {exc}")
+                break
+        if lost and result.error is not None:
+            final = [] if result.lost is not None else [f"attempt {n}: {result.error}"]
+            result.error = "; ".join(lost + final)
+        return result, Attempts(n, tuple(lost))
+
+    def _attempt(self, trial: Trial, prompt: TaskPrompt, attempt: int) -> _Attempt:
+        sc, sampler, engine = self.plan.scenario, self.sampler, self._engine
+        assert sampler is not None and engine is not None
+        request = GenerationRequest(
+            messages=prompt.messages,
+            max_tokens=sc.max_output_tokens,
+            temperature=sc.temperature,
+            seed=sc.seed,
+            fields=prompt.fields,
+        )
+        stream = TokenStream(deadline=time.perf_counter() + sc.timeout_s)
+        started_at = now_iso()
+        sampler.begin(trial.trial_id, "idle", stream)
+        result: GenerationResult | None = None
+        error: str | None = None
+        lost: str | None = None
+        try:
+            result = engine.generate(request, stream)
+        except DeviceLostError as exc:
+            error = lost = str(exc)
+        except TrialError as exc:
+            error = str(exc)
+        except DevicelabError:
+            raise
+        except Exception as exc:  # an engine bug fails the trial, not the run
+            error = describe(exc)
+        finally:
+            stream.done()
+            samples = sampler.end()
+        if attempt > 1:
+            for sample in samples:
+                sample["attempt"] = attempt
+        self._keep(samples)
+        measured: dict[str, Any] = _from_samples(samples)
+        text = None
+        if result is not None and stream.t_sent is not None:
+            speed = metrics.speed(
+                stream.t_sent, stream.token_times, result.input_tokens, result.output_tokens
+            )
+            measured.update(
+                input_tokens=result.input_tokens,
+                output_tokens=result.output_tokens,
+                ttft_s=speed.ttft_s,
+                itps=speed.itps,
+                otps=speed.otps,
+                runtime_s=speed.runtime_s,
+                engine_timings=result.engine_timings,
+            )
+            text = result.text
+            if result.output_tokens == 0:
+                error = "the engine produced no output tokens"
+        return _Attempt(
+            status="ok" if error is None else "failed",
+            error=error,
+            started_at=started_at,
+            finished_at=now_iso(),
+            measures=Measures(**measured),
+            output_text=text,
+            throttling=self.thermal.throttling(samples),
+            lost=lost,
+        )
+
+    def _cooldown(self, trial: Trial) -> tuple[float, bool]:
+        """Wait, before a trial, until the hottest sensor is below ``[thermal]
+        cooldown_below_c`` (at most ``cooldown_timeout_s``): (seconds waited, timed out).
+
+        The wait's samples carry the trial's id and phase "cooldown"; a device without a
+        temperature is not waited for."""
+        sc, sampler = self.plan.scenario, self.sampler
+        assert sampler is not None
+        limit = sc.cooldown_below_c
+        if limit is None:
+            return 0.0, False
+        temp = sampler.read_now().get("temp_c")
+        if temp is None:
+            if not self.thermal.noted_no_temp:
+                self.thermal.noted_no_temp = True
+                self.reporter.status(
+                    "no temperature on this device: trials start without a cooldown"
+                )
+            return 0.0, False
+        if temp < limit:
+            return 0.0, False
+        self.reporter.status(
+            f"cooling down: {temp:g} °C, waiting for < {limit:g} °C before {trial.trial_id}"
+        )
+        t0 = time.perf_counter()
+        timed_out = False
+        sampler.begin(trial.trial_id, "cooldown")
+        try:
+            while temp is not None and temp >= limit:
+                if time.perf_counter() - t0 >= sc.cooldown_timeout_s:
+                    timed_out = True
+                    break
+                time.sleep(sc.cooldown_poll_s)
+                temp = sampler.read_now().get("temp_c")
+        finally:
+            samples = sampler.end()
+        self.thermal.observe(samples)
+        self._keep(samples)
+        return round(time.perf_counter() - t0, 4), timed_out
+
+    def _score(self, record: TrialRecord, trial: Trial, prompt: TaskPrompt) -> TrialRecord:
+        """The task's own metrics, then the scenario's ``[quality]`` metrics, on an ok trial.
+
+        A task metric that fails or gives something other than numbers fails the trial, with
+        the task named; a ``[quality]`` metric that raises leaves the trial ok (its speed was
+        measured) and is named with its reason in ``quality_errors``.
+        """
+        task = self.plan.tasks[trial.task]
+        output = record.output_text or ""
+        try:
+            values = {str(k): float(v) for k, v in task.score(prompt, output).items()}
+        except Exception as exc:
+            return record.failed(
+                f"the quality metric of task {task.kind!r} failed: {describe(exc)}. "
+                "Task.score must return a dict of metric name -> number."
+            )
+        scorer = self.scorer
+        if scorer is None:
+            return record.but(quality=Quality(values))
+        try:
+            response = task.response(prompt, output)
+        except Exception as exc:
+            reason = f"task {task.kind!r} could not read the output: {describe(exc)}"
+            return record.but(quality=Quality(values, {name: reason for name in scorer.metrics}))
+        item = Scored(
+            task=task.kind,
+            candidates=tuple(response.items),
+            references=tuple(prompt.references),
+            source=prompt.fields.get("document", ""),
+            request=prompt.fields.get("request", ""),
+        )
+        scoring = scorer.score(item)
+        return record.but(quality=Quality({**values, **scoring.values}, dict(scoring.errors)))
+
+    # --- the model -----------------------------------------------------------------------
+
+    def _load(self, model: ResolvedModel) -> None:
+        self._close_engine()
+        sampler = self.sampler
+        assert self.device is not None and sampler is not None
+        self._model = model
+        self._engine = engine = model.engine_cls(self.device, model.spec, model.options)
+        name = self.plan.device_name
+        self.reporter.status(f"loading {model.spec.name} ({model.spec.quant}) on {name}")
+        sampler.begin(f"load/{name}/{model.spec.name}/{model.spec.quant}", "load")
+        t0 = time.perf_counter()
+        self._load_error = None
+        try:
+            engine.load()
+        except UsageError:
+            raise
+        except Exception as exc:
+            self._load_error = f"model failed to load: {describe(exc)}"
+        self._load_s = round(time.perf_counter() - t0, 4)
+        self._keep(sampler.end())
+        self._prompts = build_prompts(self.plan, engine) if self._load_error is None else {}
+
+    def _close_engine(self) -> None:
+        engine, self._engine, self._model = self._engine, None, None
+        if engine is not None:
+            engine.close()
+
+
+def _from_samples(samples: list[Sample]) -> dict[str, Any]:
+    """Trial fields derived from telemetry: peak memory, hottest sensor, energy."""
+    mems = [s["mem_mb"] for s in samples if s.get("mem_mb") is not None]
+    temps = [s["temp_c"] for s in samples if s.get("temp_c") is not None]
+    power = [(s["t"], s["power_w"]) for s in samples if s.get("power_w") is not None]
+    energy = None
+    if len(power) >= 2:
+        # Trapezoids between samples: the sampler's clock is not perfectly regular.
+        energy = sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in itertools.pairwise(power))
+    on_battery = [s["on_battery"] for s in samples if s.get("on_battery") is not None]
+    return {
+        "peak_mem_mb": round(max(mems), 1) if mems else None,
+        "max_temp_c": max(temps) if temps else None,
+        "energy_j": None if energy is None else round(energy, 3),
+        "energy_reliable": (all(on_battery) if on_battery else False)
+        if energy is not None
+        else None,
+    }
+
+
+def describe(exc: BaseException) -> str:
+    where = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    at = f" (at {Path(where[0].filename).name}:{where[0].lineno})" if where else ""
+    return f"{type(exc).__name__}: {exc}{at}"
