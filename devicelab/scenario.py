@@ -55,8 +55,8 @@ class Each:
 
 
 def _fail(why: str, key: str | None = None, table: str | None = None) -> PydanticCustomError:
-    """A check of ours, reported like pydantic's own (``table``/``key`` where the location
-    pydantic knows is not the one to name)."""
+    """A check of ours, reported like pydantic's own. ``table``/``key`` name the place where
+    pydantic's location is not the one to name; ``table=""`` says the message stands alone."""
     return PydanticCustomError("devicelab", "{why}", {"why": why, "key": key, "table": table})
 
 
