@@ -1,8 +1,14 @@
 """Scenario files: TOML in, a validated :class:`Scenario` out.
 
+The tables are declared once, as the pydantic models below (one per table, in
+:data:`TABLES`): each key's type, default, limits and description. Validation, the defaults of
+:class:`Scenario`, the resolved scenario.toml (:meth:`Scenario.resolved`) and the README's
+table (:mod:`devicelab.scenariodoc`) all come from them. pydantic, not hand-written checks:
+:mod:`devicelab.validation` says why.
+
 Every error names the file, the table and the key, and says how to fix it. Checks that need
-plugins (engine, task, corpus and device names) live in :func:`check_against`; checks that
-need a loaded model (the context window) run in the scheduler before the first trial.
+plugins (engine, task, corpus and device names) live in the scheduler's resolution; checks
+that need a loaded model (the context window) run before the first trial.
 """
 
 from __future__ import annotations
@@ -10,19 +16,272 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+import typing
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from .errors import ScenarioError
+from .validation import STRICT, expected, type_name
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-_MISSING = object()
-ORDERS = ("sequential", "interleaved")
+
+@dataclass(frozen=True)
+class As:
+    """The :class:`Scenario` attribute a key fills, where it is not the key's own name."""
+
+    attr: str
+
+
+@dataclass(frozen=True)
+class Each:
+    """What a list's entries must be; said, with the whole list, when one is not."""
+
+    says: str
+
+
+def _fail(why: str, key: str | None = None, table: str | None = None) -> PydanticCustomError:
+    """A check of ours, reported like pydantic's own. ``table``/``key`` name the place where
+    pydantic's location is not the one to name; ``table=""`` says the message stands alone."""
+    return PydanticCustomError("devicelab", "{why}", {"why": why, "key": key, "table": table})
+
+
+_STRINGS = Each('must be a list of strings, like ["a", "b"]')
+
+
+class _Table(BaseModel):
+    model_config = STRICT
+    # Written to scenario.toml even when nothing in it differs from the defaults.
+    written_when_default: ClassVar[bool] = True
+
+
+class ScenarioTable(_Table):
+    name: str = Field(description="shown in reports")
+    description: str = ""
+    repetitions: int = Field(3, ge=1)
+    warmup: int = Field(
+        1,
+        ge=0,
+        description="warm-up trials after each model load, on the first task, document and "
+        "L; recorded with `warmup = true`, left out of summaries",
+    )
+    timeout_s: float = Field(300.0, ge=0.001, description="per trial")
+    retries: int = Field(2, ge=0, description="reruns of a trial whose device was lost")
+    reconnect_timeout_s: float = Field(
+        60.0, ge=0, description="how long to wait for a lost device to come back"
+    )
+    seed: int = 0
+    order: Literal["sequential", "interleaved"] = Field(
+        "sequential",
+        description="\"interleaved\" runs each model's repetitions round-robin: every cell's "
+        "repetition 0, then every cell's repetition 1, ..., after the warm-ups, so thermal "
+        "drift spreads over all variants; trial ids are the same, so a run resumes in either "
+        "order",
+    )
+    executor: str = Field("local", description='"ray" spreads trials over a cluster')
+
+
+class DeviceTable(_Table):
+    name: Annotated[str, As("device")] = Field(
+        "host", description="or a profile in `devices/`, or a path to one"
+    )
+    options: Annotated[dict[str, Any], As("device_options")] = Field(
+        default_factory=dict, description="checked by the device's kind"
+    )
+
+
+class ModelTable(_Table):
+    name: str = Field(description='a registered model, or any name with `path = "file.gguf"`')
+    engine: str = Field("", description="required with `path`")
+    quant: str = ""
+    path: str | None = Field(None, description="relative to the scenario file")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the engine's `Options`; llama.cpp's: `threads`, `n_ctx` 2048, `n_batch` "
+        "512, `use_mmap`",
+    )
+
+    @field_validator("quant")
+    @classmethod
+    def _lower(cls, quant: str) -> str:
+        return quant.lower()
+
+    @model_validator(mode="after")
+    def _engine_with_path(self) -> ModelTable:
+        if self.path is not None and not self.engine:
+            raise _fail('is required when a model is given by path. Add engine = "...".', "engine")
+        return self
+
+
+class TasksTable(_Table):
+    kinds: Annotated[list[str], _STRINGS, As("task_kinds")] = Field(
+        description="SUMM, QS, QA or a plugin's"
+    )
+    documents: str = Field(
+        description="a corpus name such as `docassist-mini`, or a `.jsonl` path; see docs/corpus.md"
+    )
+    max_output_tokens: int = Field(128, ge=1)
+    temperature: float = Field(0.0, ge=0, description="0 = greedy")
+    qa_questions: int = Field(1, ge=1)
+    doc_ids: Annotated[list[str] | None, _STRINGS] = Field(
+        None, description="only the documents with these ids"
+    )
+    max_documents: int | None = Field(None, ge=1, description="at most this many documents")
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, kinds: list[str]) -> list[str]:
+        if not kinds:
+            raise _fail('is empty. List at least one task, e.g. ["SUMM", "QS", "QA"].')
+        if len(set(kinds)) != len(kinds):
+            raise _fail(f"lists a task twice: {kinds}.")
+        return kinds
+
+
+_LENGTHS = "must be a list of positive whole token counts"
+
+
+class ContextTable(_Table):
+    sections: int = Field(5, ge=1)
+    lengths: Annotated[list[PositiveInt], Each(_LENGTHS)] = Field(
+        description="each document is tokenised with the model's own tokenizer and cut into "
+        "`sections` sections of max(lengths)/sections tokens; a trial at length L gets the "
+        "first L/size sections"
+    )
+
+    @field_validator("lengths")
+    @classmethod
+    def _lengths(cls, lengths: list[int]) -> list[int]:
+        if not lengths:
+            raise _fail(f"{_LENGTHS}, not [].")
+        if len(set(lengths)) != len(lengths):
+            raise _fail(f"lists a length twice: {lengths!r}.")
+        return sorted(lengths)
+
+    @model_validator(mode="after")
+    def _sections_divide(self) -> ContextTable:
+        top, sections = max(self.lengths), self.sections
+        if top % sections:
+            raise _fail(
+                f"the largest length {top} cannot be cut into {sections} equal sections "
+                f"({top} / {sections} is not whole). Make it a multiple of {sections}, or "
+                "change [context] sections.",
+                "lengths",
+            )
+        size = top // sections
+        for length in self.lengths:
+            if length % size:
+                multiples = ", ".join(str(size * k) for k in range(1, sections + 1))
+                raise _fail(
+                    f"{length} is not a whole number of sections: with sections = {sections} "
+                    f"and a largest length of {top}, each section is {size} tokens, so "
+                    f"lengths must be among {multiples}.",
+                    "lengths",
+                )
+        return self
+
+
+class TelemetryTable(_Table):
+    enabled: Annotated[bool, As("telemetry_enabled")] = True
+    interval_s: Annotated[float, As("telemetry_interval_s")] = Field(0.1, ge=0.001)
+
+
+class ThermalTable(_Table):
+    cooldown_below_c: float | None = Field(
+        None,
+        ge=-273.15,
+        description="before each trial, wait while the hottest sensor's `temp_c` is at or above "
+        "it (none: never wait)",
+    )
+    cooldown_timeout_s: float = Field(
+        120.0, ge=0, description="after this long, start the trial anyway"
+    )
+    cooldown_poll_s: float = Field(
+        1.0, ge=0.001, description="how often the temperature is read while waiting"
+    )
+
+
+class QualityTable(_Table):
+    # Only when metrics are set, so scenarios without metrics keep their fingerprint.
+    written_when_default: ClassVar[bool] = False
+    metrics: Annotated[list[str], _STRINGS, As("quality_metrics")] = Field(
+        default_factory=list,
+        description="`bleu`, `rouge`, `sts`, `self_bleu`, `geval` or a plugin's",
+    )
+    options: Annotated[dict[str, Any], As("quality_options")] = Field(
+        default_factory=dict,
+        description="a `[quality.options.NAME]` table per metric; see docs/quality.md",
+    )
+
+    @model_validator(mode="after")
+    def _options_per_metric(self) -> QualityTable:
+        if len(set(self.metrics)) != len(self.metrics):
+            raise _fail(f"lists a metric twice: {self.metrics}.", "metrics")
+        for name, table in self.options.items():
+            if not isinstance(table, dict):
+                raise _fail(
+                    f"must be a table ([quality.options.{name}]), not {type_name(type(table))}.",
+                    name,
+                    "quality.options",
+                )
+            if name not in self.metrics:
+                listed = ", ".join(self.metrics) or "none listed"
+                raise _fail(
+                    f"{name!r} is not in [quality] metrics ({listed}). Add it to metrics or "
+                    "remove the table.",
+                    table=f"quality.options.{name}",
+                )
+        return self
+
+
+class ScenarioFile(_Table):
+    """A whole scenario file; table order is the order of the resolved scenario.toml."""
+
+    scenario: ScenarioTable
+    device: DeviceTable = DeviceTable()
+    models: list[ModelTable] = Field(min_length=1)
+    tasks: TasksTable
+    context: ContextTable
+    telemetry: TelemetryTable = TelemetryTable()
+    thermal: ThermalTable = ThermalTable()
+    quality: QualityTable = QualityTable()
+
+    @model_validator(mode="after")
+    def _models_differ(self) -> ScenarioFile:
+        keys = [(m.name, m.engine, m.quant) for m in self.models]
+        if len(set(keys)) != len(keys):
+            raise _fail("[[models]] lists the same model, engine and quant twice.", table="")
+        return self
+
+
+TABLES: dict[str, type[_Table]] = {
+    name: ModelTable if name == "models" else typing.cast(type[_Table], info.annotation)
+    for name, info in ScenarioFile.model_fields.items()
+}
+
+
+def _attr(table: str, key: str) -> str:
+    """The :class:`Scenario` attribute ``[table] key`` fills."""
+    marks = TABLES[table].model_fields[key].metadata
+    return next((m.attr for m in marks if isinstance(m, As)), key)
+
+
+def _default(table: str, key: str) -> Any:
+    return TABLES[table].model_fields[key].default
 
 
 @dataclass(frozen=True)
@@ -36,35 +295,38 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class Scenario:
+    """A validated scenario, one attribute per key (defaults from the tables above); required
+    keys default to empty here only so tests can build one by hand."""
+
     source: Path
     name: str
-    description: str = ""
-    repetitions: int = 3
-    warmup: int = 1
-    timeout_s: float = 300.0
-    retries: int = 2
-    reconnect_timeout_s: float = 60.0
-    seed: int = 0
-    device: str = "host"
+    description: str = _default("scenario", "description")
+    repetitions: int = _default("scenario", "repetitions")
+    warmup: int = _default("scenario", "warmup")
+    timeout_s: float = _default("scenario", "timeout_s")
+    retries: int = _default("scenario", "retries")
+    reconnect_timeout_s: float = _default("scenario", "reconnect_timeout_s")
+    seed: int = _default("scenario", "seed")
+    device: str = _default("device", "name")
     device_options: dict[str, Any] = field(default_factory=dict)
     models: tuple[ModelEntry, ...] = ()
     task_kinds: tuple[str, ...] = ()
     documents: str = ""
     doc_ids: tuple[str, ...] = ()
-    max_documents: int | None = None
-    max_output_tokens: int = 128
-    temperature: float = 0.0
-    qa_questions: int = 1
-    sections: int = 5
+    max_documents: int | None = _default("tasks", "max_documents")
+    max_output_tokens: int = _default("tasks", "max_output_tokens")
+    temperature: float = _default("tasks", "temperature")
+    qa_questions: int = _default("tasks", "qa_questions")
+    sections: int = _default("context", "sections")
     lengths: tuple[int, ...] = ()
-    telemetry_enabled: bool = True
-    telemetry_interval_s: float = 0.1
-    order: str = "sequential"
-    cooldown_below_c: float | None = None
-    cooldown_timeout_s: float = 120.0
-    cooldown_poll_s: float = 1.0
+    telemetry_enabled: bool = _default("telemetry", "enabled")
+    telemetry_interval_s: float = _default("telemetry", "interval_s")
+    order: str = _default("scenario", "order")
+    cooldown_below_c: float | None = _default("thermal", "cooldown_below_c")
+    cooldown_timeout_s: float = _default("thermal", "cooldown_timeout_s")
+    cooldown_poll_s: float = _default("thermal", "cooldown_poll_s")
     # Who runs the trials ("local", "ray", ...); checked against the registered executors.
-    executor: str = "local"
+    executor: str = _default("scenario", "executor")
     # [quality]: the quality metrics scored on each ok trial, and each one's options table.
     quality_metrics: tuple[str, ...] = ()
     quality_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -74,57 +336,23 @@ class Scenario:
         return max(self.lengths) // self.sections
 
     def resolved(self) -> dict[str, Any]:
-        """The scenario with every default filled in, as written to the run's scenario.toml."""
-        models = []
-        for m in self.models:
-            entry = {k: v for k, v in asdict(m).items() if v is not None}
-            models.append(entry)
-        tasks: dict[str, Any] = {
-            "kinds": list(self.task_kinds),
-            "documents": self.documents,
-            "max_output_tokens": self.max_output_tokens,
-            "temperature": self.temperature,
-            "qa_questions": self.qa_questions,
-        }
-        if self.doc_ids:
-            tasks["doc_ids"] = list(self.doc_ids)
-        if self.max_documents is not None:
-            tasks["max_documents"] = self.max_documents
-        thermal: dict[str, Any] = {
-            "cooldown_timeout_s": self.cooldown_timeout_s,
-            "cooldown_poll_s": self.cooldown_poll_s,
-        }
-        if self.cooldown_below_c is not None:
-            thermal = {"cooldown_below_c": self.cooldown_below_c, **thermal}
-        body: dict[str, Any] = {
-            "scenario": {
-                "name": self.name,
-                "description": self.description,
-                "repetitions": self.repetitions,
-                "warmup": self.warmup,
-                "timeout_s": self.timeout_s,
-                "retries": self.retries,
-                "reconnect_timeout_s": self.reconnect_timeout_s,
-                "seed": self.seed,
-                "order": self.order,
-                "executor": self.executor,
-            },
-            "device": {"name": self.device, "options": self.device_options},
-            "models": models,
-            "tasks": tasks,
-            "context": {"sections": self.sections, "lengths": list(self.lengths)},
-            "telemetry": {
-                "enabled": self.telemetry_enabled,
-                "interval_s": self.telemetry_interval_s,
-            },
-            "thermal": thermal,
-        }
-        # Only when set, so scenarios without metrics keep their fingerprint.
-        if self.quality_metrics:
-            body["quality"] = {
-                "metrics": list(self.quality_metrics),
-                "options": {k: dict(v) for k, v in self.quality_options.items()},
-            }
+        """The scenario with every default filled in, as written to the run's scenario.toml:
+        each table's keys in declared order; an optional key (default none) only when set."""
+        body: dict[str, Any] = {}
+        for name, table in TABLES.items():
+            if name == "models":
+                body[name] = [
+                    {k: v for k, v in asdict(m).items() if v is not None} for m in self.models
+                ]
+                continue
+            section: dict[str, Any] = {}
+            for key, info in table.model_fields.items():
+                value = getattr(self, _attr(name, key))
+                if info.default is None and value in (None, ()):
+                    continue
+                section[key] = _plain(value)
+            if table.written_when_default or section != table().model_dump():
+                body[name] = section
         return body
 
     def fingerprint(self) -> str:
@@ -143,77 +371,16 @@ class Scenario:
         return hashlib.sha256(data).hexdigest()[:16]
 
     def with_device(self, device: str) -> Scenario:
-        from dataclasses import replace
-
         return replace(self, device=device)
 
 
-class _Table:
-    """One TOML table being read: tracks which keys were used so the rest can be rejected."""
-
-    def __init__(self, path: Path, name: str, data: Any, hint: str = "") -> None:
-        self.path = path
-        self.name = name
-        self.hint = hint
-        if not isinstance(data, dict):
-            self.fail(None, f"must be a table, not {type(data).__name__}")
-        self.data: dict[str, Any] = data
-        self.used: set[str] = set()
-
-    def where(self, key: str | None) -> str:
-        return f"{self.path}: [{self.name}]" + (f" {key}" if key else "")
-
-    def fail(self, key: str | None, why: str) -> None:
-        raise ScenarioError(f"{self.where(key)}: {why}{self.hint}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = _MISSING) -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            if default is _MISSING:
-                self.fail(key, "is required but missing. Add it.")
-            return default
-        value = self.data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        bad_bool = isinstance(value, bool) and bool not in kinds
-        if bad_bool or not isinstance(value, kinds):
-            names = " or ".join(_type_name(k) for k in kinds)
-            self.fail(key, f"must be {names}, not {_type_name(type(value))} ({value!r}).")
-        return value
-
-    def number(self, key: str, default: Any, *, minimum: float, integer: bool = False) -> Any:
-        value = self.get(key, int if integer else (int, float), default)
-        if value is not None and value < minimum:
-            self.fail(key, f"must be at least {minimum:g}, not {value!r}.")
-        return value
-
-    def strings(self, key: str, default: Any = _MISSING) -> tuple[str, ...]:
-        value = self.get(key, list, default)
-        if value is None:
-            return ()
-        if not all(isinstance(v, str) for v in value):
-            self.fail(key, f'must be a list of strings, like ["a", "b"], not {value!r}.')
-        return tuple(value)
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            known = ", ".join(sorted(self.used))
-            self.fail(
-                unknown[0],
-                f"is not a known key (known keys in [{self.name}]: {known}). "
-                "Remove it or fix its spelling.",
-            )
-
-
-def _type_name(t: type) -> str:
-    return {
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        bool: "true or false",
-        list: "a list",
-        dict: "a table",
-    }.get(t, t.__name__)
+def _plain(value: Any) -> Any:
+    """A value as TOML writes it: tuples as lists, tables copied."""
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -234,188 +401,96 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
-    known_tables = {
-        "scenario",
-        "device",
-        "models",
-        "tasks",
-        "context",
-        "telemetry",
-        "thermal",
-        "quality",
-    }
-    for key in data:
-        if key not in known_tables:
-            raise ScenarioError(
-                f"{path}: [{key}] is not a known table (known: "
-                f"{', '.join(sorted(known_tables))}). Remove it or fix its spelling."
-            )
-
-    sc = _Table(path, "scenario", _required(data, path, "scenario"))
-    name = sc.get("name", str)
-    description = sc.get("description", str, "")
-    repetitions = sc.number("repetitions", 3, minimum=1, integer=True)
-    warmup = sc.number("warmup", 1, minimum=0, integer=True)
-    timeout_s = float(sc.number("timeout_s", 300.0, minimum=0.001))
-    retries = sc.number("retries", 2, minimum=0, integer=True)
-    reconnect_timeout_s = float(sc.number("reconnect_timeout_s", 60.0, minimum=0))
-    seed = sc.get("seed", int, 0)
-    order = sc.get("order", str, "sequential")
-    if order not in ORDERS:
-        sc.fail("order", f'must be "sequential" or "interleaved", not {order!r}.')
-    executor = sc.get("executor", str, "local")
-    sc.done()
-
-    dev = _Table(path, "device", data.get("device", {}))
-    device = dev.get("name", str, "host")
-    device_options = dev.get("options", dict, {})
-    dev.done()
-
-    raw_models = data.get("models", _MISSING)
-    if raw_models is _MISSING:
-        raise ScenarioError(
-            f"{path}: [[models]] is missing. Add at least one, for example:\n"
-            '[[models]]\nname = "smollm2-135m-instruct"\nengine = "llama.cpp"\nquant = "q4_1"'
-        )
-    if not isinstance(raw_models, list) or not raw_models:
-        raise ScenarioError(f"{path}: [[models]] must be an array of tables with at least one.")
-    models = []
-    for i, raw in enumerate(raw_models):
-        mt = _Table(path, f"models.{i}", raw)
-        m_name = mt.get("name", str)
-        m_path = mt.get("path", str, None)
-        m_engine = mt.get("engine", str, "")
-        if m_path is not None and not m_engine:
-            mt.fail("engine", 'is required when a model is given by path. Add engine = "...".')
-        m_quant = mt.get("quant", str, "")
-        m_options = mt.get("options", dict, {})
-        mt.done()
-        if m_path is not None and not Path(m_path).is_absolute():
-            m_path = str((path.parent / m_path).resolve())
-        models.append(ModelEntry(m_name, m_engine, m_quant.lower(), m_path, m_options))
-    keys = [(m.name, m.engine, m.quant) for m in models]
-    if len(set(keys)) != len(keys):
-        raise ScenarioError(f"{path}: [[models]] lists the same model, engine and quant twice.")
-
-    tk = _Table(path, "tasks", _required(data, path, "tasks"))
-    kinds = tk.strings("kinds")
-    if not kinds:
-        tk.fail("kinds", 'is empty. List at least one task, e.g. ["SUMM", "QS", "QA"].')
-    if len(set(kinds)) != len(kinds):
-        tk.fail("kinds", f"lists a task twice: {list(kinds)}.")
-    documents = tk.get("documents", str)
+    try:
+        file = ScenarioFile.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # Tables are checked one after another; an unknown table is named before them all.
+        first = min(errors, key=lambda e: (e["type"], len(e["loc"])) != ("extra_forbidden", 1))
+        raise ScenarioError(f"{path}: {_explain(first, data)}") from None
+    values: dict[str, Any] = {}
+    for name in TABLES:
+        if name != "models":
+            section = getattr(file, name)
+            for key in type(section).model_fields:
+                value = getattr(section, key)
+                values[_attr(name, key)] = tuple(value) if isinstance(value, list) else value
+    documents = file.tasks.documents
     if documents.endswith(".jsonl") and not Path(documents).is_absolute():
-        documents = str((path.parent / documents).resolve())
-    doc_ids = tk.strings("doc_ids", None)
-    max_documents = tk.number("max_documents", None, minimum=1, integer=True)
-    max_output_tokens = tk.number("max_output_tokens", 128, minimum=1, integer=True)
-    temperature = float(tk.number("temperature", 0.0, minimum=0))
-    qa_questions = tk.number("qa_questions", 1, minimum=1, integer=True)
-    tk.done()
+        values["documents"] = str((path.parent / documents).resolve())
+    values["doc_ids"] = values["doc_ids"] or ()
+    models = []
+    for m in file.models:
+        where = m.path
+        if where is not None and not Path(where).is_absolute():
+            where = str((path.parent / where).resolve())
+        models.append(ModelEntry(m.name, m.engine, m.quant, where, m.options))
+    return Scenario(source=path, models=tuple(models), **values)
 
-    cx = _Table(path, "context", _required(data, path, "context"))
-    sections = cx.number("sections", 5, minimum=1, integer=True)
-    raw_lengths = cx.get("lengths", list)
-    if not raw_lengths or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in raw_lengths
-    ):
-        cx.fail("lengths", f"must be a list of positive whole token counts, not {raw_lengths!r}.")
-    lengths = tuple(sorted(set(raw_lengths)))
-    if len(lengths) != len(raw_lengths):
-        cx.fail("lengths", f"lists a length twice: {raw_lengths!r}.")
-    cx.done()
-    top = max(lengths)
-    if top % sections:
-        cx.fail(
-            "lengths",
-            f"the largest length {top} cannot be cut into {sections} equal sections "
-            f"({top} / {sections} is not whole). Make it a multiple of {sections}, or change "
-            "[context] sections.",
-        )
-    size = top // sections
-    for length in lengths:
-        if length % size:
-            multiples = ", ".join(str(size * k) for k in range(1, sections + 1))
-            cx.fail(
-                "lengths",
-                f"{length} is not a whole number of sections: with sections = {sections} "
-                f"and a largest length of {top}, each section is {size} tokens, so lengths "
-                f"must be among {multiples}.",
+
+def _explain(err: ErrorDetails, data: dict[str, Any]) -> str:
+    """One of pydantic's errors as our message: ``[table] key: what is wrong. The fix.``"""
+    loc, kind, value = err["loc"], err["type"], err["input"]
+    ctx: dict[str, Any] = dict(err.get("ctx") or {})
+    if kind == "devicelab" and ctx["table"] == "":
+        return str(ctx["why"])
+    if not loc:
+        return f"must be a table of tables, not {type_name(type(value))}."
+    table = str(loc[0])
+    if len(loc) == 1 and kind == "extra_forbidden":
+        return f"[{table}] is not a known table (known: {', '.join(sorted(TABLES))}). {_RESPELL}"
+    if len(loc) == 1 and kind == "missing":
+        if table == "models":
+            return (
+                "[[models]] is missing. Add at least one, for example:\n[[models]]\n"
+                'name = "smollm2-135m-instruct"\nengine = "llama.cpp"\nquant = "q4_1"'
             )
-
-    tm = _Table(path, "telemetry", data.get("telemetry", {}))
-    telemetry_enabled = tm.get("enabled", bool, True)
-    interval = float(tm.number("interval_s", 0.1, minimum=0.001))
-    tm.done()
-
-    th = _Table(path, "thermal", data.get("thermal", {}))
-    below = th.number("cooldown_below_c", None, minimum=-273.15)
-    cooldown_timeout_s = float(th.number("cooldown_timeout_s", 120.0, minimum=0))
-    cooldown_poll_s = float(th.number("cooldown_poll_s", 1.0, minimum=0.001))
-    th.done()
-
-    quality_metrics, quality_options = _quality(path, data.get("quality", {}))
-
-    return Scenario(
-        source=path,
-        name=name,
-        description=description,
-        repetitions=repetitions,
-        warmup=warmup,
-        timeout_s=timeout_s,
-        retries=retries,
-        reconnect_timeout_s=reconnect_timeout_s,
-        seed=seed,
-        device=device,
-        device_options=device_options,
-        models=tuple(models),
-        task_kinds=tuple(kinds),
-        documents=documents,
-        doc_ids=doc_ids,
-        max_documents=max_documents,
-        max_output_tokens=max_output_tokens,
-        temperature=temperature,
-        qa_questions=qa_questions,
-        sections=sections,
-        lengths=lengths,
-        telemetry_enabled=telemetry_enabled,
-        telemetry_interval_s=interval,
-        order=order,
-        executor=executor,
-        cooldown_below_c=None if below is None else float(below),
-        cooldown_timeout_s=cooldown_timeout_s,
-        cooldown_poll_s=cooldown_poll_s,
-        quality_metrics=quality_metrics,
-        quality_options=quality_options,
-    )
+        return f"the [{table}] table is missing. Add it (see scenarios/smoke.toml)."
+    rest = loc[1:]
+    if table == "models":
+        if not rest or kind == "too_short":
+            return "[[models]] must be an array of tables with at least one."
+        table, rest = f"models.{rest[0]}", rest[1:]
+    key = str(rest[0]) if rest else None
+    if kind == "devicelab":
+        table = ctx["table"] or table
+        key = ctx["key"] or key
+        why = str(ctx["why"])
+    elif key is None:
+        why = f"must be a table, not {type_name(type(value))} ({value!r})."
+    else:
+        whole = _raw(data, loc[: len(loc) - len(rest) + 1])
+        why = _why(TABLES[str(loc[0])], table, key, err, whole)
+    return f"[{table}]" + (f" {key}" if key else "") + f": {why}"
 
 
-def _quality(path: Path, data: Any) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
-    """``[quality] metrics`` and the ``[quality.options.<name>]`` tables (names are checked
-    against the registered metrics in the scheduler)."""
-    ql = _Table(path, "quality", data)
-    names = ql.strings("metrics", ())
-    if len(set(names)) != len(names):
-        ql.fail("metrics", f"lists a metric twice: {list(names)}.")
-    options = ql.get("options", dict, {})
-    ql.done()
-    for name, table in options.items():
-        if not isinstance(table, dict):
-            raise ScenarioError(
-                f"{path}: [quality.options] {name}: must be a table ([quality.options.{name}]), "
-                f"not {_type_name(type(table))}."
-            )
-        if name not in names:
-            raise ScenarioError(
-                f"{path}: [quality.options.{name}]: {name!r} is not in [quality] metrics "
-                f"({', '.join(names) or 'none listed'}). Add it to metrics or remove the table."
-            )
-    return names, {k: dict(v) for k, v in options.items()}
+_RESPELL = "Remove it or fix its spelling."
 
 
-def _required(data: dict[str, Any], path: Path, name: str) -> Any:
-    if name not in data:
-        raise ScenarioError(
-            f"{path}: the [{name}] table is missing. Add it (see scenarios/smoke.toml)."
-        )
-    return data[name]
+def _raw(data: Any, loc: tuple[int | str, ...]) -> Any:
+    """The value the user wrote at ``loc`` (None where there is none)."""
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _why(table: type[_Table], shown: str, key: str, err: ErrorDetails, whole: Any) -> str:
+    kind, value = err["type"], err["input"]
+    if kind == "extra_forbidden":
+        known = ", ".join(sorted(table.model_fields))
+        return f"is not a known key (known keys in [{shown}]: {known}). {_RESPELL}"
+    if kind == "missing":
+        return "is required but missing. Add it."
+    info = table.model_fields[key]
+    each = next((m.says for m in info.metadata if isinstance(m, Each)), None)
+    if each and kind != "list_type":
+        return f"{each}, not {whole!r}."
+    if kind == "greater_than_equal":
+        return f"must be at least {err['ctx']['ge']:g}, not {value!r}."
+    if kind == "literal_error" and isinstance(value, str):
+        allowed = " or ".join(f'"{a}"' for a in typing.get_args(info.annotation))
+        return f"must be {allowed}, not {value!r}."
+    return f"must be {expected(info.annotation)}, not {type_name(type(value))} ({value!r})."

@@ -1,16 +1,24 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import annotated_types
 import pytest
 from wordsplugin import WordsPlugin, write_scenario
 
 from devicelab import plugin_manager
+from devicelab._registry import Registry
 from devicelab._runtime.resolve import resolve
 from devicelab.errors import CorpusError, ModelError, ScenarioError
-from devicelab.plugin_manager import Registry
-from devicelab.scenario import load_scenario
+from devicelab.scenario import TABLES, load_scenario, parse_scenario
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,3 +183,109 @@ def test_fingerprint_changes_with_what_is_measured(words_scenario: Callable[...,
     assert load_scenario(path).fingerprint() == a
     _edit(path, "repetitions = 2", "repetitions = 3")
     assert load_scenario(path).fingerprint() != a
+
+
+PINNED = """\
+[scenario]
+name = "pinned"
+repetitions = 2
+timeout_s = 30
+
+[[models]]
+name = "smollm2-135m-instruct"
+engine = "llama.cpp"
+quant = "Q4_1"
+options = { n_ctx = 1024 }
+
+[tasks]
+kinds = ["SUMM", "QA"]
+documents = "docassist-mini"
+max_documents = 1
+temperature = 0
+
+[context]
+sections = 2
+lengths = [200, 100]
+
+[thermal]
+cooldown_below_c = 40
+
+[quality]
+metrics = ["bleu"]
+"""
+
+
+def test_runs_started_before_the_declared_tables_still_resume(tmp_path: Path) -> None:
+    """The fingerprint a run directory stores, computed before the tables were declared as
+    models: it must not move, or older runs could not be resumed."""
+    sc = load_scenario(write_scenario(tmp_path, PINNED))
+    assert sc.fingerprint() == "34a1193131758801"
+    assert list(sc.resolved()["tasks"]) == [
+        "kinds", "documents", "max_output_tokens", "temperature", "qa_questions", "max_documents",
+    ]  # fmt: skip
+    assert sc.resolved()["thermal"]["cooldown_below_c"] == 40.0
+    assert sc.resolved()["models"] == [
+        {"name": "smollm2-135m-instruct", "engine": "llama.cpp", "quant": "q4_1", "options": {"n_ctx": 1024}}
+    ]  # fmt: skip
+
+
+def test_resolved_scenario_reads_back_as_the_same_scenario(tmp_path: Path) -> None:
+    """The Ray plugin ships resolved() to its workers, which parse it again."""
+    sc = load_scenario(write_scenario(tmp_path, PINNED))
+    assert "quality" in sc.resolved()
+    assert parse_scenario(sc.resolved(), sc.source) == sc
+    plain = load_scenario(write_scenario(tmp_path, PINNED.replace('metrics = ["bleu"]', "")))
+    assert "quality" not in plain.resolved()  # a scenario without metrics keeps its hash
+    assert parse_scenario(plain.resolved(), plain.source) == plain
+
+
+def _limited() -> list[tuple[str, str, float]]:
+    return [
+        (table, key, meta.ge)
+        for table, model in TABLES.items()
+        for key, info in model.model_fields.items()
+        for meta in info.metadata
+        if isinstance(meta, annotated_types.Ge)
+    ]
+
+
+def test_every_declared_limit_is_enforced_by_name(tmp_path: Path) -> None:
+    assert len(_limited()) >= 10
+    base = tomllib.loads(PINNED)
+    for table, key, ge in _limited():
+        data = tomllib.loads(PINNED)
+        below = ge - 1 if isinstance(ge, int) else ge - 0.5
+        if table == "models":
+            data["models"][0][key] = below
+        else:
+            data.setdefault(table, {})[key] = below
+        with pytest.raises(ScenarioError) as info:
+            parse_scenario(data, tmp_path / "s.toml")
+        shown = "models.0" if table == "models" else table
+        assert (
+            str(info.value)
+            == f"{tmp_path / 's.toml'}: [{shown}] {key}: must be at least {ge:g}, not {below!r}."
+        )
+    assert parse_scenario(base, tmp_path / "s.toml").repetitions == 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"device": "pixel"}, "[device]: must be a table, not a string ('pixel')."),
+        ({"models": []}, "[[models]] must be an array of tables with at least one."),
+        ({"models": [{"name": "x", "path": "x.gguf"}]}, '[models.0] engine: is required when a model is given by path. Add engine = "...".'),
+        ({"models": [{"name": "x"}, {"name": "x"}]}, "[[models]] lists the same model, engine and quant twice."),
+        ({"models": [{"name": "x", "qant": "q8_0"}]}, "[models.0] qant: is not a known key (known keys in [models.0]: engine, name, options, path, quant). Remove it or fix its spelling."),
+        ({"quality": {"metrics": ["bleu"], "options": {"bleu": 1}}}, "[quality.options] bleu: must be a table ([quality.options.bleu]), not an integer."),
+        ({"scenario": {"name": "x", "order": "random"}}, '[scenario] order: must be "sequential" or "interleaved", not \'random\'.'),
+        ({"tasks": {"kinds": ["QA", "QA"], "documents": "d"}}, "[tasks] kinds: lists a task twice: ['QA', 'QA']."),
+        ({"tasks": {"kinds": ["QA", 1], "documents": "d"}}, "[tasks] kinds: must be a list of strings, like [\"a\", \"b\"], not ['QA', 1]."),
+        ({"context": {"lengths": [0, 10]}}, "[context] lengths: must be a list of positive whole token counts, not [0, 10]."),
+    ],
+)  # fmt: skip
+def test_each_mistake_gets_one_message(tmp_path: Path, edit: dict[str, Any], message: str) -> None:
+    data = {**tomllib.loads(PINNED), **edit}
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(data, tmp_path / "s.toml")
+    assert str(info.value) == f"{tmp_path / 's.toml'}: {message}"
