@@ -20,12 +20,11 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from wordsplugin import free_port, run_cli
 
-from devicelab import Reporter, RunDir, plugin_manager
+from devicelab import Reporter, RunDir, TrialRecord, plugin_manager
 from devicelab._runtime.resolve import load_and_resolve as load_and_prepare
 from devicelab.results import TRIALS, read_jsonl
 
@@ -239,8 +238,8 @@ class KillOnFirst(Reporter):
     def __init__(self, cluster: Cluster, host: str) -> None:
         self.cluster, self.host = cluster, host
 
-    def trial_done(self, record: Mapping[str, Any]) -> None:
-        if record["device"].startswith(self.host + "/") and self.host in self.cluster.procs:
+    def trial_done(self, record: TrialRecord) -> None:
+        if record.identity.device.startswith(self.host + "/") and self.host in self.cluster.procs:
             self.cluster.kill(self.host)
 
 
