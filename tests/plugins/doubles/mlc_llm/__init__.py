@@ -31,7 +31,7 @@ DECODE_TOKENS_PER_S = 40.0
 
 def _common_prefix(a, b):
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
@@ -73,15 +73,27 @@ class MLCEngine:
         # The last prompt token is always run again: its logits start the decode.
         return max(len(tokens) - cached, 1)
 
-    def _create(self, *, messages, model=None, stream=False, stream_options=None,
-                max_tokens=16, temperature=None, seed=None):
+    def _create(
+        self,
+        *,
+        messages,
+        model=None,
+        stream=False,
+        stream_options=None,
+        max_tokens=16,
+        temperature=None,
+        seed=None,
+    ):
         tokens = self._prompt(messages)
         prompt_tokens = len(tokens)
         prefill_tokens = self._prefill(tokens)
         self.requests.append((prompt_tokens, prefill_tokens))
         text = ("one two three four five six seven eight nine ten " * 4)[:max_tokens]
-        usage = SimpleNamespace(prompt_tokens=prompt_tokens, completion_tokens=len(text),
-                                total_tokens=prompt_tokens + len(text))
+        usage = SimpleNamespace(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(text),
+            total_tokens=prompt_tokens + len(text),
+        )
         ttft = prefill_tokens / PREFILL_TOKENS_PER_S
         decode = (len(text) - 1) / DECODE_TOKENS_PER_S
         usage.extra = {
@@ -98,18 +110,20 @@ class MLCEngine:
         }
         if not stream:
             message = SimpleNamespace(role="assistant", content=text)
-            return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason="length")],
-                                   usage=usage)
+            return SimpleNamespace(
+                choices=[SimpleNamespace(message=message, finish_reason="length")], usage=usage
+            )
         include_usage = bool(stream_options and stream_options.get("include_usage"))
         return self._stream(text, usage if include_usage else None)
 
     def _stream(self, text, usage):
-        pieces = [text[i:i + 2] for i in range(0, len(text), 2)]
+        pieces = [text[i : i + 2] for i in range(0, len(text), 2)]
         for i, piece in enumerate(pieces):
             finish = "length" if i == len(pieces) - 1 else None
             delta = SimpleNamespace(role="assistant", content=piece)
-            yield SimpleNamespace(choices=[SimpleNamespace(index=0, delta=delta,
-                                                           finish_reason=finish)], usage=None)
+            yield SimpleNamespace(
+                choices=[SimpleNamespace(index=0, delta=delta, finish_reason=finish)], usage=None
+            )
         if usage is not None:
             yield SimpleNamespace(choices=[], usage=usage)
 

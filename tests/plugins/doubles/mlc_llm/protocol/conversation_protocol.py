@@ -8,8 +8,9 @@ import copy
 
 
 class Conversation:
-    def __init__(self, *, name, system_template, system_message, roles, seps,
-                 system_prefix_token_ids=None):
+    def __init__(
+        self, *, name, system_template, system_message, roles, seps, system_prefix_token_ids=None
+    ):
         self.name = name
         self.system_template = system_template
         self.system_message = system_message
