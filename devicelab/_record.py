@@ -125,6 +125,15 @@ class Measures:
     max_temp_c: float | None = None
     energy_j: float | None = None
     energy_reliable: bool | None = None
+    # What the engine says it prefilled, and the marker tokens a cache buster added (counted
+    # in input_tokens); prefix_cached is True when part of the prompt came from a cache,
+    # None when nothing could tell (see devicelab.prefill).
+    prefilled_tokens: int | None = None
+    cache_buster_tokens: int = 0
+    prefix_cached: bool | None = None
+    # (client - engine) / engine for ITPS against the engine's prefill rate and OTPS against
+    # its decode rate; flagged above prefill.GAP_FLAG.
+    client_engine_gap: Mapping[str, float | None] = field(default_factory=dict)
     # The engine's own counters (llama.cpp's prefill/decode timings, MLC's usage.extra);
     # None where counters were withheld (derived test data whose speeds were rewritten).
     engine_timings: Mapping[str, Any] | None = field(default_factory=dict)
@@ -277,6 +286,7 @@ class TrialRecord:
             for f in dataclasses.fields(getattr(self, part)):
                 flat[f.name] = getattr(getattr(self, part), f.name)
         flat["device_info"] = dict(self.identity.device_info)
+        flat["client_engine_gap"] = dict(self.measures.client_engine_gap)
         timings = self.measures.engine_timings
         flat["engine_timings"] = None if timings is None else dict(timings)
         flat["lost_attempts"] = list(self.tries.lost_attempts)

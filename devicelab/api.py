@@ -146,6 +146,18 @@ class GenerationResult:
     # Per output token, when the request asked for top_logprobs: token text -> natural-log
     # probability of the top alternatives. Empty when the engine cannot give them.
     top_logprobs: list[dict[str, float]] = field(default_factory=list)
+    # How many prompt tokens the engine itself says it evaluated for this request (MLC's
+    # usage.extra.prefill_tokens, llama.cpp's timings.prompt_n or perf counter n_p_eval).
+    # Fewer than input_tokens means part of the prompt came from a cache (see
+    # devicelab.prefill); None when the engine does not say.
+    prefilled_tokens: int | None = None
+    # Tokens of a unique marker the engine put at the very start of the prompt so that no
+    # server-side prefix cache can match it (counted in input_tokens); 0 when none.
+    cache_buster_tokens: int = 0
+    # The engine's own prefill and decode rates (tokens/s) for this request, where it
+    # reports them, to compare with the rates measured on the client.
+    engine_prefill_tps: float | None = None
+    engine_decode_tps: float | None = None
 
 
 class TokenStream:

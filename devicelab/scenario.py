@@ -93,6 +93,12 @@ class ScenarioTable(_Table):
         "order",
     )
     executor: str = Field("local", description='"ray" spreads trials over a cluster')
+    allow_prefix_cache: bool = Field(
+        False,
+        description="keep a trial whose engine says it served part of the prompt from a "
+        "cache (`prefix_cached = true`); by default such a trial fails, since its ITPS and "
+        "TTFT are not a cold prefill's",
+    )
 
 
 class DeviceTable(_Table):
@@ -293,6 +299,9 @@ class ModelEntry:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+_LATER_KEYS = (("scenario", "allow_prefix_cache"),)
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A validated scenario, one attribute per key (defaults from the tables above); required
@@ -327,6 +336,7 @@ class Scenario:
     cooldown_poll_s: float = _default("thermal", "cooldown_poll_s")
     # Who runs the trials ("local", "ray", ...); checked against the registered executors.
     executor: str = _default("scenario", "executor")
+    allow_prefix_cache: bool = _default("scenario", "allow_prefix_cache")
     # [quality]: the quality metrics scored on each ok trial, and each one's options table.
     quality_metrics: tuple[str, ...] = ()
     quality_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -367,6 +377,11 @@ class Scenario:
         body["scenario"].pop("executor", None)
         if self.cooldown_below_c is None:
             body.pop("thermal", None)
+        # Keys added later leave the fingerprint alone at their default, so runs made before
+        # them still resume.
+        for table, key in _LATER_KEYS:
+            if body.get(table, {}).get(key) == _default(table, key):
+                body[table].pop(key)
         data = json.dumps(body, sort_keys=True).encode()
         return hashlib.sha256(data).hexdigest()[:16]
 

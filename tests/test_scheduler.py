@@ -303,3 +303,31 @@ def test_a_device_name_that_is_a_kind_asks_no_other_kind(
     asked.clear()
     assert resolve_device(scenario.with_device("SER1"), registry)[0] is phones
     assert asked == ["android"]
+
+
+def test_a_prefix_cache_hit_fails_the_trial_unless_allowed(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    """An engine that reports a shortfall of prefilled tokens (a repetition served from its
+    prefix cache) fails that trial with the reason; allow_prefix_cache keeps it, marked."""
+    path = words_scenario(model="cached", reps=2, warmup=0, kinds='["SUMM"]')
+    records = _run(path, words_registry, tmp_path / "strict")
+    # The words engine makes doc1's prompts equal to doc0's, so only doc0's first runs are new.
+    first = [r for r in records if r["repetition"] == 0 and r["doc_id"] == "doc0"]
+    again = [r for r in records if r["repetition"] == 1]
+    assert all(r["status"] == "ok" and r["prefix_cached"] is False for r in first)
+    for r in again:
+        assert r["status"] == "failed" and r["prefix_cached"] is True
+        assert r["prefilled_tokens"] == 1 and "allow_prefix_cache = true" in r["error"]
+    path.write_text(path.read_text().replace('name = "t"', 'name = "t"\nallow_prefix_cache = true'))
+    kept = _run(path, words_registry, tmp_path / "allowed")
+    assert all(r["status"] == "ok" for r in kept)
+    assert all(r["prefix_cached"] for r in kept if r["repetition"] == 1)
+
+
+def test_an_engine_that_reports_nothing_leaves_prefix_cached_unknown(
+    words_scenario: Callable[..., Path], words_registry: Registry, tmp_path: Path
+) -> None:
+    records = _run(words_scenario(warmup=0, reps=1), words_registry, tmp_path / "run")
+    assert records and all(r["prefix_cached"] is None for r in records)
+    assert all(r["client_engine_gap"] == {"itps": None, "otps": None} for r in records)

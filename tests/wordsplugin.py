@@ -32,7 +32,8 @@ class WordEngine(Engine):
     the same door as llama.cpp, without the model's seconds. Behaviour is steered by the
     model name: ``fail-load``, ``fail-trial`` (every 2nd generate raises), ``slow`` (sleeps
     past any short timeout), ``interrupt`` (Ctrl-C on the 3rd generate, once per process),
-    ``lost-once`` (every odd generate loses the device).
+    ``lost-once`` (every odd generate loses the device), ``cached`` (a prefix cache: a prompt
+    seen before reports 1 prefilled token).
     """
 
     name = "words"
@@ -49,6 +50,7 @@ class WordEngine(Engine):
     def __init__(self, device: devicelab.Device, model: ModelSpec, options: Any) -> None:
         super().__init__(device, model, options)
         self.calls = 0
+        self.seen: set[str] = set()  # the prompts a "cached" model keeps, as a prefix cache
 
     def load(self) -> None:
         WordEngine.loads += 1
@@ -85,11 +87,20 @@ class WordEngine(Engine):
             elif self.options.delay_s:
                 time.sleep(self.options.delay_s)
             stream.token()
+        prompt = "\n".join(m.content for m in request.messages)
+        input_tokens = self.prompt_tokens(request.messages)
+        prefilled = None
+        if self.model.name == "cached":
+            # As MLC's radix cache: a prompt seen before is served from the cache but its
+            # last token, which the engine must still evaluate.
+            prefilled = 1 if prompt in self.seen else input_tokens
+            self.seen.add(prompt)
         return GenerationResult(
             text=" ".join(words),
-            input_tokens=self.prompt_tokens(request.messages),
+            input_tokens=input_tokens,
             output_tokens=len(words),
             engine_timings={"calls": self.calls},
+            prefilled_tokens=prefilled,
         )
 
 
@@ -204,6 +215,7 @@ class WordsPlugin:
             "slow",
             "interrupt",
             "lost-once",
+            "cached",
         ):
             register(ModelSpec(name, "words", "none"))
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import metrics
+from .. import metrics, prefill
 from .._executor import Reporter
 from .._record import Attempts, Measures, Quality, Thermal, TrialRecord
 from .._registry import Registry
@@ -313,6 +313,9 @@ class DeviceSession:
             speed = metrics.speed(
                 stream.t_sent, stream.token_times, result.input_tokens, result.output_tokens
             )
+            cached = prefill.prefix_cached(
+                result.input_tokens, result.prefilled_tokens, result.cache_buster_tokens
+            )
             measured.update(
                 input_tokens=result.input_tokens,
                 output_tokens=result.output_tokens,
@@ -321,10 +324,23 @@ class DeviceSession:
                 otps=speed.otps,
                 runtime_s=speed.runtime_s,
                 engine_timings=result.engine_timings,
+                prefilled_tokens=result.prefilled_tokens,
+                cache_buster_tokens=result.cache_buster_tokens,
+                prefix_cached=cached,
+                client_engine_gap=prefill.client_engine_gap(
+                    speed.itps, speed.otps, result.engine_prefill_tps, result.engine_decode_tps
+                ),
             )
             text = result.text
             if result.output_tokens == 0:
                 error = "the engine produced no output tokens"
+            elif cached and not sc.allow_prefix_cache and error is None:
+                error = (
+                    f"prefix cache: the engine prefilled {result.prefilled_tokens} of "
+                    f"{result.input_tokens} prompt tokens, so TTFT and ITPS are not a cold "
+                    "prefill's. Turn the engine's prompt cache off, or set [scenario] "
+                    "allow_prefix_cache = true to measure caching on purpose."
+                )
         return _Attempt(
             status="ok" if error is None else "failed",
             error=error,

@@ -176,6 +176,10 @@ _MATCHES = {
 _FLAGS = ("enabled", "clickable", "focused", "selected", "checked")
 
 
+def _positive(value: float | None) -> float | None:
+    return value if value is not None and value > 0 else None
+
+
 def matches(node: ET.Element, selector: Mapping[str, Any]) -> bool:
     """Whether a hierarchy node matches a uiautomator2-style selector."""
     a = node.attrib
@@ -415,6 +419,10 @@ class AppEngine(Engine):
             input_tokens=self.prompt_tokens(request.messages),
             output_tokens=stream.count,
             engine_timings=timings,
+            # prefilled_tokens stays None: the apps show rates, not how many prompt tokens
+            # they evaluated, so a cached prefix cannot be proven or ruled out from the UI.
+            engine_prefill_tps=_positive(timings.get("prefill_tok_s")),
+            engine_decode_tps=_positive(timings.get("decode_tok_s")),
         )
 
     def close(self) -> None:

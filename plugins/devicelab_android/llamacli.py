@@ -70,6 +70,10 @@ def parse_perf(stderr: str) -> dict[str, float]:
     return out
 
 
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
 def host_tokenizer(registry: devicelab.Registry, model: ModelSpec) -> HostTokenizer:
     """The host's engine on the same GGUF, used only for tokens and templates; resolved
     exactly as a scenario's model on the host would be."""
@@ -247,6 +251,11 @@ class LlamaCliEngine(Engine):
             output_tokens=output_tokens,
             engine_timings=timings,
             finish_reason="stop" if stopped else "length",
+            # A new llama-cli process per trial starts with an empty KV cache; its "prompt
+            # eval time ... / N tokens" line proves how much of the prompt it evaluated.
+            prefilled_tokens=_int(timings.get("prefill_tokens")),
+            engine_prefill_tps=timings.get("prefill_tok_s"),
+            engine_decode_tps=timings.get("decode_tok_s"),
         )
 
     def _watch_process(self) -> None:

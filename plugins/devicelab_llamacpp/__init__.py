@@ -83,6 +83,36 @@ def _model_params(use_extra_bufts: bool) -> Iterator[None]:
 
 _PARAMS_LOCK = threading.Lock()
 
+
+def chat_formatter(llm: Any, where: str) -> Any:
+    """The GGUF's own chat template (``tokenizer.chat_template``) as llama-cpp-python applies
+    it; ``llm`` may be a ``vocab_only`` model."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise devicelab.ModelError(
+            f"{where} has no chat template (tokenizer.chat_template) in its "
+            "metadata; devicelab needs an instruction-tuned model with one."
+        )
+    eos, bos = llm.token_eos(), llm.token_bos()
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+        stop_token_ids=[eos],
+    )
+
+
+def chat_tokens(llm: Any, formatter: Any, messages: Sequence[Message]) -> list[int]:
+    """``messages`` in the chat template, tokenised as llama-cpp-python's chat handler (and
+    so its server) tokenises a chat request's prompt."""
+    result = formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+    return list(
+        llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+    )
+
+
 # Engines still open when the interpreter exits are closed first: llama-cpp-python's own
 # finaliser runs too late then (its module globals are gone) and prints a traceback.
 _OPEN: weakref.WeakSet[LlamaCppEngine] = weakref.WeakSet()
@@ -139,7 +169,6 @@ class LlamaCppEngine(Engine):
 
     def load(self) -> None:
         import llama_cpp
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         opts = self.options
         threads = opts.threads or os.cpu_count() or 1
@@ -156,21 +185,8 @@ class LlamaCppEngine(Engine):
                 use_mmap=opts.use_mmap,
                 verbose=False,
             )
-        template = self._llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise devicelab.ModelError(
-                f"{self.model.path} has no chat template (tokenizer.chat_template) in its "
-                "metadata; devicelab needs an instruction-tuned model with one."
-            )
-        llm = self._llm
-        eos, bos = llm.token_eos(), llm.token_bos()
-        self._formatter = Jinja2ChatFormatter(
-            template=template,
-            eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
-            bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
-            stop_token_ids=[eos],
-        )
-        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self._formatter = chat_formatter(self._llm, str(self.model.path))
+        self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         _OPEN.add(self)
 
     def context_window(self) -> int:
@@ -189,12 +205,7 @@ class LlamaCppEngine(Engine):
         return str(self._format(messages).prompt)
 
     def _prompt(self, messages: Sequence[Message]) -> list[int]:
-        result = self._format(messages)
-        return list(
-            self._llm.tokenize(
-                result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
-            )
-        )
+        return chat_tokens(self._llm, self._formatter, messages)
 
     def prompt_tokens(self, messages: Sequence[Message]) -> int:
         return len(self._prompt(messages))
@@ -259,6 +270,11 @@ class LlamaCppEngine(Engine):
             engine_timings=timings,
             finish_reason=finish,
             top_logprobs=top,
+            # The context was reset above, so every prompt token is evaluated here; the
+            # counter proves it (a reused prefix would lower n_p_eval).
+            prefilled_tokens=int(perf.n_p_eval),
+            engine_prefill_tps=timings.get("prefill_tok_s"),
+            engine_decode_tps=timings.get("decode_tok_s"),
         )
 
     def _top_logprobs(self, k: int) -> dict[str, float]:

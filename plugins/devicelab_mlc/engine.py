@@ -2,17 +2,27 @@
 
 mlc_llm cannot be installed in devicelab's own environment (PyPI only has empty placeholder
 packages; the real wheels come from https://mlc.ai/wheels), so this adapter is tested against
-a test double of MLC's documented interface (tests/plugins/test_mlc.py), not the real engine:
+a test double of MLC's interface (tests/plugins/test_mlc.py) that behaves like a real build
+(REFERENCE.md, "MLC-LLM" and "Caches that fake a fast prefill"):
 
-- ``MLCEngine(model, device=..., model_lib=...)``; ``engine.terminate()`` at the end;
+- ``MLCEngine(model, device=..., model_lib=..., engine_config=EngineConfig(...))``;
+  ``engine.terminate()`` at the end. ``EngineConfig`` is ``mlc_llm.serve.config.EngineConfig``;
 - ``engine.chat.completions.create(messages=[{"role", "content"}...], stream=True,
   stream_options={"include_usage": True}, max_tokens=..., temperature=..., seed=...)`` yields
   chunks with ``choices[i].delta.content`` and ``finish_reason``; the final chunk has no
   choices and a ``usage`` with ``prompt_tokens``, ``completion_tokens`` and ``extra``
-  (``prefill_tokens_per_s``, ``decode_tokens_per_s``, ``ttft_s``, ``inter_token_latency_s``,
-  ``end_to_end_latency_s``, ...), which is kept as ``engine_timings``;
-- ``engine.tokenizer`` (an ``mlc_llm.tokenizers.Tokenizer``, built from the model directory)
-  with ``encode(text) -> list[int]`` and ``decode(ids) -> str``.
+  (``prefill_tokens``, ``decode_tokens``, ``prefill_tokens_per_s``, ``decode_tokens_per_s``,
+  ``ttft_s``, ...), which is kept as ``engine_timings``;
+- ``engine.tokenizer`` (an ``mlc_llm.tokenizers.Tokenizer``) with ``encode`` and ``decode``;
+  ``engine.conv_template`` (an ``mlc_llm.protocol.conversation_protocol.Conversation``) and
+  ``engine.model_config_dicts[0]`` (mlc-chat-config.json), from which MLC builds a chat prompt
+  (``mlc_llm.serve.engine_base.process_chat_completion_request``).
+
+Cold prefill: MLC keeps a radix prefix cache by default, so any earlier request with the same
+prompt (a count, an earlier repetition) leaves it cached and the next one prefills 1 token of
+178. The engine is created with the cache off, prompt tokens are counted with MLC's own
+template and tokenizer (no request), and ``usage.extra.prefill_tokens`` is reported so the
+record can prove every prompt was prefilled in full.
 
 Times are measured on the host like every engine's: ``stream.sent()`` before the request,
 ``stream.token()`` per streamed chunk; MLC's own view is kept beside them.
@@ -63,6 +73,20 @@ def _messages(messages: Sequence[Message]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in messages]
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    n = _number(value)
+    return int(n) if n is not None else None
+
+
+def _rate(value: Any) -> float | None:
+    n = _number(value)
+    return n if n is not None and n > 0 else None
+
+
 class MlcEngine(Engine):
     name = "mlc"
     device_kinds = ("host",)
@@ -97,10 +121,18 @@ class MlcEngine(Engine):
             from mlc_llm import MLCEngine as Mlc  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:  # the PyPI placeholder imports, but has no MLCEngine
             raise devicelab.MissingDependencyError(f"{MISSING} ({exc})") from None
+        from mlc_llm.serve.config import (  # type: ignore[import-not-found,unused-ignore]
+            EngineConfig,
+        )
+
         kwargs: dict[str, Any] = {"device": self.options.device}
         if self.options.model_lib:
             kwargs["model_lib"] = self.options.model_lib
-        self._engine = Mlc(self._model, **kwargs)
+        # EngineConfig.prefix_cache_mode ("radix" by default, or "disable"), in
+        # mlc_llm/serve/config.py: with the radix cache on, a repeated prompt is served from
+        # the cache (prefill_tokens 1 of 178 on a real build) and ITPS comes out ~100x high.
+        config = EngineConfig(prefix_cache_mode="disable")
+        self._engine = Mlc(self._model, engine_config=config, **kwargs)
         self._tokenizer = getattr(self._engine, "tokenizer", None)
         if self._tokenizer is None:
             from mlc_llm.tokenizers import Tokenizer  # type: ignore[import-not-found,unused-ignore]
@@ -136,23 +168,47 @@ class MlcEngine(Engine):
         return str(self._tokenizer.decode(list(tokens)))
 
     def prompt_tokens(self, messages: Sequence[Message]) -> int:
-        """The prompt's size after MLC's conversation template, as MLC counts it.
+        """The prompt's size after MLC's conversation template, counted without a request.
 
-        A request with ``max_tokens = 1`` reports ``usage.prompt_tokens``: the template lives
-        inside MLC, and estimating it here would be silently wrong. Cached per prompt.
+        Built the way MLC builds a chat request's prompt (engine_base's
+        process_chat_completion_request): a copy of ``engine.conv_template`` takes the system
+        message and the turns, ``as_prompt(model_config)`` gives its parts, text parts are
+        encoded with MLC's tokenizer and ``system_prefix_token_ids`` come first. A request
+        (even with max_tokens = 1) would leave the prompt in MLC's prefix cache.
         """
-        msgs = _messages(messages)
-        key = json.dumps(msgs)
+        key = json.dumps(_messages(messages))
         if key not in self._counts:
-            response = self._engine.chat.completions.create(
-                messages=msgs, model=self._model, max_tokens=1, temperature=0.0, stream=False
-            )
-            usage = getattr(response, "usage", None)
-            count = getattr(usage, "prompt_tokens", None)
-            if not isinstance(count, int):
-                raise EngineError("MLC-LLM reported no usage.prompt_tokens for a request")
-            self._counts[key] = count
+            self._counts[key] = self._template_count(messages)
         return self._counts[key]
+
+    def _template_count(self, messages: Sequence[Message]) -> int:
+        template = getattr(self._engine, "conv_template", None)
+        configs = getattr(self._engine, "model_config_dicts", None)
+        if template is None or not configs:
+            raise EngineError(
+                "this MLC-LLM build's MLCEngine has no conv_template / model_config_dicts, so "
+                "prompt tokens cannot be counted without a request; install a current nightly: "
+                f"{INSTALL}"
+            )
+        conv = template.model_copy(deep=True)
+        for m in messages:
+            if m.role == "system":
+                conv.system_message = m.content
+            else:
+                conv.messages.append((m.role, m.content))
+        conv.messages.append(("assistant", None))
+        count = len(conv.system_prefix_token_ids or [])
+        for part in conv.as_prompt(configs[0]):
+            if isinstance(part, str):
+                count += len(self._tokenizer.encode(part))
+            elif isinstance(part, list):
+                count += len(part)
+            else:
+                raise EngineError(
+                    f"MLC's template gave a {type(part).__name__} prompt part; the mlc engine "
+                    "sends text only"
+                )
+        return count
 
     def generate(self, request: GenerationRequest, stream: TokenStream) -> GenerationResult:
         if request.raw_prompt is not None:
@@ -195,12 +251,17 @@ class MlcEngine(Engine):
         output_tokens = getattr(usage, "completion_tokens", None)
         if not isinstance(input_tokens, int):
             input_tokens = self.prompt_tokens(request.messages)
+        extra = getattr(usage, "extra", None)
+        extra = extra if isinstance(extra, dict) else {}
         return GenerationResult(
             text="".join(pieces),
             input_tokens=input_tokens,
             output_tokens=output_tokens if isinstance(output_tokens, int) else len(pieces),
-            engine_timings=_numbers(getattr(usage, "extra", None)),
+            engine_timings=_numbers(extra),
             finish_reason=finish,
+            prefilled_tokens=_count(extra.get("prefill_tokens")),
+            engine_prefill_tps=_rate(extra.get("prefill_tokens_per_s")),
+            engine_decode_tps=_rate(extra.get("decode_tokens_per_s")),
         )
 
     def close(self) -> None:

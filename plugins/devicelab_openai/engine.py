@@ -9,17 +9,21 @@ server reports about itself is kept beside it as ``engine_timings``: MLC's ``usa
 ``timings`` (``prompt_per_second``, ``predicted_per_second``, ...), numbers only, by their own
 names. Token counts come from the final chunk's ``usage`` when the server sends one.
 
-Token counting when the server has no streamed ``usage`` (llama-cpp-python's server sends
-none): the scheduler needs the prompt's size *after* the server's chat template, which a
-client cannot know, and estimating it from joined messages would be silently wrong. So the
-count comes from the server itself: a non-streamed request with ``max_tokens = 1`` whose
-``usage.prompt_tokens`` is read (cached per prompt). It costs one short request per distinct
-prompt, made *after* the timed request so the timed prefill is not warmed by it.
+Token counting never sends the prompt for generation (a ``max_tokens = 1`` request would
+leave it in the server's cache and warm the timed prefill): with a GGUF of the same model
+(``tokenizer_gguf``, or the model's ``path``), its own chat template and vocabulary count on
+the host, as llama-cpp-python's server tokenises a chat prompt; on llama.cpp's server,
+``POST /apply-template`` gives the templated prompt and ``POST /tokenize`` its tokens.
 
-Servers may reuse a cached prompt prefix between requests (llama.cpp's server does unless the
-request says ``cache_prompt: false``, which ``extra_body`` can carry; llama-cpp-python's server
-always reuses the longest common prefix), so repeated prompts can show a shorter TTFT than a
-cold prefill.
+Cold prefill: servers may reuse a cached prompt prefix between requests. Every request asks
+llama.cpp's server not to (``"cache_prompt": false``), and the server's own count of the
+prompt tokens it evaluated (llama.cpp's ``timings.prompt_n``, MLC's
+``usage.extra.prefill_tokens``) is returned as ``prefilled_tokens`` to prove it. Servers that
+neither obey nor report (llama-cpp-python's reuses the longest common prefix of the last
+prompt) get a cache buster: a short unique marker at the very start of the first message, so
+no earlier prompt shares more than the chat template's opening tokens. It is on by default
+unless the server is llama.cpp's, and turns on for the rest of the run when a reply reports
+no prefill count; its tokens are counted in ``input_tokens`` and in ``cache_buster_tokens``.
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ import contextlib
 import importlib.util
 import json
 import os
+import random
+import string
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +52,10 @@ from devicelab import (
     ModelSpec,
     TokenStream,
 )
+from devicelab.api import is_gguf
 
 OPTIONS = "[models.options]"
+_RANDOM = random.SystemRandom()
 API_KEY_ENV = "OPENAI_API_KEY"
 
 
@@ -67,6 +76,14 @@ def _numbers(obj: Any) -> dict[str, float]:
         for k, v in obj.items()
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
+
+
+def _positive(value: float | None) -> float | None:
+    return value if value is not None and value > 0 else None
+
+
+def _is_gguf(path: Path) -> bool:
+    return path.is_file() and is_gguf(path)
 
 
 def _detail(body: bytes) -> str:
@@ -101,9 +118,14 @@ class OpenAIEngine(Engine):
         n_ctx: int | None = None
         # Extra fields merged into every request body (e.g. {cache_prompt = false}).
         extra_body: dict[str, Any] | None = None
-        # A GGUF file of the same model whose vocabulary tokenises, for servers without a
-        # tokenizer endpoint.
+        # A GGUF file of the same model whose vocabulary and chat template count tokens on
+        # the host; default: the model's path when it is a GGUF. Needed for servers without
+        # llama.cpp's /apply-template (llama-cpp-python's).
         tokenizer_gguf: str | None = None
+        # A unique marker at the start of every prompt, so the server cannot reuse an earlier
+        # prompt's prefix. None: on unless the server reports its own prefill count
+        # (llama.cpp's server). false: off, for servers known to prefill every prompt.
+        cache_buster: bool | None = None
 
         def __post_init__(self) -> None:
             where = f"engine 'openai': {OPTIONS}"
@@ -148,6 +170,15 @@ class OpenAIEngine(Engine):
         self._n_ctx: int | None = None
         self._tokenizer: str | None = None  # "extras" | "llama.cpp" | "gguf"
         self._vocab: Any = None
+        self._formatter: Any = None
+        self._gguf: str | None = options.tokenizer_gguf
+        local = model.path is not None and _is_gguf(model.path)
+        if self._gguf is None and local and importlib.util.find_spec("llama_cpp") is not None:
+            self._gguf = str(model.path)
+        self._llama_cpp_server = False
+        self._buster: bool = bool(options.cache_buster)
+        # First tokens of the recent markers: a server's prompt cache holds a few prompts.
+        self._buster_firsts: deque[int] = deque(maxlen=64)
         self._bos: list[int] = []
         self._counts: dict[Any, int] = {}
 
@@ -231,18 +262,29 @@ class OpenAIEngine(Engine):
                 f"the server at {self._base} does not report its context window; set "
                 f"{OPTIONS} n_ctx to the context size it was started with."
             )
+        self._llama_cpp_server = self._props() is not None
+        if self.options.cache_buster is None:
+            # llama.cpp's server obeys cache_prompt and reports timings.prompt_n; others
+            # may reuse a prefix and not say so.
+            self._buster = not self._llama_cpp_server
         self._setup_tokenizer()
+
+    def _props(self) -> dict[str, Any] | None:
+        """llama.cpp's server's GET /props, which other servers do not have."""
+        with contextlib.suppress(ServerError):
+            props = self._json("GET", f"{self._root}/props")
+            if isinstance(props, dict) and "default_generation_settings" in props:
+                return props
+        return None
 
     def _server_context(self, entries: list[dict[str, Any]]) -> int | None:
         mine = [m for m in entries if m.get("id") == self._model_id] or entries[:1]
         for m in mine:
             if isinstance(m.get("max_model_len"), int):  # vLLM
                 return int(m["max_model_len"])
-        with contextlib.suppress(ServerError):
-            props = self._json("GET", f"{self._root}/props")  # llama.cpp's server
-            settings = (
-                props.get("default_generation_settings", {}) if isinstance(props, dict) else {}
-            )
+        props = self._props()
+        if props is not None:
+            settings = props.get("default_generation_settings", {})
             n_ctx = (
                 settings.get("n_ctx", props.get("n_ctx")) if isinstance(settings, dict) else None
             )
@@ -251,12 +293,12 @@ class OpenAIEngine(Engine):
         return None
 
     def _setup_tokenizer(self) -> None:
-        if self.options.tokenizer_gguf is not None:
+        if self._gguf is not None:
             import llama_cpp
+            from devicelab_llamacpp import chat_formatter
 
-            self._vocab = llama_cpp.Llama(
-                model_path=self.options.tokenizer_gguf, vocab_only=True, verbose=False
-            )
+            self._vocab = llama_cpp.Llama(model_path=self._gguf, vocab_only=True, verbose=False)
+            self._formatter = chat_formatter(self._vocab, self._gguf)
             self._tokenizer = "gguf"
             return
         for kind in ("extras", "llama.cpp"):
@@ -291,7 +333,8 @@ class OpenAIEngine(Engine):
             reply = self._json("POST", url, {"model": self._model_id, "input": text})
         else:
             url = f"{self._root}/tokenize"
-            reply = self._json("POST", url, {"content": text, "add_special": False})
+            body = {"content": text, "add_special": False, "parse_special": False}
+            reply = self._json("POST", url, body)
         tokens = reply.get("tokens") if isinstance(reply, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
             raise ServerError(f"POST {url} did not answer with a list of token ids: {reply!r:.200}")
@@ -319,31 +362,92 @@ class OpenAIEngine(Engine):
         raise AssertionError("unreachable")
 
     def prompt_tokens(self, messages: Sequence[Message]) -> int:
-        """The prompt's size after the server's own chat template, as the server counts it."""
+        """The prompt's size after the server's chat template, counted without generating."""
         return self._count({"messages": [{"role": m.role, "content": m.content} for m in messages]})
 
-    def _count(self, payload: dict[str, Any]) -> int:
+    def _count(self, payload: dict[str, Any], remember: bool = True) -> int:
         key = json.dumps(payload, sort_keys=True)
-        if key not in self._counts:
-            path = "/chat/completions" if "messages" in payload else "/completions"
-            body = {
-                **self._extra,
-                **payload,
-                "model": self._model_id,
-                "max_tokens": 1,
-                "temperature": 0.0,
-                "stream": False,
-            }
-            reply = self._json("POST", f"{self._base}{path}", body)
-            usage = reply.get("usage") if isinstance(reply, dict) else None
-            count = usage.get("prompt_tokens") if isinstance(usage, dict) else None
-            if not isinstance(count, int):
-                raise ServerError(
-                    f"POST {self._base}{path} reported no usage.prompt_tokens, so the prompt's "
-                    "size cannot be known; use a server that reports usage."
-                )
+        if key in self._counts:
+            return self._counts[key]
+        if "prompt" in payload:
+            count = self._count_raw(str(payload["prompt"]))
+        elif self._formatter is not None:
+            from devicelab_llamacpp import chat_tokens
+
+            msgs = [Message(m["role"], m["content"]) for m in payload["messages"]]
+            count = len(chat_tokens(self._vocab, self._formatter, msgs))
+        elif self._llama_cpp_server:
+            url = f"{self._root}/apply-template"
+            reply = self._json("POST", url, {"messages": payload["messages"]})
+            prompt = reply.get("prompt") if isinstance(reply, dict) else None
+            if not isinstance(prompt, str):
+                raise ServerError(f"POST {url} did not answer with a prompt: {reply!r:.200}")
+            count = len(self._server_tokens(prompt))
+        else:
+            raise devicelab.ModelError(
+                f"the server at {self._root} cannot apply its chat template without generating "
+                "(it has no /apply-template, as llama-cpp-python's server has not), and a "
+                "generation request would leave the prompt in its cache. Set "
+                f'{OPTIONS} tokenizer_gguf = "model.gguf" (or the model\'s path) to a GGUF file '
+                "of the same model: its chat template and vocabulary count on the host."
+            )
+        if remember:
             self._counts[key] = count
-        return self._counts[key]
+        return count
+
+    def _server_tokens(self, text: str) -> list[int]:
+        """llama.cpp's server's tokens for a whole prompt, special tokens parsed and the start
+        token added, as it tokenises a request's prompt."""
+        url = f"{self._root}/tokenize"
+        reply = self._json(
+            "POST", url, {"content": text, "add_special": True, "parse_special": True}
+        )
+        tokens = reply.get("tokens") if isinstance(reply, dict) else None
+        if not isinstance(tokens, list):
+            raise ServerError(f"POST {url} did not answer with a list of token ids: {reply!r:.200}")
+        return tokens
+
+    def _count_raw(self, prompt: str) -> int:
+        """A raw /completions prompt's size, with the start token the server adds."""
+        if self._tokenizer == "gguf":
+            return len(self._vocab.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+        if self._llama_cpp_server:
+            return len(self._server_tokens(prompt))
+        if self._tokenizer == "extras":
+            # llama-cpp-python's /extras/tokenize adds the start token and parses special
+            # tokens, as its /completions does.
+            url = f"{self._root}/extras/tokenize"
+            reply = self._json("POST", url, {"model": self._model_id, "input": prompt})
+            tokens = reply.get("tokens") if isinstance(reply, dict) else None
+            if isinstance(tokens, list):
+                return len(tokens)
+        return len(self._bos) + len(self.tokenize(prompt))
+
+    # -- cache buster ---------------------------------------------------------------------
+
+    def _marker(self) -> str:
+        """A short marker whose first token no earlier marker of this engine started with,
+        so a server's prefix match stops right at it."""
+        for _ in range(50):
+            # Letters only: digits become one token each in most vocabularies.
+            marker = "".join(_RANDOM.choices(string.ascii_lowercase, k=4)) + "\n"
+            tokens = self.tokenize(marker)
+            if tokens and tokens[0] not in self._buster_firsts:
+                self._buster_firsts.append(tokens[0])
+                return marker
+        raise EngineError(
+            "could not make a cache-buster marker with a new first token in 50 tries; set "
+            f"{OPTIONS} cache_buster = false if the server prefills every prompt"
+        )
+
+    def _busted(self, payload: dict[str, Any]) -> dict[str, Any]:
+        marker = self._marker()
+        if "prompt" in payload:
+            return {"prompt": marker + str(payload["prompt"])}
+        msgs = [dict(m) for m in payload["messages"]]
+        if msgs:
+            msgs[0]["content"] = marker + msgs[0]["content"]
+        return {"messages": msgs}
 
     # -- generate -------------------------------------------------------------------------
 
@@ -355,7 +459,15 @@ class OpenAIEngine(Engine):
             msgs = [{"role": m.role, "content": m.content} for m in request.messages]
             payload = {"messages": msgs}
             path = "/chat/completions"
+        buster_tokens = 0
+        if self._buster:
+            plain = self._count(payload)
+            payload = self._busted(payload)
+            buster_tokens = self._count(payload, remember=False) - plain
         body = {
+            # llama.cpp's server reuses a slot's cached prompt unless told not to; other
+            # servers ignore the field. extra_body may override it.
+            "cache_prompt": False,
             **self._extra,
             **payload,
             "model": self._model_id,
@@ -418,17 +530,32 @@ class OpenAIEngine(Engine):
             raise ServerError(
                 f"POST {url}: the connection failed while streaming ({exc})"
             ) from None
-        timings.update(_numbers(usage.get("extra")))
+        server_timings = dict(timings)
+        extra = _numbers(usage.get("extra"))
+        timings.update(extra)
         output_tokens = usage.get("completion_tokens")
         input_tokens = usage.get("prompt_tokens")
         if not isinstance(input_tokens, int):
-            input_tokens = self._count(payload)  # after the timed request: see the docstring
+            input_tokens = self._count(payload, remember=not buster_tokens)
+        # llama.cpp's timings, else MLC's usage.extra (mlc_llm serve --enable-debug).
+        prefilled = server_timings.get("prompt_n", extra.get("prefill_tokens"))
+        if prefilled is None and not self._buster and self.options.cache_buster is None:
+            # The server did not say what it prefilled: bust its cache from now on.
+            self._buster = True
         return GenerationResult(
             text="".join(pieces),
             input_tokens=input_tokens,
             output_tokens=output_tokens if isinstance(output_tokens, int) else len(pieces),
             engine_timings=timings,
             finish_reason=finish,
+            prefilled_tokens=int(prefilled) if prefilled is not None else None,
+            cache_buster_tokens=buster_tokens,
+            engine_prefill_tps=_positive(
+                server_timings.get("prompt_per_second", extra.get("prefill_tokens_per_s"))
+            ),
+            engine_decode_tps=_positive(
+                server_timings.get("predicted_per_second", extra.get("decode_tokens_per_s"))
+            ),
         )
 
     def close(self) -> None:

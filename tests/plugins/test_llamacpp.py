@@ -11,6 +11,7 @@ from devicelab_llamacpp import LlamaCppEngine, smollm2_path
 from devicelab import GenerationRequest, Message, ModelSpec, TokenStream
 from devicelab.errors import TrialTimeout
 from devicelab.metrics import speed
+from devicelab.prefill import prefix_cached
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +63,14 @@ def test_greedy_decoding_is_reproducible(engine: LlamaCppEngine) -> None:
     a = engine.generate(GenerationRequest(messages, max_tokens=5), TokenStream())
     b = engine.generate(GenerationRequest(messages, max_tokens=5), TokenStream())
     assert a.text == b.text
+    # The same prompt twice: llama.cpp would reuse the matching prefix of its context, but
+    # each trial resets it, and n_p_eval proves the whole prompt was evaluated both times.
+    for r in (a, b):
+        assert r.prefilled_tokens == r.input_tokens == engine.prompt_tokens(messages)
+        assert prefix_cached(r.input_tokens, r.prefilled_tokens) is False
+        assert r.cache_buster_tokens == 0
+        assert r.engine_prefill_tps == r.engine_timings["prefill_tok_s"] > 0
+        assert r.engine_decode_tps == r.engine_timings["decode_tok_s"] > 0
 
 
 def test_deadline_stops_generation(engine: LlamaCppEngine) -> None:

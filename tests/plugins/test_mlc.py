@@ -1,16 +1,16 @@
 """The mlc engine: a clear install message without mlc_llm, and the adapter against a double.
 
 mlc_llm cannot be installed here (PyPI has only empty placeholders), so the adapter is driven
-through a test double written to a temporary directory: a fake ``mlc_llm`` package with
-exactly the documented interface the adapter uses.
+through a test double (tests/plugins/doubles/mlc_llm) that behaves like a real MLC-LLM build:
+its radix prefix cache is on by default and remembers every earlier prompt, so an adapter that
+leaves prompts cached gets ``prefill_tokens`` shortfalls, as the real build gave.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,90 +18,16 @@ import pytest
 from devicelab_mlc.engine import INSTALL, MlcEngine
 from wordsplugin import run_cli, write_scenario
 
-from devicelab import GenerationRequest, Message, ModelSpec, TokenStream
+from devicelab import GenerationRequest, GenerationResult, Message, ModelSpec, TokenStream
+from devicelab.prefill import prefix_cached
 from devicelab.results import TRIALS, read_jsonl
 
-DOUBLE_INIT = '''\
-"""A test double of mlc_llm. It mirrors MLC-LLM's documented Python interface (MLCEngine,
-chat.completions.create with streaming and include_usage, usage.extra, terminate, and
-engine.tokenizer from mlc_llm.tokenizers) and nothing else; it runs no model.
-
-Tokens are characters; each streamed chunk carries two of them, as MLC may merge tokens into
-one chunk, so usage.completion_tokens differs from the number of chunks.
-"""
-
-from types import SimpleNamespace
-
-from .tokenizers import Tokenizer
-
-TERMINATED = []
-EXTRA = {
-    "prefill_tokens_per_s": 150.0,
-    "decode_tokens_per_s": 40.0,
-    "ttft_s": 0.05,
-    "inter_token_latency_s": 0.025,
-    "end_to_end_latency_s": 0.2,
-}
-
-
-class MLCEngine:
-    def __init__(self, model, device="auto", *, model_lib=None, mode="local"):
-        self.model = model
-        self.device = device
-        self.tokenizer = Tokenizer(model)
-        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
-
-    def _template(self, messages):
-        return "".join(f"<|{m['role']}|>{m['content']}<|end|>" for m in messages) + "<|assistant|>"
-
-    def _create(self, *, messages, model=None, stream=False, stream_options=None,
-                max_tokens=16, temperature=None, seed=None):
-        prompt_tokens = len(self.tokenizer.encode(self._template(messages)))
-        text = ("one two three four five six seven eight nine ten " * 4)[:max_tokens]
-        usage = SimpleNamespace(prompt_tokens=prompt_tokens, completion_tokens=len(text),
-                                total_tokens=prompt_tokens + len(text))
-        if not stream:
-            message = SimpleNamespace(role="assistant", content=text)
-            return SimpleNamespace(choices=[SimpleNamespace(message=message, finish_reason="length")],
-                                   usage=usage)
-        include_usage = bool(stream_options and stream_options.get("include_usage"))
-        usage.extra = dict(EXTRA, prompt_tokens=prompt_tokens, completion_tokens=len(text),
-                           prefill_tokens=prompt_tokens, decode_tokens=len(text) - 1)
-        return self._stream(text, usage if include_usage else None)
-
-    def _stream(self, text, usage):
-        pieces = [text[i:i + 2] for i in range(0, len(text), 2)]
-        for i, piece in enumerate(pieces):
-            finish = "length" if i == len(pieces) - 1 else None
-            delta = SimpleNamespace(role="assistant", content=piece)
-            yield SimpleNamespace(choices=[SimpleNamespace(index=0, delta=delta,
-                                                           finish_reason=finish)], usage=None)
-        if usage is not None:
-            yield SimpleNamespace(choices=[], usage=usage)
-
-    def terminate(self):
-        TERMINATED.append(self.model)
-'''
-
-DOUBLE_TOKENIZERS = '''\
-"""Test double of mlc_llm.tokenizers: Tokenizer(path).encode / .decode, one token a character."""
-
-
-class Tokenizer:
-    def __init__(self, tokenizer_path):
-        self.path = tokenizer_path
-
-    def encode(self, text):
-        return [ord(c) for c in text]
-
-    def decode(self, token_ids):
-        return "".join(chr(t) for t in token_ids)
-'''
+DOUBLES = Path(__file__).parent / "doubles"
 
 SCENARIO = """\
 [scenario]
 name = "mlc"
-repetitions = 1
+repetitions = 2
 warmup = 0
 
 [[models]]
@@ -133,18 +59,36 @@ def _forget_mlc_llm() -> None:
 @pytest.fixture
 def mlc_double(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The double on sys.path; yields an MLC model directory (with mlc-chat-config.json)."""
-    pkg = tmp_path / "double" / "mlc_llm"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text(textwrap.dedent(DOUBLE_INIT), encoding="utf-8")
-    (pkg / "tokenizers.py").write_text(DOUBLE_TOKENIZERS, encoding="utf-8")
     model = tmp_path / "SmolLM2-135M-Instruct-q4f16_1-MLC"
     model.mkdir()
     config = {"context_window_size": 2048, "conv_template": "chatml"}
     (model / "mlc-chat-config.json").write_text(json.dumps(config), encoding="utf-8")
-    monkeypatch.syspath_prepend(str(tmp_path / "double"))
+    monkeypatch.syspath_prepend(str(DOUBLES))
     _forget_mlc_llm()
     yield model
     _forget_mlc_llm()
+
+
+MESSAGES = [Message("system", "Be brief."), Message("user", "Summarise this.")]
+# The chatml prompt of MESSAGES, one token a character, after the double's start token.
+TEMPLATE = (
+    "<|im_start|>system\nBe brief.<|im_end|>\n"
+    "<|im_start|>user\nSummarise this.<|im_end|>\n<|im_start|>assistant\n"
+)
+PROMPT_TOKENS = 1 + len(TEMPLATE)
+
+
+def _open(model_dir: Path, engine_cls: type[MlcEngine] = MlcEngine) -> MlcEngine:
+    spec = ModelSpec("smollm2-mlc", "mlc", "q4f16_1", model_dir)
+    engine_cls.check_model(spec)
+    engine = engine_cls(None, spec, MlcEngine.Options(device="cpu"))  # type: ignore[arg-type]
+    engine.load()
+    return engine
+
+
+def _generate(engine: MlcEngine, max_tokens: int = 7) -> tuple[GenerationResult, TokenStream]:
+    stream = TokenStream()
+    return engine.generate(GenerationRequest(MESSAGES, max_tokens=max_tokens), stream), stream
 
 
 def test_without_mlc_llm_the_run_stops_with_the_install_command(
@@ -160,32 +104,107 @@ def test_without_mlc_llm_the_run_stops_with_the_install_command(
 
 
 def test_the_adapter_takes_counts_and_timings_from_mlc(mlc_double: Path) -> None:
-    spec = ModelSpec("smollm2-mlc", "mlc", "q4f16_1", mlc_double)
-    MlcEngine.check_model(spec)
-    engine = MlcEngine(None, spec, MlcEngine.Options(device="cpu"))  # type: ignore[arg-type]
-    engine.load()
+    engine = _open(mlc_double)
     import mlc_llm
 
     try:
         assert engine.context_window() == 2048  # from mlc-chat-config.json
         assert engine.detokenize(engine.tokenize("héllo")) == "héllo"
-        messages = [Message("system", "Be brief."), Message("user", "Summarise this.")]
-        stream = TokenStream()
-        result = engine.generate(GenerationRequest(messages, max_tokens=7), stream)
+        result, stream = _generate(engine)
         assert result.text == stream.text == "one two"
         assert stream.count == 4  # chunks of two characters: "on", "e ", "tw", "o"
         assert result.output_tokens == 7  # usage.completion_tokens, not the chunk count
-        template = "<|system|>Be brief.<|end|><|user|>Summarise this.<|end|><|assistant|>"
-        assert result.input_tokens == len(template) == engine.prompt_tokens(messages)
+        assert result.input_tokens == PROMPT_TOKENS
         assert result.finish_reason == "length"
+        assert result.engine_prefill_tps == 150.0 and result.engine_decode_tps == 40.0
         t = result.engine_timings
-        assert t["prefill_tokens_per_s"] == 150.0 and t["decode_tokens_per_s"] == 40.0
-        assert t["ttft_s"] == 0.05 and t["end_to_end_latency_s"] == 0.2
         assert t["prompt_tokens"] == result.input_tokens and t["decode_tokens"] == 6
+        assert t["ttft_s"] > 0 and t["end_to_end_latency_s"] > t["ttft_s"]
     finally:
         engine.close()
     terminated: list[Any] = mlc_llm.TERMINATED
     assert terminated == [str(mlc_double)]
+
+
+def test_prompt_tokens_are_counted_with_mlcs_template_and_no_request(mlc_double: Path) -> None:
+    engine = _open(mlc_double)
+    import mlc_llm
+
+    try:
+        assert engine.prompt_tokens(MESSAGES) == PROMPT_TOKENS
+        # Without a system message MLC keeps its template's own.
+        default = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        user = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        assert engine.prompt_tokens([Message("user", "Hi")]) == 1 + len(default + user)
+        assert mlc_llm.ENGINES[-1].requests == []  # nothing sent, so nothing cached
+        # The template is copied per count: counting twice does not pile turns up.
+        assert engine.prompt_tokens([Message("user", "Hi!")]) == 2 + len(default + user)
+    finally:
+        engine.close()
+
+
+def test_every_repetition_is_prefilled_in_full(mlc_double: Path) -> None:
+    engine = _open(mlc_double)
+    import mlc_llm
+
+    try:
+        assert mlc_llm.ENGINES[-1].engine_config.prefix_cache_mode == "disable"
+        engine.prompt_tokens(MESSAGES)
+        for _ in range(3):
+            result, _ = _generate(engine)
+            assert result.prefilled_tokens == result.input_tokens == PROMPT_TOKENS
+            assert prefix_cached(result.input_tokens, result.prefilled_tokens) is False
+    finally:
+        engine.close()
+
+
+class _OldMlcEngine(MlcEngine):
+    """The adapter as it was: MLC's default engine config, and prompt tokens counted with a
+    ``max_tokens = 1`` request."""
+
+    def load(self) -> None:
+        from mlc_llm import MLCEngine as Mlc
+        from mlc_llm.tokenizers import Tokenizer
+
+        self._engine = Mlc(self._model, device=self.options.device)
+        self._tokenizer = Tokenizer(self._model)
+        self._n_ctx = 2048
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> int:
+        msgs = [{"role": m.role, "content": m.content} for m in messages]
+        response = self._engine.chat.completions.create(messages=msgs, max_tokens=1)
+        return int(response.usage.prompt_tokens)
+
+
+def test_the_double_catches_the_old_adapter(mlc_double: Path) -> None:
+    """The real build's finding: the count request left the prompt in MLC's radix cache, and
+    every trial then prefilled 1 token. The double must reproduce it, so the verdict is True."""
+    engine = _open(mlc_double, _OldMlcEngine)
+    try:
+        assert engine.prompt_tokens(MESSAGES) == PROMPT_TOKENS
+        result, _ = _generate(engine)
+        assert result.input_tokens == PROMPT_TOKENS and result.prefilled_tokens == 1
+        assert prefix_cached(result.input_tokens, result.prefilled_tokens) is True
+    finally:
+        engine.close()
+
+
+def test_the_doubles_cache_keeps_only_the_uncached_suffix(mlc_double: Path) -> None:
+    engine = _open(mlc_double, _OldMlcEngine)
+    try:
+        first, _ = _generate(engine)
+        assert first.prefilled_tokens == PROMPT_TOKENS  # nothing cached yet
+        longer = [*MESSAGES[:1], Message("user", "Summarise this. And that.")]
+        stream = TokenStream()
+        second = engine.generate(GenerationRequest(longer, max_tokens=4), stream)
+        # Shared up to "Summarise this." then new: only the rest is prefilled.
+        shared = 1 + len(
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nSummarise this."
+        )
+        assert second.prefilled_tokens == second.input_tokens - shared
+        assert prefix_cached(second.input_tokens, second.prefilled_tokens) is True
+    finally:
+        engine.close()
 
 
 def test_a_run_through_the_double_records_mlc_numbers(mlc_double: Path, tmp_path: Path) -> None:
@@ -194,11 +213,16 @@ def test_a_run_through_the_double_records_mlc_numbers(mlc_double: Path, tmp_path
     out = tmp_path / "run"
     assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
     records = list(read_jsonl(out / TRIALS))
-    assert [r["status"] for r in records] == ["ok", "ok"], [r["error"] for r in records]
-    by_len = {r["context_tokens"]: r for r in records}
+    assert [r["status"] for r in records] == ["ok"] * 4, [r["error"] for r in records]
+    by_len: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        by_len.setdefault(r["context_tokens"], []).append(r)
     # One token a character in the double: 40 more context tokens at L = 80.
-    assert by_len[80]["input_tokens"] - by_len[40]["input_tokens"] == 40
+    assert by_len[80][0]["input_tokens"] - by_len[40][0]["input_tokens"] == 40
     for r in records:
         assert r["output_tokens"] == 8 and r["engine"] == "mlc"
         assert r["engine_timings"]["decode_tokens_per_s"] == 40.0
         assert r["ttft_s"] > 0
+        # The run counted the longest prompt, then ran each prompt twice: MLC still
+        # prefilled every prompt token of every trial.
+        assert r["engine_timings"]["prefill_tokens"] == r["input_tokens"]

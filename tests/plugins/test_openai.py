@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -17,14 +18,16 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from devicelab_llamacpp import smollm2_path
 from devicelab_openai import OpenAIEngine
 from wordsplugin import free_port, run_cli, write_scenario
 
-from devicelab import GenerationRequest, Message, ModelSpec, TokenStream
+from devicelab import GenerationRequest, Message, ModelError, ModelSpec, TokenStream
 from devicelab.metrics import speed
+from devicelab.prefill import prefix_cached
 from devicelab.results import TRIALS, read_jsonl
 
 SERVER = """\
@@ -68,6 +71,12 @@ interval_s = 0.1
 """
 
 
+# The server's log per base URL: llama-cpp-python's server (verbose by default) prints
+# llama.cpp's perf lines after each request, its only report of what it prefilled.
+SERVER_LOGS: dict[str, Path] = {}
+PROMPT_EVAL = re.compile(r"prompt eval time =\s*[\d.]+ ms /\s*(\d+) tokens")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a llama-cpp-python server serving SmolLM2, stopped after the module."""
@@ -85,6 +94,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stdin=subprocess.DEVNULL,
         )
     base = f"http://127.0.0.1:{port}/v1"
+    SERVER_LOGS[base] = log
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -113,7 +123,7 @@ def engine_for(base: str, **options: object) -> OpenAIEngine:
 
 
 def test_generate_streams_tokens_from_the_server(server: str) -> None:
-    engine = engine_for(server, n_ctx=2048)
+    engine = engine_for(server, n_ctx=2048, tokenizer_gguf=str(smollm2_path()))
     engine.load()
     try:
         assert engine.context_window() == 2048
@@ -133,7 +143,10 @@ def test_generate_streams_tokens_from_the_server(server: str) -> None:
         assert 1 <= result.output_tokens == stream.count <= 6
         assert result.text == stream.text and result.text.strip()
         # The prompt after the server's chat template, as the server counts it.
-        assert result.input_tokens == engine.prompt_tokens(messages)
+        # The prompt after the chat template, and the cache buster (on: this server neither
+        # obeys cache_prompt nor reports what it prefilled).
+        assert 1 <= result.cache_buster_tokens <= 4
+        assert result.input_tokens == engine.prompt_tokens(messages) + result.cache_buster_tokens
         assert result.input_tokens > len(engine.tokenize(messages[0].content))
         s = speed(stream.t_sent or 0.0, stream.token_times, result.input_tokens, 6)
         assert s.ttft_s is not None and s.ttft_s > 0
@@ -142,7 +155,7 @@ def test_generate_streams_tokens_from_the_server(server: str) -> None:
 
 
 def test_devicelab_run_against_the_server(server: str, tmp_path: Path) -> None:
-    options = f'base_url = "{server}", n_ctx = 2048'
+    options = f'base_url = "{server}", n_ctx = 2048, tokenizer_gguf = "{smollm2_path()}"'
     scenario = write_scenario(tmp_path, SCENARIO.format(options=options))
     out = tmp_path / "run"
     assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
@@ -219,3 +232,188 @@ def test_usage_and_server_timings_are_kept() -> None:
     assert (result.input_tokens, result.output_tokens) == (17, 6)
     assert result.engine_timings == {"prefill_tokens_per_s": 120.5, "ttft_s": 0.14}
     assert result.finish_reason == "length"
+
+
+def _prompt_evals(log: Path) -> list[int]:
+    return [int(n) for n in PROMPT_EVAL.findall(log.read_text(errors="replace"))]
+
+
+LONG = [
+    Message("system", "You summarise documents for busy readers."),
+    Message(
+        "user", "Summarise: " + "The harbour authority met on Thursday to plan the works. " * 8
+    ),
+]
+
+
+def test_the_cache_buster_stops_llama_cpp_pythons_prefix_reuse(server: str) -> None:
+    """llama-cpp-python's server reuses the longest common prefix of the previous prompt and
+    reports nothing; its log's perf lines show what it evaluated. With the buster (on by
+    default there) a repeated prompt is evaluated in full, bar the template's opening tokens
+    before the marker; without it, the repetition reuses the whole prompt."""
+    log = SERVER_LOGS[server]
+    gguf = str(smollm2_path())
+    busted = engine_for(server, n_ctx=2048, tokenizer_gguf=gguf)
+    plain = engine_for(server, n_ctx=2048, tokenizer_gguf=gguf, cache_buster=False)
+    busted.load()
+    plain.load()
+    try:
+        n = busted.prompt_tokens(LONG)
+        before = len(_prompt_evals(log))
+        assert plain.prompt_tokens(LONG) == n and len(_prompt_evals(log)) == before  # no request
+        results = []
+        for _ in range(3):
+            r = busted.generate(GenerationRequest(LONG, max_tokens=2), TokenStream())
+            results.append(r)
+        evals = _prompt_evals(log)[before:]
+        assert len(evals) == 3
+        opening = len(busted.tokenize("<|im_start|>system\n")) + 1  # and the start token
+        for r, evaluated in zip(results, evals, strict=True):
+            assert r.prefilled_tokens is None  # the server does not say
+            assert 1 <= r.cache_buster_tokens <= 4
+            assert r.input_tokens == n + r.cache_buster_tokens
+            assert prefix_cached(r.input_tokens, r.prefilled_tokens, r.cache_buster_tokens) is False
+            assert evaluated >= r.input_tokens - opening
+        # The control: the same prompt twice without the buster is served from the cache.
+        plain.generate(GenerationRequest(LONG, max_tokens=2), TokenStream())
+        again = plain.generate(GenerationRequest(LONG, max_tokens=2), TokenStream())
+        assert again.cache_buster_tokens == 0
+        assert prefix_cached(again.input_tokens, None, 0) is None
+        assert _prompt_evals(log)[-1] < again.input_tokens // 10
+    finally:
+        busted.close()
+        plain.close()
+
+
+def test_without_a_template_source_the_count_names_the_fix(server: str) -> None:
+    engine = engine_for(server, n_ctx=2048)
+    engine.load()
+    with pytest.raises(ModelError, match="tokenizer_gguf"):
+        engine.prompt_tokens([Message("user", "hi")])
+
+
+class _LlamaCppServer(http.server.BaseHTTPRequestHandler):
+    """A llama.cpp-server-like double: /props, /tokenize (one token a character, start token
+    1), /apply-template (chatml), and streamed chat completions whose final chunk carries
+    ``usage`` and ``timings`` with ``prompt_n``. Like the real server it keeps the last prompt
+    in its slot and reuses the common prefix unless the request says ``cache_prompt: false``;
+    the last prompt token is always evaluated again."""
+
+    slot: ClassVar[list[int]] = []
+    requests: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+
+    def _reply(self, obj: object) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/props":
+            self._reply({"default_generation_settings": {"n_ctx": 4096}})
+        elif self.path == "/v1/models":
+            self._reply({"data": [{"id": "served"}]})
+        else:
+            self.send_error(404)
+
+    @staticmethod
+    def _template(messages: list[dict[str, str]]) -> str:
+        turns = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        return turns + "<|im_start|>assistant\n"
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append((self.path, body))
+        if self.path == "/tokenize":
+            start = [1] if body.get("add_special") else []
+            self._reply({"tokens": start + [ord(c) for c in body["content"]]})
+        elif self.path == "/detokenize":
+            self._reply({"content": "".join(chr(t) for t in body["tokens"])})
+        elif self.path == "/apply-template":
+            self._reply({"prompt": self._template(body["messages"])})
+        elif self.path == "/v1/chat/completions":
+            self._complete(body)
+        else:
+            self.send_error(404)
+
+    def _complete(self, body: dict[str, Any]) -> None:
+        tokens = [1] + [ord(c) for c in self._template(body["messages"])]
+        cached = 0
+        if body.get("cache_prompt", True):
+            for a, b in zip(tokens, type(self).slot, strict=False):
+                if a != b:
+                    break
+                cached += 1
+        type(self).slot[:] = tokens
+        prompt_n = max(len(tokens) - cached, 1)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        chunks: list[dict[str, object]] = [
+            {"choices": [{"delta": {"content": w}, "finish_reason": None}]} for w in "ab"
+        ]
+        chunks.append({"choices": [{"delta": {}, "finish_reason": "length"}]})
+        timings = {
+            "cache_n": len(tokens) - prompt_n,
+            "prompt_n": prompt_n,
+            "prompt_per_second": 250.0,
+            "predicted_n": 2,
+            "predicted_per_second": 50.0,
+        }
+        usage = {"prompt_tokens": len(tokens), "completion_tokens": 2}
+        chunks.append({"choices": [], "usage": usage, "timings": timings})
+        for chunk in chunks:
+            self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def llama_cpp_server() -> Iterator[str]:
+    _LlamaCppServer.slot.clear()
+    _LlamaCppServer.requests.clear()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LlamaCppServer)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_llama_cpp_server_is_asked_not_to_cache_and_proves_it(llama_cpp_server: str) -> None:
+    engine = engine_for(llama_cpp_server)
+    engine.load()
+    assert engine.context_window() == 4096  # from /props
+    messages = [Message("system", "Be brief."), Message("user", "Summarise this.")]
+    n = engine.prompt_tokens(messages)
+    assert n == 1 + len(
+        _LlamaCppServer._template([{"role": m.role, "content": m.content} for m in messages])
+    )
+    paths = [p for p, _ in _LlamaCppServer.requests]
+    assert "/apply-template" in paths and "/v1/chat/completions" not in paths  # no generation
+    for _ in range(2):
+        r = engine.generate(GenerationRequest(messages, max_tokens=2), TokenStream())
+        assert r.cache_buster_tokens == 0  # the server reports what it prefilled
+        assert r.prefilled_tokens == r.input_tokens == n
+        assert prefix_cached(r.input_tokens, r.prefilled_tokens, r.cache_buster_tokens) is False
+        assert (r.engine_prefill_tps, r.engine_decode_tps) == (250.0, 50.0)
+    sent = [b for p, b in _LlamaCppServer.requests if p == "/v1/chat/completions"]
+    assert [b["cache_prompt"] for b in sent] == [False, False]
+
+
+def test_a_server_reusing_the_prompt_is_caught(llama_cpp_server: str) -> None:
+    # A user who lets the server cache (extra_body) gets the reuse reported, not hidden.
+    engine = engine_for(llama_cpp_server, extra_body={"cache_prompt": True})
+    engine.load()
+    messages = [Message("user", "Summarise this.")]
+    first = engine.generate(GenerationRequest(messages, max_tokens=2), TokenStream())
+    second = engine.generate(GenerationRequest(messages, max_tokens=2), TokenStream())
+    assert prefix_cached(first.input_tokens, first.prefilled_tokens) is False
+    assert second.prefilled_tokens == 1  # only the last prompt token was evaluated again
+    assert prefix_cached(second.input_tokens, second.prefilled_tokens) is True

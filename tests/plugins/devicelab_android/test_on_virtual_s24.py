@@ -111,6 +111,9 @@ def test_llama_cli_pushes_once_and_streams_real_tokens(phone: AndroidDevice) -> 
         result = engine.generate(GenerationRequest(messages, max_tokens=6), stream)
         assert 1 <= result.output_tokens <= 7 and result.text
         assert result.engine_timings["prefill_tokens"] == result.input_tokens
+        # A new llama-cli per trial: its perf line proves the whole prompt was evaluated.
+        assert result.prefilled_tokens == result.input_tokens
+        assert result.engine_prefill_tps == result.engine_timings["prefill_tok_s"] > 0
         s = speed(stream.t_sent or 0, stream.token_times, result.input_tokens, result.output_tokens)
         assert s.ttft_s is not None and s.ttft_s > 0
         assert adb.run(["ls", "/data/local/tmp/pwned"]).code != 0
@@ -137,6 +140,9 @@ def test_app_engine_measures_through_the_ui(phone: AndroidDevice, app: str) -> N
         result = engine.generate(GenerationRequest(messages, 8, fields=fields), stream)
         assert result.text and result.output_tokens == stream.count >= 1
         assert {"prefill_tok_s", "decode_tok_s"} <= set(result.engine_timings)
+        assert result.engine_prefill_tps == result.engine_timings["prefill_tok_s"]
+        assert result.engine_decode_tps == result.engine_timings["decode_tok_s"]
+        assert result.prefilled_tokens is None  # the app shows rates only
         assert stream.t_sent is not None and stream.token_times[0] > stream.t_sent
     finally:
         engine.close()

@@ -1,0 +1,1 @@
+"""Test double of mlc_llm.protocol (only the conversation protocol)."""

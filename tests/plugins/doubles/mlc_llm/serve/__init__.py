@@ -1,0 +1,1 @@
+"""Test double of mlc_llm.serve (only its config module)."""
