@@ -5,6 +5,8 @@ Plugins import what they need from here; the names below are the public API.
 
 from __future__ import annotations
 
+from ._record import TrialRecord
+from ._rundir import RunData, RunDir, load_run
 from .api import (
     Collector,
     CollectorFactory,
@@ -45,8 +47,6 @@ from .errors import (
 )
 from .executor import Executor
 from .hookspecs import hookimpl
-from .results import RunDir
-from .runs import Run, load_run
 from .scheduler import DeviceSession, Plan, Reporter, RunOutcome, TrialOutput
 
 __version__ = "0.1.0"
@@ -81,7 +81,7 @@ __all__ = [
     "Quantizer",
     "Reporter",
     "Response",
-    "Run",
+    "RunData",
     "RunDir",
     "RunDirError",
     "RunOutcome",
@@ -92,6 +92,7 @@ __all__ = [
     "TokenStream",
     "TrialError",
     "TrialOutput",
+    "TrialRecord",
     "TrialTimeout",
     "UsageError",
     "__version__",

@@ -31,9 +31,9 @@ from typing import Any
 import pytest
 
 from . import gates
+from ._rundir import load_run
 from .errors import UsageError
 from .plugin_manager import Registry
-from .runs import load_run
 from .testing import installed_plugin
 
 InstallPlugin = Callable[..., Registry]

@@ -1,155 +1,32 @@
-"""The run directory: append-only ``trials.jsonl`` and ``telemetry.jsonl``, and resume.
+"""TEMPORARY: the run directory moved to :mod:`devicelab._rundir`.
 
-Each trial record is appended, flushed and fsynced as the trial ends, so a crash or Ctrl-C
-loses at most the trial in flight. A torn last line (a crash mid-write) is cut off when the
-run resumes, so the file never holds a half record followed by a whole one.
+These names stay importable from here only for the modules not yet moved to it (the
+scheduler, the executor) and for docs/writing-plugins.md's example, until the runtime split
+and the public API (issue 10, items 2 and 4) land; then this module goes.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import threading
-import uuid
-from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import IO, Any
+from ._rundir import (
+    RUN_META,
+    SCENARIO,
+    SUMMARY,
+    TELEMETRY,
+    TRIALS,
+    RunDir,
+    default_run_dir,
+    now_iso,
+    read_jsonl,
+)
 
-import tomli_w
-
-from .errors import RunDirError
-from .scenario import Scenario
-
-TRIALS = "trials.jsonl"
-TELEMETRY = "telemetry.jsonl"
-SCENARIO = "scenario.toml"
-RUN_META = "run.json"
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def default_run_dir(scenario: Scenario, base: Path = Path("runs")) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return base / f"{scenario.name}-{stamp}"
-
-
-class RunDir:
-    """An open run directory. Use :meth:`create` for a new run or :meth:`resume`."""
-
-    def __init__(self, path: Path, run_id: str) -> None:
-        self.path = path
-        self.run_id = run_id
-        self._lock = threading.Lock()
-        self._trials: IO[str] = self._open_append(path / TRIALS)
-        self._telemetry: IO[str] = self._open_append(path / TELEMETRY)
-
-    @staticmethod
-    def _open_append(file: Path) -> IO[str]:
-        _cut_torn_tail(file)
-        return file.open("a", encoding="utf-8")
-
-    @classmethod
-    def open(cls, path: Path, scenario: Scenario, *, resume: bool) -> RunDir:
-        """Open ``path`` for ``scenario``: a new run, or (with ``resume``) the same one again."""
-        meta_file = path / RUN_META
-        if path.exists() and not path.is_dir():
-            raise RunDirError(
-                f"output path {path} exists and is not a directory. Pick another --out."
-            )
-        if meta_file.is_file():
-            try:
-                meta = json.loads(meta_file.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise RunDirError(
-                    f"{meta_file} is unreadable ({exc}); this directory is not a devicelab "
-                    "run that can be resumed. Pick another --out."
-                ) from None
-            if meta.get("scenario_fingerprint") != scenario.fingerprint():
-                raise RunDirError(
-                    f"{path} holds a different run (scenario {meta.get('scenario_name')!r} with "
-                    "other settings). Nothing was changed there. Pick another --out, or resume "
-                    "it with the scenario it was started with (its scenario.toml)."
-                )
-            if not resume:
-                raise RunDirError(
-                    f"{path} already holds this run ({_count_lines(path / TRIALS)} trials "
-                    "recorded). Add --resume to run only the missing trials, or pick "
-                    "another --out."
-                )
-            return cls(path, str(meta["run_id"]))
-        if path.is_dir() and any(path.iterdir()):
-            raise RunDirError(
-                f"{path} is not empty and is not a devicelab run. Nothing was changed there. "
-                "Pick another --out."
-            )
-        path.mkdir(parents=True, exist_ok=True)
-        run_id = f"{scenario.name}-{uuid.uuid4().hex[:8]}"
-        meta = {
-            "run_id": run_id,
-            "scenario_name": scenario.name,
-            "scenario_source": str(scenario.source),
-            "scenario_fingerprint": scenario.fingerprint(),
-            "created_at": now_iso(),
-        }
-        meta_file.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        (path / SCENARIO).write_text(tomli_w.dumps(scenario.resolved()), encoding="utf-8")
-        return cls(path, run_id)
-
-    def done_trial_ids(self) -> set[str]:
-        return {rec["trial_id"] for rec in read_jsonl(self.path / TRIALS)}
-
-    def append_trial(self, record: Mapping[str, Any]) -> None:
-        with self._lock:
-            _append(self._trials, record)
-
-    def append_samples(self, samples: list[dict[str, Any]]) -> None:
-        if not samples:
-            return
-        with self._lock:
-            for s in samples:
-                self._telemetry.write(json.dumps(s, separators=(",", ":")) + "\n")
-            self._telemetry.flush()
-
-    def write_summary(self, rows: list[dict[str, Any]]) -> None:
-        (self.path / "summary.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-
-    def close(self) -> None:
-        with self._lock:
-            for fh in (self._trials, self._telemetry):
-                if not fh.closed:
-                    fh.flush()
-                    fh.close()
-
-
-def _append(fh: IO[str], record: Mapping[str, Any]) -> None:
-    fh.write(json.dumps(record, separators=(",", ":")) + "\n")
-    fh.flush()
-    os.fsync(fh.fileno())
-
-
-def _cut_torn_tail(file: Path) -> None:
-    if not file.exists():
-        return
-    data = file.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with file.open("r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)
-
-
-def _count_lines(file: Path) -> int:
-    return sum(1 for _ in read_jsonl(file))
-
-
-def read_jsonl(file: Path) -> Iterator[dict[str, Any]]:
-    """The whole JSON lines of ``file`` (a torn last line is skipped)."""
-    if not file.exists():
-        return
-    with file.open(encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                break
-            if line.strip():
-                yield json.loads(line)
+__all__ = [
+    "RUN_META",
+    "SCENARIO",
+    "SUMMARY",
+    "TELEMETRY",
+    "TRIALS",
+    "RunDir",
+    "default_run_dir",
+    "now_iso",
+    "read_jsonl",
+]

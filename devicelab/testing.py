@@ -30,8 +30,8 @@ from typing import Any
 import tomli_w
 
 from . import plugin_manager
+from ._rundir import RunDir, load_run
 from .plugin_manager import Registry
-from .results import TRIALS, RunDir, read_jsonl
 from .scenario import load_scenario
 from .scheduler import execute, prepare
 
@@ -117,7 +117,8 @@ def make_scenario(
 def run_scenario(
     path: Path, registry: Registry | None = None, out: Path | None = None
 ) -> list[dict[str, Any]]:
-    """Run the scenario at ``path`` as ``devicelab run`` would and return its trial records.
+    """Run the scenario at ``path`` as ``devicelab run`` would and return its trial records
+    (each as its JSON form, the line ``trials.jsonl`` holds).
 
     ``registry`` defaults to the plugins this process loads (:func:`registry_with` adds
     yours); ``out`` (the run directory) defaults to a new directory beside the scenario.
@@ -132,7 +133,7 @@ def run_scenario(
         execute(plan, run)
     finally:
         run.close()
-    return list(read_jsonl(out / TRIALS))
+    return [r.to_json() for r in load_run(out).records]
 
 
 @contextmanager

@@ -11,8 +11,8 @@ from wordsplugin import run_cli
 
 import devicelab
 from devicelab import plugin_manager
+from devicelab._rundir import TRIALS, RunDir, read_jsonl
 from devicelab.executor import Executor, LocalExecutor
-from devicelab.results import TRIALS, RunDir, read_jsonl
 from devicelab.scheduler import DeviceSession, Plan, Reporter, RunOutcome
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from wordsplugin import FlakyDevice, WordEngine
 
+from devicelab._rundir import TELEMETRY, TRIALS, RunDir, read_jsonl
 from devicelab.errors import ModelError
 from devicelab.plugin_manager import Registry
-from devicelab.results import TELEMETRY, TRIALS, RunDir, read_jsonl
 from devicelab.scenario import load_scenario
 from devicelab.scheduler import execute, prepare
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from wordsplugin import HotCollector, WordEngine
 
+from devicelab._rundir import TELEMETRY, TRIALS, RunDir, read_jsonl
 from devicelab.errors import ScenarioError
 from devicelab.plugin_manager import Registry
-from devicelab.results import TELEMETRY, TRIALS, RunDir, read_jsonl
 from devicelab.scenario import load_scenario
 from devicelab.scheduler import Reporter, Thermal, execute, prepare
 

@@ -9,6 +9,7 @@ device (at most ``[scenario] retries`` times); when no device is left it is reco
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import deque
@@ -17,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import devicelab
-from devicelab import Executor, Plan, Reporter, RunDir, RunOutcome
+from devicelab import Executor, Plan, Reporter, RunDir, RunOutcome, TrialRecord
 
 from . import resources
 
@@ -171,15 +172,28 @@ class RayExecutor(Executor):
         retries = plan.scenario.retries
         last_loss = "no device of the cluster could be used"
 
-        def record(rec: dict[str, Any], samples: list[dict[str, Any]]) -> None:
-            if rec["trial_id"] in written:
+        def record(rec: TrialRecord, samples: list[dict[str, Any]]) -> None:
+            if rec.trial_id in written:
                 return  # idempotent by trial_id: a trial run twice is written once
-            written.add(rec["trial_id"])
+            written.add(rec.trial_id)
             run.append_samples(samples)
             run.append_trial(rec)
-            outcome.records.append(rec)
-            outcome.failed += rec["status"] != "ok"
-            reporter.trial_done(rec)
+            # RunOutcome and Reporter still take the JSON form (scheduler.py's contract).
+            data = rec.to_json()
+            outcome.records.append(data)
+            outcome.failed += not rec.ok
+            reporter.trial_done(data)
+
+        def tried(rec: TrialRecord, attempts: int, lost: list[str]) -> TrialRecord:
+            """``rec`` counting the attempts and losses on the devices it was moved from."""
+            tries = dataclasses.replace(rec.tries, attempts=attempts, lost_attempts=tuple(lost))
+            return rec.but(tries=tries)
+
+        def failed(pending: _Pending, why: str, device: str) -> TrialRecord:
+            trial = trials[pending.trial_id]
+            return TrialRecord.from_json(
+                failed_record(run.run_id, trial, plan, why, pending.lost, device)
+            )
 
         def lose(unit: _Unit, pending: _Pending, why: str, attempts: int = 1) -> None:
             nonlocal last_loss
@@ -197,10 +211,8 @@ class RayExecutor(Executor):
                 queue.appendleft(pending)
 
         def give_up(pending: _Pending, why: str) -> None:
-            trial = trials[pending.trial_id]
-            rec = failed_record(run.run_id, trial, plan, why, pending.lost, "")
-            rec["attempts"] = pending.attempts
-            record(rec, [])
+            rec = failed(pending, why, "")
+            record(tried(rec, pending.attempts, list(rec.tries.lost_attempts)), [])
 
         try:
             while queue or inflight:
@@ -227,34 +239,33 @@ class RayExecutor(Executor):
                         cause = getattr(exc, "cause", None)
                         if isinstance(cause, devicelab.UsageError):
                             raise devicelab.UsageError(f"on {unit.label}: {cause}") from None
-                        rec = failed_record(
-                            run.run_id,
-                            trials[pending.trial_id],
-                            plan,
+                        rec = failed(
+                            pending,
                             f"the worker on {unit.label} failed: {cause or exc}",
-                            pending.lost,
                             unit.label,
                         )
-                        rec["attempts"] = pending.attempts + 1
-                        record(rec, [])
+                        record(tried(rec, pending.attempts + 1, list(rec.tries.lost_attempts)), [])
                         continue
                     except ray.exceptions.RayError as exc:
                         lose(unit, pending, _short(exc))
                         continue
-                    rec = out["record"]
+                    rec = TrialRecord.from_json(out["record"])
                     if out["device_lost"]:
-                        for note in rec.get("lost_attempts", []):
+                        for note in rec.tries.lost_attempts:
                             pending.lost.append(f"on {unit.label}: {note}")
                         lose(
                             unit,
                             pending,
                             "the device was lost and did not come back",
-                            int(rec.get("attempts", 1)),
+                            rec.tries.attempts,
                         )
                         continue
                     if pending.lost:
-                        rec["attempts"] = pending.attempts + int(rec.get("attempts", 1))
-                        rec["lost_attempts"] = pending.lost + list(rec.get("lost_attempts", []))
+                        rec = tried(
+                            rec,
+                            pending.attempts + rec.tries.attempts,
+                            pending.lost + list(rec.tries.lost_attempts),
+                        )
                     record(rec, out["samples"])
         finally:
             self._close_units(units)

@@ -28,7 +28,7 @@ from devicelab import (
     TokenStream,
     plugin_manager,
 )
-from devicelab.results import TRIALS, read_jsonl
+from devicelab._rundir import TRIALS, read_jsonl
 from devicelab.scheduler import load_and_prepare
 
 # Bits per weight of each ggml block format: (bits * 32 + fp16 scale [+ fp16 min]) / 32.

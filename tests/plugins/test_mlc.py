@@ -19,7 +19,7 @@ from devicelab_mlc.engine import INSTALL, MlcEngine
 from wordsplugin import run_cli, write_scenario
 
 from devicelab import GenerationRequest, Message, ModelSpec, TokenStream
-from devicelab.results import TRIALS, read_jsonl
+from devicelab._rundir import TRIALS, read_jsonl
 
 DOUBLE_INIT = '''\
 """A test double of mlc_llm. It mirrors MLC-LLM's documented Python interface (MLCEngine,

@@ -24,8 +24,8 @@ from devicelab_openai import OpenAIEngine
 from wordsplugin import free_port, run_cli, write_scenario
 
 from devicelab import GenerationRequest, Message, ModelSpec, TokenStream
+from devicelab._rundir import TRIALS, read_jsonl
 from devicelab.metrics import speed
-from devicelab.results import TRIALS, read_jsonl
 
 SERVER = """\
 import sys

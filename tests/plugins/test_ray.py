@@ -26,7 +26,7 @@ import pytest
 from wordsplugin import free_port, run_cli
 
 from devicelab import Reporter, RunDir, plugin_manager
-from devicelab.results import TRIALS, read_jsonl
+from devicelab._rundir import TRIALS, read_jsonl
 from devicelab.scheduler import load_and_prepare
 
 ray = pytest.importorskip("ray")
