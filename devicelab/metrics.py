@@ -47,22 +47,26 @@ def summarize(records: Iterable[TrialRecord | Mapping[str, Any]]) -> list[dict[s
     summarised by its statistic (``None`` when no trial reported it), ``quality`` (the mean
     of each quality metric, over the trials that have it), ``throttled`` (trials the device
     reported throttled) and ``throttle_known`` (trials where it reported either way).
-    Warm-up and failed trials are left out.
+    Warm-up and failed trials are left out, except from a field measured once per model load
+    (``per_trial`` false: load_s), which the first trial after the load carries, and that
+    trial is usually a warm-up.
     """
     groups: dict[tuple[Any, ...], list[TrialRecord]] = {}
     for item in records:
         # TEMPORARY: `devicelab run` still hands the JSON lines it read; the CLI's run
         # command is the lead's to change with the runtime (issue 10, item 2).
         rec = item if isinstance(item, TrialRecord) else TrialRecord.from_json(item)
-        if rec.measured:
+        if rec.ok:
             groups.setdefault(rec.cell(), []).append(rec)
     rows = []
     for cell in sorted(groups, key=cell_sort_key):
-        recs = groups[cell]
+        recs = [r for r in groups[cell] if r.measured]
+        if not recs:
+            continue
         row: dict[str, Any] = dict(zip(CELL_KEY, cell, strict=True))
         row["n"] = len(recs)
         for f in _record.FIELDS:
-            row[f.name] = field_stat(f, recs)
+            row[f.name] = field_stat(f, recs if f.per_trial else groups[cell])
         row["quality"] = quality_means(recs)
         row["throttled"] = sum(1 for r in recs if r.thermal.throttled is True)
         row["throttle_known"] = sum(1 for r in recs if r.thermal.throttled is not None)

@@ -220,7 +220,7 @@ reported anything); rows with any are marked.</p>
 
 
 def render_html(run: RunData, figures: Sequence[Figure]) -> str:
-    rows = metrics.summarize(run.measured)
+    rows = metrics.summarize(run.records)
     med = (
         to_html(summary_table(rows, device=True, throttle=True))
         if rows
