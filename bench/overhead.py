@@ -24,12 +24,12 @@ from devicelab_host import HostCollector
 from devicelab_llamacpp import LlamaCppEngine, _cpu_has_amx, _model_params
 
 from devicelab import plugin_manager
+from devicelab._rundir import RunDir, load_run
 from devicelab._runtime.execute import execute
 from devicelab._runtime.plan import Plan
 from devicelab._runtime.prompts import build_prompts
 from devicelab._runtime.resolve import resolve
 from devicelab.metrics import speed
-from devicelab.results import TRIALS, RunDir, read_jsonl
 from devicelab.scenario import load_scenario
 from devicelab.telemetry import Sampler
 
@@ -124,8 +124,11 @@ def devicelab_loop(plan: Plan, tmp: Path, tag: str) -> list[dict[str, float]]:
         execute(plan, run)
     finally:
         run.close()
-    records = [r for r in read_jsonl(out / TRIALS) if not r["warmup"]]
-    return [{"itps": r["itps"], "otps": r["otps"]} for r in records]
+    return [
+        {"itps": r.measures.itps or 0.0, "otps": r.measures.otps or 0.0}
+        for r in load_run(out).records
+        if not r.identity.warmup
+    ]
 
 
 def sampler_tick_ms(n: int = 200) -> float:

@@ -40,8 +40,8 @@ import ray
 from devicelab_ray.executor import RayExecutor
 
 from devicelab import Reporter, RunDir, plugin_manager
+from devicelab._rundir import load_run
 from devicelab._runtime.resolve import load_and_resolve as load_and_prepare
-from devicelab.results import TRIALS, read_jsonl
 
 SCENARIO = """\
 [scenario]
@@ -145,7 +145,7 @@ def measure(n: int, args: argparse.Namespace, tmp: Path, env: dict[str, str]) ->
     finally:
         ray.shutdown()
         stop(head)
-    records = list(read_jsonl(tmp / f"run-{n}" / TRIALS))
+    records = [r.to_json() for r in load_run(tmp / f"run-{n}").records]
     bad = [r for r in records if r["status"] != "ok"]
     if bad:
         raise SystemExit(f"N={n}: {len(bad)} trials failed, e.g. {bad[0]['error']}")

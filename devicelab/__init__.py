@@ -18,6 +18,7 @@ from ._record import (
     TrialRecord,
 )
 from ._registry import Registry
+from ._rundir import RunData, RunDir, load_run
 from ._runtime.plan import Plan, Trial
 from ._runtime.session import DeviceSession, TrialOutput
 from .api import (
@@ -65,8 +66,6 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .plugin_manager import get_registry as load_plugins
-from .results import RunDir
-from .runs import Run, load_run
 
 __version__ = "0.1.0"
 
@@ -108,7 +107,7 @@ __all__ = [
     "Registry",
     "Reporter",
     "Response",
-    "Run",
+    "RunData",
     "RunDir",
     "RunDirError",
     "RunOutcome",

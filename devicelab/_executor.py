@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from ._record import TrialRecord
+    from ._rundir import RunDir
     from ._runtime.plan import Plan
-    from .results import RunDir
 
 DEFAULT = "local"
 

@@ -21,8 +21,9 @@ know in :attr:`TrialRecord.extra`, so a round trip loses nothing.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import statistics
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,24 +48,40 @@ class Field:
     label: str  # a column or axis title
     stat: Statistic  # how a cell of repetitions is summarised
     digits: int  # decimals shown in tables
+    # False for a measure taken once per model load, not per trial (load_s): it is summarised
+    # and can be gated, but compare leaves it out, since all but one trial per load carry 0.
+    per_trial: bool = True
+    # The report's figure against L this field is drawn in ("speed" -> speed.png, with the
+    # other speed fields); empty: a figure of its own, named after the field.
+    figure: str = ""
 
     @property
     def title(self) -> str:
+        """An axis title: ``TTFT (s)``."""
         return f"{self.label} ({self.unit})" if self.unit else self.label
+
+    @property
+    def header(self) -> str:
+        """A table column title: ``TTFT s``."""
+        return f"{self.label} {self.unit}" if self.unit else self.label
+
+    def format(self, value: float | None) -> str:
+        """``value`` with this field's decimals; ``-`` when it was not measured."""
+        return "-" if value is None else f"{value:.{self.digits}f}"
 
 
 # The measured fields, in display order. One line here is one column in the run's table, the
 # summary, the HTML report, compare, a gate metric and an export column.
 FIELDS: tuple[Field, ...] = (
-    Field("itps", "tok/s", True, "ITPS", "median", 1),
-    Field("otps", "tok/s", True, "OTPS", "median", 1),
-    Field("ttft_s", "s", False, "TTFT", "median", 3),
-    Field("runtime_s", "s", False, "runtime", "median", 2),
-    Field("peak_mem_mb", "MB", False, "peak mem", "max", 0),
+    Field("itps", "tok/s", True, "ITPS", "median", 1, figure="speed"),
+    Field("otps", "tok/s", True, "OTPS", "median", 1, figure="speed"),
+    Field("ttft_s", "s", False, "TTFT", "median", 3, figure="speed"),
+    Field("runtime_s", "s", False, "runtime", "median", 2, figure="speed"),
+    Field("peak_mem_mb", "MB", False, "peak mem", "max", 0, figure="memory"),
     Field("max_temp_c", "°C", False, "max temp", "max", 1),
     Field("energy_j", "J", False, "energy", "median", 1),
     # Carried by the first trial after each model load only (null on the others).
-    Field("load_s", "s", False, "load", "max", 2),
+    Field("load_s", "s", False, "load", "max", 2, per_trial=False),
 )
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
@@ -75,6 +92,37 @@ LOWER_IS_BETTER_QUALITY = frozenset({"self_bleu"})
 
 # What a cell (the repetitions of one configuration) is keyed by, in every view.
 CELL_KEY: tuple[str, ...] = ("device", "model", "quant", "task", "context_tokens")
+# What the cells of two runs are matched by (compare, gates): the cell key without the device,
+# whose name may differ between the two runs (the device fingerprint is checked apart).
+RUN_KEY: tuple[str, ...] = tuple(k for k in CELL_KEY if k != "device")
+# Column titles of cell keys where the title is not the key itself.
+KEY_TITLES: dict[str, str] = {"context_tokens": "L"}
+
+
+def key_title(name: str) -> str:
+    return KEY_TITLES.get(name, name)
+
+
+def cell_label(cell: Sequence[Any], key: Sequence[str] = RUN_KEY) -> str:
+    """``model/quant/task/L100``: a cell in one word (gate names, pytest ids)."""
+    return "/".join(f"{KEY_TITLES.get(k, '')}{v}" for k, v in zip(key, cell, strict=True))
+
+
+def cell_title(cell: Sequence[Any], key: Sequence[str] = RUN_KEY) -> str:
+    """``model/quant/task L=100``: a cell as a heading."""
+    plain = "/".join(str(v) for k, v in zip(key, cell, strict=True) if k not in KEY_TITLES)
+    titled = " ".join(
+        f"{KEY_TITLES[k]}={v}" for k, v in zip(key, cell, strict=True) if k in KEY_TITLES
+    )
+    return f"{plain} {titled}" if titled else plain
+
+
+def cell_sort_key(cell: Sequence[Any]) -> tuple[tuple[int, Any], ...]:
+    """Numbers in numeric order (L 200 before 1000), anything else as text."""
+    return tuple(
+        (0, v) if isinstance(v, int | float) and not isinstance(v, bool) else (1, str(v))
+        for v in cell
+    )
 
 
 def higher_is_better(metric: str) -> bool:
@@ -135,7 +183,7 @@ class Measures:
     # its decode rate; flagged above prefill.GAP_FLAG.
     client_engine_gap: Mapping[str, float | None] = field(default_factory=dict)
     # The engine's own counters (llama.cpp's prefill/decode timings, MLC's usage.extra);
-    # None where counters were withheld (derived test data whose speeds were rewritten).
+    # None where a record says null (kept, so a record reads back as it was written).
     engine_timings: Mapping[str, Any] | None = field(default_factory=dict)
 
 
@@ -171,49 +219,19 @@ _PARTS: dict[str, type[Any]] = {
     "tries": Attempts,
     "thermal": Thermal,
 }
+_IDENTITY_DEFAULTS: dict[str, Any] = {
+    f.name: {"int": 0, "bool": False}.get(str(f.type), "") for f in dataclasses.fields(Identity)
+}
+_IDENTITY_DEFAULTS["device_info"] = {}
 _OUTCOME = ("status", "error", "output_text", "started_at", "finished_at")
 # The contract's key order (README, "What a run leaves").
-_ORDER = [
-    "run_id",
-    "trial_id",
-    "status",
-    "error",
-    "device",
-    "device_info",
-    "engine",
-    "model",
-    "quant",
-    "task",
-    "doc_id",
-    "item",
-    "context_tokens",
-    "sections",
-    "repetition",
-    "warmup",
-    "input_tokens",
-    "output_tokens",
-    "load_s",
-    "ttft_s",
-    "itps",
-    "otps",
-    "runtime_s",
-    "peak_mem_mb",
-    "max_temp_c",
-    "energy_j",
-    "energy_reliable",
-    "output_text",
-    "quality",
-    "quality_errors",
-    "started_at",
-    "finished_at",
-    "engine_timings",
-    "attempts",
-    "lost_attempts",
-    "cooldown_s",
-    "cooldown_timed_out",
-    "throttled",
-    "thermal_status_max",
-]
+_ORDER = (  # noqa: SIM905 (a readable block, as the README lists the keys)
+    "run_id trial_id status error device device_info engine model quant task doc_id item "
+    "context_tokens sections repetition warmup input_tokens output_tokens load_s ttft_s itps "
+    "otps runtime_s peak_mem_mb max_temp_c energy_j energy_reliable output_text quality "
+    "quality_errors started_at finished_at engine_timings attempts lost_attempts cooldown_s "
+    "cooldown_timed_out throttled thermal_status_max"
+).split()
 
 
 @dataclass(frozen=True)
@@ -248,16 +266,19 @@ class TrialRecord:
     def trial_id(self) -> str:
         return self.identity.trial_id
 
-    def cell(self) -> tuple[Any, ...]:
-        """The values of :data:`CELL_KEY`."""
-        return tuple(getattr(self.identity, k) for k in CELL_KEY)
+    def cell(self, key: Sequence[str] = CELL_KEY) -> tuple[Any, ...]:
+        """The values of :data:`CELL_KEY` (or of another tuple of keys, such as RUN_KEY)."""
+        return tuple(self.key(k) for k in key)
 
     def value(self, metric: str) -> float | None:
-        """A field of :data:`FIELDS` or ``quality.NAME`` as a number (``None`` when absent)."""
+        """A field of :data:`FIELDS` or ``quality.NAME`` as a number (``None`` when absent).
+
+        A field not (yet) in :class:`Measures` is read from :attr:`extra`, so a writer that
+        adds a key and a line in FIELDS is enough for every view to show it."""
         if metric.startswith(QUALITY_PREFIX):
             v: Any = self.quality.values.get(metric[len(QUALITY_PREFIX) :])
         else:
-            v = getattr(self.measures, metric, None)
+            v = self.key(metric)
         if isinstance(v, bool) or not isinstance(v, int | float):
             return None
         return float(v)
@@ -310,7 +331,9 @@ class TrialRecord:
             if name == "tries" and "lost_attempts" in values:
                 values["lost_attempts"] = tuple(values["lost_attempts"] or ())
             if name == "identity":
-                values.setdefault("device_info", {})
+                # A record cut down by hand (a test, an old tool) still reads: a missing
+                # identity key is empty, never an error.
+                values = {**_IDENTITY_DEFAULTS, **values}
                 values["device_info"] = values["device_info"] or {}
             parts[name] = part_type(**values)
         return cls(
@@ -327,22 +350,15 @@ class TrialRecord:
         )
 
 
-def _getter(*path: str) -> Callable[[TrialRecord], Any]:
-    def get(record: TrialRecord) -> Any:
-        value: Any = record
-        for name in path:
-            value = getattr(value, name)
-        return value
-
-    return get
-
-
 def _flat_getters() -> dict[str, Callable[[TrialRecord], Any]]:
-    out = {k: _getter(k) for k in _OUTCOME}
+    out: dict[str, Callable[[TrialRecord], Any]] = {}
+    for k in _OUTCOME:
+        out[k] = operator.attrgetter(k)
     for part, part_type in _PARTS.items():
-        out.update((f.name, _getter(part, f.name)) for f in dataclasses.fields(part_type))
-    out["quality"] = _getter("quality", "values")
-    out["quality_errors"] = _getter("quality", "errors")
+        for f in dataclasses.fields(part_type):
+            out[f.name] = operator.attrgetter(f"{part}.{f.name}")
+    out["quality"] = lambda r: r.quality.values
+    out["quality_errors"] = lambda r: r.quality.errors
     return out
 
 

@@ -22,8 +22,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ._record import FIELD_BY_NAME, LOWER_IS_BETTER_QUALITY, QUALITY_PREFIX, TrialRecord
+from ._rundir import RunData
 from .errors import UsageError
-from .runs import LOWER_IS_BETTER_QUALITY, QUALITY_PREFIX, Run, metric_value
+from .metrics import field_stat, quality_means
+
+# The two objectives besides quality, each summarised over a candidate's trials by its
+# field's statistic (FIELDS): median TTFT, max peak memory.
+LATENCY, MEMORY = FIELD_BY_NAME["ttft_s"], FIELD_BY_NAME["peak_mem_mb"]
 
 
 @dataclass
@@ -63,12 +69,13 @@ class Advice:
         return data
 
 
-def trial_quality(record: Mapping[str, Any], metric: str | None) -> float | None:
+def trial_quality(record: TrialRecord | Mapping[str, Any], metric: str | None) -> float | None:
     """A trial's quality: the chosen metric, or the mean of all its numeric quality metrics
     where higher is better (Self-BLEU, lower-is-better, is left out of the mean)."""
+    rec = record if isinstance(record, TrialRecord) else TrialRecord.from_json(record)
     if metric is not None:
-        return metric_value(record, QUALITY_PREFIX + metric)
-    quality = record.get("quality") or {}
+        return rec.value(QUALITY_PREFIX + metric)
+    quality = rec.quality.values
     values = [
         float(v)
         for k, v in quality.items()
@@ -80,12 +87,12 @@ def trial_quality(record: Mapping[str, Any], metric: str | None) -> float | None
     return statistics.fmean(values) if values else None
 
 
-def quality_metrics(run: Run) -> list[str]:
+def quality_metrics(run: RunData) -> list[str]:
     """The quality metric names present in the run's measured trials."""
-    return sorted({k for r in run.records for k in (r.get("quality") or {})})
+    return sorted({k for r in run.measured for k in r.quality.values})
 
 
-def check_quality_metric(run: Run, metric: str | None) -> str | None:
+def check_quality_metric(run: RunData, metric: str | None) -> str | None:
     """``metric`` without a ``quality.`` prefix; a :class:`UsageError` when no trial has it."""
     if metric is None:
         return None
@@ -181,7 +188,7 @@ def check_limits(max_ttft_s: float | None, max_mem_mb: float | None) -> None:
 
 
 def advise(
-    run: Run,
+    run: RunData,
     max_ttft_s: float | None = None,
     max_mem_mb: float | None = None,
     quality: str | None = None,
@@ -189,31 +196,33 @@ def advise(
     """The advice for each (task, context length) of ``run``, sorted by task then L."""
     check_limits(max_ttft_s, max_mem_mb)
     metric = check_quality_metric(run, quality)
-    if not run.records:
+    if not run.measured:
         raise UsageError(
             f"{run.path}: no measured trial finished ok (warm-ups are left out); nothing to "
             "advise on. Run the scenario again or give another run directory."
         )
-    groups: dict[tuple[str, int], dict[tuple[str, str], list[dict[str, Any]]]] = {}
-    for r in run.records:
-        key = (str(r.get("task")), int(r.get("context_tokens") or 0))
-        groups.setdefault(key, {}).setdefault((str(r.get("model")), str(r.get("quant"))), [])
-        groups[key][(str(r.get("model")), str(r.get("quant")))].append(r)
+    groups: dict[tuple[str, int], dict[tuple[str, str], list[TrialRecord]]] = {}
+    for r in run.measured:
+        ident = r.identity
+        key = (str(ident.task), int(ident.context_tokens or 0))
+        groups.setdefault(key, {}).setdefault((str(ident.model), str(ident.quant)), []).append(r)
     result = []
     for (task, length), by_variant in sorted(groups.items()):
         candidates = []
         for (model, quant), trials in sorted(by_variant.items()):
-            qs = [q for q in (trial_quality(t, metric) for t in trials) if q is not None]
-            ttfts = [v for v in (metric_value(t, "ttft_s") for t in trials) if v is not None]
-            mems = [v for v in (metric_value(t, "peak_mem_mb") for t in trials) if v is not None]
+            if metric is not None:
+                score = quality_means(trials).get(metric)
+            else:
+                qs = [q for q in (trial_quality(t, None) for t in trials) if q is not None]
+                score = statistics.fmean(qs) if qs else None
             candidates.append(
                 Candidate(
                     model=model,
                     quant=quant,
                     n=len(trials),
-                    quality=statistics.fmean(qs) if qs else None,
-                    ttft_s=statistics.median(ttfts) if ttfts else None,
-                    peak_mem_mb=max(mems) if mems else None,
+                    quality=score,
+                    ttft_s=field_stat(LATENCY, trials),
+                    peak_mem_mb=field_stat(MEMORY, trials),
                 )
             )
         uses_quality = any(c.quality is not None for c in candidates)

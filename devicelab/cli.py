@@ -25,14 +25,15 @@ from . import export as exporting
 from . import gates, metrics, plugin_manager
 from . import report as reporting
 from ._executor import Reporter
-from ._record import TrialRecord
+from ._record import RUN_KEY, TrialRecord, cell_title
+from ._rundir import TRIALS, RunDir, default_run_dir, load_run
 from ._runtime.materialise import materialise
 from ._runtime.resolve import load_and_resolve
+from ._table import Column, key_columns, quality_table, summary_table, to_rich
+from ._table import Table as TableModel
 from .corpus import validate_corpus
 from .engines import open_engine
 from .errors import DevicelabError, UsageError
-from .results import RunDir, default_run_dir
-from .runs import load_run
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -103,9 +104,7 @@ def run(
         sys.exit(EXIT_INTERRUPTED)
     finally:
         rundir.close()
-    from .results import TRIALS, read_jsonl
-
-    rows = metrics.summarize(read_jsonl(path / TRIALS))
+    rows = metrics.summarize(load_run(path).records)
     rundir.write_summary(rows)
     print_summary(rows)
     if outcome.skipped:
@@ -172,61 +171,14 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
+    """The summary rows (devicelab.metrics.summarize) as the tables shown after a run."""
     if not rows:
         out.print("No measured trials finished ok; nothing to summarise.")
         return
-    # A run spread over several phones (an executor such as ray) has a row per device.
-    devices = (
-        [str(r.get("device")) for r in rows] if len({r.get("device") for r in rows}) > 1 else []
-    )
-    table = Table(title="Medians over measured trials (warm-ups left out)")
-    if devices:
-        table.add_column("device")
-    for col in (
-        "model",
-        "quant",
-        "task",
-        "L",
-        "n",
-        "ITPS tok/s",
-        "OTPS tok/s",
-        "TTFT s",
-        "runtime s",
-        "peak mem MB",
-    ):
-        table.add_column(col, justify="right" if col not in ("model", "quant", "task") else "left")
-    for i, r in enumerate(rows):
-        table.add_row(
-            *devices[i : i + 1],
-            str(r["model"]),
-            str(r["quant"]),
-            str(r["task"]),
-            str(r["context_tokens"]),
-            str(r["n"]),
-            _fmt(r["itps"]),
-            _fmt(r["otps"]),
-            _fmt(r["ttft_s"], 3),
-            _fmt(r["runtime_s"], 2),
-            _fmt(r["peak_mem_mb"], 0),
-        )
-    out.print(table)
-    names = sorted({name for r in rows for name in r.get("quality", {})})
-    if names:
-        quality = Table(title="Quality: mean of each metric over measured trials")
-        for col in (*(["device"] if devices else []), "model", "quant", "task", "L", *names):
-            left = col in ("device", "model", "quant", "task")
-            quality.add_column(col, justify="left" if left else "right")
-        for i, r in enumerate(rows):
-            means = r.get("quality", {})
-            quality.add_row(
-                *devices[i : i + 1],
-                str(r["model"]),
-                str(r["quant"]),
-                str(r["task"]),
-                str(r["context_tokens"]),
-                *(_fmt(means.get(n), 3) for n in names),
-            )
-        out.print(quality)
+    out.print(to_rich(summary_table(rows)))
+    quality = quality_table(rows)
+    if quality is not None:
+        out.print(to_rich(quality))
 
 
 @cli.command()
@@ -300,19 +252,16 @@ def gate(baseline: Path, candidate: Path, specs: tuple[str, ...], alpha: float) 
     comp = gates.compare(load_run(baseline), load_run(candidate), checks, alpha)
     for warning in comp.warnings:
         err.print(f"devicelab: warning: {warning}", soft_wrap=True)
-    table = Table(title=f"Gate: {candidate} against {baseline} (alpha {alpha:g})")
-    for col in ("model", "quant", "task", "L", "check", "n", "baseline", "candidate"):
-        table.add_column(
-            col, justify="left" if col in ("model", "quant", "task", "check") else "right"
-        )
-    for col in ("change", "p", "result"):
-        table.add_column(col, justify="right" if col != "result" else "left")
-    for r in comp.results:
-        table.add_row(
-            str(r.key.model),
-            str(r.key.quant),
-            str(r.key.task),
-            str(r.key.context_tokens),
+    cells = [r.key.cell for r in comp.results]
+    columns = [
+        *key_columns(RUN_KEY, cells),
+        Column("check", "left"),
+        *(Column(c) for c in ("n", "baseline", "candidate", "change", "p")),
+        Column("result", "left"),
+    ]
+    rows = [
+        (
+            *(str(v) for v in r.key.cell),
             r.check.spec,
             f"{r.n_baseline}/{r.n_candidate}",
             _fmt(r.baseline, 3),
@@ -321,6 +270,10 @@ def gate(baseline: Path, candidate: Path, specs: tuple[str, ...], alpha: float) 
             "-" if r.p_value is None else f"{r.p_value:.3g}",
             r.status.upper(),
         )
+        for r in comp.results
+    ]
+    title = f"Gate: {candidate} against {baseline} (alpha {alpha:g})"
+    table = to_rich(TableModel(title, tuple(columns), tuple(rows)))
     out.print(table)
     for r in comp.results:
         if r.status != gates.PASS:
@@ -356,12 +309,12 @@ def advise(
         click.echo(json.dumps([g.to_json() for g in groups], indent=2))
         return
     qname = f"quality.{quality.removeprefix('quality.')}" if quality else "quality (mean)"
+    lat, mem = advice.LATENCY, advice.MEMORY
     for g in groups:
         table = Table(title=f"{g.task} at L={g.context_tokens}")
-        for col in ("", "model", "quant", "n", qname, "TTFT s (median)", "peak mem MB", "note"):
-            table.add_column(
-                col, justify="left" if col in ("", "model", "quant", "note") else "right"
-            )
+        for col in ("", "model", "quant", "n", qname, f"{lat.header} ({lat.stat})", mem.header):
+            table.add_column(col, justify="left" if col in ("", "model", "quant") else "right")
+        table.add_column("note", justify="left")
         for c in g.candidates:
             mark = ("*" if c.on_front else " ") + (">" if c.name == g.recommended else " ")
             if c.excluded_by:
@@ -376,8 +329,8 @@ def advise(
                 c.quant,
                 str(c.n),
                 _fmt(c.quality, 3) if g.uses_quality else "-",
-                _fmt(c.ttft_s, 3),
-                _fmt(c.peak_mem_mb, 0),
+                lat.format(c.ttft_s),
+                mem.format(c.peak_mem_mb),
                 note,
             )
         out.print(table)
@@ -415,7 +368,7 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
     for r in rows:
         by_key.setdefault(r.key, []).append(r)
     for key, krows in by_key.items():
-        table = Table(title=f"{'/'.join(map(str, key[:3]))} L={key[3]}: B={run_b} vs A={run_a}")
+        table = Table(title=f"{cell_title(key)}: B={run_b} vs A={run_a}")
         for col in ("metric", "n A/B", "median A", "median B", "delta", "delta %", "B is", "p"):
             table.add_column(col, justify="left" if col in ("metric", "B is") else "right")
         for r in krows:

@@ -1,6 +1,7 @@
-"""``devicelab compare RUN_A RUN_B``: per key (model, quant, task, L) and metric, the medians
-of A and B, the change, whether it is better or worse, and a one-sided Mann-Whitney p-value
-(:func:`devicelab.gates.mann_whitney_greater`, in the direction of the observed change).
+"""``devicelab compare RUN_A RUN_B``: per key (RUN_KEY: model, quant, task, L) and field of
+FIELDS, the medians of A and B, the change, whether it is better or worse, and a one-sided
+Mann-Whitney p-value (:func:`devicelab.gates.mann_whitney_greater`, in the direction of the
+observed change).
 """
 
 from __future__ import annotations
@@ -9,19 +10,17 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from . import _record
+from ._record import RUN_KEY, TrialRecord, cell_sort_key, higher_is_better
+from ._rundir import RunData
 from .gates import DEFAULT_ALPHA, MIN_VALUES, mann_whitney_greater
-from .runs import Run, higher_is_better, metric_value
 
-COMPARE_METRICS = ("itps", "otps", "ttft_s", "runtime_s", "peak_mem_mb")
-Key = tuple[Any, Any, Any, Any]  # model, quant, task, context_tokens
+Key = tuple[Any, ...]  # the values of RUN_KEY: model, quant, task, context_tokens
 
 
 @dataclass
 class CompareRow:
-    model: Any
-    quant: Any
-    task: Any
-    context_tokens: Any
+    cell: dict[str, Any]  # RUN_KEY -> value
     metric: str
     n_a: int
     n_b: int
@@ -34,21 +33,38 @@ class CompareRow:
     note: str  # "n<5" when a side has fewer than MIN_VALUES values, else ""
     significant: bool  # p < alpha and both sides have at least MIN_VALUES values
 
+    def __getattr__(self, name: str) -> Any:
+        # row.task, row.context_tokens, ...: the cell's keys read as attributes.
+        cell = self.__dict__.get("cell")
+        if cell is not None and name in cell:
+            return cell[name]
+        raise AttributeError(name)
+
     @property
     def key(self) -> Key:
-        return (self.model, self.quant, self.task, self.context_tokens)
+        return tuple(self.cell.values())
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        return {**data.pop("cell"), **data}
 
 
-def _values(run: Run) -> dict[Key, dict[str, list[float]]]:
+def compared_fields(*runs: RunData) -> list[str]:
+    """The fields of :data:`FIELDS` compared trial by trial that some measured trial of
+    ``runs`` reports (a host without sensors has no temperature row)."""
+    return [
+        f.name
+        for f in _record.FIELDS
+        if f.per_trial and any(r.value(f.name) is not None for run in runs for r in run.measured)
+    ]
+
+
+def _values(records: list[TrialRecord], metrics: list[str]) -> dict[Key, dict[str, list[float]]]:
     cells: dict[Key, dict[str, list[float]]] = {}
-    for r in run.records:
-        key = (r.get("model"), r.get("quant"), r.get("task"), r.get("context_tokens"))
-        cell = cells.setdefault(key, {m: [] for m in COMPARE_METRICS})
-        for m in COMPARE_METRICS:
-            v = metric_value(r, m)
+    for r in records:
+        cell = cells.setdefault(r.cell(RUN_KEY), {m: [] for m in metrics})
+        for m in metrics:
+            v = r.value(m)
             if v is not None:
                 cell[m].append(v)
     return cells
@@ -71,7 +87,7 @@ def compare_metric(
         _, p = mann_whitney_greater(b, a) if b_larger else mann_whitney_greater(a, b)
     few = len(a) < MIN_VALUES or len(b) < MIN_VALUES
     return CompareRow(
-        *key,
+        dict(zip(RUN_KEY, key, strict=True)),
         metric=metric,
         n_a=len(a),
         n_b=len(b),
@@ -86,16 +102,13 @@ def compare_metric(
     )
 
 
-def compare_runs(a: Run, b: Run, alpha: float = DEFAULT_ALPHA) -> list[CompareRow]:
-    """A row per key present in either run and per metric of :data:`COMPARE_METRICS`."""
-    va, vb = _values(a), _values(b)
-    keys = sorted(
-        set(va) | set(vb),
-        key=lambda k: (*(str(x) for x in k[:3]), k[3] if isinstance(k[3], int) else -1),
-    )
+def compare_runs(a: RunData, b: RunData, alpha: float = DEFAULT_ALPHA) -> list[CompareRow]:
+    """A row per key present in either run and per field of :func:`compared_fields`."""
+    metrics = compared_fields(a, b)
+    va, vb = _values(a.measured, metrics), _values(b.measured, metrics)
     rows = []
-    for key in keys:
-        for m in COMPARE_METRICS:
+    for key in sorted(set(va) | set(vb), key=cell_sort_key):
+        for m in metrics:
             rows.append(
                 compare_metric(
                     key, m, va.get(key, {}).get(m, []), vb.get(key, {}).get(m, []), alpha

@@ -14,9 +14,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._rundir import load_run
 from .errors import MissingDependencyError, UsageError
-from .results import TRIALS, read_jsonl
-from .runs import load_run
 
 FORMATS = ("csv", "parquet")
 NESTED = ("device_info", "engine_timings", "quality")  # null here: blank nested columns
@@ -52,8 +51,9 @@ def columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def trial_rows(run_dir: Path, with_text: bool = False) -> list[dict[str, Any]]:
-    run = load_run(run_dir)  # checks that this is a run directory
-    return [flatten(r, with_text) for r in read_jsonl(run.path / TRIALS)]
+    """Every trial record of the run (warm-ups and failures too), flattened: each key of
+    the record's JSON form is a column, so every field of FIELDS is one."""
+    return [flatten(r.to_json(), with_text) for r in load_run(run_dir).records]
 
 
 def write_csv(rows: list[dict[str, Any]], out: Path) -> None:

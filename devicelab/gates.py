@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from ._record import RUN_KEY, STATS, cell_sort_key, higher_is_better
+from ._rundir import RunData, RunKey, check_metric
 from .errors import UsageError
-from .runs import STATS, Run, RunKey, higher_is_better
 
 MIN_VALUES = 5
 DEFAULT_ALPHA = 0.01
@@ -63,7 +64,7 @@ def parse_check(spec: str) -> Check:
         raise GateSpecError(f"bad check {spec!r}: expected three parts. {SPEC_HELP}")
     metric, stat, threshold = (p.strip() for p in parts)
     try:
-        higher_is_better(metric)
+        check_metric(metric)  # a field of FIELDS or quality.NAME
     except UsageError as exc:
         raise GateSpecError(f"bad check {spec!r}: {exc}") from None
     if stat not in STATS:
@@ -219,8 +220,9 @@ def evaluate(
     return res
 
 
-def compare(baseline: Run, candidate: Run, checks: list[Check], alpha: float) -> Comparison:
-    """Every check for every baseline key (model, quant, task, L) against the candidate.
+def compare(baseline: RunData, candidate: RunData, checks: list[Check], alpha: float) -> Comparison:
+    """Every check for every baseline key (RUN_KEY: model, quant, task, L) against the
+    candidate.
 
     A key the candidate lacks is inconclusive; a key only the candidate has is reported as a
     warning (nothing to compare it with); a device fingerprint mismatch warns, never fails.
@@ -238,26 +240,18 @@ def compare(baseline: Run, candidate: Run, checks: list[Check], alpha: float) ->
             f"candidate {candidate.path} may not have run on the same device."
         )
 
-    def short(k: RunKey) -> tuple[Any, ...]:
-        return (k.model, k.quant, k.task, k.context_tokens)
-
-    cand_keys = {short(k) for k in candidate.keys()}  # noqa: SIM118 (Run.keys is not a dict)
-    base_keys = {short(k) for k in baseline.keys()}  # noqa: SIM118
-    for extra in sorted(cand_keys - base_keys):
+    cand_keys = {k.cell for k in candidate.keys()}  # noqa: SIM118 (RunData.keys is not a dict)
+    base_keys = {k.cell for k in baseline.keys()}  # noqa: SIM118
+    for extra in sorted(cand_keys - base_keys, key=cell_sort_key):
         comp.warnings.append(f"{'/'.join(map(str, extra))} is only in the candidate; not compared.")
     seen: set[tuple[Any, ...]] = set()
     for key in baseline.keys():  # noqa: SIM118
-        if short(key) in seen:
-            continue  # one key per model/quant/task/L even when fingerprints vary in a run
-        seen.add(short(key))
-        sel = {
-            "model": key.model,
-            "quant": key.quant,
-            "task": key.task,
-            "context_tokens": key.context_tokens,
-        }
+        if key.cell in seen:
+            continue  # one key per cell even when fingerprints vary in a run
+        seen.add(key.cell)
+        sel = dict(zip(RUN_KEY, key.cell, strict=True))
         for check in checks:
             base = baseline.values(check.metric, **sel)
-            cand = candidate.values(check.metric, **sel) if short(key) in cand_keys else []
+            cand = candidate.values(check.metric, **sel) if key.cell in cand_keys else []
             comp.results.append(evaluate(key, check, base, cand, alpha))
     return comp

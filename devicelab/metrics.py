@@ -1,4 +1,5 @@
-"""Speed metrics from timestamps and token counts, exactly as the contracts define them.
+"""Speed metrics from timestamps and token counts, exactly as the contracts define them, and
+the summary of a run (:func:`summarize`: one row per cell, the rows every table shows).
 
 - TTFT = request sent -> first output token
 - ITPS = input_tokens / TTFT
@@ -9,9 +10,12 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from . import _record
+from ._record import CELL_KEY, STATS, Field, TrialRecord, cell_sort_key
 
 
 @dataclass(frozen=True)
@@ -36,58 +40,48 @@ def speed(
     return Speed(ttft_s=ttft, itps=itps, otps=otps, runtime_s=last - t_sent)
 
 
-SUMMARY_METRICS = ("itps", "otps", "ttft_s", "runtime_s")
-SUMMARY_KEYS = ("device", "model", "quant", "task", "context_tokens")
+def summarize(records: Iterable[TrialRecord]) -> list[dict[str, Any]]:
+    """One row per cell (:data:`CELL_KEY`) of measured trials, sorted by cell.
 
-
-def is_measured(record: Mapping[str, Any]) -> bool:
-    """A trial that counts in summaries, comparisons and gates: finished ok, not a warm-up."""
-    return record.get("status") == "ok" and not record.get("warmup")
-
-
-def summarize(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Median ITPS, OTPS, TTFT and runtime, and max peak memory, per key of measured trials.
-
-    Warm-up and failed trials are left out; ``n`` counts the trials behind each row.
-    ``quality`` holds the mean of each quality metric (over the trials that have it).
+    Each row has the cell's keys, ``n`` (the trials behind it), each field of :data:`FIELDS`
+    summarised by its statistic (``None`` when no trial reported it), ``quality`` (the mean
+    of each quality metric, over the trials that have it), ``throttled`` (trials the device
+    reported throttled) and ``throttle_known`` (trials where it reported either way).
+    Warm-up and failed trials are left out, except from a field measured once per model load
+    (``per_trial`` false: load_s), which the first trial after the load carries, and that
+    trial is usually a warm-up.
     """
-    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[Any, ...], list[TrialRecord]] = {}
     for rec in records:
-        if not is_measured(rec):
-            continue
-        key = tuple(rec.get(k) for k in SUMMARY_KEYS)
-        groups.setdefault(key, []).append(rec)
+        if rec.ok:
+            groups.setdefault(rec.cell(), []).append(rec)
     rows = []
-    for key, recs in groups.items():
-        row: dict[str, Any] = dict(zip(SUMMARY_KEYS, key, strict=True))
+    for cell in sorted(groups, key=cell_sort_key):
+        recs = [r for r in groups[cell] if r.measured]
+        if not recs:
+            continue
+        row: dict[str, Any] = dict(zip(CELL_KEY, cell, strict=True))
         row["n"] = len(recs)
-        for metric in SUMMARY_METRICS:
-            row[metric] = median([r.get(metric) for r in recs])
-        mems = [r["peak_mem_mb"] for r in recs if r.get("peak_mem_mb") is not None]
-        row["peak_mem_mb"] = max(mems) if mems else None
-        temps = [r["max_temp_c"] for r in recs if r.get("max_temp_c") is not None]
-        row["max_temp_c"] = max(temps) if temps else None
+        for f in _record.FIELDS:
+            row[f.name] = field_stat(f, recs if f.per_trial else groups[cell])
         row["quality"] = quality_means(recs)
+        row["throttled"] = sum(1 for r in recs if r.thermal.throttled is True)
+        row["throttle_known"] = sum(1 for r in recs if r.thermal.throttled is not None)
         rows.append(row)
-    rows.sort(
-        key=lambda r: tuple(str(r[k]) if k != "context_tokens" else r[k] for k in SUMMARY_KEYS)
-    )
     return rows
 
 
-def quality_means(records: Iterable[Mapping[str, Any]]) -> dict[str, float]:
-    """The mean of each numeric ``quality`` value over ``records`` that have it."""
+def field_stat(f: Field, records: Iterable[TrialRecord]) -> float | None:
+    """``f``'s summary statistic over ``records`` (``None`` when none has a value)."""
+    values = [v for v in (r.value(f.name) for r in records) if v is not None]
+    return STATS[f.stat](values) if values else None
+
+
+def quality_means(records: Iterable[TrialRecord]) -> dict[str, float]:
+    """The mean of each numeric quality value over the ``records`` that have it, by name."""
     values: dict[str, list[float]] = {}
     for rec in records:
-        quality = rec.get("quality")
-        if not isinstance(quality, Mapping):
-            continue
-        for name, value in quality.items():
+        for name, value in rec.quality.values.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 values.setdefault(str(name), []).append(float(value))
     return {name: statistics.fmean(v) for name, v in sorted(values.items())}
-
-
-def median(values: Iterable[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None

@@ -32,8 +32,8 @@ import pytest
 
 from . import gates
 from ._registry import Registry
+from ._rundir import load_run
 from .errors import UsageError
-from .runs import load_run
 from .testing import installed_plugin
 
 InstallPlugin = Callable[..., Registry]

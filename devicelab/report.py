@@ -1,35 +1,32 @@
 """``devicelab report``: one self-contained HTML file (figures embedded as base64 PNG) and
 the PNG files beside it, from a finished run directory.
 
-Figures: ITPS, OTPS, TTFT and runtime against context length (one line per model/quant,
-one panel per task); peak memory against L; telemetry timelines (temperature, memory,
-token rate) with the prefill and decode phases shaded. Tables: medians per key with
-throttled trials counted, and the mean of each quality metric. Only measured trials
-(warm-ups and failed trials left out) are used.
+Figures: each per-trial field of FIELDS that the run reports against context length (one line
+per model/quant, one panel per task; fields sharing a ``figure`` share a file: speed.png holds
+ITPS, OTPS, TTFT and runtime, memory.png peak memory); telemetry timelines (temperature,
+memory, token rate) with the prefill and decode phases shaded. Tables: the summary rows
+(devicelab.metrics.summarize) with throttled trials counted, and the mean of each quality
+metric, built by devicelab._table as the CLI's are. Only measured trials (warm-ups and failed
+trials left out) are used.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import metrics
+from . import _record, metrics
+from ._record import STATS, Field, TrialRecord
+from ._rundir import RunData, load_run
+from ._table import quality_table, summary_table, to_html
 from .errors import MissingDependencyError
-from .results import TELEMETRY, read_jsonl
-from .runs import Run, load_run, metric_value
 
 MAX_TIMELINES = 8
-SPEED_METRICS = (
-    ("itps", "ITPS (tok/s)"),
-    ("otps", "OTPS (tok/s)"),
-    ("ttft_s", "TTFT (s)"),
-    ("runtime_s", "runtime (s)"),
-)
+STAT_NOUNS = {"median": "Medians", "mean": "Means", "min": "Minima", "max": "Maxima"}
 TIMELINE_SERIES = (("temp_c", "temperature (°C)"), ("mem_mb", "memory (MB)"), ("tok_s", "tok/s"))
 PHASE_COLORS = {"prefill": "tab:orange", "decode": "tab:green"}
 
@@ -71,44 +68,42 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _tasks(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    return sorted({str(r.get("task")) for r in records})
+def _tasks(records: Sequence[TrialRecord]) -> list[str]:
+    return sorted({str(r.identity.task) for r in records})
 
 
 def series(
-    records: Iterable[Mapping[str, Any]], metric: str, task: str, agg: str = "median"
+    records: Iterable[TrialRecord], field: Field, task: str
 ) -> dict[str, list[tuple[int, float]]]:
-    """``model/quant`` -> sorted (L, median or max of ``metric``) for one task."""
+    """``model/quant`` -> sorted (L, the field's statistic) for one task."""
     cells: dict[tuple[str, int], list[float]] = {}
     for r in records:
-        if str(r.get("task")) != task:
+        ident = r.identity
+        if str(ident.task) != task:
             continue
-        v = metric_value(r, metric)
-        if v is None or not isinstance(r.get("context_tokens"), int):
+        v = r.value(field.name)
+        if v is None or not isinstance(ident.context_tokens, int):
             continue
-        cells.setdefault((f"{r.get('model')}/{r.get('quant')}", r["context_tokens"]), []).append(v)
+        cells.setdefault((f"{ident.model}/{ident.quant}", ident.context_tokens), []).append(v)
     out: dict[str, list[tuple[int, float]]] = {}
     for (line, length), vals in sorted(cells.items()):
-        value = max(vals) if agg == "max" else statistics.median(vals)
-        out.setdefault(line, []).append((length, value))
+        out.setdefault(line, []).append((length, STATS[field.stat](vals)))
     return out
 
 
-def _against_l(
-    records: Sequence[Mapping[str, Any]], rows: Sequence[tuple[str, str]], agg: str
-) -> bytes:
+def _against_l(records: Sequence[TrialRecord], fields: Sequence[Field]) -> bytes:
     plt = _pyplot()
     tasks = _tasks(records)
     fig, axes = plt.subplots(
-        len(rows), len(tasks), figsize=(4.2 * len(tasks), 3.0 * len(rows)), squeeze=False
+        len(fields), len(tasks), figsize=(4.2 * len(tasks), 3.0 * len(fields)), squeeze=False
     )
-    for i, (metric, label) in enumerate(rows):
+    for i, field in enumerate(fields):
         for j, task in enumerate(tasks):
             ax = axes[i][j]
-            for line, points in series(records, metric, task, agg).items():
+            for line, points in series(records, field, task).items():
                 ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=line)
             ax.set_xlabel("context length L (tokens)")
-            ax.set_ylabel(label)
+            ax.set_ylabel(field.title)
             ax.set_title(task if i == 0 else "")
             ax.grid(alpha=0.3)
             if i == 0 and j == 0:
@@ -117,15 +112,26 @@ def _against_l(
     return _png(fig)
 
 
+def figure_groups(records: Sequence[TrialRecord]) -> dict[str, list[Field]]:
+    """Figure name -> the per-trial fields drawn in it, those that some trial reports."""
+    groups: dict[str, list[Field]] = {}
+    for f in _record.FIELDS:
+        if f.per_trial and any(r.value(f.name) is not None for r in records):
+            groups.setdefault(f.figure or f.name, []).append(f)
+    return groups
+
+
 def pick_timeline_trials(
-    records: Sequence[Mapping[str, Any]], cap: int = MAX_TIMELINES
-) -> tuple[list[Mapping[str, Any]], str]:
+    records: Sequence[TrialRecord], cap: int = MAX_TIMELINES
+) -> tuple[list[TrialRecord], str]:
     """The measured trials of the longest L, at most ``cap`` of them, and a note saying so."""
-    lengths = [r["context_tokens"] for r in records if isinstance(r.get("context_tokens"), int)]
+    lengths = [
+        r.identity.context_tokens for r in records if isinstance(r.identity.context_tokens, int)
+    ]
     if not lengths:
         return [], "no measured trials"
     longest = max(lengths)
-    chosen = [r for r in records if r.get("context_tokens") == longest]
+    chosen = [r for r in records if r.identity.context_tokens == longest]
     note = f"measured trials at the longest context length (L={longest})"
     if len(chosen) > cap:
         note += f": the first {cap} of {len(chosen)} shown"
@@ -147,9 +153,7 @@ def _phase_spans(samples: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float,
     return spans
 
 
-def _timelines(
-    trials: Sequence[Mapping[str, Any]], telemetry: Sequence[Mapping[str, Any]]
-) -> bytes:
+def _timelines(trials: Sequence[TrialRecord], telemetry: Sequence[Mapping[str, Any]]) -> bytes:
     plt = _pyplot()
     by_trial: dict[str, list[Mapping[str, Any]]] = {}
     for s in telemetry:
@@ -159,7 +163,7 @@ def _timelines(
     )
     for i, rec in enumerate(trials):
         samples = sorted(
-            (s for s in by_trial.get(str(rec.get("trial_id")), []) if s.get("phase") != "cooldown"),
+            (s for s in by_trial.get(str(rec.trial_id), []) if s.get("phase") != "cooldown"),
             key=lambda s: float(s.get("t") or 0.0),
         )
         spans = _phase_spans(samples)
@@ -179,9 +183,10 @@ def _timelines(
             ax.set_ylabel(label)
             ax.set_xlabel("t (s since trial start)")
             if j == 0:
+                ident = rec.identity
                 ax.set_title(
-                    f"{rec.get('model')}/{rec.get('quant')} {rec.get('task')} "
-                    f"L={rec.get('context_tokens')} rep {rec.get('repetition')}",
+                    f"{ident.model}/{ident.quant} {ident.task} "
+                    f"L={ident.context_tokens} rep {ident.repetition}",
                     fontsize=8,
                     loc="left",
                 )
@@ -189,56 +194,6 @@ def _timelines(
                 ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return _png(fig)
-
-
-def median_rows(run: Run) -> list[dict[str, Any]]:
-    """The CLI summary rows, each with ``throttled`` (count of throttled trials) and
-    ``throttle_known`` (trials where throttling was reported true or false)."""
-    rows = metrics.summarize(run.records)
-    for row in rows:
-        recs = [r for r in run.records if all(r.get(k) == row[k] for k in metrics.SUMMARY_KEYS)]
-        row["throttled"] = sum(1 for r in recs if r.get("throttled") is True)
-        row["throttle_known"] = sum(1 for r in recs if r.get("throttled") is not None)
-    return rows
-
-
-def quality_rows(run: Run) -> tuple[list[str], list[dict[str, Any]]]:
-    """The quality metric names and, per model/quant/task/L, the mean of each."""
-    cells: dict[tuple[str, str, str, int], dict[str, list[float]]] = {}
-    names: set[str] = set()
-    for r in run.records:
-        quality = r.get("quality")
-        if not isinstance(quality, dict):
-            continue
-        key = (str(r.get("model")), str(r.get("quant")), str(r.get("task")), r["context_tokens"])
-        for name, value in quality.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                names.add(name)
-                cells.setdefault(key, {}).setdefault(name, []).append(float(value))
-    rows = []
-    for (model, quant, task, length), vals in sorted(cells.items()):
-        row: dict[str, Any] = {
-            "model": model,
-            "quant": quant,
-            "task": task,
-            "context_tokens": length,
-        }
-        row.update({n: statistics.fmean(v) for n, v in vals.items()})
-        rows.append(row)
-    return sorted(names), rows
-
-
-def _num(value: Any, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], marks: Sequence[bool] = ()) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = []
-    for i, row in enumerate(rows):
-        cls = ' class="flag"' if i < len(marks) and marks[i] else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
 TEMPLATE = """<!DOCTYPE html>
@@ -264,32 +219,16 @@ reported anything); rows with any are marked.</p>
 """
 
 
-def render_html(run: Run, figures: Sequence[Figure]) -> str:
-    rows = median_rows(run)
-    med = _table(
-        ["device", "model", "quant", "task", "L", "n", "ITPS tok/s", "OTPS tok/s", "TTFT s",
-         "runtime s", "peak mem MB", "throttled"],
-        [
-            [
-                str(r["device"]), str(r["model"]), str(r["quant"]), str(r["task"]),
-                str(r["context_tokens"]), str(r["n"]), _num(r["itps"], 1), _num(r["otps"], 1),
-                _num(r["ttft_s"], 3), _num(r["runtime_s"], 2), _num(r["peak_mem_mb"], 0),
-                f"{r['throttled']}/{r['throttle_known']}" if r["throttle_known"] else "unknown",
-            ]
-            for r in rows
-        ],
-        [r["throttled"] > 0 for r in rows],
-    ) if rows else "<p>No measured trials finished ok; nothing to summarise.</p>"  # fmt: skip
-    names, qrows = quality_rows(run)
-    if names:
-        quality = '<p class="note">The mean of each quality metric.</p>' + _table(
-            ["model", "quant", "task", "L", *names],
-            [
-                [r["model"], r["quant"], r["task"], str(r["context_tokens"])]
-                + [_num(r.get(n), 3) for n in names]
-                for r in qrows
-            ],
-        )
+def render_html(run: RunData, figures: Sequence[Figure]) -> str:
+    rows = metrics.summarize(run.records)
+    med = (
+        to_html(summary_table(rows, device=True, throttle=True))
+        if rows
+        else "<p>No measured trials finished ok; nothing to summarise.</p>"
+    )
+    qtable = quality_table(rows)
+    if qtable is not None:
+        quality = '<p class="note">The mean of each quality metric.</p>' + to_html(qtable)
     else:
         quality = "<p>No quality metrics: no measured trial has a <code>quality</code> value.</p>"
     parts = []
@@ -300,7 +239,7 @@ def render_html(run: Run, figures: Sequence[Figure]) -> str:
             f"<h2>{html.escape(f.title)}</h2>{note}"
             f'<img src="data:image/png;base64,{data}" alt="{html.escape(f.name)}">'
         )
-    n_trials = len(run.records)
+    n_trials = len(run.measured)
     return TEMPLATE.format(
         title=html.escape(run.path.name or str(run.path)),
         summary=html.escape(f"{run.path}: {n_trials} measured trials."),
@@ -310,27 +249,26 @@ def render_html(run: Run, figures: Sequence[Figure]) -> str:
     )
 
 
-def make_figures(run: Run, cap: int = MAX_TIMELINES) -> list[Figure]:
-    records = run.records
+def make_figures(run: RunData, cap: int = MAX_TIMELINES) -> list[Figure]:
+    records = run.measured
     if not records:
         return []
-    figures = [
-        Figure(
-            "speed.png",
-            "Speed against context length",
-            _against_l(records, SPEED_METRICS, "median"),
-            "Medians; one line per model/quant, one panel per task.",
-        ),
-        Figure(
-            "memory.png",
-            "Peak memory against context length",
-            _against_l(records, [("peak_mem_mb", "peak memory (MB)")], "max"),
-            "The largest peak memory per model/quant, task and L.",
-        ),
-    ]
+    figures = []
+    for name, fields in figure_groups(records).items():
+        what = fields[0].label if len(fields) == 1 else name
+        stats = sorted({STAT_NOUNS[f.stat] for f in fields})
+        figures.append(
+            Figure(
+                f"{name}.png",
+                f"{what[:1].upper()}{what[1:]} against context length",
+                _against_l(records, fields),
+                f"{' and '.join(stats)} per model/quant, task and L; one line per model/quant, "
+                "one panel per task.",
+            )
+        )
     trials, note = pick_timeline_trials(records, cap)
-    telemetry = list(read_jsonl(run.path / TELEMETRY))
-    if trials and telemetry:
+    telemetry = run.telemetry if trials else []
+    if telemetry:
         figures.append(
             Figure(
                 "timelines.png",

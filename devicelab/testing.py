@@ -32,11 +32,11 @@ import tomli_w
 from . import plugin_manager
 from ._executor import Reporter
 from ._registry import Registry
+from ._rundir import RunDir, load_run
 from ._runtime.execute import execute
 from ._runtime.materialise import materialise
 from ._runtime.plan import Plan
 from ._runtime.resolve import resolve
-from .results import TRIALS, RunDir, read_jsonl
 from .scenario import load_scenario
 
 __all__ = [
@@ -155,7 +155,8 @@ def make_scenario(
 def run_scenario(
     path: Path, registry: Registry | None = None, out: Path | None = None
 ) -> list[dict[str, Any]]:
-    """Run the scenario at ``path`` as ``devicelab run`` would and return its trial records.
+    """Run the scenario at ``path`` as ``devicelab run`` would and return its trial records
+    (each as its JSON form, the line ``trials.jsonl`` holds).
 
     ``registry`` defaults to the plugins this process loads (:func:`registry_with` adds
     yours); ``out`` (the run directory) defaults to a new directory beside the scenario.
@@ -170,7 +171,7 @@ def run_scenario(
         execute(plan, run)
     finally:
         run.close()
-    return list(read_jsonl(out / TRIALS))
+    return [r.to_json() for r in load_run(out).records]
 
 
 @contextmanager

@@ -8,7 +8,7 @@ import pytest
 from wordsplugin import BUILTINS, run_cli
 
 from devicelab import plugin_manager
-from devicelab.results import TRIALS, read_jsonl
+from devicelab._rundir import TRIALS, read_jsonl
 
 
 @pytest.mark.usefixtures("words_installed")
@@ -85,12 +85,15 @@ def test_plugins_and_devices_json(
 def test_summary_shows_the_device_when_a_run_spans_several(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from devicelab._record import TrialRecord
     from devicelab.cli import print_summary
     from devicelab.metrics import summarize
 
     base = {"status": "ok", "warmup": False, "model": "m", "quant": "q", "task": "SUMM"}
     records = [
-        {**base, "device": dev, "context_tokens": 10, "itps": 1.0, "quality": {"bleu": 0.5}}
+        TrialRecord.from_json(
+            {**base, "device": dev, "context_tokens": 10, "itps": 1.0, "quality": {"bleu": 0.5}}
+        )
         for dev in ("phone-a", "phone-b")
     ]
     print_summary(summarize(records))

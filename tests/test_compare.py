@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from wordsplugin import run_cli
 
+from devicelab import load_run
 from devicelab.compare import compare_runs
-from devicelab.runs import load_run
 
 DATA = Path(__file__).parent / "data" / "gates"
 

@@ -11,8 +11,8 @@ from wordsplugin import run_cli
 
 import devicelab
 from devicelab import DeviceSession, Executor, Plan, Reporter, RunDir, RunOutcome, plugin_manager
+from devicelab._rundir import TRIALS, read_jsonl
 from devicelab._runtime.local import LocalExecutor
-from devicelab.results import TRIALS, read_jsonl
 
 
 class ReverseExecutor(Executor):

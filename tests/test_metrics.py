@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from devicelab._record import TrialRecord
 from devicelab.metrics import speed, summarize
 
 
@@ -21,14 +22,14 @@ def test_speed_without_enough_tokens_gives_none_not_a_guess() -> None:
     assert one.runtime_s == pytest.approx(0.25)
 
 
-def _rec(**kw: object) -> dict[str, object]:
+def _rec(**kw: object) -> TrialRecord:
     base: dict[str, object] = {
         "device": "host", "model": "m", "quant": "q", "task": "SUMM", "context_tokens": 200,
         "status": "ok", "warmup": False, "itps": 100.0, "otps": 10.0, "ttft_s": 1.0,
         "runtime_s": 2.0, "peak_mem_mb": 50.0, "max_temp_c": None,
     }  # fmt: skip
     base.update(kw)
-    return base
+    return TrialRecord.from_json(base)
 
 
 def test_summary_takes_medians_and_leaves_out_warmups_and_failures() -> None:
@@ -46,3 +47,13 @@ def test_summary_takes_medians_and_leaves_out_warmups_and_failures() -> None:
     assert rows[0]["itps"] == 200.0
     assert rows[0]["peak_mem_mb"] == 70.0
     assert rows[0]["max_temp_c"] is None
+
+
+def test_load_time_is_summarised_with_the_warm_up_that_carries_it() -> None:
+    rows = summarize(
+        [_rec(load_s=0.8, itps=9999.0, warmup=True), _rec(load_s=0.0), _rec(load_s=0.0)]
+    )
+    assert rows[0]["n"] == 2 and rows[0]["itps"] == 100.0  # the warm-up's speed left out
+    assert rows[0]["load_s"] == 0.8
+    only_warmup = summarize([_rec(load_s=0.8, warmup=True)])
+    assert only_warmup == []  # no measured trial: no row

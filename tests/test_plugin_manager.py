@@ -262,7 +262,7 @@ def test_each_register_hook_feeds_the_registry(lab: Path) -> None:
 def test_registered_parts_run_together(lab: Path, tmp_path: Path) -> None:
     """A scenario naming the plugin's device, model, corpus and metric runs, with its
     collector; the metric scores each output in the scoring process."""
-    from devicelab.results import TELEMETRY, read_jsonl
+    from devicelab._rundir import TELEMETRY, read_jsonl
     from devicelab.testing import make_scenario, run_scenario
 
     path = make_scenario(

@@ -12,8 +12,8 @@ import pytest
 from wordsplugin import run_cli
 
 from devicelab import Scored, UsageError
+from devicelab._rundir import TRIALS, read_jsonl
 from devicelab.quality import Scorer
-from devicelab.results import TRIALS, read_jsonl
 from devicelab.scenario import load_scenario
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from wordsplugin import run_cli
 
+from devicelab import load_run
 from devicelab.report import build_report, pick_timeline_trials
-from devicelab.runs import load_run
 from devicelab.testing import make_scenario, run_scenario
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -59,8 +59,8 @@ def test_default_out_dir_and_timeline_cap(real_run: Path) -> None:
     assert rep.html_path == real_run / "report" / "report.html"
     timelines = next(f for f in rep.figures if f.name == "timelines.png")
     assert "the first 2 of 4 shown" in timelines.note
-    trials, _ = pick_timeline_trials(load_run(real_run).records, cap=10)
-    assert {t["context_tokens"] for t in trials} == {100} and len(trials) == 4
+    trials, _ = pick_timeline_trials(load_run(real_run).measured, cap=10)
+    assert {t.identity.context_tokens for t in trials} == {100} and len(trials) == 4
 
 
 def test_throttled_rows_and_quality_flagged(tmp_path: Path) -> None:

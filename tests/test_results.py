@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from devicelab import Identity, TrialRecord
+from devicelab._rundir import TELEMETRY, TRIALS, RunDir, load_run, read_jsonl
 from devicelab.errors import RunDirError
-from devicelab.results import TRIALS, RunDir, read_jsonl
 from devicelab.scenario import load_scenario
 
 
@@ -67,3 +68,39 @@ def test_non_run_directory_is_left_alone(
     with pytest.raises(RunDirError, match="not a devicelab run"):
         RunDir.open(out, load_scenario(words_scenario()), resume=False)
     assert [p.name for p in out.iterdir()] == ["cat.jpg"]
+
+
+def test_the_reader_reads_every_record_the_writer_wrote(
+    words_scenario: Callable[..., Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    run = RunDir.open(out, load_scenario(words_scenario()), resume=False)
+    warm = TrialRecord.from_json({"trial_id": "w", "status": "ok", "warmup": True, "itps": 1.0})
+    ok = TrialRecord.from_json({"trial_id": "a", "status": "ok", "itps": 5.0, "device": "host"})
+    bad = ok.but(identity=dataclasses.replace(ok.identity, trial_id="b")).failed("boom")
+    for rec in (warm, ok, bad):
+        run.append_trial(rec)
+    run.close()
+    data = load_run(out)
+    assert data.records == [warm, ok, bad]  # all of them, as written
+    assert data.measured == [ok]
+    assert data.meta["run_id"] == run.run_id
+    assert data.values("itps") == [5.0]
+
+
+def test_telemetry_is_read_only_when_asked_for(
+    words_scenario: Callable[..., Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    run = RunDir.open(out, load_scenario(words_scenario()), resume=False)
+    run.append_trial(TrialRecord.from_json({"trial_id": "a", "status": "ok", "itps": 5.0}))
+    run.append_samples([{"trial_id": "a", "t": 0.0, "temp_c": 30.0}])
+    run.close()
+    data = load_run(out)
+    assert data.telemetry == [{"trial_id": "a", "t": 0.0, "temp_c": 30.0}]
+    # A broken telemetry file does not stop a gate that only reads the trials.
+    (out / TELEMETRY).write_text('{"trial_id": "a", "t": }\n', encoding="utf-8")
+    data = load_run(out)
+    assert data.median("itps") == 5.0
+    with pytest.raises(RunDirError, match=r"telemetry\.jsonl is unreadable"):
+        _ = data.telemetry

@@ -20,18 +20,19 @@ def raw(name: str) -> list[dict]:
 
 
 @pytest.fixture
-def run() -> devicelab.Run:
+def run() -> devicelab.RunData:
     return devicelab.load_run(GATES / "baseline")
 
 
-def test_measured_trials_only(run: devicelab.Run) -> None:
+def test_measured_trials_only(run: devicelab.RunData) -> None:
     records = raw("baseline")
     assert any(r["warmup"] for r in records)
-    assert len(run.records) == sum(1 for r in records if not r["warmup"]) == 12
+    assert len(run.measured) == sum(1 for r in records if not r["warmup"]) == 12
+    assert len(run.records) == len(records)  # every trial is read; the queries use measured
     assert len(run.values("otps")) == 12
 
 
-def test_median_with_filters(run: devicelab.Run) -> None:
+def test_median_with_filters(run: devicelab.RunData) -> None:
     want = statistics.median(
         r["ttft_s"] for r in raw("baseline") if r["task"] == "SUMM" and not r["warmup"]
     )
@@ -51,7 +52,7 @@ def test_failed_trials_are_left_out(tmp_path: Path) -> None:
     assert 1e9 not in run.values("otps")
 
 
-def test_keys_and_fingerprint(run: devicelab.Run) -> None:
+def test_keys_and_fingerprint(run: devicelab.RunData) -> None:
     keys = run.keys()
     assert [(k.model, k.quant, k.task, k.context_tokens) for k in keys] == [
         ("smollm2-135m-instruct", "q4_1", "QA", 100),
@@ -62,7 +63,7 @@ def test_keys_and_fingerprint(run: devicelab.Run) -> None:
     assert json.loads(keys[0].fingerprint) == run.fingerprint
 
 
-def test_filter_matching_nothing_names_what_exists(run: devicelab.Run) -> None:
+def test_filter_matching_nothing_names_what_exists(run: devicelab.RunData) -> None:
     with pytest.raises(UsageError, match=r"context_tokens=1000.*Values present: 100"):
         run.median("ttft_s", task="SUMM", context_tokens=1000)
     with pytest.raises(UsageError, match=r"task='KW'.*'QA', 'SUMM'"):
@@ -71,7 +72,7 @@ def test_filter_matching_nothing_names_what_exists(run: devicelab.Run) -> None:
         run.values("otps", colour="red")
 
 
-def test_unknown_metric_and_null_metric(run: devicelab.Run) -> None:
+def test_unknown_metric_and_null_metric(run: devicelab.RunData) -> None:
     with pytest.raises(UsageError, match=r"unknown metric 'tps'.*otps"):
         run.median("tps")
     assert run.values("max_temp_c") == []  # no sensors on this host: null, never a guess

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from wordsplugin import FlakyDevice, WordEngine
 
+from devicelab._rundir import TELEMETRY, TRIALS, RunDir, read_jsonl
 from devicelab._runtime.execute import execute
 from devicelab._runtime.resolve import resolve
 from devicelab.errors import ModelError
 from devicelab.plugin_manager import Registry
-from devicelab.results import TELEMETRY, TRIALS, RunDir, read_jsonl
 from devicelab.scenario import load_scenario
 
 CONTRACT_FIELDS = {

@@ -10,12 +10,12 @@ import pytest
 from wordsplugin import HotCollector, WordEngine
 
 from devicelab._executor import Reporter
+from devicelab._rundir import TELEMETRY, TRIALS, RunDir, read_jsonl
 from devicelab._runtime.execute import execute
 from devicelab._runtime.resolve import resolve
 from devicelab._runtime.session import ThermalWatch as Thermal
 from devicelab.errors import ScenarioError
 from devicelab.plugin_manager import Registry
-from devicelab.results import TELEMETRY, TRIALS, RunDir, read_jsonl
 from devicelab.scenario import load_scenario
 
 FLAKY = '\n[device]\nname = "flaky"\n'

@@ -4,7 +4,7 @@ work. Each record is appended the moment its trial finishes."""
 from __future__ import annotations
 
 from .._executor import Reporter, RunOutcome
-from ..results import RunDir
+from .._rundir import RunDir
 from .plan import Plan
 from .session import DeviceSession
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .._executor import DEFAULT, Executor, Reporter, RunOutcome
+from .._rundir import RunDir
 from ..errors import UsageError
 from ..hookspecs import hookimpl
-from ..results import RunDir
 from .execute import execute
 from .plan import Plan
 

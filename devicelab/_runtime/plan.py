@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from .._record import Attempts, Identity, TrialRecord
+from .._rundir import now_iso
 from ..api import Collector, Device, DeviceType, Document, Engine, ModelSpec, Task, TaskPrompt
-from ..results import now_iso
 from ..scenario import Scenario
 
 

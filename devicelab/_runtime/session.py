@@ -23,6 +23,7 @@ from .. import metrics, prefill
 from .._executor import Reporter
 from .._record import Attempts, Measures, Quality, Thermal, TrialRecord
 from .._registry import Registry
+from .._rundir import now_iso
 from ..api import (
     Device,
     Engine,
@@ -34,7 +35,6 @@ from ..api import (
 )
 from ..errors import DevicelabError, DeviceLostError, TrialError, UsageError
 from ..quality import Scorer
-from ..results import now_iso
 from ..telemetry import Sampler
 from .materialise import materialise
 from .plan import Plan, ResolvedModel, Trial

@@ -51,8 +51,8 @@ from devicelab import (
     Message,
     ModelSpec,
     TokenStream,
+    is_gguf,
 )
-from devicelab.api import is_gguf
 
 OPTIONS = "[models.options]"
 _RANDOM = random.SystemRandom()

@@ -20,10 +20,10 @@ from devicelab_geval import (
 from wordsplugin import write_scenario
 
 from devicelab import Engine, MetricContext, ScenarioError, Scored, plugin_manager
+from devicelab._rundir import TRIALS, read_jsonl
 from devicelab.api import parse_options
 from devicelab.cli import main
 from devicelab.engines import open_engine
-from devicelab.results import TRIALS, read_jsonl
 
 JUDGE = "smollm2-135m-instruct"
 DOC = (

@@ -28,8 +28,8 @@ from devicelab import (
     TokenStream,
     plugin_manager,
 )
+from devicelab._rundir import TRIALS, read_jsonl
 from devicelab._runtime.resolve import load_and_resolve as load_and_prepare
-from devicelab.results import TRIALS, read_jsonl
 
 # Bits per weight of each ggml block format: (bits * 32 + fp16 scale [+ fp16 min]) / 32.
 BLOCK_BPW = {"Q4_0": 4.5, "Q4_1": 5.0, "Q8_0": 8.5, "F16": 16.0}

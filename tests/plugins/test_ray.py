@@ -25,8 +25,8 @@ import pytest
 from wordsplugin import free_port, run_cli
 
 from devicelab import Reporter, RunDir, TrialRecord, plugin_manager
+from devicelab._rundir import TRIALS, read_jsonl
 from devicelab._runtime.resolve import load_and_resolve as load_and_prepare
-from devicelab.results import TRIALS, read_jsonl
 
 ray = pytest.importorskip("ray")
 

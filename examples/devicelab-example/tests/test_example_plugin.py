@@ -10,7 +10,6 @@ import pytest
 
 import devicelab
 from devicelab.pytest_plugin import InstallPlugin
-from devicelab.results import TELEMETRY, read_jsonl
 from devicelab.testing import make_scenario, plan_scenario, registry_with, run_cli, run_scenario
 
 
@@ -54,5 +53,5 @@ def test_kw_runs_on_the_host_with_the_real_model(tmp_path: Path) -> None:
     assert set(quality) == {"keywords_parsed", "keywords_in_document"}
     assert 0 <= quality["keywords_in_document"] <= 1
     assert 0 <= quality["keywords_parsed"] <= 5
-    samples = list(read_jsonl(out / TELEMETRY))
+    samples = devicelab.load_run(out).telemetry
     assert samples and all("load_1m" in s for s in samples)

@@ -16,7 +16,7 @@ import pytest
 from devicelab_virtual import VirtualType
 from wordsplugin import run_cli
 
-from devicelab.results import TRIALS, read_jsonl
+from devicelab._rundir import TRIALS, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -1,4 +1,4 @@
-"""The run directory: append-only ``trials.jsonl`` and ``telemetry.jsonl``, and resume.
+"""Writing a run directory: append-only ``trials.jsonl`` and ``telemetry.jsonl``, and resume.
 
 Each trial record is appended, flushed and fsynced as the trial ends, so a crash or Ctrl-C
 loses at most the trial in flight. A torn last line (a crash mid-write) is cut off when the
@@ -11,21 +11,19 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import tomli_w
 
-from ._record import TrialRecord
-from .errors import RunDirError
-from .scenario import Scenario
+from .._record import TrialRecord
+from ..errors import RunDirError
+from .layout import RUN_META, SCENARIO, SUMMARY, TELEMETRY, TRIALS, read_jsonl
 
-TRIALS = "trials.jsonl"
-TELEMETRY = "telemetry.jsonl"
-SCENARIO = "scenario.toml"
-RUN_META = "run.json"
+if TYPE_CHECKING:
+    from ..scenario import Scenario
 
 
 def now_iso() -> str:
@@ -38,7 +36,7 @@ def default_run_dir(scenario: Scenario, base: Path = Path("runs")) -> Path:
 
 
 class RunDir:
-    """An open run directory. Use :meth:`create` for a new run or :meth:`resume`."""
+    """An open run directory. Use :meth:`open` for a new run or to resume one."""
 
     def __init__(self, path: Path, run_id: str) -> None:
         self.path = path
@@ -103,6 +101,7 @@ class RunDir:
         return {rec["trial_id"] for rec in read_jsonl(self.path / TRIALS)}
 
     def append_trial(self, record: TrialRecord) -> None:
+        """Append one finished trial (its :meth:`TrialRecord.to_json`)."""
         with self._lock:
             _append(self._trials, record.to_json())
 
@@ -115,7 +114,7 @@ class RunDir:
             self._telemetry.flush()
 
     def write_summary(self, rows: list[dict[str, Any]]) -> None:
-        (self.path / "summary.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        (self.path / SUMMARY).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 
     def close(self) -> None:
         with self._lock:
@@ -142,15 +141,3 @@ def _cut_torn_tail(file: Path) -> None:
 
 def _count_lines(file: Path) -> int:
     return sum(1 for _ in read_jsonl(file))
-
-
-def read_jsonl(file: Path) -> Iterator[dict[str, Any]]:
-    """The whole JSON lines of ``file`` (a torn last line is skipped)."""
-    if not file.exists():
-        return
-    with file.open(encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                break
-            if line.strip():
-                yield json.loads(line)

@@ -1,0 +1,136 @@
+"""One table model for the summary rows, rendered by rich (the CLI) and as HTML (the report).
+
+The tables are built once from :func:`devicelab.metrics.summarize`'s rows: the columns come
+from :data:`~devicelab._record.CELL_KEY` and :data:`~devicelab._record.FIELDS`, so a field
+added there is a column in the terminal and in the report alike.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import _record
+from ._record import CELL_KEY, key_title
+
+if TYPE_CHECKING:
+    from rich.table import Table as RichTable
+
+Align = Literal["left", "right"]
+
+SUMMARY_TITLE = "Medians over measured trials (warm-ups left out)"
+QUALITY_TITLE = "Quality: mean of each metric over measured trials"
+QUALITY_DIGITS = 3
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    align: Align = "right"
+
+
+@dataclass(frozen=True)
+class Table:
+    """Column titles and alignment, rows of formatted cells, and rows marked for attention."""
+
+    title: str
+    columns: tuple[Column, ...]
+    rows: tuple[tuple[str, ...], ...]
+    marked: tuple[bool, ...] = ()
+
+    def __post_init__(self) -> None:
+        for row in self.rows:
+            if len(row) != len(self.columns):
+                raise ValueError(f"a row of {len(row)} cells in a table of {self.columns}")
+
+
+def _show_device(rows: Sequence[Mapping[str, Any]], device: bool | None) -> bool:
+    # A run spread over several phones (an executor such as ray) has a row per device.
+    return device if device is not None else len({r.get("device") for r in rows}) > 1
+
+
+def key_columns(key: Sequence[str], cells: Sequence[Sequence[Any]]) -> list[Column]:
+    """A column per name of ``key`` (a cell key): numbers right, text left."""
+    return [
+        Column(
+            key_title(k),
+            "right" if cells and all(isinstance(c[i], int | float) for c in cells) else "left",
+        )
+        for i, k in enumerate(key)
+    ]
+
+
+def _cells(
+    rows: Sequence[Mapping[str, Any]], device: bool | None
+) -> tuple[list[str], list[Column]]:
+    key = [k for k in CELL_KEY if k != "device" or _show_device(rows, device)]
+    return key, key_columns(key, [[r.get(k) for k in key] for r in rows])
+
+
+def summary_table(
+    rows: Sequence[Mapping[str, Any]], *, device: bool | None = None, throttle: bool = False
+) -> Table:
+    """The summary rows as a table: the cell, ``n`` and each field of :data:`FIELDS` that
+    some row has a value for (a host without temperature sensors shows no temperature
+    column), and with ``throttle`` the throttled trials, rows with any of them marked.
+    ``device``: show the device column (default: when the rows span several devices)."""
+    key, key_cols = _cells(rows, device)
+    fields = [f for f in _record.FIELDS if any(r.get(f.name) is not None for r in rows)]
+    columns = [*key_cols, Column("n"), *(Column(f.header) for f in fields)]
+    if throttle:
+        columns.append(Column("throttled"))
+    body = []
+    for r in rows:
+        cells = [str(r[k]) for k in key] + [str(r["n"])]
+        cells += [f.format(r.get(f.name)) for f in fields]
+        if throttle:
+            known = r.get("throttle_known", 0)
+            cells.append(f"{r.get('throttled', 0)}/{known}" if known else "unknown")
+        body.append(tuple(cells))
+    marked = tuple(bool(throttle and r.get("throttled")) for r in rows)
+    return Table(SUMMARY_TITLE, tuple(columns), tuple(body), marked)
+
+
+def quality_names(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    return sorted({str(name) for r in rows for name in r.get("quality") or {}})
+
+
+def quality_table(rows: Sequence[Mapping[str, Any]], *, device: bool | None = None) -> Table | None:
+    """The mean of each quality metric per cell; ``None`` when no row has quality."""
+    names = quality_names(rows)
+    if not names:
+        return None
+    key, key_cols = _cells(rows, device)
+    body = []
+    for r in rows:
+        means = r.get("quality") or {}
+        cells = [str(r[k]) for k in key]
+        cells += ["-" if means.get(n) is None else f"{means[n]:.{QUALITY_DIGITS}f}" for n in names]
+        body.append(tuple(cells))
+    columns = (*key_cols, *(Column(n) for n in names))
+    return Table(QUALITY_TITLE, columns, tuple(body))
+
+
+def to_rich(table: Table) -> RichTable:
+    from rich.table import Table as RichTable
+
+    out = RichTable(title=table.title)
+    for col in table.columns:
+        out.add_column(col.title, justify=col.align)
+    for i, row in enumerate(table.rows):
+        marked = i < len(table.marked) and table.marked[i]
+        out.add_row(*row, style="red" if marked else None)
+    return out
+
+
+def to_html(table: Table) -> str:
+    """A ``<table>`` whose marked rows have ``class="flag"``. The page's style aligns every
+    cell right, as the report has always shown them, so the cells carry no alignment."""
+    head = "".join(f"<th>{html.escape(c.title)}</th>" for c in table.columns)
+    body = []
+    for i, row in enumerate(table.rows):
+        cls = ' class="flag"' if i < len(table.marked) and table.marked[i] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
