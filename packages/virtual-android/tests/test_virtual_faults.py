@@ -6,7 +6,7 @@ import subprocess
 
 import adbutils
 import pytest
-from devicelab_virtual.device import VirtualS24
+from virtual_android.device import VirtualS24
 
 
 def test_cut_transport_then_reconnect(

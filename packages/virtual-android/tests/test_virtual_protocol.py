@@ -11,8 +11,8 @@ import struct
 from collections.abc import Iterator
 
 import pytest
-from devicelab_virtual.device import VirtualS24
-from devicelab_virtual.protocol import (
+from virtual_android.device import VirtualS24
+from virtual_android.transport.protocol import (
     A_CLSE,
     A_CNXN,
     A_OKAY,

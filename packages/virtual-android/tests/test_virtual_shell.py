@@ -7,8 +7,8 @@ import time
 
 import adbutils
 import pytest
-from devicelab_virtual.device import VirtualS24
-from devicelab_virtual.shell import CommandContext
+from virtual_android.device import VirtualS24
+from virtual_android.shell.interpreter import CommandContext
 
 LOOP = "while true; do cat /sys/class/thermal/thermal_zone*/temp; echo ---; sleep 0.05; done"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import adbutils
 import pytest
-from devicelab_virtual.device import VirtualS24
+from virtual_android.device import VirtualS24
 
 FIVE_MB = 5 * 1024 * 1024 + 123
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import adbutils
-from devicelab_virtual.device import VirtualS24
+from virtual_android.device import VirtualS24
 
 TEMPERATURE_RE = re.compile(
     r"Temperature\{mValue=(?P<value>-?[\d.]+), mType=(?P<type>\d+), "

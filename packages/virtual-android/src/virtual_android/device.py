@@ -15,16 +15,16 @@ import posixpath
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from .commands import builtin_commands
-from .fs import VirtualFS
-from .model import POLICIES, ZONES, PhoneModel
-from .shell import IO, CommandContext, CommandHandler, ExitShell, Interpreter, LoopControl
-from .shellio import BrokenPipe, CancelToken, ShellCancelled
-from .transport import Stream, TransportServer
+from .shell.commands import builtin_commands
+from .fs.android import build_system_tree, install_process_files, install_procfs, install_sysfs
+from .fs.filesystem import VirtualFS
+from .model.heat import PhoneModel
+from .shell.interpreter import IO, CommandContext, CommandHandler, ExitShell, Interpreter, LoopControl
+from .shell.shellio import BrokenPipe, CancelToken, ShellCancelled
+from .transport.transport import Stream, TransportServer
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,9 @@ class VirtualS24:
         self._server = TransportServer(self.BANNER.encode(), self._open)
         self._started = False
         self._stopped = False
-        self._build_filesystem()
+        build_system_tree(self.fs, PROPS, self._builtins)
+        install_procfs(self.fs, self)
+        install_sysfs(self.fs, self.model)
         for pid, name, uid, ppid, rss in _SYSTEM_PROCESSES:
             self._add_process(
                 ProcessInfo(
@@ -282,7 +284,7 @@ class VirtualS24:
                 return
             self._stopped = True
         self._server.stop()
-        for proc in self._process_list():
+        for proc in self.process_list():
             if proc.token is not None:
                 proc.token.set()
 
@@ -334,7 +336,7 @@ class VirtualS24:
         with self._lock:
             return list(self._input_events)
 
-    def _record_input(
+    def record_input(
         self, kind: str, args: tuple[float | int | str, ...], source: str, longpress: bool = False
     ) -> None:
         with self._lock:
@@ -385,24 +387,18 @@ class VirtualS24:
     def _add_process(self, proc: ProcessInfo) -> None:
         with self._lock:
             self._processes[proc.pid] = proc
-        pid = proc.pid
-        self.fs.add_generated(f"/proc/{pid}/status", lambda: self._proc_status(pid))
-        self.fs.add_generated(f"/proc/{pid}/cmdline", lambda: self._proc_cmdline(pid))
-        self.fs.add_generated(f"/proc/{pid}/comm", lambda: self._proc_field(pid, "name"))
-        self.fs.add_generated(
-            f"/proc/{pid}/oom_score_adj", lambda: b"0\n" if proc.system else b"700\n"
-        )
+        install_process_files(self.fs, self, proc.pid, proc.system)
 
-    def _unregister_process(self, pid: int) -> None:
+    def unregister_process(self, pid: int) -> None:
         with self._lock:
             self._processes.pop(pid, None)
         self.fs.drop(f"/proc/{pid}")
 
-    def _process_list(self) -> list[ProcessInfo]:
+    def process_list(self) -> list[ProcessInfo]:
         with self._lock:
             return sorted(self._processes.values(), key=lambda p: p.pid)
 
-    def _register_session(self, command: str, token: CancelToken) -> int:
+    def register_session(self, command: str, token: CancelToken) -> int:
         with self._lock:
             pid = self._allocate_pid()
             args = f"/system/bin/sh -c {command}" if command else "/system/bin/sh -"
@@ -422,7 +418,7 @@ class VirtualS24:
             self._processes[pid].session = pid
             return pid
 
-    def _kill_from_shell(self, pid: int) -> str:
+    def kill_from_shell(self, pid: int) -> str:
         with self._lock:
             proc = self._processes.get(pid)
         if proc is None:
@@ -432,65 +428,15 @@ class VirtualS24:
         self.kill_process(pid)
         return ""
 
-    def _proc_field(self, pid: int, name: str) -> bytes:
+    def process(self, pid: int) -> ProcessInfo | None:
+        """The live process ``pid`` (None once it is gone)."""
         with self._lock:
-            proc = self._processes.get(pid)
-        return (str(getattr(proc, name)) + "\n").encode() if proc else b""
+            return self._processes.get(pid)
 
-    def _proc_cmdline(self, pid: int) -> bytes:
+    @property
+    def next_pid(self) -> int:
         with self._lock:
-            proc = self._processes.get(pid)
-        if proc is None:
-            return b""
-        return ("\0".join((proc.args or proc.name).split(" ")) + "\0").encode()
-
-    def _proc_status(self, pid: int) -> bytes:
-        with self._lock:
-            proc = self._processes.get(pid)
-        if proc is None:
-            return b""
-        uid = {"root": 0, "system": 1000, "shell": 2000, "logd": 1036, "radio": 1001}.get(
-            proc.uid, 10201
-        )
-        rss = proc.rss_kb
-        lines = [
-            f"Name:\t{proc.name[:15]}",
-            "Umask:\t0077",
-            "State:\tS (sleeping)",
-            f"Tgid:\t{pid}",
-            "Ngid:\t0",
-            f"Pid:\t{pid}",
-            f"PPid:\t{proc.ppid}",
-            "TracerPid:\t0",
-            f"Uid:\t{uid}\t{uid}\t{uid}\t{uid}",
-            f"Gid:\t{uid}\t{uid}\t{uid}\t{uid}",
-            "FDSize:\t64",
-            "Groups:\t1004 1007 1011 1015 1028 3001 3002 3003 3006",
-            f"VmPeak:\t{max(proc.vsz_kb, proc.hwm_kb):>8} kB",
-            f"VmSize:\t{proc.vsz_kb:>8} kB",
-            f"VmLck:\t{0:>8} kB",
-            f"VmPin:\t{0:>8} kB",
-            f"VmHWM:\t{proc.hwm_kb:>8} kB",
-            f"VmRSS:\t{rss:>8} kB",
-            f"RssAnon:\t{int(rss * 0.8):>8} kB",
-            f"RssFile:\t{rss - int(rss * 0.8) - int(rss * 0.01):>8} kB",
-            f"RssShmem:\t{int(rss * 0.01):>8} kB",
-            f"VmData:\t{int(proc.vsz_kb * 0.3):>8} kB",
-            f"VmStk:\t{136:>8} kB",
-            f"VmExe:\t{2048:>8} kB",
-            f"VmLib:\t{12288:>8} kB",
-            f"VmPTE:\t{max(12, rss // 512):>8} kB",
-            f"VmSwap:\t{0:>8} kB",
-            "CoreDumping:\t0",
-            "THP_enabled:\t1",
-            f"Threads:\t{proc.threads}",
-            "SigQ:\t0/29562",
-            "Cpus_allowed:\t3ff",
-            "Cpus_allowed_list:\t0-9",
-            "voluntary_ctxt_switches:\t120",
-            "nonvoluntary_ctxt_switches:\t7",
-        ]
-        return ("\n".join(lines) + "\n").encode()
+            return self._next_pid
 
     # -- commands --------------------------------------------------------------
     def add_command(self, name: str, handler: CommandHandler) -> None:
@@ -510,7 +456,7 @@ class VirtualS24:
             self._extensions.pop(name, None)
             self._merged_commands = None
 
-    def _commands_snapshot(self) -> dict[str, CommandHandler]:
+    def commands_snapshot(self) -> dict[str, CommandHandler]:
         """Builtins and extensions by name; shared until the next change: read it only."""
         with self._lock:
             merged = self._merged_commands
@@ -524,7 +470,7 @@ class VirtualS24:
         with self._lock:
             return any(h is handler for h in self._extensions.values())
 
-    def _run_command(
+    def run_command(
         self,
         handler: CommandHandler,
         argv: list[str],
@@ -573,7 +519,7 @@ class VirtualS24:
         finally:
             if extension:
                 proc_token.detach()
-                self._unregister_process(pid)
+                self.unregister_process(pid)
 
     # -- ports -----------------------------------------------------------------
     def expose_port(self, device_port: int, host_port: int) -> None:
@@ -585,13 +531,13 @@ class VirtualS24:
         with self._lock:
             self._exposed.pop(int(device_port), None)
 
-    def _exposed_port(self, device_port: int) -> int | None:
+    def exposed_port(self, device_port: int) -> int | None:
         with self._lock:
             return self._exposed.get(device_port)
 
     # -- transport -------------------------------------------------------------
     def _open(self, stream: Stream) -> None:
-        from .services import open_service
+        from .transport.services import open_service
 
         open_service(self, stream)
 
@@ -637,212 +583,3 @@ class VirtualS24:
     def loadavg(self) -> tuple[float, float, float]:
         load = self.model.load()
         return (1.2 + 7.5 * load, 1.4 + 4.0 * load, 1.6 + 2.0 * load)
-
-    # -- filesystem ------------------------------------------------------------
-    def _build_filesystem(self) -> None:
-        fs = self.fs
-        for path, mode, uid, gid in (
-            ("/system/bin", 0o755, 0, 2000),
-            ("/system/xbin", 0o755, 0, 2000),
-            ("/vendor/bin", 0o755, 0, 2000),
-            ("/data", 0o771, 1000, 1000),
-            ("/data/local", 0o751, 0, 0),
-            ("/data/local/tmp", 0o771, 2000, 2000),
-            ("/data/misc/perfetto-traces", 0o773, 9999, 9999),
-            ("/data/misc/perfetto-configs", 0o775, 9999, 9999),
-            ("/storage/emulated/0", 0o771, 0, 9997),
-            ("/storage/self", 0o755, 0, 0),
-            ("/mnt", 0o755, 0, 1000),
-            ("/dev", 0o755, 0, 0),
-            ("/apex", 0o755, 0, 0),
-        ):
-            fs.add_dir(path, mode, uid, gid)
-        for sub in (
-            "Android",
-            "DCIM",
-            "Download",
-            "Documents",
-            "Movies",
-            "Music",
-            "Pictures",
-            "Alarms",
-            "Notifications",
-            "Podcasts",
-            "Ringtones",
-        ):
-            fs.add_dir(f"/storage/emulated/0/{sub}", 0o771, 0, 9997)
-        fs.add_link("/storage/self/primary", "/storage/emulated/0")
-        fs.add_link("/sdcard", "/storage/self/primary")
-        fs.add_link("/etc", "/system/etc")
-        fs.add_dir("/system/etc", 0o755)
-        fs.add_file(
-            "/system/etc/hosts", "127.0.0.1       localhost\n::1             ip6-localhost\n"
-        )
-        fs.add_file(
-            "/system/build.prop",
-            "".join(f"{k}={v}\n" for k, v in PROPS.items() if k.startswith("ro.")),
-        )
-        for name in sorted(
-            set(self._builtins) | {"sh", "toybox", "am", "pm", "cmd", "app_process", "logcat"}
-        ):
-            if name != "[":
-                fs.add_file(f"/system/bin/{name}", b"\x7fELF\x02\x01\x01", 0o755)
-        fs.add_file("/dev/null", b"", 0o666)
-
-        # /proc
-        fs.add_generated("/proc/meminfo", self._render_meminfo)
-        fs.add_generated("/proc/uptime", self._render_uptime)
-        fs.add_generated("/proc/loadavg", self._render_loadavg)
-        fs.add_generated("/proc/stat", self._render_stat)
-        fs.add_file(
-            "/proc/version",
-            "Linux version 6.1.75-android14-11-29543898-abS921BXXS3AXI1 "
-            "(kleaf@build-host) (Android (10087095, +pgo, +bolt, +lto, -mlgo) "
-            "clang version 17.0.2) "
-            "#1 SMP PREEMPT Mon Sep 2 08:00:00 UTC 2024\n",
-            0o444,
-        )
-        fs.add_file("/proc/cpuinfo", self._render_cpuinfo(), 0o444)
-
-        # thermal zones
-        for index, zone in enumerate(ZONES):
-            base = f"/sys/class/thermal/thermal_zone{index}"
-            fs.add_file(f"{base}/type", zone.name + "\n", 0o444)
-            fs.add_generated(f"{base}/temp", self._zone_reader(zone.name), 0o444, 4096)
-            fs.add_file(f"{base}/mode", "enabled\n", 0o644)
-            fs.add_file(f"{base}/policy", "step_wise\n", 0o644)
-
-        # cpufreq
-        cpu_root = "/sys/devices/system/cpu"
-        fs.add_file(f"{cpu_root}/online", "0-9\n", 0o444)
-        fs.add_file(f"{cpu_root}/possible", "0-9\n", 0o444)
-        fs.add_file(f"{cpu_root}/present", "0-9\n", 0o444)
-        for policy in POLICIES:
-            base = f"{cpu_root}/cpufreq/{policy.name}"
-            cpus = " ".join(str(c) for c in policy.cpus)
-            fs.add_file(f"{base}/related_cpus", cpus + "\n", 0o444)
-            fs.add_file(f"{base}/affected_cpus", cpus + "\n", 0o444)
-            fs.add_file(f"{base}/cpuinfo_max_freq", f"{policy.max_khz}\n", 0o444)
-            fs.add_file(f"{base}/cpuinfo_min_freq", f"{policy.min_khz}\n", 0o444)
-            fs.add_file(f"{base}/scaling_min_freq", f"{policy.min_khz}\n", 0o644)
-            fs.add_file(f"{base}/scaling_governor", "energy_step\n", 0o644)
-            fs.add_file(f"{base}/scaling_driver", "exynos_acme\n", 0o444)
-            fs.add_generated(
-                f"{base}/scaling_cur_freq", self._freq_reader(policy.name, False), 0o444, 4096
-            )
-            fs.add_generated(
-                f"{base}/scaling_max_freq", self._freq_reader(policy.name, True), 0o644, 4096
-            )
-            fs.add_generated(
-                f"{base}/cpuinfo_cur_freq", self._freq_reader(policy.name, False), 0o444, 4096
-            )
-            for cpu in policy.cpus:
-                fs.add_link(f"{cpu_root}/cpu{cpu}/cpufreq", f"../cpufreq/{policy.name}")
-                fs.add_file(f"{cpu_root}/cpu{cpu}/online", "1\n", 0o644)
-
-        # battery
-        battery = "/sys/class/power_supply/battery"
-        fs.add_generated(
-            f"{battery}/capacity", lambda: f"{self.model.battery().level}\n".encode(), 0o444, 4096
-        )
-        fs.add_generated(
-            f"{battery}/current_now",
-            lambda: f"{self.model.battery().current_ma}\n".encode(),
-            0o444,
-            4096,
-        )
-        fs.add_generated(
-            f"{battery}/voltage_now",
-            lambda: f"{self.model.battery().voltage_mv * 1000}\n".encode(),
-            0o444,
-            4096,
-        )
-        fs.add_generated(
-            f"{battery}/temp",
-            lambda: f"{self.model.battery().temperature_tenths}\n".encode(),
-            0o444,
-            4096,
-        )
-        fs.add_generated(f"{battery}/status", self._battery_status, 0o444, 4096)
-        fs.add_file(f"{battery}/health", "Good\n", 0o444)
-        fs.add_file(f"{battery}/present", "1\n", 0o444)
-        fs.add_file(f"{battery}/technology", "Li-ion\n", 0o444)
-        fs.add_file(f"{battery}/charge_full_design", "3880000\n", 0o444)
-        fs.add_generated(
-            f"{battery}/charge_counter",
-            lambda: f"{self.model.battery().charge_counter_uah}\n".encode(),
-            0o444,
-            4096,
-        )
-
-    def _zone_reader(self, name: str) -> Callable[[], bytes]:
-        def read() -> bytes:
-            return f"{round(self.model.temperature(name) * 1000)}\n".encode()
-
-        return read
-
-    def _freq_reader(self, policy_name: str, maximum: bool) -> Callable[[], bytes]:
-        policy = next(p for p in POLICIES if p.name == policy_name)
-
-        def read() -> bytes:
-            value = self.model.max_freq(policy) if maximum else self.model.cur_freq(policy)
-            return f"{value}\n".encode()
-
-        return read
-
-    def _battery_status(self) -> bytes:
-        status = self.model.battery().status
-        return {2: b"Charging\n", 3: b"Discharging\n", 5: b"Full\n"}.get(status, b"Unknown\n")
-
-    def _render_meminfo(self) -> bytes:
-        return "".join(f"{k + ':':<16}{v:>8} kB\n" for k, v in self.meminfo().items()).encode()
-
-    def _render_uptime(self) -> bytes:
-        up = self.model.uptime()
-        return f"{up:.2f} {up * 8.7:.2f}\n".encode()
-
-    def _render_loadavg(self) -> bytes:
-        a, b, c = self.loadavg()
-        return f"{a:.2f} {b:.2f} {c:.2f} 2/2350 {self._next_pid}\n".encode()
-
-    def _render_stat(self) -> bytes:
-        up = self.model.uptime()
-        work = self.model.work_seconds
-        lines = []
-        total_user = total_sys = total_idle = 0
-        for cpu in range(10):
-            ticks = int(up * 100)
-            busy = int(ticks * 0.03 + work * 100 * (0.9 if cpu >= 4 else 0.3))
-            user, system = int(busy * 0.7), int(busy * 0.3)
-            idle = max(0, ticks - busy)
-            total_user += user
-            total_sys += system
-            total_idle += idle
-            lines.append(f"cpu{cpu} {user} 120 {system} {idle} 40 15 8 0 0 0")
-        head = f"cpu  {total_user} 1200 {total_sys} {total_idle} 400 150 80 0 0 0"
-        tail = [
-            f"intr {int(up * 2100)}",
-            f"ctxt {int(up * 5200)}",
-            f"btime {int(self.model.boot_time)}",
-            f"processes {self._next_pid}",
-            "procs_running 2",
-            "procs_blocked 0",
-        ]
-        return ("\n".join([head, *lines, *tail]) + "\n").encode()
-
-    @staticmethod
-    def _render_cpuinfo() -> str:
-        parts = {"Cortex-A520": "0xd80", "Cortex-A720": "0xd81", "Cortex-X4": "0xd82"}
-        blocks = []
-        for policy in POLICIES:
-            for cpu in policy.cpus:
-                blocks.append(
-                    f"processor\t: {cpu}\nBogoMIPS\t: 52.00\n"
-                    "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp "
-                    "cpuid asimdrdm jscvt fcma lrcpc dcpop sha3 sm3 sm4 asimddp sha512 asimdfhm "
-                    "dit uscat ilrcpc "
-                    "flagm ssbs sb paca pacg dcpodp sve2 flagm2 frint i8mm bf16 bti\n"
-                    f"CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\n"
-                    f"CPU part\t: {parts[policy.core]}\nCPU revision\t: 1\n"
-                )
-        return "\n".join(blocks) + "\nHardware\t: Samsung s5e9945\n"

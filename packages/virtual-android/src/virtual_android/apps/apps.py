@@ -1,7 +1,7 @@
 """Two apps with real inference on the virtual S24: MLCChat and DocAssist.
 
     install_uiautomator(dev)                       # u2server.py
-    install_apps(dev)                              # models: inference.DeviceLLM(dev)
+    install_apps(dev)                              # models: inference.llm.DeviceLLM(dev)
     apps_of(dev).mlcchat.max_tokens = 8            # keep test generations short
 
 Each app is a process while it runs (`pidof PKG`, `ps`, `dumpsys meminfo PKG`), is started by
@@ -40,10 +40,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .commands import builtin_commands
-from .device import VirtualS24
-from .shell import CommandContext, CommandHandler
-from .shellio import CancelToken, ShellCancelled
+from ..shell.commands import builtin_commands
+from ..device import VirtualS24
+from ..shell.interpreter import CommandContext, CommandHandler
+from ..shell.shellio import CancelToken, ShellCancelled
 from .u2server import LAUNCHER_ACTIVITY, LAUNCHER_PACKAGE, DeviceScreen, Rect, UiNode, screen_of
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def docassist_user_message(document: str, request: str) -> str:
     return f"<document>\n{document}\n</document>\n\n<request>\n{request}\n</request>"
 
 
-# -- the inference interface (inference.py's DeviceLLM satisfies it) --------------------
+# -- the inference interface (inference.llm.DeviceLLM satisfies it) ----------------------
 class GenerationStatsLike(Protocol):
     @property
     def prompt_tokens(self) -> int: ...
@@ -849,7 +849,7 @@ def install_apps(
     if dev in _INSTALLED:
         raise ValueError(f"apps are already installed on {dev!r}")
     if llm_factory is None:
-        from .inference import DeviceLLM  # heavy (the engine registry): only when used
+        from ..inference.llm import DeviceLLM
 
         llm_factory = DeviceLLM
     screen = screen_of(dev)

@@ -35,8 +35,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .device import VirtualS24
-from .shell import CommandContext
+from ..device import VirtualS24
+from ..shell.interpreter import CommandContext
 
 log = logging.getLogger(__name__)
 

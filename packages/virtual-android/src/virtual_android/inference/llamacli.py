@@ -3,8 +3,8 @@
 On a real phone a benchmark pushes an arm64 ``llama-cli`` build and a GGUF to /data/local/tmp
 and runs ``adb shell /data/local/tmp/llama-cli -m model.gguf -f prompt.txt -n 128 -no-cnv``.
 :func:`install_llama_cli` makes the same work on a :class:`VirtualS24`, with real inference:
-the GGUF that was pushed is materialised on the host and run by the project's llama.cpp engine
-(:mod:`devicelab_virtual.inference`).
+the GGUF that was pushed is materialised on the host and run by the device's text-generation
+backend (:mod:`.llm`, :mod:`.backend`).
 
 Invocation, as the phone's shell would allow it:
 
@@ -42,7 +42,8 @@ Where the emulation departs from llama.cpp, on purpose:
   model's chat template is applied to each turn.
 - No context shift: generation stops when the context is full, with llama.cpp's
   ``context full and context shift is disabled => stopping`` warning.
-- Timings: ``prompt eval`` and ``eval`` are llama.cpp's own counters from the host engine;
+- Timings: ``prompt eval`` and ``eval`` are the backend's own counters (llama.cpp's, for a
+  llama.cpp backend);
   ``load time`` is what this run spent getting the model ready (reading and checksumming the
   pushed file, and loading it unless it was already loaded for this device); ``sampling time``
   is the generation's wall time not spent in prompt eval or eval (sampling plus the Python
@@ -68,11 +69,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .device import VirtualS24
-from .fs import FsError, VirtualFS
-from .inference import DeviceLLM, GenerationStats, materialize_gguf, shared_llm
-from .shell import SH, CommandContext
-from .shellio import ShellCancelled
+from ..device import VirtualS24
+from ..fs.filesystem import FsError, VirtualFS
+from .llm import DeviceLLM, GenerationStats, materialize_gguf, shared_llm
+from ..shell.interpreter import SH, CommandContext
+from ..shell.shellio import ShellCancelled
 
 __all__ = ["TOOLS", "install_llama_cli"]
 

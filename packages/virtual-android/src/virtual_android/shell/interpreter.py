@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from .fs import FsError, VirtualFS
+from ..fs.filesystem import FsError, VirtualFS
 from .shellio import (
     BrokenPipe,
     BytesInput,
@@ -31,7 +31,7 @@ from .shellio import (
 )
 
 if TYPE_CHECKING:
-    from .device import VirtualS24
+    from ..device import VirtualS24
 
 log = logging.getLogger(__name__)
 
@@ -1125,11 +1125,11 @@ class Interpreter:
         env = {k: v for k, v in state.vars.items() if k in state.exported}
         if assigns:
             env.update(assigns)
-        return self.device._run_command(handler, argv, env, state.cwd, io, self.token, self)
+        return self.device.run_command(handler, argv, env, state.cwd, io, self.token, self)
 
     def resolve(self, name: str, state: ShellState) -> tuple[CommandHandler | None, str]:
         """Find a handler; on failure the second item says why (sh's message)."""
-        registry = self.device._commands_snapshot()
+        registry = self.device.commands_snapshot()
         if "/" not in name:
             handler = registry.get(name)
             if handler is not None:

@@ -138,6 +138,10 @@ class Input:
         """At least one byte, or b"" at end of input (override)."""
         return b""
 
+    def has_buffered_line(self) -> bool:
+        """Whether a whole line is already buffered, so readline() will not block."""
+        return b"\n" in self._buffer
+
     def read_chunk(self) -> bytes:
         if self._buffer:
             data = bytes(self._buffer)

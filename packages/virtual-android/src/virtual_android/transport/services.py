@@ -9,13 +9,13 @@ import struct
 import threading
 from typing import TYPE_CHECKING
 
-from .shell import DEFAULT_ENV, IO, Interpreter, ShellState
-from .shellio import BrokenPipe, CallbackOutput, CancelToken, Pipe, ShellCancelled
+from ..shell.interpreter import DEFAULT_ENV, IO, Interpreter, ShellState
+from ..shell.shellio import BrokenPipe, CallbackOutput, CancelToken, Pipe, ShellCancelled
 from .sync import serve_sync
 from .transport import Stream, StreamClosed
 
 if TYPE_CHECKING:
-    from .device import VirtualS24
+    from ..device import VirtualS24
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class ShellSession:
     # -- lifecycle -------------------------------------------------------------
     def run(self) -> None:
         self.stream.accept()
-        pid = self.device._register_session(self.command, self.token)
+        pid = self.device.register_session(self.command, self.token)
         env = dict(DEFAULT_ENV)
         state = ShellState(vars=env, exported=set(env), cwd="/", pid=pid)
         interpreter = Interpreter(self.device, self.token, state)
@@ -157,7 +157,7 @@ class ShellSession:
         except (ShellCancelled, BrokenPipe):
             status = None
         finally:
-            self.device._unregister_process(pid)
+            self.device.unregister_process(pid)
         try:
             if self.v2 and status is not None and not self.token.is_set():
                 self._send(ID_EXIT, bytes([status & 0xFF]))
@@ -171,7 +171,7 @@ class ShellSession:
 def serve_tcp(device: VirtualS24, stream: Stream, address: str) -> None:
     """Bridge the device's tcp:PORT to the host port it is exposed on."""
     port_text = address.rsplit(":", 1)[-1]
-    host_port = device._exposed_port(int(port_text)) if port_text.isdigit() else None
+    host_port = device.exposed_port(int(port_text)) if port_text.isdigit() else None
     if host_port is None:
         stream.refuse()
         return

@@ -7,11 +7,11 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-from .fs import FsError
+from ..fs.filesystem import FsError
 from .transport import Stream
 
 if TYPE_CHECKING:
-    from .device import VirtualS24
+    from ..device import VirtualS24
 
 SYNC_DATA_MAX = 64 * 1024
 _ID = struct.Struct("<4sI")

@@ -1,10 +1,9 @@
-"""uiautomator2's connect path up to its JSON-RPC server, and `python -m devicelab_virtual`."""
+"""uiautomator2's connect path up to its JSON-RPC server, and `virtual-android serve`."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
-import os
 import signal
 import subprocess
 import sys
@@ -14,13 +13,10 @@ from pathlib import Path
 import adbutils
 import pytest
 import uiautomator2 as u2
-from devicelab_virtual.device import VirtualS24
-from devicelab_virtual.shell import CommandContext
+from virtual_android.device import VirtualS24
+from virtual_android.shell.interpreter import CommandContext
 from uiautomator2.exceptions import LaunchUiAutomationError
 from uiautomator2.utils import with_package_resource
-
-PLUGINS = Path(__file__).resolve().parents[3] / "plugins"
-
 
 def _u2_jar_md5() -> str:
     with with_package_resource("assets/u2.jar") as jar:
@@ -75,16 +71,14 @@ def test_u2_connect_with_an_emulated_app_process(
     wait(lambda: device.shell2("pidof app_process").returncode == 1, 10)
 
 
-def test_main_runs_in_the_foreground_until_sigterm(
+def test_serve_runs_one_phone_in_the_foreground_until_sigterm(
     adb_server: adbutils.AdbClient, wait, state_of
 ) -> None:
-    env = dict(os.environ, PYTHONPATH=str(PLUGINS))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devicelab_virtual", "--port", "0"],
+        [sys.executable, "-m", "virtual_android", "serve", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
     )
     try:
         assert proc.stdout is not None
@@ -101,3 +95,13 @@ def test_main_runs_in_the_foreground_until_sigterm(
             proc.kill()
             proc.wait()
         adb_server.disconnect(serial)
+
+
+def test_the_console_script_refuses_an_emulator_port() -> None:
+    script = Path(sys.executable).with_name("virtual-android")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "virtual_android"]
+    result = subprocess.run(
+        [*command, "serve", "--port", "5555"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "5555-5585" in result.stderr and "--port" in result.stderr
