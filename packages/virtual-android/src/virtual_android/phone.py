@@ -8,9 +8,8 @@ from .apps.apps import apps_of, install_apps
 from .apps.u2server import install_uiautomator
 from .device import VirtualS24
 from .inference.backend import BackendFactory
-from .inference.llm import use_backend
 from .inference.llamacli import install_llama_cli
-from .inference.llm import release_llms
+from .inference.llm import release_llms, use_backend
 
 __all__ = ["make_phone", "shutdown_phone"]
 

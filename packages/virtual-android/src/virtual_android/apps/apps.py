@@ -40,8 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..shell.commands import builtin_commands
 from ..device import VirtualS24
+from ..shell.commands import builtin_commands
 from ..shell.interpreter import CommandContext, CommandHandler
 from ..shell.shellio import CancelToken, ShellCancelled
 from .u2server import LAUNCHER_ACTIVITY, LAUNCHER_PACKAGE, DeviceScreen, Rect, UiNode, screen_of

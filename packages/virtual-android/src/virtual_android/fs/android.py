@@ -98,9 +98,7 @@ def build_system_tree(fs: VirtualFS, props: Mapping[str, str], commands: Iterabl
     fs.add_link("/sdcard", "/storage/self/primary")
     fs.add_link("/etc", "/system/etc")
     fs.add_dir("/system/etc", 0o755)
-    fs.add_file(
-        "/system/etc/hosts", "127.0.0.1       localhost\n::1             ip6-localhost\n"
-    )
+    fs.add_file("/system/etc/hosts", "127.0.0.1       localhost\n::1             ip6-localhost\n")
     fs.add_file(
         "/system/build.prop",
         "".join(f"{k}={v}\n" for k, v in props.items() if k.startswith("ro.")),
@@ -158,9 +156,7 @@ def install_sysfs(fs: VirtualFS, model: PhoneModel) -> None:
         fs.add_generated(
             f"{base}/scaling_cur_freq", _freq_reader(model, policy, False), 0o444, 4096
         )
-        fs.add_generated(
-            f"{base}/scaling_max_freq", _freq_reader(model, policy, True), 0o644, 4096
-        )
+        fs.add_generated(f"{base}/scaling_max_freq", _freq_reader(model, policy, True), 0o644, 4096)
         fs.add_generated(
             f"{base}/cpuinfo_cur_freq", _freq_reader(model, policy, False), 0o444, 4096
         )
@@ -210,6 +206,7 @@ def _zone_reader(model: PhoneModel, name: str) -> Callable[[], bytes]:
 
     return read
 
+
 def _freq_reader(model: PhoneModel, policy: PolicySpec, maximum: bool) -> Callable[[], bytes]:
     def read() -> bytes:
         value = model.max_freq(policy) if maximum else model.cur_freq(policy)
@@ -217,20 +214,25 @@ def _freq_reader(model: PhoneModel, policy: PolicySpec, maximum: bool) -> Callab
 
     return read
 
+
 def _battery_status(model: PhoneModel) -> bytes:
     status = model.battery().status
     return {2: b"Charging\n", 3: b"Discharging\n", 5: b"Full\n"}.get(status, b"Unknown\n")
 
+
 def render_meminfo(view: ProcView) -> bytes:
     return "".join(f"{k + ':':<16}{v:>8} kB\n" for k, v in view.meminfo().items()).encode()
+
 
 def render_uptime(model: PhoneModel) -> bytes:
     up = model.uptime()
     return f"{up:.2f} {up * 8.7:.2f}\n".encode()
 
+
 def render_loadavg(view: ProcView) -> bytes:
     a, b, c = view.loadavg()
     return f"{a:.2f} {b:.2f} {c:.2f} 2/2350 {view.next_pid}\n".encode()
+
 
 def render_stat(view: ProcView) -> bytes:
     up = view.model.uptime()
@@ -257,6 +259,7 @@ def render_stat(view: ProcView) -> bytes:
     ]
     return ("\n".join([head, *lines, *tail]) + "\n").encode()
 
+
 def render_cpuinfo() -> str:
     parts = {"Cortex-A520": "0xd80", "Cortex-A720": "0xd81", "Cortex-X4": "0xd82"}
     blocks = []
@@ -282,6 +285,7 @@ def render_cmdline(proc: ProcessEntry | None) -> bytes:
     if proc is None:
         return b""
     return ("\0".join((proc.args or proc.name).split(" ")) + "\0").encode()
+
 
 def render_status(proc: ProcessEntry | None) -> bytes:
     if proc is None:

@@ -12,15 +12,15 @@ from .backend import (
 from .llamacli import install_llama_cli
 from .llm import (
     DeviceLLM,
-    NoBackendError,
-    backend_factory,
-    use_backend,
     GenerationCancelled,
     GenerationStats,
+    NoBackendError,
     NotGGUFError,
+    backend_factory,
     materialize_gguf,
     release_llms,
     shared_llm,
+    use_backend,
 )
 
 __all__ = [

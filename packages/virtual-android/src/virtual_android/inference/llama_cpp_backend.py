@@ -97,7 +97,9 @@ class LlamaCppBackend:
 
     def __init__(self, model_path: Path | None, *, n_ctx: int, threads: int) -> None:
         if not llama_cpp_available():
-            raise ModuleNotFoundError(f"the llama.cpp backend needs llama-cpp-python: {INSTALL_HINT}")
+            raise ModuleNotFoundError(
+                f"the llama.cpp backend needs llama-cpp-python: {INSTALL_HINT}"
+            )
         path = model_path if model_path is not None else default_model_path()
         if path is None:
             raise FileNotFoundError(
@@ -169,7 +171,9 @@ class LlamaCppBackend:
         return list(self._model().tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def _chat_tokens(self, messages: Sequence[ChatMessage]) -> list[int]:
-        formatted = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        formatted = self._formatter(
+            messages=[{"role": m.role, "content": m.content} for m in messages]
+        )
         return list(
             self._model().tokenize(
                 formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
@@ -184,7 +188,9 @@ class LlamaCppBackend:
 
         llm = self._model()
         if request.raw_prompt is not None:
-            prompt = list(llm.tokenize(request.raw_prompt.encode("utf-8"), add_bos=True, special=True))
+            prompt = list(
+                llm.tokenize(request.raw_prompt.encode("utf-8"), add_bos=True, special=True)
+            )
         else:
             prompt = self._chat_tokens(request.messages)
         llm.reset()  # a cold prefill: no KV-cache reuse from the previous generation

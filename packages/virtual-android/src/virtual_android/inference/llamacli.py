@@ -71,9 +71,9 @@ from dataclasses import dataclass, field
 
 from ..device import VirtualS24
 from ..fs.filesystem import FsError, VirtualFS
-from .llm import DeviceLLM, GenerationStats, materialize_gguf, shared_llm
 from ..shell.interpreter import SH, CommandContext
 from ..shell.shellio import ShellCancelled
+from .llm import DeviceLLM, GenerationStats, materialize_gguf, shared_llm
 
 __all__ = ["TOOLS", "install_llama_cli"]
 

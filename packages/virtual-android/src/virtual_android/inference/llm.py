@@ -112,7 +112,7 @@ class GenerationStats:
     """One generation as the host saw it.
 
     ``prefill_s`` is request -> first token and ``decode_s`` first -> last token, both on the
-    host's clock; ``engine_timings`` are llama.cpp's own counters (``prefill_ms``,
+    host's clock; ``engine_timings`` are the backend's own counters (``prefill_ms``,
     ``prefill_tokens``, ``decode_ms``, ``decode_tokens``, ...). ``finish_reason`` is ``"stop"``
     when the model emitted end-of-generation (that token is not counted or shown) and
     ``"length"`` when ``max_tokens`` ran out.
