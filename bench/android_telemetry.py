@@ -18,8 +18,8 @@ import subprocess
 import adbutils
 from devicelab_android.adb import Adb
 from devicelab_android.telemetry import measure_rates
-from devicelab_virtual.device import VirtualS24
 from devicelab_virtual.launch import register_with_adb
+from virtual_android.device import VirtualS24
 
 
 def free_port() -> int:

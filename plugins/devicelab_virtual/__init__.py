@@ -1,12 +1,11 @@
-"""A virtual Samsung Galaxy S24 (SM-S921B) that speaks the ADB wire protocol as adbd does.
+"""devicelab's adapter for virtual-android's virtual Samsung Galaxy S24 (SM-S921B).
 
-The real ``adb`` binary, adbutils and uiautomator2 drive it exactly as they drive a phone;
-its apps and its ``llama-cli`` run SmolLM2 through llama.cpp on the host, for real. Its shell
-runs only the commands it emulates: nothing sent to it is ever executed on the host.
-
-This plugin registers the ``virtual`` device kind (``[device] name = "virtual-s24"`` starts
-one for the run and stops it after; the Android plugin's engines drive it) and the
-``devicelab virtual start|stop`` commands for a virtual S24 that outlives one run.
+The phone itself (the ADB wire protocol, its shell, filesystem, apps and llama-cli) is the
+``virtual-android`` library in packages/virtual-android; this plugin makes it a devicelab
+device. It registers the ``virtual`` device kind (``[device] name = "virtual-s24"`` starts one
+for the run and stops it after; the Android plugin's engines drive it), the ``devicelab virtual
+start|stop|list`` commands for a virtual S24 that outlives one run, and the ``paced`` engine.
+The phone's apps and llama-cli run SmolLM2 on devicelab's own llama.cpp engine (backend.py).
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ class VirtualType(DeviceType):
     def open(self, name: str, profile: Mapping[str, Any]) -> Device:
         from .launch import make_virtual_s24, register_with_adb, shutdown
 
-        phone = make_virtual_s24()
+        phone = make_virtual_s24(registry=self.registry)
         phone.start()
         try:
             register_with_adb(phone.serial)

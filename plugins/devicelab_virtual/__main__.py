@@ -1,15 +1,19 @@
-"""Run one virtual Galaxy S24 in the foreground: python -m devicelab_virtual --port N."""
+"""Run one virtual Galaxy S24 in the foreground: python -m devicelab_virtual --port N.
+
+The phone is virtual-android's; its models run on devicelab's llama.cpp engine.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
-from types import FrameType
 
-from .launch import make_virtual_s24, shutdown
+from virtual_android import serve
+
+import devicelab
+
+from .backend import engine_backend
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,22 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    device = make_virtual_s24(port=args.port)
-    device.start()
-    print(device.serial, flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        shutdown(device)
-    return 0
+    return serve(args.port, backend=engine_backend(devicelab.load_plugins()))
 
 
 if __name__ == "__main__":

@@ -15,32 +15,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .device import VirtualS24
+from virtual_android import VirtualS24, make_phone, shutdown_phone
+
+import devicelab
+
+from .backend import engine_backend
 
 
-def make_virtual_s24(port: int = 0) -> VirtualS24:
-    """A virtual S24 with its on-device software: llama-cli, uiautomator2's server, the apps."""
-    from .apps import install_apps
-    from .llamacli import install_llama_cli
-    from .u2server import install_uiautomator
-
-    device = VirtualS24(port=port)
-    install_llama_cli(device)
-    install_uiautomator(device)
-    install_apps(device)
-    return device
+def make_virtual_s24(port: int = 0, registry: devicelab.Registry | None = None) -> VirtualS24:
+    """A virtual S24 with its on-device software (llama-cli, uiautomator2's server, the apps),
+    whose models run on devicelab's llama.cpp engine."""
+    # A process of its own (`devicelab virtual start`, a test) loads the plugins itself.
+    return make_phone(port, backend=engine_backend(registry or devicelab.load_plugins()))
 
 
 def shutdown(device: VirtualS24) -> None:
-    """Stop the device and free its models (apps first: their models close as they stop)."""
-    from .apps import apps_of
-    from .inference import release_llms
-
-    with contextlib.suppress(LookupError):  # no apps were installed
-        for app in apps_of(device).all():
-            app.force_stop()
-    release_llms(device)
-    device.stop()
+    """Stop the device and free its models."""
+    shutdown_phone(device)
 
 
 def adb_client() -> Any:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import adbutils
 import pytest
-from devicelab_virtual.device import VirtualS24
+from virtual_android.device import VirtualS24
 
 AdbRunner = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -1,0 +1,70 @@
+"""virtual-android: a virtual Samsung Galaxy S24 (SM-S921B) that speaks the ADB wire protocol as
+adbd does, for testing adb-based code without a phone.
+
+The real ``adb`` binary, adbutils and uiautomator2 drive it as they drive a phone. Its shell
+runs only the commands it emulates: nothing sent to it is ever executed on the host. Its apps
+and its ``llama-cli`` run models through a :class:`TextBackend` the host supplies.
+
+    from virtual_android import make_phone, shutdown_phone
+
+    phone = make_phone()            # port 0: any free loopback port outside 5555-5585
+    phone.start()
+    ...                             # adb connect phone.serial
+    shutdown_phone(phone)
+"""
+
+from .apps.apps import apps_of, install_apps
+from .apps.u2server import install_uiautomator, screen_of
+from .cli import serve
+from .device import CommandContext, CommandHandler, InputEvent, VirtualS24
+from .fs.filesystem import FsError, VirtualFS
+from .inference.backend import (
+    BackendFactory,
+    BackendResult,
+    ChatMessage,
+    TextBackend,
+    TextRequest,
+    TokenSink,
+)
+from .inference.llamacli import install_llama_cli
+from .inference.llm import (
+    DeviceLLM,
+    GenerationCancelled,
+    GenerationStats,
+    NoBackendError,
+    release_llms,
+    use_backend,
+)
+from .phone import make_phone, shutdown_phone
+from .shell.shellio import CancelToken, ShellCancelled
+
+__all__ = [
+    "BackendFactory",
+    "BackendResult",
+    "CancelToken",
+    "ChatMessage",
+    "CommandContext",
+    "CommandHandler",
+    "DeviceLLM",
+    "FsError",
+    "GenerationCancelled",
+    "GenerationStats",
+    "InputEvent",
+    "NoBackendError",
+    "ShellCancelled",
+    "TextBackend",
+    "TextRequest",
+    "TokenSink",
+    "VirtualFS",
+    "VirtualS24",
+    "apps_of",
+    "install_apps",
+    "install_llama_cli",
+    "install_uiautomator",
+    "make_phone",
+    "release_llms",
+    "screen_of",
+    "serve",
+    "shutdown_phone",
+    "use_backend",
+]

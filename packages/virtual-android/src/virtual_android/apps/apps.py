@@ -1,0 +1,1238 @@
+"""Two apps with real inference on the virtual S24: MLCChat and DocAssist.
+
+    install_uiautomator(dev)                       # u2server.py
+    install_apps(dev)                              # models: inference.llm.DeviceLLM(dev)
+    apps_of(dev).mlcchat.max_tokens = 8            # keep test generations short
+
+Each app is a process while it runs (`pidof PKG`, `ps`, `dumpsys meminfo PKG`), is started by
+`am start -n PKG/.MainActivity`, `monkey -p PKG -c android.intent.category.LAUNCHER 1` or a tap
+on its launcher icon, and is stopped by `am force-stop PKG` or by killing its process. Its
+screen is a `UiNode` tree the uiautomator2 server (u2server.py) renders and clicks.
+
+- MLCChat (`ai.mlc.mlcchat/.MainActivity`) mirrors MLC-LLM's Jetpack Compose app: no
+  resource-ids. Home: a row per model id with a `start chatting` button. Chat: a report text
+  (`Initialize...`, `Ready to chat`, then `prefill: X tok/s, decode: Y tok/s` after each
+  answer), the messages, an EditText showing `Input` when empty, and buttons described
+  `send message` (enabled when the model is ready and not generating), `reset the chat` and
+  `back home page`.
+- DocAssist (`ai.devicelab.docassist/.MainActivity`) is a classic View app with resource-ids
+  `ai.devicelab.docassist:id/{document,request,max_tokens,run,status,response,stats}`. Run
+  builds the reference study's prompt, streams the answer into `response`, shows `status`
+  (`idle`, `loading`, `generating`, `done`, `stopped`, `error: ...`) and `stats`
+  (`prefill: X tok/s, decode: Y tok/s, ttft: Z s`). Max tokens come from the `max_tokens`
+  field, the launch extra `--ei max_tokens N`, or `apps_of(dev).docassist.max_tokens`.
+
+The activity manager, package manager and input commands the apps need (`am`, `monkey`, `pm`,
+`dumpsys window|activity|package`, `input` reaching the screen) are added as extension
+commands; dumpsys and input hand everything else to the device's built-ins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..device import VirtualS24
+from ..shell.commands import builtin_commands
+from ..shell.interpreter import CommandContext, CommandHandler
+from ..shell.shellio import CancelToken, ShellCancelled
+from .u2server import LAUNCHER_ACTIVITY, LAUNCHER_PACKAGE, DeviceScreen, Rect, UiNode, screen_of
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DOCASSIST_PACKAGE",
+    "DOCASSIST_SYSTEM_PROMPT",
+    "MLCCHAT_PACKAGE",
+    "ChatModel",
+    "DocAssistApp",
+    "GenerationStatsLike",
+    "InstalledApps",
+    "LLMFactory",
+    "MLCChatApp",
+    "apps_of",
+    "docassist_user_message",
+    "install_apps",
+    "loaded_pss_kb",
+    "rates",
+]
+
+MLCCHAT_PACKAGE = "ai.mlc.mlcchat"
+DOCASSIST_PACKAGE = "ai.devicelab.docassist"
+MAIN_ACTIVITY = ".MainActivity"
+DEFAULT_MAX_TOKENS = 256  # what the reference study's demos allowed
+MLC_MODELS = ("SmolLM2-135M-Instruct-q4f16_1-MLC",)
+
+# `dumpsys meminfo PKG` (commands.py) reports PSS as 0.62 x the process's RSS, so RSS is set
+# to PSS / 0.62 to make it show the PSS an app really has.
+_PSS_PER_RSS = 0.62
+APP_BASE_PSS_KB = 40 * 1024  # the app's runtime without the model (Java heap, code, UI)
+_FALLBACK_MODEL_KB = 90 * 1024  # SmolLM2-135M q4 weights, when the model cannot say
+
+# The reference study's DocAssist prompt (same wording as the devicelab_docassist tasks; the
+# app on the phone carries its own copy, as a real app would).
+DOCASSIST_SYSTEM_PROMPT = (
+    "You are DocAssist, an assistant that analyses documents. The user gives you a document "
+    "and a request. First decide which task the request asks for: summarization, "
+    "question_suggestion or question_answering. Reply with a first line "
+    "'<intent>: TASK' naming that task, then give your answer inside "
+    "<response>...</response>. Use only the information in the document."
+)
+
+
+def docassist_user_message(document: str, request: str) -> str:
+    return f"<document>\n{document}\n</document>\n\n<request>\n{request}\n</request>"
+
+
+# -- the inference interface (inference.llm.DeviceLLM satisfies it) ----------------------
+class GenerationStatsLike(Protocol):
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+    @property
+    def prefill_s(self) -> float: ...
+    @property
+    def decode_s(self) -> float: ...
+    @property
+    def text(self) -> str: ...
+
+
+class ChatModel(Protocol):
+    def chat(
+        self,
+        messages: list[tuple[str, str]],
+        max_tokens: int,
+        on_text: Callable[[str], None],
+        cancel: CancelToken | None = None,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> GenerationStatsLike:
+        """Stream a reply to `messages` through `on_text`; raise ShellCancelled (or a
+        subclass) once `cancel` is set."""
+        ...
+
+
+LLMFactory = Callable[[VirtualS24], ChatModel]
+
+
+def rates(stats: GenerationStatsLike) -> tuple[float, float]:
+    """(prefill, decode) tok/s of one generation, as the project defines ITPS and OTPS.
+
+    prefill_s is request -> first token and decode_s first -> last token, so the first
+    output token belongs to the prefill and decode covers the other output_tokens - 1.
+    """
+    prefill = stats.prompt_tokens / stats.prefill_s if stats.prefill_s > 0 else 0.0
+    decoded = stats.output_tokens - 1
+    decode = decoded / stats.decode_s if decoded > 0 and stats.decode_s > 0 else 0.0
+    return prefill, decode
+
+
+def loaded_pss_kb(model: ChatModel) -> int:
+    """The app's PSS with `model` loaded: the weights plus about 40 MB of runtime.
+
+    DeviceLLM says it (`resident_kb()`: model file + its runtime overhead); for other models
+    the file at `model_path` (or a SmolLM2-135M sized estimate) plus the app's base.
+    """
+    resident = getattr(model, "resident_kb", None)
+    if callable(resident):
+        value = resident()
+        if isinstance(value, int) and value > 0:
+            return value
+    path = getattr(model, "model_path", None)
+    if isinstance(path, (str, os.PathLike)):
+        with contextlib.suppress(OSError):
+            return os.path.getsize(path) // 1024 + APP_BASE_PSS_KB
+    return _FALLBACK_MODEL_KB + APP_BASE_PSS_KB
+
+
+def _rss_for_pss(pss_kb: int) -> int:
+    return int(pss_kb / _PSS_PER_RSS) + 1
+
+
+def _close_later(model: ChatModel) -> None:
+    """Unload a model the app no longer holds, without blocking the caller.
+
+    DeviceLLM.close() waits until the device's running generation has ended, which can take
+    one more token after a kill; nobody needs to wait for that.
+    """
+    close = getattr(model, "close", None)
+    if callable(close):
+        threading.Thread(target=close, name="app-model-close", daemon=True).start()
+
+
+# -- the app base ------------------------------------------------------------------------
+class LLMApp:
+    """An app process with a chat model: lifecycle, memory and cancellable generation.
+
+    All state is guarded by the screen's lock (see DeviceScreen). Model loads and
+    generations run in worker threads outside that lock; their callbacks take it briefly
+    and check that the process they belong to is still the app's live process, so a killed
+    app's late tokens fall on the floor.
+    """
+
+    package = ""
+    label = ""
+    main_activity = MAIN_ACTIVITY
+    activities: tuple[str, ...] = (MAIN_ACTIVITY,)
+
+    def __init__(
+        self, device: VirtualS24, screen: DeviceScreen, llm_factory: LLMFactory, max_tokens: int
+    ) -> None:
+        self.device = device
+        self.screen = screen
+        self._factory = llm_factory
+        self.max_tokens = max_tokens
+        self.temperature = 0.0
+        self.seed = 0
+        self._pid: int | None = None
+        self._model: ChatModel | None = None
+        self._cancel: CancelToken | None = None
+        self._worker: threading.Thread | None = None
+        self.last_stats: GenerationStatsLike | None = None
+        self.last_error: BaseException | None = None
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self.screen.lock
+
+    @property
+    def pid(self) -> int | None:
+        with self.lock:
+            return self._pid if self.running() else None
+
+    # ScreenApp
+    def running(self) -> bool:
+        pid = self._pid
+        return pid is not None and self.device.fs.exists(f"/proc/{pid}")
+
+    def current_activity(self) -> str:
+        return self.main_activity
+
+    def launch(self, activity: str, extras: dict[str, str]) -> None:
+        with self.lock:
+            if not self.running():
+                self._cold_start()
+            self.apply_extras(extras)
+            self.screen.bring_to_front(self.package)
+
+    def back(self) -> bool:
+        return False
+
+    def render(self, area: Rect) -> UiNode:
+        raise NotImplementedError
+
+    # lifecycle
+    def _cold_start(self) -> None:
+        self._abandon_generation()
+        self._drop_model()
+        self.reset_state()
+        self._pid = self.device.register_process(self.package)
+        self.device.set_process_rss(self._pid, _rss_for_pss(APP_BASE_PSS_KB))
+
+    def force_stop(self) -> None:
+        """`am force-stop`: kill the process, drop the model and the UI state."""
+        with self.lock:
+            pid, self._pid = self._pid, None
+            worker = self._abandon_generation()
+            self._drop_model()
+            self.reset_state()
+            self.screen.remove(self.package)
+        if pid is not None:
+            self.device.kill_process(pid)
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout=10)  # so the generation has stopped when am returns
+
+    def _abandon_generation(self) -> threading.Thread | None:
+        if self._cancel is not None:
+            self._cancel.set()
+        self._cancel = None
+        worker, self._worker = self._worker, None
+        return worker
+
+    def _drop_model(self) -> None:
+        model, self._model = self._model, None
+        if model is not None:
+            _close_later(model)
+
+    def reset_state(self) -> None:
+        """Back to the state of a freshly started process (override)."""
+
+    def apply_extras(self, extras: dict[str, str]) -> None:
+        value = extras.get("max_tokens", "")
+        if value.isdigit() and int(value) > 0:
+            self.max_tokens = int(value)
+
+    @property
+    def generating(self) -> bool:
+        return self._cancel is not None
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._model is not None
+
+    # model and generation
+    def _load_model(self, pid: int) -> ChatModel | None:
+        """Load the model for process `pid` (outside the lock); None when it died meanwhile."""
+        with self.lock:
+            if self._model is not None:
+                return self._model
+        model = self._factory(self.device)
+        load = getattr(model, "load", None)
+        if callable(load):
+            load()
+        with self.lock:
+            if self._pid != pid or not self.running():
+                _close_later(model)  # the process died while loading
+                return None
+            if self._model is None:
+                self._model = model
+                self.device.set_process_rss(pid, _rss_for_pss(loaded_pss_kb(model)))
+            else:
+                _close_later(model)
+            return self._model
+
+    def _start_worker(self, target: Callable[[CancelToken, int], None]) -> None:
+        """Run `target(cancel, pid)` in a thread; cancel is set when the process dies."""
+        assert self._pid is not None
+        self._abandon_generation()  # one piece of work at a time per app
+        cancel = CancelToken()
+        pid = self._pid
+        self._cancel = cancel
+
+        def watch() -> None:
+            # kill_process has no callback: poll the process table while the work runs.
+            while not cancel.wait(0.05):
+                if not self.running() or self._pid != pid:
+                    cancel.set()
+
+        def run() -> None:
+            watcher = threading.Thread(target=watch, name=f"{self.package}-watch", daemon=True)
+            watcher.start()
+            try:
+                target(cancel, pid)
+            except ShellCancelled:
+                pass  # stopped by the user, force-stop or a kill: the app already shows it
+            except Exception as exc:  # the app shows it; the device keeps going
+                log.exception("%s: generation failed", self.package)
+                with self.lock:
+                    self.last_error = exc
+                    if self._cancel is cancel:
+                        self.on_error(exc)
+            finally:
+                with self.lock:
+                    if self._cancel is cancel:
+                        self._cancel = None
+                        self._worker = None
+                cancel.set()  # ends the watcher
+
+        worker = threading.Thread(target=run, name=f"{self.package}-worker", daemon=True)
+        self._worker = worker
+        worker.start()
+
+    def _generate(
+        self,
+        cancel: CancelToken,
+        pid: int,
+        messages: list[tuple[str, str]],
+        on_text: Callable[[str], None],
+        before: Callable[[], None] | None = None,
+    ) -> GenerationStatsLike | None:
+        """Load if needed, then stream a chat; None when cancelled or killed."""
+        model = self._load_model(pid)
+        if model is None or cancel.is_set():
+            return None
+        with self.lock:
+            if self._cancel is not cancel:
+                return None
+            if before is not None:
+                before()
+            max_tokens = self.max_tokens
+
+        def piece(text: str) -> None:
+            with self.lock:
+                if self._cancel is cancel and not cancel.is_set():
+                    on_text(text)
+
+        stats = model.chat(
+            messages,
+            max_tokens,
+            piece,
+            cancel=cancel,
+            temperature=self.temperature,
+            seed=self.seed,
+        )
+        with self.lock:
+            if self._cancel is not cancel or cancel.is_set():
+                return None
+            self.last_stats = stats
+        return stats
+
+    def on_error(self, exc: BaseException) -> None:
+        """Show a failed load or generation (override); called under the lock."""
+
+    def cancel_generation(self) -> None:
+        with self.lock:
+            self._abandon_generation()
+
+
+# -- MLCChat ---------------------------------------------------------------------------------
+@dataclass
+class _Message:
+    role: str  # "user" | "assistant"
+    text: str
+
+
+class MLCChatApp(LLMApp):
+    """MLC-LLM's Android app (Jetpack Compose: match text and content-desc)."""
+
+    package = MLCCHAT_PACKAGE
+    label = "MLCChat"
+
+    def __init__(
+        self,
+        device: VirtualS24,
+        screen: DeviceScreen,
+        llm_factory: LLMFactory,
+        max_tokens: int,
+        models: tuple[str, ...] = MLC_MODELS,
+    ) -> None:
+        super().__init__(device, screen, llm_factory, max_tokens)
+        self.models = models
+        self.reset_state()
+
+    def reset_state(self) -> None:
+        self.page = "home"
+        self.model_id = ""
+        self.report = ""
+        self.ready = False
+        self.input = ""
+        self.messages: list[_Message] = []
+
+    def back(self) -> bool:
+        with self.lock:
+            if self.page == "chat":
+                self._back_home()
+                return True
+            return False
+
+    @property
+    def chatable(self) -> bool:
+        return self.ready and not self.generating
+
+    # actions
+    def _open_chat(self, model_id: str) -> None:
+        self.page = "chat"
+        if self.model_id == model_id and (self.ready or self.generating):
+            return  # loaded, or still loading
+        self.model_id = model_id
+        self.messages = []
+        self.ready = False
+        self.report = "Initialize..."
+        self.screen.show_toast("Initialize...", package=self.package)
+        self._start_worker(self._initialize)
+
+    def _initialize(self, cancel: CancelToken, pid: int) -> None:
+        model = self._load_model(pid)
+        with self.lock:
+            if model is None or self._cancel is not cancel:
+                return
+            self.ready = True
+            self.report = "Ready to chat"
+            self.screen.show_toast("Ready to chat", package=self.package)
+
+    def _send(self) -> None:
+        text = self.input
+        if not self.chatable or not text.strip():
+            return
+        self.messages.append(_Message("user", text))
+        history = [(m.role, m.text) for m in self.messages]
+        reply = _Message("assistant", "")
+        self.messages.append(reply)
+        self.input = ""
+
+        def run(cancel: CancelToken, pid: int) -> None:
+            def grow(piece: str) -> None:
+                reply.text += piece
+
+            stats = self._generate(cancel, pid, history, grow)
+            if stats is None:
+                return
+            with self.lock:
+                if self._cancel is not cancel:
+                    return
+                if stats.text and not reply.text:
+                    reply.text = stats.text
+                prefill, decode = rates(stats)
+                self.report = f"prefill: {prefill:.1f} tok/s, decode: {decode:.1f} tok/s"
+
+        self._start_worker(run)
+
+    def _reset_chat(self) -> None:
+        self.messages = []
+        if not self.ready and self.generating:
+            return  # still initializing: the load goes on
+        self._abandon_generation()
+        if self.model_loaded:
+            self.ready = True
+            self.report = "Ready to chat"
+        else:  # the last load failed: try again
+            self._open_chat(self.model_id)
+
+    def _back_home(self) -> None:
+        # The model stays loaded; an answer in progress is stopped.
+        if self.generating and self.ready:
+            self._abandon_generation()
+        self.page = "home"
+
+    def _set_input(self, text: str) -> None:
+        self.input = text
+
+    def on_error(self, exc: BaseException) -> None:
+        self.report = f"Error: {exc}"
+        self.ready = self.model_loaded
+
+    # screen
+    def render(self, area: Rect) -> UiNode:
+        root = UiNode("androidx.compose.ui.platform.ComposeView", area)
+        content = UiNode("android.view.View", area)
+        root.children.append(content)
+        if self.page == "home":
+            content.children = self._home(area)
+        else:
+            content.children = self._chat(area)
+        return root
+
+    def _home(self, area: Rect) -> list[UiNode]:
+        left, top, right, _ = area
+        nodes = [
+            UiNode(
+                "android.widget.TextView",
+                (left + 40, top + 30, right - 40, top + 130),
+                text="MLCChat",
+            )
+        ]
+        for i, model_id in enumerate(self.models):
+            y = top + 180 + i * 180
+            nodes.append(
+                UiNode(
+                    "android.view.View",
+                    (left, y, right, y + 160),
+                    children=[
+                        UiNode(
+                            "android.widget.TextView",
+                            (left + 40, y + 40, right - 220, y + 120),
+                            text=model_id,
+                        ),
+                        UiNode(
+                            "android.widget.Button",
+                            (right - 180, y + 20, right - 40, y + 140),
+                            content_desc="start chatting",
+                            clickable=True,
+                            focusable=True,
+                            on_click=self._opener(model_id),
+                        ),
+                    ],
+                )
+            )
+        return nodes
+
+    def _chat(self, area: Rect) -> list[UiNode]:
+        left, top, right, bottom = area
+        bar = UiNode(
+            "android.view.View",
+            (left, top, right, top + 150),
+            children=[
+                UiNode(
+                    "android.widget.Button",
+                    (left + 20, top + 20, left + 140, top + 130),
+                    content_desc="back home page",
+                    clickable=True,
+                    focusable=True,
+                    on_click=self._back_home,
+                ),
+                UiNode(
+                    "android.widget.TextView",
+                    (left + 160, top + 30, right - 160, top + 120),
+                    text=f"MLCChat: {self.model_id}",
+                ),
+                UiNode(
+                    "android.widget.Button",
+                    (right - 140, top + 20, right - 20, top + 130),
+                    content_desc="reset the chat",
+                    clickable=True,
+                    focusable=True,
+                    on_click=self._reset_chat,
+                ),
+            ],
+        )
+        nodes = [bar]
+        report_box = (left + 40, top + 160, right - 40, top + 230)
+        nodes.append(UiNode("android.widget.TextView", report_box, text=self.report))
+        input_top = bottom - 240
+        messages_box = (left, top + 240, right, input_top - 20)
+        nodes.append(
+            UiNode(
+                "android.view.View",
+                messages_box,
+                scrollable=True,
+                children=_message_nodes(self.messages, messages_box),
+            )
+        )
+        shown = self.input or "Input"
+        nodes.append(
+            UiNode(
+                "android.widget.EditText",
+                (left + 40, input_top, right - 200, bottom - 40),
+                text=shown,
+                hint="Input",
+                clickable=True,
+                focusable=True,
+                long_clickable=True,
+                key="input",
+                on_text=self._set_input,
+            )
+        )
+        nodes.append(
+            UiNode(
+                "android.widget.Button",
+                (right - 180, input_top, right - 40, bottom - 40),
+                content_desc="send message",
+                clickable=True,
+                focusable=True,
+                enabled=self.chatable,
+                on_click=self._send,
+            )
+        )
+        return nodes
+
+    def _opener(self, model_id: str) -> Callable[[], None]:
+        def open_chat() -> None:
+            self._open_chat(model_id)
+
+        return open_chat
+
+
+def _message_nodes(messages: list[_Message], box: Rect) -> list[UiNode]:
+    """The latest messages, bottom-aligned as the list follows the conversation.
+
+    Like a LazyColumn, a message only partly inside the box is still there (its bounds clipped
+    to the box), so a long prompt stays findable above its answer.
+    """
+    left, top, right, bottom = box
+    nodes: list[UiNode] = []
+    y = bottom
+    for message in reversed(messages):
+        if y <= top:
+            break
+        lines = max(1, -(-len(message.text) // 36) + message.text.count("\n"))
+        height = 40 + 56 * lines
+        x0, x1 = (left + 200, right - 40) if message.role == "user" else (left + 40, right - 200)
+        bounds = (x0, max(top, y - height), x1, y)
+        nodes.append(UiNode("android.widget.TextView", bounds, text=message.text))
+        y -= height + 20
+    nodes.reverse()
+    return nodes
+
+
+# -- DocAssist ---------------------------------------------------------------------------------
+class DocAssistApp(LLMApp):
+    """A document assistant in the reference study's prompt layout (View app, resource-ids)."""
+
+    package = DOCASSIST_PACKAGE
+    label = "DocAssist"
+
+    def __init__(
+        self, device: VirtualS24, screen: DeviceScreen, llm_factory: LLMFactory, max_tokens: int
+    ) -> None:
+        super().__init__(device, screen, llm_factory, max_tokens)
+        self.reset_state()
+
+    def rid(self, name: str) -> str:
+        return f"{self.package}:id/{name}"
+
+    def reset_state(self) -> None:
+        self.document = ""
+        self.request = ""
+        self.max_tokens_field = ""
+        self.status = "idle"
+        self.response = ""
+        self.stats = ""
+
+    def apply_extras(self, extras: dict[str, str]) -> None:
+        super().apply_extras(extras)
+        if "document" in extras:
+            self.document = extras["document"]
+        if "request" in extras:
+            self.request = extras["request"]
+
+    def messages(self) -> list[tuple[str, str]]:
+        return [
+            ("system", DOCASSIST_SYSTEM_PROMPT),
+            ("user", docassist_user_message(self.document, self.request)),
+        ]
+
+    def _run(self) -> None:
+        if self.generating:
+            return
+        field = self.max_tokens_field.strip()
+        if field.isdigit() and int(field) > 0:
+            self.max_tokens = int(field)
+        messages = self.messages()
+        self.response = ""
+        self.stats = ""
+        self.status = "generating" if self.model_loaded else "loading"
+        timing: dict[str, float] = {}
+
+        def grow(piece: str) -> None:
+            if "first" not in timing:
+                timing["first"] = time.perf_counter()
+            self.response += piece
+
+        def started() -> None:
+            self.status = "generating"
+            timing["sent"] = time.perf_counter()
+
+        def run(cancel: CancelToken, pid: int) -> None:
+            stats = self._generate(cancel, pid, messages, grow, before=started)
+            if stats is None:
+                return
+            with self.lock:
+                if self._cancel is not cancel:
+                    return
+                if stats.text:
+                    self.response = stats.text
+                prefill, decode = rates(stats)
+                sent = timing.get("sent", 0.0)
+                ttft = timing.get("first", sent + stats.prefill_s) - sent
+                self.stats = (
+                    f"prefill: {prefill:.1f} tok/s, decode: {decode:.1f} tok/s, ttft: {ttft:.2f} s"
+                )
+                self.status = "done"
+
+        self._start_worker(run)
+
+    def _stop(self) -> None:
+        if self.generating:
+            self._abandon_generation()
+            self.status = "stopped"
+
+    def on_error(self, exc: BaseException) -> None:
+        self.status = f"error: {exc}"
+
+    def _setter(self, name: str) -> Callable[[str], None]:
+        def set_value(text: str) -> None:
+            setattr(self, name, text)
+
+        return set_value
+
+    def render(self, area: Rect) -> UiNode:
+        left, top, right, bottom = area
+        x0, x1 = left + 40, right - 40
+
+        def edit(name: str, attr: str, hint: str, box: Rect) -> UiNode:
+            value: str = getattr(self, attr)
+            return UiNode(
+                "android.widget.EditText",
+                box,
+                text=value or hint,
+                hint=hint,
+                resource_id=self.rid(name),
+                clickable=True,
+                focusable=True,
+                long_clickable=True,
+                enabled=not self.generating,
+                key=name,
+                on_text=self._setter(attr),
+            )
+
+        field_value = self.max_tokens_field or str(self.max_tokens)
+        max_field = edit(
+            "max_tokens", "max_tokens_field", "Max tokens", (x0, top + 760, left + 520, top + 860)
+        )
+        max_field.text = field_value
+        button = UiNode(
+            "android.widget.Button",
+            (left + 560, top + 760, x1, top + 860),
+            text="Stop" if self.generating else "Run",
+            resource_id=self.rid("run"),
+            clickable=True,
+            focusable=True,
+            on_click=self._stop if self.generating else self._run,
+        )
+        children = [
+            UiNode(
+                "android.widget.TextView",
+                (x0, top + 20, x1, top + 120),
+                text="DocAssist",
+                resource_id=self.rid("title"),
+            ),
+            edit("document", "document", "Document", (x0, top + 140, x1, top + 540)),
+            edit("request", "request", "Request", (x0, top + 560, x1, top + 740)),
+            max_field,
+            button,
+            UiNode(
+                "android.widget.TextView",
+                (x0, top + 880, x1, top + 960),
+                text=self.status,
+                resource_id=self.rid("status"),
+            ),
+            UiNode(
+                "android.widget.TextView",
+                (x0, top + 970, x1, top + 1050),
+                text=self.stats,
+                resource_id=self.rid("stats"),
+            ),
+            UiNode(
+                "android.widget.ScrollView",
+                (x0, top + 1070, x1, bottom - 40),
+                scrollable=True,
+                children=[
+                    UiNode(
+                        "android.widget.TextView",
+                        (x0, top + 1070, x1, bottom - 40),
+                        text=self.response,
+                        resource_id=self.rid("response"),
+                    )
+                ],
+            ),
+        ]
+        content = UiNode(
+            "android.widget.LinearLayout",
+            area,
+            resource_id=self.rid("content"),
+            children=children,
+        )
+        return UiNode("android.widget.FrameLayout", area, children=[content])
+
+
+# -- the installed apps ---------------------------------------------------------------------------
+@dataclass
+class InstalledApps:
+    mlcchat: MLCChatApp
+    docassist: DocAssistApp
+
+    def all(self) -> list[LLMApp]:
+        return [self.mlcchat, self.docassist]
+
+
+_INSTALLED: weakref.WeakKeyDictionary[VirtualS24, InstalledApps] = weakref.WeakKeyDictionary()
+
+
+def apps_of(dev: VirtualS24) -> InstalledApps:
+    """The apps install_apps put on `dev` (to set max_tokens, temperature, read last_stats)."""
+    apps = _INSTALLED.get(dev)
+    if apps is None:
+        raise LookupError(f"no apps installed on {dev!r}: call install_apps(dev, llm_factory)")
+    return apps
+
+
+def install_apps(
+    dev: VirtualS24,
+    llm_factory: LLMFactory | None = None,
+    *,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> None:
+    """Install MLCChat and DocAssist, and the am/monkey/pm/dumpsys/input commands they need.
+
+    `llm_factory(dev)` makes the model an app process loads (default: inference.DeviceLLM,
+    one per process, as each app on a phone loads its own copy of the weights).
+    """
+    if dev in _INSTALLED:
+        raise ValueError(f"apps are already installed on {dev!r}")
+    if llm_factory is None:
+        from ..inference.llm import DeviceLLM
+
+        llm_factory = DeviceLLM
+    screen = screen_of(dev)
+    apps = InstalledApps(
+        MLCChatApp(dev, screen, llm_factory, max_tokens),
+        DocAssistApp(dev, screen, llm_factory, max_tokens),
+    )
+    for app in apps.all():
+        screen.register_app(app)
+    _INSTALLED[dev] = apps
+    builtins = builtin_commands()
+    dev.add_command("am", _am_command(screen))
+    dev.add_command("monkey", _monkey_command(screen))
+    dev.add_command("pm", _pm_command(screen))
+    dev.add_command("dumpsys", _dumpsys_command(screen, builtins["dumpsys"]))
+    dev.add_command("input", _input_command(screen, builtins["input"]))
+    if not dev.fs.exists("/system/bin/monkey"):  # `ls`/`test -x` should find it too
+        dev.fs.add_file("/system/bin/monkey", b"#!/system/bin/sh\n", 0o755)
+
+
+# -- am, monkey, pm ------------------------------------------------------------------------------
+SYSTEM_PACKAGES = (
+    "android",
+    "com.android.systemui",
+    "com.android.phone",
+    "com.android.settings",
+    "com.android.shell",
+    "com.android.chrome",
+    "com.android.vending",
+    "com.google.android.gms",
+    "com.samsung.android.honeyboard",
+    "com.samsung.android.messaging",
+    "com.sec.android.app.camera",
+    LAUNCHER_PACKAGE,
+)
+
+_VALUE_OPTIONS = {
+    "-a", "-d", "-t", "-c", "-n", "-f", "-p", "--user", "-R", "-P", "--start-profiler",
+    "--sampling", "--attach-agent", "--attach-agent-bind", "--windowingMode",
+    "--activityType", "--display", "--task", "--receiver-permission", "--selector",
+}  # fmt: skip
+_EXTRA_OPTIONS = {"-e", "--es", "--ei", "--el", "--ef", "--ez", "--eu", "--ecn", "--eia", "--esa"}
+
+
+@dataclass
+class _Intent:
+    action: str = ""
+    categories: tuple[str, ...] = ()
+    component: str = ""
+    data: str = ""
+    extras: dict[str, str] | None = None
+    flags: frozenset[str] = frozenset()
+
+    def describe(self) -> str:
+        parts = []
+        if self.action:
+            parts.append(f"act={self.action}")
+        if self.categories:
+            parts.append(f"cat=[{','.join(self.categories)}]")
+        if self.data:
+            parts.append(f"dat={self.data}")
+        if self.component:
+            parts.append(f"cmp={self.component}")
+        if self.extras:
+            parts.append("(has extras)")
+        return "Intent { " + " ".join(parts) + " }"
+
+
+def _parse_intent(args: list[str]) -> _Intent:
+    intent = _Intent(extras={})
+    categories: list[str] = []
+    flags: set[str] = set()
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in _EXTRA_OPTIONS and i + 2 < len(args):
+            assert intent.extras is not None
+            intent.extras[args[i + 1]] = args[i + 2]
+            i += 3
+            continue
+        if arg == "--esn" and i + 1 < len(args):
+            assert intent.extras is not None
+            intent.extras[args[i + 1]] = ""
+            i += 2
+            continue
+        if arg in _VALUE_OPTIONS and i + 1 < len(args):
+            value = args[i + 1]
+            if arg == "-a":
+                intent.action = value
+            elif arg == "-c":
+                categories.append(value)
+            elif arg == "-n":
+                intent.component = value
+            elif arg == "-d":
+                intent.data = value
+            i += 2
+            continue
+        if arg.startswith("-"):
+            flags.add(arg)
+        elif not intent.component and "/" in arg:
+            intent.component = arg  # a bare component, as am accepts
+        i += 1
+    intent.categories = tuple(categories)
+    intent.flags = frozenset(flags)
+    return intent
+
+
+def _resolve_activity(package: str, activity: str) -> str:
+    """`.MainActivity` -> `.MainActivity`; `pkg.MainActivity` -> `.MainActivity`."""
+    if activity.startswith(package + "."):
+        return activity[len(package) :]
+    return activity
+
+
+def _am_command(screen: DeviceScreen) -> CommandHandler:
+    def am(ctx: CommandContext) -> int:
+        args = ctx.argv[1:]
+        if not args:
+            ctx.write("Activity manager (activity) commands:\n  start [options] INTENT\n")
+            return 0
+        verb, rest = args[0], args[1:]
+        if verb in ("start", "start-activity"):
+            return _am_start(ctx, screen, rest)
+        if verb == "force-stop":
+            for package in _operands(rest)[:1]:
+                app = screen.app(package)
+                if isinstance(app, LLMApp):
+                    app.force_stop()
+            return 0
+        if verb == "kill":
+            for package in _operands(rest)[:1]:
+                app = screen.app(package)
+                if isinstance(app, LLMApp) and screen.top_app() is not app:
+                    app.force_stop()  # am kill only reaches background processes
+            return 0
+        if verb == "kill-all":
+            for app in screen.apps():
+                if isinstance(app, LLMApp) and screen.top_app() is not app:
+                    app.force_stop()
+            return 0
+        ctx.error(f"Error: Unknown command: {verb}\n")
+        return 255
+
+    return am
+
+
+def _operands(args: list[str]) -> list[str]:
+    """Arguments that are not options (`--user 0` takes a value)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--user":
+            skip = True
+        elif not arg.startswith("-"):
+            out.append(arg)
+    return out
+
+
+def _am_start(ctx: CommandContext, screen: DeviceScreen, args: list[str]) -> int:
+    intent = _parse_intent(args)
+    ctx.write(f"Starting: {intent.describe()}\n")
+    if not intent.component:
+        ctx.error(f"Error: Activity not started, unable to resolve {intent.describe()}\n")
+        return 1
+    package, _, activity = intent.component.partition("/")
+    activity = _resolve_activity(package, activity)
+    app = screen.app(package)
+    if not isinstance(app, LLMApp) or activity not in app.activities:
+        full = package + activity if activity.startswith(".") else activity
+        ctx.error(f"Error type 3\nError: Activity class {{{package}/{full}}} does not exist.\n")
+        return 1
+    if "-S" in intent.flags:
+        app.force_stop()
+    began = time.monotonic()
+    cold = not app.running()
+    on_top = screen.top_app() is app
+    app.launch(activity, intent.extras or {})
+    if on_top:
+        ctx.write(
+            "Warning: Activity not started, intent has been delivered to currently running "
+            "top-most instance.\n"
+        )
+    if "-W" in intent.flags:
+        total = int((time.monotonic() - began) * 1000) + (310 if cold else 60)
+        ctx.write(
+            f"Status: ok\nLaunchState: {'COLD' if cold else 'HOT'}\n"
+            f"Activity: {package}/{activity}\nTotalTime: {total}\nWaitTime: {total + 4}\n"
+            "Complete\n"
+        )
+    return 0
+
+
+def _monkey_command(screen: DeviceScreen) -> CommandHandler:
+    def monkey(ctx: CommandContext) -> int:
+        args = ctx.argv[1:]
+        for arg in args:
+            ctx.write(f"  bash arg: {arg}\n")
+        packages = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-p"]
+        apps = [a for p in packages if isinstance(a := screen.app(p), LLMApp)]
+        if not apps:
+            ctx.write("** No activities found to run, monkey aborted.\n")
+            return 252
+        began = time.monotonic()
+        apps[-1].launch(apps[-1].main_activity, {})
+        elapsed = int((time.monotonic() - began) * 1000) + 12
+        ctx.write(
+            "Events injected: 1\n"
+            f"## Network stats: elapsed time={elapsed}ms (0ms mobile, 0ms wifi, "
+            f"{elapsed}ms not connected)\n"
+        )
+        return 0
+
+    return monkey
+
+
+def _apk_dir(package: str) -> str:
+    digest = hashlib.sha256(package.encode()).hexdigest()
+    return f"/data/app/~~{digest[:22]}==/{package}-{digest[22:44]}=="
+
+
+def _pm_command(screen: DeviceScreen) -> CommandHandler:
+    def pm(ctx: CommandContext) -> int:
+        args = ctx.argv[1:]
+        if not args:
+            ctx.write("Package manager (package) commands:\n  list packages [-3] [FILTER]\n")
+            return 0
+        verb, rest = args[0], args[1:]
+        installed = [app.package for app in screen.apps()]
+        if verb == "list" and rest[:1] in (["packages"], ["package"]):
+            options = {a for a in rest[1:] if a.startswith("-")}
+            words = [a for a in rest[1:] if not a.startswith("-")]
+            if "--user" in options and words:
+                words = words[1:]
+            names = [] if "-s" in options else list(installed)
+            if "-3" not in options:
+                names += SYSTEM_PACKAGES
+            for name in sorted(names):
+                if words and words[0] not in name:
+                    continue
+                prefix = f"{_apk_dir(name)}/base.apk=" if "-f" in options else ""
+                ctx.write(f"package:{prefix}{name}\n")
+            return 0
+        if verb == "path" and rest:
+            package = rest[-1]
+            if package in installed:
+                ctx.write(f"package:{_apk_dir(package)}/base.apk\n")
+                return 0
+            if package in SYSTEM_PACKAGES:
+                ctx.write(f"package:/system/priv-app/{package}/{package}.apk\n")
+                return 0
+            return 1
+        if verb == "clear" and rest:
+            app = screen.app(rest[-1])
+            if isinstance(app, LLMApp):
+                app.force_stop()
+                ctx.write("Success\n")
+                return 0
+            ctx.write("Failed\n")
+            return 1
+        if verb in ("grant", "revoke", "enable", "disable-user", "set-app-links"):
+            return 0
+        if verb == "dump" and rest:
+            _dumpsys_package(ctx, screen, rest[-1])
+            return 0
+        ctx.error(f"Unknown command: {verb}\n")
+        return 255
+
+    return pm
+
+
+# -- dumpsys window / activity / package, input --------------------------------------------------
+def _window_token(package: str) -> str:
+    return hashlib.md5(package.encode()).hexdigest()[:7]
+
+
+def _focus(screen: DeviceScreen) -> tuple[str, str, str, int]:
+    """(package, full activity class, short activity, pid) of the focused window."""
+    app = screen.top_app()
+    if app is None:
+        pid = 2410  # the launcher's system process
+        return LAUNCHER_PACKAGE, LAUNCHER_ACTIVITY, LAUNCHER_ACTIVITY, pid
+    activity = app.current_activity()
+    full = app.package + activity if activity.startswith(".") else activity
+    live = app.pid if isinstance(app, LLMApp) else None
+    return app.package, full, activity, live or 0
+
+
+def _dumpsys_window(ctx: CommandContext, screen: DeviceScreen) -> None:
+    package, full, activity, _pid = _focus(screen)
+    token = _window_token(package)
+    width, height = screen.size()
+    ctx.write(
+        "WINDOW MANAGER WINDOWS (dumpsys window windows)\n"
+        "  Window #0 Window{3c1d2e0 u0 StatusBar}:\n"
+        "    mDisplayId=0 rootTaskId=1 mSession=Session{5b6a7c8 2010:u0a10152} mClient=...\n"
+        f"    mFrame=[0,0][{width},110]\n"
+        f"  Window #1 Window{{{token} u0 {package}/{full}}}:\n"
+        f"    mDisplayId=0 rootTaskId=42 mSession=Session{{8d9e0f1}} mClient=...\n"
+        f"    mFrame=[0,0][{width},{height}]\n"
+        "\n"
+        f"  mCurrentFocus=Window{{{token} u0 {package}/{full}}}\n"
+        f"  mFocusedApp=ActivityRecord{{{token} u0 {package}/{activity} t42}}\n"
+    )
+
+
+def _dumpsys_activity(ctx: CommandContext, screen: DeviceScreen, args: list[str]) -> None:
+    package, _full, activity, pid = _focus(screen)
+    token = _window_token(package)
+    if args[:1] == ["top"]:
+        ctx.write(
+            "TASK 10042:" + package + " id=42 userId=0\n"
+            f"  ACTIVITY {package}/{activity} {token} pid={pid}\n"
+        )
+        return
+    ctx.write(
+        "ACTIVITY MANAGER ACTIVITIES (dumpsys activity activities)\n"
+        "Display #0 (activities from top to bottom):\n"
+        f"  * Task{{{token} #42 type=standard A=10201:{package}}}\n"
+        f"  mResumedActivity: ActivityRecord{{{token} u0 {package}/{activity} t42}}\n"
+        f"  ResumedActivity: ActivityRecord{{{token} u0 {package}/{activity} t42}}\n"
+    )
+
+
+def _dumpsys_package(ctx: CommandContext, screen: DeviceScreen, package: str) -> None:
+    if screen.app(package) is None:
+        ctx.write(f"Unable to find package: {package}\n")
+        return
+    digest = hashlib.sha256(package.encode()).hexdigest()
+    ctx.write(
+        "Packages:\n"
+        f"  Package [{package}] ({digest[:7]}):\n"
+        "    userId=10201\n"
+        f"    codePath={_apk_dir(package)}\n"
+        "    versionCode=1 minSdk=26 targetSdk=34\n"
+        "    versionName=1.0\n"
+        "    signatures=PackageSignatures{"
+        + digest[7:14]
+        + " version:2, signatures:["
+        + digest[14:22]
+        + "], past signatures:[]}\n"
+        "    pkgFlags=[ HAS_CODE ALLOW_CLEAR_USER_DATA ALLOW_BACKUP ]\n"
+        "    timeStamp=2024-09-20 10:00:00\n"
+        "    firstInstallTime=2024-09-20 10:00:00\n"
+        "    lastUpdateTime=2024-09-20 10:00:00\n"
+        "    requested permissions:\n"
+        "      android.permission.INTERNET\n"
+        "    install permissions:\n"
+        "      android.permission.INTERNET: granted=true\n"
+    )
+
+
+def _dumpsys_command(screen: DeviceScreen, builtin: CommandHandler) -> CommandHandler:
+    def dumpsys(ctx: CommandContext) -> int:
+        args = ctx.argv[1:]
+        if args[:1] == ["window"]:
+            _dumpsys_window(ctx, screen)
+            return 0
+        if args[:1] == ["activity"]:
+            _dumpsys_activity(ctx, screen, args[1:])
+            return 0
+        if args[:1] == ["package"] and len(args) > 1:
+            _dumpsys_package(ctx, screen, args[-1])
+            return 0
+        return int(builtin(ctx))
+
+    return dumpsys
+
+
+def _input_command(screen: DeviceScreen, builtin: CommandHandler) -> CommandHandler:
+    """The built-in `input` (it parses and records the events), then the screen reacts."""
+
+    def input_(ctx: CommandContext) -> int:
+        before = len(ctx.device.input_events)
+        status = int(builtin(ctx))
+        for event in ctx.device.input_events[before:]:
+            if event.kind == "tap":
+                screen.tap(float(event.args[0]), float(event.args[1]))
+            elif event.kind == "keyevent":
+                screen.press_key(int(event.args[0]))
+            elif event.kind == "text":
+                screen.type_text(str(event.args[0]))
+        return status
+
+    return input_

@@ -1,0 +1,71 @@
+"""The ``virtual-android`` command: ``virtual-android serve --port N`` runs one phone in the
+foreground, prints its serial (``127.0.0.1:PORT``) and stops it on SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from .inference.backend import BackendFactory
+from .phone import make_phone, shutdown_phone
+
+__all__ = ["main", "serve"]
+
+
+def serve(
+    port: int = 0,
+    *,
+    backend: BackendFactory | None = None,
+    print_serial: Callable[[str], None] | None = None,
+) -> int:
+    """Run one phone until SIGINT/SIGTERM; ``print_serial`` gets its serial once it listens."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    device = make_phone(port=port, backend=backend)
+    device.start()
+    (print_serial or (lambda serial: print(serial, flush=True)))(device.serial)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        shutdown_phone(device)
+    return 0
+
+
+def parser(prog: str = "virtual-android") -> argparse.ArgumentParser:
+    """``PROG serve [--port N] [--verbose]``."""
+    top = argparse.ArgumentParser(prog=prog, description="A virtual Galaxy S24 over real ADB.")
+    commands = top.add_subparsers(dest="command", required=True)
+    cmd = commands.add_parser("serve", help=__doc__, description=__doc__)
+    cmd.add_argument(
+        "--port", type=int, default=0, help="loopback port (0 = any free port outside 5555-5585)"
+    )
+    cmd.add_argument("--verbose", "-v", action="store_true", help="log protocol traffic")
+    return top
+
+
+def main(argv: list[str] | None = None, *, backend: BackendFactory | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        return serve(args.port, backend=backend)
+    except (ValueError, OSError) as exc:  # a port in the emulator range, or taken
+        print(f"virtual-android: {exc}. Pick another --port (0: any free one).", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1771 @@
+"""Emulated Android commands (toybox and framework tools) of the virtual S24."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import posixpath
+import re
+import stat as statmod
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from ..fs.filesystem import FsError, StatResult
+from ..model.heat import ZONES, thermal_status
+from .interpreter import CommandContext, CommandHandler
+from .shellio import BytesInput, Input, Output
+
+Handler = Callable[[CommandContext], int]
+
+
+def _err(ctx: CommandContext, message: str) -> None:
+    ctx.error(f"{ctx.name}: {message}\n")
+
+
+def _split_opts(args: list[str], flags: str) -> tuple[set[str], list[str]]:
+    """Split short boolean flags (clustered, like -rf) from operands."""
+    opts: set[str] = set()
+    rest: list[str] = []
+    only_operands = False
+    for arg in args:
+        if only_operands or not arg.startswith("-") or arg == "-" or len(arg) < 2:
+            rest.append(arg)
+            continue
+        if arg == "--":
+            only_operands = True
+            continue
+        if all(c in flags for c in arg[1:]):
+            opts.update(arg[1:])
+        else:
+            rest.append(arg)
+    return opts, rest
+
+
+# -- basic ---------------------------------------------------------------------------
+def cmd_true(ctx: CommandContext) -> int:
+    return 0
+
+
+def cmd_false(ctx: CommandContext) -> int:
+    return 1
+
+
+def _echo_escapes(text: str) -> tuple[str, bool]:
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            mapping = {
+                "n": "\n",
+                "t": "\t",
+                "\\": "\\",
+                "r": "\r",
+                "a": "\a",
+                "b": "\b",
+                "e": "\x1b",
+                "f": "\f",
+                "v": "\v",
+            }
+            if nxt == "c":
+                return "".join(out), True
+            if nxt in mapping:
+                out.append(mapping[nxt])
+                i += 2
+                continue
+            if nxt == "0":
+                match = re.match(r"0([0-7]{0,3})", text[i + 1 :])
+                assert match
+                out.append(chr(int(match.group(1) or "0", 8)))
+                i += 1 + len(match.group(0))
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out), False
+
+
+def cmd_echo(ctx: CommandContext) -> int:
+    args = ctx.argv[1:]
+    newline = True
+    escapes = True  # mksh's echo interprets backslash escapes unless -E
+    while args and re.fullmatch(r"-[neE]+", args[0]):
+        for flag in args[0][1:]:
+            if flag == "n":
+                newline = False
+            elif flag == "e":
+                escapes = True
+            else:
+                escapes = False
+        args = args[1:]
+    text = " ".join(args)
+    if escapes:
+        text, stop = _echo_escapes(text)
+        if stop:
+            newline = False
+    ctx.write(text + ("\n" if newline else ""))
+    return 0
+
+
+def cmd_printf(ctx: CommandContext) -> int:
+    if len(ctx.argv) < 2:
+        _err(ctx, "Needs 1 argument")
+        return 1
+    fmt, args = ctx.argv[1], ctx.argv[2:]
+    fmt, _ = _echo_escapes(fmt)
+    out: list[str] = []
+    index = 0
+    first = True
+    while first or index < len(args):
+        first = False
+        consumed = False
+
+        def repl(match: re.Match[str]) -> str:
+            nonlocal index, consumed
+            spec = match.group(0)
+            if spec == "%%":
+                return "%"
+            value = args[index] if index < len(args) else ""
+            index += 1
+            consumed = True
+            conv = spec[-1]
+            pyspec = spec[1:-1]
+            try:
+                if conv in "di":
+                    return format(int(value or "0"), pyspec + "d")
+                if conv in "xXo":
+                    return format(int(value or "0"), pyspec + conv)
+                if conv in "feEgG":
+                    return format(float(value or "0"), pyspec + conv)
+                if conv == "c":
+                    return value[:1]
+                return format(value, pyspec + "s") if pyspec else value
+            except ValueError:
+                return value
+
+        out.append(re.sub(r"%[-+ #0]*\d*(?:\.\d+)?[diouxXfeEgGcsb%]", repl, fmt))
+        if not consumed:
+            break
+    ctx.write("".join(out))
+    return 0
+
+
+def cmd_sleep(ctx: CommandContext) -> int:
+    total = 0.0
+    for arg in ctx.argv[1:]:
+        match = re.fullmatch(r"(\d*\.?\d+)([smhd]?)", arg)
+        if not match:
+            _err(ctx, f"Bad number '{arg}'")
+            return 1
+        factor = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        total += float(match.group(1)) * factor
+    ctx.sleep(total)
+    return 0
+
+
+def cmd_id(ctx: CommandContext) -> int:
+    ctx.write(
+        "uid=2000(shell) gid=2000(shell) groups=2000(shell),1004(input),1007(log),1011(adb),"
+        "1015(sdcard_rw),1028(sdcard_r),1078(ext_data_rw),1079(ext_obb_rw),3001(net_bt_admin),"
+        "3002(net_bt),3003(inet),3006(net_bw_stats),3009(readproc),3011(uhid),3012(readtracefs) "
+        "context=u:r:shell:s0\n"
+    )
+    return 0
+
+
+def cmd_whoami(ctx: CommandContext) -> int:
+    ctx.write("shell\n")
+    return 0
+
+
+def cmd_date(ctx: CommandContext) -> int:
+    now = time.time()
+    fmt = None
+    utc = False
+    for arg in ctx.argv[1:]:
+        if arg.startswith("+"):
+            fmt = arg[1:]
+        elif arg == "-u":
+            utc = True
+    moment = datetime.datetime.fromtimestamp(now, datetime.timezone.utc if utc else None)
+    if fmt is None:
+        zone = "UTC" if utc else (moment.astimezone().tzname() or "UTC")
+        ctx.write(moment.strftime(f"%a %b %e %H:%M:%S {zone} %Y") + "\n")
+        return 0
+    nanos = f"{int((now % 1) * 1e9):09d}"
+    fmt = fmt.replace("%N", nanos).replace("%s", str(int(now)))
+    ctx.write(moment.strftime(fmt) + "\n")
+    return 0
+
+
+def cmd_uptime(ctx: CommandContext) -> int:
+    seconds = int(ctx.device.model.uptime())
+    days, rem = divmod(seconds, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes = rem // 60
+    load = ctx.device.loadavg()
+    clock = time.strftime("%H:%M:%S")
+    ctx.write(
+        f" {clock} up {days} days, {hours:2d}:{minutes:02d},  0 users,  "
+        f"load average: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}\n"
+    )
+    return 0
+
+
+# -- files -----------------------------------------------------------------------------
+def _read_inputs(ctx: CommandContext, operands: list[str]) -> Iterator[tuple[str, Input | None]]:
+    """Yield (name, input) per operand; stdin for none or '-'; input None after an error."""
+    from .shellio import BytesInput
+
+    if not operands:
+        yield "-", ctx.stdin
+        return
+    for name in operands:
+        if name == "-":
+            yield name, ctx.stdin
+            continue
+        try:
+            yield name, BytesInput(ctx.fs.read(name, ctx.cwd))
+        except FsError as exc:
+            _err(ctx, f"{name}: {exc}")
+            yield name, None
+
+
+def cmd_cat(ctx: CommandContext) -> int:
+    _opts, operands = _split_opts(ctx.argv[1:], "uvtesAn")
+    status = 0
+    for _name, source in _read_inputs(ctx, operands):
+        if source is None:
+            status = 1
+            continue
+        while True:
+            chunk = source.read_chunk()
+            if not chunk:
+                break
+            ctx.stdout.write(chunk)
+    return status
+
+
+def _mode_string(mode: int) -> str:
+    return statmod.filemode(mode)
+
+
+def _owner(uid: int) -> str:
+    return {0: "root", 2000: "shell", 1000: "system", 1023: "media_rw", 9997: "everybody"}.get(
+        uid, str(uid)
+    )
+
+
+def _ls_line(info: StatResult, name: str, ctx: CommandContext) -> str:
+    when = datetime.datetime.fromtimestamp(info.mtime).strftime("%Y-%m-%d %H:%M")
+    line = (
+        f"{_mode_string(info.mode)} {info.nlink:>2} {_owner(info.uid):<6} {_owner(info.gid):<6} "
+        f"{info.size:>8} {when} {name}"
+    )
+    if info.is_link:
+        with contextlib.suppress(FsError):
+            line += " -> " + ctx.fs.readlink(info.path)
+    return line
+
+
+def cmd_ls(ctx: CommandContext) -> int:
+    opts, operands = _split_opts(ctx.argv[1:], "laAd1RhtrsSFnZ")
+    long = "l" in opts or "n" in opts
+    status = 0
+    targets = operands or ["."]
+    files: list[tuple[str, StatResult]] = []
+    dirs: list[str] = []
+    for target in targets:
+        try:
+            info = ctx.fs.stat(target, ctx.cwd, follow=True)
+        except FsError as exc:
+            _err(ctx, f"{target}: {exc}")
+            status = 1
+            continue
+        if info.is_dir and "d" not in opts:
+            dirs.append(target)
+        else:
+            lst = ctx.fs.stat(target, ctx.cwd, follow=False)
+            files.append((target, lst))
+
+    def emit(entries: list[tuple[str, StatResult]]) -> None:
+        if "t" in opts:
+            entries.sort(key=lambda item: -item[1].mtime)
+        if "r" in opts:
+            entries.reverse()
+        for name, info in entries:
+            suffix = "/" if "F" in opts and info.is_dir else ""
+            ctx.write((_ls_line(info, name, ctx) if long else name + suffix) + "\n")
+
+    emit(files)
+    for index, directory in enumerate(dirs):
+        if len(targets) > 1:
+            if files or index:
+                ctx.write("\n")
+            ctx.write(f"{directory}:\n")
+        try:
+            names = ctx.fs.listdir(directory, ctx.cwd)
+        except FsError as exc:
+            _err(ctx, f"{directory}: {exc}")
+            status = 1
+            continue
+        if "a" not in opts and "A" not in opts:
+            names = [n for n in names if not n.startswith(".")]
+        entries: list[tuple[str, StatResult]] = []
+        base = ctx.fs.normpath(directory, ctx.cwd)
+        if "a" in opts:
+            entries.append((".", ctx.fs.stat(base)))
+            entries.append(("..", ctx.fs.stat(posixpath.dirname(base) or "/")))
+        for name in names:
+            try:
+                entries.append((name, ctx.fs.stat(posixpath.join(base, name), follow=False)))
+            except FsError:
+                continue
+        if long:
+            blocks = sum((e[1].size + 4095) // 4096 * 4 for e in entries)
+            ctx.write(f"total {blocks}\n")
+        emit(entries)
+    return status
+
+
+def cmd_rm(ctx: CommandContext) -> int:
+    opts, operands = _split_opts(ctx.argv[1:], "rRfvd")
+    recursive = "r" in opts or "R" in opts
+    force = "f" in opts
+    status = 0
+    if not operands and not force:
+        _err(ctx, "Needs 1 argument")
+        return 1
+    for target in operands:
+        try:
+            ctx.fs.remove(target, ctx.cwd, recursive=recursive, dir_ok="d" in opts)
+        except FsError as exc:
+            if force and str(exc) == "No such file or directory":
+                continue
+            message = str(exc)
+            if message == "Is a directory":
+                _err(ctx, f"{target}: Is a directory")
+            else:
+                _err(ctx, f"{target}: {message}")
+            status = 1
+    return status
+
+
+def cmd_rmdir(ctx: CommandContext) -> int:
+    status = 0
+    for target in ctx.argv[1:]:
+        if target.startswith("-"):
+            continue
+        try:
+            if not ctx.fs.is_dir(target, ctx.cwd):
+                raise FsError(
+                    target,
+                    "Not a directory"
+                    if ctx.fs.exists(target, ctx.cwd)
+                    else "No such file or directory",
+                )
+            ctx.fs.remove(target, ctx.cwd, recursive=False, dir_ok=True)
+        except FsError as exc:
+            _err(ctx, f"{target}: {exc}")
+            status = 1
+    return status
+
+
+def cmd_mkdir(ctx: CommandContext) -> int:
+    args = ctx.argv[1:]
+    mode = 0o771
+    if "-m" in args:
+        index = args.index("-m")
+        try:
+            mode = int(args[index + 1], 8)
+        except (IndexError, ValueError):
+            _err(ctx, "bad mode")
+            return 1
+        args = args[:index] + args[index + 2 :]
+    opts, operands = _split_opts(args, "pv")
+    if not operands:
+        _err(ctx, "Needs 1 argument")
+        return 1
+    status = 0
+    for target in operands:
+        try:
+            ctx.fs.mkdir(target, ctx.cwd, parents="p" in opts, mode=mode)
+        except FsError as exc:
+            _err(ctx, f"'{target}': {exc}")
+            status = 1
+    return status
+
+
+def cmd_touch(ctx: CommandContext) -> int:
+    _opts, operands = _split_opts(ctx.argv[1:], "acm")
+    status = 0
+    for target in operands:
+        try:
+            ctx.fs.touch(target, ctx.cwd)
+        except FsError as exc:
+            _err(ctx, f"'{target}': {exc}")
+            status = 1
+    return status
+
+
+def _parse_chmod(spec: str, old: int) -> int | None:
+    if re.fullmatch(r"[0-7]{1,4}", spec):
+        return int(spec, 8)
+    mode = old & 0o7777
+    for clause in spec.split(","):
+        match = re.fullmatch(r"([ugoa]*)([-+=])([rwx]*)", clause)
+        if not match:
+            return None
+        who = match.group(1) or "a"
+        bits = 0
+        for perm in match.group(3):
+            value = {"r": 4, "w": 2, "x": 1}[perm]
+            for target in who:
+                shifts = {"u": [6], "g": [3], "o": [0], "a": [6, 3, 0]}[target]
+                for shift in shifts:
+                    bits |= value << shift
+        if match.group(2) == "+":
+            mode |= bits
+        elif match.group(2) == "-":
+            mode &= ~bits
+        else:
+            mask = 0
+            for target in who:
+                for shift in {"u": [6], "g": [3], "o": [0], "a": [6, 3, 0]}[target]:
+                    mask |= 7 << shift
+            mode = (mode & ~mask) | bits
+    return mode
+
+
+def cmd_chmod(ctx: CommandContext) -> int:
+    _opts, operands = _split_opts(ctx.argv[1:], "Rfv")
+    if len(operands) < 2:
+        _err(ctx, "Needs 2 arguments")
+        return 1
+    spec, targets = operands[0], operands[1:]
+    status = 0
+    for target in targets:
+        try:
+            old = ctx.fs.stat(target, ctx.cwd).mode
+            mode = _parse_chmod(spec, old)
+            if mode is None:
+                _err(ctx, f"bad mode '{spec}'")
+                return 1
+            ctx.fs.chmod(target, mode, ctx.cwd)
+        except FsError as exc:
+            _err(ctx, f"{target}: {exc}")
+            status = 1
+    return status
+
+
+def cmd_cp(ctx: CommandContext) -> int:
+    _opts, operands = _split_opts(ctx.argv[1:], "rRfpaiv")
+    if len(operands) < 2:
+        _err(ctx, "Needs 2 arguments")
+        return 1
+    *sources, dest = operands
+    status = 0
+    for source in sources:
+        target = dest
+        if ctx.fs.is_dir(dest, ctx.cwd):
+            target = posixpath.join(dest, posixpath.basename(source))
+        try:
+            info = ctx.fs.stat(source, ctx.cwd)
+            ctx.fs.write(target, ctx.fs.read(source, ctx.cwd), ctx.cwd, mode=info.mode & 0o7777)
+        except FsError as exc:
+            _err(ctx, f"{source}: {exc}")
+            status = 1
+    return status
+
+
+def cmd_mv(ctx: CommandContext) -> int:
+    _opts, operands = _split_opts(ctx.argv[1:], "fivn")
+    if len(operands) < 2:
+        _err(ctx, "Needs 2 arguments")
+        return 1
+    *sources, dest = operands
+    status = 0
+    for source in sources:
+        try:
+            ctx.fs.rename(source, dest, ctx.cwd)
+        except FsError as exc:
+            _err(ctx, f"{source}: {exc}")
+            status = 1
+    return status
+
+
+def _hash_command(algorithm: str) -> Handler:
+    def handler(ctx: CommandContext) -> int:
+        _opts, operands = _split_opts(ctx.argv[1:], "bc")
+        status = 0
+        for name, source in _read_inputs(ctx, operands):
+            if source is None:
+                status = 1
+                continue
+            digest = hashlib.new(algorithm)
+            while True:
+                chunk = source.read_chunk()
+                if not chunk:
+                    break
+                digest.update(chunk)
+            ctx.write(f"{digest.hexdigest()}  {name}\n")
+        return status
+
+    return handler
+
+
+def _stat_format(fmt: str, info: StatResult, name: str, ctx: CommandContext) -> str:
+    kind = (
+        "directory"
+        if info.is_dir
+        else "symbolic link"
+        if info.is_link
+        else ("regular file" if info.size else "regular empty file")
+    )
+
+    def when(seconds: int) -> str:
+        return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S.000000000 %z")
+
+    table: dict[str, str] = {
+        "n": name,
+        "N": name if not info.is_link else f"'{name}' -> '{ctx.fs.readlink(info.path)}'",
+        "s": str(info.size),
+        "a": f"{info.mode & 0o7777:o}",
+        "A": _mode_string(info.mode),
+        "f": f"{info.mode:x}",
+        "F": kind,
+        "u": str(info.uid),
+        "g": str(info.gid),
+        "U": _owner(info.uid),
+        "G": _owner(info.gid),
+        "h": str(info.nlink),
+        "b": str((info.size + 511) // 512),
+        "B": "512",
+        "o": "4096",
+        "i": str(abs(hash(info.path)) % 1000000),
+        "d": "64773",
+        "D": "fd05",
+        "X": str(info.mtime),
+        "Y": str(info.mtime),
+        "Z": str(info.mtime),
+        "x": when(info.mtime),
+        "y": when(info.mtime),
+        "z": when(info.mtime),
+        "%": "%",
+    }
+    return re.sub(r"%(.)", lambda m: table.get(m.group(1), m.group(0)), fmt)
+
+
+def cmd_stat(ctx: CommandContext) -> int:
+    args = ctx.argv[1:]
+    fmt: str | None = None
+    follow = False
+    operands: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-c", "--format") and i + 1 < len(args):
+            fmt = args[i + 1]
+            i += 2
+            continue
+        if arg.startswith("--format="):
+            fmt = arg.split("=", 1)[1]
+        elif arg == "-L":
+            follow = True
+        elif arg == "-t":
+            fmt = "%n %s %b %f %u %g %D %i %h %t %T %X %Y %Z %o"
+        elif arg.startswith("-") and len(arg) > 1:
+            pass
+        else:
+            operands.append(arg)
+        i += 1
+    if not operands:
+        _err(ctx, "Needs 1 argument")
+        return 1
+    status = 0
+    for name in operands:
+        try:
+            info = ctx.fs.stat(name, ctx.cwd, follow=follow)
+        except FsError as exc:
+            _err(ctx, f"{name}: {exc}")
+            status = 1
+            continue
+        if fmt is not None:
+            ctx.write(_stat_format(fmt, info, name, ctx) + "\n")
+            continue
+        text = (
+            "  File: %N\n"
+            "  Size: %s\t Blocks: %b\t IO Blocks: 4096\t%F\n"
+            "Device: fd05h/64773d\t Inode: %i\t Links: %h\n"
+            "Access: (%a/%A)\tUid: (%u/%U)\tGid: (%g/%G)\n"
+            "Access: %x\nModify: %y\nChange: %z\n"
+        )
+        ctx.write(_stat_format(text, info, name, ctx))
+    return status
+
+
+def cmd_test(ctx: CommandContext) -> int:
+    args = ctx.argv[1:]
+    if ctx.name == "[":
+        if not args or args[-1] != "]":
+            _err(ctx, "missing ]")
+            return 2
+        args = args[:-1]
+    try:
+        return 0 if _test_expr(ctx, args) else 1
+    except ValueError as exc:
+        _err(ctx, str(exc))
+        return 2
+
+
+def _test_expr(ctx: CommandContext, args: list[str]) -> bool:
+    if "-o" in args:
+        index = args.index("-o")
+        return _test_expr(ctx, args[:index]) or _test_expr(ctx, args[index + 1 :])
+    if "-a" in args[1:]:
+        index = args.index("-a", 1)
+        return _test_expr(ctx, args[:index]) and _test_expr(ctx, args[index + 1 :])
+    if args and args[0] == "!":
+        return not _test_expr(ctx, args[1:])
+    if not args:
+        return False
+    if len(args) == 1:
+        return args[0] != ""
+    if len(args) == 2:
+        op, operand = args
+        fs = ctx.fs
+        if op == "-z":
+            return operand == ""
+        if op == "-n":
+            return operand != ""
+        node_ops = {"-e", "-f", "-d", "-s", "-r", "-w", "-x", "-L", "-h", "-b", "-c", "-p", "-S"}
+        if op in node_ops:
+            try:
+                info = fs.stat(operand, ctx.cwd, follow=op not in ("-L", "-h"))
+            except FsError:
+                return False
+            if op == "-e":
+                return True
+            if op == "-f":
+                return info.is_file
+            if op == "-d":
+                return info.is_dir
+            if op == "-s":
+                return info.size > 0
+            if op in ("-L", "-h"):
+                return info.is_link
+            if op == "-r":
+                return bool(info.mode & 0o444)
+            if op == "-w":
+                return fs.writable(fs.resolve(operand, ctx.cwd))
+            if op == "-x":
+                return bool(info.mode & 0o111)
+            return False
+        raise ValueError(f"{op}: unknown operand")
+    if len(args) == 3:
+        left, op, right = args
+        if op in ("=", "=="):
+            return left == right
+        if op == "!=":
+            return left != right
+        numeric = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
+        if op in numeric:
+            try:
+                a, b = int(left), int(right)
+            except ValueError:
+                raise ValueError("bad number") from None
+            return {
+                "-eq": a == b,
+                "-ne": a != b,
+                "-lt": a < b,
+                "-le": a <= b,
+                "-gt": a > b,
+                "-ge": a >= b,
+            }[op]
+        if op in ("<", ">"):
+            return left < right if op == "<" else left > right
+    raise ValueError("syntax error")
+
+
+# -- text filters ----------------------------------------------------------------------
+def cmd_grep(ctx: CommandContext) -> int:
+    args = ctx.argv[1:]
+    patterns: list[str] = []
+    opts: set[str] = set()
+    operands: list[str] = []
+    max_count: int | None = None
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "-e" and i + 1 < len(args):
+            patterns.append(args[i + 1])
+            i += 2
+            continue
+        if arg == "-m" and i + 1 < len(args):
+            max_count = int(args[i + 1])
+            i += 2
+            continue
+        if arg.startswith("--"):
+            opts.add(arg)
+        elif (
+            arg.startswith("-")
+            and len(arg) > 1
+            and not operands
+            and re.fullmatch(r"-[viclnqEFwoHhsx]+", arg)
+        ):
+            opts.update(arg[1:])
+        else:
+            operands.append(arg)
+        i += 1
+    if not patterns:
+        if not operands:
+            _err(ctx, "Needs 1 argument")
+            return 2
+        patterns = [operands.pop(0)]
+    flags = re.IGNORECASE if "i" in opts else 0
+    compiled = []
+    for pattern in patterns:
+        regex = re.escape(pattern) if "F" in opts else _bre_to_python(pattern, "E" in opts)
+        if "w" in opts:
+            regex = rf"\b(?:{regex})\b"
+        if "x" in opts:
+            regex = rf"^(?:{regex})$"
+        try:
+            compiled.append(re.compile(regex, flags))
+        except re.error:
+            _err(ctx, f"bad regex '{pattern}'")
+            return 2
+    show_names = (len(operands) > 1 and "h" not in opts) or "H" in opts
+    invert = "v" in opts
+    number_lines = "n" in opts
+    list_lines = "c" not in opts and "l" not in opts
+    only_matching = "o" in opts and not invert
+    # Output lines are batched and written at once: before anything goes to stderr, before
+    # a read that may block (a pipe, the session's stdin) and at the end, so the bytes and
+    # their order stay the same while a grep over files costs one write, not one a line.
+    pending: list[str] = []
+    stdout, stderr = ctx.stdout, ctx.stderr
+
+    def flush() -> None:
+        if pending:
+            data = "".join(pending)
+            pending.clear()
+            stdout.write(data)
+
+    ctx.stderr = _FlushFirst(stderr, flush)
+    search = compiled[0].search if len(compiled) == 1 else None
+    found = False
+    try:
+        for name in operands or ["-"]:
+            # What _read_inputs does, without wrapping each file in a BytesInput.
+            lines: Iterable[str]
+            if name == "-":
+                lines = _input_lines(ctx.stdin, flush)
+            else:
+                try:
+                    lines = _text_lines(ctx.fs.read(name, ctx.cwd))
+                except FsError as exc:
+                    _err(ctx, f"{name}: {exc}")
+                    continue
+            count = 0
+            number = 0
+            name_prefix = f"{name}:" if show_names else ""
+            for line in lines:
+                number += 1
+                hit = bool(search(line)) if search else any(p.search(line) for p in compiled)
+                if hit == invert:
+                    continue
+                found = True
+                count += 1
+                if "q" in opts:
+                    flush()
+                    return 0
+                if list_lines:
+                    prefix = name_prefix + (f"{number}:" if number_lines else "")
+                    if only_matching:
+                        for expression in compiled:
+                            for match in expression.finditer(line):
+                                pending.append(prefix + match.group(0) + "\n")
+                    else:
+                        pending.append(prefix + line + "\n")
+                if max_count is not None and count >= max_count:
+                    break
+            if "c" in opts:
+                pending.append(name_prefix + f"{count}\n")
+            elif "l" in opts and count:
+                pending.append(f"{name if name != '-' else '(standard input)'}\n")
+        flush()
+    finally:
+        ctx.stderr = stderr
+    return 0 if found else 1
+
+
+class _FlushFirst(Output):
+    """An output that calls flush() before each write (keeps stdout/stderr in order)."""
+
+    def __init__(self, target: Output, flush: Callable[[], None]) -> None:
+        self._target = target
+        self._flush = flush
+
+    def write_bytes(self, data: bytes) -> None:
+        self._flush()
+        self._target.write_bytes(data)
+
+    def close(self) -> None:
+        self._target.close()
+
+
+def _text_lines(data: bytes) -> list[str]:
+    """What Input.lines() yields for data, decoded and without the newlines."""
+    text = data.decode("utf-8", "surrogateescape")
+    if not text:
+        return []
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    return lines
+
+
+def _input_lines(source: Input, before_read: Callable[[], None]) -> Iterator[str]:
+    """The lines of source.lines(), decoded and without their newline.
+
+    A BytesInput never blocks: it is split at once. Otherwise before_read() is called
+    whenever the next read may block (a pipe, the session's stdin).
+    """
+    if isinstance(source, BytesInput):
+        yield from _text_lines(source.read())
+        return
+    while True:
+        if not source.has_buffered_line():
+            before_read()
+        raw = source.readline()
+        if not raw:
+            return
+        yield raw.decode("utf-8", "surrogateescape").rstrip("\n")
+
+
+def _bre_to_python(pattern: str, extended: bool) -> str:
+    if extended:
+        return pattern
+    # Basic regular expressions: \| \( \) \{ \} \+ \? are the operators; the bare
+    # characters are literals.
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            out.append(nxt if nxt in "|(){}+?" else "\\" + nxt)
+            i += 2
+            continue
+        out.append("\\" + ch if ch in "|(){}+?" else ch)
+        i += 1
+    return "".join(out)
+
+
+def _count_arg(args: list[str], default: int) -> tuple[int, bool, list[str]]:
+    """Parse -n N / -N / -n +N for head and tail; returns (count, from_start, rest)."""
+    count = default
+    from_start = False
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        value: str | None = None
+        if arg in ("-n", "-c") and i + 1 < len(args):
+            value = args[i + 1]
+            i += 1
+        elif re.fullmatch(r"-n[+-]?\d+", arg):
+            value = arg[2:]
+        elif re.fullmatch(r"-\d+", arg):
+            value = arg[1:]
+        else:
+            rest.append(arg)
+        if value is not None:
+            from_start = value.startswith("+")
+            count = abs(int(value))
+        i += 1
+    return count, from_start, rest
+
+
+def cmd_head(ctx: CommandContext) -> int:
+    count, _, operands = _count_arg(ctx.argv[1:], 10)
+    status = 0
+    for name, source in _read_inputs(ctx, operands):
+        if source is None:
+            status = 1
+            continue
+        if len(operands) > 1:
+            ctx.write(f"==> {name} <==\n")
+        for index, line in enumerate(source.lines()):
+            if index >= count:
+                break
+            ctx.write(line)
+    return status
+
+
+def cmd_tail(ctx: CommandContext) -> int:
+    count, from_start, operands = _count_arg(ctx.argv[1:], 10)
+    operands = [o for o in operands if o not in ("-f", "-F")]
+    status = 0
+    for _name, source in _read_inputs(ctx, operands):
+        if source is None:
+            status = 1
+            continue
+        lines = list(source.lines())
+        selected = lines[max(0, count - 1) :] if from_start else lines[-count:] if count else []
+        for line in selected:
+            ctx.write(line)
+    return status
+
+
+def cmd_wc(ctx: CommandContext) -> int:
+    opts, operands = _split_opts(ctx.argv[1:], "lwcm")
+    if not opts:
+        opts = {"l", "w", "c"}
+    status = 0
+    for name, source in _read_inputs(ctx, operands):
+        if source is None:
+            status = 1
+            continue
+        data = source.read()
+        fields: list[str] = []
+        if "l" in opts:
+            fields.append(str(data.count(b"\n")))
+        if "w" in opts:
+            fields.append(str(len(data.split())))
+        if "c" in opts or "m" in opts:
+            fields.append(str(len(data)))
+        line = " ".join(f"{f:>7}" if len(fields) > 1 else f for f in fields)
+        ctx.write(line + (f" {name}" if name != "-" else "") + "\n")
+    return status
+
+
+def cmd_sort(ctx: CommandContext) -> int:
+    opts, operands = _split_opts(ctx.argv[1:], "rnu")
+    lines: list[str] = []
+    for _name, source in _read_inputs(ctx, operands):
+        if source is not None:
+            lines.extend(
+                line.decode("utf-8", "surrogateescape").rstrip("\n") for line in source.lines()
+            )
+    if "n" in opts:
+
+        def key(text: str) -> float:
+            match = re.match(r"\s*(-?\d+(?:\.\d+)?)", text)
+            return float(match.group(1)) if match else 0.0
+
+        lines.sort(key=key, reverse="r" in opts)
+    else:
+        lines.sort(reverse="r" in opts)
+    if "u" in opts:
+        lines = list(dict.fromkeys(lines))
+    for line in lines:
+        ctx.write(line + "\n")
+    return 0
+
+
+def cmd_cut(ctx: CommandContext) -> int:
+    args = ctx.argv[1:]
+    delim = "\t"
+    spec = ""
+    operands: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-d"):
+            delim = arg[2:] or args[i + 1]
+            i += 1 if arg[2:] else 2
+            continue
+        if arg.startswith("-f"):
+            spec = arg[2:] or args[i + 1]
+            i += 1 if arg[2:] else 2
+            continue
+        operands.append(arg)
+        i += 1
+    wanted: set[int] = set()
+    for piece in spec.split(","):
+        if "-" in piece:
+            lo, _, hi = piece.partition("-")
+            wanted.update(range(int(lo or 1), int(hi or 64) + 1))
+        elif piece:
+            wanted.add(int(piece))
+    for _name, source in _read_inputs(ctx, operands):
+        if source is None:
+            continue
+        for raw in source.lines():
+            line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
+            parts = line.split(delim)
+            if len(parts) == 1:
+                ctx.write(line + "\n")
+                continue
+            ctx.write(delim.join(p for n, p in enumerate(parts, 1) if n in wanted) + "\n")
+    return 0
+
+
+def cmd_tr(ctx: CommandContext) -> int:
+    opts, operands = _split_opts(ctx.argv[1:], "d")
+    data = ctx.stdin.read().decode("utf-8", "surrogateescape")
+
+    def expand(spec: str) -> str:
+        spec, _ = _echo_escapes(spec)
+        return re.sub(
+            r"(.)-(.)",
+            lambda m: "".join(chr(c) for c in range(ord(m.group(1)), ord(m.group(2)) + 1)),
+            spec,
+        )
+
+    if "d" in opts and operands:
+        drop = set(expand(operands[0]))
+        ctx.write("".join(c for c in data if c not in drop))
+        return 0
+    if len(operands) < 2:
+        _err(ctx, "Needs 2 arguments")
+        return 1
+    src, dst = expand(operands[0]), expand(operands[1])
+    dst = dst + dst[-1:] * max(0, len(src) - len(dst))
+    ctx.write(data.translate(str.maketrans(src, dst[: len(src)])))
+    return 0
+
+
+def cmd_basename(ctx: CommandContext) -> int:
+    if len(ctx.argv) < 2:
+        return 1
+    name = posixpath.basename(ctx.argv[1].rstrip("/")) or "/"
+    if len(ctx.argv) > 2 and name.endswith(ctx.argv[2]):
+        name = name[: -len(ctx.argv[2])]
+    ctx.write(name + "\n")
+    return 0
+
+
+def cmd_dirname(ctx: CommandContext) -> int:
+    if len(ctx.argv) < 2:
+        return 1
+    ctx.write((posixpath.dirname(ctx.argv[1].rstrip("/")) or ".") + "\n")
+    return 0
+
+
+def cmd_toybox(ctx: CommandContext) -> int:
+    if len(ctx.argv) < 2:
+        ctx.write(" ".join(sorted(TOYBOX_APPLETS)) + "\n")
+        return 0
+    applet = ctx.argv[1]
+    if applet not in TOYBOX_APPLETS:
+        ctx.error(f"toybox: Unknown command {applet}\n")
+        return 1
+    handler = ctx.device.commands_snapshot().get(applet)
+    if handler is None:
+        ctx.error(f"toybox: Unknown command {applet}\n")
+        return 1
+    ctx.argv = ctx.argv[1:]
+    return handler(ctx)
+
+
+# -- properties and settings -------------------------------------------------------------
+def cmd_getprop(ctx: CommandContext) -> int:
+    props = ctx.device.props
+    args = [a for a in ctx.argv[1:] if not a.startswith("-")]
+    if not args:
+        for key in sorted(props):
+            ctx.write(f"[{key}]: [{props[key]}]\n")
+        return 0
+    value = props.get(args[0])
+    if value is None:
+        value = args[1] if len(args) > 1 else ""
+    ctx.write(value + "\n")
+    return 0
+
+
+def cmd_setprop(ctx: CommandContext) -> int:
+    if len(ctx.argv) != 3:
+        _err(ctx, "need 2 arguments")
+        return 1
+    key, value = ctx.argv[1], ctx.argv[2]
+    if key.startswith("ro.") and key in ctx.device.props:
+        ctx.error(f"Failed to set property '{key}' to '{value}'.\nSee dmesg for error reason.\n")
+        return 1
+    ctx.device.props[key] = value
+    return 0
+
+
+def cmd_settings(ctx: CommandContext) -> int:
+    args = [a for a in ctx.argv[1:] if a not in ("--user", "current", "--lineage")]
+    if len(args) < 2:
+        ctx.error("invalid command\n")
+        return 255
+    verb, namespace = args[0], args[1]
+    store = ctx.device.settings.get(namespace)
+    if store is None:
+        ctx.error(f"Invalid namespace '{namespace}'\n")
+        return 255
+    if verb == "get" and len(args) >= 3:
+        ctx.write(store.get(args[2], "null") + "\n")
+        return 0
+    if verb == "put" and len(args) >= 4:
+        store[args[2]] = args[3]
+        return 0
+    if verb == "delete" and len(args) >= 3:
+        removed = store.pop(args[2], None)
+        ctx.write(f"Deleted {1 if removed is not None else 0} rows\n")
+        return 0
+    if verb == "list":
+        for key in sorted(store):
+            ctx.write(f"{key}={store[key]}\n")
+        return 0
+    ctx.error("invalid command\n")
+    return 255
+
+
+def cmd_wm(ctx: CommandContext) -> int:
+    args = ctx.argv[1:]
+    device = ctx.device
+    if not args or args[0] not in ("size", "density"):
+        ctx.error("Unknown command\n" if args else "wm: missing command\n")
+        return 255
+    if args[0] == "size":
+        if len(args) == 1:
+            ctx.write(f"Physical size: {device.PHYSICAL_SIZE[0]}x{device.PHYSICAL_SIZE[1]}\n")
+            if device.size_override is not None:
+                ctx.write(f"Override size: {device.size_override[0]}x{device.size_override[1]}\n")
+            return 0
+        if args[1] == "reset":
+            device.size_override = None
+            return 0
+        match = re.fullmatch(r"(\d+)x(\d+)", args[1])
+        if not match:
+            ctx.error(f"Error: bad size {args[1]}\n")
+            return 255
+        device.size_override = (int(match.group(1)), int(match.group(2)))
+        return 0
+    if len(args) == 1:
+        ctx.write(f"Physical density: {device.PHYSICAL_DENSITY}\n")
+        if device.density_override is not None:
+            ctx.write(f"Override density: {device.density_override}\n")
+        return 0
+    if args[1] == "reset":
+        device.density_override = None
+        return 0
+    if not args[1].isdigit():
+        ctx.error(f"Error: bad number {args[1]}\n")
+        return 255
+    device.density_override = int(args[1])
+    return 0
+
+
+KEYCODES = {
+    "HOME": 3,
+    "BACK": 4,
+    "CALL": 5,
+    "ENDCALL": 6,
+    "DPAD_UP": 19,
+    "DPAD_DOWN": 20,
+    "DPAD_LEFT": 21,
+    "DPAD_RIGHT": 22,
+    "DPAD_CENTER": 23,
+    "VOLUME_UP": 24,
+    "VOLUME_DOWN": 25,
+    "POWER": 26,
+    "CAMERA": 27,
+    "CLEAR": 28,
+    "TAB": 61,
+    "SPACE": 62,
+    "ENTER": 66,
+    "DEL": 67,
+    "MENU": 82,
+    "SEARCH": 84,
+    "MEDIA_PLAY_PAUSE": 85,
+    "PAGE_UP": 92,
+    "PAGE_DOWN": 93,
+    "ESCAPE": 111,
+    "FORWARD_DEL": 112,
+    "MOVE_HOME": 122,
+    "MOVE_END": 123,
+    "VOLUME_MUTE": 164,
+    "APP_SWITCH": 187,
+    "WAKEUP": 224,
+    "SLEEP": 223,
+}
+
+
+def cmd_input(ctx: CommandContext) -> int:
+    args = ctx.argv[1:]
+    sources = {
+        "touchscreen",
+        "keyboard",
+        "mouse",
+        "touchpad",
+        "trackball",
+        "stylus",
+        "dpad",
+        "gamepad",
+        "joystick",
+    }
+    source = ""
+    if args and args[0] in sources:
+        source = args[0]
+        args = args[1:]
+    if args[:1] == ["-d"] and len(args) > 1:
+        args = args[2:]
+    if not args:
+        ctx.error("Usage: input [<source>] [-d DISPLAY_ID] <command> [<arg>...]\n")
+        return 1
+    verb, rest = args[0], args[1:]
+    device = ctx.device
+    try:
+        if verb == "keyevent":
+            longpress = "--longpress" in rest
+            codes = [r for r in rest if not r.startswith("--")]
+            if not codes:
+                raise ValueError("keyevent needs a key code")
+            for code in codes:
+                name = code.upper().removeprefix("KEYCODE_")
+                if code.isdigit():
+                    value = int(code)
+                elif name in KEYCODES:
+                    value = KEYCODES[name]
+                else:
+                    raise ValueError(f"Unknown keycode: {code}")
+                device.record_input("keyevent", (value,), source, longpress=longpress)
+            return 0
+        if verb in ("tap", "press"):
+            x, y = (float(v) for v in rest[:2])
+            device.record_input("tap", (x, y), source)
+            return 0
+        if verb in ("swipe", "draganddrop"):
+            numbers = [float(v) for v in rest[:5]]
+            if len(numbers) < 4:
+                raise ValueError(f"{verb} needs 4 coordinates")
+            device.record_input(verb, tuple(numbers), source)
+            return 0
+        if verb == "text":
+            if not rest:
+                raise ValueError("text needs a string")
+            text = " ".join(rest).replace("%s", " ")
+            device.record_input("text", (text,), source)
+            return 0
+        if verb == "roll":
+            device.record_input("roll", tuple(float(v) for v in rest[:2]), source)
+            return 0
+    except ValueError as exc:
+        ctx.error(f"Error: {exc}\n")
+        return 1
+    ctx.error(f"Error: Unknown command: {verb}\n")
+    return 1
+
+
+# -- processes ------------------------------------------------------------------------
+def cmd_ps(ctx: CommandContext) -> int:
+    args = ctx.argv[1:]
+    show_all = False
+    fields: list[str] | None = None
+    pids: set[int] | None = None
+    names: set[str] = set()
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-A", "-e", "-ef", "-Af"):
+            show_all = True
+        elif arg == "-o" and i + 1 < len(args):
+            fields = [f.strip().upper() for f in args[i + 1].split(",") if f.strip()]
+            i += 1
+        elif arg == "-p" and i + 1 < len(args):
+            pids = {int(p) for p in re.split(r"[ ,]", args[i + 1]) if p.isdigit()}
+            show_all = True
+            i += 1
+        elif not arg.startswith("-"):
+            if arg.isdigit():
+                pids = (pids or set()) | {int(arg)}
+            else:
+                names.add(arg)
+            show_all = True
+        i += 1
+    processes = ctx.device.process_list()
+    if pids is not None:
+        processes = [p for p in processes if p.pid in pids]
+    if names:
+        processes = [p for p in processes if p.name in names]
+    if not show_all:
+        processes = [p for p in processes if p.uid == "shell" and p.session == ctx.shell.state.pid]
+    columns = fields or ["USER", "PID", "PPID", "VSZ", "RSS", "WCHAN", "ADDR", "S", "NAME"]
+    widths = {"USER": -10, "PID": 5, "PPID": 5, "VSZ": 8, "RSS": 6, "WCHAN": -16, "ADDR": 1, "S": 1}
+    rows: list[list[str]] = []
+    for proc in processes:
+        values = {
+            "USER": proc.uid,
+            "UID": proc.uid,
+            "PID": str(proc.pid),
+            "PPID": str(proc.ppid),
+            "VSZ": str(proc.vsz_kb),
+            "RSS": str(proc.rss_kb),
+            "WCHAN": "0",
+            "ADDR": "0",
+            "S": "S",
+            "STAT": "S",
+            "NAME": proc.name,
+            "COMM": proc.name[:15],
+            "CMD": proc.name,
+            "ARGS": proc.args or proc.name,
+            "CMDLINE": proc.args or proc.name,
+            "%CPU": "0.0",
+            "%MEM": f"{proc.rss_kb / 75000:.1f}",
+            "TIME": "00:00:00",
+            "PRI": "19",
+            "NI": "0",
+            "TTY": "?",
+        }
+        rows.append([values.get(c, "?") for c in columns])
+
+    def fmt(cells: list[str]) -> str:
+        out = []
+        for column, cell in zip(columns, cells, strict=True):
+            width = widths.get(column, 0)
+            if column in ("NAME", "ARGS", "CMDLINE", "CMD") and column == columns[-1]:
+                out.append(cell)
+            elif width < 0:
+                out.append(cell.ljust(-width))
+            else:
+                out.append(cell.rjust(width))
+        return " ".join(out).rstrip()
+
+    ctx.write(fmt(columns) + "\n")
+    for row in rows:
+        ctx.write(fmt(row) + "\n")
+    return 0
+
+
+def cmd_pidof(ctx: CommandContext) -> int:
+    args = [a for a in ctx.argv[1:] if not a.startswith("-")]
+    single = "-s" in ctx.argv[1:]
+    found: list[str] = []
+    for proc in sorted(ctx.device.process_list(), key=lambda p: -p.pid):
+        if proc.name in args or (posixpath.basename(proc.args.split(" ")[0]) in args and proc.args):
+            found.append(str(proc.pid))
+            if single:
+                break
+    if not found:
+        return 1
+    ctx.write(" ".join(found) + "\n")
+    return 0
+
+
+def cmd_kill(ctx: CommandContext) -> int:
+    args = ctx.argv[1:]
+    if args[:1] == ["-l"]:
+        ctx.write("HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM\n")
+        return 0
+    if args[:1] == ["-s"]:
+        args = args[2:]
+    targets = [a for a in args if not a.startswith("-")]
+    if not targets:
+        _err(ctx, "Needs 1 argument")
+        return 1
+    status = 0
+    for target in targets:
+        if not target.lstrip("-").isdigit():
+            _err(ctx, f"{target}: bad pid")
+            status = 1
+            continue
+        problem = ctx.device.kill_from_shell(int(target))
+        if problem:
+            _err(ctx, f"pid {target}: {problem}")
+            status = 1
+    return status
+
+
+# -- dumpsys --------------------------------------------------------------------------
+def cmd_dumpsys(ctx: CommandContext) -> int:
+    args = ctx.argv[1:]
+    if not args:
+        ctx.write("Currently running services:\n")
+        for name in DUMPSYS_SERVICES:
+            ctx.write(f"  {name}\n")
+        return 0
+    if args[0] == "-l":
+        ctx.write("Currently running services:\n")
+        for name in DUMPSYS_SERVICES:
+            ctx.write(f"  {name}\n")
+        return 0
+    service, rest = args[0], args[1:]
+    handler = DUMPSYS_SERVICES.get(service)
+    if handler is None:
+        ctx.error(f"Can't find service: {service}\n")
+        return 0
+    return handler(ctx, rest)
+
+
+def _dumpsys_battery(ctx: CommandContext, args: list[str]) -> int:
+    model = ctx.device.model
+    if args:
+        verb = args[0]
+        if verb == "unplug":
+            model.usb_powered = False
+            model.ac_powered = False
+            return 0
+        if verb == "reset":
+            model.level_override = None
+            model.usb_powered = False
+            model.ac_powered = False
+            return 0
+        if verb == "set" and len(args) >= 3:
+            key, value = args[1], args[2]
+            if key == "level":
+                model.level_override = int(value)
+            elif key == "usb":
+                model.usb_powered = value not in ("0", "false")
+            elif key == "ac":
+                model.ac_powered = value not in ("0", "false")
+            return 0
+        return 0
+    snap = model.battery()
+    plugged = snap.usb_powered or snap.ac_powered
+    lines = [
+        "Current Battery Service state:",
+        f"  AC powered: {str(snap.ac_powered).lower()}",
+        f"  USB powered: {str(snap.usb_powered).lower()}",
+        "  Wireless powered: false",
+        "  Dock powered: false",
+        f"  Max charging current: {3000000 if plugged else 0}",
+        f"  Max charging voltage: {5000000 if plugged else 0}",
+        f"  Charge counter: {snap.charge_counter_uah}",
+        f"  status: {snap.status}",
+        "  health: 2",
+        "  present: true",
+        f"  level: {snap.level}",
+        "  scale: 100",
+        f"  voltage: {snap.voltage_mv}",
+        f"  temperature: {snap.temperature_tenths}",
+        "  technology: Li-ion",
+        "  Charging state: 0",
+        "  Charging policy: 1",
+        "  Capacity level: -1",
+        f"  mSecPlugTypeSummary: {1 if snap.ac_powered else 2 if snap.usb_powered else 0}",
+        f"  current now: {snap.current_ma}",
+        f"  charge counter: {snap.charge_counter_uah}",
+        "  mHealthInfo2p1.batteryFullChargeDesignCapacityUah: 3880000",
+        "  mHealthInfo2p1.batteryCurrentNow: " + str(snap.current_ma * 1000),
+    ]
+    ctx.write("\n".join(lines) + "\n")
+    return 0
+
+
+# Samsung thermal HAL sensors shown by thermalservice: (name, type).
+HAL_SENSORS = (("AP", 0), ("BAT", 2), ("SKIN", 3), ("USB", 4), ("PA", 5))
+
+
+def hal_temperatures(ctx: CommandContext) -> list[tuple[str, int, float]]:
+    temps = ctx.device.model.temperatures()
+    derived = {
+        "AP": temps["AP"],
+        "BAT": temps["BAT"],
+        "SKIN": temps["SKIN"],
+        "USB": 25.0 + 0.6 * (temps["SKIN"] - 25.0) + 1.0,
+        "PA": 25.0 + 0.4 * (temps["AP"] - 25.0) + 2.0,
+    }
+    return [(name, kind, round(derived[name], 1)) for name, kind in HAL_SENSORS]
+
+
+def _dumpsys_thermalservice(ctx: CommandContext, args: list[str]) -> int:
+    sensors = hal_temperatures(ctx)
+    statuses = [thermal_status(value, kind) for _name, kind, value in sensors]
+    overall = max(statuses) if statuses else 0
+
+    def temperature_line(name: str, kind: int, value: float, status: int) -> str:
+        return f"\tTemperature{{mValue={value}, mType={kind}, mName={name}, mStatus={status}}}"
+
+    lines = [
+        "IsStatusOverride: false",
+        "ThermalEventListeners:",
+        "\tcallbacks: 3",
+        "\tkilled: false",
+        "\tbroadcasts count: -1",
+        "ThermalStatusListeners:",
+        "\tcallbacks: 5",
+        "\tkilled: false",
+        "\tbroadcasts count: -1",
+        f"Thermal Status: {overall}",
+        "Cached temperatures:",
+    ]
+    lines += [temperature_line(n, k, v, s) for (n, k, v), s in zip(sensors, statuses, strict=True)]
+    lines += [
+        "HAL Ready: true",
+        "HAL connection:",
+        "\tThermalHAL AIDL 1  connected: yes",
+        "Current temperatures from HAL:",
+    ]
+    lines += [temperature_line(n, k, v, s) for (n, k, v), s in zip(sensors, statuses, strict=True)]
+    lines += [
+        "Current cooling devices from HAL:",
+        "\tCoolingDevice{mValue=0, mType=2, mName=cpufreq-BIG}",
+        "\tCoolingDevice{mValue=0, mType=2, mName=cpufreq-MID}",
+        "\tCoolingDevice{mValue=0, mType=2, mName=cpufreq-LITTLE}",
+        "\tCoolingDevice{mValue=0, mType=3, mName=gpufreq}",
+        "Temperature static thresholds from HAL:",
+    ]
+    from ..model.heat import THRESHOLDS
+
+    for name, kind in HAL_SENSORS:
+        hot = ", ".join(["NaN"] + [f"{t}" for t in THRESHOLDS.get(kind, THRESHOLDS[0])])
+        lines.append(
+            f"\tTemperatureThreshold{{mType={kind}, mName={name}, "
+            f"mHotThrottlingThresholds=[{hot}], "
+            "mColdThrottlingThresholds=[NaN, NaN, NaN, NaN, NaN, NaN, NaN]}"
+        )
+    ctx.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _dumpsys_meminfo(ctx: CommandContext, args: list[str]) -> int:
+    device = ctx.device
+    targets = [a for a in args if not a.startswith("-")]
+    if not targets:
+        mem = device.meminfo()
+        ctx.write("Applications Memory Usage (in Kilobytes):\n")
+        uptime_ms = int(device.model.uptime() * 1000)
+        ctx.write(f"Uptime: {uptime_ms} Realtime: {uptime_ms}\n\n")
+        ctx.write("Total PSS by process:\n")
+        for proc in sorted(device.process_list(), key=lambda p: -p.rss_kb):
+            if proc.rss_kb:
+                ctx.write(f"{int(proc.rss_kb * 0.55):>11,}K: {proc.name} (pid {proc.pid})\n")
+        ctx.write(f"\nTotal RAM: {mem['MemTotal']:,}K (status normal)\n")
+        ctx.write(f" Free RAM: {mem['MemAvailable']:,}K\n")
+        return 0
+    target = targets[0]
+    procs = [p for p in device.process_list() if p.name == target or str(p.pid) == target]
+    if not procs:
+        ctx.write(f"No process found for: {target}\n")
+        return 0
+    uptime_ms = int(device.model.uptime() * 1000)
+    ctx.write("Applications Memory Usage (in Kilobytes):\n")
+    ctx.write(f"Uptime: {uptime_ms} Realtime: {uptime_ms}\n")
+    for proc in procs:
+        rss = proc.rss_kb
+        pss = int(rss * 0.62)
+        native = int(pss * 0.55)
+        java = int(pss * 0.12)
+        code = int(pss * 0.15)
+        stack = 1024
+        graphics = int(pss * 0.08)
+        private_other = max(0, pss - native - java - code - stack - graphics)
+        swap = 42
+        rows = [
+            (
+                "Native Heap",
+                native,
+                native - 200,
+                0,
+                swap,
+                int(native * 1.1),
+                native + 4096,
+                native,
+                4096,
+            ),
+            ("Dalvik Heap", java, java - 100, 0, 0, int(java * 1.3), java + 2048, java, 2048),
+            ("Stack", stack, stack, 0, 0, stack, 0, 0, 0),
+            ("Graphics", graphics, graphics, 0, 0, graphics, 0, 0, 0),
+            ("Other mmap", code, 40, code - 40, 0, rss - native - java - stack - graphics, 0, 0, 0),
+            ("Unknown", private_other, private_other, 0, 0, private_other, 0, 0, 0),
+        ]
+        ctx.write(f"\n** MEMINFO in pid {proc.pid} [{proc.name}] **\n")
+        top = ("Pss", "Private", "Private", "SwapPss", "Rss", "Heap", "Heap", "Heap")
+        bottom = ("Total", "Dirty", "Clean", "Dirty", "Total", "Size", "Alloc", "Free")
+        ctx.write(" " * 15 + " " + " ".join(f"{c:>8}" for c in top) + "\n")
+        ctx.write(" " * 15 + " " + " ".join(f"{c:>8}" for c in bottom) + "\n")
+        ctx.write(" " * 15 + " " + " ".join(f"{'------':>8}" for _ in top) + "\n")
+        for label, *values in rows:
+            ctx.write(f"{label:>15} " + " ".join(f"{v:>8}" for v in values) + "\n")
+        total = (
+            pss,
+            pss - code + 40,
+            code - 40,
+            swap,
+            rss,
+            native + java + 6144,
+            native + java,
+            6144,
+        )
+        ctx.write(f"{'TOTAL':>15} " + " ".join(f"{v:>8}" for v in total) + "\n")
+        ctx.write("\n App Summary\n")
+        ctx.write("                       Pss(KB)                        Rss(KB)\n")
+        ctx.write("                        ------                         ------\n")
+        summary = [
+            ("Java Heap", java, int(java * 1.3)),
+            ("Native Heap", native, int(native * 1.1)),
+            ("Code", code, rss - native - java - stack - graphics - private_other),
+            ("Stack", stack, stack),
+            ("Graphics", graphics, graphics),
+            ("Private Other", private_other, private_other),
+            ("System", 0, 0),
+            ("Unknown", 0, 0),
+        ]
+        for label, a, b in summary:
+            ctx.write(f"{label + ':':>20} {a:>9}                      {b:>9}\n")
+        ctx.write(
+            f"\n{'TOTAL PSS:':>20} {pss:>8}            TOTAL RSS: {rss:>8}"
+            f"       TOTAL SWAP PSS: {swap:>8}\n"
+        )
+    return 0
+
+
+def _dumpsys_cpuinfo(ctx: CommandContext, args: list[str]) -> int:
+    load = ctx.device.loadavg()
+    busy = ctx.device.model.load()
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S.000")
+    ctx.write(f"Load: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}\n")
+    ctx.write(f"CPU usage from 60000ms to 0ms ago ({now} to {now}):\n")
+    total = 4.0 + 85.0 * busy
+    for proc in sorted(ctx.device.process_list(), key=lambda p: -p.rss_kb)[:8]:
+        share = total * 0.1 if proc.rss_kb else 0.0
+        ctx.write(
+            f"  {share:.1f}% {proc.pid}/{proc.name}: "
+            f"{share * 0.7:.1f}% user + {share * 0.3:.1f}% kernel\n"
+        )
+    ctx.write(
+        f"{total:.1f}% TOTAL: {total * 0.7:.1f}% user + {total * 0.28:.1f}% kernel"
+        " + 0.1% iowait + 0.1% irq + 0.1% softirq\n"
+    )
+    return 0
+
+
+def _dumpsys_display(ctx: CommandContext, args: list[str]) -> int:
+    device = ctx.device
+    width, height = device.size_override or device.PHYSICAL_SIZE
+    rotation = int(device.settings["system"].get("user_rotation", "0") or 0) % 4
+    density = device.density_override or device.PHYSICAL_DENSITY
+    ctx.write(
+        "DISPLAY MANAGER (dumpsys display)\n"
+        "  mOnlyCode=false\n"
+        "  mSafeMode=false\n"
+        "  mPendingTraversal=false\n"
+        "  mViewports=[DisplayViewport{type=INTERNAL, valid=true, isActive=true, displayId=0, "
+        f"uniqueId='local:4630946838214536449', physicalPort=129, orientation={rotation}, "
+        f"logicalFrame=Rect(0, 0 - {width}, {height}), "
+        f"physicalFrame=Rect(0, 0 - {width}, {height}), "
+        f"deviceWidth={width}, deviceHeight={height}}}]\n"
+        "\nDisplay Devices: size=1\n"
+        '  DisplayDeviceInfo{"Built-in Screen": uniqueId="local:4630946838214536449", '
+        f"{width} x {height}, modeId 1, renderFrameRate 120.0, defaultModeId 1, density {density}, "
+        f"{density}.0 x {density}.0 dpi, appVsyncOff 1000000, presDeadline 8333333, "
+        "touch INTERNAL, "
+        f"rotation {rotation}, type INTERNAL, state ON, committedState ON}}\n"
+    )
+    return 0
+
+
+def _dumpsys_power(ctx: CommandContext, args: list[str]) -> int:
+    ctx.write(
+        "POWER MANAGER (dumpsys power)\n\n"
+        "Power Manager State:\n"
+        "  mDirty=0x0\n"
+        "  mWakefulness=Awake\n"
+        "  mWakefulnessChanging=false\n"
+        f"  mIsPowered={str(ctx.device.model.battery().usb_powered).lower()}\n"
+        "  mStayOn=false\n"
+        "  mHoldingWakeLockSuspendBlocker=true\n"
+        "  mHoldingDisplaySuspendBlocker=true\n"
+        "Display Power: state=ON\n"
+    )
+    return 0
+
+
+DumpsysHandler = Callable[[CommandContext, list[str]], int]
+DUMPSYS_SERVICES: dict[str, DumpsysHandler] = {
+    "battery": _dumpsys_battery,
+    "thermalservice": _dumpsys_thermalservice,
+    "meminfo": _dumpsys_meminfo,
+    "cpuinfo": _dumpsys_cpuinfo,
+    "display": _dumpsys_display,
+    "power": _dumpsys_power,
+}
+
+
+TOYBOX_APPLETS = {
+    "basename",
+    "cat",
+    "chmod",
+    "cp",
+    "cut",
+    "date",
+    "dirname",
+    "echo",
+    "false",
+    "grep",
+    "head",
+    "id",
+    "kill",
+    "ls",
+    "md5sum",
+    "mkdir",
+    "mv",
+    "pidof",
+    "printf",
+    "ps",
+    "rm",
+    "rmdir",
+    "sha1sum",
+    "sha256sum",
+    "sleep",
+    "sort",
+    "stat",
+    "tail",
+    "test",
+    "touch",
+    "tr",
+    "true",
+    "uptime",
+    "wc",
+    "whoami",
+}
+
+
+def builtin_commands() -> dict[str, CommandHandler]:
+    """The emulated commands every virtual S24 has."""
+    table: dict[str, CommandHandler] = {
+        "true": cmd_true,
+        "false": cmd_false,
+        "echo": cmd_echo,
+        "printf": cmd_printf,
+        "sleep": cmd_sleep,
+        "id": cmd_id,
+        "whoami": cmd_whoami,
+        "date": cmd_date,
+        "uptime": cmd_uptime,
+        "cat": cmd_cat,
+        "ls": cmd_ls,
+        "rm": cmd_rm,
+        "rmdir": cmd_rmdir,
+        "mkdir": cmd_mkdir,
+        "touch": cmd_touch,
+        "chmod": cmd_chmod,
+        "cp": cmd_cp,
+        "mv": cmd_mv,
+        "md5sum": _hash_command("md5"),
+        "sha1sum": _hash_command("sha1"),
+        "sha256sum": _hash_command("sha256"),
+        "stat": cmd_stat,
+        "test": cmd_test,
+        "[": cmd_test,
+        "grep": cmd_grep,
+        "head": cmd_head,
+        "tail": cmd_tail,
+        "wc": cmd_wc,
+        "sort": cmd_sort,
+        "cut": cmd_cut,
+        "tr": cmd_tr,
+        "basename": cmd_basename,
+        "dirname": cmd_dirname,
+        "toybox": cmd_toybox,
+        "getprop": cmd_getprop,
+        "setprop": cmd_setprop,
+        "settings": cmd_settings,
+        "wm": cmd_wm,
+        "input": cmd_input,
+        "ps": cmd_ps,
+        "pidof": cmd_pidof,
+        "kill": cmd_kill,
+        "dumpsys": cmd_dumpsys,
+    }
+    return table
+
+
+__all__ = ["ZONES", "builtin_commands", "hal_temperatures"]
