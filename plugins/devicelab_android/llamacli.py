@@ -7,8 +7,13 @@ tokens), and runs ``llama-cli -no-cnv`` so the text is used as given.
 
 Timing: stdout streams back as the phone writes it; the host timestamps each piece and
 counts tokens with the model's own tokenizer. llama-cli loads the model on every run, so
-the request counts as sent once loading is done: command start + llama.cpp's own reported
-``load time``. llama.cpp's perf lines are kept as ``engine_timings``.
+the request counts as sent when prefill began, placed by llama.cpp's own numbers (see
+:meth:`CliRun.prefill_start`). llama.cpp's perf lines are kept as ``engine_timings``.
+
+The binary: the classic completion tool, ``llama-cli`` in older llama.cpp and
+``llama-completion`` since the CLI split (the new ``llama-cli`` refuses ``-no-cnv``). The
+reader is tested against the real one built for the host (:mod:`.hostcli`) and against
+real-device output from public issue threads.
 """
 
 from __future__ import annotations
