@@ -7,19 +7,25 @@ tokens), and runs ``llama-cli -no-cnv`` so the text is used as given.
 
 Timing: stdout streams back as the phone writes it; the host timestamps each piece and
 counts tokens with the model's own tokenizer. llama-cli loads the model on every run, so
-the request counts as sent once loading is done: command start + llama.cpp's own reported
-``load time``. llama.cpp's perf lines are kept as ``engine_timings``.
+the request counts as sent when prefill began, placed by llama.cpp's own numbers (see
+:meth:`CliRun.prefill_start`). llama.cpp's perf lines are kept as ``engine_timings``.
+
+The binary: the classic completion tool, ``llama-cli`` in older llama.cpp and
+``llama-completion`` since the CLI split (the new ``llama-cli`` refuses ``-no-cnv``). The
+reader is tested against the real one built for the host (:mod:`.hostcli`) and against
+real-device output from public issue threads.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import re
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,21 +45,25 @@ from devicelab import (
 from .adb import Adb, adbutils_module
 from .device import AndroidDevice
 
+# The perf summary's prefix is the printing function's name, which llama.cpp has renamed:
+# ``llama_print_timings`` (to mid-2024), ``llama_perf_context_print`` (to late 2025), then
+# ``common_perf_print`` (llama-completion). Phones run whichever build their user made.
+_PREFIX = r"(?:llama_print_timings|llama_perf_context_print|common_perf_print):"
 PERF = {
-    "load_ms": re.compile(r"llama_perf_context_print:\s+load time =\s*([\d.]+) ms"),
-    "prefill": re.compile(
-        r"llama_perf_context_print:\s+prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens"
-    ),
-    "decode": re.compile(r"llama_perf_context_print:\s+eval time =\s*([\d.]+) ms /\s*(\d+) runs"),
-    "total_ms": re.compile(r"llama_perf_context_print:\s+total time =\s*([\d.]+) ms"),
+    "load_ms": re.compile(_PREFIX + r"\s+load time =\s*([\d.]+) ms"),
+    "prefill": re.compile(_PREFIX + r"\s+prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens"),
+    "decode": re.compile(_PREFIX + r"\s+eval time =\s*([\d.]+) ms /\s*(\d+) runs"),
+    "total_ms": re.compile(_PREFIX + r"\s+total time =\s*([\d.]+) ms"),
 }
 
-
-END_OF_TEXT = "[end of text]"
+# What llama.cpp's completion tool prints after the answer when the model ends it itself
+# (`` [end of text]\n``), and after every answer (``\n\n``): neither is generated text.
+END_OF_TEXT = " [end of text]\n"
+TRAILER = "\n\n"
 
 
 def parse_perf(stderr: str) -> dict[str, float]:
-    """llama.cpp's ``llama_perf_context_print`` lines -> engine_timings."""
+    """llama.cpp's perf summary lines -> engine_timings."""
     out: dict[str, float] = {}
     if m := PERF["load_ms"].search(stderr):
         out["load_ms"] = float(m.group(1))
@@ -95,6 +105,124 @@ class HostTokenizer:
         self.stack.close()
 
 
+@dataclass
+class CliRun:
+    """One llama-cli run, as the engine reads it."""
+
+    text: str
+    stopped: bool
+    output_tokens: int
+    timings: dict[str, float]
+    # When the perf summary's "total time" line arrived (perf_counter), if it did.
+    t_total_line: float | None = None
+
+    def prefill_start(self, t_cmd: float) -> float:
+        """When prefill began, for a run started at ``t_cmd``.
+
+        Two bounds, each from llama.cpp's own numbers: loading (``load time``, counted from
+        when the model load began, which is after the command started) was over, and the
+        ``total time`` window (in builds since 2024: from the perf reset after the warm-up
+        run, i.e. just before prefill, to the summary) had begun. The later one is the
+        closer; older builds counted loading into total time, so there the first one is.
+        """
+        t = t_cmd + self.timings.get("load_ms", 0.0) / 1000
+        if self.t_total_line is not None and "total_ms" in self.timings:
+            t = max(t, self.t_total_line - self.timings["total_ms"] / 1000)
+        return t
+
+
+class OutputReader:
+    """Reads llama-cli's stdout as it streams and its stderr at the end.
+
+    Each stdout chunk is decoded incrementally (llama.cpp writes token pieces, and a piece can
+    be part of a UTF-8 character; a pipe can split anywhere too) and the text so far is
+    counted with the model's tokenizer, so ``on_tokens(n, piece, t)`` fires when new tokens
+    have arrived, ``t`` being when their bytes arrived. llama.cpp's closing marks are not
+    text: a tail that could be their start is held back until later output or the end
+    decides, and is then passed on with the time it arrived.
+    """
+
+    def __init__(
+        self,
+        tokenize: Callable[[str], list[int]],
+        on_tokens: Callable[[int, str, float], None],
+    ) -> None:
+        self._tokenize = tokenize
+        self._on_tokens = on_tokens
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._raw = ""
+        self._arrivals: list[tuple[int, float]] = []  # (end offset in _raw, arrival time)
+        self._shown = 0  # characters of _raw already read as text
+        self._given = 0  # characters of _raw already passed on with tokens
+        self._err: list[bytes] = []
+        self._t_total_line: float | None = None
+        self.counted = 0
+
+    def stderr(self, data: bytes) -> None:
+        self._err.append(data)
+        if self._t_total_line is None and PERF["total_ms"].search(self._stderr_tail()):
+            self._t_total_line = time.perf_counter()
+
+    def _stderr_tail(self) -> str:
+        # The line can straddle chunks; the last few hold all of it.
+        return b"".join(self._err[-4:]).decode("utf-8", errors="replace")
+
+    @property
+    def stderr_text(self) -> str:
+        return b"".join(self._err).decode("utf-8", errors="replace")
+
+    def stdout(self, data: bytes) -> None:
+        self._raw += self._decoder.decode(data)
+        self._arrivals.append((len(self._raw), time.perf_counter()))
+        self._advance(self._safe_end())
+
+    def _safe_end(self) -> int:
+        raw = self._raw
+        for mark in (END_OF_TEXT + TRAILER, TRAILER):
+            for k in range(min(len(mark), len(raw)), 0, -1):
+                if raw.endswith(mark[:k]):
+                    return len(raw) - k
+        return len(raw)
+
+    def _advance(self, end: int) -> None:
+        for upto, t in self._arrivals:
+            if self._shown >= end:
+                break
+            if upto <= self._shown:
+                continue
+            upto = min(upto, end)
+            n = len(self._tokenize(self._raw[:upto]))
+            if n > self.counted:
+                # Text that added no token yet (part of a word) goes with the next that does.
+                self._on_tokens(n - self.counted, self._raw[self._given : upto], t)
+                self.counted, self._given = n, upto
+            self._shown = upto
+
+    def result(self) -> CliRun:
+        """The run, once llama-cli has exited: its text without the closing marks."""
+        tail = self._decoder.decode(b"", final=True)
+        if tail:
+            self._raw += tail
+            self._arrivals.append((len(self._raw), time.perf_counter()))
+        raw = self._raw
+        if raw.endswith(TRAILER):
+            raw = raw[: -len(TRAILER)]
+        stopped = raw.endswith(END_OF_TEXT)
+        if stopped:
+            raw = raw[: -len(END_OF_TEXT)]
+        self._advance(len(raw))
+        if self._given < len(raw):
+            self._on_tokens(0, raw[self._given :], self._arrivals[-1][1])
+            self._given = len(raw)
+        timings = parse_perf(self.stderr_text)
+        output_tokens = self.counted
+        if "decode_tokens" in timings:
+            # llama.cpp evaluates each output token but the last one it samples (which is
+            # the end-of-text token when the model stopped by itself).
+            output_tokens = int(timings["decode_tokens"]) + (0 if stopped else 1)
+        return CliRun(raw, stopped, output_tokens, timings, self._t_total_line)
+
+
 class LlamaCliEngine(Engine):
     name = "llama.cpp"
     device_kinds = ("android",)
@@ -112,7 +240,9 @@ class LlamaCliEngine(Engine):
             binary = LlamaCliEngine.binary_path(self)
             if binary is None or not binary.is_file():
                 raise ModelError(
-                    "llama.cpp on Android needs your arm64 llama-cli build: set "
+                    "llama.cpp on Android needs your arm64 llama-cli build (from llama.cpp "
+                    "builds that have llama-completion, that one: their llama-cli is a chat "
+                    "front end that refuses -no-cnv): set "
                     '[models.options] binary = "path/to/llama-cli" (a path from the directory '
                     "you run devicelab in) or DEVICELAB_LLAMA_CLI. Build it with the Android "
                     "NDK: cmake -DCMAKE_TOOLCHAIN_FILE=$NDK/build/cmake/android.toolchain.cmake "
@@ -194,33 +324,25 @@ class LlamaCliEngine(Engine):
             argv += ["-t", str(self.options.threads)]
         return argv
 
+    def prompt_file(self, request: GenerationRequest) -> str:
+        """What the prompt file that ``command`` names (``-f``) holds."""
+        # llama.cpp drops one trailing newline of a -f file; the template ends in one.
+        return self.chat_prompt(request.messages) + "\n"
+
     def generate(self, request: GenerationRequest, stream: TokenStream) -> GenerationResult:
         adb: Adb = self.phone.require_adb()
-        prompt = self.chat_prompt(request.messages)
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
-            # llama.cpp drops one trailing newline of a -f file; the template ends in one.
-            fh.write(prompt + "\n")
+            fh.write(self.prompt_file(request))
         try:
             adb.push(Path(fh.name), self._remote("prompt.txt"))
         finally:
             os.unlink(fh.name)
 
-        text = ""
-        counted = 0
-        err: list[bytes] = []
         watching = threading.Event()
-
-        def on_stdout(data: bytes) -> None:
-            nonlocal text, counted
-            piece = data.decode("utf-8", errors="replace")
-            text += piece
-            n = len(self.tokenize(text))
-            if n > counted:
-                stream.token(n - counted, text=piece)
-                counted = n
+        reader = OutputReader(self.tokenize, lambda n, piece, t: stream.token(n, t, text=piece))
 
         def on_stderr(data: bytes) -> None:
-            err.append(data)
+            reader.stderr(data)
             if not watching.is_set():
                 watching.set()
                 threading.Thread(target=self._watch_process, daemon=True).start()
@@ -229,33 +351,26 @@ class LlamaCliEngine(Engine):
         deadline = None if left is None else time.monotonic() + left
         t_cmd = time.perf_counter()
         stream.sent(t_cmd)
-        code = adb.stream(self.command(request), on_stdout, on_stderr, deadline=deadline)
-        stderr = b"".join(err).decode("utf-8", errors="replace")
+        code = adb.stream(self.command(request), reader.stdout, on_stderr, deadline=deadline)
         if code != 0:
             reason = "killed" if code in (137, 143) else f"exited with {code}"
-            raise devicelab.EngineError(f"llama-cli {reason}: {stderr.strip()[-300:]}")
-        timings = parse_perf(stderr)
-        if "load_ms" in timings:
-            stream.t_sent = t_cmd + timings["load_ms"] / 1000
-        stopped = text.rstrip().endswith(END_OF_TEXT)
-        if stopped:
-            text = text.rstrip()[: -len(END_OF_TEXT)]
-        output_tokens = counted
-        if "decode_tokens" in timings:
-            # llama.cpp evaluates each output token but the last one it samples (which is
-            # the end-of-text token when the model stopped by itself).
-            output_tokens = int(timings["decode_tokens"]) + (0 if stopped else 1)
+            stderr = reader.stderr_text.strip()[-300:]
+            raise devicelab.EngineError(f"llama-cli {reason}: {stderr}")
+        run = reader.result()
+        # llama-cli loads the model on every run: the request counts as sent when prefill
+        # began, which llama.cpp's own timings place.
+        stream.t_sent = run.prefill_start(t_cmd)
         return GenerationResult(
-            text=text,
+            text=run.text,
             input_tokens=self.prompt_tokens(request.messages),
-            output_tokens=output_tokens,
-            engine_timings=timings,
-            finish_reason="stop" if stopped else "length",
+            output_tokens=run.output_tokens,
+            engine_timings=run.timings,
+            finish_reason="stop" if run.stopped else "length",
             # A new llama-cli process per trial starts with an empty KV cache; its "prompt
             # eval time ... / N tokens" line proves how much of the prompt it evaluated.
-            prefilled_tokens=_int(timings.get("prefill_tokens")),
-            engine_prefill_tps=timings.get("prefill_tok_s"),
-            engine_decode_tps=timings.get("decode_tok_s"),
+            prefilled_tokens=_int(run.timings.get("prefill_tokens")),
+            engine_prefill_tps=run.timings.get("prefill_tok_s"),
+            engine_decode_tps=run.timings.get("decode_tok_s"),
         )
 
     def _watch_process(self) -> None:

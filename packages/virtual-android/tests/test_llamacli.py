@@ -27,25 +27,19 @@ PROMPT = "Write a long story about a robot who learns to paint."
 RUN = f"cd {TMP} && ./llama-cli -m model.gguf -f prompt.txt --temp 0 -no-cnv --no-display-prompt"
 
 _NUM = r"\s*([\d.]+|inf|nan)"
-SAMPLER = re.compile(
-    rf"^llama_perf_sampler_print:    sampling time ={_NUM} ms /\s*(\d+) runs   "
-    rf"\({_NUM} ms per token,{_NUM} tokens per second\)$",
-    re.M,
-)
-LOAD = re.compile(rf"^llama_perf_context_print:        load time ={_NUM} ms$", re.M)
+SAMPLER = re.compile(rf"^common_perf_print:    samplers time ={_NUM} ms /\s*(\d+) tokens$", re.M)
+LOAD = re.compile(rf"^common_perf_print:        load time ={_NUM} ms$", re.M)
 PROMPT_EVAL = re.compile(
-    rf"^llama_perf_context_print: prompt eval time ={_NUM} ms /\s*(\d+) tokens "
+    rf"^common_perf_print: prompt eval time ={_NUM} ms /\s*(\d+) tokens "
     rf"\({_NUM} ms per token,{_NUM} tokens per second\)$",
     re.M,
 )
 EVAL = re.compile(
-    rf"^llama_perf_context_print:        eval time ={_NUM} ms /\s*(\d+) runs   "
+    rf"^common_perf_print:        eval time ={_NUM} ms /\s*(\d+) runs   "
     rf"\({_NUM} ms per token,{_NUM} tokens per second\)$",
     re.M,
 )
-TOTAL = re.compile(
-    rf"^llama_perf_context_print:       total time ={_NUM} ms /\s*(\d+) tokens$", re.M
-)
+TOTAL = re.compile(rf"^common_perf_print:       total time ={_NUM} ms /\s*(\d+) tokens$", re.M)
 
 
 @dataclass
@@ -148,7 +142,7 @@ def test_generation_prints_text_then_llama_cpp_perf_with_real_counts(phone: Phon
     log = result.stderr
     assert "from model.gguf (version GGUF V3 (latest))" in log
     assert "print_info: file type   = Q4_1" in log
-    assert log.index("generate: n_ctx = 4096") < log.index("llama_perf_sampler_print")
+    assert log.index("generate: n_ctx = 4096") < log.index("common_perf_print")
 
     (sampling,) = SAMPLER.findall(log)
     (prompt_eval,) = PROMPT_EVAL.findall(log)
@@ -176,7 +170,7 @@ def test_text_streams_while_the_process_runs_and_closing_the_stream_stops_it(
         conn.conn.settimeout(300)
         received = _read_until(conn, _generating)
         assert _generating(received), received.decode(errors="replace")
-        assert b"llama_perf" not in received  # text arrived before the run was over
+        assert b"common_perf_print" not in received  # text arrived before the run was over
 
         (pid,) = _pids(phone)
         names = phone.adb.shell("ps -A -o PID,NAME").splitlines()
@@ -200,7 +194,7 @@ def test_kill_ends_the_run_with_137_and_no_perf_summary(phone: Phone) -> None:
     finally:
         conn.close()
     assert rest.rstrip().endswith(b"EXIT:137")
-    assert b"llama_perf" not in rest
+    assert b"common_perf_print" not in rest
     assert not _pids(phone)
 
 

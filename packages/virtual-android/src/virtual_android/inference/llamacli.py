@@ -30,7 +30,7 @@ Output, in llama.cpp's layout: the loading log (a short version of llama.cpp's) 
 prompt echoed on stdout unless ``--no-display-prompt`` (so, as on a phone, TTFT measured from
 the first stdout bytes needs that flag); then each generated piece written to stdout as soon as
 it is decoded; `` [end of text]`` when the model ends its answer; ``\\n\\n``; then on stderr
-``llama_perf_sampler_print`` and ``llama_perf_context_print`` with llama.cpp's exact formats and
+``common_perf_print`` (llama-completion's perf block) with llama.cpp's exact formats and
 this run's real numbers. Exit 0. While it runs the process is ``llama-cli`` in ``ps``/``pidof``
 and its VmRSS/VmHWM are the model file plus the runtime. Closing the stream or ``kill`` stops
 it at once (no perf summary, like a killed process).
@@ -621,20 +621,29 @@ def _div(a: float, b: float) -> float:
 
 
 def _perf_lines(perf: _Perf, total_ms: float) -> str:
-    """llama_perf_sampler_print and llama_perf_context_print, format for format."""
+    """llama-completion's common_perf_print block, format for format.
+
+    As in llama.cpp, ``total time`` is the generation window (from the perf reset once the
+    model is loaded and warmed up), so load time is not part of it.
+    """
+    unaccounted = total_ms - (perf.sample_ms + perf.p_eval_ms + perf.eval_ms)
     return (
-        f"llama_perf_sampler_print:    sampling time = {perf.sample_ms:10.2f} ms / "
-        f"{perf.n_sample:5d} runs   ({_div(perf.sample_ms, perf.n_sample):8.2f} ms per token, "
-        f"{_div(1e3 * perf.n_sample, perf.sample_ms):8.2f} tokens per second)\n"
-        f"llama_perf_context_print:        load time = {perf.load_ms:10.2f} ms\n"
-        f"llama_perf_context_print: prompt eval time = {perf.p_eval_ms:10.2f} ms / "
+        f"common_perf_print:    sampling time = {perf.sample_ms:10.2f} ms\n"
+        f"common_perf_print:    samplers time = {perf.sample_ms:10.2f} ms / "
+        f"{perf.n_sample:5d} tokens\n"
+        f"common_perf_print:        load time = {perf.load_ms:10.2f} ms\n"
+        f"common_perf_print: prompt eval time = {perf.p_eval_ms:10.2f} ms / "
         f"{perf.n_p_eval:5d} tokens ({_div(perf.p_eval_ms, perf.n_p_eval):8.2f} ms per token, "
         f"{_div(1e3 * perf.n_p_eval, perf.p_eval_ms):8.2f} tokens per second)\n"
-        f"llama_perf_context_print:        eval time = {perf.eval_ms:10.2f} ms / "
+        f"common_perf_print:        eval time = {perf.eval_ms:10.2f} ms / "
         f"{perf.n_eval:5d} runs   ({_div(perf.eval_ms, perf.n_eval):8.2f} ms per token, "
         f"{_div(1e3 * perf.n_eval, perf.eval_ms):8.2f} tokens per second)\n"
-        f"llama_perf_context_print:       total time = {total_ms:10.2f} ms / "
+        f"common_perf_print:       total time = {total_ms:10.2f} ms / "
         f"{perf.n_p_eval + perf.n_eval:5d} tokens\n"
+        f"common_perf_print: unaccounted time = {unaccounted:10.2f} ms / "
+        f"{_div(100.0 * unaccounted, total_ms):5.1f} %      "
+        "(total - sampling - prompt eval - eval) / (total)\n"
+        f"common_perf_print:    graphs reused = {max(perf.n_eval - 1, 0):10d}\n"
     )
 
 
@@ -688,7 +697,7 @@ class _Run:
         self.ctx = ctx
         self.params = params
         self.perf = _Perf()
-        self.t_start = time.perf_counter()
+        self.t_ready = time.perf_counter()  # model loaded: the perf window starts
 
     def run(self) -> int:
         ctx, params = self.ctx, self.params
@@ -756,7 +765,7 @@ class _Run:
         if status != 0:
             return status
         ctx.write("\n\n")
-        total_ms = (time.perf_counter() - self.t_start) * 1000.0
+        total_ms = (time.perf_counter() - self.t_ready) * 1000.0
         ctx.error(_perf_lines(self.perf, total_ms))
         return 0
 
@@ -780,7 +789,8 @@ class _Run:
         except Exception as exc:  # llama.cpp refused what the header promised
             cause = str(exc).replace(str(host_path), model)
             return _load_failure(ctx, model, cause, from_gguf=False)
-        self.perf.load_ms = (time.perf_counter() - start) * 1000.0
+        self.t_ready = time.perf_counter()
+        self.perf.load_ms = (self.t_ready - start) * 1000.0
         return llm, header
 
 
