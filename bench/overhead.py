@@ -23,15 +23,15 @@ import llama_cpp
 from devicelab_host import HostCollector
 from devicelab_llamacpp import LlamaCppEngine, _cpu_has_amx, _model_params
 
-from devicelab import plugin_manager
+from devicelab import _plugins as plugin_manager
+from devicelab._metrics import speed
 from devicelab._rundir import RunDir, load_run
 from devicelab._runtime.execute import execute
 from devicelab._runtime.plan import Plan
 from devicelab._runtime.prompts import build_prompts
 from devicelab._runtime.resolve import resolve
-from devicelab.metrics import speed
-from devicelab.scenario import load_scenario
-from devicelab.telemetry import Sampler
+from devicelab._scenario import load_scenario
+from devicelab._telemetry import Sampler
 
 SCENARIO = """\
 [scenario]

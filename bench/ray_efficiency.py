@@ -39,7 +39,8 @@ import psutil
 import ray
 from devicelab_ray.executor import RayExecutor
 
-from devicelab import Reporter, RunDir, plugin_manager
+from devicelab import Reporter, RunDir
+from devicelab import _plugins as plugin_manager
 from devicelab._rundir import load_run
 from devicelab._runtime.resolve import load_and_resolve as load_and_prepare
 

@@ -5,23 +5,7 @@ Plugins import what they need from here; the names below are the public API.
 
 from __future__ import annotations
 
-from ._executor import Executor, Reporter, RunOutcome
-from ._record import (
-    CELL_KEY,
-    FIELDS,
-    Attempts,
-    Field,
-    Identity,
-    Measures,
-    Quality,
-    Thermal,
-    TrialRecord,
-)
-from ._registry import Registry
-from ._rundir import RunData, RunDir, load_run
-from ._runtime.plan import Plan, Trial
-from ._runtime.session import DeviceSession, TrialOutput
-from .api import (
+from ._api import (
     Collector,
     CollectorFactory,
     CorpusSpec,
@@ -49,8 +33,8 @@ from .api import (
     is_gguf,
     parse_options,
 )
-from .engines import open_engine
-from .errors import (
+from ._engines import open_engine
+from ._errors import (
     CorpusError,
     DevicelabError,
     DeviceLostError,
@@ -64,8 +48,24 @@ from .errors import (
     TrialTimeout,
     UsageError,
 )
-from .hookspecs import hookimpl
-from .plugin_manager import get_registry as load_plugins
+from ._executor import Executor, Reporter, RunOutcome
+from ._hookspecs import hookimpl
+from ._plugins import get_registry as load_plugins
+from ._record import (
+    CELL_KEY,
+    FIELDS,
+    Attempts,
+    Field,
+    Identity,
+    Measures,
+    Quality,
+    Thermal,
+    TrialRecord,
+)
+from ._registry import Registry
+from ._rundir import RunData, RunDir, load_run
+from ._runtime.plan import Plan, Trial
+from ._runtime.session import DeviceSession, TrialOutput
 
 __version__ = "0.1.0"
 

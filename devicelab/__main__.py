@@ -1,5 +1,5 @@
 """``python -m devicelab`` runs the command line."""
 
-from devicelab.cli import main
+from devicelab._cli import main
 
 main()

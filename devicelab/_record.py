@@ -175,7 +175,7 @@ class Measures:
     energy_reliable: bool | None = None
     # What the engine says it prefilled, and the marker tokens a cache buster added (counted
     # in input_tokens); prefix_cached is True when part of the prompt came from a cache,
-    # None when nothing could tell (see devicelab.prefill).
+    # None when nothing could tell (see devicelab._prefill).
     prefilled_tokens: int | None = None
     cache_buster_tokens: int = 0
     prefix_cached: bool | None = None

@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._executor import Executor
-from .api import (
+from ._api import (
     CollectorFactory,
     CorpusSpec,
     DeviceType,
@@ -17,7 +16,8 @@ from .api import (
     Quantizer,
     Task,
 )
-from .errors import ModelError, ScenarioError
+from ._errors import ModelError, ScenarioError
+from ._executor import Executor
 
 CORE = "devicelab"  # the name devicelab's own plugins are registered under
 

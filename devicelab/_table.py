@@ -1,6 +1,6 @@
 """One table model for the summary rows, rendered by rich (the CLI) and as HTML (the report).
 
-The tables are built once from :func:`devicelab.metrics.summarize`'s rows: the columns come
+The tables are built once from :func:`devicelab._metrics.summarize`'s rows: the columns come
 from :data:`~devicelab._record.CELL_KEY` and :data:`~devicelab._record.FIELDS`, so a field
 added there is a column in the terminal and in the report alike.
 """

@@ -17,7 +17,7 @@ add one test item per (model/quant/task/L key, check), named
 ``devicelab-gates::gate[MODEL/QUANT/TASK/L<n>:CHECK]``: it passes, fails with the numbers
 (baseline and candidate statistic, change, p-value) or is skipped as inconclusive (fewer
 than 5 measured values on a side). Bad options are a pytest usage error. See
-:mod:`devicelab.gates` for the rule.
+:mod:`devicelab._gates` for the rule.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from typing import Any
 
 import pytest
 
-from . import gates
+from . import _gates as gates
+from ._errors import UsageError
 from ._registry import Registry
 from ._rundir import load_run
-from .errors import UsageError
 from .testing import installed_plugin
 
 InstallPlugin = Callable[..., Registry]

@@ -29,7 +29,7 @@ from typing import Any
 
 import tomli_w
 
-from . import plugin_manager
+from . import _plugins as plugin_manager
 from ._executor import Reporter
 from ._registry import Registry
 from ._rundir import RunDir, load_run
@@ -37,7 +37,7 @@ from ._runtime.execute import execute
 from ._runtime.materialise import materialise
 from ._runtime.plan import Plan
 from ._runtime.resolve import resolve
-from .scenario import load_scenario
+from ._scenario import load_scenario
 
 __all__ = [
     "installed_plugin",
@@ -59,7 +59,7 @@ def reset_plugins() -> None:
 
 def run_cli(args: Sequence[str]) -> int:
     """Run the ``devicelab`` command line in-process with ``args``; its exit code."""
-    from .cli import main
+    from ._cli import main
 
     try:
         main(list(args))
@@ -91,7 +91,7 @@ def registry_with(*plugins: object) -> Registry:
     objects with ``@devicelab.hookimpl`` functions), each named by :func:`plugin_name`.
 
     Loaded exactly as ``devicelab`` loads plugins, so a misspelled hook or a duplicate name
-    raises :class:`~devicelab.errors.PluginError` here too. A plugin that is already loaded
+    raises :class:`~devicelab.PluginError` here too. A plugin that is already loaded
     through its entry point is not added twice.
     """
     pm, broken = plugin_manager.new_plugin_manager()
@@ -160,7 +160,7 @@ def run_scenario(
 
     ``registry`` defaults to the plugins this process loads (:func:`registry_with` adds
     yours); ``out`` (the run directory) defaults to a new directory beside the scenario.
-    Bad input raises the :class:`~devicelab.errors.UsageError` the CLI would report.
+    Bad input raises the :class:`~devicelab.UsageError` the CLI would report.
     """
     reg = registry if registry is not None else plugin_manager.get_registry()
     plan = materialise(resolve(load_scenario(path), reg), reg, Reporter())
@@ -182,7 +182,7 @@ def installed_plugin(plugin: object, name: str | None = None) -> Iterator[Regist
     entry point ``<name> = that module:plugin`` is written to a temporary directory on
     ``sys.path``, and ``DEVICELAB_PLUGINS`` (when set) is extended with ``name``. Yields
     the registry ``devicelab`` now loads; afterwards everything is undone and the loaded
-    plugins are forgotten (:func:`devicelab.plugin_manager.reset`).
+    plugins are forgotten (:func:`devicelab._plugins.reset`).
     """
     name = name or plugin_name(plugin)
     module_name = f"_devicelab_installed_{name.replace('-', '_')}"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from wordsplugin import BUILTINS, WORDS_SCENARIO, WordsPlugin, make_corpus, write_scenario
 
-from devicelab import plugin_manager
+from devicelab import _plugins as plugin_manager
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,8 @@ import pytest
 from wordsplugin import run_cli
 
 from devicelab import load_run
-from devicelab.advise import Advice, Candidate, advise, dominates, recommend
-from devicelab.errors import UsageError
+from devicelab._advise import Advice, Candidate, advise, dominates, recommend
+from devicelab._errors import UsageError
 
 # (model, quant) -> (quality dict, median ttft_s, max peak_mem_mb), per (task, L).
 # SUMM L=200: mean quality A/q4 0.6, A/q8 0.7, B/q4 0.5, C/q4 0.9.
@@ -211,8 +211,8 @@ def test_cli_bad_input_exits_2(
 
 
 def test_lower_is_better_quality_is_kept_out_of_the_ranking() -> None:
+    from devicelab._advise import trial_quality
     from devicelab._record import higher_is_better
-    from devicelab.advise import trial_quality
 
     record = {"quality": {"bleu": 0.4, "rouge1": 0.6, "self_bleu": 0.9}}
     assert trial_quality(record, None) == pytest.approx(0.5)

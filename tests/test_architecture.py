@@ -154,7 +154,7 @@ def test_plugins_use_only_the_public_api():
                 "devicelab.testing",
             }:
                 bad.append(f"{file.relative_to(ROOT)}:{line}: {text}")
-        # `import devicelab` and then `devicelab.plugin_manager.get_registry()` reaches in too.
+        # `import devicelab` and then `devicelab._plugins.get_registry()` reaches in too.
         for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
             if (
                 isinstance(node, ast.Attribute)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from wordsplugin import BUILTINS, run_cli
 
-from devicelab import plugin_manager
+from devicelab import _plugins as plugin_manager
 from devicelab._rundir import TRIALS, read_jsonl
 
 
@@ -85,9 +85,9 @@ def test_plugins_and_devices_json(
 def test_summary_shows_the_device_when_a_run_spans_several(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from devicelab._cli import print_summary
+    from devicelab._metrics import summarize
     from devicelab._record import TrialRecord
-    from devicelab.cli import print_summary
-    from devicelab.metrics import summarize
 
     base = {"status": "ok", "warmup": False, "model": "m", "quant": "q", "task": "SUMM"}
     records = [

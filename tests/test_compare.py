@@ -7,7 +7,7 @@ import pytest
 from wordsplugin import run_cli
 
 from devicelab import load_run
-from devicelab.compare import compare_runs
+from devicelab._compare import compare_runs
 
 DATA = Path(__file__).parent / "data" / "gates"
 

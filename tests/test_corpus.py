@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from devicelab.corpus import cut_sections, load_corpus
-from devicelab.errors import CorpusError
+from devicelab._corpus import cut_sections, load_corpus
+from devicelab._errors import CorpusError
 
 
 def _write(tmp_path: Path, lines: list[str]) -> Path:

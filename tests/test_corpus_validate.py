@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from wordsplugin import run_cli
 
-from devicelab.corpus import validate_corpus
+from devicelab._corpus import validate_corpus
 
 SHIPPED = (
     Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from wordsplugin import write_scenario
 
+from devicelab._cli import main
 from devicelab._rundir import TELEMETRY, TRIALS, read_jsonl
-from devicelab.cli import main
 
 TINY = """\
 [scenario]

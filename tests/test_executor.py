@@ -10,7 +10,8 @@ import pytest
 from wordsplugin import run_cli
 
 import devicelab
-from devicelab import DeviceSession, Executor, Plan, Reporter, RunDir, RunOutcome, plugin_manager
+from devicelab import DeviceSession, Executor, Plan, Reporter, RunDir, RunOutcome
+from devicelab import _plugins as plugin_manager
 from devicelab._rundir import TRIALS, read_jsonl
 from devicelab._runtime.local import LocalExecutor
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from wordsplugin import run_cli
 
-from devicelab.export import flatten
+from devicelab._export import flatten
 
 DATA = Path(__file__).parent / "data" / "gates"
 

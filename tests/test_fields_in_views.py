@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from wordsplugin import run_cli
 
-from devicelab import _record, gates, load_run
+from devicelab import _gates as gates
+from devicelab import _record, load_run
+from devicelab._cli import print_summary
+from devicelab._compare import compare_runs
+from devicelab._export import trial_rows
+from devicelab._metrics import summarize
 from devicelab._record import Field
-from devicelab.cli import print_summary
-from devicelab.compare import compare_runs
-from devicelab.export import trial_rows
-from devicelab.metrics import summarize
-from devicelab.report import build_report
+from devicelab._report import build_report
 
 GATES = Path(__file__).parent / "data" / "gates"
 # A field no view knows: the share of the trial the GPU was busy, lower is better.

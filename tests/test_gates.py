@@ -9,8 +9,8 @@ import pytest
 from wordsplugin import run_cli
 
 import devicelab
-from devicelab import gates
-from devicelab.gates import GateSpecError, mann_whitney_greater, parse_check
+from devicelab import _gates as gates
+from devicelab._gates import GateSpecError, mann_whitney_greater, parse_check
 
 pytest_plugins = ["pytester"]
 

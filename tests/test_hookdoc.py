@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devicelab import hookspecs
-from devicelab.hookdoc import COMMAND, hook_names, render
+from devicelab import _hookspecs as hookspecs
+from devicelab._hookdoc import COMMAND, hook_names, render
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -15,7 +15,7 @@ def test_hook_reference_is_regenerated() -> None:
     doc = ROOT / "docs" / "hooks.md"
     current = doc.read_text(encoding="utf-8") if doc.exists() else ""
     assert current == render(), (
-        f"docs/hooks.md is not what devicelab/hookspecs.py generates. Regenerate it: `{COMMAND}`"
+        f"docs/hooks.md is not what devicelab/_hookspecs.py generates. Regenerate it: `{COMMAND}`"
     )
 
 

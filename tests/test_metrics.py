@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from devicelab._metrics import speed, summarize
 from devicelab._record import TrialRecord
-from devicelab.metrics import speed, summarize
 
 
 def test_speed_matches_the_contract_definitions() -> None:

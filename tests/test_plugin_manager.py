@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from wordsplugin import BUILTINS
 
-from devicelab import plugin_manager
-from devicelab.errors import PluginError
+from devicelab import _plugins as plugin_manager
+from devicelab._errors import PluginError
 
 
 def install_plugin(site: Path, name: str, source: str, dist: str | None = None) -> None:
@@ -123,7 +123,7 @@ def test_broken_plugin_is_listed_and_the_rest_works(
     reg = plugin_manager.get_registry()
     assert "SUMM" in reg.tasks
     assert [b.name for b in reg.broken] == ["broken"]
-    from devicelab.cli import main
+    from devicelab._cli import main
 
     main(["plugins", "--json"])
     rows = json.loads(capsys.readouterr().out)
@@ -281,7 +281,7 @@ def test_registered_parts_run_together(lab: Path, tmp_path: Path) -> None:
 
 def test_register_commands_adds_a_subcommand(lab: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """devicelab_register_commands receives the click group; the command runs from main()."""
-    from devicelab.cli import cli, main
+    from devicelab._cli import cli, main
 
     try:
         main(["hello"])
@@ -291,7 +291,7 @@ def test_register_commands_adds_a_subcommand(lab: Path, capsys: pytest.CaptureFi
 
 
 def test_plugin_engine_options_are_checked_by_name(lab: Path, tmp_path: Path) -> None:
-    from devicelab.errors import ScenarioError
+    from devicelab._errors import ScenarioError
     from devicelab.testing import make_scenario, run_scenario
 
     path = make_scenario(
@@ -325,7 +325,7 @@ def test_broken_plugin_leaves_the_cli_usable(
     """The import error names the entry point; a scenario needing its task says it is broken."""
     install_plugin(site, "broken", "import not_a_module_anywhere\n")
     monkeypatch.setenv("DEVICELAB_PLUGINS", "host,docassist,broken")
-    from devicelab.cli import main
+    from devicelab._cli import main
 
     main(["plugins"])
     text = capsys.readouterr().out

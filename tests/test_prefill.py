@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devicelab.prefill import GAP_FLAG, client_engine_gap, flagged_gaps, prefix_cached
+from devicelab._prefill import GAP_FLAG, client_engine_gap, flagged_gaps, prefix_cached
 
 
 def test_a_shortfall_of_prefilled_tokens_means_a_cached_prefix() -> None:

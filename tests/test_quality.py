@@ -12,9 +12,9 @@ import pytest
 from wordsplugin import run_cli
 
 from devicelab import Scored, UsageError
+from devicelab._quality import Scorer
 from devicelab._rundir import TRIALS, read_jsonl
-from devicelab.quality import Scorer
-from devicelab.scenario import load_scenario
+from devicelab._scenario import load_scenario
 
 
 @pytest.fixture

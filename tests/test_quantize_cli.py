@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from wordsplugin import BUILTINS, run_cli
 
-from devicelab import plugin_manager
-from devicelab.errors import PluginError
+from devicelab import _plugins as plugin_manager
+from devicelab._errors import PluginError
 
 TOY_PLUGIN = textwrap.dedent(
     '''

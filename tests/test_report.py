@@ -7,7 +7,7 @@ import pytest
 from wordsplugin import run_cli
 
 from devicelab import load_run
-from devicelab.report import build_report, pick_timeline_trials
+from devicelab._report import build_report, pick_timeline_trials
 from devicelab.testing import make_scenario, run_scenario
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from devicelab import Identity, TrialRecord
+from devicelab._errors import RunDirError
 from devicelab._rundir import TELEMETRY, TRIALS, RunDir, load_run, read_jsonl
-from devicelab.errors import RunDirError
-from devicelab.scenario import load_scenario
+from devicelab._scenario import load_scenario
 
 
 def _record(trial_id: str) -> TrialRecord:

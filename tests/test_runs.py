@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import devicelab
-from devicelab.errors import RunDirError, UsageError
+from devicelab._errors import RunDirError, UsageError
 
 GATES = Path(__file__).parent / "data" / "gates"
 

@@ -9,11 +9,11 @@ import annotated_types
 import pytest
 from wordsplugin import WordsPlugin, write_scenario
 
-from devicelab import plugin_manager
+from devicelab import _plugins as plugin_manager
+from devicelab._errors import CorpusError, ModelError, ScenarioError
 from devicelab._registry import Registry
 from devicelab._runtime.resolve import resolve
-from devicelab.errors import CorpusError, ModelError, ScenarioError
-from devicelab.scenario import TABLES, load_scenario, parse_scenario
+from devicelab._scenario import TABLES, load_scenario, parse_scenario
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devicelab.scenario import TABLES
-from devicelab.scenariodoc import COMMAND, current, main, render
+from devicelab._scenario import TABLES
+from devicelab._scenariodoc import COMMAND, current, main, render
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_readme_scenario_table_is_regenerated() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert current(readme) == render(), (
-        f"README.md's scenario table is not what devicelab/scenario.py declares. "
+        f"README.md's scenario table is not what devicelab/_scenario.py declares. "
         f"Regenerate it: `{COMMAND}`"
     )
 

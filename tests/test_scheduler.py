@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from wordsplugin import FlakyDevice, WordEngine
 
+from devicelab._errors import ModelError
+from devicelab._plugins import Registry
 from devicelab._rundir import TELEMETRY, TRIALS, RunDir, read_jsonl
 from devicelab._runtime.execute import execute
 from devicelab._runtime.resolve import resolve
-from devicelab.errors import ModelError
-from devicelab.plugin_manager import Registry
-from devicelab.scenario import load_scenario
+from devicelab._scenario import load_scenario
 
 CONTRACT_FIELDS = {
     "run_id", "trial_id", "status", "error", "device", "device_info", "engine", "model",
@@ -275,7 +275,7 @@ def test_a_device_name_that_is_a_kind_asks_no_other_kind(
     be costly (Android's starts an adb server); the first kind that accepts is taken."""
     from devicelab import DeviceInfo, DeviceType
     from devicelab._runtime.resolve import resolve_device
-    from devicelab.scenario import Scenario
+    from devicelab._scenario import Scenario
 
     asked: list[str] = []
 

@@ -12,11 +12,11 @@ import pytest
 from wordsplugin import WordsPlugin, make_corpus
 
 import devicelab
-from devicelab import plugin_manager
-from devicelab.cli import main
-from devicelab.errors import PluginError
+from devicelab import _plugins as plugin_manager
+from devicelab._cli import main
+from devicelab._errors import PluginError
+from devicelab._scenario import load_scenario
 from devicelab.pytest_plugin import InstallPlugin
-from devicelab.scenario import load_scenario
 from devicelab.testing import (
     installed_plugin,
     make_scenario,

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from wordsplugin import HotCollector, WordEngine
 
+from devicelab._errors import ScenarioError
 from devicelab._executor import Reporter
+from devicelab._plugins import Registry
 from devicelab._rundir import TELEMETRY, TRIALS, RunDir, read_jsonl
 from devicelab._runtime.execute import execute
 from devicelab._runtime.resolve import resolve
 from devicelab._runtime.session import ThermalWatch as Thermal
-from devicelab.errors import ScenarioError
-from devicelab.plugin_manager import Registry
-from devicelab.scenario import load_scenario
+from devicelab._scenario import load_scenario
 
 FLAKY = '\n[device]\nname = "flaky"\n'
 

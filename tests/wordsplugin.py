@@ -138,7 +138,7 @@ class PowerCollector(devicelab.Collector):
 
     name = "power"
 
-    def sample(self) -> dict[str, devicelab.api.Value]:
+    def sample(self) -> dict[str, devicelab.Value]:
         return {"power_w": 2.0, "on_battery": False}
 
 
@@ -160,8 +160,8 @@ class HotCollector(devicelab.Collector):
     def __init__(self) -> None:
         self.reads = 0
 
-    def sample(self) -> dict[str, devicelab.api.Value]:
-        out: dict[str, devicelab.api.Value] = {}
+    def sample(self) -> dict[str, devicelab.Value]:
+        out: dict[str, devicelab.Value] = {}
         if HotCollector.start_c is not None:
             out["temp_c"] = HotCollector.start_c - HotCollector.step_c * self.reads
             self.reads += 1

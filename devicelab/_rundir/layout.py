@@ -16,7 +16,7 @@ TRIALS = "trials.jsonl"  # one trial record per line, appended as each trial end
 TELEMETRY = "telemetry.jsonl"  # one telemetry sample per line
 SCENARIO = "scenario.toml"  # the scenario as resolved when the run started
 RUN_META = "run.json"  # run id, scenario name, source and fingerprint, creation time
-SUMMARY = "summary.json"  # the summary rows (devicelab.metrics.summarize) as JSON
+SUMMARY = "summary.json"  # the summary rows (devicelab._metrics.summarize) as JSON
 
 
 def read_jsonl(file: Path) -> Iterator[dict[str, Any]]:

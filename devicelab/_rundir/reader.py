@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _record
+from .._errors import RunDirError, UsageError
 from .._record import (
     QUALITY_PREFIX,
     RUN_KEY,
@@ -31,7 +32,6 @@ from .._record import (
     cell_sort_key,
     is_metric,
 )
-from ..errors import RunDirError, UsageError
 from .layout import RUN_META, TELEMETRY, TRIALS, read_jsonl
 
 

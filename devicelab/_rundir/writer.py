@@ -18,12 +18,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import tomli_w
 
+from .._errors import RunDirError
 from .._record import TrialRecord
-from ..errors import RunDirError
 from .layout import RUN_META, SCENARIO, SUMMARY, TELEMETRY, TRIALS, read_jsonl
 
 if TYPE_CHECKING:
-    from ..scenario import Scenario
+    from .._scenario import Scenario
 
 
 def now_iso() -> str:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .._errors import UsageError
 from .._executor import DEFAULT, Executor, Reporter, RunOutcome
+from .._hookspecs import hookimpl
 from .._rundir import RunDir
-from ..errors import UsageError
-from ..hookspecs import hookimpl
 from .execute import execute
 from .plan import Plan
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .._executor import Reporter
+from .._quantize import run_job
 from .._registry import Registry
-from ..quantize import run_job
 from .plan import Plan
 
 

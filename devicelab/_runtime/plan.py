@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._api import Collector, Device, DeviceType, Document, Engine, ModelSpec, Task, TaskPrompt
 from .._record import Attempts, Identity, TrialRecord
 from .._rundir import now_iso
-from ..api import Collector, Device, DeviceType, Document, Engine, ModelSpec, Task, TaskPrompt
-from ..scenario import Scenario
+from .._scenario import Scenario
 
 
 @dataclass(frozen=True)

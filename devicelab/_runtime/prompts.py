@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..api import Engine, TaskPrompt
-from ..corpus import Sections, cut_sections
-from ..errors import ModelError
+from .._api import Engine, TaskPrompt
+from .._corpus import Sections, cut_sections
+from .._errors import ModelError
 from .plan import Plan
 
 PromptKey = tuple[str, str, str, int]  # task, document, item, context length

@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .._api import DeviceType, Document, ModelSpec, Task, parse_options
+from .._corpus import load_corpus
+from .._errors import CorpusError, ScenarioError, UsageError
+from .._quantize import plan_quant
 from .._registry import Registry
-from ..api import DeviceType, Document, ModelSpec, Task, parse_options
-from ..corpus import load_corpus
-from ..errors import CorpusError, ScenarioError, UsageError
-from ..quantize import plan_quant
-from ..scenario import Scenario, load_scenario, parse_scenario
+from .._scenario import Scenario, load_scenario, parse_scenario
 from .plan import Plan, QuantJob, ResolvedModel, prompt_items
 
 if sys.version_info >= (3, 11):

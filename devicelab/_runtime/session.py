@@ -19,12 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import metrics, prefill
-from .._executor import Reporter
-from .._record import Attempts, Measures, Quality, Thermal, TrialRecord
-from .._registry import Registry
-from .._rundir import now_iso
-from ..api import (
+from .. import _metrics as metrics
+from .. import _prefill as prefill
+from .._api import (
     Device,
     Engine,
     GenerationRequest,
@@ -33,9 +30,13 @@ from ..api import (
     TaskPrompt,
     TokenStream,
 )
-from ..errors import DevicelabError, DeviceLostError, TrialError, UsageError
-from ..quality import Scorer
-from ..telemetry import Sampler
+from .._errors import DevicelabError, DeviceLostError, TrialError, UsageError
+from .._executor import Reporter
+from .._quality import Scorer
+from .._record import Attempts, Measures, Quality, Thermal, TrialRecord
+from .._registry import Registry
+from .._rundir import now_iso
+from .._telemetry import Sampler
 from .materialise import materialise
 from .plan import Plan, ResolvedModel, Trial
 from .prompts import PromptKey, build_prompts

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import devicelab
-from devicelab.api import cache_dir
+from devicelab import cache_dir
 
 PACKAGE = "llama-cpp-python"
 BUILD_COMMAND = "python -m devicelab_android.hostcli"

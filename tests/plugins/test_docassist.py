@@ -4,7 +4,7 @@ import pytest
 from devicelab_docassist import CORPORA, INTENTS, AnswerQuestion, SuggestQuestions, Summarize
 from devicelab_llamacpp import smollm2_path
 
-from devicelab.corpus import load_corpus
+from devicelab._corpus import load_corpus
 
 CORPUS = CORPORA / "docassist-mini.jsonl"
 

@@ -19,11 +19,12 @@ from devicelab_geval import (
 )
 from wordsplugin import write_scenario
 
-from devicelab import Engine, MetricContext, ScenarioError, Scored, plugin_manager
+from devicelab import Engine, MetricContext, ScenarioError, Scored
+from devicelab import _plugins as plugin_manager
+from devicelab._api import parse_options
+from devicelab._cli import main
+from devicelab._engines import open_engine
 from devicelab._rundir import TRIALS, read_jsonl
-from devicelab.api import parse_options
-from devicelab.cli import main
-from devicelab.engines import open_engine
 
 JUDGE = "smollm2-135m-instruct"
 DOC = (

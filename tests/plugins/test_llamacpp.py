@@ -9,9 +9,9 @@ import pytest
 from devicelab_llamacpp import LlamaCppEngine, smollm2_path
 
 from devicelab import GenerationRequest, Message, ModelSpec, TokenStream
-from devicelab.errors import TrialTimeout
-from devicelab.metrics import speed
-from devicelab.prefill import prefix_cached
+from devicelab._errors import TrialTimeout
+from devicelab._metrics import speed
+from devicelab._prefill import prefix_cached
 
 
 @pytest.fixture(scope="module")

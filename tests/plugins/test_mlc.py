@@ -19,8 +19,8 @@ from devicelab_mlc.engine import INSTALL, MlcEngine
 from wordsplugin import run_cli, write_scenario
 
 from devicelab import GenerationRequest, GenerationResult, Message, ModelSpec, TokenStream
+from devicelab._prefill import prefix_cached
 from devicelab._rundir import TRIALS, read_jsonl
-from devicelab.prefill import prefix_cached
 
 DOUBLES = Path(__file__).parent / "doubles"
 

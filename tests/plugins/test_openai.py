@@ -26,9 +26,9 @@ from devicelab_openai import OpenAIEngine
 from wordsplugin import free_port, run_cli, write_scenario
 
 from devicelab import GenerationRequest, Message, ModelError, ModelSpec, TokenStream
+from devicelab._metrics import speed
+from devicelab._prefill import prefix_cached
 from devicelab._rundir import TRIALS, read_jsonl
-from devicelab.metrics import speed
-from devicelab.prefill import prefix_cached
 
 SERVER = """\
 import sys

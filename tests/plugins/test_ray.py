@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 from wordsplugin import free_port, run_cli
 
-from devicelab import Reporter, RunDir, TrialRecord, plugin_manager
+from devicelab import Reporter, RunDir, TrialRecord
+from devicelab import _plugins as plugin_manager
 from devicelab._rundir import TRIALS, read_jsonl
 from devicelab._runtime.resolve import load_and_resolve as load_and_prepare
 

@@ -27,7 +27,7 @@ from devicelab import (
     TrialTimeout,
     plugin_manager,
 )
-from devicelab.metrics import speed
+from devicelab._metrics import speed
 
 ROOT = Path(__file__).resolve().parents[3]
 PLACEHOLDER = ROOT / "devices" / "virtual-s24" / "llama-cli"

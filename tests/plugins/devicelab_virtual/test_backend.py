@@ -12,7 +12,8 @@ from devicelab_virtual.launch import make_virtual_s24, shutdown
 from virtual_android import DeviceLLM, VirtualS24
 from virtual_android.inference.llm import backend_factory, release_llms
 
-from devicelab import GenerationRequest, Message, ModelError, TokenStream, plugin_manager
+from devicelab import GenerationRequest, Message, ModelError, TokenStream
+from devicelab import _plugins as plugin_manager
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ._errors import MissingDependencyError, UsageError
 from ._rundir import load_run
-from .errors import MissingDependencyError, UsageError
 
 FORMATS = ("csv", "parquet")
 NESTED = ("device_info", "engine_timings", "quality")  # null here: blank nested columns

@@ -1,8 +1,8 @@
-"""The hook reference (docs/hooks.md), generated from :mod:`devicelab.hookspecs`.
+"""The hook reference (docs/hooks.md), generated from :mod:`devicelab._hookspecs`.
 
 Regenerate it after changing a hook::
 
-    python -m devicelab.hookdoc > docs/hooks.md
+    python -m devicelab._hookdoc > docs/hooks.md
 
 tests/test_hookdoc.py fails while docs/hooks.md differs from :func:`render`.
 """
@@ -13,13 +13,13 @@ import inspect
 import re
 import sys
 
-from . import hookspecs
+from . import _hookspecs as hookspecs
 
-COMMAND = "python -m devicelab.hookdoc > docs/hooks.md"
+COMMAND = "python -m devicelab._hookdoc > docs/hooks.md"
 
 
 def hook_names() -> list[str]:
-    """The hooks devicelab has, in the order :mod:`devicelab.hookspecs` defines them."""
+    """The hooks devicelab has, in the order :mod:`devicelab._hookspecs` defines them."""
     functions = inspect.getmembers(hookspecs, inspect.isfunction)
     specs = [f for name, f in functions if name.startswith("devicelab_")]
     return [f.__name__ for f in sorted(specs, key=lambda f: f.__code__.co_firstlineno)]
@@ -38,11 +38,11 @@ LINE = 100  # pyproject's line-length
 
 
 def render() -> str:
-    """docs/hooks.md: each hook's signature (as written in hookspecs.py) and docstring."""
+    """docs/hooks.md: each hook's signature (as written in _hookspecs.py) and docstring."""
     lines = [
         "# Hook reference",
         "",
-        f"Generated from `devicelab/hookspecs.py` by `{COMMAND}`; do not edit by hand.",
+        f"Generated from `devicelab/_hookspecs.py` by `{COMMAND}`; do not edit by hand.",
         "A plugin implements a hook with a function of the same name marked",
         "`@devicelab.hookimpl`, taking the arguments below by name (a subset is allowed).",
         "",

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ._api import Engine, ModelSpec
 from ._registry import Registry
 from ._runtime.resolve import resolve_device, resolve_engine
-from .api import Engine, ModelSpec
-from .scenario import Scenario
+from ._scenario import Scenario
 
 
 @contextmanager

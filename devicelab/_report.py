@@ -5,7 +5,7 @@ Figures: each per-trial field of FIELDS that the run reports against context len
 per model/quant, one panel per task; fields sharing a ``figure`` share a file: speed.png holds
 ITPS, OTPS, TTFT and runtime, memory.png peak memory); telemetry timelines (temperature,
 memory, token rate) with the prefill and decode phases shaded. Tables: the summary rows
-(devicelab.metrics.summarize) with throttled trials counted, and the mean of each quality
+(devicelab._metrics.summarize) with throttled trials counted, and the mean of each quality
 metric, built by devicelab._table as the CLI's are. Only measured trials (warm-ups and failed
 trials left out) are used.
 """
@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import _record, metrics
+from . import _metrics as metrics
+from . import _record
+from ._errors import MissingDependencyError
 from ._record import STATS, Field, TrialRecord
 from ._rundir import RunData, load_run
 from ._table import quality_table, summary_table, to_html
-from .errors import MissingDependencyError
 
 MAX_TIMELINES = 8
 STAT_NOUNS = {"median": "Medians", "mean": "Means", "min": "Minima", "max": "Maxima"}

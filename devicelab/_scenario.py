@@ -3,8 +3,8 @@
 The tables are declared once, as the pydantic models below (one per table, in
 :data:`TABLES`): each key's type, default, limits and description. Validation, the defaults of
 :class:`Scenario`, the resolved scenario.toml (:meth:`Scenario.resolved`) and the README's
-table (:mod:`devicelab.scenariodoc`) all come from them. pydantic, not hand-written checks:
-:mod:`devicelab.validation` says why.
+table (:mod:`devicelab._scenariodoc`) all come from them. pydantic, not hand-written checks:
+:mod:`devicelab._validation` says why.
 
 Every error names the file, the table and the key, and says how to fix it. Checks that need
 plugins (engine, task, corpus and device names) live in the scheduler's resolution; checks
@@ -31,8 +31,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from .errors import ScenarioError
-from .validation import STRICT, expected, type_name
+from ._errors import ScenarioError
+from ._validation import STRICT, expected, type_name
 
 if sys.version_info >= (3, 11):
     import tomllib

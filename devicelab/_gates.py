@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from ._errors import UsageError
 from ._record import RUN_KEY, STATS, cell_sort_key, higher_is_better
 from ._rundir import RunData, RunKey, check_metric
-from .errors import UsageError
 
 MIN_VALUES = 5
 DEFAULT_ALPHA = 0.01

@@ -1,6 +1,6 @@
 """The types a plugin implements or receives. Plugins import these from ``devicelab``.
 
-A plugin registers classes and specs through the hooks in :mod:`devicelab.hookspecs`:
+A plugin registers classes and specs through the hooks in :mod:`devicelab._hookspecs`:
 
 - a :class:`DeviceType` knows how to find and open devices of one kind (``host``,
   ``android``, ...) and returns :class:`Device` objects;
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from .errors import DeviceLostError, TrialTimeout
+from ._errors import DeviceLostError, TrialTimeout
 
 Phase = Literal["load", "prefill", "decode", "idle", "cooldown"]
 Value = float | int | str | bool | None
@@ -149,7 +149,7 @@ class GenerationResult:
     # How many prompt tokens the engine itself says it evaluated for this request (MLC's
     # usage.extra.prefill_tokens, llama.cpp's timings.prompt_n or perf counter n_p_eval).
     # Fewer than input_tokens means part of the prompt came from a cache (see
-    # devicelab.prefill); None when the engine does not say.
+    # devicelab._prefill); None when the engine does not say.
     prefilled_tokens: int | None = None
     # Tokens of a unique marker the engine put at the very start of the prompt so that no
     # server-side prefix cache can match it (counted in input_tokens); 0 when none.
@@ -230,7 +230,7 @@ class Engine(ABC):
 
     @classmethod  # noqa: B027 - optional for subclasses
     def check_model(cls, model: ModelSpec) -> None:
-        """Raise :class:`~devicelab.errors.ModelError` if ``model`` cannot be used at all."""
+        """Raise :class:`~devicelab.ModelError` if ``model`` cannot be used at all."""
 
     @abstractmethod
     def load(self) -> None:
@@ -277,8 +277,8 @@ def parse_options(options_type: type[Any], values: Mapping[str, Any], where: str
     ``Literal``, lists, optionals, nested dataclasses); unknown and wrong values are named."""
     from pydantic import ValidationError
 
-    from .errors import ScenarioError
-    from .validation import validate_options
+    from ._errors import ScenarioError
+    from ._validation import validate_options
 
     accepted = {f.name: f for f in dataclasses.fields(options_type)}
     unknown = sorted(set(values) - set(accepted))
@@ -300,7 +300,7 @@ def _option_error(
 ) -> str:
     """The first of pydantic's errors as our sentence: the option, what it must be, and what
     it is."""
-    from .validation import type_name
+    from ._validation import type_name
 
     err = exc.errors()[0]
     key, *inner = err["loc"]
@@ -479,7 +479,7 @@ class Metric(ABC):
 
     @classmethod  # noqa: B027 - optional for subclasses
     def check(cls, options: Any) -> None:
-        """Raise a :class:`~devicelab.errors.UsageError` before the run when the metric
+        """Raise a :class:`~devicelab.UsageError` before the run when the metric
         cannot work (a missing dependency: name the install command; bad options)."""
 
     @classmethod
@@ -557,7 +557,7 @@ class Quantizer(ABC):
         return None
 
     def check(self) -> None:  # noqa: B027 - optional hook for subclasses
-        """Raise :class:`~devicelab.errors.MissingDependencyError` (naming the exact install
+        """Raise :class:`~devicelab.MissingDependencyError` (naming the exact install
         command) when something this quantiser needs is missing."""
 
     @abstractmethod
@@ -565,4 +565,4 @@ class Quantizer(ABC):
         self, source: Path, qtype: str, out: Path, progress: Callable[[str], None]
     ) -> QuantizeResult:
         """Make ``out`` from ``source`` as ``qtype`` (already canonical), reporting steps
-        through ``progress``. Bad input raises a :class:`~devicelab.errors.UsageError`."""
+        through ``progress``. Bad input raises a :class:`~devicelab.UsageError`."""

@@ -2,7 +2,7 @@
 
 The sampler runs in a background thread. The scheduler tells it which trial is running
 (:meth:`Sampler.begin`) and takes the samples back when the trial ends (:meth:`Sampler.end`).
-The phase comes from the trial's :class:`~devicelab.api.TokenStream` (prefill, decode, idle)
+The phase comes from the trial's :class:`~devicelab.TokenStream` (prefill, decode, idle)
 or is set directly (load, cooldown).
 """
 
@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from .api import Collector, Phase, TokenStream, Value
+from ._api import Collector, Phase, TokenStream, Value
 
 
 class TokenRateCollector(Collector):

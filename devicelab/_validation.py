@@ -2,8 +2,8 @@
 the words our messages use for types.
 
 pydantic v2 rather than msgspec or hand-written checks: each of its errors is structured
-(kind, location, input, the limit that failed), so :mod:`devicelab.scenario` and
-:func:`devicelab.api.parse_options` turn every one into our own message naming the file, table,
+(kind, location, input, the limit that failed), so :mod:`devicelab._scenario` and
+:func:`devicelab.parse_options` turn every one into our own message naming the file, table,
 key and fix; msgspec reports a single preformatted string. Strict mode keeps TOML's types
 honest (no ``"3"`` for 3, no ``true`` for 1), while an integer is still accepted as a number.
 Annotations of every kind (``Literal``, lists, optionals, nested dataclasses) are understood

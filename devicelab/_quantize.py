@@ -1,4 +1,4 @@
-"""Quantised models on demand: pick a registered :class:`~devicelab.api.Quantizer`, make the
+"""Quantised models on demand: pick a registered :class:`~devicelab.Quantizer`, make the
 file once and keep it in the user's cache.
 
 ``devicelab quantize`` and the scheduler (a scenario asking a registered model for a
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._api import ModelSpec, Quantizer, QuantizeResult, cache_dir, is_gguf
+from ._errors import ModelError, ScenarioError, UsageError
 from ._registry import Registry
 from ._runtime.plan import QuantJob
-from .api import ModelSpec, Quantizer, QuantizeResult, cache_dir, is_gguf
-from .errors import ModelError, ScenarioError, UsageError
 
 Progress = Callable[[str], None]
 

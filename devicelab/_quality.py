@@ -4,9 +4,9 @@ Metrics may hold big models (sentence embeddings, a judge LLM). Loaded in the pr
 runs the measured engine, they would count in its memory and compete for its caches, so a
 :class:`Scorer` runs them in a child process of their own (``spawn``: a fresh interpreter,
 no copy of the parent's loaded model). The child loads the plugins itself through
-:mod:`devicelab.plugin_manager`, with the parent's environment, builds each metric from
+:mod:`devicelab._plugins`, with the parent's environment, builds each metric from
 its name and options, and calls :meth:`Metric.load` once. The parent sends one
-:class:`~devicelab.api.Scored` per ok trial and receives metric -> value, plus the reason
+:class:`~devicelab.Scored` per ok trial and receives metric -> value, plus the reason
 of each metric that raised. Scoring happens between trials, never inside a trial's
 telemetry window.
 
@@ -29,9 +29,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ._api import Engine, Metric, MetricContext, Scored, parse_options
+from ._errors import DevicelabError, UsageError
 from ._registry import Registry
-from .api import Engine, Metric, MetricContext, Scored, parse_options
-from .errors import DevicelabError, UsageError
 
 # How long close() waits for the child to finish its metrics' close() before killing it.
 STOP_TIMEOUT_S = 10.0
@@ -183,7 +183,7 @@ class Scorer:
 
 
 class _Context(MetricContext):
-    """Engines for metrics, opened as :func:`devicelab.engines.open_engine` opens them (names
+    """Engines for metrics, opened as :func:`devicelab._engines.open_engine` opens them (names
     resolved as a scenario's); all closed, with their devices, at the end."""
 
     def __init__(self, registry: Registry, scenario_source: str | None) -> None:
@@ -192,7 +192,7 @@ class _Context(MetricContext):
         self.stack = contextlib.ExitStack()
 
     def open_engine(self, model: str, device: str = "host") -> Engine:
-        from .engines import open_engine
+        from ._engines import open_engine
 
         return self.stack.enter_context(
             open_engine(self.registry, model, device, scenario_source=self.source)
@@ -219,7 +219,7 @@ def _describe(exc: BaseException) -> str:
 def _serve(conn: Connection, wanted: dict[str, dict[str, Any]], source: str | None) -> None:
     """The child's main loop: load the metrics, then answer "score" until "stop" or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from . import plugin_manager
+    from . import _plugins as plugin_manager
 
     loaded: dict[str, Metric] = {}
     context: _Context | None = None

@@ -3,7 +3,7 @@
 Exit codes: 0 all trials ok; 1 some trials failed (results still written); 2 bad input;
 130 interrupted (every finished trial kept). ``devicelab gate``: 0 all checks pass,
 1 regression, 3 inconclusive (and no regression), 2 bad input. A
-:class:`~devicelab.errors.UsageError` becomes one paragraph on stderr, never a traceback.
+:class:`~devicelab.UsageError` becomes one paragraph on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -19,11 +19,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import advise as advice
-from . import compare as comparing
-from . import export as exporting
-from . import gates, metrics, plugin_manager
-from . import report as reporting
+from . import _advise as advice
+from . import _compare as comparing
+from . import _export as exporting
+from . import _gates as gates
+from . import _metrics as metrics
+from . import _plugins as plugin_manager
+from . import _report as reporting
+from ._corpus import validate_corpus
+from ._engines import open_engine
+from ._errors import DevicelabError, UsageError
 from ._executor import Reporter
 from ._record import RUN_KEY, TrialRecord, cell_title
 from ._rundir import TRIALS, RunDir, default_run_dir, load_run
@@ -31,9 +36,6 @@ from ._runtime.materialise import materialise
 from ._runtime.resolve import load_and_resolve
 from ._table import Column, key_columns, quality_table, summary_table, to_rich
 from ._table import Table as TableModel
-from .corpus import validate_corpus
-from .engines import open_engine
-from .errors import DevicelabError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -171,7 +173,7 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
-    """The summary rows (devicelab.metrics.summarize) as the tables shown after a run."""
+    """The summary rows (devicelab._metrics.summarize) as the tables shown after a run."""
     if not rows:
         out.print("No measured trials finished ok; nothing to summarise.")
         return
@@ -463,7 +465,7 @@ def quantize(model: str, qtype: str, out_path: Path | None, backend: str | None)
     TYPE is spelled as the backend spells it, in any case. The output goes to the user's cache
     ($DEVICELAB_CACHE, else ~/.cache/devicelab/models) unless --out says otherwise.
     """
-    from . import quantize as quantizing
+    from . import _quantize as quantizing
 
     registry = plugin_manager.get_registry()
     quantizer, canonical = quantizing.find_quantizer(registry, qtype, backend)

@@ -16,9 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from ._executor import Executor
-    from ._registry import Registry
-    from .api import (
+    from ._api import (
         CollectorFactory,
         CorpusSpec,
         DeviceType,
@@ -28,6 +26,8 @@ if TYPE_CHECKING:
         Quantizer,
         Task,
     )
+    from ._executor import Executor
+    from ._registry import Registry
 
 hookspec = pluggy.HookspecMarker("devicelab")
 hookimpl = pluggy.HookimplMarker("devicelab")
@@ -37,7 +37,7 @@ hookimpl = pluggy.HookimplMarker("devicelab")
 def devicelab_register_devices(register: Callable[[DeviceType], None], registry: Registry) -> None:
     """Register device types.
 
-    :param register: call with a :class:`~devicelab.api.DeviceType` instance; its ``kind``
+    :param register: call with a :class:`~devicelab.DeviceType` instance; its ``kind``
         (``"host"``, ``"android"``, ...) must be unique.
     :param registry: the registry being built (optional: take it only if you need it). Keep
         it to reach other plugins' models, engines or device kinds once the run starts; it is
@@ -49,7 +49,7 @@ def devicelab_register_devices(register: Callable[[DeviceType], None], registry:
 def devicelab_register_engines(register: Callable[[type[Engine]], None]) -> None:
     """Register engines.
 
-    :param register: call with an :class:`~devicelab.api.Engine` subclass; the pair of its
+    :param register: call with an :class:`~devicelab.Engine` subclass; the pair of its
         ``name`` and each of its ``device_kinds`` must be unique, so one engine name (say
         ``"llama.cpp"``) can have one implementation per kind of device.
     """
@@ -59,7 +59,7 @@ def devicelab_register_engines(register: Callable[[type[Engine]], None]) -> None
 def devicelab_register_models(register: Callable[[ModelSpec], None]) -> None:
     """Register models by name.
 
-    :param register: call with a :class:`~devicelab.api.ModelSpec`; ``name`` must be unique.
+    :param register: call with a :class:`~devicelab.ModelSpec`; ``name`` must be unique.
     """
 
 
@@ -67,7 +67,7 @@ def devicelab_register_models(register: Callable[[ModelSpec], None]) -> None:
 def devicelab_register_tasks(register: Callable[[Task], None]) -> None:
     """Register tasks.
 
-    :param register: call with a :class:`~devicelab.api.Task` instance; ``kind`` must be
+    :param register: call with a :class:`~devicelab.Task` instance; ``kind`` must be
         unique (``"SUMM"``, ``"QS"``, ``"QA"``, ...).
     """
 
@@ -76,7 +76,7 @@ def devicelab_register_tasks(register: Callable[[Task], None]) -> None:
 def devicelab_register_corpora(register: Callable[[CorpusSpec], None]) -> None:
     """Register document corpora by name.
 
-    :param register: call with a :class:`~devicelab.api.CorpusSpec`; ``name`` must be unique.
+    :param register: call with a :class:`~devicelab.CorpusSpec`; ``name`` must be unique.
     """
 
 
@@ -85,7 +85,7 @@ def devicelab_register_collectors(register: Callable[[str, CollectorFactory], No
     """Register telemetry collectors that work beside any device's own.
 
     :param register: call with a unique name and a factory ``factory(device)`` returning a
-        :class:`~devicelab.api.Collector`, or ``None`` where it does not apply to that device.
+        :class:`~devicelab.Collector`, or ``None`` where it does not apply to that device.
     """
 
 
@@ -93,7 +93,7 @@ def devicelab_register_collectors(register: Callable[[str, CollectorFactory], No
 def devicelab_register_metrics(register: Callable[[type[Metric]], None]) -> None:
     """Register quality metrics.
 
-    :param register: call with a :class:`~devicelab.api.Metric` subclass; its ``name`` (what
+    :param register: call with a :class:`~devicelab.Metric` subclass; its ``name`` (what
         a scenario lists in ``[quality] metrics``) must be unique.
     """
 
@@ -102,7 +102,7 @@ def devicelab_register_metrics(register: Callable[[type[Metric]], None]) -> None
 def devicelab_register_quantizers(register: Callable[[Quantizer], None]) -> None:
     """Register quantisers: tools that make quantised model files for some engines.
 
-    :param register: call with a :class:`~devicelab.api.Quantizer` instance; its ``backend``
+    :param register: call with a :class:`~devicelab.Quantizer` instance; its ``backend``
         (``"gguf"``, ``"mlc"``, ...) must be unique. ``devicelab quantize`` and scenarios that
         ask a registered model for a quantisation it does not ship use it.
     """

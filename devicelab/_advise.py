@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ._errors import UsageError
+from ._metrics import field_stat, quality_means
 from ._record import FIELD_BY_NAME, LOWER_IS_BETTER_QUALITY, QUALITY_PREFIX, TrialRecord
 from ._rundir import RunData
-from .errors import UsageError
-from .metrics import field_stat, quality_means
 
 # The two objectives besides quality, each summarised over a candidate's trials by its
 # field's statistic (FIELDS): median TTFT, max peak memory.

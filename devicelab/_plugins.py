@@ -19,10 +19,8 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from ._executor import Executor
-from ._registry import CORE, BrokenPlugin, Registry
-from .api import (
+from . import _hookspecs as hookspecs
+from ._api import (
     CollectorFactory,
     CorpusSpec,
     DeviceType,
@@ -32,7 +30,9 @@ from .api import (
     Quantizer,
     Task,
 )
-from .errors import PluginError
+from ._errors import PluginError
+from ._executor import Executor
+from ._registry import CORE, BrokenPlugin, Registry
 
 ENTRY_POINT_GROUP = "devicelab"
 # devicelab's own plugins, registered by module name before the entry points (as pytest and llm

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .api import Document, QAPair
-from .errors import CorpusError
+from ._api import Document, QAPair
+from ._errors import CorpusError
 
 
 def load_corpus(path: Path) -> list[Document]:

@@ -1,6 +1,6 @@
 """``devicelab compare RUN_A RUN_B``: per key (RUN_KEY: model, quant, task, L) and field of
 FIELDS, the medians of A and B, the change, whether it is better or worse, and a one-sided
-Mann-Whitney p-value (:func:`devicelab.gates.mann_whitney_greater`, in the direction of the
+Mann-Whitney p-value (:func:`devicelab._gates.mann_whitney_greater`, in the direction of the
 observed change).
 """
 
@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import _record
+from ._gates import DEFAULT_ALPHA, MIN_VALUES, mann_whitney_greater
 from ._record import RUN_KEY, TrialRecord, cell_sort_key, higher_is_better
 from ._rundir import RunData
-from .gates import DEFAULT_ALPHA, MIN_VALUES, mann_whitney_greater
 
 Key = tuple[Any, ...]  # the values of RUN_KEY: model, quant, task, context_tokens
 

@@ -1,6 +1,6 @@
 """Was a trial's prompt prefilled from nothing, and do the engine's own rates agree?
 
-Pure functions over what an engine returns (:class:`devicelab.api.GenerationResult`), so the
+Pure functions over what an engine returns (:class:`devicelab.GenerationResult`), so the
 trial record can prove a cold prefill instead of assuming one. Caches fake a fast prefill:
 MLC-LLM's radix prefix cache reported ``prefill_tokens = 1`` of 178 prompt tokens after an
 earlier request with the same prompt, and the client-side ITPS came out ~100x too high.
