@@ -26,7 +26,9 @@ from devicelab import (
     QuantizeResult,
     ScenarioError,
     TokenStream,
-    plugin_manager,
+)
+from devicelab import (
+    _plugins as plugin_manager,
 )
 from devicelab._rundir import TRIALS, read_jsonl
 from devicelab._runtime.resolve import load_and_resolve as load_and_prepare

@@ -25,7 +25,9 @@ from devicelab import (
     TokenStream,
     TrialError,
     TrialTimeout,
-    plugin_manager,
+)
+from devicelab import (
+    _plugins as plugin_manager,
 )
 from devicelab._metrics import speed
 

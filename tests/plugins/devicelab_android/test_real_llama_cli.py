@@ -30,7 +30,9 @@ from devicelab import (
     MissingDependencyError,
     ModelSpec,
     TokenStream,
-    plugin_manager,
+)
+from devicelab import (
+    _plugins as plugin_manager,
 )
 
 DATA = Path(__file__).parent / "data"
