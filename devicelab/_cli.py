@@ -30,6 +30,7 @@ from ._corpus import validate_corpus
 from ._engines import open_engine
 from ._errors import DevicelabError, UsageError
 from ._executor import Reporter
+from ._prefill import run_notes
 from ._record import RUN_KEY, TrialRecord, cell_title
 from ._rundir import TRIALS, RunDir, default_run_dir, load_run
 from ._runtime.materialise import materialise
@@ -106,9 +107,12 @@ def run(
         sys.exit(EXIT_INTERRUPTED)
     finally:
         rundir.close()
-    rows = metrics.summarize(load_run(path).records)
+    records = load_run(path).records
+    rows = metrics.summarize(records)
     rundir.write_summary(rows)
     print_summary(rows)
+    for note in run_notes(records):
+        err.print(f"devicelab: {note}", soft_wrap=True)
     if outcome.skipped:
         err.print(f"devicelab: {outcome.skipped} trials were already recorded and were skipped.")
     if outcome.failed:

@@ -8,6 +8,10 @@ earlier request with the same prompt, and the client-side ITPS came out ~100x to
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from ._record import TrialRecord
+
 # A client rate further than this (relative) from the engine's own rate is flagged. Decode
 # rates measured on a quiet host agree within a few percent; the reference MLC run that
 # hid a cached prefix was 15 % apart on decode and ~100x on prefill.
@@ -63,3 +67,25 @@ def client_engine_gap(
 def flagged_gaps(gaps: dict[str, float | None], threshold: float = GAP_FLAG) -> list[str]:
     """The rates (keys of :func:`client_engine_gap`'s answer) whose gap exceeds ``threshold``."""
     return [k for k, v in gaps.items() if v is not None and abs(v) > threshold]
+
+
+def run_notes(records: Iterable[TrialRecord]) -> list[str]:
+    """One line each for the measured trials whose cold prefill nothing proved and those whose
+    client rates stray from the engine's own; nothing when every trial is proven and agrees."""
+    measured = [r for r in records if r.measured]
+    unknown = [r for r in measured if r.measures.prefix_cached is None]
+    strayed = [r for r in measured if flagged_gaps(dict(r.measures.client_engine_gap))]
+    notes = []
+    if unknown:
+        notes.append(
+            f"{len(unknown)} of {len(measured)} measured trials could not prove a cold prefill "
+            "(prefix_cached = null: the engine reports no prefill count and no cache buster "
+            "was used), so their TTFT and ITPS may include a cached prefix."
+        )
+    if strayed:
+        notes.append(
+            f"{len(strayed)} of {len(measured)} measured trials have client ITPS or OTPS more "
+            f"than {GAP_FLAG:.0%} from the engine's own rate (client_engine_gap); read "
+            "engine_timings beside them before trusting either."
+        )
+    return notes

@@ -22,6 +22,8 @@ def test_run_ok_prints_summary_and_exits_0(
     assert len(list(read_jsonl(out / TRIALS))) == 17
     summary = json.loads((out / "summary.json").read_text())
     assert {r["n"] for r in summary} == {4}  # 2 documents x 2 repetitions per task and L
+    # The words engine reports no prefill count: the run says its prefills are unproven.
+    assert "16 of 16 measured trials could not prove a cold prefill" in captured.err
 
 
 @pytest.mark.usefixtures("words_installed")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from devicelab._prefill import GAP_FLAG, client_engine_gap, flagged_gaps, prefix_cached
+from devicelab import Identity, Measures, TrialRecord
+from devicelab._prefill import GAP_FLAG, client_engine_gap, flagged_gaps, prefix_cached, run_notes
 
 
 def test_a_shortfall_of_prefilled_tokens_means_a_cached_prefix() -> None:
@@ -53,3 +54,17 @@ def test_a_missing_or_zero_rate_gives_no_gap() -> None:
     assert client_engine_gap(None, 4.0, 100.0, None) == {"itps": None, "otps": None}
     assert client_engine_gap(50.0, 4.0, 0.0, 4.0) == {"itps": None, "otps": 0.0}
     assert flagged_gaps({"itps": None, "otps": 0.0}) == []
+
+
+def _rec(prefix_cached: bool | None, gap: dict[str, float | None]) -> TrialRecord:
+    who = Identity("r", "t", "host", "e", "m", "q", "SUMM", "d", "i", 10, 1, 0, False)
+    return TrialRecord(who, measures=Measures(prefix_cached=prefix_cached, client_engine_gap=gap))
+
+
+def test_run_notes_count_unproven_prefills_and_stray_rates():
+    proven = _rec(False, {"itps": 0.02, "otps": -0.05})
+    assert run_notes([proven, proven]) == []
+    notes = run_notes([proven, _rec(None, {}), _rec(False, {"itps": 0.5, "otps": None})])
+    assert len(notes) == 2
+    assert notes[0].startswith("1 of 3 measured trials could not prove a cold prefill")
+    assert notes[1].startswith("1 of 3 measured trials have client ITPS or OTPS more than 10%")
