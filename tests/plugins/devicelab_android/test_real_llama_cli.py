@@ -20,11 +20,17 @@ from pathlib import Path
 
 import pytest
 from devicelab_android import hostcli
-from devicelab_android.llamacli import CliRun, LlamaCliEngine, OutputReader, parse_perf
+from devicelab_android.llamacli import (
+    CliRun,
+    HostTokenizer,
+    LlamaCliEngine,
+    OutputReader,
+    host_tokenizer,
+    parse_perf,
+)
 from devicelab_llamacpp import _cpu_has_amx
 
 from devicelab import (
-    Engine,
     GenerationRequest,
     Message,
     MissingDependencyError,
@@ -151,7 +157,8 @@ class HostRunner:
         host = registry.devices["host"][1].open("host", {})
         options = LlamaCliEngine.Options(binary=str(binary), remote_dir=str(work))
         self.engine = LlamaCliEngine(host, model, options)
-        self.engine._tok = self.host = _host_engine(model)
+        self.engine._tok = _host_tokenizer(model)
+        self.host = self.engine._tok.engine
 
     def run(self, request: GenerationRequest) -> RealRun:
         engine = self.engine
@@ -193,16 +200,13 @@ def _pump(fd: int, on_data: Callable[[bytes], object]) -> None:
         on_data(chunk)
 
 
-_HOST: dict[str, Engine] = {}
+_HOST: dict[str, HostTokenizer] = {}
 
 
-def _host_engine(model: ModelSpec) -> Engine:
+def _host_tokenizer(model: ModelSpec) -> HostTokenizer:
+    # One per model for the module: loading the host engine for every test costs seconds.
     if model.name not in _HOST:
-        registry = plugin_manager.get_registry()
-        engine_cls = registry.engine_for("llama.cpp", "host")
-        host = registry.devices["host"][1].open("host", {})
-        _HOST[model.name] = engine = engine_cls(host, model, engine_cls.Options())
-        engine.load()
+        _HOST[model.name] = host_tokenizer(plugin_manager.get_registry(), model)
     return _HOST[model.name]
 
 
@@ -214,8 +218,8 @@ def runner(host_cli: Path, tmp_path: Path) -> Iterator[HostRunner]:
 @pytest.fixture(scope="module", autouse=True)
 def _close_host_engines() -> Iterator[None]:
     yield
-    for engine in _HOST.values():
-        engine.close()
+    for tokenizer in _HOST.values():
+        tokenizer.close()
     _HOST.clear()
 
 
