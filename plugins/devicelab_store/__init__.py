@@ -10,7 +10,8 @@ import click
 
 import devicelab
 
-from .store import IngestResult, QueryResult, RunRow, Store, default_db, open_store
+from .factory import default_db, open_store
+from .store import IngestResult, QueryResult, RunRow, Store
 
 __all__ = ["IngestResult", "QueryResult", "RunRow", "Store", "default_db", "open_store"]
 

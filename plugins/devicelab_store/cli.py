@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from .store import ENV_DB, QueryResult, default_db, open_store
+from .factory import ENV_DB, default_db, open_store
+from .store import QueryResult
 
 DB_OPTION = click.option(
     "--db",

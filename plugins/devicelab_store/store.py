@@ -1,25 +1,15 @@
 """The store interface: what every results database offers, whatever it runs on.
 
-The DuckDB file store (:mod:`.duck`) is the built-in one. A team database (PostgreSQL, say)
-is another plugin: a package that subclasses :class:`Store` and names its class in the
-``devicelab.stores`` entry-point group under a URL scheme; ``--db postgresql://...`` then
-opens it (:func:`open_store`). See docs/store.md.
+The DuckDB file store (:mod:`.duck`) is the built-in one; :mod:`.factory` picks the store a
+``--db`` value names. See docs/store.md.
 """
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
-
-from devicelab import UsageError
-
-ENV_DB = "DEVICELAB_DB"
-STORE_GROUP = "devicelab.stores"
-
 
 @dataclass(frozen=True)
 class RunRow:
@@ -70,34 +60,3 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def default_db() -> str:
-    return os.environ.get(ENV_DB) or str(Path.home() / ".local/share/devicelab/lab.duckdb")
-
-
-def open_store(target: str | Path | None = None) -> Store:
-    """The store at ``target``: a file path (DuckDB) or ``SCHEME://...`` of a store plugin."""
-    from .duck import DuckDBStore
-
-    text = str(target) if target is not None else default_db()
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        return DuckDBStore(Path(text).expanduser())
-    if scheme == "duckdb":
-        return DuckDBStore(Path(rest).expanduser())
-    found = [ep for ep in entry_points(group=STORE_GROUP) if ep.name == scheme]
-    if not found:
-        known = sorted({"duckdb", *(ep.name for ep in entry_points(group=STORE_GROUP))})
-        raise UsageError(
-            f"no results store for {scheme}:// is installed (known: {', '.join(known)}). "
-            f"Install the plugin that provides it, or give a file path for a DuckDB store."
-        )
-    cls = found[0].load()
-    if not (isinstance(cls, type) and issubclass(cls, Store)):
-        raise UsageError(
-            f"the {STORE_GROUP} entry point {scheme!r} ({found[0].value}) is not a Store "
-            "subclass. Fix that plugin's entry point."
-        )
-    store: Store = cls(text)
-    return store
