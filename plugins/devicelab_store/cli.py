@@ -63,7 +63,11 @@ def query(sql: str, as_json: bool, as_csv: bool, db: str | None) -> None:
     with open_store(db) as store:
         result = store.query(sql)
     if as_json:
-        click.echo(json.dumps([dict(zip(result.columns, r)) for r in result.rows], default=str))
+        click.echo(
+            json.dumps(
+                [dict(zip(result.columns, r, strict=True)) for r in result.rows], default=str
+            )
+        )
     elif as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(result.columns)

@@ -91,7 +91,12 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 _SQL_TYPES = {"str": "VARCHAR", "int": "BIGINT", "bool": "BOOLEAN", "float": "DOUBLE"}
 # The outcome keys of a record that get a column of their own, besides identity and FIELDS.
-_OUTCOME = {"status": "VARCHAR", "error": "VARCHAR", "started_at": "VARCHAR", "finished_at": "VARCHAR"}
+_OUTCOME = {
+    "status": "VARCHAR",
+    "error": "VARCHAR",
+    "started_at": "VARCHAR",
+    "finished_at": "VARCHAR",
+}
 
 
 def record_columns() -> dict[str, str]:

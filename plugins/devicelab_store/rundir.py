@@ -87,7 +87,9 @@ def summarise_telemetry(file: Path) -> dict[str, TelemetrySummary]:
 
 def load_run_dir(path: Path) -> LoadedRun:
     if not path.is_dir():
-        raise RunDirError(f"{path} is not a directory. Give a run directory (made by devicelab run).")
+        raise RunDirError(
+            f"{path} is not a directory. Give a run directory (made by devicelab run)."
+        )
     trials_file = path / TRIALS
     if not trials_file.exists():
         raise RunDirError(

@@ -235,7 +235,9 @@ def test_cli_ingest_and_query(
     monkeypatch.setenv("DEVICELAB_DB", str(tmp_path / "env.duckdb"))
     assert run_cli(["db", "ingest", str(GATES / "baseline"), str(GATES / "slower10")]) == 0
     assert "added run gates-baseline: 13 trials" in capsys.readouterr().out
-    sql = "SELECT run_id, count(*) AS n FROM trials WHERE NOT warmup GROUP BY run_id ORDER BY run_id"
+    sql = (
+        "SELECT run_id, count(*) AS n FROM trials WHERE NOT warmup GROUP BY run_id ORDER BY run_id"
+    )
     assert run_cli(["db", "query", sql, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [
         {"run_id": "gates-baseline", "n": 12},
