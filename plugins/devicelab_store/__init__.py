@@ -18,6 +18,7 @@ __all__ = ["IngestResult", "QueryResult", "RunRow", "Store", "default_db", "open
 
 @devicelab.hookimpl
 def devicelab_register_commands(cli: click.Group) -> None:
-    from .cli import db
+    from .cli import db, history_command
 
     cli.add_command(db)
+    cli.add_command(history_command)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import sys
 import time
@@ -108,3 +109,56 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+@click.command("history")
+@click.argument("metric")
+@click.option(
+    "--by",
+    default="device,model,quant,task,context_tokens",
+    show_default=True,
+    help="Trial columns that make a cell (comma-separated).",
+)
+@click.option("--since", default=None, metavar="ISO", help="Only runs created at or after this.")
+@click.option(
+    "--where", default=None, metavar="SQL", help="A condition on trials t and runs r, in SQL."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the cells and runs as JSON.")
+@DB_OPTION
+def history_command(
+    metric: str, by: str, since: str | None, where: str | None, as_json: bool, db: str | None
+) -> None:
+    """METRIC per cell over the stored runs: median and IQR per run, and the change points."""
+    from .history import history
+
+    by_cols = [b.strip() for b in by.split(",") if b.strip()]
+    with open_store(db) as store:
+        cells = history(store, metric, by_cols, since=since, where=where)
+    if as_json:
+        out = [
+            {
+                "cell": dict(zip(by_cols, c.cell, strict=True)),
+                "runs": [
+                    {k: v for k, v in dataclasses.asdict(p).items() if k != "meta"}
+                    for p in c.points
+                ],
+            }
+            for c in cells
+        ]
+        click.echo(json.dumps(out, default=str))
+        return
+    if not cells:
+        click.echo(f"no ok, measured trials with {metric} in the store match.")
+        return
+    for cell in cells:
+        title = " / ".join(f"{b}={v}" for b, v in zip(by_cols, cell.cell, strict=True))
+        print_table(
+            QueryResult(
+                ["run_id", "created_at", "n", "median", "IQR", "change point"],
+                [
+                    (p.run_id, p.created_at, p.n, p.median, p.q3 - p.q1, p.change)
+                    for p in cell.points
+                ],
+            ),
+            title=f"{metric}: {title}" if title else metric,
+        )

@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import multiprocessing
+import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -260,3 +262,78 @@ def test_cli_query_without_database(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert run_cli(["db", "query", "SELECT 1", "--db", str(tmp_path / "no.duckdb")]) != 0
     assert "devicelab db ingest" in capsys.readouterr().err
     assert not (tmp_path / "no.duckdb").exists()
+
+
+# --- history and change points ------------------------------------------------------------
+
+
+def test_a_known_step_is_found_and_a_flat_series_has_none() -> None:
+    from devicelab_store.history import change_points
+
+    rng = random.Random(7)
+    step = [100 + rng.gauss(0, 2) for _ in range(15)] + [90 + rng.gauss(0, 2) for _ in range(15)]
+    flat = [100 + rng.gauss(0, 2) for _ in range(30)]
+    assert change_points(step) == [15]
+    assert change_points(flat) == []
+
+
+def _write_history(root: Path, builds: list[str], speed: list[float]) -> list[Path]:
+    rng = random.Random(3)
+    base = _records("baseline")
+    dirs = []
+    for i, (build, factor) in enumerate(zip(builds, speed, strict=True)):
+        run_id = f"nightly-{i:02d}"
+        d = root / run_id
+        d.mkdir()
+        meta = {
+            "run_id": run_id,
+            "scenario_name": "gates",
+            "created_at": f"2026-11-{i + 1:02d}T03:00:00.000+00:00",
+            "engine_build": build,
+        }
+        (d / "run.json").write_text(json.dumps(meta))
+        jitter = 1 + rng.uniform(-0.01, 0.01)
+        recs = [{**r, "run_id": run_id, "otps": r["otps"] * factor * jitter} for r in base]
+        (d / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+        dirs.append(d)
+    return dirs
+
+
+def test_history_names_what_changed_at_a_change_point(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    builds = ["b4120"] * 8 + ["b4188"] * 8
+    dirs = _write_history(tmp_path, builds, [1.0] * 8 + [0.8] * 8)
+    db = str(tmp_path / "lab.duckdb")
+    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    capsys.readouterr()
+    assert run_cli(["history", "otps", "--by", "task", "--db", db, "--json"]) == 0
+    cells = {c["cell"]["task"]: c["runs"] for c in json.loads(capsys.readouterr().out)}
+    assert set(cells) == {"SUMM", "QA"}
+    for runs in cells.values():
+        changes = [(r["run_id"], r["change"]) for r in runs if r["change"]]
+        # One change per cell, at the first run of the new build, with the build named.
+        assert [run_id for run_id, _ in changes] == ["nightly-08"]
+        assert "engine_build: 'b4120' -> 'b4188'" in changes[0][1]
+        assert re.match(r"-(19\.[5-9]|20\.[0-4])%", changes[0][1])
+        assert all(r["n"] == 6 and r["q1"] <= r["median"] <= r["q3"] for r in runs)
+    assert run_cli(["history", "otps", "--by", "task", "--db", db]) == 0
+    assert "engine_build" in capsys.readouterr().out
+    # --since leaves the older runs out, and with them the step.
+    assert run_cli(["history", "otps", "--by", "task", "--since", "2026-11-09", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "nightly-07" not in out and "nightly-09" in out and "engine_build" not in out
+
+
+def test_history_where_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = _write_history(tmp_path, ["b1"] * 5, [1.0] * 5)
+    db = str(tmp_path / "lab.duckdb")
+    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    capsys.readouterr()
+    assert run_cli(["history", "otps", "--by", "task", "--where", "t.task = 'QA'", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "task=QA" in out and "task=SUMM" not in out and "engine_build" not in out
+    assert run_cli(["history", "tokens_per_s", "--db", db]) != 0
+    assert "unknown metric 'tokens_per_s'" in capsys.readouterr().err
+    assert run_cli(["history", "otps", "--by", "phone", "--db", db]) != 0
+    assert "--by phone is not a trial column" in capsys.readouterr().err
