@@ -6,6 +6,7 @@ the runs' meta there."""
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +46,9 @@ def metric_sql(metric: str) -> str:
     names = [f.name for f in devicelab.FIELDS]
     if metric in names:
         return f't."{metric}"'
-    if metric.startswith("quality.") and len(metric) > len("quality."):
+    name = metric.removeprefix("quality.")
+    # The name goes into the SQL text (a JSON path), so only plain names are taken.
+    if metric.startswith("quality.") and re.fullmatch(r"[A-Za-z0-9_\-]+", name):
         path = "$.quality." + json.dumps(metric.removeprefix("quality."))
         return f"TRY_CAST(json_extract_string(t.record, '{path}') AS DOUBLE)"
     raise UsageError(

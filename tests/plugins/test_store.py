@@ -293,7 +293,10 @@ def _write_history(root: Path, builds: list[str], speed: list[float]) -> list[Pa
         }
         (d / "run.json").write_text(json.dumps(meta))
         jitter = 1 + rng.uniform(-0.01, 0.01)
-        recs = [{**r, "run_id": run_id, "otps": r["otps"] * factor * jitter} for r in base]
+        recs = [
+            {**r, "run_id": run_id, "otps": r["otps"] * factor * jitter, "quality": {"bleu": 0.5}}
+            for r in base
+        ]
         (d / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
         dirs.append(d)
     return dirs
@@ -333,6 +336,9 @@ def test_history_where_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert run_cli(["history", "otps", "--by", "task", "--where", "t.task = 'QA'", "--db", db]) == 0
     out = capsys.readouterr().out
     assert "task=QA" in out and "task=SUMM" not in out and "engine_build" not in out
+    assert run_cli(["history", "quality.bleu", "--by", "task", "--json", "--db", db]) == 0
+    medians = {r["median"] for c in json.loads(capsys.readouterr().out) for r in c["runs"]}
+    assert medians == {0.5}
     assert run_cli(["history", "tokens_per_s", "--db", db]) != 0
     assert "unknown metric 'tokens_per_s'" in capsys.readouterr().err
     assert run_cli(["history", "otps", "--by", "phone", "--db", db]) != 0
