@@ -263,7 +263,7 @@ WORDS_PLUGIN = WordsPlugin()
 
 
 # The built-in plugins every test loads (tests/conftest.py keeps other installed ones out).
-BUILTINS = "host,llamacpp,docassist,android,virtual,quality,geval,openai,mlc,ray"
+BUILTINS = "host,llamacpp,docassist,android,virtual,quality,geval,openai,mlc,ray,store"
 
 
 def free_port() -> int:

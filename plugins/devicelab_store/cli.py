@@ -1,0 +1,164 @@
+"""``devicelab db ingest|query|runs``."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .factory import ENV_DB, default_db, open_store
+from .store import QueryResult
+
+DB_OPTION = click.option(
+    "--db",
+    "db",
+    default=None,
+    metavar="PATH",
+    help=f"The results database (default: ${ENV_DB}, else ~/.local/share/devicelab/lab.duckdb).",
+)
+
+
+@click.group()
+def db() -> None:
+    """Keep runs in a results database and query them with SQL."""
+
+
+@db.command()
+@click.argument(
+    "run_dirs",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@DB_OPTION
+def ingest(run_dirs: tuple[Path, ...], db: str | None) -> None:
+    """Load RUN_DIRS (records, run.json, telemetry summaries); re-ingesting replaces a run."""
+    target = db or default_db()
+    with open_store(target) as store:
+        for run_dir in run_dirs:
+            start = time.perf_counter()
+            result = store.ingest(run_dir)
+            verb = "replaced" if result.replaced else "added"
+            click.echo(
+                f"{verb} run {result.run_id}: {result.trials} trials from {run_dir} "
+                f"({time.perf_counter() - start:.2f} s)"
+            )
+    click.echo(f"database: {target}")
+
+
+@db.command()
+@click.argument("sql")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV with a header line.")
+@DB_OPTION
+def query(sql: str, as_json: bool, as_csv: bool, db: str | None) -> None:
+    """Run SQL against the results database (tables: runs, trials, telemetry; see docs/store.md)."""
+    if as_json and as_csv:
+        raise click.UsageError("give --json or --csv, not both")
+    with open_store(db) as store:
+        result = store.query(sql)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [dict(zip(result.columns, r, strict=True)) for r in result.rows], default=str
+            )
+        )
+    elif as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+    else:
+        print_table(result)
+
+
+@db.command()
+@DB_OPTION
+def runs(db: str | None) -> None:
+    """List the stored runs, oldest first."""
+    with open_store(db) as store:
+        rows = store.runs()
+    print_table(
+        QueryResult(
+            ["run_id", "created_at", "scenario", "trials", "path"],
+            [(r.run_id, r.created_at, r.scenario_name, r.trials, r.path) for r in rows],
+        )
+    )
+
+
+def print_table(result: QueryResult, title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in result.columns:
+        table.add_column(col)
+    for row in result.rows:
+        table.add_row(*(_cell(v) for v in row))
+    Console().print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@click.command("history")
+@click.argument("metric")
+@click.option(
+    "--by",
+    default="device,model,quant,task,context_tokens",
+    show_default=True,
+    help="Trial columns that make a cell (comma-separated).",
+)
+@click.option("--since", default=None, metavar="ISO", help="Only runs created at or after this.")
+@click.option(
+    "--where", default=None, metavar="SQL", help="A condition on trials t and runs r, in SQL."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the cells and runs as JSON.")
+@DB_OPTION
+def history_command(
+    metric: str, by: str, since: str | None, where: str | None, as_json: bool, db: str | None
+) -> None:
+    """METRIC per cell over the stored runs: median and IQR per run, and the change points."""
+    from .history import history
+
+    by_cols = [b.strip() for b in by.split(",") if b.strip()]
+    with open_store(db) as store:
+        cells = history(store, metric, by_cols, since=since, where=where)
+    if as_json:
+        out = [
+            {
+                "cell": dict(zip(by_cols, c.cell, strict=True)),
+                "runs": [
+                    {k: v for k, v in dataclasses.asdict(p).items() if k != "meta"}
+                    for p in c.points
+                ],
+            }
+            for c in cells
+        ]
+        click.echo(json.dumps(out, default=str))
+        return
+    if not cells:
+        click.echo(f"no ok, measured trials with {metric} in the store match.")
+        return
+    for cell in cells:
+        title = " / ".join(f"{b}={v}" for b, v in zip(by_cols, cell.cell, strict=True))
+        print_table(
+            QueryResult(
+                ["run_id", "created_at", "n", "median", "IQR", "change point"],
+                [
+                    (p.run_id, p.created_at, p.n, p.median, p.q3 - p.q1, p.change)
+                    for p in cell.points
+                ],
+            ),
+            title=f"{metric}: {title}" if title else metric,
+        )

@@ -1,0 +1,127 @@
+"""Read one run directory into what the store keeps: the run's meta, the records and a
+telemetry summary per trial. Independent of any database, so every backend ingests the same."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devicelab import RunDirError, TrialRecord
+
+TRIALS = "trials.jsonl"
+TELEMETRY = "telemetry.jsonl"
+RUN_META = "run.json"
+
+
+@dataclass
+class KeySummary:
+    n: int = 0
+    min: float = math.inf
+    max: float = -math.inf
+    total: float = 0.0
+
+    def add(self, value: float) -> None:
+        self.n += 1
+        self.total += value
+        self.min = min(self.min, value)
+        self.max = max(self.max, value)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n
+
+
+@dataclass
+class TelemetrySummary:
+    samples: int = 0
+    keys: dict[str, KeySummary] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedRun:
+    path: Path
+    run_id: str
+    meta: dict[str, Any]
+    records: list[TrialRecord]
+    telemetry: dict[str, TelemetrySummary]
+
+
+def read_jsonl(file: Path) -> Iterator[dict[str, Any]]:
+    """Whole lines only: a run still being written (or killed) may end in a torn line."""
+    if not file.exists():
+        return
+    with file.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.endswith("\n"):
+                break
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RunDirError(
+                    f"{file}:{number} is not JSON ({exc.msg}). Fix or delete that line."
+                ) from None
+
+
+def summarise_telemetry(file: Path) -> dict[str, TelemetrySummary]:
+    """trial_id -> sample count and min/max/mean of every numeric key of its samples."""
+    out: dict[str, TelemetrySummary] = {}
+    for sample in read_jsonl(file):
+        trial_id = sample.get("trial_id")
+        if not isinstance(trial_id, str):
+            continue
+        summary = out.setdefault(trial_id, TelemetrySummary())
+        summary.samples += 1
+        for key, value in sample.items():
+            # `t` is the clock, not a measurement; booleans are flags, not numbers.
+            if key == "t" or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            summary.keys.setdefault(key, KeySummary()).add(float(value))
+    return out
+
+
+def load_run_dir(path: Path) -> LoadedRun:
+    if not path.is_dir():
+        raise RunDirError(
+            f"{path} is not a directory. Give a run directory (made by devicelab run)."
+        )
+    trials_file = path / TRIALS
+    if not trials_file.exists():
+        raise RunDirError(
+            f"{path} has no {TRIALS}, so it is not a run directory. Give the --out of a "
+            "devicelab run."
+        )
+    meta: dict[str, Any] = {}
+    meta_file = path / RUN_META
+    if meta_file.exists():
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise RunDirError(f"{meta_file} is not JSON ({exc.msg}). Fix or delete it.") from None
+    records = [TrialRecord.from_json(r) for r in read_jsonl(trials_file)]
+    run_ids = {r.identity.run_id for r in records}
+    run_id = meta.get("run_id")
+    if not isinstance(run_id, str) or not run_id:
+        if len(run_ids) != 1:
+            raise RunDirError(
+                f"{path} has no run.json with a run_id and its trials name "
+                f"{len(run_ids)} run ids. Restore run.json."
+            )
+        run_id = run_ids.pop()
+    elif run_ids - {run_id}:
+        raise RunDirError(
+            f"{path}: run.json says run_id {run_id!r} but trials name "
+            f"{sorted(run_ids - {run_id})}. A run directory holds one run; split it."
+        )
+    # devicelab writes each trial id once per run; a hand-edited file might not, and the
+    # store's key is (run_id, trial_id), so the last record of an id wins.
+    last: dict[str, TrialRecord] = {}
+    for rec in records:
+        last.pop(rec.trial_id, None)
+        last[rec.trial_id] = rec
+    return LoadedRun(path, run_id, meta, list(last.values()), summarise_telemetry(path / TELEMETRY))

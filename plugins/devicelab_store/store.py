@@ -1,0 +1,63 @@
+"""The store interface: what every results database offers, whatever it runs on.
+
+The DuckDB file store (:mod:`.duck`) is the built-in one; :mod:`.factory` picks the store a
+``--db`` value names. See docs/store.md.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One stored run."""
+
+    run_id: str
+    created_at: str | None
+    scenario_name: str | None
+    path: str
+    trials: int
+    ingested_at: str
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    run_id: str
+    trials: int
+    replaced: bool  # the run was in the store already and its rows were replaced
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+class Store(ABC):
+    """A results database. Ingesting a run twice leaves the same rows as ingesting it once."""
+
+    @abstractmethod
+    def ingest(self, run_dir: Path) -> IngestResult:
+        """Load one run directory; replaces what an earlier ingest of the same run left."""
+
+    @abstractmethod
+    def query(self, sql: str, params: list[Any] | None = None) -> QueryResult:
+        """Run one SQL statement and return its rows."""
+
+    @abstractmethod
+    def runs(self) -> list[RunRow]:
+        """The stored runs, oldest first."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the database; the store is not used after."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,345 @@
+"""The results store: ingest round trip, idempotence, concurrent ingesters, schema migration,
+and the db commands."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import random
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from devicelab_store import open_store
+from devicelab_store.duck import SCHEMA_VERSION, DuckDBStore
+
+import devicelab
+from devicelab.testing import run_cli
+
+GATES = Path(__file__).resolve().parent.parent / "data" / "gates"
+RUNS = ["baseline", "unchanged", "slower10", "reps3"]
+
+# The first schema exactly as version 1 created it, kept here so a migration from it is
+# tested for as long as version 1 databases may exist.
+V1_DDL = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, path VARCHAR NOT NULL, scenario_name VARCHAR,
+    created_at VARCHAR, meta JSON NOT NULL, trials INTEGER NOT NULL, ingested_at VARCHAR NOT NULL);
+CREATE TABLE trials (run_id VARCHAR NOT NULL, trial_id VARCHAR NOT NULL, record JSON NOT NULL,
+    telemetry_samples INTEGER NOT NULL, PRIMARY KEY (run_id, trial_id));
+CREATE TABLE telemetry (run_id VARCHAR NOT NULL, trial_id VARCHAR NOT NULL, key VARCHAR NOT NULL,
+    n INTEGER NOT NULL, min DOUBLE, max DOUBLE, mean DOUBLE, PRIMARY KEY (run_id, trial_id, key));
+INSERT INTO schema_version VALUES (1);
+"""
+
+
+def _records(run: str) -> list[dict[str, object]]:
+    lines = (GATES / run / "trials.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _counts(db: Path) -> dict[str, int]:
+    with open_store(db) as store:
+        rows = store.query("SELECT run_id, count(*) FROM trials GROUP BY run_id").rows
+    return {r[0]: r[1] for r in rows}
+
+
+def test_every_record_field_comes_back(tmp_path: Path) -> None:
+    db = tmp_path / "lab.duckdb"
+    with open_store(db) as store:
+        store.ingest(GATES / "baseline")
+        stored = store.query(
+            "SELECT trial_id, record, otps, ttft_s, model, context_tokens, warmup FROM trials"
+        ).rows
+        meta = store.query("SELECT meta, scenario_name FROM runs").rows
+    originals = {r["trial_id"]: r for r in _records("baseline")}
+    assert len(stored) == len(originals)
+    for trial_id, record, otps, ttft_s, model, context_tokens, warmup in stored:
+        original = originals[trial_id]
+        assert json.loads(record) == devicelab.TrialRecord.from_json(original).to_json()
+        # Every key the run wrote is kept, with its value.
+        assert {k: json.loads(record)[k] for k in original} == original
+        assert (otps, ttft_s, model, context_tokens, warmup) == (
+            original["otps"],
+            original["ttft_s"],
+            original["model"],
+            original["context_tokens"],
+            original["warmup"],
+        )
+    assert json.loads(meta[0][0]) == json.loads((GATES / "baseline" / "run.json").read_text())
+    assert meta[0][1] == "gates"
+
+
+def test_a_column_per_field_and_cell_key(tmp_path: Path) -> None:
+    db = tmp_path / "lab.duckdb"
+    with open_store(db) as store:
+        store.ingest(GATES / "reps3")
+        cols = store.query("SELECT * FROM trials LIMIT 0").columns
+    for name in [*(f.name for f in devicelab.FIELDS), *devicelab.CELL_KEY, "trial_id", "record"]:
+        assert name in cols
+
+
+def test_telemetry_summarised_per_trial(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(GATES / "reps3", run)
+    trial_id = _records("reps3")[1]["trial_id"]
+    samples = [
+        {"trial_id": trial_id, "t": 0.1 * i, "phase": "decode", "mem_mb": m, "temp_c": 40.0}
+        for i, m in enumerate([100.0, 300.0, 200.0])
+    ]
+    (run / "telemetry.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+    with open_store(tmp_path / "lab.duckdb") as store:
+        store.ingest(run)
+        rows = store.query(
+            "SELECT key, n, min, max, mean FROM telemetry WHERE trial_id = ? ORDER BY key",
+            [trial_id],
+        ).rows
+        count = store.query(
+            "SELECT telemetry_samples FROM trials WHERE trial_id = ?", [trial_id]
+        ).rows
+    assert rows == [("mem_mb", 3, 100.0, 300.0, 200.0), ("temp_c", 3, 40.0, 40.0, 40.0)]
+    assert count == [(3,)]
+
+
+def test_ingest_is_idempotent(tmp_path: Path) -> None:
+    db = tmp_path / "lab.duckdb"
+    with open_store(db) as store:
+        first = store.ingest(GATES / "baseline")
+        again = store.ingest(GATES / "baseline")
+        store.ingest(GATES / "slower10")
+        assert not first.replaced and again.replaced
+        assert [r.run_id for r in store.runs()] == ["gates-baseline", "gates-slower10"]
+    assert _counts(db) == {"gates-baseline": 13, "gates-slower10": 13}
+
+
+def _ingest_all(db: str, order: list[str]) -> None:
+    store = DuckDBStore(Path(db))
+    for _ in range(3):
+        for run in order:
+            store.ingest(GATES / run)
+    store.close()
+
+
+def test_concurrent_ingesters_lose_and_double_nothing(tmp_path: Path) -> None:
+    db = str(tmp_path / "lab.duckdb")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_ingest_all, args=(db, RUNS)),
+        ctx.Process(target=_ingest_all, args=(db, RUNS[::-1])),
+        ctx.Process(target=_ingest_all, args=(db, RUNS[1:] + RUNS[:1])),
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=180)
+        assert p.exitcode == 0
+    expected = {f"gates-{r}": len(_records(r)) for r in RUNS}
+    assert _counts(Path(db)) == expected
+    with open_store(db) as store:
+        assert [r.trials for r in store.runs()] == [expected[r.run_id] for r in store.runs()]
+
+
+def test_a_locked_database_is_waited_for_then_named(tmp_path: Path) -> None:
+    db = tmp_path / "lab.duckdb"
+    open_store(db).ingest(GATES / "reps3")
+    ctx = multiprocessing.get_context("spawn")
+    holding = ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(db), holding))
+    holder.start()
+    try:
+        assert holding.wait(timeout=120)
+        start = time.monotonic()
+        with pytest.raises(devicelab.UsageError, match="locked by another process"):
+            DuckDBStore(db, lock_timeout_s=1.0).ingest(GATES / "baseline")
+        assert time.monotonic() - start >= 0.5  # it waited before giving up
+    finally:
+        holder.terminate()
+        holder.join()
+
+
+def _hold_lock(db: str, holding: Any) -> None:
+    con = duckdb.connect(db)
+    holding.set()
+    time.sleep(60)
+    con.close()
+
+
+def test_migrates_a_first_version_database(tmp_path: Path) -> None:
+    db = tmp_path / "v1.duckdb"
+    record = _records("baseline")[1]
+    with duckdb.connect(str(db)) as con:
+        con.execute(V1_DDL)
+        con.execute(
+            "INSERT INTO runs VALUES ('gates-baseline', 'x', 'gates', NULL, '{}', 1, 'now')"
+        )
+        con.execute(
+            "INSERT INTO trials VALUES ('gates-baseline', ?, ?, 0)",
+            [record["trial_id"], json.dumps(record)],
+        )
+    with open_store(db) as store:
+        version = store.query("SELECT max(version) FROM schema_version").rows
+        row = store.query("SELECT otps, model, fingerprint FROM trials").rows
+        verdict = store.query("SELECT verdict FROM runs").rows
+        store.ingest(GATES / "slower10")
+    assert version == [(SCHEMA_VERSION,)]
+    # The columns v1 did not have are filled from the stored records.
+    assert row[0][:2] == (record["otps"], record["model"])
+    assert row[0][2] is not None
+    assert verdict == [(None,)]
+    assert _counts(db) == {"gates-baseline": 1, "gates-slower10": 13}
+
+
+def test_a_field_added_to_fields_becomes_a_column(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "lab.duckdb"
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(GATES / "reps3" / "run.json", run)
+    lines = [{**r, "decode_j": 1.5} for r in _records("reps3")]
+    (run / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with open_store(db) as store:
+        store.ingest(run)  # stored before decode_j was a field
+    extra = devicelab.Field("decode_j", "J", False, "decode energy", "median", 1)
+    monkeypatch.setattr(devicelab, "FIELDS", (*devicelab.FIELDS, extra))
+    with open_store(db) as store:
+        assert store.query("SELECT DISTINCT decode_j FROM trials").rows == [(1.5,)]
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "lab.duckdb"
+    open_store(db).ingest(GATES / "reps3")
+    with duckdb.connect(str(db)) as con:
+        con.execute("INSERT INTO schema_version VALUES (?)", [SCHEMA_VERSION + 1])
+    with pytest.raises(devicelab.UsageError, match="Upgrade devicelab"):
+        open_store(db).runs()
+
+
+def test_not_a_run_directory(tmp_path: Path) -> None:
+    with pytest.raises(devicelab.RunDirError, match="not a run directory"):
+        open_store(tmp_path / "lab.duckdb").ingest(tmp_path)
+
+
+def test_unknown_store_scheme_names_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(devicelab.UsageError, match="no results store for postgresql://"):
+        open_store("postgresql://lab/results")
+
+
+def test_cli_ingest_and_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DEVICELAB_DB", str(tmp_path / "env.duckdb"))
+    assert run_cli(["db", "ingest", str(GATES / "baseline"), str(GATES / "slower10")]) == 0
+    assert "added run gates-baseline: 13 trials" in capsys.readouterr().out
+    sql = (
+        "SELECT run_id, count(*) AS n FROM trials WHERE NOT warmup GROUP BY run_id ORDER BY run_id"
+    )
+    assert run_cli(["db", "query", sql, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [
+        {"run_id": "gates-baseline", "n": 12},
+        {"run_id": "gates-slower10", "n": 12},
+    ]
+    assert run_cli(["db", "query", sql, "--csv"]) == 0
+    assert list(csv.reader(io.StringIO(capsys.readouterr().out))) == [
+        ["run_id", "n"],
+        ["gates-baseline", "12"],
+        ["gates-slower10", "12"],
+    ]
+    assert run_cli(["db", "query", sql]) == 0
+    table = capsys.readouterr().out
+    assert "gates-slower10" in table and "12" in table
+    assert run_cli(["db", "query", "SELECT nope FROM trials"]) != 0
+    assert "the query failed" in capsys.readouterr().err
+
+
+def test_cli_query_without_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["db", "query", "SELECT 1", "--db", str(tmp_path / "no.duckdb")]) != 0
+    assert "devicelab db ingest" in capsys.readouterr().err
+    assert not (tmp_path / "no.duckdb").exists()
+
+
+# --- history and change points ------------------------------------------------------------
+
+
+def test_a_known_step_is_found_and_a_flat_series_has_none() -> None:
+    from devicelab_store.history import change_points
+
+    rng = random.Random(7)
+    step = [100 + rng.gauss(0, 2) for _ in range(15)] + [90 + rng.gauss(0, 2) for _ in range(15)]
+    flat = [100 + rng.gauss(0, 2) for _ in range(30)]
+    assert change_points(step) == [15]
+    assert change_points(flat) == []
+
+
+def _write_history(root: Path, builds: list[str], speed: list[float]) -> list[Path]:
+    rng = random.Random(3)
+    base = _records("baseline")
+    dirs = []
+    for i, (build, factor) in enumerate(zip(builds, speed, strict=True)):
+        run_id = f"nightly-{i:02d}"
+        d = root / run_id
+        d.mkdir()
+        meta = {
+            "run_id": run_id,
+            "scenario_name": "gates",
+            "created_at": f"2026-11-{i + 1:02d}T03:00:00.000+00:00",
+            "engine_build": build,
+        }
+        (d / "run.json").write_text(json.dumps(meta))
+        jitter = 1 + rng.uniform(-0.01, 0.01)
+        recs = [
+            {**r, "run_id": run_id, "otps": r["otps"] * factor * jitter, "quality": {"bleu": 0.5}}
+            for r in base
+        ]
+        (d / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+        dirs.append(d)
+    return dirs
+
+
+def test_history_names_what_changed_at_a_change_point(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    builds = ["b4120"] * 8 + ["b4188"] * 8
+    dirs = _write_history(tmp_path, builds, [1.0] * 8 + [0.8] * 8)
+    db = str(tmp_path / "lab.duckdb")
+    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    capsys.readouterr()
+    assert run_cli(["history", "otps", "--by", "task", "--db", db, "--json"]) == 0
+    cells = {c["cell"]["task"]: c["runs"] for c in json.loads(capsys.readouterr().out)}
+    assert set(cells) == {"SUMM", "QA"}
+    for runs in cells.values():
+        changes = [(r["run_id"], r["change"]) for r in runs if r["change"]]
+        # One change per cell, at the first run of the new build, with the build named.
+        assert [run_id for run_id, _ in changes] == ["nightly-08"]
+        assert "engine_build: 'b4120' -> 'b4188'" in changes[0][1]
+        assert re.match(r"-(19\.[5-9]|20\.[0-4])%", changes[0][1])
+        assert all(r["n"] == 6 and r["q1"] <= r["median"] <= r["q3"] for r in runs)
+    assert run_cli(["history", "otps", "--by", "task", "--db", db]) == 0
+    assert "engine_build" in capsys.readouterr().out
+    # --since leaves the older runs out, and with them the step.
+    assert run_cli(["history", "otps", "--by", "task", "--since", "2026-11-09", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "nightly-07" not in out and "nightly-09" in out and "engine_build" not in out
+
+
+def test_history_where_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = _write_history(tmp_path, ["b1"] * 5, [1.0] * 5)
+    db = str(tmp_path / "lab.duckdb")
+    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    capsys.readouterr()
+    assert run_cli(["history", "otps", "--by", "task", "--where", "t.task = 'QA'", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "task=QA" in out and "task=SUMM" not in out and "engine_build" not in out
+    assert run_cli(["history", "quality.bleu", "--by", "task", "--json", "--db", db]) == 0
+    medians = {r["median"] for c in json.loads(capsys.readouterr().out) for r in c["runs"]}
+    assert medians == {0.5}
+    assert run_cli(["history", "tokens_per_s", "--db", db]) != 0
+    assert "unknown metric 'tokens_per_s'" in capsys.readouterr().err
+    assert run_cli(["history", "otps", "--by", "phone", "--db", db]) != 0
+    assert "--by phone is not a trial column" in capsys.readouterr().err
