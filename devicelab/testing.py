@@ -36,8 +36,7 @@ from ._rundir import RunDir, load_run
 from ._runtime.execute import execute
 from ._runtime.materialise import materialise
 from ._runtime.plan import Plan
-from ._runtime.resolve import resolve
-from ._scenario import load_scenario
+from ._runtime.resolve import load_and_resolve
 
 __all__ = [
     "installed_plugin",
@@ -73,7 +72,7 @@ def plan_scenario(path: Path, registry: Registry | None = None, device: str | No
     makes before it starts, nothing run or made. Bad input raises the
     :class:`~devicelab.UsageError` the CLI would report."""
     reg = registry if registry is not None else plugin_manager.get_registry()
-    return resolve(load_scenario(path), reg, device)
+    return load_and_resolve(path, reg, device)
 
 
 def plugin_name(plugin: object) -> str:
@@ -163,7 +162,7 @@ def run_scenario(
     Bad input raises the :class:`~devicelab.UsageError` the CLI would report.
     """
     reg = registry if registry is not None else plugin_manager.get_registry()
-    plan = materialise(resolve(load_scenario(path), reg), reg, Reporter())
+    plan = materialise(load_and_resolve(path, reg), reg, Reporter())
     if out is None:
         out = Path(tempfile.mkdtemp(prefix=f"{path.stem}-run-", dir=path.parent))
     run = RunDir.open(out, plan.scenario, resume=False)

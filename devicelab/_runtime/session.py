@@ -11,6 +11,7 @@ phone) both use it.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 import traceback
@@ -59,10 +60,9 @@ class TrialOutput:
 
 @dataclass
 class _Attempt:
-    """What one attempt at a trial gave: the outcome, measures and thermal state, and the
-    reason the device was lost (``None`` when it was not)."""
+    """What one attempt at a trial gave: the error (``None``: ok), measures and thermal state,
+    and the reason the device was lost (``None`` when it was not)."""
 
-    status: str
     error: str | None
     started_at: str
     finished_at: str
@@ -241,7 +241,7 @@ class DeviceSession:
             output_text=last.output_text,
             started_at=last.started_at,
             finished_at=last.finished_at,
-            measures=Measures(**{**vars(last.measures), "load_s": load_s}),
+            measures=dataclasses.replace(last.measures, load_s=load_s),
             tries=tries,
             thermal=Thermal(cooldown_s, timed_out, **last.throttling),
         )
@@ -343,7 +343,6 @@ class DeviceSession:
                     "allow_prefix_cache = true to measure caching on purpose."
                 )
         return _Attempt(
-            status="ok" if error is None else "failed",
             error=error,
             started_at=started_at,
             finished_at=now_iso(),
