@@ -10,7 +10,9 @@ The phone's apps and llama-cli run SmolLM2 on devicelab's own llama.cpp engine (
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import click
@@ -52,21 +54,38 @@ class VirtualType(DeviceType):
 
     def check(self, name: str, profile: Mapping[str, Any]) -> None:
         self._android()
-        unknown = set(profile.get("options", {})) - {"telemetry_interval_s"}
+        options = profile.get("options", {})
+        unknown = set(options) - {"telemetry_interval_s", "host_binaries"}
         if unknown:
             raise ScenarioError(
                 f"unknown virtual-s24 option(s) {', '.join(sorted(unknown))}; "
-                "known: telemetry_interval_s."
+                "known: telemetry_interval_s, host_binaries."
             )
+        binaries = options.get("host_binaries", [])
+        if not isinstance(binaries, list) or not all(isinstance(b, str) for b in binaries):
+            raise ScenarioError(
+                "[device.options] host_binaries must be a list of paths to host builds of "
+                'llama.cpp\'s CLI, e.g. host_binaries = ["/path/to/llama-completion"] '
+                "(python -m devicelab_android.hostcli builds one and prints its path)."
+            )
+        for binary in binaries:
+            path = Path(binary)
+            if not path.is_file() or not os.access(path, os.X_OK):
+                raise ScenarioError(
+                    f"[device.options] host_binaries: {binary} is not an executable file. "
+                    "Build one with python -m devicelab_android.hostcli (it prints the path)."
+                )
 
     def open(self, name: str, profile: Mapping[str, Any]) -> Device:
         from .launch import make_virtual_s24, register_with_adb, shutdown
 
-        phone = make_virtual_s24(registry=self.registry)
+        own = dict(profile.get("options", {}))
+        binaries = own.pop("host_binaries", [])
+        phone = make_virtual_s24(registry=self.registry, host_binaries=binaries)
         phone.start()
         try:
             register_with_adb(phone.serial)
-            options = {"serial": phone.serial, **profile.get("options", {})}
+            options = {"serial": phone.serial, **own}
             device = self._android().open(phone.serial, {**profile, "options": options})
         except BaseException:
             shutdown(phone)
@@ -106,12 +125,21 @@ def devicelab_register_commands(cli: click.Group) -> None:
 
     @virtual.command()
     @click.option("--port", type=int, default=0, help="Loopback port (default: any free one).")
-    def start(port: int) -> None:
+    @click.option(
+        "--allow-binary",
+        "binaries",
+        multiple=True,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="A host build of llama.cpp's CLI that runs as the phone's llama-cli when a "
+        "client pushes the same file (repeatable; python -m devicelab_android.hostcli "
+        "builds one).",
+    )
+    def start(port: int, binaries: tuple[Path, ...]) -> None:
         """Start a virtual S24 in the background and print its serial."""
         from .launch import start_background
 
         try:
-            click.echo(start_background(port))
+            click.echo(start_background(port, host_binaries=binaries))
         except RuntimeError as exc:
             raise devicelab.UsageError(f"{exc}. Is the port free? Try another --port.") from None
 

@@ -22,12 +22,20 @@ def main(argv: list[str] | None = None) -> int:
         "--port", type=int, default=0, help="loopback port (0 = any free port outside 5555-5585)"
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="log protocol traffic")
+    parser.add_argument(
+        "--allow-binary",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a host build of llama.cpp's CLI to run as the phone's llama-cli (repeatable)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-    return serve(args.port, backend=engine_backend(devicelab.load_plugins()))
+    backend = engine_backend(devicelab.load_plugins())
+    return serve(args.port, backend=backend, host_binaries=args.allow_binary)
 
 
 if __name__ == "__main__":

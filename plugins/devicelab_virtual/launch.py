@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,17 @@ import devicelab
 from .backend import engine_backend
 
 
-def make_virtual_s24(port: int = 0, registry: devicelab.Registry | None = None) -> VirtualS24:
+def make_virtual_s24(
+    port: int = 0,
+    registry: devicelab.Registry | None = None,
+    host_binaries: Sequence[str | os.PathLike[str]] = (),
+) -> VirtualS24:
     """A virtual S24 with its on-device software (llama-cli, uiautomator2's server, the apps),
-    whose models run on devicelab's llama.cpp engine."""
+    whose models run on devicelab's llama.cpp engine; ``host_binaries`` are host builds of
+    llama.cpp's CLI it runs as llama-cli when a client pushes one of them."""
     # A process of its own (`devicelab virtual start`, a test) loads the plugins itself.
-    return make_phone(port, backend=engine_backend(registry or devicelab.load_plugins()))
+    backend = engine_backend(registry or devicelab.load_plugins())
+    return make_phone(port, backend=backend, host_binaries=host_binaries)
 
 
 def shutdown(device: VirtualS24) -> None:
@@ -102,10 +109,13 @@ def running() -> list[dict[str, Any]]:
     return found
 
 
-def start_background(port: int = 0, timeout_s: float = 30.0) -> str:
+def start_background(
+    port: int = 0, timeout_s: float = 30.0, host_binaries: Sequence[Path] = ()
+) -> str:
     """Start a virtual S24 in its own process, register it with adb; its serial."""
+    allow = [arg for b in host_binaries for arg in ("--allow-binary", str(b.resolve()))]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devicelab_virtual", "--port", str(port)],
+        [sys.executable, "-m", "devicelab_virtual", "--port", str(port), *allow],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,

@@ -327,3 +327,74 @@ def test_the_build_is_cached_per_llama_cpp_python_version(
     (out / "build.json").write_text('{"binary": "llama-completion"}')
     assert hostcli.find_host_cli("0.3.36") == out / "llama-completion"
     assert hostcli.find_host_cli("0.3.35") is None
+
+
+# -- the real CLI as the virtual S24's llama-cli ------------------------------------------------
+
+PHONE_SCENARIO = """\
+[scenario]
+name = "real-cli-on-the-virtual-s24"
+repetitions = 2
+warmup = 0
+timeout_s = 120
+
+[device]
+name = "virtual-s24"
+options = {{ host_binaries = ["{binary}"] }}
+
+[[models]]
+name = "smollm2-135m-instruct"
+engine = "llama.cpp"
+options = {{ binary = "{binary}" }}
+
+[tasks]
+kinds = ["QA"]
+documents = "docassist-mini"
+max_documents = 1
+max_output_tokens = 4
+
+[context]
+sections = 1
+lengths = [100]
+"""
+
+
+def test_the_virtual_s24_runs_the_real_cli_the_engine_pushed(
+    host_cli: Path, tmp_path: Path, adb_server: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from virtual_android.inference import llamacli as phone_cli
+    from wordsplugin import run_cli
+
+    from devicelab import load_run
+
+    ran: list[Path] = []
+    real = phone_cli.run_host_binary
+
+    def seen(ctx: object, binary: Path) -> int:
+        ran.append(binary)
+        return real(ctx, binary)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(phone_cli, "run_host_binary", seen)
+    scenario = tmp_path / "phone.toml"
+    scenario.write_text(PHONE_SCENARIO.format(binary=host_cli))
+    out = tmp_path / "run"
+    assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
+    records = load_run(out).measured
+    assert len(records) == 2 and all(r.ok for r in records)
+    # Each trial ran llama.cpp's own binary on the phone (the host build, not the imitation)...
+    assert ran == [host_cli.resolve()] * 2
+    for record in records:
+        timings = record.measures.engine_timings or {}
+        # ... and the engine read llama.cpp's real perf block: its own count of the prompt.
+        assert timings["prefill_tokens"] == record.measures.input_tokens
+        assert record.measures.output_tokens == 4 and timings["decode_tokens"] == 3
+        # The phone's telemetry saw the real process's memory (the mapped model and more).
+        assert record.measures.peak_mem_mb is not None and record.measures.peak_mem_mb > 50
+
+
+def test_a_host_binary_that_is_not_there_is_a_scenario_error(tmp_path: Path) -> None:
+    from wordsplugin import run_cli
+
+    scenario = tmp_path / "phone.toml"
+    scenario.write_text(PHONE_SCENARIO.format(binary=tmp_path / "nope"))
+    assert run_cli(["run", str(scenario), "--out", str(tmp_path / "run")]) == 2

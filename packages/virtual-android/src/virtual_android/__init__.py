@@ -3,7 +3,10 @@ adbd does, for testing adb-based code without a phone.
 
 The real ``adb`` binary, adbutils and uiautomator2 drive it as they drive a phone. Its shell
 runs only the commands it emulates: nothing sent to it is ever executed on the host. Its apps
-and its ``llama-cli`` run models through a :class:`TextBackend` the host supplies.
+and its ``llama-cli`` run models through a :class:`TextBackend` the host supplies; or, for
+``llama-cli``, a host build of llama.cpp's real CLI that the host allows
+(:func:`allow_host_binaries`: the allowed host file runs when a client pushes the same bytes,
+never the pushed file itself).
 
     from virtual_android import make_phone, shutdown_phone
 
@@ -35,6 +38,7 @@ from .inference.llm import (
     release_llms,
     use_backend,
 )
+from .inference.realcli import allow_host_binaries
 from .phone import make_phone, shutdown_phone
 from .shell.shellio import CancelToken, ShellCancelled
 
@@ -57,6 +61,7 @@ __all__ = [
     "TokenSink",
     "VirtualFS",
     "VirtualS24",
+    "allow_host_binaries",
     "apps_of",
     "install_apps",
     "install_llama_cli",

@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from .inference.backend import BackendFactory
@@ -22,6 +22,7 @@ def serve(
     *,
     backend: BackendFactory | None = None,
     print_serial: Callable[[str], None] | None = None,
+    host_binaries: Sequence[str] = (),
 ) -> int:
     """Run one phone until SIGINT/SIGTERM; ``print_serial`` gets its serial once it listens."""
     stop = threading.Event()
@@ -31,7 +32,7 @@ def serve(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    device = make_phone(port=port, backend=backend)
+    device = make_phone(port=port, backend=backend, host_binaries=host_binaries)
     device.start()
     (print_serial or (lambda serial: print(serial, flush=True)))(device.serial)
     try:
@@ -43,7 +44,7 @@ def serve(
 
 
 def parser(prog: str = "virtual-android") -> argparse.ArgumentParser:
-    """``PROG serve [--port N] [--verbose]``."""
+    """``PROG serve [--port N] [--verbose] [--allow-binary PATH]...``."""
     top = argparse.ArgumentParser(prog=prog, description="A virtual Galaxy S24 over real ADB.")
     commands = top.add_subparsers(dest="command", required=True)
     cmd = commands.add_parser("serve", help=__doc__, description=__doc__)
@@ -51,6 +52,14 @@ def parser(prog: str = "virtual-android") -> argparse.ArgumentParser:
         "--port", type=int, default=0, help="loopback port (0 = any free port outside 5555-5585)"
     )
     cmd.add_argument("--verbose", "-v", action="store_true", help="log protocol traffic")
+    cmd.add_argument(
+        "--allow-binary",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a host build of llama.cpp's CLI (llama-completion) to run as the phone's "
+        "llama-cli when a client pushes the same file (repeatable)",
+    )
     return top
 
 
@@ -61,7 +70,10 @@ def main(argv: list[str] | None = None, *, backend: BackendFactory | None = None
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     try:
-        return serve(args.port, backend=backend)
+        return serve(args.port, backend=backend, host_binaries=args.allow_binary)
+    except FileNotFoundError as exc:  # an --allow-binary that is not an executable file
+        print(f"virtual-android: --allow-binary: {exc}.", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as exc:  # a port in the emulator range, or taken
         print(f"virtual-android: {exc}. Pick another --port (0: any free one).", file=sys.stderr)
         return 2

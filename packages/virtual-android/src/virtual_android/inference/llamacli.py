@@ -10,8 +10,9 @@ Invocation, as the phone's shell would allow it:
 
 - by path (``/data/local/tmp/llama-cli``, ``./llama-cli``): the file must exist in the virtual
   filesystem (``inaccessible or not found``, exit 127) and be executable (``can't execute:
-  Permission denied``, exit 126). Its content is not inspected: a placeholder stands in for
-  the arm64 binary.
+  Permission denied``, exit 126). Its content is compared with the host builds of llama.cpp
+  the phone allows (:mod:`.realcli`): a match runs that real build instead of this imitation;
+  anything else (a placeholder stands in for the arm64 binary) runs the imitation.
 - by bare name: only if a directory of ``$PATH`` holds such a file (``not found``, 127).
 
 Flags (values as separate arguments, like llama.cpp): ``-m/--model FNAME``, ``-p/--prompt
@@ -74,6 +75,7 @@ from ..fs.filesystem import FsError, VirtualFS
 from ..shell.interpreter import SH, CommandContext
 from ..shell.shellio import ShellCancelled
 from .llm import DeviceLLM, GenerationStats, materialize_gguf, shared_llm
+from .realcli import allowed_binary, run_host_binary
 
 __all__ = ["TOOLS", "install_llama_cli"]
 
@@ -100,8 +102,8 @@ def _is_executable_file(fs: VirtualFS, path: str) -> bool:
     return info.is_file and bool(info.mode & 0o111)
 
 
-def _exec_problem(ctx: CommandContext) -> tuple[int, str] | None:
-    """What sh would say before ever starting this binary, or None when it may run.
+def _exec_problem(ctx: CommandContext) -> tuple[int, str] | str:
+    """What sh would say before ever starting this binary, or the file's path when it may run.
 
     The shell finds an emulated command by its name alone; a real phone runs only what is
     on its filesystem, so that is checked here (see the module docstring).
@@ -109,8 +111,9 @@ def _exec_problem(ctx: CommandContext) -> tuple[int, str] | None:
     name = ctx.argv[0]
     if "/" not in name:
         for directory in ctx.env.get("PATH", "").split(":"):
-            if directory and _is_executable_file(ctx.fs, posixpath.join(directory, name)):
-                return None
+            found = posixpath.join(directory, name)
+            if directory and _is_executable_file(ctx.fs, found):
+                return found
         return 127, f"{SH}: {name}: not found\n"
     path = ctx.path(name)
     try:
@@ -121,7 +124,7 @@ def _exec_problem(ctx: CommandContext) -> tuple[int, str] | None:
         return 126, f"{SH}: {name}: can't execute: Is a directory\n"
     if not info.mode & 0o111:
         return 126, f"{SH}: {name}: can't execute: Permission denied\n"
-    return None
+    return path
 
 
 # -- arguments -----------------------------------------------------------------------------
@@ -677,10 +680,13 @@ class _Lines:
 # -- the tool ------------------------------------------------------------------------------
 def main(ctx: CommandContext) -> int:
     """The emulated tool: ``handler(ctx) -> exit status`` for VirtualS24.add_command."""
-    problem = _exec_problem(ctx)
-    if problem is not None:
-        ctx.error(problem[1])
-        return problem[0]
+    found = _exec_problem(ctx)
+    if isinstance(found, tuple):
+        ctx.error(found[1])
+        return found[0]
+    real = allowed_binary(ctx.device, lambda: ctx.fs.read(found, ctx.cwd))
+    if real is not None:  # the pushed file is a host build the phone's owner allowed
+        return run_host_binary(ctx, real)
     try:
         params = _parse(ctx)
     except _ArgError as exc:
