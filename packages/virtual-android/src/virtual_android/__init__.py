@@ -14,8 +14,9 @@ and its ``llama-cli`` run models through a :class:`TextBackend` the host supplie
 """
 
 from .apps.apps import apps_of, install_apps
-from .apps.u2server import install_uiautomator, screen_of
+from .apps.u2server import install_uiautomator, render_screen, screen_of
 from .cli import serve
+from .display import Frame
 from .device import CommandContext, CommandHandler, InputEvent, VirtualS24
 from .fs.filesystem import FsError, VirtualFS
 from .inference.backend import (
@@ -46,6 +47,7 @@ __all__ = [
     "CommandContext",
     "CommandHandler",
     "DeviceLLM",
+    "Frame",
     "FsError",
     "GenerationCancelled",
     "GenerationStats",
@@ -63,6 +65,7 @@ __all__ = [
     "install_uiautomator",
     "make_phone",
     "release_llms",
+    "render_screen",
     "screen_of",
     "serve",
     "shutdown_phone",
