@@ -14,11 +14,8 @@ version of the package.
 from __future__ import annotations
 
 import argparse
-from importlib.metadata import version
-import io
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -28,6 +25,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -268,9 +266,11 @@ def run_checks(b: Bench) -> None:
     b.check("pinch_out", lambda: None if target.pinch_out(percent=50, steps=10) else "False")
     b.check(
         "gesture",
-        lambda: None
-        if target.gesture((300, 600), (700, 600), (100, 600), (900, 600), steps=10)
-        else "False",
+        lambda: (
+            None
+            if target.gesture((300, 600), (700, 600), (100, 600), (900, 600), steps=10)
+            else "False"
+        ),
     )
 
     def child_by_text() -> str | None:
@@ -431,9 +431,7 @@ def main() -> None:
     adbutils.adb = client  # u2.connect(serial) uses adbutils' module-level client
     weights = Path(tempfile.mkdtemp()) / "long-answer.gguf"
     weights.write_bytes(b"GGUF" + bytes(1024))
-    phone = make_phone(
-        backend=lambda path, *, n_ctx, threads: LongAnswerBackend(path or weights)
-    )
+    phone = make_phone(backend=lambda path, *, n_ctx, threads: LongAnswerBackend(path or weights))
     phone.start()
     results: list[Result] = []
     try:

@@ -16,8 +16,8 @@ and its ``llama-cli`` run models through a :class:`TextBackend` the host supplie
 from .apps.apps import apps_of, install_apps
 from .apps.u2server import install_uiautomator, render_screen, screen_of
 from .cli import serve
-from .display import Frame
 from .device import CommandContext, CommandHandler, InputEvent, VirtualS24
+from .display import Frame
 from .fs.filesystem import FsError, VirtualFS
 from .inference.backend import (
     BackendFactory,

@@ -634,7 +634,7 @@ def _message_nodes(messages: list[_Message], box: Rect) -> list[UiNode]:
     Older messages lie above the list: the screen clips them away until the list is
     scrolled back (a message only partly inside stays, clipped, as in a LazyColumn).
     """
-    left, top, right, bottom = box
+    left, _top, right, bottom = box
     nodes: list[UiNode] = []
     y = bottom
     for message in reversed(messages):
@@ -1186,9 +1186,7 @@ def _dumpsys_window(ctx: CommandContext, screen: DeviceScreen, args: list[str]) 
             f"cur={width}x{height} app={width}x{height - STATUS_BAR_HEIGHT} "
             f"rng={min(width, height)}x{min(width, height) - STATUS_BAR_HEIGHT}-"
             f"{max(width, height)}x{max(width, height) - STATUS_BAR_HEIGHT}\n"
-            "    deferred=false mLayoutNeeded=false\n"
-            + focus
-            + "  DisplayRotation\n"
+            "    deferred=false mLayoutNeeded=false\n" + focus + "  DisplayRotation\n"
             "    mCurrentAppOrientation=SCREEN_ORIENTATION_UNSPECIFIED\n"
             f"    mRotation={rotation} mDeferredRotationPauseCount=0\n"
             "    mLandscapeRotation=ROTATION_90 mSeascapeRotation=ROTATION_270\n"

@@ -1,11 +1,11 @@
 """The picture on the virtual S24's display, drawn from the same windows uiautomator dumps.
 
-`draw_windows` (behind u2server.render_screen) is what `screencap`, uiautomator2's `takeScreenshot` and the
-`framebuffer:` service show: each window's views drawn at their bounds with the look of the
-app that owns them (wallpaper and icons on the launcher, Material colours in MLCChat, a teal
-toolbar in DocAssist, the status bar's clock and battery), so a person looking at a
-screenshot recognises the screen. Layout-only containers draw nothing; text is wrapped
-inside its view and clipped to it.
+`draw_windows` (behind u2server.render_screen) draws what `screencap`, uiautomator2's
+`takeScreenshot` and the `framebuffer:` service show: each window's views at their bounds,
+with the look of the app that owns them (wallpaper and icons on the launcher, Material
+colours in MLCChat, a teal app bar in DocAssist, the status bar's clock and battery), so a
+person looking at a screenshot recognises the screen. Layout-only containers draw nothing;
+text is wrapped inside its view and clipped to it.
 """
 
 from __future__ import annotations

@@ -28,11 +28,11 @@ import logging
 import posixpath
 import re
 import threading
-import uuid
 import time
+import uuid
 import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from PIL import Image
@@ -605,7 +605,7 @@ class DeviceScreen:
         return bar
 
     def _launcher(self, area: Rect) -> UiNode:
-        left, top, right, bottom = area
+        left, top, right, _bottom = area
         workspace = UiNode(
             "android.view.ViewGroup",
             area,
@@ -1277,9 +1277,7 @@ class U2Server:
         base = self._selector_of(args[0])
         ref = _ObjectRef(base.selector, base.up + 1)
         if not self._resolve(ref):
-            raise RpcError(
-                -32002, "androidx.test.uiautomator.UiObjectNotFoundException: no parent"
-            )
+            raise RpcError(-32002, "androidx.test.uiautomator.UiObjectNotFoundException: no parent")
         return self._keep(ref)
 
     # scrolling (UiScrollable: forward/backward return False once the end is reached)
@@ -1322,17 +1320,19 @@ class U2Server:
         self, scrollable: dict[str, Any], target: dict[str, Any], vertical: bool
     ) -> bool:
         inside = _chain(scrollable, "child", target)
-        roots = lambda: [self.screen.active_window().root]  # noqa: E731
-        if match_selector(roots(), inside):
+
+        def visible() -> bool:
+            return bool(match_selector([self.screen.active_window().root], inside))
+
+        if visible():
             return True
-        args: list[Any] = [scrollable]
         self._scroll_all([scrollable, vertical, _MAX_SEARCH_SWIPES, 5], -1, 1)
         for _ in range(_MAX_SEARCH_SWIPES):
-            if match_selector(roots(), inside):
+            if visible():
                 return True
-            if not self._scroll_step(args, vertical, 1, 1, 5):
+            if not self._scroll_step([scrollable], vertical, 1, 1, 5):
                 break
-        return bool(match_selector(roots(), inside))
+        return visible()
 
     def _set_text(self, args: list[Any]) -> bool:
         return self.screen.set_text(self._one(args), str(args[1]) if len(args) > 1 else "")

@@ -78,4 +78,3 @@ class Window:
     package: str
     activity: str
     root: UiNode
-

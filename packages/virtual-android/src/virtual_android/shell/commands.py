@@ -1270,7 +1270,7 @@ def cmd_input(ctx: CommandContext) -> int:
             if verb == "draganddrop":
                 duration_ms += 400.0
             ctx.sleep(duration_ms / 1000.0)
-            device.record_input(verb, tuple(numbers[:4]) + (duration_ms,), source)
+            device.record_input(verb, (*numbers[:4], duration_ms), source)
             return 0
         if verb == "text":
             if not rest:
@@ -1694,10 +1694,10 @@ def _dumpsys_display(ctx: CommandContext, args: list[str]) -> int:
         "    mLayerStack=0\n"
         f'    mBaseDisplayInfo=DisplayInfo{{"Built-in Screen", displayId 0, real {panel_w} x '
         f"{panel_h}, largest app {panel_w} x {panel_h}, rotation 0, density {density}, "
-        f"type INTERNAL, state {state}, uniqueId \"{unique}\"}}\n"
+        f'type INTERNAL, state {state}, uniqueId "{unique}"}}\n'
         f'    mOverrideDisplayInfo=DisplayInfo{{"Built-in Screen", displayId 0, real {width} x '
         f"{height}, largest app {width} x {height}, rotation {rotation}, density {density}, "
-        f"type INTERNAL, state {state}, uniqueId \"{unique}\"}}\n"
+        f'type INTERNAL, state {state}, uniqueId "{unique}"}}\n'
     )
     return 0
 
