@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .ui import LAUNCHER_PACKAGE, SYSTEMUI_PACKAGE, UiNode, Window
+from .ui import LAUNCHER_PACKAGE, STATUS_BAR_HEIGHT, SYSTEMUI_PACKAGE, UiNode, Window
 
 __all__ = ["Theme", "draw_windows", "theme_of"]
 
@@ -109,11 +109,15 @@ def _draw_text(
 ) -> None:
     left, top, right, bottom = box
     size = max(12, min(size, int((bottom - top) * 0.7)))
-    font = _font(size)
-    line_h = int(size * 1.25)
     pad = 8 if not centre else 0
-    lines = _wrap(text, font, max(1, right - left - 2 * pad))
-    total = line_h * len(lines)
+    while True:  # shrink a short text until it fits its view (a long one is clipped)
+        font = _font(size)
+        line_h = int(size * 1.25)
+        lines = _wrap(text, font, max(1, right - left - 2 * pad))
+        total = line_h * len(lines)
+        if total <= bottom - top or size <= 28 or len(lines) > 3:
+            break
+        size -= 4
     y = top + (max(0, (bottom - top - total) // 2) if centre or total < line_h * 2 else pad)
     for line in lines:
         if y + size > bottom:
@@ -145,7 +149,7 @@ def _draw_glyph(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], name:
 
 
 def _draw_node(
-    draw: ImageDraw.ImageDraw, node: UiNode, window: Window, theme: Theme, depth: int
+    draw: ImageDraw.ImageDraw, node: UiNode, window: Window, theme: Theme, in_list: bool
 ) -> None:
     left, top, right, bottom = node.bounds
     if right <= left or bottom <= top:
@@ -179,10 +183,14 @@ def _draw_node(
         colour = (140, 140, 140) if showing_hint else theme.text
         _draw_text(draw, (left + 12, top + 6, right - 12, bottom - 6), node.text, colour)
         return
+    if node.text and in_list and kind == "TextView":  # a chat message: a bubble
+        draw.rounded_rectangle(box, radius=28, fill=theme.field)
+        _draw_text(draw, (left + 16, top + 12, right - 16, bottom - 8), node.text, theme.text)
+        return
     if node.text:
-        # A title at the top of the window reads larger.
+        # The title at the top of a window reads larger.
         title = node.resource_id.endswith(":id/title") or (
-            depth <= 6 and 90 <= bottom - top <= 160 and len(node.text) <= 40
+            top - STATUS_BAR_HEIGHT < 60 and len(node.text) <= 48
         )
         _draw_text(draw, box, node.text, theme.text, 56 if title else _BODY_PX)
 
@@ -222,11 +230,12 @@ def draw_windows(windows: list[Window], size: tuple[int, int]) -> Image.Image:
             else:
                 left, top, right, bottom = window.root.bounds
                 draw.rectangle((left, top, right - 1, bottom - 1), fill=theme.background)
-        stack: list[tuple[UiNode, int]] = [(window.root, 0)]
+        stack: list[tuple[UiNode, bool]] = [(window.root, False)]
         while stack:
-            node, depth = stack.pop()
-            _draw_node(draw, node, window, theme, depth)
+            node, in_list = stack.pop()
+            _draw_node(draw, node, window, theme, in_list)
             if node.resource_id.endswith(":id/icon") and window.package == LAUNCHER_PACKAGE:
                 continue
-            stack.extend((child, depth + 1) for child in reversed(node.children))
+            is_list = node.scrollable and node.class_name != "android.widget.ScrollView"
+            stack.extend((child, is_list) for child in reversed(node.children))
     return image

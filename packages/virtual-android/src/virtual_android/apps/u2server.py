@@ -558,6 +558,10 @@ class DeviceScreen:
             _finish(main.root, package, self._focus.get(package, ""))
             if scrolled:
                 self._apply_scroll(main.root, package)
+                # What lies outside the display (a layout taller than a landscape screen)
+                # is not on screen, and uiautomator does not list it.
+                root = main.root
+                root.children = _shifted_and_clipped(root.children, 0, 0, root.bounds)
             bar = Window(SYSTEMUI_PACKAGE, "StatusBar", self._status_bar(width))
             _finish(bar.root, SYSTEMUI_PACKAGE, "")
             windows = [main, bar]
