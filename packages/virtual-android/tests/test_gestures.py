@@ -12,6 +12,7 @@ from typing import Any
 import adbutils
 import pytest
 import uiautomator2 as u2
+from uiautomator2._selector import Selector
 from uiautomator2.exceptions import UiObjectNotFoundError
 from virtual_android import VirtualS24, apps_of
 
@@ -147,6 +148,12 @@ def test_get_parent(ui: u2.Device) -> None:
     assert info["childCount"] == 8
     grandparent = ui.jsonrpc.objInfo(ui.jsonrpc.getParent(parent))
     assert grandparent["className"] == "android.widget.FrameLayout"
+    status = ui.jsonrpc.getChild(parent, Selector(resourceId=f"{DOCASSIST}:id/status"))
+    assert ui.jsonrpc.getText(status) == "idle"
+    title = ui.jsonrpc.getFromParent(
+        ui(resourceId=RUN).selector, Selector(resourceId=f"{DOCASSIST}:id/title")
+    )
+    assert ui.jsonrpc.getText(title) == "DocAssist"
 
 
 def test_pinch_and_two_finger_gestures(ui: u2.Device) -> None:

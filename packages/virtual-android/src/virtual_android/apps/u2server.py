@@ -1191,14 +1191,22 @@ class U2Server:
 
     def _resolve(self, ref: _ObjectRef) -> list[UiNode]:
         roots = [self.screen.active_window().root]
-        found = match_selector(roots, ref.selector)
-        if not ref.up or not found:
-            return found
-        parents = _parents(roots)
-        node: UiNode | None = found[0]
-        for _ in range(ref.up):
-            node = parents.get(id(node)) if node is not None else None
-        return [node] if node is not None else []
+        flat = _flatten(roots)
+        where = {id(entry.node): i for i, entry in enumerate(flat)}
+        current = [where[id(n)] for n in match_selector(roots, ref.selector)]
+        for step, sub in ref.steps:
+            if not current:
+                break
+            first = current[0]
+            parent = flat[first].parent
+            if step == "up":
+                current = [parent] if parent >= 0 else []
+            elif step == "child":
+                current = _select(flat, _descendants(flat, first), sub)
+            else:  # sibling: the parent's other descendants
+                pool = _descendants(flat, parent) if parent >= 0 else []
+                current = _select(flat, [i for i in pool if i != first], sub)
+        return [flat[i].node for i in current]
 
     def _one(self, args: list[Any]) -> UiNode:
         found = self._find(args)
@@ -1267,19 +1275,15 @@ class U2Server:
     def _get_child(self, args: list[Any]) -> str:
         # getChild(object, selector): the object's descendant the selector matches
         base = self._selector_of(args[0])
-        if base.up:
-            raise RpcError(-32001, "java.lang.UnsupportedOperationException: getChild of parent")
-        return self._keep(_ObjectRef(_chain(base.selector, "child", _selector(args[1:]))))
+        return self._keep(base.then("child", _selector(args[1:])))
 
     def _get_from_parent(self, args: list[Any]) -> str:
+        # getFromParent(object, selector): a sibling (in the parent's subtree) it matches
         base = self._selector_of(args[0])
-        if base.up:
-            raise RpcError(-32001, "java.lang.UnsupportedOperationException: sibling of parent")
-        return self._keep(_ObjectRef(_chain(base.selector, "sibling", _selector(args[1:]))))
+        return self._keep(base.then("sibling", _selector(args[1:])))
 
     def _get_parent(self, args: list[Any]) -> str:
-        base = self._selector_of(args[0])
-        ref = _ObjectRef(base.selector, base.up + 1)
+        ref = self._selector_of(args[0]).then("up", {})
         if not self._resolve(ref):
             raise RpcError(-32002, "androidx.test.uiautomator.UiObjectNotFoundException: no parent")
         return self._keep(ref)
@@ -1417,11 +1421,15 @@ _ORIENTATIONS["r"] = 3
 
 @dataclass(frozen=True)
 class _ObjectRef:
-    """A UiObject the server handed out by id: found again from its selector on every use
-    (as UiObject does), `up` levels above the match."""
+    """A UiObject the server handed out by id: found again on every use (as UiObject does)
+    from its selector, then `steps` from the first match: ("up", {}) to the parent,
+    ("child", selector) into its subtree, ("sibling", selector) into its parent's."""
 
     selector: dict[str, Any]
-    up: int = 0
+    steps: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+    def then(self, step: str, selector: dict[str, Any]) -> _ObjectRef:
+        return _ObjectRef(self.selector, (*self.steps, (step, selector)))
 
 
 def _field_selector(by: str, value: str) -> dict[str, Any]:
@@ -1441,15 +1449,6 @@ def _chain(
     out["childOrSibling"] = [*(base.get("childOrSibling") or []), relation]
     out["childOrSiblingSelector"] = [*(base.get("childOrSiblingSelector") or []), sub]
     return out
-
-
-def _parents(roots: list[UiNode]) -> dict[int, UiNode]:
-    parents: dict[int, UiNode] = {}
-    for root in roots:
-        for node in root.walk():
-            for child in node.children:
-                parents[id(child)] = node
-    return parents
 
 
 def _returns(value: Any) -> Method:
