@@ -91,6 +91,8 @@ def test_uiautomator2_and_adbutils_screenshots_show_the_screen(
         assert image.size == (1080, 2340)
         bg = background_of(image)
         assert drawn_share(image, run, bg) > 0.8
+    on_display_0 = phone_device.screenshot(display_id=0, error_ok=False)  # screencap -d ID
+    assert on_display_0.size == (1080, 2340)
     # The launcher and the app are different pictures, each with its own content.
     assert drawn_share(launcher, icon, background_of(launcher)) > 0.2
     assert background_of(launcher) != background_of(shot)

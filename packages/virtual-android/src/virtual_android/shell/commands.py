@@ -1661,6 +1661,9 @@ def _dumpsys_cpuinfo(ctx: CommandContext, args: list[str]) -> int:
     return 0
 
 
+DISPLAY_ID = "4630946838214536449"  # the built-in panel's physical display id
+
+
 def _dumpsys_display(ctx: CommandContext, args: list[str]) -> int:
     # The rotated size is what apps and the viewport see; DisplayDeviceInfo is the panel,
     # which never rotates.
@@ -1670,7 +1673,7 @@ def _dumpsys_display(ctx: CommandContext, args: list[str]) -> int:
     rotation = device.rotation()
     density = device.density_override or device.PHYSICAL_DENSITY
     state = "ON" if device.screen_on else "OFF"
-    unique = "local:4630946838214536449"
+    unique = f"local:{DISPLAY_ID}"
     ctx.write(
         "DISPLAY MANAGER (dumpsys display)\n"
         "  mOnlyCode=false\n"
@@ -1825,6 +1828,25 @@ def cmd_uiautomator(ctx: CommandContext) -> int:
     return 0
 
 
+def _dumpsys_surfaceflinger(ctx: CommandContext, args: list[str]) -> int:
+    # adbutils' screenshot(display_id=N) reads the ids from `--display-id`.
+    width, height = ctx.device.display_size()
+    if "--display-id" in args:
+        ctx.write(
+            f"Display {DISPLAY_ID} (HWC display 0): port=129 pnpId=SDC "
+            'displayName="Built-in Screen"\n'
+        )
+        return 0
+    ctx.write(
+        "Display identification data:\n"
+        f"Display {DISPLAY_ID} (HWC display 0): port=129 pnpId=SDC "
+        'displayName="Built-in Screen"\n\n'
+        f"Display {DISPLAY_ID} (active) HWC layer metadata\n"
+        f"  resolution={width}x{height} refresh-rate=120.00Hz\n"
+    )
+    return 0
+
+
 DumpsysHandler = Callable[[CommandContext, list[str]], int]
 DUMPSYS_SERVICES: dict[str, DumpsysHandler] = {
     "battery": _dumpsys_battery,
@@ -1833,6 +1855,7 @@ DUMPSYS_SERVICES: dict[str, DumpsysHandler] = {
     "cpuinfo": _dumpsys_cpuinfo,
     "display": _dumpsys_display,
     "power": _dumpsys_power,
+    "SurfaceFlinger": _dumpsys_surfaceflinger,
 }
 
 
