@@ -105,6 +105,13 @@ def test_render_screen_is_the_picture_clients_get(phone: VirtualS24, ui: u2.Devi
     assert len(frame.rgba) == 1080 * 2340 * 4
     assert Image.open(io.BytesIO(frame.png())).size == (1080, 2340)
     assert phone.capture_screen().rgba == frame.rgba
+    # The framebuffer service's reply, read the way adbutils' framebuffer() reads it.
+    reply = frame.framebuffer()
+    version, bpp, colour_space, size, width, height = struct.unpack("<6I", reply[:24])
+    offsets = struct.unpack("<8I", reply[24:56])
+    assert (version, bpp, colour_space, size) == (2, 32, 1, 1080 * 2340 * 4)
+    assert (width, height) == (1080, 2340) and offsets == (0, 8, 16, 8, 8, 8, 24, 8)
+    assert reply[56:] == frame.rgba
 
 
 def test_uiautomator_dump_writes_the_u2_servers_xml(

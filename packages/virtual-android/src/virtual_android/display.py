@@ -18,6 +18,7 @@ __all__ = ["SCREENCAP_DATASPACE_SRGB", "Frame", "ScreenSource", "black_frame"]
 # of the buffer (ADATASPACE_SRGB).
 SCREENCAP_DATASPACE_SRGB = 142671872
 PIXEL_FORMAT_RGBA_8888 = 1
+FRAMEBUFFER_COLORSPACE_SRGB = 1
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,29 @@ class Frame:
         """What `screencap` without -p writes: width, height, format, dataspace, pixels."""
         header = struct.pack(
             "<4I", self.width, self.height, PIXEL_FORMAT_RGBA_8888, SCREENCAP_DATASPACE_SRGB
+        )
+        return header + self.rgba
+
+    def framebuffer(self) -> bytes:
+        """What adbd's `framebuffer:` service sends: the version 2 header (version, bpp,
+        colour space 1 = sRGB, size, width, height, then offset and length of red, blue,
+        green and alpha), then the pixels."""
+        header = struct.pack(
+            "<14I",
+            2,
+            32,
+            FRAMEBUFFER_COLORSPACE_SRGB,
+            len(self.rgba),
+            self.width,
+            self.height,
+            0,  # red offset, length
+            8,
+            16,  # blue
+            8,
+            8,  # green
+            8,
+            24,  # alpha
+            8,
         )
         return header + self.rgba
 
