@@ -109,14 +109,20 @@ def test_a_finger_swipe_scrolls_the_list_under_it(
     assert not ui(text="the question").exists
 
 
-def test_a_scroll_view_scrolls_to_its_end(ui: u2.Device, phone: VirtualS24) -> None:
+def test_a_scroll_view_scrolls_to_its_end(
+    ui: u2.Device, phone: VirtualS24, phone_device: adbutils.AdbDevice
+) -> None:
     apps_of(phone).docassist.max_tokens = 300
     ui.app_start(DOCASSIST, ".MainActivity")
     view = ui(className="android.widget.ScrollView")
     assert view.scroll.forward() is False  # nothing to scroll yet
     ui(resourceId=RUN).click(timeout=10)
     assert ui(resourceId=f"{DOCASSIST}:id/status", text="done").wait(timeout=30)
+    box = view.bounds()
+    before = phone_device.screenshot().crop(box).tobytes()
     assert view.scroll.forward() is True
+    # A ScrollView reports the same visible bounds; what moved is the picture.
+    assert phone_device.screenshot().crop(box).tobytes() != before
     assert view.scroll.toEnd() is True
     assert view.scroll.forward() is False
     assert view.scroll.backward() is True

@@ -106,6 +106,7 @@ def _draw_text(
     colour: RGB,
     size: int = _BODY_PX,
     centre: bool = False,
+    hidden_above: int = 0,
 ) -> None:
     left, top, right, bottom = box
     size = max(12, min(size, int((bottom - top) * 0.7)))
@@ -118,10 +119,16 @@ def _draw_text(
         if total <= bottom - top or size <= 28 or len(lines) > 3:
             break
         size -= 4
-    y = top + (max(0, (bottom - top - total) // 2) if centre or total < line_h * 2 else pad)
+    if hidden_above:  # scrolled: the text starts above the visible part of its view
+        y = top + pad - hidden_above
+    else:
+        y = top + (max(0, (bottom - top - total) // 2) if centre or total < line_h * 2 else pad)
     for line in lines:
         if y + size > bottom:
             break
+        if y < top:
+            y += line_h
+            continue
         x = left + pad
         if centre:
             x = left + max(0, int((right - left - _text_width(font, line)) / 2))
@@ -185,14 +192,16 @@ def _draw_node(
         return
     if node.text and in_list and kind == "TextView":  # a chat message: a bubble
         draw.rounded_rectangle(box, radius=28, fill=theme.field)
-        _draw_text(draw, (left + 16, top + 12, right - 16, bottom - 8), node.text, theme.text)
+        inner = (left + 16, top + 12, right - 16, bottom - 8)
+        _draw_text(draw, inner, node.text, theme.text, hidden_above=node.hidden_above)
         return
     if node.text:
         # The title at the top of a window reads larger.
         title = node.resource_id.endswith(":id/title") or (
             top - STATUS_BAR_HEIGHT < 60 and len(node.text) <= 48
         )
-        _draw_text(draw, box, node.text, theme.text, 56 if title else _BODY_PX)
+        size = 56 if title else _BODY_PX
+        _draw_text(draw, box, node.text, theme.text, size, hidden_above=node.hidden_above)
 
 
 def _draw_status_bar(draw: ImageDraw.ImageDraw, window: Window, theme: Theme) -> None:

@@ -812,11 +812,13 @@ def _shifted_and_clipped(nodes: list[UiNode], dx: int, dy: int, box: Rect) -> li
     b_left, b_top, b_right, b_bottom = box
     for node in nodes:
         left, top, right, bottom = node.bounds
+        hidden = node.hidden_above + max(0, b_top - (top + dy))
         left, right = max(b_left, left + dx), min(b_right, right + dx)
         top, bottom = max(b_top, top + dy), min(b_bottom, bottom + dy)
         if left >= right or top >= bottom:
             continue
         node.bounds = (left, top, right, bottom)
+        node.hidden_above = hidden
         node.children = _shifted_and_clipped(node.children, dx, dy, node.bounds)
         out.append(node)
     return out

@@ -58,6 +58,9 @@ class UiNode:
     on_click: Callable[[], None] | None = field(default=None, repr=False, compare=False)
     on_text: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
     key: str = ""
+    # How far the view reaches above its (clipped) bounds when a list is scrolled: the
+    # picture draws its text from there. Not dumped: uiautomator shows visible bounds only.
+    hidden_above: int = field(default=0, compare=False)
 
     @property
     def editable(self) -> bool:
