@@ -171,3 +171,21 @@ def test_pinch_and_two_finger_gestures(ui: u2.Device) -> None:
     assert document.gesture((300, 600), (700, 600), (100, 600), (900, 600), steps=20) is True
     with pytest.raises(u2.UiObjectNotFoundError):
         ui(text="nothing here").pinch_in()
+
+
+def test_input_motionevent_taps_and_swipes(ui: u2.Device, phone_device: adbutils.AdbDevice) -> None:
+    x, y = (str(int(v)) for v in ui(text="DocAssist").center())
+    phone_device.shell(["input", "motionevent", "DOWN", x, y])
+    phone_device.shell(["input", "motionevent", "UP", x, y])
+    assert ui(resourceId=RUN).wait(timeout=10)
+    bad = phone_device.shell2(["input", "motionevent", "HOVER", "1", "2"])
+    assert bad.returncode != 0 and "motionevent needs" in bad.output
+    ui.press("back")
+    chat_with_a_long_answer(ui)
+    left, top, right, bottom = ui(scrollable=True, packageName=MLCCHAT).bounds()
+    cx = str((left + right) // 2)
+    for _ in range(4):  # drag the content down: what is above comes into view
+        phone_device.shell(["input", "motionevent", "DOWN", cx, str(top + 50)])
+        phone_device.shell(["input", "motionevent", "MOVE", cx, str(bottom - 50)])
+        phone_device.shell(["input", "motionevent", "UP", cx, str(bottom - 50)])
+    assert ui(text="the question").exists

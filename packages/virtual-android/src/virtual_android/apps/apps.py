@@ -1288,6 +1288,9 @@ def _input_command(screen: DeviceScreen, builtin: CommandHandler) -> CommandHand
                 screen.tap(float(event.args[0]), float(event.args[1]))
             elif event.kind == "keyevent" and int(event.args[0]) not in _POWER_KEYS:
                 screen.press_key(int(event.args[0]))  # the built-in already handled power
+            elif event.kind == "motionevent":
+                action, x, y = event.args[:3]
+                screen.touch(int(action), float(x), float(y))
             elif event.kind in ("swipe", "draganddrop"):
                 x1, y1, x2, y2 = (float(v) for v in event.args[:4])
                 screen.swipe(x1, y1, x2, y2)

@@ -461,6 +461,7 @@ class DeviceScreen:
         self._recent: list[str] = []  # packages brought to front, last is on top
         self._focus: dict[str, str] = {}  # package -> key of the focused node
         self._scroll: dict[tuple[str, str], tuple[int, int]] = {}  # (package, key) -> (x, y)
+        self._touch_down: tuple[float, float, float] | None = None  # x, y, when
         self.last_toast: str | None = None
         self.toast_history: list[str] = []  # every toast shown, oldest first (for tests)
         self._toast_package = SYSTEMUI_PACKAGE
@@ -702,6 +703,25 @@ class DeviceScreen:
             return moved
 
     # input
+    def touch(self, action: int, x: float, y: float) -> None:
+        """One pointer event (MotionEvent ACTION_DOWN 0, UP 1, MOVE 2, CANCEL 3): a DOWN and
+        an UP make a tap (a long press when held 400 ms), or a swipe when the finger moved."""
+        with self.lock:
+            if action == 0:
+                self._touch_down = (x, y, time.monotonic())
+                return
+            if action == 3:
+                self._touch_down = None
+            if action != 1 or self._touch_down is None:
+                return
+            x0, y0, began = self._touch_down
+            self._touch_down = None
+            if abs(x - x0) > _TOUCH_SLOP or abs(y - y0) > _TOUCH_SLOP:
+                self.swipe(x0, y0, x, y)
+            else:
+                held_ms = (time.monotonic() - began) * 1000
+                self.tap(x, y, long_press=held_ms >= _LONG_PRESS_MS)
+
     def find(self, selector: dict[str, Any]) -> list[UiNode]:
         """Matches in the active window only, like UiDevice.findObject."""
         return match_selector([self.active_window().root], selector)
@@ -885,7 +905,6 @@ class U2Server:
     def __init__(self, screen: DeviceScreen) -> None:
         self.screen = screen
         self._closing = threading.Event()
-        self._touch_down: tuple[float, float, float] | None = None  # x, y, when
         self._objects: dict[str, _ObjectRef] = {}  # UiObjects handed out by childBy*, getParent
         self._next_object = 0
         self._methods: dict[str, Method] = self._method_table()
@@ -1092,17 +1111,8 @@ class U2Server:
         return self.screen.tap(x, y, long_press=True)
 
     def _inject(self, args: list[Any]) -> bool:
-        action, x, y = int(args[0]), float(args[1]), float(args[2])
-        if action == 0:  # ACTION_DOWN
-            self._touch_down = (x, y, time.monotonic())
-        elif action == 1 and self._touch_down is not None:  # ACTION_UP ends the gesture
-            x0, y0, began = self._touch_down
-            self._touch_down = None
-            if abs(x - x0) > _TOUCH_SLOP or abs(y - y0) > _TOUCH_SLOP:
-                self.screen.swipe(x0, y0, x, y)
-            else:
-                held_ms = (time.monotonic() - began) * 1000
-                self.screen.tap(x, y, long_press=held_ms >= _LONG_PRESS_MS)
+        # injectInputEvent(action, x, y, metaState)
+        self.screen.touch(int(args[0]), float(args[1]), float(args[2]))
         return True
 
     def _swipe(self, args: list[Any]) -> bool:

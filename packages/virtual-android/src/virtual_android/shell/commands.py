@@ -1215,6 +1215,9 @@ KEYCODES = {
 }
 
 
+MOTION_ACTIONS = {"DOWN": 0, "UP": 1, "MOVE": 2, "CANCEL": 3}  # MotionEvent.ACTION_*
+
+
 def cmd_input(ctx: CommandContext) -> int:
     args = ctx.argv[1:]
     sources = {
@@ -1277,6 +1280,13 @@ def cmd_input(ctx: CommandContext) -> int:
                 raise ValueError("text needs a string")
             text = " ".join(rest).replace("%s", " ")
             device.record_input("text", (text,), source)
+            return 0
+        if verb == "motionevent":
+            # input motionevent DOWN|UP|MOVE|CANCEL X Y (Android 11+)
+            if len(rest) < 3 or rest[0].upper() not in MOTION_ACTIONS:
+                raise ValueError("motionevent needs DOWN|UP|MOVE|CANCEL and x y")
+            x, y = float(rest[1]), float(rest[2])
+            device.record_input("motionevent", (MOTION_ACTIONS[rest[0].upper()], x, y), source)
             return 0
         if verb == "roll":
             device.record_input("roll", tuple(float(v) for v in rest[:2]), source)
