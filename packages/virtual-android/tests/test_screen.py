@@ -135,6 +135,8 @@ def test_uiautomator_dump_writes_the_u2_servers_xml(
         "UI hierchary dumped to: /data/local/tmp/ui.xml"
     )
     assert f'resource-id="{RUN}"' in phone_device.dump_hierarchy()  # adbutils' own path
+    on_tty = phone_device.shell(["uiautomator", "dump", "/dev/tty"])  # a common script idiom
+    assert on_tty.startswith("<?xml") and on_tty.endswith("UI hierchary dumped to: /dev/tty")
 
 
 def test_uiautomator_dump_without_a_screen_fails_like_a_phone(

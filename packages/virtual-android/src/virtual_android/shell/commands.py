@@ -1828,6 +1828,11 @@ def cmd_uiautomator(ctx: CommandContext) -> int:
         return 0
     xml = source.hierarchy_xml(compressed)
     path = ctx.fs.normpath(target, ctx.cwd)
+    if path in ("/dev/tty", "/dev/stdout", "/proc/self/fd/1"):
+        # `adb exec-out uiautomator dump /dev/tty`: the XML on the output, then the message.
+        ctx.write(xml)
+        ctx.write(f"UI hierchary dumped to: {path}\n")
+        return 0
     try:
         ctx.fs.write(path, xml.encode(), ctx.cwd)
     except FsError as exc:
