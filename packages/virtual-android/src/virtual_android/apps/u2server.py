@@ -585,7 +585,12 @@ class DeviceScreen:
 
     def frame(self) -> Frame:
         """The picture on the display (black while the screen is off)."""
-        return render_screen(self.device)
+        with self.lock:
+            width, height = self.size()
+            if not self.device.screen_on:
+                return black_frame(width, height)
+            image = draw_windows(self.windows(), (width, height))
+        return Frame(width, height, image.tobytes())
 
     def _status_bar(self, width: int) -> UiNode:
         now = datetime.datetime.now().strftime("%H:%M")
@@ -886,13 +891,7 @@ def render_screen(device: VirtualS24) -> Frame:
     landscape); while the screen is off the picture is black, as a phone's screenshot is.
     This is what `screencap`, uiautomator2's takeScreenshot and the framebuffer service show.
     """
-    screen = screen_of(device)
-    with screen.lock:
-        width, height = screen.size()
-        if not device.screen_on:
-            return black_frame(width, height)
-        image = draw_windows(screen.windows(), (width, height))
-    return Frame(width, height, image.tobytes())
+    return screen_of(device).frame()
 
 
 # -- the JSON-RPC server ---------------------------------------------------------------
