@@ -12,8 +12,10 @@ What `uiautomator2.connect(serial)` (3.x) does on a phone, and what is emulated 
 
 The JSON-RPC methods answer from a `DeviceScreen`: the windows on the display (status bar,
 launcher or the foreground app), built as `UiNode` trees by the apps (see apps.py) and
-rendered as the XML uiautomator dumps. Errors use the server's shapes, so uiautomator2 maps
-`UiObjectNotFoundException` to `UiObjectNotFoundError`.
+rendered as the XML uiautomator dumps and, by render.py, as the picture screenshots show.
+Gestures take as long as UiAutomator takes to inject them (5 ms a step); swipes and
+UiScrollable's calls scroll the containers the apps mark. Errors use the server's shapes,
+so uiautomator2 maps `UiObjectNotFoundException` to `UiObjectNotFoundError`.
 """
 
 from __future__ import annotations
