@@ -12,10 +12,20 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import adbutils
 import pytest
+import uiautomator2 as u2
+from virtual_android import (
+    BackendResult,
+    ChatMessage,
+    TextRequest,
+    TokenSink,
+    make_phone,
+    shutdown_phone,
+)
 from virtual_android.device import VirtualS24
 
 AdbRunner = Callable[..., subprocess.CompletedProcess[str]]
@@ -140,3 +150,74 @@ def wait() -> Callable[..., None]:
 def state_of(adb_server: adbutils.AdbClient) -> Callable[[str], str | None]:
     """state_of(serial): the adb server's state for it ('device', 'offline', ...) or None."""
     return lambda serial: device_state(adb_server, serial)
+
+
+class WordsBackend:
+    """A model that answers every prompt at once with numbered words (`word0 word1 ...`),
+    one token each: enough text to overflow a list, with no model run."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    @property
+    def model_path(self) -> Path:
+        return self._path
+
+    def load(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def context_window(self) -> int:
+        return 4096
+
+    def tokenize(self, text: str) -> list[int]:
+        return [len(word) for word in text.split()]
+
+    def prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return sum(len(m.content.split()) for m in messages)
+
+    def generate(self, request: TextRequest, sink: TokenSink) -> BackendResult:
+        sink.sent()
+        words = [f"word{i} " for i in range(request.max_tokens)]
+        for word in words:
+            sink.token(word)
+        return BackendResult("".join(words), 10, len(words), "length", {})
+
+
+@pytest.fixture
+def phone(adb_server: adbutils.AdbClient, tmp_path: Path) -> Iterator[VirtualS24]:
+    """A whole phone (apps, uiautomator2's server) whose models answer with WordsBackend,
+    connected to the private adb server."""
+    weights = tmp_path / "words.gguf"
+    weights.write_bytes(b"GGUF" + bytes(1024))
+    device = make_phone(backend=lambda path, *, n_ctx, threads: WordsBackend(path or weights))
+    device.start()
+    try:
+        connect(adb_server, device.serial)
+        yield device
+    finally:
+        shutdown_phone(device)
+        with contextlib.suppress(adbutils.AdbError):
+            adb_server.disconnect(device.serial)
+
+
+@pytest.fixture
+def phone_device(adb_server: adbutils.AdbClient, phone: VirtualS24) -> adbutils.AdbDevice:
+    """The adbutils handle of `phone`."""
+    return adb_server.device(phone.serial)
+
+
+@pytest.fixture
+def ui(
+    adb_server: adbutils.AdbClient, phone: VirtualS24, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[u2.Device]:
+    """`uiautomator2.connect(serial)` to `phone` (adbutils' module-level client, which
+    u2.connect uses, pointed at the private adb server)."""
+    monkeypatch.setattr(adbutils, "adb", adb_server)
+    device = u2.connect(phone.serial)
+    try:
+        yield device
+    finally:
+        device.stop_uiautomator(wait=False)

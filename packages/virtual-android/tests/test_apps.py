@@ -411,10 +411,14 @@ def test_a_long_prompt_stays_in_the_chat_above_its_answer(virtual_s24: VirtualS2
     def no_model(dev: VirtualS24) -> RecordingLLM:
         raise AssertionError("no model is needed to lay out the chat")
 
-    app = MLCChatApp(virtual_s24, screen_of(virtual_s24), no_model, 8)
+    screen = screen_of(virtual_s24)
+    app = MLCChatApp(virtual_s24, screen, no_model, 8)
+    screen.register_app(app)
+    app.launch(".MainActivity", {})
     prompt = "word " * 2000
     app.page, app.messages = "chat", [_Message("user", prompt), _Message("assistant", "Sure.")]
-    messages = next(n for n in app.render((0, 110, 1080, 2340)).walk() if n.scrollable)
+    window = screen.windows()[0]
+    messages = next(n for n in window.root.walk() if n.scrollable)
     assert [n.text for n in messages.children] == [prompt, "Sure."]
     top, bottom = messages.bounds[1], messages.bounds[3]
     assert all(top <= n.bounds[1] < n.bounds[3] <= bottom for n in messages.children)

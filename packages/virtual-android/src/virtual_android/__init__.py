@@ -17,9 +17,10 @@ never the pushed file itself).
 """
 
 from .apps.apps import apps_of, install_apps
-from .apps.u2server import install_uiautomator, screen_of
+from .apps.u2server import install_uiautomator, render_screen, screen_of
 from .cli import serve
 from .device import CommandContext, CommandHandler, InputEvent, VirtualS24
+from .display import Frame
 from .fs.filesystem import FsError, VirtualFS
 from .inference.backend import (
     BackendFactory,
@@ -50,6 +51,7 @@ __all__ = [
     "CommandContext",
     "CommandHandler",
     "DeviceLLM",
+    "Frame",
     "FsError",
     "GenerationCancelled",
     "GenerationStats",
@@ -68,6 +70,7 @@ __all__ = [
     "install_uiautomator",
     "make_phone",
     "release_llms",
+    "render_screen",
     "screen_of",
     "serve",
     "shutdown_phone",

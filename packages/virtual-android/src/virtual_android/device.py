@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from .display import Frame, ScreenSource, black_frame
 from .fs.android import build_system_tree, install_process_files, install_procfs, install_sysfs
 from .fs.filesystem import VirtualFS
 from .model.heat import PhoneModel
@@ -209,6 +210,10 @@ class VirtualS24:
         self.settings: dict[str, dict[str, str]] = {k: dict(v) for k, v in SETTINGS.items()}
         self.size_override: tuple[int, int] | None = None
         self.density_override: int | None = None
+        self._screen_on = True
+        # What screencap, `uiautomator dump` and the framebuffer service show; the apps'
+        # DeviceScreen puts itself here when it is created (apps.u2server.screen_of).
+        self.screen_source: ScreenSource | None = None
         self.model = PhoneModel()
         self.fs = VirtualFS()
         self._builtins: dict[str, CommandHandler] = builtin_commands()
@@ -327,6 +332,64 @@ class VirtualS24:
     def transport_count(self) -> int:
         """How many adb transports (TCP connections) are currently open."""
         return len(self._server.transports())
+
+    # -- the display -----------------------------------------------------------
+    def rotation(self) -> int:
+        """The display's rotation, 0-3 (Surface.ROTATION_0..270).
+
+        As on a phone, `user_rotation` applies only while auto-rotate is off
+        (`accelerometer_rotation` 0); with it on the sensor decides, and this phone lies
+        upright, so the display stays at 0.
+        """
+        system = self.settings["system"]
+        if system.get("accelerometer_rotation", "1") != "0":
+            return 0
+        value = system.get("user_rotation", "0") or "0"
+        return int(value) % 4 if value.isdigit() else 0
+
+    def set_rotation(self, rotation: int | None) -> None:
+        """Lock the display at `rotation` (0-3), or let the sensor decide again (None)."""
+        system = self.settings["system"]
+        if rotation is None:
+            system["accelerometer_rotation"] = "1"
+            return
+        system["accelerometer_rotation"] = "0"
+        system["user_rotation"] = str(int(rotation) % 4)
+
+    def display_size(self) -> tuple[int, int]:
+        """The logical display size in the current rotation (width and height swap at 90/270)."""
+        width, height = self.size_override or self.PHYSICAL_SIZE
+        return (height, width) if self.rotation() % 2 else (width, height)
+
+    @property
+    def screen_on(self) -> bool:
+        with self._lock:
+            return self._screen_on
+
+    def set_screen_on(self, on: bool) -> None:
+        with self._lock:
+            self._screen_on = bool(on)
+
+    def press_power_key(self, keycode: int) -> bool:
+        """POWER (26) toggles the screen, SLEEP (223) and WAKEUP (224) set it; False for
+        any other key."""
+        with self._lock:
+            if keycode == 26:
+                self._screen_on = not self._screen_on
+            elif keycode == 223:
+                self._screen_on = False
+            elif keycode == 224:
+                self._screen_on = True
+            else:
+                return False
+            return True
+
+    def capture_screen(self) -> Frame:
+        """The picture on the display now: what screencap and the framebuffer service send."""
+        source = self.screen_source
+        if source is None or not self.screen_on:
+            return black_frame(*self.display_size())
+        return source.frame()
 
     # -- model inputs ----------------------------------------------------------
     def add_work(self, seconds: float, intensity: float) -> None:

@@ -12,7 +12,14 @@ from .apps import (
     apps_of,
     install_apps,
 )
-from .u2server import LAUNCHER_PACKAGE, DeviceScreen, UiNode, install_uiautomator, screen_of
+from .u2server import (
+    LAUNCHER_PACKAGE,
+    DeviceScreen,
+    UiNode,
+    install_uiautomator,
+    render_screen,
+    screen_of,
+)
 
 __all__ = [
     "DOCASSIST_PACKAGE",
@@ -28,5 +35,6 @@ __all__ = [
     "apps_of",
     "install_apps",
     "install_uiautomator",
+    "render_screen",
     "screen_of",
 ]

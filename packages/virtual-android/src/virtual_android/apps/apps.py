@@ -44,7 +44,8 @@ from ..device import VirtualS24
 from ..shell.commands import builtin_commands
 from ..shell.interpreter import CommandContext, CommandHandler
 from ..shell.shellio import CancelToken, ShellCancelled
-from .u2server import LAUNCHER_ACTIVITY, LAUNCHER_PACKAGE, DeviceScreen, Rect, UiNode, screen_of
+from .u2server import DeviceScreen, screen_of
+from .ui import LAUNCHER_ACTIVITY, LAUNCHER_PACKAGE, STATUS_BAR_HEIGHT, Rect, UiNode
 
 log = logging.getLogger(__name__)
 
@@ -584,6 +585,7 @@ class MLCChatApp(LLMApp):
                 "android.view.View",
                 messages_box,
                 scrollable=True,
+                key="messages",
                 children=_message_nodes(self.messages, messages_box),
             )
         )
@@ -621,23 +623,24 @@ class MLCChatApp(LLMApp):
         return open_chat
 
 
-def _message_nodes(messages: list[_Message], box: Rect) -> list[UiNode]:
-    """The latest messages, bottom-aligned as the list follows the conversation.
+def _text_height(text: str, chars_per_line: int) -> int:
+    lines = sum(max(1, -(-len(line) // chars_per_line)) for line in text.split("\n"))
+    return 40 + 56 * lines
 
-    Like a LazyColumn, a message only partly inside the box is still there (its bounds clipped
-    to the box), so a long prompt stays findable above its answer.
+
+def _message_nodes(messages: list[_Message], box: Rect) -> list[UiNode]:
+    """Every message, laid out bottom-aligned as the list follows the conversation.
+
+    Older messages lie above the list: the screen clips them away until the list is
+    scrolled back (a message only partly inside stays, clipped, as in a LazyColumn).
     """
-    left, top, right, bottom = box
+    left, _top, right, bottom = box
     nodes: list[UiNode] = []
     y = bottom
     for message in reversed(messages):
-        if y <= top:
-            break
-        lines = max(1, -(-len(message.text) // 36) + message.text.count("\n"))
-        height = 40 + 56 * lines
+        height = _text_height(message.text, 36)
         x0, x1 = (left + 200, right - 40) if message.role == "user" else (left + 40, right - 200)
-        bounds = (x0, max(top, y - height), x1, y)
-        nodes.append(UiNode("android.widget.TextView", bounds, text=message.text))
+        nodes.append(UiNode("android.widget.TextView", (x0, y - height, x1, y), text=message.text))
         y -= height + 20
     nodes.reverse()
     return nodes
@@ -754,6 +757,7 @@ class DocAssistApp(LLMApp):
                 on_text=self._setter(attr),
             )
 
+        response_height = _text_height(self.response, max(1, (x1 - x0) // 22))
         field_value = self.max_tokens_field or str(self.max_tokens)
         max_field = edit(
             "max_tokens", "max_tokens_field", "Max tokens", (x0, top + 760, left + 520, top + 860)
@@ -795,10 +799,17 @@ class DocAssistApp(LLMApp):
                 "android.widget.ScrollView",
                 (x0, top + 1070, x1, bottom - 40),
                 scrollable=True,
+                key="response_scroll",
                 children=[
                     UiNode(
                         "android.widget.TextView",
-                        (x0, top + 1070, x1, bottom - 40),
+                        # As tall as its text: the ScrollView shows a window onto it.
+                        (
+                            x0,
+                            top + 1070,
+                            x1,
+                            top + 1070 + max(bottom - 40 - top - 1070, response_height),
+                        ),
                         text=self.response,
                         resource_id=self.rid("response"),
                     )
@@ -1139,22 +1150,65 @@ def _focus(screen: DeviceScreen) -> tuple[str, str, str, int]:
     return app.package, full, activity, live or 0
 
 
-def _dumpsys_window(ctx: CommandContext, screen: DeviceScreen) -> None:
+_ROTATION_NAMES = ("ROTATION_0", "ROTATION_90", "ROTATION_180", "ROTATION_270")
+
+
+def _dumpsys_window(ctx: CommandContext, screen: DeviceScreen, args: list[str]) -> None:
+    """`dumpsys window [windows|displays|policy]`: Android 14's sections, with what tools
+    grep there (mCurrentFocus, mFocusedApp, cur=WxH, mRotation, mCurrentRotation=ROTATION_n,
+    mUserRotation, mAwake, mScreenOnFully)."""
     package, full, activity, _pid = _focus(screen)
     token = _window_token(package)
     width, height = screen.size()
-    ctx.write(
-        "WINDOW MANAGER WINDOWS (dumpsys window windows)\n"
-        "  Window #0 Window{3c1d2e0 u0 StatusBar}:\n"
-        "    mDisplayId=0 rootTaskId=1 mSession=Session{5b6a7c8 2010:u0a10152} mClient=...\n"
-        f"    mFrame=[0,0][{width},110]\n"
-        f"  Window #1 Window{{{token} u0 {package}/{full}}}:\n"
-        f"    mDisplayId=0 rootTaskId=42 mSession=Session{{8d9e0f1}} mClient=...\n"
-        f"    mFrame=[0,0][{width},{height}]\n"
-        "\n"
+    device = ctx.device
+    rotation = device.rotation()
+    awake = str(device.screen_on).lower()
+    locked = device.settings["system"].get("accelerometer_rotation", "1") == "0"
+    density = device.density_override or device.PHYSICAL_DENSITY
+    section = args[0] if args else ""
+    focus = (
         f"  mCurrentFocus=Window{{{token} u0 {package}/{full}}}\n"
         f"  mFocusedApp=ActivityRecord{{{token} u0 {package}/{activity} t42}}\n"
     )
+    out: list[str] = []
+    if section in ("", "policy"):
+        out.append(
+            "WINDOW MANAGER POLICY STATE (dumpsys window policy)\n"
+            f"    mAwake={awake}\n"
+            f"    mScreenOnEarly={awake} mScreenOnFully={awake}\n"
+            "    mKeyguardDrawComplete=true mWindowManagerDrawComplete=true\n"
+        )
+    if section in ("", "displays"):
+        out.append(
+            "WINDOW MANAGER DISPLAY CONTENTS (dumpsys window displays)\n"
+            "  Display: mDisplayId=0 (organized) rootTasks=3\n"
+            f"    init={device.PHYSICAL_SIZE[0]}x{device.PHYSICAL_SIZE[1]} {density}dpi "
+            f"cur={width}x{height} app={width}x{height - STATUS_BAR_HEIGHT} "
+            f"rng={min(width, height)}x{min(width, height) - STATUS_BAR_HEIGHT}-"
+            f"{max(width, height)}x{max(width, height) - STATUS_BAR_HEIGHT}\n"
+            "    deferred=false mLayoutNeeded=false\n" + focus + "  DisplayRotation\n"
+            "    mCurrentAppOrientation=SCREEN_ORIENTATION_UNSPECIFIED\n"
+            f"    mRotation={rotation} mDeferredRotationPauseCount=0\n"
+            "    mLandscapeRotation=ROTATION_90 mSeascapeRotation=ROTATION_270\n"
+            "    mPortraitRotation=ROTATION_0 mUpsideDownRotation=ROTATION_180\n"
+            f"    mUserRotationMode={'USER_ROTATION_LOCKED' if locked else 'USER_ROTATION_FREE'}"
+            f" mUserRotation={_ROTATION_NAMES[rotation if locked else 0]} mCameraRotationMode=0\n"
+            "    WindowOrientationListener\n"
+            f"      mEnabled={str(not locked and device.screen_on).lower()}\n"
+            f"      mCurrentRotation={_ROTATION_NAMES[rotation]}\n"
+        )
+    if section in ("", "windows"):
+        out.append(
+            "WINDOW MANAGER WINDOWS (dumpsys window windows)\n"
+            "  Window #0 Window{3c1d2e0 u0 StatusBar}:\n"
+            "    mDisplayId=0 rootTaskId=1 mSession=Session{5b6a7c8 2010:u0a10152} mClient=...\n"
+            f"    mFrame=[0,0][{width},{STATUS_BAR_HEIGHT}]\n"
+            f"  Window #1 Window{{{token} u0 {package}/{full}}}:\n"
+            f"    mDisplayId=0 rootTaskId=42 mSession=Session{{8d9e0f1}} mClient=...\n"
+            f"    mFrame=[0,0][{width},{height}]\n"
+            "\n" + focus
+        )
+    ctx.write("\n".join(out))
 
 
 def _dumpsys_activity(ctx: CommandContext, screen: DeviceScreen, args: list[str]) -> None:
@@ -1207,7 +1261,7 @@ def _dumpsys_command(screen: DeviceScreen, builtin: CommandHandler) -> CommandHa
     def dumpsys(ctx: CommandContext) -> int:
         args = ctx.argv[1:]
         if args[:1] == ["window"]:
-            _dumpsys_window(ctx, screen)
+            _dumpsys_window(ctx, screen, args[1:])
             return 0
         if args[:1] == ["activity"]:
             _dumpsys_activity(ctx, screen, args[1:])
@@ -1220,6 +1274,9 @@ def _dumpsys_command(screen: DeviceScreen, builtin: CommandHandler) -> CommandHa
     return dumpsys
 
 
+_POWER_KEYS = (26, 223, 224)  # POWER, SLEEP, WAKEUP
+
+
 def _input_command(screen: DeviceScreen, builtin: CommandHandler) -> CommandHandler:
     """The built-in `input` (it parses and records the events), then the screen reacts."""
 
@@ -1229,8 +1286,14 @@ def _input_command(screen: DeviceScreen, builtin: CommandHandler) -> CommandHand
         for event in ctx.device.input_events[before:]:
             if event.kind == "tap":
                 screen.tap(float(event.args[0]), float(event.args[1]))
-            elif event.kind == "keyevent":
-                screen.press_key(int(event.args[0]))
+            elif event.kind == "keyevent" and int(event.args[0]) not in _POWER_KEYS:
+                screen.press_key(int(event.args[0]))  # the built-in already handled power
+            elif event.kind == "motionevent":
+                action, x, y = event.args[:3]
+                screen.touch(int(action), float(x), float(y))
+            elif event.kind in ("swipe", "draganddrop"):
+                x1, y1, x2, y2 = (float(v) for v in event.args[:4])
+                screen.swipe(x1, y1, x2, y2)
             elif event.kind == "text":
                 screen.type_text(str(event.args[0]))
         return status

@@ -12,8 +12,10 @@ What `uiautomator2.connect(serial)` (3.x) does on a phone, and what is emulated 
 
 The JSON-RPC methods answer from a `DeviceScreen`: the windows on the display (status bar,
 launcher or the foreground app), built as `UiNode` trees by the apps (see apps.py) and
-rendered as the XML uiautomator dumps. Errors use the server's shapes, so uiautomator2 maps
-`UiObjectNotFoundException` to `UiObjectNotFoundError`.
+rendered as the XML uiautomator dumps and, by render.py, as the picture screenshots show.
+Gestures take as long as UiAutomator takes to inject them (5 ms a step); swipes and
+UiScrollable's calls scroll the containers the apps mark. Errors use the server's shapes,
+so uiautomator2 maps `UiObjectNotFoundException` to `UiObjectNotFoundError`.
 """
 
 from __future__ import annotations
@@ -22,28 +24,45 @@ import base64
 import dataclasses
 import datetime
 import http.server
+import io
 import json
 import logging
 import posixpath
 import re
-import struct
 import threading
 import time
+import uuid
 import weakref
-import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from PIL import Image
+
 from ..device import VirtualS24
+from ..display import Frame, black_frame
 from ..shell.interpreter import CommandContext
+from .render import draw_windows
+from .ui import (
+    LAUNCHER_ACTIVITY,
+    LAUNCHER_PACKAGE,
+    STATUS_BAR_HEIGHT,
+    SYSTEMUI_PACKAGE,
+    Rect,
+    UiNode,
+    Window,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "LAUNCHER_ACTIVITY",
     "LAUNCHER_PACKAGE",
+    "STATUS_BAR_HEIGHT",
+    "SYSTEMUI_PACKAGE",
     "U2_MAIN_CLASS",
     "DeviceScreen",
+    "Rect",
     "RpcError",
     "ScreenApp",
     "U2Server",
@@ -54,72 +73,14 @@ __all__ = [
     "match_selector",
     "obj_info",
     "render_hierarchy",
+    "render_screen",
     "screen_of",
 ]
 
 U2_MAIN_CLASS = "com.wetest.uia2.Main"
 U2_JAR = "/data/local/tmp/u2.jar"
 DEFAULT_PORT = 9008
-LAUNCHER_PACKAGE = "com.sec.android.app.launcher"
-LAUNCHER_ACTIVITY = "com.sec.android.app.launcher.activities.LauncherActivity"
-SYSTEMUI_PACKAGE = "com.android.systemui"
-STATUS_BAR_HEIGHT = 110  # px at 416 dpi; apps draw below it
 _POLL_S = 0.05
-
-Rect = tuple[int, int, int, int]  # left, top, right, bottom
-
-
-# -- the view tree ---------------------------------------------------------------------
-@dataclass
-class UiNode:
-    """One accessibility node: what uiautomator sees of a view.
-
-    `on_click` runs when a tap lands on the node (and it is enabled); `on_text` makes it
-    editable (setText, typed text). `key` names the node for focus tracking; it is not
-    rendered. `package` is filled in from the window when left empty.
-    """
-
-    class_name: str
-    bounds: Rect
-    text: str = ""
-    resource_id: str = ""
-    content_desc: str = ""
-    hint: str = ""
-    package: str = ""
-    checkable: bool = False
-    checked: bool = False
-    clickable: bool = False
-    enabled: bool = True
-    focusable: bool = False
-    focused: bool = False
-    scrollable: bool = False
-    long_clickable: bool = False
-    password: bool = False
-    selected: bool = False
-    children: list[UiNode] = field(default_factory=list)
-    on_click: Callable[[], None] | None = field(default=None, repr=False, compare=False)
-    on_text: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
-    key: str = ""
-
-    @property
-    def editable(self) -> bool:
-        return self.on_text is not None
-
-    def walk(self) -> Iterator[UiNode]:
-        yield self
-        for child in self.children:
-            yield from child.walk()
-
-    def contains(self, x: float, y: float) -> bool:
-        left, top, right, bottom = self.bounds
-        return left <= x < right and top <= y < bottom
-
-
-@dataclass
-class Window:
-    package: str
-    activity: str
-    root: UiNode
 
 
 class ScreenApp(Protocol):
@@ -488,6 +449,11 @@ class DeviceScreen:
     One lock (`lock`) guards all UI state of the device, the apps' included, so rendering,
     taps from RPC threads and token callbacks from generation threads never deadlock on
     lock order. Callbacks of nodes run under it; they must not block.
+
+    Scrolling: an app lays a scrollable container's content out at its natural place (a
+    chat bottom-aligned, a page from the top) and gives the container a `key`; the screen
+    keeps how far each keyed container is scrolled, moves its content by that much and
+    clips it to the container, dropping what is out of sight as a RecyclerView does.
     """
 
     def __init__(self, device: VirtualS24) -> None:
@@ -496,12 +462,15 @@ class DeviceScreen:
         self._apps: dict[str, ScreenApp] = {}
         self._recent: list[str] = []  # packages brought to front, last is on top
         self._focus: dict[str, str] = {}  # package -> key of the focused node
+        self._scroll: dict[tuple[str, str], tuple[int, int]] = {}  # (package, key) -> (x, y)
+        self._touch_down: tuple[float, float, float] | None = None  # x, y, when
         self.last_toast: str | None = None
         self.toast_history: list[str] = []  # every toast shown, oldest first (for tests)
         self._toast_package = SYSTEMUI_PACKAGE
         self._toast_until = 0.0
         self.clipboard = ""
         self.servers: dict[int, U2Server] = {}  # device port -> running u2 server
+        device.screen_source = self
 
     # apps
     def register_app(self, app: ScreenApp) -> None:
@@ -530,6 +499,8 @@ class DeviceScreen:
             if package in self._recent:
                 self._recent.remove(package)
             self._focus.pop(package, None)
+            for key in [k for k in self._scroll if k[0] == package]:
+                del self._scroll[key]
 
     def go_home(self) -> None:
         """HOME: the launcher comes to front; apps keep running behind it."""
@@ -564,28 +535,36 @@ class DeviceScreen:
 
     # geometry
     def size(self) -> tuple[int, int]:
-        width, height = self.device.size_override or self.device.PHYSICAL_SIZE
-        return width, height
+        """The display's size in its current rotation."""
+        return self.device.display_size()
 
     def rotation(self) -> int:
-        value = self.device.settings["system"].get("user_rotation", "0") or "0"
-        return int(value) % 4 if value.isdigit() else 0
+        return self.device.rotation()
 
     # windows
-    def windows(self) -> list[Window]:
-        """Bottom to top: the app (or launcher) window, the status bar, a toast if shown."""
+    def windows(self, scrolled: bool = True) -> list[Window]:
+        """Bottom to top: the app (or launcher) window, the status bar, a toast if shown.
+
+        `scrolled=False` leaves scrollable content where the app laid it out (to measure it).
+        """
         with self.lock:
             width, height = self.size()
             area = (0, STATUS_BAR_HEIGHT, width, height)
             app = self.top_app()
             if app is None:
-                main = Window(LAUNCHER_PACKAGE, LAUNCHER_ACTIVITY, self._launcher(area))
+                package, activity = LAUNCHER_PACKAGE, LAUNCHER_ACTIVITY
+                content = self._launcher(area)
             else:
-                root = UiNode("android.widget.FrameLayout", (0, 0, width, height))
-                root.children.append(app.render(area))
-                activity = app.current_activity()
-                main = Window(app.package, activity, root)
-            _finish(main.root, main.package, self._focus.get(main.package, ""))
+                package, activity = app.package, app.current_activity()
+                content = app.render(area)
+            main = Window(package, activity, _decor(content, width, height, area))
+            _finish(main.root, package, self._focus.get(package, ""))
+            if scrolled:
+                self._apply_scroll(main.root, package)
+                # What lies outside the display (a layout taller than a landscape screen)
+                # is not on screen, and uiautomator does not list it.
+                root = main.root
+                root.children = _shifted_and_clipped(root.children, 0, 0, root.bounds)
             bar = Window(SYSTEMUI_PACKAGE, "StatusBar", self._status_bar(width))
             _finish(bar.root, SYSTEMUI_PACKAGE, "")
             windows = [main, bar]
@@ -601,6 +580,19 @@ class DeviceScreen:
 
     def active_window(self) -> Window:
         return self.windows()[0]
+
+    def hierarchy_xml(self, compressed: bool = False, max_depth: int = 50) -> str:
+        """What uiautomator dumps: the u2 server's dumpWindowHierarchy and `uiautomator dump`."""
+        return render_hierarchy(self.windows(), self.rotation(), compressed, max(1, max_depth))
+
+    def frame(self) -> Frame:
+        """The picture on the display (black while the screen is off)."""
+        with self.lock:
+            width, height = self.size()
+            if not self.device.screen_on:
+                return black_frame(width, height)
+            image = draw_windows(self.windows(), (width, height))
+        return Frame(width, height, image.tobytes())
 
     def _status_bar(self, width: int) -> UiNode:
         now = datetime.datetime.now().strftime("%H:%M")
@@ -625,8 +617,7 @@ class DeviceScreen:
         return bar
 
     def _launcher(self, area: Rect) -> UiNode:
-        left, top, right, bottom = area
-        root = UiNode("android.widget.FrameLayout", (0, 0, right, bottom))
+        left, top, right, _bottom = area
         workspace = UiNode(
             "android.view.ViewGroup",
             area,
@@ -655,8 +646,7 @@ class DeviceScreen:
                     on_click=action,
                 )
             )
-        root.children.append(workspace)
-        return root
+        return workspace
 
     def _launcher_action(self, package: str) -> Callable[[], None]:
         def launch() -> None:
@@ -666,14 +656,93 @@ class DeviceScreen:
 
         return launch
 
+    # scrolling
+    def _apply_scroll(self, root: UiNode, package: str) -> None:
+        for node in root.walk():  # walk reads each node's children after yielding it
+            if node.scrollable and node.key and node.children:
+                limits = _scroll_limits(node)
+                x, y = self._scroll.get((package, node.key), (0, 0))
+                x, y = _clamp(x, limits[0]), _clamp(y, limits[1])
+                node.children = _shifted_and_clipped(node.children, -x, -y, node.bounds)
+
+    def scroll(self, node: UiNode, vertical: bool, delta: int) -> tuple[bool, bool]:
+        """Scroll a container seen on screen by `delta` px (> 0: forward, content moves up
+        or left). Returns (moved, at the end in that direction afterwards)."""
+        with self.lock:
+            window = self.windows(scrolled=False)[0]
+            natural = next(
+                (n for n in window.root.walk() if n.scrollable and n.key and n.key == node.key),
+                None,
+            )
+            if natural is None or not node.key:
+                return False, True
+            limits = _scroll_limits(natural)
+            key = (window.package, node.key)
+            x, y = self._scroll.get(key, (0, 0))
+            x, y = _clamp(x, limits[0]), _clamp(y, limits[1])
+            low, high = limits[1] if vertical else limits[0]
+            old = y if vertical else x
+            new = max(low, min(high, old + delta))
+            self._scroll[key] = (x, new) if vertical else (new, y)
+            return new != old, new == (high if delta > 0 else low)
+
+    def scrollable_at(self, x: float, y: float) -> UiNode | None:
+        """The innermost scrolling container under a point of the active window."""
+        found: UiNode | None = None
+        node: UiNode | None = self.active_window().root
+        while node is not None:
+            if node.scrollable and node.key:
+                found = node
+            node = next((c for c in reversed(node.children) if c.contains(x, y)), None)
+        return found
+
+    def swipe(self, x1: float, y1: float, x2: float, y2: float) -> bool:
+        """A finger moved from (x1, y1) to (x2, y2): the list under it follows the finger."""
+        with self.lock:
+            if not self.device.screen_on:
+                return False
+            target = self.scrollable_at(x1, y1)
+            if target is None:
+                return False
+            vertical = abs(y2 - y1) >= abs(x2 - x1)
+            delta = int(y1 - y2) if vertical else int(x1 - x2)
+            moved, _ = self.scroll(target, vertical, delta)
+            return moved
+
     # input
+    def touch(self, action: int, x: float, y: float) -> None:
+        """One pointer event (MotionEvent ACTION_DOWN 0, UP 1, MOVE 2, CANCEL 3): a DOWN and
+        an UP make a tap (a long press when held 400 ms), or a swipe when the finger moved."""
+        with self.lock:
+            if action == 0:
+                self._touch_down = (x, y, time.monotonic())
+                return
+            if action == 3:
+                self._touch_down = None
+            if action != 1 or self._touch_down is None:
+                return
+            x0, y0, began = self._touch_down
+            self._touch_down = None
+            if abs(x - x0) > _TOUCH_SLOP or abs(y - y0) > _TOUCH_SLOP:
+                self.swipe(x0, y0, x, y)
+            else:
+                held_ms = (time.monotonic() - began) * 1000
+                self.tap(x, y, long_press=held_ms >= _LONG_PRESS_MS)
+
     def find(self, selector: dict[str, Any]) -> list[UiNode]:
         """Matches in the active window only, like UiDevice.findObject."""
         return match_selector([self.active_window().root], selector)
 
-    def tap(self, x: float, y: float) -> bool:
-        """A finger tap: the topmost, deepest clickable or editable node under it reacts."""
+    def tap(self, x: float, y: float, long_press: bool = False) -> bool:
+        """A finger tap: the topmost, deepest clickable or editable node under it reacts.
+
+        A long press on a long-clickable view is its long click (nothing here reacts to
+        that), not a click; a view that is not long-clickable still clicks on release.
+        While the screen is off, touches do not reach the apps.
+        """
         with self.lock:
+            if not self.device.screen_on:
+                return False
             windows = self.windows()
             for window in reversed(windows):
                 if not window.root.contains(x, y):
@@ -687,6 +756,8 @@ class DeviceScreen:
                     return True  # a disabled view swallows the touch
                 if target.editable:
                     self.focus(window.package, target.key)
+                if long_press and target.long_clickable:
+                    return True
                 if target.on_click is not None:
                     target.on_click()
                 return True
@@ -717,6 +788,8 @@ class DeviceScreen:
     def press_key(self, key: int | str) -> bool:
         code = key if isinstance(key, int) else _KEY_NAMES.get(str(key).lower(), -1)
         with self.lock:
+            if self.device.press_power_key(code):
+                return True
             if code == 3:
                 self.go_home()
             elif code == 4:
@@ -730,6 +803,52 @@ class DeviceScreen:
             elif code < 0:
                 return False
             return True
+
+
+def _decor(content: UiNode, width: int, height: int, area: Rect) -> UiNode:
+    """An activity's window: DecorView > LinearLayout > android:id/content > the app's views."""
+    frame = UiNode(
+        "android.widget.FrameLayout", area, resource_id="android:id/content", children=[content]
+    )
+    column = UiNode("android.widget.LinearLayout", (0, 0, width, height), children=[frame])
+    return UiNode("android.widget.FrameLayout", (0, 0, width, height), children=[column])
+
+
+def _scroll_limits(node: UiNode) -> tuple[tuple[int, int], tuple[int, int]]:
+    """How far a container's content can move: ((min x, max x), (min y, max y)) offsets, 0
+    being where the app laid it out."""
+    left, top, right, bottom = node.bounds
+    inner = [n.bounds for child in node.children for n in child.walk()]
+    c_left = min((b[0] for b in inner), default=left)
+    c_top = min((b[1] for b in inner), default=top)
+    c_right = max((b[2] for b in inner), default=right)
+    c_bottom = max((b[3] for b in inner), default=bottom)
+    x_limits = (min(0, c_left - left), max(0, c_right - right))
+    y_limits = (min(0, c_top - top), max(0, c_bottom - bottom))
+    return x_limits, y_limits
+
+
+def _clamp(value: int, limits: tuple[int, int]) -> int:
+    return max(limits[0], min(limits[1], value))
+
+
+def _shifted_and_clipped(nodes: list[UiNode], dx: int, dy: int, box: Rect) -> list[UiNode]:
+    """Nodes moved by (dx, dy); those out of `box` dropped, the rest clipped to it (the
+    visible bounds uiautomator reports)."""
+    out: list[UiNode] = []
+    b_left, b_top, b_right, b_bottom = box
+    for node in nodes:
+        left, top, right, bottom = node.bounds
+        hidden = node.hidden_above + max(0, b_top - (top + dy))
+        left, right = max(b_left, left + dx), min(b_right, right + dx)
+        top, bottom = max(b_top, top + dy), min(b_bottom, bottom + dy)
+        if left >= right or top >= bottom:
+            continue
+        node.bounds = (left, top, right, bottom)
+        node.hidden_above = hidden
+        node.children = _shifted_and_clipped(node.children, dx, dy, node.bounds)
+        out.append(node)
+    return out
 
 
 def _finish(node: UiNode, package: str, focus_key: str) -> None:
@@ -766,29 +885,15 @@ def screen_of(device: VirtualS24) -> DeviceScreen:
         return screen
 
 
-# -- screenshots -----------------------------------------------------------------------
-_PNG_CACHE: dict[tuple[int, int], bytes] = {}
+def render_screen(device: VirtualS24) -> Frame:
+    """The display of `device` now: `.width`, `.height`, `.rgba` (RGBA 8888 pixels, rows top
+    to bottom) and `.png()`.
 
-
-def _png(width: int, height: int, rgb: tuple[int, int, int] = (245, 245, 245)) -> bytes:
-    """A valid PNG of the screen's size in one colour (nothing is drawn on the device)."""
-    cached = _PNG_CACHE.get((width, height))
-    if cached is not None:
-        return cached
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(tag + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", crc)
-
-    row = b"\x00" + bytes(rgb) * width
-    png = (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(row * height, 6))
-        + chunk(b"IEND", b"")
-    )
-    _PNG_CACHE[(width, height)] = png
-    return png
+    It draws the windows uiautomator sees, in the current rotation (2340 x 1080 in
+    landscape); while the screen is off the picture is black, as a phone's screenshot is.
+    This is what `screencap`, uiautomator2's takeScreenshot and the framebuffer service show.
+    """
+    return screen_of(device).frame()
 
 
 # -- the JSON-RPC server ---------------------------------------------------------------
@@ -801,7 +906,8 @@ class U2Server:
     def __init__(self, screen: DeviceScreen) -> None:
         self.screen = screen
         self._closing = threading.Event()
-        self._touch_down: tuple[float, float] | None = None
+        self._objects: dict[str, _ObjectRef] = {}  # UiObjects handed out by childBy*, getParent
+        self._next_object = 0
         self._methods: dict[str, Method] = self._method_table()
         server = self
 
@@ -892,31 +998,37 @@ class U2Server:
         return reply["result"]
 
     def _method_table(self) -> dict[str, Method]:
-        # Gestures are accepted and do nothing: no screen here scrolls or drags.
-        true, none, false = _returns(True), _returns(None), _returns(False)
+        none = _returns(None)
         return {
             "deviceInfo": self._device_info,
             "device_info": self._device_info,
             "dumpWindowHierarchy": self._dump,
             "click": self._click,
-            "longClick": self._click,
+            "longClick": self._long_click,
             "injectInputEvent": self._inject,
-            "swipe": true,
-            "swipePoints": true,
-            "drag": true,
-            "dragTo": true,
+            "swipe": self._swipe,
+            "swipePoints": self._swipe_points,
+            "drag": self._drag,
+            "dragTo": self._drag_to,
+            "gesture": self._gesture,
+            "pinchIn": self._pinch,
+            "pinchOut": self._pinch,
             "waitForExists": lambda a: self._wait(a, True),
             "waitUntilGone": lambda a: self._wait(a, False),
-            "exist": lambda a: bool(self.screen.find(_selector(a))),
-            "count": lambda a: len(self.screen.find(_selector(a))),
+            "exist": lambda a: bool(self._find(a)),
+            "count": lambda a: len(self._find(a)),
             "objInfo": lambda a: obj_info(self._one(a)),
-            "objInfoOfAllInstances": lambda a: [
-                obj_info(n) for n in self.screen.find(_selector(a))
-            ],
+            "objInfoOfAllInstances": lambda a: [obj_info(n) for n in self._find(a)],
             "getText": lambda a: self._one(a).text,
             "setText": self._set_text,
             "clearTextField": self._clear_text,
             "clearInputText": self._clear_focused,
+            "childByText": lambda a: self._child_by(a, "text"),
+            "childByDescription": lambda a: self._child_by(a, "description"),
+            "childByInstance": self._child_by_instance,
+            "getChild": self._get_child,
+            "getFromParent": self._get_from_parent,
+            "getParent": self._get_parent,
             "pressKey": lambda a: self.screen.press_key(str(a[0])),
             "pressKeyCode": lambda a: self.screen.press_key(int(a[0])),
             "takeScreenshot": self._screenshot,
@@ -926,23 +1038,24 @@ class U2Server:
             "getClipboard": lambda a: self.screen.clipboard,
             "setClipboard": self._set_clipboard,
             "pasteClipboard": lambda a: self.screen.type_text(self.screen.clipboard),
-            "wakeUp": true,
-            "sleep": true,
-            "setOrientation": true,
-            "freezeRotation": true,
+            "wakeUp": self._wake_up,
+            "sleep": self._sleep,
+            "isScreenOn": lambda a: self.screen.device.screen_on,
+            "setOrientation": self._set_orientation,
+            "freezeRotation": self._freeze_rotation,
             "getLastTraversedText": none,
             "clearLastTraversedText": none,
-            "openNotification": true,
-            "openQuickSettings": true,
-            "scrollForward": false,
-            "scrollBackward": false,
-            "scrollToBeginning": false,
-            "scrollToEnd": false,
-            "scrollTo": false,
-            "flingForward": false,
-            "flingBackward": false,
-            "flingToBeginning": false,
-            "flingToEnd": false,
+            "openNotification": _returns(True),
+            "openQuickSettings": _returns(True),
+            "scrollForward": lambda a: self._scroll_once(a, 1, 1),
+            "scrollBackward": lambda a: self._scroll_once(a, -1, 1),
+            "scrollToBeginning": lambda a: self._scroll_all(a, -1, 1),
+            "scrollToEnd": lambda a: self._scroll_all(a, 1, 1),
+            "scrollTo": self._scroll_to,
+            "flingForward": lambda a: self._scroll_once(a, 1, _FLING),
+            "flingBackward": lambda a: self._scroll_once(a, -1, _FLING),
+            "flingToBeginning": lambda a: self._scroll_all(a, -1, _FLING),
+            "flingToEnd": lambda a: self._scroll_all(a, 1, _FLING),
         }
 
     # methods
@@ -951,63 +1064,296 @@ class U2Server:
         width, height = self.screen.size()
         density = device.density_override or device.PHYSICAL_DENSITY
         window = self.screen.active_window()
+        rotation = self.screen.rotation()
         return {
             "currentPackageName": window.package,
             "displayHeight": height,
-            "displayRotation": self.screen.rotation(),
+            "displayRotation": rotation,
             "displaySizeDpX": round(width * 160 / density),
             "displaySizeDpY": round(height * 160 / density),
             "displayWidth": width,
             "productName": device.props.get("ro.product.name", ""),
-            "screenOn": True,
+            "screenOn": device.screen_on,
             "sdkInt": int(device.props.get("ro.build.version.sdk", "34")),
-            "naturalOrientation": self.screen.rotation() % 2 == 0,
+            "naturalOrientation": rotation % 2 == 0,
         }
 
     def _dump(self, args: list[Any]) -> str:
         compressed = bool(args[0]) if args else False
         max_depth = int(args[1]) if len(args) > 1 and args[1] is not None else 50
-        return render_hierarchy(
-            self.screen.windows(), self.screen.rotation(), compressed, max(1, max_depth)
-        )
+        return self.screen.hierarchy_xml(compressed, max_depth)
+
+    def _pause(self, seconds: float) -> None:
+        """A gesture takes its time (UiAutomator injects one step every 5 ms)."""
+        self._closing.wait(max(0.0, seconds))
 
     def _click(self, args: list[Any]) -> bool:
-        if args and isinstance(args[0], dict):  # click(selector): the object's centre
+        if args and isinstance(args[0], (dict, str)):  # click(selector): the object's centre
             node = self._one(args)
             left, top, right, bottom = node.bounds
             return self.screen.tap((left + right) / 2, (top + bottom) / 2)
-        self.screen.tap(float(args[0]), float(args[1]))
+        x, y = float(args[0]), float(args[1])
+        if len(args) > 2 and args[2] is not None:  # click(x, y, ms): a press held that long
+            held_ms = float(args[2])
+            self._pause(held_ms / 1000.0)
+            self.screen.tap(x, y, long_press=held_ms >= _LONG_PRESS_MS)
+            return True
+        self.screen.tap(x, y)
         return True
 
+    def _long_click(self, args: list[Any]) -> bool:
+        if args and isinstance(args[0], (dict, str)):
+            node = self._one(args)
+            left, top, right, bottom = node.bounds
+            x, y = (left + right) / 2, (top + bottom) / 2
+        else:
+            x, y = float(args[0]), float(args[1])
+        self._pause(_LONG_PRESS_MS / 1000.0)
+        return self.screen.tap(x, y, long_press=True)
+
     def _inject(self, args: list[Any]) -> bool:
-        action, x, y = int(args[0]), float(args[1]), float(args[2])
-        if action == 0:  # ACTION_DOWN
-            self._touch_down = (x, y)
-        elif action == 1 and self._touch_down is not None:  # ACTION_UP ends a tap
-            self._touch_down = None
-            self.screen.tap(x, y)
+        # injectInputEvent(action, x, y, metaState)
+        self.screen.touch(int(args[0]), float(args[1]), float(args[2]))
+        return True
+
+    def _swipe(self, args: list[Any]) -> bool:
+        # swipe(fx, fy, tx, ty, steps)
+        fx, fy, tx, ty = (float(v) for v in args[:4])
+        steps = int(args[4]) if len(args) > 4 else 10
+        self._pause(max(1, steps) * _STEP_S)
+        self.screen.swipe(fx, fy, tx, ty)
+        return True
+
+    def _swipe_points(self, args: list[Any]) -> bool:
+        # swipePoints([x0, y0, x1, y1, ...], steps): `steps` for each segment
+        flat = [float(v) for v in args[0]]
+        steps = int(args[1]) if len(args) > 1 else 10
+        points = list(zip(flat[0::2], flat[1::2], strict=False))
+        if len(points) < 2:
+            return False
+        self._pause((len(points) - 1) * max(1, steps) * _STEP_S)
+        self.screen.swipe(points[0][0], points[0][1], points[-1][0], points[-1][1])
+        return True
+
+    def _drag(self, args: list[Any]) -> bool:
+        # drag(sx, sy, ex, ey, steps)
+        sx, sy, ex, ey = (float(v) for v in args[:4])
+        steps = int(args[4]) if len(args) > 4 else 10
+        self._pause(max(1, steps) * _STEP_S)
+        self.screen.swipe(sx, sy, ex, ey)
+        return True
+
+    def _drag_to(self, args: list[Any]) -> bool:
+        # dragTo(selector, x, y, steps) or dragTo(selector, destination selector, steps)
+        node = self._one(args)
+        if len(args) > 1 and isinstance(args[1], (dict, str)):
+            target = self._one(args[1:])
+            left, top, right, bottom = target.bounds
+            ex, ey = (left + right) / 2, (top + bottom) / 2
+            steps = int(args[2]) if len(args) > 2 else 10
+        else:
+            ex, ey = float(args[1]), float(args[2])
+            steps = int(args[3]) if len(args) > 3 else 10
+        left, top, right, bottom = node.bounds
+        self._pause(max(1, steps) * _STEP_S)
+        self.screen.swipe((left + right) / 2, (top + bottom) / 2, ex, ey)
+        return True
+
+    def _gesture(self, args: list[Any]) -> bool:
+        # gesture(selector, start1, start2, end1, end2, steps): two fingers on the object
+        self._one(args)
+        for point in args[1:5]:
+            if not isinstance(point, dict) or "x" not in point or "y" not in point:
+                raise ValueError(f"a point is {{'x': X, 'y': Y}}, not {point!r}")
+        steps = int(args[5]) if len(args) > 5 else 100
+        self._pause(max(1, steps) * _STEP_S)
+        return True
+
+    def _pinch(self, args: list[Any]) -> bool:
+        # pinchIn/pinchOut(selector, percent, steps)
+        self._one(args)
+        percent = int(args[1]) if len(args) > 1 else 100
+        if not 0 <= percent <= 100:
+            raise RpcError(
+                -32602, "java.lang.IllegalArgumentException: Percent must be between 0 and 100"
+            )
+        steps = int(args[2]) if len(args) > 2 else 50
+        self._pause(max(1, steps) * _STEP_S)
         return True
 
     def _wait(self, args: list[Any], exists: bool) -> bool:
-        selector = _selector(args)
         timeout_s = (int(args[1]) if len(args) > 1 else 0) / 1000.0
         deadline = time.monotonic() + timeout_s
         while True:
-            if bool(self.screen.find(selector)) == exists:
+            if bool(self._find(args)) == exists:
                 return True
             if time.monotonic() >= deadline or self._closing.wait(_POLL_S):
                 return False
 
+    # finding objects: a Selector dict, or the id of a UiObject the server handed out
+    def _find(self, args: list[Any]) -> list[UiNode]:
+        if args and isinstance(args[0], str):
+            ref = self._objects.get(args[0])
+            if ref is None:
+                raise RpcError(
+                    -32002,
+                    f"androidx.test.uiautomator.UiObjectNotFoundException: no object {args[0]}",
+                )
+            return self._resolve(ref)
+        return self.screen.find(_selector(args))
+
+    def _resolve(self, ref: _ObjectRef) -> list[UiNode]:
+        roots = [self.screen.active_window().root]
+        flat = _flatten(roots)
+        where = {id(entry.node): i for i, entry in enumerate(flat)}
+        current = [where[id(n)] for n in match_selector(roots, ref.selector)]
+        for step, sub in ref.steps:
+            if not current:
+                break
+            first = current[0]
+            parent = flat[first].parent
+            if step == "up":
+                current = [parent] if parent >= 0 else []
+            elif step == "child":
+                current = _select(flat, _descendants(flat, first), sub)
+            else:  # sibling: the parent's other descendants
+                pool = _descendants(flat, parent) if parent >= 0 else []
+                current = _select(flat, [i for i in pool if i != first], sub)
+        return [flat[i].node for i in current]
+
     def _one(self, args: list[Any]) -> UiNode:
-        selector = _selector(args)
-        found = self.screen.find(selector)
+        found = self._find(args)
         if not found:
+            what = args[0] if args and isinstance(args[0], str) else None
+            described = what or describe_selector(_selector(args))
             raise RpcError(
-                -32002,
-                f"androidx.test.uiautomator.UiObjectNotFoundException: "
-                f"{describe_selector(selector)}",
+                -32002, f"androidx.test.uiautomator.UiObjectNotFoundException: {described}"
             )
         return found[0]
+
+    def _selector_of(self, value: Any) -> _ObjectRef:
+        if isinstance(value, str):
+            ref = self._objects.get(value)
+            if ref is None:
+                raise RpcError(
+                    -32002,
+                    f"androidx.test.uiautomator.UiObjectNotFoundException: no object {value}",
+                )
+            return ref
+        return _ObjectRef(_selector([value]))
+
+    def _keep(self, ref: _ObjectRef) -> str:
+        with self.screen.lock:
+            self._next_object += 1
+            name = f"{uuid.UUID(int=self._next_object)}"
+            self._objects[name] = ref
+            return name
+
+    def _child_by(self, args: list[Any], by: str) -> str:
+        # childByText(collection, child pattern, text[, allowScrollSearch]), likewise
+        # childByDescription: UiCollection.getChildByText, or UiScrollable's when the
+        # collection scrolls (which scrolls the text into view first).
+        collection = _selector(args)
+        pattern = _selector(args[1:])
+        wanted = str(args[2])
+        scrollable = any(n.scrollable for n in self.screen.find(collection))
+        allow_scroll = bool(args[3]) if len(args) > 3 else scrollable
+        if allow_scroll and scrollable:
+            self._scroll_into_view(collection, _field_selector(by, wanted), True)
+        rows = match_selector(
+            [self.screen.active_window().root], _chain(collection, "child", pattern)
+        )
+        attribute = "text" if by == "text" else "content_desc"
+        for instance, row in enumerate(rows):
+            inside = [n for n in row.walk()]
+            if any(getattr(n, attribute) == wanted for n in inside):
+                return self._keep(_ObjectRef(_chain(collection, "child", pattern, instance)))
+        raise RpcError(
+            -32002,
+            f'androidx.test.uiautomator.UiObjectNotFoundException: for {by}= "{wanted}"',
+        )
+
+    def _child_by_instance(self, args: list[Any]) -> str:
+        # childByInstance(collection, child pattern, instance)
+        collection, pattern = _selector(args), _selector(args[1:])
+        ref = _ObjectRef(_chain(collection, "child", pattern, int(args[2])))
+        if not self._resolve(ref):
+            raise RpcError(
+                -32002,
+                "androidx.test.uiautomator.UiObjectNotFoundException: "
+                f"{describe_selector(pattern)}",
+            )
+        return self._keep(ref)
+
+    def _get_child(self, args: list[Any]) -> str:
+        # getChild(object, selector): the object's descendant the selector matches
+        base = self._selector_of(args[0])
+        return self._keep(base.then("child", _selector(args[1:])))
+
+    def _get_from_parent(self, args: list[Any]) -> str:
+        # getFromParent(object, selector): a sibling (in the parent's subtree) it matches
+        base = self._selector_of(args[0])
+        return self._keep(base.then("sibling", _selector(args[1:])))
+
+    def _get_parent(self, args: list[Any]) -> str:
+        ref = self._selector_of(args[0]).then("up", {})
+        if not self._resolve(ref):
+            raise RpcError(-32002, "androidx.test.uiautomator.UiObjectNotFoundException: no parent")
+        return self._keep(ref)
+
+    # scrolling (UiScrollable: forward/backward return False once the end is reached)
+    def _scrollable(self, args: list[Any]) -> UiNode:
+        return self._one(args)
+
+    def _scroll_once(self, args: list[Any], direction: int, fling: int) -> bool:
+        vertical = bool(args[1]) if len(args) > 1 else True
+        steps = int(args[2]) if len(args) > 2 and fling == 1 else _FLING_STEPS
+        return self._scroll_step(args, vertical, direction, fling, steps)
+
+    def _scroll_step(
+        self, args: list[Any], vertical: bool, direction: int, fling: int, steps: int
+    ) -> bool:
+        node = self._scrollable(args)
+        left, top, right, bottom = node.bounds
+        extent = (bottom - top) if vertical else (right - left)
+        distance = int(extent * (1 - 2 * _DEAD_ZONE)) * fling
+        self._pause(max(1, steps) * _STEP_S)
+        moved, at_end = self.screen.scroll(node, vertical, direction * distance)
+        return moved and not at_end
+
+    def _scroll_all(self, args: list[Any], direction: int, fling: int) -> bool:
+        # scrollToEnd(selector, vertical, maxSwipes, steps): swipe until the end (or
+        # maxSwipes); UiScrollable returns true either way.
+        vertical = bool(args[1]) if len(args) > 1 else True
+        max_swipes = int(args[2]) if len(args) > 2 else 500
+        steps = int(args[3]) if len(args) > 3 and fling == 1 else _FLING_STEPS
+        for _ in range(max(0, max_swipes)):
+            if not self._scroll_step(args, vertical, direction, fling, steps):
+                break
+        return True
+
+    def _scroll_to(self, args: list[Any]) -> bool:
+        # scrollTo(selector, target selector, vertical): UiScrollable.scrollIntoView
+        vertical = bool(args[2]) if len(args) > 2 else True
+        return self._scroll_into_view(_selector(args), _selector(args[1:]), vertical)
+
+    def _scroll_into_view(
+        self, scrollable: dict[str, Any], target: dict[str, Any], vertical: bool
+    ) -> bool:
+        inside = _chain(scrollable, "child", target)
+
+        def visible() -> bool:
+            return bool(match_selector([self.screen.active_window().root], inside))
+
+        if visible():
+            return True
+        self._scroll_all([scrollable, vertical, _MAX_SEARCH_SWIPES, 5], -1, 1)
+        for _ in range(_MAX_SEARCH_SWIPES):
+            if visible():
+                return True
+            if not self._scroll_step([scrollable], vertical, 1, 1, 5):
+                break
+        return visible()
 
     def _set_text(self, args: list[Any]) -> bool:
         return self.screen.set_text(self._one(args), str(args[1]) if len(args) > 1 else "")
@@ -1021,8 +1367,43 @@ class U2Server:
             self.screen.set_text(node, "")
 
     def _screenshot(self, args: list[Any]) -> str:
-        width, height = self.screen.size()
-        return base64.b64encode(_png(width, height)).decode()
+        # takeScreenshot(scale, quality): a JPEG of the display, as the server sends it
+        scale = float(args[0]) if args and args[0] else 1.0
+        quality = int(args[1]) if len(args) > 1 and args[1] else 100
+        frame = render_screen(self.screen.device)
+        image = Image.frombytes("RGBA", (frame.width, frame.height), frame.rgba).convert("RGB")
+        if 0 < scale < 1:
+            size = (max(1, int(frame.width * scale)), max(1, int(frame.height * scale)))
+            image = image.resize(size)
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=max(1, min(100, quality)))
+        return base64.b64encode(out.getvalue()).decode()
+
+    def _wake_up(self, args: list[Any]) -> bool:
+        self.screen.device.set_screen_on(True)
+        return True
+
+    def _sleep(self, args: list[Any]) -> bool:
+        self.screen.device.set_screen_on(False)
+        return True
+
+    def _set_orientation(self, args: list[Any]) -> bool:
+        # setOrientation("natural"|"left"|"right"|"upsidedown"): UiDevice.setOrientationX,
+        # which also freezes rotation there.
+        name = str(args[0]).lower() if args else ""
+        rotation = _ORIENTATIONS.get(name)
+        if rotation is None:
+            raise RpcError(
+                -32602, f"java.lang.IllegalArgumentException: Invalid orientation: {name}"
+            )
+        self.screen.device.set_rotation(rotation)
+        return True
+
+    def _freeze_rotation(self, args: list[Any]) -> bool:
+        freeze = bool(args[0]) if args else True
+        device = self.screen.device
+        device.set_rotation(device.rotation() if freeze else None)
+        return True
 
     def _clear_toast(self, args: list[Any]) -> bool:
         with self.screen.lock:
@@ -1038,6 +1419,49 @@ class U2Server:
         # setClipboard(label, text)
         with self.screen.lock:
             self.screen.clipboard = str(args[1] if len(args) > 1 else args[0])
+
+
+_STEP_S = 0.005  # UiAutomator throttles each injected step to 5 ms
+_LONG_PRESS_MS = 400.0  # ViewConfiguration's long-press timeout on Android 12+
+_TOUCH_SLOP = 21  # 8 dp at 416 dpi
+_DEAD_ZONE = 0.1  # UiScrollable swipes inside the middle 80 % of the object
+_FLING = 3  # a fling carries the content about three swipes' worth
+_FLING_STEPS = 5
+_MAX_SEARCH_SWIPES = 30
+_ORIENTATIONS = {"natural": 0, "n": 0, "left": 1, "l": 1, "upsidedown": 2, "u": 2, "right": 3}
+_ORIENTATIONS["r"] = 3
+
+
+@dataclass(frozen=True)
+class _ObjectRef:
+    """A UiObject the server handed out by id: found again on every use (as UiObject does)
+    from its selector, then `steps` from the first match: ("up", {}) to the parent,
+    ("child", selector) into its subtree, ("sibling", selector) into its parent's."""
+
+    selector: dict[str, Any]
+    steps: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+    def then(self, step: str, selector: dict[str, Any]) -> _ObjectRef:
+        return _ObjectRef(self.selector, (*self.steps, (step, selector)))
+
+
+def _field_selector(by: str, value: str) -> dict[str, Any]:
+    """A one-field selector dict, with its mask, as uiautomator2's Selector builds it."""
+    return {by: value, "mask": MASK_BITS[by], "childOrSibling": [], "childOrSiblingSelector": []}
+
+
+def _chain(
+    base: dict[str, Any], relation: str, sub: dict[str, Any], instance: int | None = None
+) -> dict[str, Any]:
+    """`base` narrowed to its children (or siblings) matching `sub` (its n-th match)."""
+    sub = dict(sub)
+    if instance is not None:
+        sub["instance"] = instance
+        sub["mask"] = int(sub.get("mask", 0) or 0) | MASK_BITS["instance"]
+    out = dict(base)
+    out["childOrSibling"] = [*(base.get("childOrSibling") or []), relation]
+    out["childOrSiblingSelector"] = [*(base.get("childOrSiblingSelector") or []), sub]
+    return out
 
 
 def _returns(value: Any) -> Method:

@@ -1120,6 +1120,8 @@ def cmd_settings(ctx: CommandContext) -> int:
 def cmd_wm(ctx: CommandContext) -> int:
     args = ctx.argv[1:]
     device = ctx.device
+    if args[:1] == ["user-rotation"]:
+        return _wm_user_rotation(ctx, args[1:])
     if not args or args[0] not in ("size", "density"):
         ctx.error("Unknown command\n" if args else "wm: missing command\n")
         return 255
@@ -1150,6 +1152,31 @@ def cmd_wm(ctx: CommandContext) -> int:
         ctx.error(f"Error: bad number {args[1]}\n")
         return 255
     device.density_override = int(args[1])
+    return 0
+
+
+def _wm_user_rotation(ctx: CommandContext, args: list[str]) -> int:
+    """`wm user-rotation [-d DISPLAY] [free|lock [ROTATION]]`, as Android 14's WindowManager
+    shell command answers it."""
+    device = ctx.device
+    if args[:1] == ["-d"]:
+        args = args[2:]
+    if not args:
+        if device.settings["system"].get("accelerometer_rotation", "1") != "0":
+            ctx.write("free\n")
+        else:
+            ctx.write(f"lock {device.rotation()}\n")
+        return 0
+    if args[0] == "free":
+        device.set_rotation(None)
+        return 0
+    if args[0] != "lock":
+        ctx.error("Error: argument needs to be either -d, free or lock.\n")
+        return 255
+    if len(args) > 1 and not args[1].lstrip("-").isdigit():
+        ctx.error(f"Error: bad rotation: {args[1]}\n")
+        return 255
+    device.set_rotation(int(args[1]) if len(args) > 1 else device.rotation())
     return 0
 
 
@@ -1186,6 +1213,9 @@ KEYCODES = {
     "WAKEUP": 224,
     "SLEEP": 223,
 }
+
+
+MOTION_ACTIONS = {"DOWN": 0, "UP": 1, "MOVE": 2, "CANCEL": 3}  # MotionEvent.ACTION_*
 
 
 def cmd_input(ctx: CommandContext) -> int:
@@ -1227,6 +1257,7 @@ def cmd_input(ctx: CommandContext) -> int:
                 else:
                     raise ValueError(f"Unknown keycode: {code}")
                 device.record_input("keyevent", (value,), source, longpress=longpress)
+                device.press_power_key(value)
             return 0
         if verb in ("tap", "press"):
             x, y = (float(v) for v in rest[:2])
@@ -1236,13 +1267,26 @@ def cmd_input(ctx: CommandContext) -> int:
             numbers = [float(v) for v in rest[:5]]
             if len(numbers) < 4:
                 raise ValueError(f"{verb} needs 4 coordinates")
-            device.record_input(verb, tuple(numbers), source)
+            # The finger moves for the duration (InputShellCommand's default: 300 ms); a drag
+            # first holds for the long-press timeout (400 ms) to pick the item up.
+            duration_ms = numbers[4] if len(numbers) > 4 and numbers[4] >= 0 else 300.0
+            if verb == "draganddrop":
+                duration_ms += 400.0
+            ctx.sleep(duration_ms / 1000.0)
+            device.record_input(verb, (*numbers[:4], duration_ms), source)
             return 0
         if verb == "text":
             if not rest:
                 raise ValueError("text needs a string")
             text = " ".join(rest).replace("%s", " ")
             device.record_input("text", (text,), source)
+            return 0
+        if verb == "motionevent":
+            # input motionevent DOWN|UP|MOVE|CANCEL X Y (Android 11+)
+            if len(rest) < 3 or rest[0].upper() not in MOTION_ACTIONS:
+                raise ValueError("motionevent needs DOWN|UP|MOVE|CANCEL and x y")
+            x, y = float(rest[1]), float(rest[2])
+            device.record_input("motionevent", (MOTION_ACTIONS[rest[0].upper()], x, y), source)
             return 0
         if verb == "roll":
             device.record_input("roll", tuple(float(v) for v in rest[:2]), source)
@@ -1627,43 +1671,193 @@ def _dumpsys_cpuinfo(ctx: CommandContext, args: list[str]) -> int:
     return 0
 
 
+DISPLAY_ID = "4630946838214536449"  # the built-in panel's physical display id
+
+
 def _dumpsys_display(ctx: CommandContext, args: list[str]) -> int:
+    # The rotated size is what apps and the viewport see; DisplayDeviceInfo is the panel,
+    # which never rotates.
     device = ctx.device
-    width, height = device.size_override or device.PHYSICAL_SIZE
-    rotation = int(device.settings["system"].get("user_rotation", "0") or 0) % 4
+    panel_w, panel_h = device.size_override or device.PHYSICAL_SIZE
+    width, height = device.display_size()
+    rotation = device.rotation()
     density = device.density_override or device.PHYSICAL_DENSITY
+    state = "ON" if device.screen_on else "OFF"
+    unique = f"local:{DISPLAY_ID}"
     ctx.write(
         "DISPLAY MANAGER (dumpsys display)\n"
         "  mOnlyCode=false\n"
         "  mSafeMode=false\n"
         "  mPendingTraversal=false\n"
+        f"  mGlobalDisplayState={state}\n"
         "  mViewports=[DisplayViewport{type=INTERNAL, valid=true, isActive=true, displayId=0, "
-        f"uniqueId='local:4630946838214536449', physicalPort=129, orientation={rotation}, "
+        f"uniqueId='{unique}', physicalPort=129, orientation={rotation}, "
         f"logicalFrame=Rect(0, 0 - {width}, {height}), "
         f"physicalFrame=Rect(0, 0 - {width}, {height}), "
         f"deviceWidth={width}, deviceHeight={height}}}]\n"
         "\nDisplay Devices: size=1\n"
-        '  DisplayDeviceInfo{"Built-in Screen": uniqueId="local:4630946838214536449", '
-        f"{width} x {height}, modeId 1, renderFrameRate 120.0, defaultModeId 1, density {density}, "
-        f"{density}.0 x {density}.0 dpi, appVsyncOff 1000000, presDeadline 8333333, "
-        "touch INTERNAL, "
-        f"rotation {rotation}, type INTERNAL, state ON, committedState ON}}\n"
+        f'  DisplayDeviceInfo{{"Built-in Screen": uniqueId="{unique}", '
+        f"{panel_w} x {panel_h}, modeId 1, renderFrameRate 120.0, defaultModeId 1, "
+        f"density {density}, {density}.0 x {density}.0 dpi, appVsyncOff 1000000, "
+        "presDeadline 8333333, touch INTERNAL, "
+        f"rotation 0, type INTERNAL, state {state}, committedState {state}}}\n"
+        "\nLogical Displays: size=1\n"
+        "  Display 0:\n"
+        "    mDisplayId=0\n"
+        "    mLayerStack=0\n"
+        f'    mBaseDisplayInfo=DisplayInfo{{"Built-in Screen", displayId 0, real {panel_w} x '
+        f"{panel_h}, largest app {panel_w} x {panel_h}, rotation 0, density {density}, "
+        f'type INTERNAL, state {state}, uniqueId "{unique}"}}\n'
+        f'    mOverrideDisplayInfo=DisplayInfo{{"Built-in Screen", displayId 0, real {width} x '
+        f"{height}, largest app {width} x {height}, rotation {rotation}, density {density}, "
+        f'type INTERNAL, state {state}, uniqueId "{unique}"}}\n'
     )
     return 0
 
 
 def _dumpsys_power(ctx: CommandContext, args: list[str]) -> int:
+    # adbutils' is_screen_on() reads mHoldingDisplaySuspendBlocker; others read
+    # mWakefulness or "Display Power: state=".
+    on = ctx.device.screen_on
     ctx.write(
         "POWER MANAGER (dumpsys power)\n\n"
         "Power Manager State:\n"
         "  mDirty=0x0\n"
-        "  mWakefulness=Awake\n"
+        f"  mWakefulness={'Awake' if on else 'Asleep'}\n"
         "  mWakefulnessChanging=false\n"
         f"  mIsPowered={str(ctx.device.model.battery().usb_powered).lower()}\n"
         "  mStayOn=false\n"
-        "  mHoldingWakeLockSuspendBlocker=true\n"
-        "  mHoldingDisplaySuspendBlocker=true\n"
-        "Display Power: state=ON\n"
+        f"  mHoldingWakeLockSuspendBlocker={str(on).lower()}\n"
+        f"  mHoldingDisplaySuspendBlocker={str(on).lower()}\n"
+        f"Display Power: state={'ON' if on else 'OFF'}\n"
+    )
+    return 0
+
+
+# -- the screen -----------------------------------------------------------------------
+_SCREENCAP_USAGE = """usage: screencap [-hp] [-d display-id] [FILENAME]
+   -h: this message
+   -p: save the file as a png.
+   -d: specify the physical display ID to capture (default: 4630946838214536449)
+       see "dumpsys SurfaceFlinger --display-id" for valid display IDs.
+If FILENAME ends with .png it will be saved as a png.
+If FILENAME is not given, the results will be printed to stdout.
+"""
+
+
+def cmd_screencap(ctx: CommandContext) -> int:
+    args = ctx.argv[1:]
+    png = False
+    target = ""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "-p":
+            png = True
+        elif arg == "-d" and i + 1 < len(args):
+            i += 1
+        elif arg.startswith("-"):
+            ctx.error(_SCREENCAP_USAGE)
+            return 1 if arg != "-h" else 0
+        else:
+            target = arg
+        i += 1
+    frame = ctx.device.capture_screen()
+    data = frame.png() if png or target.endswith(".png") else frame.raw()
+    if not target:
+        ctx.write(data)
+        return 0
+    try:
+        ctx.fs.write(target, data, ctx.cwd)
+    except FsError:
+        ctx.error(f"Error opening file: {target} (Permission denied)\n")
+        return 1
+    return 0
+
+
+_UIAUTOMATOR_USAGE = """Usage: uiautomator <subcommand> [options]
+
+Available subcommands:
+
+help: displays help message
+
+runtest: executes UI automation tests
+    runtest <class spec> [options]
+    <class spec>: <JARS> < -c <CLASSES> | -e class <CLASSES> >
+      <JARS>: a list of jar files containing test classes and dependencies. If
+        the path is relative, it's assumed to be under /data/local/tmp. Use
+        absolute path if the file is elsewhere. Multiple files can be
+        specified, separated by space.
+      <CLASSES>: a list of test class names to run, separated by comma. To
+        a single method, use TestClass#testMethod format. The -e or -c option
+        may be repeated. This option is not required and if not provided then
+        all the tests in provided jars will be run automatically.
+    options:
+      --nohup: trap SIG_HUP, so test won't terminate even if parent process
+               is terminated, e.g. USB is disconnected.
+      -e debug [true|false]: wait for debugger to connect before starting.
+      -e runner [CLASS]: use specified test runner class instead. If
+        unspecified, framework default runner will be used.
+      -e <NAME> <VALUE>: other name-value pairs to be passed to test classes.
+        May be repeated.
+      -e outputFormat simple | -s: enabled less verbose JUnit style output.
+
+dump: creates an XML dump of current UI hierarchy
+    dump [--verbose][file]
+      [--compressed]: dumps compressed layout information.
+      [file]: the location where the dumped XML should be stored, default is
+      /sdcard/window_dump.xml
+
+events: prints out accessibility events until terminated
+"""
+UIAUTOMATOR_DUMP_FILE = "/sdcard/window_dump.xml"
+
+
+def cmd_uiautomator(ctx: CommandContext) -> int:
+    args = ctx.argv[1:]
+    if args[:1] != ["dump"]:
+        ctx.write(_UIAUTOMATOR_USAGE)
+        return 0 if args[:1] in ([], ["help"]) else 1
+    compressed = "--compressed" in args
+    files = [a for a in args[1:] if not a.startswith("--")]
+    target = files[0] if files else UIAUTOMATOR_DUMP_FILE
+    source = ctx.device.screen_source
+    if source is None:
+        # What a phone prints when no window can be read (nothing is on the screen).
+        ctx.error("ERROR: null root node returned by UiTestAutomationBridge.\n")
+        return 0
+    xml = source.hierarchy_xml(compressed)
+    path = ctx.fs.normpath(target, ctx.cwd)
+    if path in ("/dev/tty", "/dev/stdout", "/proc/self/fd/1"):
+        # `adb exec-out uiautomator dump /dev/tty`: the XML on the output, then the message.
+        ctx.write(xml)
+        ctx.write(f"UI hierchary dumped to: {path}\n")
+        return 0
+    try:
+        ctx.fs.write(path, xml.encode(), ctx.cwd)
+    except FsError as exc:
+        ctx.error(f"java.io.FileNotFoundException: {path}: open failed: {exc}\n")
+        return 1
+    # Sic: Android's DumpCommand spells it so, and scripts grep for it.
+    ctx.write(f"UI hierchary dumped to: {path}\n")
+    return 0
+
+
+def _dumpsys_surfaceflinger(ctx: CommandContext, args: list[str]) -> int:
+    # adbutils' screenshot(display_id=N) reads the ids from `--display-id`.
+    width, height = ctx.device.display_size()
+    if "--display-id" in args:
+        ctx.write(
+            f"Display {DISPLAY_ID} (HWC display 0): port=129 pnpId=SDC "
+            'displayName="Built-in Screen"\n'
+        )
+        return 0
+    ctx.write(
+        "Display identification data:\n"
+        f"Display {DISPLAY_ID} (HWC display 0): port=129 pnpId=SDC "
+        'displayName="Built-in Screen"\n\n'
+        f"Display {DISPLAY_ID} (active) HWC layer metadata\n"
+        f"  resolution={width}x{height} refresh-rate=120.00Hz\n"
     )
     return 0
 
@@ -1676,6 +1870,7 @@ DUMPSYS_SERVICES: dict[str, DumpsysHandler] = {
     "cpuinfo": _dumpsys_cpuinfo,
     "display": _dumpsys_display,
     "power": _dumpsys_power,
+    "SurfaceFlinger": _dumpsys_surfaceflinger,
 }
 
 
@@ -1764,6 +1959,8 @@ def builtin_commands() -> dict[str, CommandHandler]:
         "pidof": cmd_pidof,
         "kill": cmd_kill,
         "dumpsys": cmd_dumpsys,
+        "screencap": cmd_screencap,
+        "uiautomator": cmd_uiautomator,
     }
     return table
 
