@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wordsplugin import BUILTINS, run_cli, write_scenario
+from wordsplugin import BUILTINS, WordEngine, run_cli, write_scenario
 
 import devicelab
 from devicelab import _provenance as provenance
@@ -248,6 +248,25 @@ def test_run_json_and_records_carry_provenance(
     run = load_run(out)
     full = run.provenance_of(run.records[0])
     assert full["host"] == prov["host"] and full["model"]["name"] == records[0]["model"]
+
+
+def test_an_engine_whose_build_info_fails_still_runs_its_trials(
+    tmp_path: Path,
+    scenario: Path,
+    words_registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(self: WordEngine) -> dict[str, str]:
+        raise OSError("no such binary")
+
+    monkeypatch.setattr(WordEngine, "build_info", broken)
+    out = tmp_path / "run"
+    _run(scenario, words_registry, out)
+    records = list(read_jsonl(out / TRIALS))
+    assert records and all(r["status"] == "ok" for r in records)
+    loads = json.loads((out / RUN_META).read_text())["provenance"]["loads"]
+    [error] = {e["engine"]["build"]["error"] for e in loads.values()}
+    assert error.startswith("OSError: no such binary")
 
 
 def test_resuming_with_the_same_build_adds_no_entry(
