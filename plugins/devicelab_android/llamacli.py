@@ -80,17 +80,25 @@ def parse_perf(stderr: str) -> dict[str, float]:
     return out
 
 
-# ``--version`` (common/arg.cpp): "version: 4932 (5f4a5f17)" then "built with CC for TARGET",
-# on stderr; older builds print the same two lines.
-VERSION = re.compile(r"^version: (\d+) \(([^)]*)\)\s*$", re.MULTILINE)
-BUILT_WITH = re.compile(r"^built with (.+) for (\S+)\s*$", re.MULTILINE)
+# ``--version`` (llama_print_build_info), on stderr: newer builds "version: 0.5.0-dev (build
+# 7120, commit 0c1e570)", older ones "version: 4932 (5f4a5f17)"; then "built with CC for
+# TARGET" (the target may hold a space: "Linux x86_64").
+VERSION = re.compile(
+    r"^version: (?:(\S+) \(build (\d+), commit ([^)]*)\)|(\d+) \(([^)]*)\))\s*$", re.M
+)
+BUILT_WITH = re.compile(r"^built with (.+) for (.+?)\s*$", re.MULTILINE)
 
 
 def parse_version(text: str) -> dict[str, str]:
-    """llama.cpp's ``--version`` output -> build number, commit, compiler and target."""
+    """llama.cpp's ``--version`` output -> version (newer builds only), build number, commit,
+    compiler and target."""
     out: dict[str, str] = {}
     if m := VERSION.search(text):
-        out["llama_cpp_build"], out["llama_cpp_commit"] = m.group(1), m.group(2)
+        if m.group(1) is not None:
+            out["llama_cpp_version"] = m.group(1)
+            out["llama_cpp_build"], out["llama_cpp_commit"] = m.group(2), m.group(3)
+        else:
+            out["llama_cpp_build"], out["llama_cpp_commit"] = m.group(4), m.group(5)
     if m := BUILT_WITH.search(text):
         out["compiler"], out["target"] = m.group(1), m.group(2)
     return out

@@ -261,7 +261,8 @@ def test_bad_arguments_fail_like_llama_cpp(phone: Phone) -> None:
     version = phone.adb.shell2(f"{cli} --version -m nope.gguf", v2=True)
     assert version.returncode == 0 and version.stdout == ""
     assert version.stderr == (
-        "version: 0 (virtual)\nbuilt with devicelab_virtual for aarch64-linux-android\n"
+        "version: 0.0.0-virtual (build 0, commit virtual)\n"
+        "built with devicelab_virtual for aarch64-linux-android\n"
     )
 
 

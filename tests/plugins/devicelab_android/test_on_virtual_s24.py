@@ -125,6 +125,7 @@ def test_llama_cli_pushes_once_and_streams_real_tokens(phone: AndroidDevice) -> 
         # The phone's llama-cli says which llama.cpp it is (--version), and the binary that
         # was pushed is named by its sha256.
         assert engine.build_info() == {
+            "llama_cpp_version": virtual_cli.VERSION,
             "llama_cpp_build": str(virtual_cli.BUILD_NUMBER),
             "llama_cpp_commit": virtual_cli.COMMIT,
             "compiler": virtual_cli.COMPILER,

@@ -232,12 +232,22 @@ def test_dumpsys_package_of_a_missing_app_gives_nothing() -> None:
 
 
 def test_llama_cpp_version_lines() -> None:
-    # common/arg.cpp's --version, as a Termux build on a phone prints it.
-    text = "version: 4932 (5f4a5f17)\nbuilt with clang version 19.1.7 for aarch64-unknown-linux-android24\n"
+    # llama_print_build_info's two lines, as newer builds print them (this is the host CLI
+    # built from llama-cpp-python 0.3.36's vendored tree)...
+    text = "version: 0.5.0-dev (build 1, commit 0c1e570)\nbuilt with GNU 12.2.0 for Linux x86_64\n"
+    assert parse_version(text) == {
+        "llama_cpp_version": "0.5.0-dev",
+        "llama_cpp_build": "1",
+        "llama_cpp_commit": "0c1e570",
+        "compiler": "GNU 12.2.0",
+        "target": "Linux x86_64",
+    }
+    # ... and as older builds did (common/arg.cpp): build number and commit only.
+    text = "version: 4932 (5f4a5f17)\nbuilt with cc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0 for x86_64-linux-gnu\n"
     assert parse_version(text) == {
         "llama_cpp_build": "4932",
         "llama_cpp_commit": "5f4a5f17",
-        "compiler": "clang version 19.1.7",
-        "target": "aarch64-unknown-linux-android24",
+        "compiler": "cc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0",
+        "target": "x86_64-linux-gnu",
     }
     assert parse_version("error: invalid argument: --version\n") == {}

@@ -152,8 +152,10 @@ class _ArgError(Exception):
 
 
 # What this build says it is, in llama.cpp's words: ``build: N (COMMIT) with CC for TARGET``
-# at start, and ``--version``'s two lines (common/arg.cpp), then exit 0.
-BUILD_NUMBER, COMMIT, COMPILER, TARGET = 0, "virtual", "devicelab_virtual", "aarch64-linux-android"
+# at start, and ``--version``'s two lines as current builds print them
+# (llama_print_build_info), then exit 0.
+VERSION, BUILD_NUMBER, COMMIT = "0.0.0-virtual", 0, "virtual"
+COMPILER, TARGET = "devicelab_virtual", "aarch64-linux-android"
 
 
 class _ShowVersion(Exception):
@@ -702,7 +704,10 @@ def main(ctx: CommandContext) -> int:
         ctx.error(f"{exc}\n")
         return 1
     except _ShowVersion:
-        ctx.error(f"version: {BUILD_NUMBER} ({COMMIT})\nbuilt with {COMPILER} for {TARGET}\n")
+        ctx.error(
+            f"version: {VERSION} (build {BUILD_NUMBER}, commit {COMMIT})\n"
+            f"built with {COMPILER} for {TARGET}\n"
+        )
         return 0
     if params.help:
         ctx.write(_usage_text(ctx.argv[0]))
