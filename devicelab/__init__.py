@@ -51,6 +51,8 @@ from ._errors import (
 from ._executor import Executor, Reporter, RunOutcome
 from ._hookspecs import hookimpl
 from ._plugins import get_registry as load_plugins
+from ._provenance import differences as provenance_differences
+from ._provenance import sha256_file
 from ._record import (
     CELL_KEY,
     FIELDS,
@@ -132,4 +134,6 @@ __all__ = [
     "load_run",
     "open_engine",
     "parse_options",
+    "provenance_differences",
+    "sha256_file",
 ]

@@ -262,6 +262,15 @@ class Engine(ABC):
     def generate(self, request: GenerationRequest, stream: TokenStream) -> GenerationResult:
         """Generate, calling ``stream.sent()`` then ``stream.token()`` per output token."""
 
+    def build_info(self) -> dict[str, str]:
+        """Which build of the engine runs the model, for run.json's provenance: versions,
+        build number, commit, a server's reported model (``{"llama_cpp_python": "0.3.9"}``).
+
+        Called once after :meth:`load` succeeded, never during a trial, so it may ask the
+        device or server; an exception is recorded as the build's ``error``. Default: ``{}``
+        (the engine does not say)."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook for subclasses
         """Free the model."""
 

@@ -31,6 +31,7 @@ from ._engines import open_engine
 from ._errors import DevicelabError, UsageError
 from ._executor import Reporter
 from ._prefill import run_notes
+from ._provenance import report as provenance_report
 from ._record import RUN_KEY, TrialRecord, cell_title
 from ._rundir import TRIALS, RunDir, default_run_dir, load_run
 from ._runtime.materialise import materialise
@@ -258,6 +259,8 @@ def gate(baseline: Path, candidate: Path, specs: tuple[str, ...], alpha: float) 
     comp = gates.compare(load_run(baseline), load_run(candidate), checks, alpha)
     for warning in comp.warnings:
         err.print(f"devicelab: warning: {warning}", soft_wrap=True)
+    for line in comp.provenance:
+        err.print(line, soft_wrap=True)
     cells = [r.key.cell for r in comp.results]
     columns = [
         *key_columns(RUN_KEY, cells),
@@ -366,7 +369,8 @@ def report(run_dir: Path, out_dir: Path | None) -> None:
 def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
     """Medians of RUN_A and RUN_B per key and metric, the change and its significance
     (one-sided Mann-Whitney U, alpha 0.01; n<5 when a side has fewer than 5 values)."""
-    rows = comparing.compare_runs(load_run(run_a), load_run(run_b))
+    a, b = load_run(run_a), load_run(run_b)
+    rows = comparing.compare_runs(a, b)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows], indent=2))
         return
@@ -395,6 +399,8 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
             )
         out.print(table)
     out.print("* significant at p < 0.01 (one-sided, in the direction of the change)")
+    for line in provenance_report(a.meta, b.meta, "A", "B"):
+        out.print(line, soft_wrap=True)
 
 
 @cli.command()

@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any
 
 from ._errors import UsageError
+from ._provenance import report
 from ._record import RUN_KEY, STATS, cell_sort_key, higher_is_better
 from ._rundir import RunData, RunKey, check_metric
 
@@ -156,6 +157,9 @@ class GateResult:
 class Comparison:
     results: list[GateResult]
     warnings: list[str] = field(default_factory=list)
+    # The "provenance differs:" block (devicelab._provenance.report); empty when the builds,
+    # model files, hosts and phones of the two runs are the same.
+    provenance: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -228,7 +232,7 @@ def compare(baseline: RunData, candidate: RunData, checks: list[Check], alpha: f
     warning (nothing to compare it with); a device fingerprint mismatch warns, never fails.
     """
     check_alpha(alpha)
-    comp = Comparison([])
+    comp = Comparison([], provenance=report(baseline.meta, candidate.meta, "baseline", "candidate"))
     if baseline.fingerprint != candidate.fingerprint:
         diff = sorted(
             k

@@ -49,6 +49,22 @@ def _selected(names: Iterable[str]) -> set[str]:
     return chosen - block
 
 
+def plugin_distributions() -> dict[str, dict[str, str | None]]:
+    """Each selected plugin's entry-point name -> the distribution that provides it and its
+    version (null for an entry point with no installed distribution behind it)."""
+    out: dict[str, dict[str, str | None]] = {}
+    eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    chosen = _selected(ep.name for ep in eps)
+    for ep in sorted(eps, key=lambda e: e.name):
+        if ep.name in chosen and ep.name not in out:
+            dist = ep.dist
+            out[ep.name] = {
+                "distribution": None if dist is None else dist.metadata["Name"],
+                "version": None if dist is None else dist.version,
+            }
+    return out
+
+
 def new_plugin_manager() -> tuple[pluggy.PluginManager, list[BrokenPlugin]]:
     """A plugin manager with every selected entry point registered and checked."""
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)

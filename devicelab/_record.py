@@ -156,6 +156,9 @@ class Identity:
     repetition: int
     warmup: bool
     device_info: Mapping[str, Any] = field(default_factory=dict)
+    # The key of this trial's load in run.json's provenance (``provenance.loads``): the
+    # engine build, model file, device and host it ran on. "" in records made before.
+    provenance: str = ""
 
 
 @dataclass(frozen=True)
@@ -226,9 +229,9 @@ _IDENTITY_DEFAULTS["device_info"] = {}
 _OUTCOME = ("status", "error", "output_text", "started_at", "finished_at")
 # The contract's key order (README, "What a run leaves").
 _ORDER = (  # noqa: SIM905 (a readable block, as the README lists the keys)
-    "run_id trial_id status error device device_info engine model quant task doc_id item "
-    "context_tokens sections repetition warmup input_tokens output_tokens load_s ttft_s itps "
-    "otps runtime_s peak_mem_mb max_temp_c energy_j energy_reliable output_text quality "
+    "run_id trial_id status error device device_info provenance engine model quant task doc_id "
+    "item context_tokens sections repetition warmup input_tokens output_tokens load_s ttft_s "
+    "itps otps runtime_s peak_mem_mb max_temp_c energy_j energy_reliable output_text quality "
     "quality_errors started_at finished_at engine_timings attempts lost_attempts cooldown_s "
     "cooldown_timed_out throttled thermal_status_max"
 ).split()

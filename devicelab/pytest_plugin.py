@@ -118,6 +118,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_COMPARISON] = comparison
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """The gates' "provenance differs:" block at the top of the session: a regression
+    next to a changed engine build or model file is read differently."""
+    comparison = config.stash.get(_COMPARISON, None)
+    lines = [] if comparison is None else comparison.provenance
+    return [f"devicelab: {lines[0]}", *lines[1:]] if lines else []
+
+
 class GateRegression(Exception):
     """A candidate significantly worse than the baseline beyond the threshold."""
 

@@ -15,7 +15,7 @@ from typing import Any
 TRIALS = "trials.jsonl"  # one trial record per line, appended as each trial ends
 TELEMETRY = "telemetry.jsonl"  # one telemetry sample per line
 SCENARIO = "scenario.toml"  # the scenario as resolved when the run started
-RUN_META = "run.json"  # run id, scenario name, source and fingerprint, creation time
+RUN_META = "run.json"  # run id, scenario name, source, fingerprint, time, provenance
 SUMMARY = "summary.json"  # the summary rows (devicelab._metrics.summarize) as JSON
 
 

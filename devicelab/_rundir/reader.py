@@ -23,6 +23,7 @@ from typing import Any
 
 from .. import _record
 from .._errors import RunDirError, UsageError
+from .._provenance import load_entry
 from .._record import (
     QUALITY_PREFIX,
     RUN_KEY,
@@ -110,6 +111,21 @@ class RunData:
             return list(read_jsonl(self.path / TELEMETRY))
         except (OSError, json.JSONDecodeError) as exc:
             raise RunDirError(f"{self.path / TELEMETRY} is unreadable ({exc}).") from None
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """run.json's ``provenance`` (devicelab, plugins, host, scenario, ``loads``); ``{}``
+        for a run made before devicelab recorded it."""
+        prov = self.meta.get("provenance")
+        return dict(prov) if isinstance(prov, Mapping) else {}
+
+    def provenance_of(self, record: TrialRecord) -> dict[str, Any]:
+        """The engine build, model file, device and host that made ``record`` (its load's
+        entry, with the run's host, devicelab and plugins where the entry leaves them out);
+        ``{}`` when the record or the run has none."""
+        prov = self.provenance
+        load = (prov.get("loads") or {}).get(record.identity.provenance)
+        return load_entry(load, prov) if isinstance(load, Mapping) else {}
 
     @property
     def fingerprint(self) -> dict[str, Any]:

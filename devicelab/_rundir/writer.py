@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 import tomli_w
 
 from .._errors import RunDirError
+from .._provenance import compact_load, run_provenance
 from .._record import TrialRecord
 from .layout import RUN_META, SCENARIO, SUMMARY, TELEMETRY, TRIALS, read_jsonl
 
@@ -42,6 +43,7 @@ class RunDir:
         self.path = path
         self.run_id = run_id
         self._lock = threading.Lock()
+        self._loads: set[str] | None = None  # provenance.loads keys already in run.json
         self._trials: IO[str] = self._open_append(path / TRIALS)
         self._telemetry: IO[str] = self._open_append(path / TELEMETRY)
 
@@ -92,10 +94,32 @@ class RunDir:
             "scenario_source": str(scenario.source),
             "scenario_fingerprint": scenario.fingerprint(),
             "created_at": now_iso(),
+            "provenance": run_provenance(scenario.source),
         }
-        meta_file.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        _write_json(meta_file, meta)
         (path / SCENARIO).write_text(tomli_w.dumps(scenario.resolved()), encoding="utf-8")
         return cls(path, run_id)
+
+    def add_provenance(self, loads: Mapping[str, Mapping[str, Any]]) -> None:
+        """Add load entries (digest -> entry, from :class:`~devicelab.DeviceSession`) to
+        run.json's ``provenance.loads``, before the records that name them are appended.
+
+        An entry leaves out the host, devicelab and plugins where they equal the run's own;
+        run.json is rewritten whole and renamed, so a crash leaves the old or the new one."""
+        if not loads:
+            return
+        with self._lock:
+            if self._loads is not None and self._loads.issuperset(loads):
+                return
+            file = self.path / RUN_META
+            meta = json.loads(file.read_text(encoding="utf-8"))
+            prov = meta.setdefault("provenance", {})
+            known = prov.setdefault("loads", {})
+            for key, entry in loads.items():
+                if key not in known:
+                    known[key] = compact_load(entry, prov)
+            _write_json(file, meta)
+            self._loads = set(known)
 
     def done_trial_ids(self) -> set[str]:
         return {rec["trial_id"] for rec in read_jsonl(self.path / TRIALS)}
@@ -122,6 +146,12 @@ class RunDir:
                 if not fh.closed:
                     fh.flush()
                     fh.close()
+
+
+def _write_json(file: Path, data: Mapping[str, Any]) -> None:
+    tmp = file.with_name(file.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, file)
 
 
 def _append(fh: IO[str], record: Mapping[str, Any]) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from .. import _metrics as metrics
 from .. import _prefill as prefill
+from .. import _provenance as provenance
 from .._api import (
     Device,
     Engine,
@@ -56,6 +57,9 @@ class TrialOutput:
     record: TrialRecord
     samples: list[Sample]
     device_lost: bool = False
+    # Provenance entries (digest -> entry) new since the last trial: the load this record
+    # names in its ``provenance``. The driver adds them to run.json before the record.
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -142,6 +146,8 @@ class DeviceSession:
         self._load_s: float | None = None
         self._prompts: dict[PromptKey, TaskPrompt] = {}
         self._pending: list[Sample] = []
+        self._provenance_key = ""
+        self._provenance_new: dict[str, dict[str, Any]] = {}
         # The [quality] metrics' own process, from open() to close().
         self.scorer: Scorer | None = None
 
@@ -207,6 +213,11 @@ class DeviceSession:
         out, self._pending = self._pending, []
         return out
 
+    def take_provenance(self) -> dict[str, dict[str, Any]]:
+        """The provenance entries made since the last call (one per model load)."""
+        out, self._provenance_new = self._provenance_new, {}
+        return out
+
     def _keep(self, samples: list[Sample]) -> None:
         if self.plan.scenario.telemetry_enabled:
             self._pending.extend(samples)
@@ -218,7 +229,10 @@ class DeviceSession:
         assert self.device is not None and self.sampler is not None, "open() first"
         if self._model is not trial.model:
             self._load(trial.model)
-        identity = self.plan.identity(trial, self.run_id, self.device_label, self.info)
+        identity = dataclasses.replace(
+            self.plan.identity(trial, self.run_id, self.device_label, self.info),
+            provenance=self._provenance_key,
+        )
         load_s, self._load_s = self._load_s, None
         if self._load_error is not None:
             at = now_iso()
@@ -230,7 +244,7 @@ class DeviceSession:
                 finished_at=at,
                 measures=Measures(load_s=load_s),
             )
-            return TrialOutput(record, self.take_samples())
+            return TrialOutput(record, self.take_samples(), provenance=self.take_provenance())
         prompt = self._prompts[(trial.task, trial.doc_id, trial.item, trial.context_tokens)]
         cooldown_s, timed_out = self._cooldown(trial)
         last, tries = self._attempts(trial, prompt)
@@ -247,7 +261,12 @@ class DeviceSession:
         )
         if record.ok:
             record = self._score(record, trial, prompt)
-        return TrialOutput(record, self.take_samples(), device_lost=last.lost is not None)
+        return TrialOutput(
+            record,
+            self.take_samples(),
+            device_lost=last.lost is not None,
+            provenance=self.take_provenance(),
+        )
 
     def _attempts(self, trial: Trial, prompt: TaskPrompt) -> tuple[_Attempt, Attempts]:
         """Run ``trial``; when the device is lost, reconnect and retry (``[scenario] retries``).
@@ -447,7 +466,34 @@ class DeviceSession:
             self._load_error = f"model failed to load: {describe(exc)}"
         self._load_s = round(time.perf_counter() - t0, 4)
         self._keep(sampler.end())
+        self._provenance(model, engine)
         self._prompts = build_prompts(self.plan, engine) if self._load_error is None else {}
+
+    def _provenance(self, model: ResolvedModel, engine: Engine) -> None:
+        """The load's provenance, once per load and outside every trial: the engine's build,
+        the model file (its sha256 cached across runs), the device and this host."""
+        build: dict[str, Any] = {}
+        if self._load_error is None:
+            try:
+                build = {str(k): v for k, v in engine.build_info().items()}
+            except Exception as exc:  # provenance never fails a trial
+                build = {"error": describe(exc)}
+        spec = model.spec
+        entry: dict[str, Any] = {
+            "device": self.device_label,
+            "device_info": dict(self.info),
+            "engine": {"name": spec.engine, "build": build},
+            "model": {"name": spec.name, "quant": spec.quant},
+            **provenance.session_info(),
+        }
+        if spec.path is not None:
+            try:
+                entry["model"].update(provenance.file_info(spec.path))
+            except OSError as exc:
+                entry["model"].update(path=str(spec.path), error=str(exc))
+        key = provenance.digest(entry)
+        self._provenance_key = key
+        self._provenance_new[key] = entry
 
     def _close_engine(self) -> None:
         engine, self._engine, self._model = self._engine, None, None

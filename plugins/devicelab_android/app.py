@@ -242,6 +242,28 @@ def _u2_selector(selector: Mapping[str, Any]) -> dict[str, Any]:
     return dict(selector)
 
 
+def parse_dumpsys_package(text: str, package: str) -> dict[str, str]:
+    """``versionName``, ``versionCode`` (and minSdk, targetSdk) of ``package`` from
+    ``dumpsys package PACKAGE``: the first ``Package [PACKAGE]`` block under ``Packages:``
+    (an updated system app has a second, older one under ``Hidden system packages:``)."""
+    out: dict[str, str] = {}
+    inside = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("Package ["):
+            if inside:
+                break  # the next package's block
+            inside = stripped.startswith(f"Package [{package}]")
+            continue
+        if not inside:
+            continue
+        if stripped and not line.startswith("    "):
+            break  # a new section
+        for key, value in re.findall(r"\b(versionCode|minSdk|targetSdk|versionName)=(\S+)", line):
+            out.setdefault(key, value)
+    return out
+
+
 class AppEngine(Engine):
     """A model inside an app, measured through the app's UI."""
 
@@ -423,6 +445,14 @@ class AppEngine(Engine):
             # they evaluated, so a cached prefix cannot be proven or ruled out from the UI.
             engine_prefill_tps=_positive(timings.get("prefill_tok_s")),
             engine_decode_tps=_positive(timings.get("decode_tok_s")),
+        )
+
+    def build_info(self) -> dict[str, str]:
+        """The app as the phone reports it (``dumpsys package``): its package, versionName
+        and versionCode."""
+        text = self.phone.require_adb().check(["dumpsys", "package", self.profile.package])
+        return {"app": self.profile.name, "package": self.profile.package} | (
+            parse_dumpsys_package(text, self.profile.package)
         )
 
     def close(self) -> None:

@@ -80,6 +80,30 @@ def parse_perf(stderr: str) -> dict[str, float]:
     return out
 
 
+# ``--version`` (llama_print_build_info), on stderr: newer builds "version: 0.5.0-dev (build
+# 7120, commit 0c1e570)", older ones "version: 4932 (5f4a5f17)"; then "built with CC for
+# TARGET" (the target may hold a space: "Linux x86_64").
+VERSION = re.compile(
+    r"^version: (?:(\S+) \(build (\d+), commit ([^)]*)\)|(\d+) \(([^)]*)\))\s*$", re.M
+)
+BUILT_WITH = re.compile(r"^built with (.+) for (.+?)\s*$", re.MULTILINE)
+
+
+def parse_version(text: str) -> dict[str, str]:
+    """llama.cpp's ``--version`` output -> version (newer builds only), build number, commit,
+    compiler and target."""
+    out: dict[str, str] = {}
+    if m := VERSION.search(text):
+        if m.group(1) is not None:
+            out["llama_cpp_version"] = m.group(1)
+            out["llama_cpp_build"], out["llama_cpp_commit"] = m.group(2), m.group(3)
+        else:
+            out["llama_cpp_build"], out["llama_cpp_commit"] = m.group(4), m.group(5)
+    if m := BUILT_WITH.search(text):
+        out["compiler"], out["target"] = m.group(1), m.group(2)
+    return out
+
+
 def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
@@ -377,6 +401,18 @@ class LlamaCliEngine(Engine):
         # Memory telemetry is best effort; the trial itself goes on without it.
         with contextlib.suppress(devicelab.DevicelabError):
             self.phone.watch(self.phone.pids("llama-cli"))
+
+    def build_info(self) -> dict[str, str]:
+        """The phone's llama-cli as it reports itself (``--version``), and the sha256 of the
+        binary that was pushed."""
+        binary = self.binary_path(self.options)
+        assert binary is not None
+        res = self.phone.require_adb().run([self._remote("llama-cli"), "--version"], timeout=30)
+        out = parse_version(res.stdout + "\n" + res.stderr)
+        if not out:
+            out["version_output"] = (res.stdout + res.stderr).strip()[-200:]
+        out["binary_sha256"] = devicelab.sha256_file(binary)
+        return out
 
     def close(self) -> None:
         if self._tok is not None:

@@ -305,10 +305,40 @@ class LlamaCppEngine(Engine):
             top[text] = float(np.logaddexp(top[text], lp)) if text in top else lp
         return top
 
+    def build_info(self) -> dict[str, str]:
+        return llama_cpp_build()
+
     def close(self) -> None:
         if self._llm is not None:
             self._llm.close()
             self._llm = None
+
+
+def llama_cpp_build() -> dict[str, str]:
+    """The llama.cpp that llama-cpp-python runs: the package's version, libllama's version,
+    the ggml version and commit it was built from (the vendored llama.cpp's), and the CPU
+    features it was compiled for. Older builds lack some of these; those are left out."""
+    import ctypes
+
+    import llama_cpp
+
+    out = {"llama_cpp_python": str(getattr(llama_cpp, "__version__", "unknown"))}
+
+    def text(value: Any) -> str:
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+    with contextlib.suppress(AttributeError, OSError):
+        out["libllama"] = text(llama_cpp.llama_version())
+    with contextlib.suppress(ImportError, AttributeError, OSError):
+        from llama_cpp import _ggml
+
+        for name in ("ggml_version", "ggml_commit"):
+            fn = getattr(_ggml.libggml, name)
+            fn.argtypes, fn.restype = [], ctypes.c_char_p
+            out[name] = text(fn())
+    with contextlib.suppress(AttributeError, OSError):
+        out["system_info"] = text(llama_cpp.llama_print_system_info()).strip(" |")
+    return out
 
 
 @devicelab.hookimpl

@@ -264,6 +264,22 @@ class MlcEngine(Engine):
             engine_decode_tps=_rate(extra.get("decode_tokens_per_s")),
         )
 
+    def build_info(self) -> dict[str, str]:
+        """MLC-LLM's version (``mlc_llm.__version__``, from its libinfo) and the distribution
+        it came from (the nightly wheels are named per backend: mlc-llm-nightly-cpu, ...), and
+        TVM's (mlc-ai-*), which compiles and runs the model."""
+        import importlib.metadata
+
+        import mlc_llm  # type: ignore[import-not-found,unused-ignore]
+
+        out = {"mlc_llm": str(getattr(mlc_llm, "__version__", "unknown"))}
+        dists = importlib.metadata.packages_distributions()
+        for module in ("mlc_llm", "tvm"):
+            for dist in dists.get(module, [])[:1]:
+                with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                    out[f"{module}_distribution"] = f"{dist} {importlib.metadata.version(dist)}"
+        return out
+
     def close(self) -> None:
         if self._engine is not None:
             engine, self._engine = self._engine, None

@@ -176,6 +176,7 @@ class OpenAIEngine(Engine):
         if self._gguf is None and local and importlib.util.find_spec("llama_cpp") is not None:
             self._gguf = str(model.path)
         self._llama_cpp_server = False
+        self._build: dict[str, str] = {}
         self._buster: bool = bool(options.cache_buster)
         # First tokens of the recent markers: a server's prompt cache holds a few prompts.
         self._buster_firsts: deque[int] = deque(maxlen=64)
@@ -228,14 +229,18 @@ class OpenAIEngine(Engine):
         )
 
     def _json(self, method: str, url: str, body: Any = None) -> Any:
+        return self._json_and_headers(method, url, body)[0]
+
+    def _json_and_headers(self, method: str, url: str, body: Any = None) -> tuple[Any, Any]:
         timeout = float(self.options.timeout_s)
         with self._open(method, url, body, timeout) as resp:
+            headers = resp.headers
             try:
                 raw = resp.read()
             except TimeoutError:
                 raise self._timeout(method, url, timeout) from None
         try:
-            return json.loads(raw)
+            return json.loads(raw), headers
         except ValueError:
             raise ServerError(
                 f"{method} {url} answered with something that is not JSON: "
@@ -247,7 +252,7 @@ class OpenAIEngine(Engine):
 
     def load(self) -> None:
         # An unreachable server fails this model's trials (EngineError), not the whole run.
-        models = self._json("GET", f"{self._base}/models")
+        models, headers = self._json_and_headers("GET", f"{self._base}/models")
         data = models.get("data") if isinstance(models, dict) else None
         if not isinstance(data, list):
             raise ServerError(
@@ -262,12 +267,44 @@ class OpenAIEngine(Engine):
                 f"the server at {self._base} does not report its context window; set "
                 f"{OPTIONS} n_ctx to the context size it was started with."
             )
-        self._llama_cpp_server = self._props() is not None
+        props = self._props()
+        self._llama_cpp_server = props is not None
+        self._build = self._server_build(entries, headers, props)
         if self.options.cache_buster is None:
             # llama.cpp's server obeys cache_prompt and reports timings.prompt_n; others
             # may reuse a prefix and not say so.
             self._buster = not self._llama_cpp_server
         self._setup_tokenizer()
+
+    def _server_build(
+        self, entries: list[dict[str, Any]], headers: Any, props: dict[str, Any] | None
+    ) -> dict[str, str]:
+        """What the server says it is: the model it serves under the requested id (and who
+        owns it), its ``Server`` header, llama.cpp's ``/props`` ``build_info`` and model
+        file, vLLM's ``/version``. Asked once, at load."""
+        out: dict[str, str] = {"base_url": self._base, "model_id": self._model_id}
+        mine = [m for m in entries if m.get("id") == self._model_id]
+        if mine:
+            for key in ("owned_by", "created"):
+                if mine[0].get(key) is not None:
+                    out[f"model_{key}"] = str(mine[0][key])
+        else:
+            out["served_models"] = ", ".join(self._server_models)
+        server = headers.get("Server") if headers is not None else None
+        if server:
+            out["server"] = str(server)
+        if props is not None:
+            for key in ("build_info", "model_path"):
+                if isinstance(props.get(key), str):
+                    out[key] = props[key]
+        with contextlib.suppress(ServerError):
+            version = self._json("GET", f"{self._root}/version")
+            if isinstance(version, dict) and isinstance(version.get("version"), str):
+                out["version"] = version["version"]
+        return out
+
+    def build_info(self) -> dict[str, str]:
+        return dict(self._build)
 
     def _props(self) -> dict[str, Any] | None:
         """llama.cpp's server's GET /props, which other servers do not have."""

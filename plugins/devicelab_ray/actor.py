@@ -44,6 +44,9 @@ class DeviceWorker:
             "record": out.record.to_json(),
             "samples": out.samples,
             "device_lost": out.device_lost,
+            # The worker's own engine build, model file, phone and host: the driver adds
+            # them to its run.json, keyed as the record's "provenance" names them.
+            "provenance": out.provenance,
         }
 
     def close(self) -> None:

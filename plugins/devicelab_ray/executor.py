@@ -237,6 +237,10 @@ class RayExecutor(Executor):
                         lose(unit, pending, _short(exc))
                         continue
                     rec = TrialRecord.from_json(out["record"])
+                    # The worker's load (engine build, model file, phone, host), sent once
+                    # per load: kept even when this trial is retried elsewhere. .get: a
+                    # worker of an older devicelab sends none.
+                    run.add_provenance(out.get("provenance") or {})
                     if out["device_lost"]:
                         for note in rec.tries.lost_attempts:
                             pending.lost.append(f"on {unit.label}: {note}")

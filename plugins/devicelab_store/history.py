@@ -72,9 +72,14 @@ def change_points(values: list[float]) -> list[int]:
 
 
 def what_changed(before: dict[str, Any], after: dict[str, Any]) -> str:
-    keys = sorted((set(before) | set(after)) - _ALWAYS_DIFFERENT)
+    keys = sorted((set(before) | set(after)) - _ALWAYS_DIFFERENT - {"provenance"})
     diffs = [
         f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in keys if before.get(k) != after.get(k)
+    ]
+    # The builds, model files and hosts, field by field (not two whole nested tables).
+    diffs += [
+        f"provenance.{k}: {a!r} -> {b!r}"
+        for k, a, b in devicelab.provenance_differences(before, after)
     ]
     return "; ".join(diffs) if diffs else "nothing in run meta"
 

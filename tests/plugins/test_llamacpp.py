@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -105,3 +106,16 @@ def test_top_logprobs_only_when_asked_and_the_text_is_unchanged(engine: LlamaCpp
     for alts in probed.top_logprobs:
         assert 1 <= len(alts) <= 5
         assert 0 < sum(math.exp(v) for v in alts.values()) <= 1 + 1e-6
+
+
+def test_build_info_names_the_llama_cpp_that_runs(engine: LlamaCppEngine) -> None:
+    import importlib.metadata
+
+    import llama_cpp
+
+    build = engine.build_info()
+    assert build["llama_cpp_python"] == importlib.metadata.version("llama-cpp-python")
+    assert build["libllama"] == llama_cpp.llama_version().decode()
+    # The ggml commit is the vendored llama.cpp's (git describe of its tree).
+    assert re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?", build["ggml_commit"])
+    assert "CPU" in build["system_info"]

@@ -143,6 +143,17 @@ def test_prompt_tokens_are_counted_with_mlcs_template_and_no_request(mlc_double:
         engine.close()
 
 
+def test_build_info_is_mlc_llms_version(mlc_double: Path) -> None:
+    engine = _open(mlc_double)
+    import mlc_llm
+
+    try:
+        # The double is on sys.path, not installed: no distribution to name.
+        assert engine.build_info() == {"mlc_llm": mlc_llm.__version__}
+    finally:
+        engine.close()
+
+
 def test_every_repetition_is_prefilled_in_full(mlc_double: Path) -> None:
     engine = _open(mlc_double)
     import mlc_llm

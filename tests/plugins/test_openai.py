@@ -127,6 +127,11 @@ def test_generate_streams_tokens_from_the_server(server: str) -> None:
     engine.load()
     try:
         assert engine.context_window() == 2048
+        # What the server says it is: uvicorn runs llama-cpp-python's; the ids it serves.
+        build = engine.build_info()
+        assert build["base_url"] == server and build["model_id"] == "smollm2-served"
+        assert build["server"] == "uvicorn"
+        assert build["served_models"] == str(smollm2_path())
         # The server's tokenizer is the model's own: same ids as the GGUF vocabulary.
         import llama_cpp
 
@@ -313,7 +318,9 @@ class _LlamaCppServer(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path == "/props":
-            self._reply({"default_generation_settings": {"n_ctx": 4096}})
+            # llama.cpp's server names its build here (b<number>-<commit>) since mid-2025.
+            settings = {"default_generation_settings": {"n_ctx": 4096}}
+            self._reply({**settings, "build_info": "b6123-2e8a5c3f", "model_path": "m.gguf"})
         elif self.path == "/v1/models":
             self._reply({"data": [{"id": "served"}]})
         else:
@@ -391,6 +398,9 @@ def test_llama_cpp_server_is_asked_not_to_cache_and_proves_it(llama_cpp_server: 
     engine = engine_for(llama_cpp_server)
     engine.load()
     assert engine.context_window() == 4096  # from /props
+    build = engine.build_info()
+    assert build["build_info"] == "b6123-2e8a5c3f" and build["model_path"] == "m.gguf"
+    assert build["served_models"] == "served"  # the scenario's id is not the served one
     messages = [Message("system", "Be brief."), Message("user", "Summarise this.")]
     n = engine.prompt_tokens(messages)
     assert n == 1 + len(

@@ -8,6 +8,7 @@ the model, so three phones on two cores still run in parallel.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -205,6 +206,12 @@ def test_a_scenario_spreads_over_the_cluster_and_each_trial_is_recorded_once(
     # Telemetry comes back with the records and carries their trial ids.
     sampled = {s["trial_id"] for s in read_jsonl(out / "telemetry.jsonl")}
     assert set(ids) <= sampled
+    # Each worker's load (its phone, engine and model) reaches the driver's run.json, keyed
+    # as the records name it.
+    loads = json.loads((out / "run.json").read_text())["provenance"]["loads"]
+    assert {r["provenance"] for r in records} == set(loads)
+    assert {e["device"] for e in loads.values()} == used
+    assert all(e["device_info"]["build"] and e["engine"]["name"] == "paced" for e in loads.values())
     # A second pass resumes from trials.jsonl and runs nothing again.
     assert run_cli([*args, "--resume", "--executor", "ray", "--address", cluster.address]) == 0
     assert len(list(read_jsonl(out / TRIALS))) == len(records)

@@ -328,6 +328,16 @@ def test_history_names_what_changed_at_a_change_point(
     assert "nightly-07" not in out and "nightly-09" in out and "engine_build" not in out
 
 
+def test_what_changed_names_provenance_fields_one_by_one() -> None:
+    from devicelab_store.history import what_changed
+
+    def meta(commit: str) -> dict[str, object]:
+        return {"run_id": commit, "provenance": {"devicelab": {"git": {"commit": commit}}}}
+
+    assert what_changed(meta("a1"), meta("b2")) == "provenance.devicelab.git.commit: 'a1' -> 'b2'"
+    assert what_changed(meta("a1"), meta("a1")) == "nothing in run meta"
+
+
 def test_history_where_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dirs = _write_history(tmp_path, ["b1"] * 5, [1.0] * 5)
     db = str(tmp_path / "lab.duckdb")

@@ -256,6 +256,15 @@ def test_bad_arguments_fail_like_llama_cpp(phone: Phone) -> None:
     ):
         assert re.search(rf"(^|\s){flag}[ ,\n]", usage.stdout, re.M), flag
 
+    # --version: llama.cpp's two build lines on stderr, exit 0, before any other argument is
+    # looked at; the same build as the "build:" line a run logs.
+    version = phone.adb.shell2(f"{cli} --version -m nope.gguf", v2=True)
+    assert version.returncode == 0 and version.stdout == ""
+    assert version.stderr == (
+        "version: 0.0.0-virtual (build 0, commit virtual)\n"
+        "built with devicelab_virtual for aarch64-linux-android\n"
+    )
+
 
 def test_a_file_that_is_not_gguf_fails_to_load(phone: Phone) -> None:
     bad = phone.adb.shell2(f"cd {TMP} && ./llama-cli -m notamodel.gguf -p hi -no-cnv", v2=True)

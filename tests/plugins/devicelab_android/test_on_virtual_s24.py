@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ from devicelab_android.app import AppEngine
 from devicelab_android.device import AndroidDevice, AndroidType
 from devicelab_android.llamacli import LlamaCliEngine
 from devicelab_virtual.launch import make_virtual_s24
+from virtual_android.inference import llamacli as virtual_cli
 
 import devicelab
 from devicelab import (
@@ -119,6 +122,16 @@ def test_llama_cli_pushes_once_and_streams_real_tokens(phone: AndroidDevice) -> 
         s = speed(stream.t_sent or 0, stream.token_times, result.input_tokens, result.output_tokens)
         assert s.ttft_s is not None and s.ttft_s > 0
         assert adb.run(["ls", "/data/local/tmp/pwned"]).code != 0
+        # The phone's llama-cli says which llama.cpp it is (--version), and the binary that
+        # was pushed is named by its sha256.
+        assert engine.build_info() == {
+            "llama_cpp_version": virtual_cli.VERSION,
+            "llama_cpp_build": str(virtual_cli.BUILD_NUMBER),
+            "llama_cpp_commit": virtual_cli.COMMIT,
+            "compiler": virtual_cli.COMPILER,
+            "target": virtual_cli.TARGET,
+            "binary_sha256": hashlib.sha256(PLACEHOLDER.read_bytes()).hexdigest(),
+        }
     finally:
         engine.close()
 
@@ -148,6 +161,15 @@ def test_app_engine_measures_through_the_ui(phone: AndroidDevice, app: str) -> N
         assert stream.t_sent is not None and stream.token_times[0] > stream.t_sent
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("app", ["docassist", "mlcchat"])
+def test_app_engine_build_is_the_installed_apps_version(phone: AndroidDevice, app: str) -> None:
+    engine = AppEngine(phone, smollm2(), AppEngine.Options(app=app))
+    build = engine.build_info()  # `dumpsys package PKG` over adb, read as a phone prints it
+    assert build["app"] == app and build["package"] == engine.profile.package
+    assert build["versionCode"].isdigit()
+    assert re.fullmatch(r"\d+(\.\d+)*\S*", build["versionName"])
 
 
 def test_app_killed_mid_trial_is_reported(phone: AndroidDevice) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from devicelab_android.adb import quote
-from devicelab_android.app import load_profile
-from devicelab_android.llamacli import parse_perf
+from devicelab_android.app import load_profile, parse_dumpsys_package
+from devicelab_android.llamacli import parse_perf, parse_version
 from devicelab_android.telemetry import loop_script, milli_celsius, parse_block, parse_slow
 
 from devicelab import ScenarioError
@@ -152,3 +152,102 @@ def test_bad_app_profiles_name_the_step(tmp_path: Path, body: str, message: str)
     path.write_text(body)
     with pytest.raises(ScenarioError, match=message):
         load_profile(str(path))
+
+
+# `dumpsys package PKG` in the layout Android 14 prints (AOSP's Settings.dumpPackageLPr under
+# "Packages:", an updated system app's factory copy under "Hidden system packages:"), the
+# values made up: the version lines are `versionCode=N minSdk=N targetSdk=N` and
+# `versionName=X`, four spaces in, inside the package's `Package [PKG] (hash):` block.
+DUMPSYS_PACKAGE = """\
+Activity Resolver Table:
+  Non-Data Actions:
+      android.intent.action.MAIN:
+        5d0c2a1 ai.mlc.mlcchat/.MainActivity filter 8e3f0b2
+          Action: "android.intent.action.MAIN"
+          Category: "android.intent.category.LAUNCHER"
+
+Key Set Manager:
+  [ai.mlc.mlcchat]
+      Signing KeySets: 61
+
+Packages:
+  Package [ai.mlc.mlcchat] (3b0bf8e):
+    appId=10234
+    pkg=Package{9c4a3d7 ai.mlc.mlcchat}
+    codePath=/data/app/~~Xq0b2Ue1mVQ7yK7aGJ5zFg==/ai.mlc.mlcchat-8wJ1w3nq0G5bB2yPqD8xXw==
+    resourcePath=/data/app/~~Xq0b2Ue1mVQ7yK7aGJ5zFg==/ai.mlc.mlcchat-8wJ1w3nq0G5bB2yPqD8xXw==
+    legacyNativeLibraryDir=/data/app/~~Xq0b2Ue1mVQ7yK7aGJ5zFg==/ai.mlc.mlcchat-8wJ1w3nq0G5bB2yPqD8xXw==/lib
+    extractNativeLibs=false
+    primaryCpuAbi=arm64-v8a
+    secondaryCpuAbi=null
+    cpuAbiOverride=null
+    versionCode=4 minSdk=26 targetSdk=33
+    minExtensionVersions=[]
+    versionName=0.1.3
+    usesNonSdkApi=false
+    splits=[base]
+    apkSigningVersion=2
+    flags=[ HAS_CODE ALLOW_CLEAR_USER_DATA ALLOW_BACKUP ]
+    timeStamp=2024-11-02 18:41:07
+    lastUpdateTime=2024-11-02 18:41:09
+      firstInstallTime=2024-11-02 18:41:09
+    installerPackageName=com.android.shell
+    User 0: ceDataInode=221845 installed=true hidden=false suspended=false distractionFlags=0 stopped=false notLaunched=false enabled=0 instant=false virtual=false quarantined=false
+      gids=[3003]
+      runtime permissions:
+  Package [com.google.android.webview] (a81c0f2):
+    appId=10119
+    versionCode=667821533 minSdk=29 targetSdk=34
+    versionName=126.0.6478.134
+
+Hidden system packages:
+  Package [com.google.android.webview] (5e2d77a):
+    appId=10119
+    versionCode=602316933 minSdk=29 targetSdk=34
+    versionName=120.0.6099.43
+
+Queries:
+  system apps queryable: false
+"""
+
+
+def test_dumpsys_package_gives_the_apps_version() -> None:
+    assert parse_dumpsys_package(DUMPSYS_PACKAGE, "ai.mlc.mlcchat") == {
+        "versionCode": "4",
+        "minSdk": "26",
+        "targetSdk": "33",
+        "versionName": "0.1.3",
+    }
+
+
+def test_dumpsys_package_of_an_updated_system_app_is_the_installed_version() -> None:
+    got = parse_dumpsys_package(DUMPSYS_PACKAGE, "com.google.android.webview")
+    assert got["versionCode"] == "667821533" and got["versionName"] == "126.0.6478.134"
+
+
+def test_dumpsys_package_of_a_missing_app_gives_nothing() -> None:
+    assert parse_dumpsys_package("Unable to find package: ai.mlc.nope\n", "ai.mlc.nope") == {}
+    # A package whose name is a prefix of another's is not mistaken for it.
+    assert parse_dumpsys_package(DUMPSYS_PACKAGE, "ai.mlc") == {}
+
+
+def test_llama_cpp_version_lines() -> None:
+    # llama_print_build_info's two lines, as newer builds print them (this is the host CLI
+    # built from llama-cpp-python 0.3.36's vendored tree)...
+    text = "version: 0.5.0-dev (build 1, commit 0c1e570)\nbuilt with GNU 12.2.0 for Linux x86_64\n"
+    assert parse_version(text) == {
+        "llama_cpp_version": "0.5.0-dev",
+        "llama_cpp_build": "1",
+        "llama_cpp_commit": "0c1e570",
+        "compiler": "GNU 12.2.0",
+        "target": "Linux x86_64",
+    }
+    # ... and as older builds did (common/arg.cpp): build number and commit only.
+    text = "version: 4932 (5f4a5f17)\nbuilt with cc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0 for x86_64-linux-gnu\n"
+    assert parse_version(text) == {
+        "llama_cpp_build": "4932",
+        "llama_cpp_commit": "5f4a5f17",
+        "compiler": "cc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0",
+        "target": "x86_64-linux-gnu",
+    }
+    assert parse_version("error: invalid argument: --version\n") == {}

@@ -27,6 +27,7 @@ from devicelab_android.llamacli import (
     OutputReader,
     host_tokenizer,
     parse_perf,
+    parse_version,
 )
 from devicelab_llamacpp import _cpu_has_amx
 
@@ -294,6 +295,19 @@ def test_real_output_fed_a_byte_at_a_time_reads_the_same(runner: HostRunner) -> 
 
 
 # -- building it --------------------------------------------------------------------------------
+
+
+def test_real_cli_version_is_read_as_the_engines_build(host_cli: Path) -> None:
+    # What LlamaCliEngine.build_info runs on the phone: `llama-cli --version`.
+    proc = subprocess.run(
+        [str(host_cli), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0
+    build = parse_version(proc.stdout + "\n" + proc.stderr)
+    assert build["llama_cpp_build"].isdigit() and build["target"]
+    commit = (hostcli.build_info() or {}).get("llama_cpp_commit")
+    if commit:  # the vendored tree's commit, which the build stamps into the binary
+        assert commit.startswith(build["llama_cpp_commit"])
 
 
 def test_build_without_cmake_or_a_compiler_names_the_fix(

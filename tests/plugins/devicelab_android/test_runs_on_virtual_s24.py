@@ -3,6 +3,8 @@ virtual device together, faults included. Short outputs keep each run to seconds
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -13,10 +15,11 @@ from pathlib import Path
 
 import adbutils
 import pytest
+from devicelab_llamacpp import smollm2_path
 from devicelab_virtual import VirtualType
 from wordsplugin import run_cli
 
-from devicelab._rundir import TRIALS, read_jsonl
+from devicelab._rundir import RUN_META, TRIALS, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -82,6 +85,15 @@ def test_virtual_s24_is_started_for_the_run_and_stopped_after(
     assert records[0]["engine_timings"]["prefill_tokens"] == records[0]["input_tokens"]
     assert records[0]["max_temp_c"] is not None and records[0]["peak_mem_mb"] > 50
     assert records[0]["energy_j"] is not None
+    # run.json names the phone's build, its llama-cli and the model file the records ran on.
+    meta = json.loads((out / RUN_META).read_text())
+    [load] = meta["provenance"]["loads"].values()
+    assert {r["provenance"] for r in records} == set(meta["provenance"]["loads"])
+    assert load["device_info"]["build"] == info["build"] != ""
+    assert load["engine"]["build"]["llama_cpp_commit"] == "virtual"
+    model = smollm2_path()
+    assert model is not None and load["model"]["path"] == str(model)
+    assert load["model"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     [phone] = launched
     serial = phone.serial  # type: ignore[attr-defined]
     assert all(d.serial != serial for d in adb_server.device_list())  # stopped and gone

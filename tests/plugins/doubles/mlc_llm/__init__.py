@@ -22,6 +22,9 @@ from .protocol.conversation_protocol import Conversation
 from .serve.config import EngineConfig
 from .tokenizers import Tokenizer
 
+# A real build's mlc_llm/libinfo.py sets this (a nightly: "0.20.dev0" and so on).
+__version__ = "0.20.dev0"
+
 TERMINATED = []
 # Every engine made, so a test can look at the config it was given.
 ENGINES = []

@@ -23,7 +23,8 @@ or a full context), ``-c/--ctx-size N`` (0: the model's training context), ``-t/
 (default 0.8; 0 or less is greedy), ``-s/--seed S`` (-1: random), ``-cnv/--conversation``,
 ``-no-cnv/--no-conversation``, ``-st/--single-turn``, ``--no-display-prompt``,
 ``--simple-io``, ``-e/--escape``, ``--no-escape``, ``-ngl/--gpu-layers/--n-gpu-layers N``
-(ignored with llama.cpp's no-GPU warning), ``--no-warmup``, ``-h/--help``. Any other
+(ignored with llama.cpp's no-GPU warning), ``--no-warmup``, ``-h/--help``, ``--version``
+(llama.cpp's two build lines on stderr, exit 0). Any other
 argument: ``error: invalid argument: ARG`` and exit 1; a missing or malformed value: llama.cpp's
 ``error while handling argument "-n": stoi`` block and exit 1.
 
@@ -153,6 +154,21 @@ class _ArgError(Exception):
     """A command-line error; str() is what llama.cpp prints before exiting with 1."""
 
 
+# What this build says it is, in llama.cpp's words: ``build: N (COMMIT) with CC for TARGET``
+# at start, and ``--version``'s two lines as current builds print them
+# (llama_print_build_info), then exit 0.
+VERSION, BUILD_NUMBER, COMMIT = "0.0.0-virtual", 0, "virtual"
+COMPILER, TARGET = "devicelab_virtual", "aarch64-linux-android"
+
+
+class _ShowVersion(Exception):
+    """``--version``: llama.cpp prints its build and exits as soon as it reads the flag."""
+
+
+def _version(params: _Params, value: str, ctx: CommandContext) -> None:
+    raise _ShowVersion
+
+
 def _stoi(value: str) -> int:
     # std::stoi: leading blanks, a sign and digits; whatever follows is ignored.
     match = re.match(r"\s*([+-]?\d+)", value)
@@ -228,6 +244,7 @@ def _gpu_layers(params: _Params, value: str, ctx: CommandContext) -> None:
 
 _OPTIONS: tuple[_Option, ...] = (
     _Option(("-h", "--help", "--usage"), None, "print usage and exit", _flag("help", True)),
+    _Option(("--version",), None, "show version and build info", _version),
     _Option(
         ("-m", "--model"),
         "FNAME",
@@ -692,6 +709,12 @@ def main(ctx: CommandContext) -> int:
     except _ArgError as exc:
         ctx.error(f"{exc}\n")
         return 1
+    except _ShowVersion:
+        ctx.error(
+            f"version: {VERSION} (build {BUILD_NUMBER}, commit {COMMIT})\n"
+            f"built with {COMPILER} for {TARGET}\n"
+        )
+        return 0
     if params.help:
         ctx.write(_usage_text(ctx.argv[0]))
         return 0
@@ -707,7 +730,7 @@ class _Run:
 
     def run(self) -> int:
         ctx, params = self.ctx, self.params
-        log = ["build: 0 (virtual) with devicelab_virtual for aarch64-linux-android"]
+        log = [f"build: {BUILD_NUMBER} ({COMMIT}) with {COMPILER} for {TARGET}"]
         if params.gpu_layers:
             log += [
                 "warning: no usable GPU found, --gpu-layers option will be ignored",
