@@ -393,10 +393,16 @@ def test_the_virtual_s24_runs_the_real_cli_the_engine_pushed(
     scenario.write_text(PHONE_SCENARIO.format(binary=host_cli))
     out = tmp_path / "run"
     assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
-    records = load_run(out).measured
+    run = load_run(out)
+    records = run.measured
     assert len(records) == 2 and all(r.ok for r in records)
+    # The build the phone reports (--version, answered by the real binary) is llama.cpp's own.
+    build = run.provenance_of(records[0])["engine"]["build"]
+    assert build["llama_cpp_build"].isdigit() and build["llama_cpp_commit"], build
+    assert build["target"] == "Linux x86_64"  # the host build really ran, not the imitation
     # Each trial ran llama.cpp's own binary on the phone (the host build, not the imitation)...
-    assert ran == [host_cli.resolve()] * 2
+    # (once for --version as the model loads, then once per trial)
+    assert ran == [host_cli.resolve()] * 3
     for record in records:
         timings = record.measures.engine_timings or {}
         # ... and the engine read llama.cpp's real perf block: its own count of the prompt.

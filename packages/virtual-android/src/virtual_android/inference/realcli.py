@@ -56,7 +56,9 @@ PASSED_FLAGS: dict[str, bool] = {  # flag -> takes a value
     **dict.fromkeys(("-sys", "--system-prompt", "-ngl", "--gpu-layers", "--n-gpu-layers"), True),
     **dict.fromkeys(("-cnv", "--conversation", "-no-cnv", "--no-conversation"), False),
     **dict.fromkeys(("-st", "--single-turn", "--no-display-prompt", "--simple-io"), False),
-    **dict.fromkeys(("-e", "--escape", "--no-escape", "--no-warmup", "-h", "--help"), False),
+    **dict.fromkeys(
+        ("-e", "--escape", "--no-escape", "--no-warmup", "-h", "--help", "--version"), False
+    ),
 }
 # Flags whose value is a file of the phone, copied out for the binary to read.
 FILE_FLAGS = frozenset({"-m", "--model", "-f", "--file"})
