@@ -7,6 +7,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from ..shell.interpreter import DEFAULT_ENV, IO, Interpreter, ShellState
@@ -29,6 +30,9 @@ ID_WINDOW_SIZE = 5
 _PACKET = struct.Struct("<BI")
 # adbd keeps shell packets well below maxdata; so do we.
 SHELL_PACKET_MAX = 32 * 1024 - _PACKET.size
+# How long a raw session whose client closed may go without reading its remaining input.
+_HANGUP_GRACE = 0.5
+_POLL = 0.02
 
 
 def open_service(device: VirtualS24, stream: Stream) -> None:
@@ -128,9 +132,29 @@ class ShellSession:
         except ShellCancelled:
             pass
         finally:
-            # The client closed the stream: the session (and its loops) must stop.
-            self.token.set()
             self.stdin.close_write()
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        """The client closed the stream: the session (and its loops) must stop.
+
+        Shell v2 clients half-close with CLOSE_STDIN, so a close is a hang-up (adbd sends
+        SIGHUP). Raw `exec:`/`shell:` clients have no half-close: `adb exec-in 'cat > f'`
+        sends its data and closes. As on a phone, what was sent before the close is still
+        read (stdin ends after it), and the command stops once it has read to the end of
+        its input, writes to the closed stream, or stops reading for a moment.
+        """
+        if self.v2 or self.token.is_set():
+            self.token.set()
+            return
+        deadline = time.monotonic() + _HANGUP_GRACE
+        while not self.token.is_set():
+            if self.stdin.drained or time.monotonic() > deadline:
+                break
+            if self.stdin.reads_since_last_check():
+                deadline = time.monotonic() + _HANGUP_GRACE
+            time.sleep(_POLL)
+        self.token.set()
 
     def _feed(self, data: bytes) -> None:
         with contextlib.suppress(BrokenPipe):
