@@ -82,6 +82,20 @@ CLASSES: dict[str, str] = {
 }
 
 
+PIP_DOWNLOAD = (sys.executable, "-m", "pip", "download", "-q")
+SDIST_ONLY = ("--no-deps", "--no-binary", ":all:")
+PYTEST = (
+    sys.executable,
+    "-m",
+    "pytest",
+    "-q",
+    "-p",
+    "no:cacheprovider",
+    "-o",
+    "junit_family=xunit1",
+)
+
+
 def free_port() -> int:
     while True:
         with socket.socket() as sock:
@@ -95,8 +109,7 @@ def fetch_e2e(into: Path) -> Path:
     """The e2etests/ directory of the installed adbutils' sdist, downloaded with pip."""
     version = adbutils.__version__
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", f"adbutils=={version}", "--no-deps"]
-        + ["--no-binary", ":all:", "-d", str(into), "-q"],
+        [*PIP_DOWNLOAD, f"adbutils=={version}", *SDIST_ONLY, "-d", str(into)],
         check=True,
     )
     archive = next(into.glob("adbutils-*.tar.gz"))
@@ -123,8 +136,7 @@ def run_suite(e2e: Path, work: Path, timeout: float) -> dict[str, tuple[str, str
         client.connect(phone.serial, timeout=10)
         report = work / "report.xml"
         subprocess.run(
-            [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider"]
-            + ["--rootdir", str(suite), f"--junitxml={report}", "-o", "junit_family=xunit1"],
+            [*PYTEST, str(suite), "--rootdir", str(suite), f"--junitxml={report}"],
             cwd=work,
             env=env,
             timeout=timeout,

@@ -49,5 +49,3 @@ def test_client_closing_a_raw_shell_stops_a_loop(device: adbutils.AdbDevice, wai
     wait(lambda: "while true" in device.shell("ps -A -o ARGS"), 5)
     conn.close()
     wait(lambda: "while true" not in device.shell("ps -A -o ARGS"), 5)
-
-

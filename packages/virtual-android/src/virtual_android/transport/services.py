@@ -57,6 +57,12 @@ def open_service(device: VirtualS24, stream: Stream) -> None:
         stream.write(b"adbd cannot run as root in production builds\n")
     elif name == "reboot":
         stream.accept()
+        stream.wait_drained(1.0)
+        device.reboot()
+    elif name == "reverse":
+        serve_reverse(device, stream, rest)
+    elif name == "framebuffer":
+        serve_framebuffer(device, stream)
     else:
         stream.refuse()
 
@@ -236,3 +242,88 @@ def serve_tcp(device: VirtualS24, stream: Stream, address: str) -> None:
         sock.close()
         stream.close()
         pump.join(timeout=2)
+
+
+def _okay(payload: str | None = None) -> bytes:
+    if payload is None:
+        return b"OKAY"
+    data = payload.encode()
+    return b"OKAY" + f"{len(data):04x}".encode() + data
+
+
+def _fail(message: str) -> bytes:
+    data = message.encode()
+    return b"FAIL" + f"{len(data):04x}".encode() + data
+
+
+_SPECS = ("tcp:", "localabstract:", "localreserved:", "localfilesystem:")
+
+
+def serve_reverse(device: VirtualS24, stream: Stream, command: str) -> None:
+    """`reverse:` (adb reverse): the device's listeners for host sockets, answered as adbd
+    answers them (OKAY, or FAIL with a message; list-forward's lines read
+    `host-N DEVICE-SPEC HOST-SPEC`)."""
+    stream.accept()
+    transport = stream.transport
+    if command == "list-forward":
+        serial = f"host-{transport.ordinal}"
+        lines = "".join(f"{serial} {d} {h}\n" for d, h in device.reverse_list(transport))
+        stream.write(_okay(lines))
+    elif command == "killforward-all":
+        device.remove_reverse(transport)
+        stream.write(_okay())
+    elif command.startswith("killforward:"):
+        spec = command[len("killforward:") :]
+        if device.remove_reverse(transport, spec):
+            stream.write(_okay())
+        else:
+            stream.write(_fail(f"listener '{spec}' not found"))
+    elif command.startswith("forward:"):
+        rest = command[len("forward:") :]
+        rebind = not rest.startswith("norebind:")
+        if not rebind:
+            rest = rest[len("norebind:") :]
+        device_spec, _, host_spec = rest.partition(";")
+        if not (device_spec.startswith(_SPECS) and host_spec.startswith(_SPECS)):
+            stream.write(_fail("cannot bind listener: bad specification"))
+        elif device_spec == "tcp:0":
+            stream.write(_fail("cannot bind listener: port 0 is not supported"))
+        elif not device.add_reverse(transport, device_spec, host_spec, rebind):
+            stream.write(_fail("cannot rebind existing socket"))
+        else:
+            stream.write(_okay())
+    else:
+        stream.write(_fail(f"unsupported reverse command: {command}"))
+    stream.wait_drained(2.0)
+
+
+# The header adbd's framebuffer service writes (DDMS_RAWIMAGE_VERSION 2, RGBA_8888).
+_FBINFO = struct.Struct("<14I")
+_COLORSPACE_SRGB = 1
+
+
+def screen_rgba(device: VirtualS24) -> tuple[int, int, bytes]:
+    """The picture on the display now, as (width, height, RGBA 8888 pixels).
+
+    The one place the services get the screen from. A device that can render its screen
+    offers ``capture_screen()`` (returning a frame with ``width``, ``height`` and ``rgba``);
+    without one the display is a plain white frame of the right size and format.
+    """
+    capture = getattr(device, "capture_screen", None)
+    if capture is not None:
+        frame = capture()
+        return int(frame.width), int(frame.height), bytes(frame.rgba)
+    width, height = device.PHYSICAL_SIZE
+    return width, height, b"\xfa\xfa\xfa\xff" * (width * height)
+
+
+def serve_framebuffer(device: VirtualS24, stream: Stream) -> None:
+    """`framebuffer:`: the fbinfo header, then the pixels of the current screen."""
+    width, height, pixels = screen_rgba(device)
+    stream.accept()
+    header = _FBINFO.pack(
+        2, 32, _COLORSPACE_SRGB, width * height * 4, width, height,
+        0, 8, 16, 8, 8, 8, 24, 8,
+    )  # fmt: skip
+    stream.write(header + pixels)
+    stream.wait_drained(5.0)
