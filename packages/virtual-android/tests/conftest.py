@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 import adbutils
 import pytest
+from virtual_android.apps.apps import install_apps
 from virtual_android.device import VirtualS24
 
 AdbRunner = Callable[..., subprocess.CompletedProcess[str]]
@@ -140,3 +141,29 @@ def wait() -> Callable[..., None]:
 def state_of(adb_server: adbutils.AdbClient) -> Callable[[str], str | None]:
     """state_of(serial): the adb server's state for it ('device', 'offline', ...) or None."""
     return lambda serial: device_state(adb_server, serial)
+
+
+def _no_model(device: VirtualS24) -> object:
+    raise RuntimeError("these tests start apps but never run a model")
+
+
+@pytest.fixture
+def phone(adb_server: adbutils.AdbClient) -> Iterator[VirtualS24]:
+    """A started, connected phone with its apps (am, monkey, the launcher), whose models are
+    never loaded: for tests of packages, activities and system tools."""
+    device = VirtualS24()
+    install_apps(device, _no_model)  # type: ignore[arg-type]
+    device.start()
+    try:
+        connect(adb_server, device.serial)
+        yield device
+    finally:
+        device.stop()
+        with contextlib.suppress(adbutils.AdbError):
+            adb_server.disconnect(device.serial)
+
+
+@pytest.fixture
+def dev(adb_server: adbutils.AdbClient, phone: VirtualS24) -> adbutils.AdbDevice:
+    """The adbutils handle of `phone`."""
+    return adb_server.device(phone.serial)

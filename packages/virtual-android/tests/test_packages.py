@@ -7,42 +7,15 @@ from __future__ import annotations
 
 import subprocess
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import adbutils
-import pytest
 import uiautomator2
-from virtual_android.apps.apps import DOCASSIST_PACKAGE, MLCCHAT_PACKAGE, install_apps
+from virtual_android.apps.apps import DOCASSIST_PACKAGE, MLCCHAT_PACKAGE
 from virtual_android.device import VirtualS24
-
-from conftest import connect
 
 U2_APK = Path(uiautomator2.__file__).parent / "assets" / "app-uiautomator.apk"
 U2_PACKAGE = "com.github.uiautomator"
-
-
-def _no_model(device: VirtualS24) -> object:
-    raise RuntimeError("these tests start apps but never run a model")
-
-
-@pytest.fixture
-def phone(adb_server: adbutils.AdbClient) -> Iterator[VirtualS24]:
-    """A started phone with its apps (whose models are never loaded here)."""
-    device = VirtualS24()
-    install_apps(device, _no_model)  # type: ignore[arg-type]
-    device.start()
-    try:
-        connect(adb_server, device.serial)
-        yield device
-    finally:
-        device.stop()
-        adb_server.disconnect(device.serial, raise_error=False)
-
-
-@pytest.fixture
-def dev(adb_server: adbutils.AdbClient, phone: VirtualS24) -> adbutils.AdbDevice:
-    return adb_server.device(phone.serial)
 
 
 def adb(server: adbutils.AdbClient, *args: str) -> subprocess.CompletedProcess[str]:

@@ -26,6 +26,7 @@ PRIORITIES = "VDIWEF"
 _SILENT = "S"
 _RING_ENTRIES = 20_000  # ~256 KiB of typical lines per buffer, as logd keeps by default
 _RING_KIB = 256
+_CHATTER_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,32 @@ class _UsageError(Exception):
     pass
 
 
+def _long(arg: str) -> list[str]:
+    """`--buffer=main` -> ["-b", "main"]; `--clear` -> ["-c"]; anything else as it is."""
+    name, eq, value = arg.partition("=")
+    short = _LONG.get(name)
+    if short is None:
+        return [arg]
+    return [short, value] if eq else [short]
+
+
+_LONG = {
+    "--clear": "-c",
+    "--dump": "-d",
+    "--buffer": "-b",
+    "--format": "-v",
+    "--regex": "-e",
+    "--max-count": "-m",
+    "--buffer-size": "-g",
+    "--silent": "-s",
+}
+
+
 def _parse(args: list[str]) -> _Query:
     query = _Query(tag_levels={})
     buffers: list[str] = []
+    args = [_long(a) for a in args]
+    args = [part for a in args for part in a]
     i = 0
     while i < len(args):
         arg = args[i]
@@ -273,14 +297,32 @@ def cmd_logcat(ctx: CommandContext) -> int:
     last = max(last, everything[-1].seq if everything else 0)
     if emit(backlog) or query.dump:
         return 0
+    quiet_since = time.monotonic()
     while True:  # follow, as logcat does without -d, until the client goes away
         ctx.cancelled.check()
         logs.wait_for(last, 0.1)
         fresh = logs.entries(query.buffers, after=last)
         if fresh:
+            quiet_since = time.monotonic()
             last = fresh[-1].seq
             if emit([e for e in fresh if query.wants(e)]):
                 return 0
+        elif time.monotonic() - quiet_since > _CHATTER_S:
+            # A phone's log is never quiet for long: the thermal HAL reports its zones.
+            quiet_since = time.monotonic()
+            _chatter(ctx)
+
+
+def _chatter(ctx: CommandContext) -> None:
+    temps = ctx.device.temperatures()
+    hottest = max(temps, key=lambda zone: temps[zone]) if temps else "cpu"
+    ctx.device.logs.write(
+        "android.hardware.thermal-service.samsung",
+        f"Sensor {hottest}: {temps.get(hottest, 35.0):.1f} C",
+        priority="D",
+        pid=ctx.device.system_pid("android.hardware.thermal-service.samsung"),
+        buffer="main",
+    )
 
 
 def cmd_log(ctx: CommandContext) -> int:
