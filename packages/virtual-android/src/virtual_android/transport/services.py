@@ -244,11 +244,13 @@ def serve_tcp(device: VirtualS24, stream: Stream, address: str) -> None:
         pump.join(timeout=2)
 
 
-def _okay(payload: str | None = None) -> bytes:
-    if payload is None:
-        return b"OKAY"
+def _okay() -> bytes:
+    return b"OKAY"
+
+
+def _string(payload: str) -> bytes:
     data = payload.encode()
-    return b"OKAY" + f"{len(data):04x}".encode() + data
+    return f"{len(data):04x}".encode() + data
 
 
 def _fail(message: str) -> bytes:
@@ -268,7 +270,7 @@ def serve_reverse(device: VirtualS24, stream: Stream, command: str) -> None:
     if command == "list-forward":
         serial = f"host-{transport.ordinal}"
         lines = "".join(f"{serial} {d} {h}\n" for d, h in device.reverse_list(transport))
-        stream.write(_okay(lines))
+        stream.write(_string(lines))  # adbd sends no OKAY before this one
     elif command == "killforward-all":
         device.remove_reverse(transport)
         stream.write(_okay())
