@@ -182,8 +182,7 @@ _LONG = {
 def _parse(args: list[str]) -> _Query:
     query = _Query(tag_levels={})
     buffers: list[str] = []
-    args = [_long(a) for a in args]
-    args = [part for a in args for part in a]
+    args = [part for a in args for part in _long(a)]
     i = 0
     while i < len(args):
         arg = args[i]
