@@ -125,8 +125,13 @@ def test_am_broadcast_view_and_measured_start(dev: adbutils.AdbDevice) -> None:
     out = dev.shell(["am", "start", "-W", "-S", "-n", "ai.mlc.mlcchat/.MainActivity"])
     assert "LaunchState: COLD" in out
     total = int(re.search(r"TotalTime: (\d+)", out).group(1))  # type: ignore[union-attr]
-    logged = dev.shell(["logcat", "-d", "-s", "ActivityTaskManager"])
+    logged = dev.shell(["logcat", "-d", "-s", "ActivityTaskManager", "ActivityManager"])
     assert f"Displayed ai.mlc.mlcchat/.MainActivity for user 0: +{total}ms" in logged
+    pid = dev.shell(["pidof", "ai.mlc.mlcchat"])
+    assert f"Start proc {pid}:ai.mlc.mlcchat/u0a" in logged
+    dev.app_stop("ai.mlc.mlcchat")
+    stopped = dev.shell(["logcat", "-d", "-b", "system", "-s", "ActivityManager"])
+    assert "Force stopping ai.mlc.mlcchat appid=" in stopped
 
 
 def test_ime(dev: adbutils.AdbDevice) -> None:

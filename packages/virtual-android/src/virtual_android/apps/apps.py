@@ -991,8 +991,17 @@ def _am_command(screen: DeviceScreen) -> CommandHandler:
         if verb == "force-stop":
             for package in _operands(rest)[:1]:
                 app = screen.app(package)
+                info = ctx.device.packages.get(package)
                 if isinstance(app, (LLMApp, InstalledApp)):
                     app.force_stop()
+                if info is not None:
+                    ctx.device.logs.write(
+                        "ActivityManager",
+                        f"Force stopping {package} appid={info.app_id} user=0: from pid "
+                        f"{ctx.shell.state.pid}",
+                        pid=ctx.device.system_pid("system_server"),
+                        buffer="system",
+                    )
             return 0
         if verb == "broadcast":
             return _am_broadcast(ctx, rest)
@@ -1100,6 +1109,15 @@ def _am_start(ctx: CommandContext, screen: DeviceScreen, args: list[str]) -> int
     # What -W reports is the start as this phone performed it, measured, not a made-up
     # figure: the process (cold) and the window coming up.
     total = max(1, math.ceil((time.monotonic() - began) * 1000))
+    info = ctx.device.packages.get(package)
+    if cold and info is not None and app.pid is not None:
+        ctx.device.logs.write(
+            "ActivityManager",
+            f"Start proc {app.pid}:{package}/u0a{info.app_id - 10_000} for next-top-activity "
+            f"{{{package}/{info.full(activity)}}}",
+            pid=server,
+            buffer="system",
+        )
     if on_top:
         ctx.write(
             "Warning: Activity not started, intent has been delivered to currently running "
