@@ -327,6 +327,9 @@ class LLMApp:
                 pass  # stopped by the user, force-stop or a kill: the app already shows it
             except Exception as exc:  # the app shows it; the device keeps going
                 log.exception("%s: generation failed", self.package)
+                self.device.logs.write(
+                    self.label, f"generation failed: {exc}", priority="E", pid=pid, uid="u0_a201"
+                )
                 with self.lock:
                     self.last_error = exc
                     if self._cancel is cancel:
@@ -378,6 +381,14 @@ class LLMApp:
             if self._cancel is not cancel or cancel.is_set():
                 return None
             self.last_stats = stats
+        prefill, decode = rates(stats)
+        self.device.logs.write(
+            self.label,
+            f"generated {stats.output_tokens} tokens for a {stats.prompt_tokens}-token prompt: "
+            f"prefill {prefill:.1f} tok/s, decode {decode:.1f} tok/s",
+            pid=pid,
+            uid="u0_a201",
+        )
         return stats
 
     def on_error(self, exc: BaseException) -> None:
@@ -897,10 +908,27 @@ def install_apps(
 
 # -- am, monkey ----------------------------------------------------------------------------------
 _VALUE_OPTIONS = {
-    "-a", "-d", "-t", "-c", "-n", "-f", "-p", "--user", "-R", "-P", "--start-profiler",
-    "--sampling", "--attach-agent", "--attach-agent-bind", "--windowingMode",
-    "--activityType", "--display", "--task", "--receiver-permission", "--selector",
-}  # fmt: skip
+    "-a",
+    "-d",
+    "-t",
+    "-c",
+    "-n",
+    "-f",
+    "-p",
+    "--user",
+    "-R",
+    "-P",
+    "--start-profiler",
+    "--sampling",
+    "--attach-agent",
+    "--attach-agent-bind",
+    "--windowingMode",
+    "--activityType",
+    "--display",
+    "--task",
+    "--receiver-permission",
+    "--selector",
+}
 _EXTRA_OPTIONS = {"-e", "--es", "--ei", "--el", "--ef", "--ez", "--eu", "--ecn", "--eia", "--esa"}
 
 
