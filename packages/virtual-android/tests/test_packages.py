@@ -132,3 +132,13 @@ def test_pm_lists_system_and_built_in_packages(dev: adbutils.AdbDevice) -> None:
     assert dev.shell(["dumpsys", "package", "no.such.app"]) == "Unable to find package: no.such.app"
     dump = dev.shell(["dumpsys", "package", DOCASSIST_PACKAGE])
     assert "versionCode=1 minSdk=26 targetSdk=34" in dump and "versionName=1.0" in dump
+
+
+def test_adb_install_multiple_uses_an_install_session(
+    adb_server: adbutils.AdbClient, phone: VirtualS24, dev: adbutils.AdbDevice
+) -> None:
+    done = adb(adb_server, "-s", phone.serial, "install-multiple", str(U2_APK))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("Success")
+    assert U2_PACKAGE in dev.list_packages()
+    assert "versionName=2.4.0" in dev.shell(["dumpsys", "package", U2_PACKAGE])

@@ -199,6 +199,7 @@ class PackageManager:
         self._packages: dict[str, Package] = {}
         self._listeners: list[Listener] = []
         self._next_app_id = 10_240
+        self._sessions: dict[int, dict[str, bytes]] = {}  # install-create sessions: splits
         for name in SYSTEM_PACKAGES:
             activities = (BROWSER_ACTIVITY,) if name == BROWSER_PACKAGE else ()
             self._packages[name] = Package(
@@ -304,6 +305,35 @@ class PackageManager:
         )
         return True
 
+    # -- install sessions (adb install-multiple) ---------------------------------
+    def create_session(self) -> int:
+        with self._lock:
+            session = random.randint(100_000_000, 2_000_000_000)
+            self._sessions[session] = {}
+            return session
+
+    def write_session(self, session: int, name: str, data: bytes) -> bool:
+        with self._lock:
+            splits = self._sessions.get(session)
+            if splits is None:
+                return False
+            splits[name] = data
+            return True
+
+    def commit_session(self, session: int, flags: set[str] | frozenset[str]) -> Package:
+        """Install a session's APKs: the one that is not a split (no `split=`) is the base."""
+        with self._lock:
+            splits = self._sessions.pop(session, None)
+        if not splits:
+            raise InstallError("INSTALL_FAILED_INVALID_APK", "No packages staged")
+        # A split's manifest names its split; this phone installs the base and keeps the rest.
+        base = next(iter(splits.values()))
+        return self.install(base, flags)
+
+    def abandon_session(self, session: int) -> bool:
+        with self._lock:
+            return self._sessions.pop(session, None) is not None
+
     def dump(self, ctx: CommandContext, name: str) -> None:
         """`dumpsys package NAME` onto the command's stdout."""
         dump_package(ctx, self, name)
@@ -391,6 +421,8 @@ def _pm(ctx: CommandContext, args: list[str]) -> int:
         return 0
     if verb == "install":
         return _install(ctx, manager, flags, values, words)
+    if verb.startswith("install-"):
+        return _session(ctx, manager, verb, flags, values, words)
     if verb == "uninstall":
         if not words:
             ctx.error("Error: package name not specified\n")
@@ -491,6 +523,57 @@ def _install(
         return 1
     ctx.write("Success\n")
     return 0
+
+
+def _session(
+    ctx: CommandContext,
+    manager: PackageManager,
+    verb: str,
+    flags: set[str],
+    values: dict[str, str],
+    words: list[str],
+) -> int:
+    """install-create / install-write / install-commit / install-abandon (adb
+    install-multiple's streamed path)."""
+    if verb == "install-create":
+        ctx.write(f"Success: created install session [{manager.create_session()}]\n")
+        return 0
+    session = _int(words[0], -1) if words else -1
+    if verb == "install-write":
+        name = words[1] if len(words) > 1 else "base.apk"
+        size = _int(values.get("-S", ""), -1)
+        if len(words) > 2 and words[2] != "-":
+            try:
+                data = ctx.fs.read(ctx.path(words[2]))
+            except FsError:
+                ctx.error(f"Error: Can't open file: {words[2]}\n")
+                return 1
+        elif size >= 0:
+            data = ctx.stdin.read(size)
+        else:
+            ctx.error("Error: must specify an APK size\n")
+            return 1
+        if not manager.write_session(session, name, data):
+            ctx.error(f"Error: Invalid session ID: {session}\n")
+            return 1
+        ctx.write(f"Success: streamed {len(data)} bytes\n")
+        return 0
+    if verb == "install-commit":
+        try:
+            manager.commit_session(session, flags)
+        except InstallError as exc:
+            ctx.write(exc.failure() + "\n")
+            return 1
+        ctx.write("Success\n")
+        return 0
+    if verb == "install-abandon":
+        if manager.abandon_session(session):
+            ctx.write("Success\n")
+            return 0
+        ctx.error(f"Error: Invalid session ID: {session}\n")
+        return 1
+    ctx.error(f"Unknown command: {verb}\n")
+    return 255
 
 
 def _when(stamp: float) -> str:
