@@ -74,6 +74,40 @@ def test_a_device_side_connection_reaches_the_host_through_reverse(
         listener.close()
 
 
+def test_nc_on_the_phone_reaches_the_host_through_reverse(
+    adb_server: adbutils.AdbClient, virtual_s24: VirtualS24, device: adbutils.AdbDevice
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    got: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            got.append(conn.recv(100))
+            conn.sendall(b"pong\n")
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        device.reverse("tcp:8082", f"tcp:{listener.getsockname()[1]}")
+        adb = [adbutils.adb_path(), "-P", str(adb_server.port), "-s", virtual_s24.serial]
+        done = subprocess.run(
+            [*adb, "shell", "nc", "127.0.0.1", "8082"],
+            input="ping\n",
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        thread.join(10)
+        assert (done.returncode, done.stdout) == (0, "pong\n")
+        assert got == [b"ping\n"]
+    finally:
+        listener.close()
+    refused = device.shell2(["nc", "127.0.0.1", "8083"])
+    assert refused.returncode == 1 and "Connection refused" in refused.output
+
+
 def test_framebuffer_is_a_frame_of_the_screen(device: adbutils.AdbDevice) -> None:
     image = device.framebuffer()
     assert image.size == (1080, 2340)

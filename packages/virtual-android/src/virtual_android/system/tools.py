@@ -1,11 +1,15 @@
-"""System tools of the S24's shell: `cmd`, `ip`, `ifconfig`, `svc`, `df`, `top`, `ime`
+"""System tools of the S24's shell: `cmd`, `ip`, `ifconfig`, `nc`, `svc`, `df`, `top`, `ime`
 and `reboot`.
 
 The network is described, never used: the phone reports the Wi-Fi address a phone on a home
-network has (or none with Wi-Fi off or in airplane mode), and no command opens a socket.
+network has (or none with Wi-Fi off or in airplane mode). The one way out is the one a phone on
+USB has: `nc 127.0.0.1 PORT` to a port `adb reverse` maps, which the adb server connects to the
+host's socket.
 """
 
 from __future__ import annotations
+
+import threading
 
 from ..shell.interpreter import CommandContext, CommandHandler
 from .packages import cmd_pm
@@ -196,6 +200,59 @@ def cmd_ip(ctx: CommandContext) -> int:
         return 255
     ctx.error(f'Object "{obj}" is unknown, try "ip help".\n')
     return 255
+
+
+_NC_VALUE_FLAGS = {"-p", "-q", "-W", "-w", "-s"}
+
+
+def cmd_nc(ctx: CommandContext) -> int:
+    """toybox nc to the phone's own localhost: a port `adb reverse` maps reaches the host's
+    socket through the adb server, as on a phone; any other address is refused (this phone
+    has no network)."""
+    args = ctx.argv[1:]
+    operands: list[str] = []
+    i = 0
+    while i < len(args):
+        if args[i] in _NC_VALUE_FLAGS:
+            i += 2
+            continue
+        if not args[i].startswith("-"):
+            operands.append(args[i])
+        i += 1
+    if len(operands) != 2 or not operands[1].isdigit():
+        ctx.error(
+            "usage: nc [-46Uul] [-pqWw #] [-s addr] {IPADDR PORTNUM|-f FILENAME|COMMAND...}\n"
+        )
+        return 1
+    host, port = operands
+    try:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConnectionRefusedError(host)
+        stream = ctx.device.open_reverse(int(port))
+    except ConnectionRefusedError:
+        ctx.error("nc: connect: Connection refused\n")
+        return 1
+
+    def feed() -> None:  # stdin -> the host; adb streams have no half-close, so just stop
+        try:
+            while chunk := ctx.stdin.read_chunk():
+                stream.write(chunk)
+        except Exception:  # the stream closed or the command was cancelled
+            return
+
+    feeder = threading.Thread(target=feed, name="nc-stdin", daemon=True)
+    feeder.start()
+    try:
+        while True:
+            data = stream.read(timeout=0.1)
+            if data is None:
+                ctx.cancelled.check()
+                continue
+            if not data:
+                return 0
+            ctx.stdout.write(data)
+    finally:
+        stream.close()
 
 
 def cmd_svc(ctx: CommandContext) -> int:
@@ -424,6 +481,7 @@ def system_tools() -> dict[str, CommandHandler]:
         "cmd": cmd_cmd,
         "ifconfig": cmd_ifconfig,
         "ip": cmd_ip,
+        "nc": cmd_nc,
         "svc": cmd_svc,
         "df": cmd_df,
         "top": cmd_top,
