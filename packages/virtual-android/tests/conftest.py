@@ -204,7 +204,7 @@ def phone(adb_server: adbutils.AdbClient, tmp_path: Path) -> Iterator[VirtualS24
 
 
 @pytest.fixture
-def phone_device(adb_server: adbutils.AdbClient, phone: VirtualS24) -> adbutils.AdbDevice:
+def dev(adb_server: adbutils.AdbClient, phone: VirtualS24) -> adbutils.AdbDevice:
     """The adbutils handle of `phone`."""
     return adb_server.device(phone.serial)
 

@@ -328,6 +328,9 @@ def test_docassist_end_to_end_with_resource_ids(
     response = d(resourceId=RID + "response").get_text()
     assert response.strip() and response == call.stats.text
     assert d(resourceId=RID + "run").info["enabled"] is True
+    # The app logs each generation, as a real app does, where logcat shows it.
+    logged = device.shell(["logcat", "-d", "-s", "DocAssist", "-v", "tag"])
+    assert f"I/DocAssist: generated {call.stats.output_tokens} tokens" in logged
 
 
 def test_docassist_killed_mid_generation(

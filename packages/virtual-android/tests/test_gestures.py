@@ -90,17 +90,13 @@ def test_scrolling_moves_the_chat_and_stops_at_its_ends(ui: u2.Device) -> None:
     assert not question.exists
 
 
-def test_a_finger_swipe_scrolls_the_list_under_it(
-    ui: u2.Device, phone_device: adbutils.AdbDevice
-) -> None:
+def test_a_finger_swipe_scrolls_the_list_under_it(ui: u2.Device, dev: adbutils.AdbDevice) -> None:
     chat_with_a_long_answer(ui)
     left, top, right, bottom = ui(scrollable=True, packageName=MLCCHAT).bounds()
     x = (left + right) // 2
     # Dragging the content down (finger moving down) shows what is above.
     for _ in range(4):
-        phone_device.shell(
-            ["input", "swipe", str(x), str(top + 50), str(x), str(bottom - 50), "50"]
-        )
+        dev.shell(["input", "swipe", str(x), str(top + 50), str(x), str(bottom - 50), "50"])
     assert ui(text="the question").exists
     ui.swipe(x, bottom - 50, x, top + 50, steps=10)  # and back up, with uiautomator2
     ui.swipe(x, bottom - 50, x, top + 50, steps=10)
@@ -110,7 +106,7 @@ def test_a_finger_swipe_scrolls_the_list_under_it(
 
 
 def test_a_scroll_view_scrolls_to_its_end(
-    ui: u2.Device, phone: VirtualS24, phone_device: adbutils.AdbDevice
+    ui: u2.Device, phone: VirtualS24, dev: adbutils.AdbDevice
 ) -> None:
     apps_of(phone).docassist.max_tokens = 300
     ui.app_start(DOCASSIST, ".MainActivity")
@@ -119,10 +115,10 @@ def test_a_scroll_view_scrolls_to_its_end(
     ui(resourceId=RUN).click(timeout=10)
     assert ui(resourceId=f"{DOCASSIST}:id/status", text="done").wait(timeout=30)
     box = view.bounds()
-    before = phone_device.screenshot().crop(box).tobytes()
+    before = dev.screenshot().crop(box).tobytes()
     assert view.scroll.forward() is True
     # A ScrollView reports the same visible bounds; what moved is the picture.
-    assert phone_device.screenshot().crop(box).tobytes() != before
+    assert dev.screenshot().crop(box).tobytes() != before
     assert view.scroll.toEnd() is True
     assert view.scroll.forward() is False
     assert view.scroll.backward() is True
@@ -173,19 +169,19 @@ def test_pinch_and_two_finger_gestures(ui: u2.Device) -> None:
         ui(text="nothing here").pinch_in()
 
 
-def test_input_motionevent_taps_and_swipes(ui: u2.Device, phone_device: adbutils.AdbDevice) -> None:
+def test_input_motionevent_taps_and_swipes(ui: u2.Device, dev: adbutils.AdbDevice) -> None:
     x, y = (str(int(v)) for v in ui(text="DocAssist").center())
-    phone_device.shell(["input", "motionevent", "DOWN", x, y])
-    phone_device.shell(["input", "motionevent", "UP", x, y])
+    dev.shell(["input", "motionevent", "DOWN", x, y])
+    dev.shell(["input", "motionevent", "UP", x, y])
     assert ui(resourceId=RUN).wait(timeout=10)
-    bad = phone_device.shell2(["input", "motionevent", "HOVER", "1", "2"])
+    bad = dev.shell2(["input", "motionevent", "HOVER", "1", "2"])
     assert bad.returncode != 0 and "motionevent needs" in bad.output
     ui.press("back")
     chat_with_a_long_answer(ui)
     left, top, right, bottom = ui(scrollable=True, packageName=MLCCHAT).bounds()
     cx = str((left + right) // 2)
     for _ in range(4):  # drag the content down: what is above comes into view
-        phone_device.shell(["input", "motionevent", "DOWN", cx, str(top + 50)])
-        phone_device.shell(["input", "motionevent", "MOVE", cx, str(bottom - 50)])
-        phone_device.shell(["input", "motionevent", "UP", cx, str(bottom - 50)])
+        dev.shell(["input", "motionevent", "DOWN", cx, str(top + 50)])
+        dev.shell(["input", "motionevent", "MOVE", cx, str(bottom - 50)])
+        dev.shell(["input", "motionevent", "UP", cx, str(bottom - 50)])
     assert ui(text="the question").exists

@@ -133,7 +133,7 @@ def _private_reaches(module: str, path: Path) -> list[str]:
 
 
 def test_the_package_has_its_subpackages() -> None:
-    for sub in ("transport", "shell", "fs", "apps", "inference", "model"):
+    for sub in ("transport", "shell", "fs", "apps", "inference", "model", "system"):
         assert f"{PACKAGE}.{sub}" in MODULES
 
 

@@ -62,8 +62,8 @@ def test_screencap_png_draws_the_app_a_person_sees(
     assert sum(bg) > 700
 
 
-def test_screencap_to_a_file_and_raw(phone_device: adbutils.AdbDevice) -> None:
-    dev = phone_device
+def test_screencap_to_a_file_and_raw(dev: adbutils.AdbDevice) -> None:
+    dev = dev
     dev.shell(["screencap", "-p", "/sdcard/shot.png"])
     image = Image.open(io.BytesIO(dev.sync.read_bytes("/sdcard/shot.png")))
     assert image.size == (1080, 2340)
@@ -71,7 +71,7 @@ def test_screencap_to_a_file_and_raw(phone_device: adbutils.AdbDevice) -> None:
     assert isinstance(raw, bytes)
     width, height, fmt, dataspace = struct.unpack("<4I", raw[:16])
     assert (width, height, fmt) == (1080, 2340, 1)  # RGBA_8888
-    assert dataspace == 142671872  # sRGB, as Android 12+ writes after the format
+    assert dataspace == 1  # sRGB, as screencap.cpp's dataSpaceToInt writes it (Android 12+)
     assert len(raw) == 16 + 1080 * 2340 * 4
     pixels = Image.frombytes("RGBA", (width, height), raw[16:])
     assert pixels.convert("RGB").tobytes() == image.convert("RGB").tobytes()
@@ -80,18 +80,18 @@ def test_screencap_to_a_file_and_raw(phone_device: adbutils.AdbDevice) -> None:
 
 
 def test_uiautomator2_and_adbutils_screenshots_show_the_screen(
-    ui: u2.Device, phone_device: adbutils.AdbDevice
+    ui: u2.Device, dev: adbutils.AdbDevice
 ) -> None:
     launcher = ui.screenshot()  # takeScreenshot: a JPEG of the display
     assert launcher.size == (1080, 2340)
     icon = ui(text="DocAssist").bounds()
     run = open_docassist(ui)
     shot = ui.screenshot()
-    for image in (shot, phone_device.screenshot(error_ok=False)):
+    for image in (shot, dev.screenshot(error_ok=False)):
         assert image.size == (1080, 2340)
         bg = background_of(image)
         assert drawn_share(image, run, bg) > 0.8
-    on_display_0 = phone_device.screenshot(display_id=0, error_ok=False)  # screencap -d ID
+    on_display_0 = dev.screenshot(display_id=0, error_ok=False)  # screencap -d ID
     assert on_display_0.size == (1080, 2340)
     # The launcher and the app are different pictures, each with its own content.
     assert drawn_share(launcher, icon, background_of(launcher)) > 0.2
@@ -114,14 +114,12 @@ def test_render_screen_is_the_picture_clients_get(phone: VirtualS24, ui: u2.Devi
     assert reply[56:] == frame.rgba
 
 
-def test_uiautomator_dump_writes_the_u2_servers_xml(
-    ui: u2.Device, phone_device: adbutils.AdbDevice
-) -> None:
+def test_uiautomator_dump_writes_the_u2_servers_xml(ui: u2.Device, dev: adbutils.AdbDevice) -> None:
     open_docassist(ui)
-    out = phone_device.shell(["uiautomator", "dump"])
+    out = dev.shell(["uiautomator", "dump"])
     # Android's DumpCommand prints "hierchary" (sic), and scripts look for it.
     assert out.strip() == "UI hierchary dumped to: /sdcard/window_dump.xml"
-    dumped = ET.fromstring(phone_device.sync.read_bytes("/sdcard/window_dump.xml"))
+    dumped = ET.fromstring(dev.sync.read_bytes("/sdcard/window_dump.xml"))
     live = ET.fromstring(ui.dump_hierarchy().encode())
 
     def shape(root: ET.Element) -> list[tuple[str | None, ...]]:
@@ -131,11 +129,11 @@ def test_uiautomator_dump_writes_the_u2_servers_xml(
         ]
 
     assert shape(dumped) == shape(live)
-    assert phone_device.shell(["uiautomator", "dump", "/data/local/tmp/ui.xml"]).strip() == (
+    assert dev.shell(["uiautomator", "dump", "/data/local/tmp/ui.xml"]).strip() == (
         "UI hierchary dumped to: /data/local/tmp/ui.xml"
     )
-    assert f'resource-id="{RUN}"' in phone_device.dump_hierarchy()  # adbutils' own path
-    on_tty = phone_device.shell(["uiautomator", "dump", "/dev/tty"])  # a common script idiom
+    assert f'resource-id="{RUN}"' in dev.dump_hierarchy()  # adbutils' own path
+    on_tty = dev.shell(["uiautomator", "dump", "/dev/tty"])  # a common script idiom
     assert on_tty.startswith("<?xml") and on_tty.endswith("UI hierchary dumped to: /dev/tty")
 
 
@@ -161,7 +159,7 @@ def test_app_windows_have_the_android_content_root(ui: u2.Device) -> None:
 
 
 def test_set_orientation_rotates_everything_that_reports_it(
-    ui: u2.Device, phone_device: adbutils.AdbDevice
+    ui: u2.Device, dev: adbutils.AdbDevice
 ) -> None:
     open_docassist(ui)
     ui.set_orientation("left")
@@ -169,26 +167,26 @@ def test_set_orientation_rotates_everything_that_reports_it(
     assert info["displayRotation"] == 1 and info["naturalOrientation"] is False
     assert (info["displayWidth"], info["displayHeight"]) == (2340, 1080)
     assert ui.orientation == "left"
-    assert phone_device.rotation() == 1  # adbutils reads dumpsys display's orientation=
-    assert phone_device.window_size() == (2340, 1080)
-    display = phone_device.shell(["dumpsys", "display"])
+    assert dev.rotation() == 1  # adbutils reads dumpsys display's orientation=
+    assert dev.window_size() == (2340, 1080)
+    display = dev.shell(["dumpsys", "display"])
     assert "logicalFrame=Rect(0, 0 - 2340, 1080)" in display
-    window = phone_device.shell(["dumpsys", "window", "displays"])
+    window = dev.shell(["dumpsys", "window", "displays"])
     assert "mCurrentRotation=ROTATION_90" in window and "cur=2340x1080" in window
     assert "mUserRotationMode=USER_ROTATION_LOCKED" in window
     root = ET.fromstring(ui.dump_hierarchy().encode())
     assert root.get("rotation") == "1"
     assert root.find("node").get("bounds") == "[0,0][2340,1080]"  # type: ignore[union-attr]
     assert ui.screenshot().size == (2340, 1080)
-    assert phone_device.shell(["wm", "size"]).strip() == "Physical size: 1080x2340"
+    assert dev.shell(["wm", "size"]).strip() == "Physical size: 1080x2340"
     ui.set_orientation("natural")
     assert ui.info["displayRotation"] == 0 and ui.window_size() == (1080, 2340)
 
 
 def test_user_rotation_applies_only_with_auto_rotate_off(
-    phone_device: adbutils.AdbDevice,
+    dev: adbutils.AdbDevice,
 ) -> None:
-    dev = phone_device
+    dev = dev
     dev.shell(["settings", "put", "system", "user_rotation", "1"])
     assert dev.rotation() == 0  # auto-rotate on: the sensor decides, the phone is upright
     dev.shell(["settings", "put", "system", "accelerometer_rotation", "0"])
@@ -203,24 +201,22 @@ def test_user_rotation_applies_only_with_auto_rotate_off(
     assert "Error: argument needs to be either -d, free or lock." in bad.output
 
 
-def test_screen_off_and_on_from_uiautomator2(
-    ui: u2.Device, phone_device: adbutils.AdbDevice
-) -> None:
+def test_screen_off_and_on_from_uiautomator2(ui: u2.Device, dev: adbutils.AdbDevice) -> None:
     open_docassist(ui)
     ui.screen_off()
-    assert ui.info["screenOn"] is False and phone_device.is_screen_on() is False
-    power = phone_device.shell(["dumpsys", "power"])
+    assert ui.info["screenOn"] is False and dev.is_screen_on() is False
+    power = dev.shell(["dumpsys", "power"])
     assert "mWakefulness=Asleep" in power and "Display Power: state=OFF" in power
-    assert "state OFF" in phone_device.shell(["dumpsys", "display"])
-    assert "mAwake=false" in phone_device.shell(["dumpsys", "window", "policy"])
+    assert "state OFF" in dev.shell(["dumpsys", "display"])
+    assert "mAwake=false" in dev.shell(["dumpsys", "window", "policy"])
     dark = ui.screenshot()
     assert dark.convert("L").getextrema()[1] < 16  # a phone's screenshot of an off screen
     # Touches do not reach the app while the screen is off.
     ui.click(*ui(resourceId=RUN).center())
     assert ui(resourceId=f"{DOCASSIST}:id/status").get_text() == "idle"
     ui.screen_on()
-    assert ui.info["screenOn"] is True and phone_device.is_screen_on() is True
-    power = phone_device.shell(["dumpsys", "power"])
+    assert ui.info["screenOn"] is True and dev.is_screen_on() is True
+    power = dev.shell(["dumpsys", "power"])
     assert "mWakefulness=Awake" in power and "Display Power: state=ON" in power
 
 

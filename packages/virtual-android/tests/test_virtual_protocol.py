@@ -129,7 +129,7 @@ def test_unknown_services_and_unexposed_ports_are_refused(
     _dev, host = raw_device
     host.connect()
     for local_id, service in enumerate(
-        ["framebuffer:", "tcp:9008", "localabstract:x", "nonsense"], 1
+        ["abb_exec:package", "tcp:9008", "localabstract:x", "nonsense"], 1
     ):
         host.send(A_OPEN, local_id, 0, service.encode() + b"\0")
         reply, _ = host.recv()

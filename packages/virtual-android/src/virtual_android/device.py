@@ -15,6 +15,7 @@ import posixpath
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -32,7 +33,10 @@ from .shell.interpreter import (
     LoopControl,
 )
 from .shell.shellio import BrokenPipe, CancelToken, ShellCancelled
-from .transport.transport import Stream, TransportServer
+from .system.logd import LogBuffer, logd_commands
+from .system.packages import PackageManager, package_commands
+from .system.tools import system_tools
+from .transport.transport import Stream, StreamClosed, Transport, TransportServer
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +191,9 @@ SETTINGS: dict[str, dict[str, str]] = {
 }
 
 
+SHUTDOWN_SECONDS = 0.5  # from `reboot` to the transport dropping
+
+
 class VirtualS24:
     """A virtual Galaxy S24 (SM-S921B) speaking the adbd side of ADB on loopback TCP."""
 
@@ -198,7 +205,7 @@ class VirtualS24:
     PHYSICAL_DENSITY = 416
     HOST = "127.0.0.1"
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, *, boot_seconds: float = 2.0) -> None:
         if port in EMULATOR_PORTS:
             raise ValueError(
                 f"port {port} is in 5555-5585, which the adb server probes as emulators"
@@ -216,26 +223,42 @@ class VirtualS24:
         self.screen_source: ScreenSource | None = None
         self.model = PhoneModel()
         self.fs = VirtualFS()
+        self.boot_seconds = boot_seconds  # how long `reboot` keeps the phone away
+        self.boots = 1
+        self.logs = LogBuffer()
+        self.packages = PackageManager(self)
+        self._reboot_hooks: list[Callable[[], None]] = []
+        self._rebooting = threading.Event()
+        self._reverse: dict[str, tuple[Transport, str]] = {}  # device spec -> (transport, host)
         self._builtins: dict[str, CommandHandler] = builtin_commands()
+        self._builtins.update(logd_commands())
+        self._builtins.update(package_commands())
+        self._builtins.update(system_tools())
         self._extensions: dict[str, CommandHandler] = {}
         self._merged_commands: dict[str, CommandHandler] | None = None
         self._processes: dict[int, ProcessInfo] = {}
         self._next_pid = 10_000
         self._exposed: dict[int, int] = {}
         self._input_events: list[InputEvent] = []
-        self._server = TransportServer(self.BANNER.encode(), self._open)
+        self._server = TransportServer(self.BANNER.encode(), self._open, self._transport_closed)
         self._started = False
         self._stopped = False
         build_system_tree(self.fs, PROPS, self._builtins)
         install_procfs(self.fs, self)
         install_sysfs(self.fs, self.model)
+        self._start_system_processes(0)
+        self._log_boot()
+
+    def _start_system_processes(self, shift: int) -> None:
+        """The daemons init starts; after a reboot all but init and kthreadd get new pids."""
         for pid, name, uid, ppid, rss in _SYSTEM_PROCESSES:
+            moved = pid if pid <= 2 else pid + shift
             self._add_process(
                 ProcessInfo(
-                    pid=pid,
+                    pid=moved,
                     name=name,
                     uid=uid,
-                    ppid=ppid,
+                    ppid=ppid if ppid <= 2 else ppid + shift,
                     rss_kb=rss,
                     hwm_kb=rss,
                     vsz_kb=rss * 9 if rss else 0,
@@ -243,6 +266,29 @@ class VirtualS24:
                     args=name,
                 )
             )
+
+    def system_pid(self, name: str) -> int:
+        """The pid of a system daemon (system_server, surfaceflinger, ...) in this boot."""
+        with self._lock:
+            for proc in self._processes.values():
+                if proc.system and proc.name == name:
+                    return proc.pid
+        return 0
+
+    def _log_boot(self) -> None:
+        """What a phone's buffers hold right after boot (abridged)."""
+        init, server = 1, self.system_pid("system_server")
+        zygote = self.system_pid("zygote64")
+        logs = self.logs
+        logs.write("init", "init first stage started!", pid=init, buffer="main")
+        logs.write("libc", 'Access denied finding property "ro.vendor.hw.revision"', pid=init)
+        logs.write("Zygote", f"System server process {server} has been created", pid=zygote)
+        system = "system"
+        logs.write("SystemServer", "Entered the Android system server!", pid=server, buffer=system)
+        logs.write("ActivityManager", "System now ready", pid=server, buffer=system)
+        logs.write("BootReceiver", "Copying audit failures to DropBox", pid=server, buffer=system)
+        flinger = self.system_pid("surfaceflinger")
+        logs.write("SurfaceFlinger", "Boot is finished (9421 ms)", pid=flinger)
 
     # -- lifecycle -------------------------------------------------------------
     @property
@@ -390,6 +436,115 @@ class VirtualS24:
         if source is None or not self.screen_on:
             return black_frame(*self.display_size())
         return source.frame()
+
+    # -- reboot ----------------------------------------------------------------
+    def on_reboot(self, hook: Callable[[], None]) -> None:
+        """Run ``hook()`` while the phone goes down (apps stop, servers close)."""
+        with self._lock:
+            self._reboot_hooks.append(hook)
+
+    @property
+    def rebooting(self) -> bool:
+        return self._rebooting.is_set()
+
+    def reboot(self, wait: bool = False) -> None:
+        """Reboot as `adb reboot` does: every transport drops at once, the phone refuses
+        connections for ``boot_seconds``, then comes back with uptime reset, its processes
+        started anew (new pids, apps stopped, shells gone) and /data, settings and persist.*
+        properties kept. The adb server reconnects by itself (`adb wait-for-device`)."""
+        with self._lock:
+            if self._rebooting.is_set() or self._stopped:
+                return
+            self._rebooting.set()
+        thread = threading.Thread(target=self._reboot, name="reboot", daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
+
+    def _reboot(self) -> None:
+        server = self.system_pid("system_server")
+        self.logs.write("ShutdownThread", "Rebooting, reason: null", pid=server, buffer="system")
+        # A phone shuts its services down before the link drops (seconds on an S24); dropping
+        # it at once can beat the service's OKAY to the adb server ("error: closed").
+        time.sleep(SHUTDOWN_SECONDS)
+        self._server.set_offline(True)
+        with self._lock:
+            hooks = list(self._reboot_hooks)
+            self._reverse.clear()
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:  # one app failing to stop must not keep the phone down
+                log.exception("reboot hook failed")
+        for proc in self.process_list():
+            self.kill_process(proc.pid)
+        with self._lock:
+            self.boots += 1
+            self.props = {
+                **PROPS,
+                **{k: v for k, v in self.props.items() if k.startswith("persist.")},
+            }
+            self._next_pid = 10_000
+        self.logs.clear()
+        self.model.boot_time = time.time()
+        self.model.boot_monotonic = time.monotonic()
+        time.sleep(self.boot_seconds)
+        with self._lock:
+            stopped = self._stopped
+        if not stopped:
+            self.set_screen_on(True)  # a phone boots to a lit screen
+            self._start_system_processes(shift=23 * (self.boots - 1))
+            self._log_boot()
+            self._server.set_offline(False)
+        self._rebooting.clear()
+
+    # -- adb reverse -----------------------------------------------------------
+    def add_reverse(
+        self, transport: Transport, device_spec: str, host_spec: str, rebind: bool = True
+    ) -> bool:
+        """Listen on ``device_spec`` (tcp:PORT) for ``host_spec`` over ``transport``; False
+        when it exists and ``rebind`` is off."""
+        with self._lock:
+            if not rebind and device_spec in self._reverse:
+                return False
+            self._reverse[device_spec] = (transport, host_spec)
+            return True
+
+    def remove_reverse(self, transport: Transport, device_spec: str | None = None) -> bool:
+        """Remove one mapping of ``transport`` (all of them when ``device_spec`` is None)."""
+        with self._lock:
+            mine = [k for k, (t, _h) in self._reverse.items() if t is transport]
+            if device_spec is not None:
+                if device_spec not in mine:
+                    return False
+                mine = [device_spec]
+            for key in mine:
+                del self._reverse[key]
+            return True
+
+    def reverse_list(self, transport: Transport | None = None) -> list[tuple[str, str]]:
+        """(device spec, host spec) pairs, of one transport or of all."""
+        with self._lock:
+            return [
+                (k, h) for k, (t, h) in self._reverse.items() if transport is None or t is transport
+            ]
+
+    def open_reverse(self, device_port: int, timeout: float = 5.0) -> Stream:
+        """Connect to the phone's localhost:DEVICE_PORT as an app on it would: through an
+        `adb reverse` mapping, the adb server connects the stream to the host side. Raises
+        ConnectionRefusedError when no mapping or host listener answers."""
+        with self._lock:
+            entry = self._reverse.get(f"tcp:{device_port}")
+        if entry is None:
+            raise ConnectionRefusedError(f"nothing listens on the phone's tcp:{device_port}")
+        transport, host_spec = entry
+        try:
+            return transport.open_stream(host_spec, timeout)
+        except StreamClosed:
+            raise ConnectionRefusedError(f"the host refused {host_spec}") from None
+
+    def _transport_closed(self, transport: Transport) -> None:
+        self.remove_reverse(transport)
 
     # -- model inputs ----------------------------------------------------------
     def add_work(self, seconds: float, intensity: float) -> None:

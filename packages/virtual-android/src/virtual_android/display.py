@@ -12,13 +12,13 @@ import struct
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["SCREENCAP_DATASPACE_SRGB", "Frame", "ScreenSource", "black_frame"]
+__all__ = ["COLORSPACE_SRGB", "Frame", "ScreenSource", "black_frame"]
 
-# What `screencap` (raw) writes after width, height and format on Android 12+: the dataspace
-# of the buffer (ADATASPACE_SRGB).
-SCREENCAP_DATASPACE_SRGB = 142671872
 PIXEL_FORMAT_RGBA_8888 = 1
-FRAMEBUFFER_COLORSPACE_SRGB = 1
+# The colour-space code both `screencap` (raw, after width, height and format, Android 12+:
+# screencap.cpp's dataSpaceToInt maps the buffer's V0_SRGB dataspace to it) and adbd's
+# `framebuffer:` header write for sRGB; adbutils' framebuffer() reads anything else wrongly.
+COLORSPACE_SRGB = 1
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,9 @@ class Frame:
         return out.getvalue()
 
     def raw(self) -> bytes:
-        """What `screencap` without -p writes: width, height, format, dataspace, pixels."""
+        """What `screencap` without -p writes: width, height, format, colour space, pixels."""
         header = struct.pack(
-            "<4I", self.width, self.height, PIXEL_FORMAT_RGBA_8888, SCREENCAP_DATASPACE_SRGB
+            "<4I", self.width, self.height, PIXEL_FORMAT_RGBA_8888, COLORSPACE_SRGB
         )
         return header + self.rgba
 
@@ -53,7 +53,7 @@ class Frame:
             "<14I",
             2,
             32,
-            FRAMEBUFFER_COLORSPACE_SRGB,
+            COLORSPACE_SRGB,
             len(self.rgba),
             self.width,
             self.height,

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import threading
 import time
@@ -44,6 +45,8 @@ from ..device import VirtualS24
 from ..shell.commands import builtin_commands
 from ..shell.interpreter import CommandContext, CommandHandler
 from ..shell.shellio import CancelToken, ShellCancelled
+from ..system.packages import BROWSER_ACTIVITY, BROWSER_PACKAGE, Package
+from .installed import InstalledApp, follow_package_manager
 from .u2server import DeviceScreen, screen_of
 from .ui import LAUNCHER_ACTIVITY, LAUNCHER_PACKAGE, STATUS_BAR_HEIGHT, Rect, UiNode
 
@@ -70,6 +73,7 @@ MLCCHAT_PACKAGE = "ai.mlc.mlcchat"
 DOCASSIST_PACKAGE = "ai.devicelab.docassist"
 MAIN_ACTIVITY = ".MainActivity"
 DEFAULT_MAX_TOKENS = 256  # what the reference study's demos allowed
+_PREINSTALLED = 1_726_826_400.0  # 2024-09-20 10:00 UTC: the apps came with the phone's image
 MLC_MODELS = ("SmolLM2-135M-Instruct-q4f16_1-MLC",)
 
 # `dumpsys meminfo PKG` (commands.py) reports PSS as 0.62 x the process's RSS, so RSS is set
@@ -324,6 +328,9 @@ class LLMApp:
                 pass  # stopped by the user, force-stop or a kill: the app already shows it
             except Exception as exc:  # the app shows it; the device keeps going
                 log.exception("%s: generation failed", self.package)
+                self.device.logs.write(
+                    self.label, f"generation failed: {exc}", priority="E", pid=pid, uid="u0_a201"
+                )
                 with self.lock:
                     self.last_error = exc
                     if self._cancel is cancel:
@@ -375,6 +382,14 @@ class LLMApp:
             if self._cancel is not cancel or cancel.is_set():
                 return None
             self.last_stats = stats
+        prefill, decode = rates(stats)
+        self.device.logs.write(
+            self.label,
+            f"generated {stats.output_tokens} tokens for a {stats.prompt_tokens}-token prompt: "
+            f"prefill {prefill:.1f} tok/s, decode {decode:.1f} tok/s",
+            pid=pid,
+            uid="u0_a201",
+        )
         return stats
 
     def on_error(self, exc: BaseException) -> None:
@@ -870,38 +885,61 @@ def install_apps(
     )
     for app in apps.all():
         screen.register_app(app)
+        dev.packages.register(
+            Package(
+                app.package,
+                activities=tuple(app.package + a for a in app.activities),
+                launcher_activity=app.package + app.main_activity,
+                permissions=("android.permission.INTERNET",),
+                label=app.label,
+                first_install=_PREINSTALLED,
+                last_update=_PREINSTALLED,
+            )
+        )
+    follow_package_manager(dev, screen)
+    browser = dev.packages.get(BROWSER_PACKAGE)
+    if browser is not None and screen.app(BROWSER_PACKAGE) is None:
+        screen.register_app(InstalledApp(dev, screen, browser))
     _INSTALLED[dev] = apps
+
+    def stop_everything() -> None:  # the phone goes down: every app process ends
+        for app in screen.apps():
+            if isinstance(app, (LLMApp, InstalledApp)):
+                app.force_stop()
+
+    dev.on_reboot(stop_everything)
     builtins = builtin_commands()
     dev.add_command("am", _am_command(screen))
     dev.add_command("monkey", _monkey_command(screen))
-    dev.add_command("pm", _pm_command(screen))
     dev.add_command("dumpsys", _dumpsys_command(screen, builtins["dumpsys"]))
     dev.add_command("input", _input_command(screen, builtins["input"]))
     if not dev.fs.exists("/system/bin/monkey"):  # `ls`/`test -x` should find it too
         dev.fs.add_file("/system/bin/monkey", b"#!/system/bin/sh\n", 0o755)
 
 
-# -- am, monkey, pm ------------------------------------------------------------------------------
-SYSTEM_PACKAGES = (
-    "android",
-    "com.android.systemui",
-    "com.android.phone",
-    "com.android.settings",
-    "com.android.shell",
-    "com.android.chrome",
-    "com.android.vending",
-    "com.google.android.gms",
-    "com.samsung.android.honeyboard",
-    "com.samsung.android.messaging",
-    "com.sec.android.app.camera",
-    LAUNCHER_PACKAGE,
-)
-
+# -- am, monkey ----------------------------------------------------------------------------------
 _VALUE_OPTIONS = {
-    "-a", "-d", "-t", "-c", "-n", "-f", "-p", "--user", "-R", "-P", "--start-profiler",
-    "--sampling", "--attach-agent", "--attach-agent-bind", "--windowingMode",
-    "--activityType", "--display", "--task", "--receiver-permission", "--selector",
-}  # fmt: skip
+    "-a",
+    "-d",
+    "-t",
+    "-c",
+    "-n",
+    "-f",
+    "-p",
+    "--user",
+    "-R",
+    "-P",
+    "--start-profiler",
+    "--sampling",
+    "--attach-agent",
+    "--attach-agent-bind",
+    "--windowingMode",
+    "--activityType",
+    "--display",
+    "--task",
+    "--receiver-permission",
+    "--selector",
+}
 _EXTRA_OPTIONS = {"-e", "--es", "--ei", "--el", "--ef", "--ez", "--eu", "--ecn", "--eia", "--esa"}
 
 
@@ -914,14 +952,19 @@ class _Intent:
     extras: dict[str, str] | None = None
     flags: frozenset[str] = frozenset()
 
-    def describe(self) -> str:
+    def describe(self, flags: str = "") -> str:
         parts = []
         if self.action:
             parts.append(f"act={self.action}")
         if self.categories:
             parts.append(f"cat=[{','.join(self.categories)}]")
         if self.data:
-            parts.append(f"dat={self.data}")
+            # Android 12+ prints only a URI's scheme and host: `dat=https://example.org/...`
+            scheme, sep, rest = self.data.partition("://")
+            host = rest.split("/", 1)[0]
+            parts.append(f"dat={scheme}://{host}/..." if sep else f"dat={scheme.split(':')[0]}:")
+        if flags:
+            parts.append(f"flg={flags}")
         if self.component:
             parts.append(f"cmp={self.component}")
         if self.extras:
@@ -987,18 +1030,29 @@ def _am_command(screen: DeviceScreen) -> CommandHandler:
         if verb == "force-stop":
             for package in _operands(rest)[:1]:
                 app = screen.app(package)
-                if isinstance(app, LLMApp):
+                info = ctx.device.packages.get(package)
+                if isinstance(app, (LLMApp, InstalledApp)):
                     app.force_stop()
+                if info is not None:
+                    ctx.device.logs.write(
+                        "ActivityManager",
+                        f"Force stopping {package} appid={info.app_id} user=0: from pid "
+                        f"{ctx.shell.state.pid}",
+                        pid=ctx.device.system_pid("system_server"),
+                        buffer="system",
+                    )
             return 0
+        if verb == "broadcast":
+            return _am_broadcast(ctx, rest)
         if verb == "kill":
             for package in _operands(rest)[:1]:
                 app = screen.app(package)
-                if isinstance(app, LLMApp) and screen.top_app() is not app:
+                if isinstance(app, (LLMApp, InstalledApp)) and screen.top_app() is not app:
                     app.force_stop()  # am kill only reaches background processes
             return 0
         if verb == "kill-all":
             for app in screen.apps():
-                if isinstance(app, LLMApp) and screen.top_app() is not app:
+                if isinstance(app, (LLMApp, InstalledApp)) and screen.top_app() is not app:
                     app.force_stop()
             return 0
         ctx.error(f"Error: Unknown command: {verb}\n")
@@ -1021,35 +1075,106 @@ def _operands(args: list[str]) -> list[str]:
     return out
 
 
+_PROTECTED_BROADCASTS = {
+    "android.intent.action.AIRPLANE_MODE",
+    "android.intent.action.BOOT_COMPLETED",
+    "android.intent.action.BATTERY_CHANGED",
+    "android.intent.action.SCREEN_ON",
+    "android.intent.action.SCREEN_OFF",
+    "android.intent.action.REBOOT",
+}
+
+
+def _am_broadcast(ctx: CommandContext, args: list[str]) -> int:
+    """`am broadcast`: delivered to nobody here (no app has receivers); protected system
+    broadcasts are refused to the shell user, as Android 14 refuses them."""
+    intent = _parse_intent(args)
+    ctx.write(f"Broadcasting: {intent.describe(flags='0x400000')}\n")
+    if intent.action in _PROTECTED_BROADCASTS:
+        denial = (
+            f"Permission Denial: not allowed to send broadcast {intent.action} from "
+            f"pid={ctx.shell.state.pid}, uid=2000"
+        )
+        ctx.error(
+            f"Security exception: {denial}\n\njava.lang.SecurityException: {denial}\n"
+            "\tat com.android.server.am.ActivityManagerService.broadcastIntentLocked"
+            "(ActivityManagerService.java:15372)\n"
+        )
+        return 255
+    ctx.write("Broadcast completed: result=0\n")
+    return 0
+
+
+def _browser_for(intent: _Intent) -> str:
+    """The component a VIEW of an http(s) URI resolves to ("" when nothing handles it)."""
+    if intent.action == "android.intent.action.VIEW" and intent.data.split(":", 1)[0] in (
+        "http",
+        "https",
+    ):
+        return f"{BROWSER_PACKAGE}/{BROWSER_ACTIVITY}"
+    return ""
+
+
 def _am_start(ctx: CommandContext, screen: DeviceScreen, args: list[str]) -> int:
     intent = _parse_intent(args)
     ctx.write(f"Starting: {intent.describe()}\n")
-    if not intent.component:
+    component = intent.component or _browser_for(intent)
+    if not component:
         ctx.error(f"Error: Activity not started, unable to resolve {intent.describe()}\n")
         return 1
-    package, _, activity = intent.component.partition("/")
+    package, _, activity = component.partition("/")
     activity = _resolve_activity(package, activity)
     app = screen.app(package)
-    if not isinstance(app, LLMApp) or activity not in app.activities:
+    if not isinstance(app, (LLMApp, InstalledApp)) or activity not in app.activities:
         full = package + activity if activity.startswith(".") else activity
         ctx.error(f"Error type 3\nError: Activity class {{{package}/{full}}} does not exist.\n")
         return 1
     if "-S" in intent.flags:
         app.force_stop()
+    server = ctx.device.system_pid("system_server")
+    ctx.device.logs.write(
+        "ActivityTaskManager",
+        f"START u0 {{{intent.describe()[len('Intent { ') : -2]}}} with LAUNCH_SINGLE_TOP from "
+        f"uid 2000 (BAL_ALLOW_PERMISSION) result code=0",
+        pid=server,
+        buffer="system",
+    )
     began = time.monotonic()
     cold = not app.running()
     on_top = screen.top_app() is app
+    if isinstance(app, InstalledApp):
+        app.data = intent.data
     app.launch(activity, intent.extras or {})
+    # What -W reports is the start as this phone performed it, measured, not a made-up
+    # figure: the process (cold) and the window coming up.
+    total = max(1, math.ceil((time.monotonic() - began) * 1000))
+    info = ctx.device.packages.get(package)
+    if cold and info is not None and app.pid is not None:
+        ctx.device.logs.write(
+            "ActivityManager",
+            f"Start proc {app.pid}:{package}/u0a{info.app_id - 10_000} for next-top-activity "
+            f"{{{package}/{info.full(activity)}}}",
+            pid=server,
+            buffer="system",
+        )
     if on_top:
         ctx.write(
             "Warning: Activity not started, intent has been delivered to currently running "
             "top-most instance.\n"
         )
+    else:
+        ctx.device.logs.write(
+            "ActivityTaskManager",
+            f"Displayed {package}/{activity} for user 0: +{total}ms",
+            pid=server,
+            buffer="system",
+        )
     if "-W" in intent.flags:
-        total = int((time.monotonic() - began) * 1000) + (310 if cold else 60)
+        state = "COLD" if cold else ("HOT" if not on_top else "UNKNOWN (0)")
+        wait = max(total, math.ceil((time.monotonic() - began) * 1000))
         ctx.write(
-            f"Status: ok\nLaunchState: {'COLD' if cold else 'HOT'}\n"
-            f"Activity: {package}/{activity}\nTotalTime: {total}\nWaitTime: {total + 4}\n"
+            f"Status: ok\nLaunchState: {state}\n"
+            f"Activity: {package}/{activity}\nTotalTime: {total}\nWaitTime: {wait}\n"
             "Complete\n"
         )
     return 0
@@ -1061,7 +1186,11 @@ def _monkey_command(screen: DeviceScreen) -> CommandHandler:
         for arg in args:
             ctx.write(f"  bash arg: {arg}\n")
         packages = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-p"]
-        apps = [a for p in packages if isinstance(a := screen.app(p), LLMApp)]
+        apps = [
+            a
+            for p in packages
+            if isinstance(a := screen.app(p), (LLMApp, InstalledApp)) and a.main_activity
+        ]
         if not apps:
             ctx.write("** No activities found to run, monkey aborted.\n")
             return 252
@@ -1076,61 +1205,6 @@ def _monkey_command(screen: DeviceScreen) -> CommandHandler:
         return 0
 
     return monkey
-
-
-def _apk_dir(package: str) -> str:
-    digest = hashlib.sha256(package.encode()).hexdigest()
-    return f"/data/app/~~{digest[:22]}==/{package}-{digest[22:44]}=="
-
-
-def _pm_command(screen: DeviceScreen) -> CommandHandler:
-    def pm(ctx: CommandContext) -> int:
-        args = ctx.argv[1:]
-        if not args:
-            ctx.write("Package manager (package) commands:\n  list packages [-3] [FILTER]\n")
-            return 0
-        verb, rest = args[0], args[1:]
-        installed = [app.package for app in screen.apps()]
-        if verb == "list" and rest[:1] in (["packages"], ["package"]):
-            options = {a for a in rest[1:] if a.startswith("-")}
-            words = [a for a in rest[1:] if not a.startswith("-")]
-            if "--user" in options and words:
-                words = words[1:]
-            names = [] if "-s" in options else list(installed)
-            if "-3" not in options:
-                names += SYSTEM_PACKAGES
-            for name in sorted(names):
-                if words and words[0] not in name:
-                    continue
-                prefix = f"{_apk_dir(name)}/base.apk=" if "-f" in options else ""
-                ctx.write(f"package:{prefix}{name}\n")
-            return 0
-        if verb == "path" and rest:
-            package = rest[-1]
-            if package in installed:
-                ctx.write(f"package:{_apk_dir(package)}/base.apk\n")
-                return 0
-            if package in SYSTEM_PACKAGES:
-                ctx.write(f"package:/system/priv-app/{package}/{package}.apk\n")
-                return 0
-            return 1
-        if verb == "clear" and rest:
-            app = screen.app(rest[-1])
-            if isinstance(app, LLMApp):
-                app.force_stop()
-                ctx.write("Success\n")
-                return 0
-            ctx.write("Failed\n")
-            return 1
-        if verb in ("grant", "revoke", "enable", "disable-user", "set-app-links"):
-            return 0
-        if verb == "dump" and rest:
-            _dumpsys_package(ctx, screen, rest[-1])
-            return 0
-        ctx.error(f"Unknown command: {verb}\n")
-        return 255
-
-    return pm
 
 
 # -- dumpsys window / activity / package, input --------------------------------------------------
@@ -1229,34 +1303,6 @@ def _dumpsys_activity(ctx: CommandContext, screen: DeviceScreen, args: list[str]
     )
 
 
-def _dumpsys_package(ctx: CommandContext, screen: DeviceScreen, package: str) -> None:
-    if screen.app(package) is None:
-        ctx.write(f"Unable to find package: {package}\n")
-        return
-    digest = hashlib.sha256(package.encode()).hexdigest()
-    ctx.write(
-        "Packages:\n"
-        f"  Package [{package}] ({digest[:7]}):\n"
-        "    userId=10201\n"
-        f"    codePath={_apk_dir(package)}\n"
-        "    versionCode=1 minSdk=26 targetSdk=34\n"
-        "    versionName=1.0\n"
-        "    signatures=PackageSignatures{"
-        + digest[7:14]
-        + " version:2, signatures:["
-        + digest[14:22]
-        + "], past signatures:[]}\n"
-        "    pkgFlags=[ HAS_CODE ALLOW_CLEAR_USER_DATA ALLOW_BACKUP ]\n"
-        "    timeStamp=2024-09-20 10:00:00\n"
-        "    firstInstallTime=2024-09-20 10:00:00\n"
-        "    lastUpdateTime=2024-09-20 10:00:00\n"
-        "    requested permissions:\n"
-        "      android.permission.INTERNET\n"
-        "    install permissions:\n"
-        "      android.permission.INTERNET: granted=true\n"
-    )
-
-
 def _dumpsys_command(screen: DeviceScreen, builtin: CommandHandler) -> CommandHandler:
     def dumpsys(ctx: CommandContext) -> int:
         args = ctx.argv[1:]
@@ -1265,9 +1311,6 @@ def _dumpsys_command(screen: DeviceScreen, builtin: CommandHandler) -> CommandHa
             return 0
         if args[:1] == ["activity"]:
             _dumpsys_activity(ctx, screen, args[1:])
-            return 0
-        if args[:1] == ["package"] and len(args) > 1:
-            _dumpsys_package(ctx, screen, args[-1])
             return 0
         return int(builtin(ctx))
 

@@ -479,6 +479,12 @@ class DeviceScreen:
                 raise ValueError(f"an app {app.package!r} is already installed")
             self._apps[app.package] = app
 
+    def unregister_app(self, package: str) -> None:
+        """The package was uninstalled: off the launcher and the task stack."""
+        with self.lock:
+            self._apps.pop(package, None)
+        self.remove(package)
+
     def app(self, package: str) -> ScreenApp | None:
         with self.lock:
             return self._apps.get(package)

@@ -299,8 +299,13 @@ def cmd_ls(ctx: CommandContext) -> int:
             ctx.write((_ls_line(info, name, ctx) if long else name + suffix) + "\n")
 
     emit(files)
-    for index, directory in enumerate(dirs):
-        if len(targets) > 1:
+    recursive = "R" in opts
+    pending = list(dirs)
+    index = -1
+    while pending:
+        directory = pending.pop(0)
+        index += 1
+        if len(targets) > 1 or recursive:
             if files or index:
                 ctx.write("\n")
             ctx.write(f"{directory}:\n")
@@ -326,6 +331,13 @@ def cmd_ls(ctx: CommandContext) -> int:
             blocks = sum((e[1].size + 4095) // 4096 * 4 for e in entries)
             ctx.write(f"total {blocks}\n")
         emit(entries)
+        if recursive:  # depth first, in listing order, as toybox ls -R walks
+            below = [
+                posixpath.join(directory, name)
+                for name, info in entries
+                if info.is_dir and name not in (".", "..")
+            ]
+            pending[:0] = below
     return status
 
 
@@ -1305,6 +1317,7 @@ def cmd_ps(ctx: CommandContext) -> int:
     fields: list[str] | None = None
     pids: set[int] | None = None
     names: set[str] = set()
+    users: set[str] | None = None
     i = 0
     while i < len(args):
         arg = args[i]
@@ -1315,6 +1328,10 @@ def cmd_ps(ctx: CommandContext) -> int:
             i += 1
         elif arg == "-p" and i + 1 < len(args):
             pids = {int(p) for p in re.split(r"[ ,]", args[i + 1]) if p.isdigit()}
+            show_all = True
+            i += 1
+        elif arg in ("-u", "-U") and i + 1 < len(args):
+            users = (users or set()) | set(args[i + 1].split(","))
             show_all = True
             i += 1
         elif not arg.startswith("-"):
@@ -1329,6 +1346,9 @@ def cmd_ps(ctx: CommandContext) -> int:
         processes = [p for p in processes if p.pid in pids]
     if names:
         processes = [p for p in processes if p.name in names]
+    if users is not None:
+        uids = {"root": "0", "system": "1000", "shell": "2000"}
+        processes = [p for p in processes if p.uid in users or uids.get(p.uid, "") in users]
     if not show_all:
         processes = [p for p in processes if p.uid == "shell" and p.session == ctx.shell.state.pid]
     columns = fields or ["USER", "PID", "PPID", "VSZ", "RSS", "WCHAN", "ADDR", "S", "NAME"]
@@ -1863,8 +1883,18 @@ def _dumpsys_surfaceflinger(ctx: CommandContext, args: list[str]) -> int:
 
 
 DumpsysHandler = Callable[[CommandContext, list[str]], int]
+
+
+def _dumpsys_package(ctx: CommandContext, args: list[str]) -> int:
+    names = [a for a in args if not a.startswith("-")]
+    if names:
+        ctx.device.packages.dump(ctx, names[-1])
+    return 0
+
+
 DUMPSYS_SERVICES: dict[str, DumpsysHandler] = {
     "battery": _dumpsys_battery,
+    "package": _dumpsys_package,
     "thermalservice": _dumpsys_thermalservice,
     "meminfo": _dumpsys_meminfo,
     "cpuinfo": _dumpsys_cpuinfo,

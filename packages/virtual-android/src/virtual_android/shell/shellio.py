@@ -215,6 +215,9 @@ class Pipe:
         self._write_closed = False
         self._read_closed = False
         self._token = token
+        self._gets = 0
+        self._gets_seen = 0
+        self._eof_seen = False
         self.reader = _PipeReader(self)
         self.writer = _PipeWriter(self)
 
@@ -237,16 +240,30 @@ class Pipe:
 
     def get(self) -> bytes:
         with self._cond:
+            self._gets += 1
             while not self._chunks and not self._write_closed:
                 if self._cancelled():
                     raise ShellCancelled()
                 self._cond.wait(_POLL)
             if not self._chunks:
+                self._eof_seen = True
                 return b""
             data = self._chunks.popleft()
             self._size -= len(data)
             self._cond.notify_all()
             return data
+
+    @property
+    def drained(self) -> bool:
+        """The reader asked for more after the writer closed and everything was read."""
+        with self._cond:
+            return self._eof_seen or self._read_closed
+
+    def reads_since_last_check(self) -> bool:
+        """Whether the reader asked for data since the previous call."""
+        with self._cond:
+            seen, self._gets_seen = self._gets_seen, self._gets
+            return self._gets != seen
 
     def close_write(self) -> None:
         with self._cond:

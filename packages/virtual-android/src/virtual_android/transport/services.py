@@ -7,6 +7,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from ..shell.interpreter import DEFAULT_ENV, IO, Interpreter, ShellState
@@ -29,6 +30,9 @@ ID_WINDOW_SIZE = 5
 _PACKET = struct.Struct("<BI")
 # adbd keeps shell packets well below maxdata; so do we.
 SHELL_PACKET_MAX = 32 * 1024 - _PACKET.size
+# How long a raw session whose client closed may go without reading its remaining input.
+_HANGUP_GRACE = 0.5
+_POLL = 0.02
 
 
 def open_service(device: VirtualS24, stream: Stream) -> None:
@@ -53,6 +57,12 @@ def open_service(device: VirtualS24, stream: Stream) -> None:
         stream.write(b"adbd cannot run as root in production builds\n")
     elif name == "reboot":
         stream.accept()
+        stream.wait_drained(1.0)
+        device.reboot()
+    elif name == "reverse":
+        serve_reverse(device, stream, rest)
+    elif name == "framebuffer":
+        serve_framebuffer(device, stream)
     else:
         stream.refuse()
 
@@ -128,9 +138,29 @@ class ShellSession:
         except ShellCancelled:
             pass
         finally:
-            # The client closed the stream: the session (and its loops) must stop.
-            self.token.set()
             self.stdin.close_write()
+            self._hang_up()
+
+    def _hang_up(self) -> None:
+        """The client closed the stream: the session (and its loops) must stop.
+
+        Shell v2 clients half-close with CLOSE_STDIN, so a close is a hang-up (adbd sends
+        SIGHUP). Raw `exec:`/`shell:` clients have no half-close: `adb exec-in 'cat > f'`
+        sends its data and closes. As on a phone, what was sent before the close is still
+        read (stdin ends after it), and the command stops once it has read to the end of
+        its input, writes to the closed stream, or stops reading for a moment.
+        """
+        if self.v2 or self.token.is_set():
+            self.token.set()
+            return
+        deadline = time.monotonic() + _HANGUP_GRACE
+        while not self.token.is_set():
+            if self.stdin.drained or time.monotonic() > deadline:
+                break
+            if self.stdin.reads_since_last_check():
+                deadline = time.monotonic() + _HANGUP_GRACE
+            time.sleep(_POLL)
+        self.token.set()
 
     def _feed(self, data: bytes) -> None:
         with contextlib.suppress(BrokenPipe):
@@ -212,3 +242,66 @@ def serve_tcp(device: VirtualS24, stream: Stream, address: str) -> None:
         sock.close()
         stream.close()
         pump.join(timeout=2)
+
+
+def _okay() -> bytes:
+    return b"OKAY"
+
+
+def _string(payload: str) -> bytes:
+    data = payload.encode()
+    return f"{len(data):04x}".encode() + data
+
+
+def _fail(message: str) -> bytes:
+    data = message.encode()
+    return b"FAIL" + f"{len(data):04x}".encode() + data
+
+
+_SPECS = ("tcp:", "localabstract:", "localreserved:", "localfilesystem:")
+
+
+def serve_reverse(device: VirtualS24, stream: Stream, command: str) -> None:
+    """`reverse:` (adb reverse): the device's listeners for host sockets, answered as adbd
+    answers them (OKAY, or FAIL with a message; list-forward's lines read
+    `host-N DEVICE-SPEC HOST-SPEC`)."""
+    stream.accept()
+    transport = stream.transport
+    if command == "list-forward":
+        serial = f"host-{transport.ordinal}"
+        lines = "".join(f"{serial} {d} {h}\n" for d, h in device.reverse_list(transport))
+        stream.write(_string(lines))  # adbd sends no OKAY before this one
+    elif command == "killforward-all":
+        device.remove_reverse(transport)
+        stream.write(_okay())
+    elif command.startswith("killforward:"):
+        spec = command[len("killforward:") :]
+        if device.remove_reverse(transport, spec):
+            stream.write(_okay())
+        else:
+            stream.write(_fail(f"listener '{spec}' not found"))
+    elif command.startswith("forward:"):
+        rest = command[len("forward:") :]
+        rebind = not rest.startswith("norebind:")
+        if not rebind:
+            rest = rest[len("norebind:") :]
+        device_spec, _, host_spec = rest.partition(";")
+        if not (device_spec.startswith(_SPECS) and host_spec.startswith(_SPECS)):
+            stream.write(_fail("cannot bind listener: bad specification"))
+        elif device_spec == "tcp:0":
+            stream.write(_fail("cannot bind listener: port 0 is not supported"))
+        elif not device.add_reverse(transport, device_spec, host_spec, rebind):
+            stream.write(_fail("cannot rebind existing socket"))
+        else:
+            stream.write(_okay())
+    else:
+        stream.write(_fail(f"unsupported reverse command: {command}"))
+    stream.wait_drained(2.0)
+
+
+def serve_framebuffer(device: VirtualS24, stream: Stream) -> None:
+    """`framebuffer:`: the fbinfo header, then the pixels of the current screen."""
+    frame = device.capture_screen()
+    stream.accept()
+    stream.write(frame.framebuffer())
+    stream.wait_drained(5.0)

@@ -85,6 +85,7 @@ class Stream:
         self._can_write = True
         self._accepted = False
         self._sent_close = False
+        self._opened = threading.Event()  # a device-opened stream: the peer's OKAY came
 
     # -- lifecycle -------------------------------------------------------------
     def accept(self) -> None:
@@ -163,10 +164,20 @@ class Stream:
             self.transport.send(Message(A_OKAY, self.local_id, self.remote_id))
         return chunk
 
+    def wait_opened(self, timeout: float) -> bool:
+        """For a stream the device opened: wait for the peer's OKAY (False: refused or late)."""
+        self._opened.wait(timeout)
+        return self._opened.is_set() and not self.closed.is_set()
+
     # -- called by the transport reader -----------------------------------------
-    def _on_okay(self) -> None:
+    def _on_okay(self, remote_id: int) -> None:
         with self._cond:
-            self._can_write = True
+            if self.remote_id == 0:  # the answer to our own OPEN
+                self.remote_id = remote_id
+                self._accepted = True
+                self._opened.set()
+            else:
+                self._can_write = True
             self._cond.notify_all()
 
     def _on_write(self, data: bytes) -> None:
@@ -178,6 +189,7 @@ class Stream:
         with self._cond:
             self._sent_close = True
         self._mark_closed()
+        self._opened.set()
 
 
 ServiceOpener = Callable[[Stream], None]
@@ -200,6 +212,7 @@ class Transport:
         self.gate = gate
         self.on_closed = on_closed
         self.version = A_VERSION
+        self.ordinal = 0  # adbd names a TCP transport host-N after its socket's fd
         self.max_payload = MAX_CONNECT_PAYLOAD
         self.connected = False
         self.stopped = threading.Event()
@@ -291,7 +304,7 @@ class Transport:
         elif cmd == A_OKAY:
             stream = self._find(message.arg1)
             if stream is not None:
-                stream._on_okay()
+                stream._on_okay(message.arg0)
         elif cmd == A_WRTE:
             stream = self._find(message.arg1)
             if stream is not None:
@@ -342,6 +355,20 @@ class Transport:
         finally:
             stream.close()
 
+    def open_stream(self, service: str, timeout: float = 5.0) -> Stream:
+        """Open a stream to the host (as adbd does for `adb reverse`): OPEN, then the adb
+        server's OKAY, or StreamClosed when it answers CLSE or not at all."""
+        with self._lock:
+            local_id = self._next_id
+            self._next_id += 1
+            stream = Stream(self, local_id, 0, service)
+            self._streams[local_id] = stream
+        self.send(Message(A_OPEN, local_id, 0, service.encode() + b"\0"))
+        if not stream.wait_opened(timeout):
+            stream._on_peer_close()
+            raise StreamClosed(service)
+        return stream
+
     # -- streams ---------------------------------------------------------------
     def _find(self, local_id: int) -> Stream | None:
         with self._lock:
@@ -379,9 +406,15 @@ class Transport:
 class TransportServer:
     """The loopback listener; each accepted connection becomes a Transport."""
 
-    def __init__(self, banner: bytes, opener: ServiceOpener) -> None:
+    def __init__(
+        self,
+        banner: bytes,
+        opener: ServiceOpener,
+        on_transport_closed: Callable[[Transport], None] | None = None,
+    ) -> None:
         self.banner = banner
         self.opener = opener
+        self._on_transport_closed = on_transport_closed
         self.gate = HungGate()
         self._lock = threading.Lock()
         self._transports: set[Transport] = set()
@@ -389,6 +422,7 @@ class TransportServer:
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
         self._offline = False
+        self._accepted = 0
 
     def bind(self, host: str, port: int) -> int:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -433,12 +467,16 @@ class TransportServer:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             transport = Transport(conn, self.banner, self.opener, self.gate, self._on_closed)
             with self._lock:
+                self._accepted += 1
+                transport.ordinal = 18 + self._accepted
                 self._transports.add(transport)
             transport.start()
 
     def _on_closed(self, transport: Transport) -> None:
         with self._lock:
             self._transports.discard(transport)
+        if self._on_transport_closed is not None:
+            self._on_transport_closed(transport)
 
     def transports(self) -> list[Transport]:
         with self._lock:
