@@ -182,8 +182,10 @@ def test_entries_differing_in_fixed_options_are_variants(
         '[[models]]\nname = "words-a"\noptions = { delay_s = 0.001, n_ctx = 8192 }\n'
     )
     plan = resolve(load_scenario(scenario(tmp_path, models)), registry)
-    # Named by what differs, defaults filled in; what they share is left out.
-    assert [m.variant for m in plan.models] == ["n_ctx=4096", "n_ctx=8192"]
+    # Named by what differs; what they share is left out; an option left out is "default"
+    # (a default may depend on the host, trial ids must not).
+    assert [m.variant for m in plan.models] == ["n_ctx=default", "n_ctx=8192"]
+    assert [m.options.n_ctx for m in plan.models] == [4096, 8192]
 
 
 def test_the_same_options_twice_is_bad_input(tmp_path: Path, registry: Registry) -> None:

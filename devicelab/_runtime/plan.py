@@ -37,8 +37,11 @@ class ResolvedModel:
     # Whether trial ids name the engine: only when another entry runs the same model and
     # quant on another engine, so the ids of runs without one stay as they were.
     engine_in_id: bool = False
-    # The options its [[models]] entry sweeps (given as lists), all named in the variant.
+    # The options its [[models]] entry sweeps (given as lists), all named in the variant, and
+    # those it writes at all (an option left to its default is named "default": a default
+    # such as llama.cpp's threads depends on the host, and ids must not).
     swept: tuple[str, ...] = ()
+    given: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,9 @@ def _resolve_model(
             combos, swept = _sweep(m.options, registry, m.engine, device_kind, where)
             return [
                 dataclasses.replace(
-                    _other_engine(spec, m, registry, device_kind, options, where), swept=swept
+                    _other_engine(spec, m, registry, device_kind, options, where),
+                    swept=swept,
+                    given=tuple(options),
                 )
                 for options in combos
             ]
@@ -220,6 +222,7 @@ def _resolve_model(
                 spec, registry, device_kind, options, f"{where}: [models.options]", make
             ),
             swept=swept,
+            given=tuple(options),
         )
         for options in combos
     ]
@@ -292,10 +295,15 @@ def _sweep(
     return [{**options, **dict(zip(dims, c, strict=True))} for c in combos], tuple(dims)
 
 
-def _variant_value(value: Any) -> str:
+def _variant_value(model: ResolvedModel, key: str) -> str:
+    """How the variant names option ``key`` of ``model``: its checked value where the entry
+    gives it, else ``default``."""
+    if key not in model.given:
+        return "default"
+    value = getattr(model.options, key)
     if isinstance(value, bool):
         return "true" if value else "false"
-    return "default" if value is None else str(value)
+    return "none" if value is None else str(value)
 
 
 def name_variants(models: list[ResolvedModel], where: str) -> list[ResolvedModel]:
@@ -303,9 +311,11 @@ def name_variants(models: list[ResolvedModel], where: str) -> list[ResolvedModel
 
     Entries of the same model and quant on different engines are told apart by the engine;
     of the same model, quant and engine by their variant: every option swept in any of them,
-    and every option whose (checked, defaults filled in) value differs between them, as
-    ``key=value`` joined by commas, keys in the order the engine declares them. A model
-    alone keeps an empty variant, unless an option of it is swept."""
+    and every option whose value differs between them, as ``key=value`` joined by commas,
+    keys in the order the engine declares them; an option an entry leaves out is
+    ``key=default`` (not its value: a default may depend on the host, as llama.cpp's threads
+    do, and trial ids must be the same on every host). A model alone keeps an empty
+    variant, unless an option of it is swept."""
     out = []
     for m in models:
         same_model = [
@@ -317,9 +327,9 @@ def name_variants(models: list[ResolvedModel], where: str) -> list[ResolvedModel
             f.name
             for f in fields
             if any(f.name in o.swept for o in same_engine)
-            or len({repr(getattr(o.options, f.name)) for o in same_engine}) > 1
+            or len({_variant_value(o, f.name) for o in same_engine}) > 1
         ]
-        variant = ",".join(f"{k}={_variant_value(getattr(m.options, k))}" for k in keys)
+        variant = ",".join(f"{k}={_variant_value(m, k)}" for k in keys)
         engine_in_id = len({o.spec.engine for o in same_model}) > 1
         out.append(dataclasses.replace(m, variant=variant, engine_in_id=engine_in_id))
     seen: dict[tuple[str, str, str, str], ResolvedModel] = {}
