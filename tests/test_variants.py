@@ -146,6 +146,16 @@ def test_a_swept_run_records_loads_and_summarises_each_variant(
 def test_a_list_for_a_list_typed_option_is_its_value(tmp_path: Path, registry: Registry) -> None:
     assert accepts_list(ListWords.Options, "stops")
     assert not accepts_list(ListWords.Options, "delay_s")
+    assert not accepts_list(ListWords.Options, "n_ctx")
+
+    @dataclass(frozen=True)
+    class Named:
+        app: str = "a"
+        anything: Any = None
+        pair: tuple[int, int] | None = None
+
+    assert not accepts_list(Named, "app")  # app = ["mlcchat", "docassist"] sweeps
+    assert accepts_list(Named, "anything") and accepts_list(Named, "pair")
     models = (
         '[[models]]\nname = "words-a"\nengine = "listwords"\n'
         'options = { stops = ["a", "b"], delay_s = [0, 0.001] }\n'

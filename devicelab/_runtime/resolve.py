@@ -267,7 +267,9 @@ def _takes_list(annotation: Any) -> bool:
     if origin in (typing.Union, types.UnionType, typing.Annotated):
         return any(_takes_list(a) for a in typing.get_args(annotation))
     kind = origin or annotation
-    return isinstance(kind, type) and issubclass(kind, list | tuple | set | frozenset | Sequence)
+    if not isinstance(kind, type) or issubclass(kind, str | bytes):  # text is no list
+        return False
+    return issubclass(kind, list | tuple | set | frozenset | Sequence)
 
 
 def _sweep(
