@@ -1,7 +1,8 @@
 """Advice from a run: per task and context length, the Pareto front of quality, latency and
-memory across (model, quant), and a recommended choice under optional limits.
+memory across (model, quant, engine, variant), and a recommended choice under optional limits.
 
-Per candidate (model, quant) in a (task, L) group, over its measured trials:
+Per candidate (model, quant, and the engine where the run has several, and the variant) in a
+(task, L) group, over its measured trials:
 
 - quality: the mean over trials of each trial's quality (the mean of all its quality metrics,
   or one chosen metric); higher is better. When no trial of the group has quality, quality is
@@ -34,7 +35,7 @@ LATENCY, MEMORY = FIELD_BY_NAME["ttft_s"], FIELD_BY_NAME["peak_mem_mb"]
 
 @dataclass
 class Candidate:
-    """One (model, quant) at one task and L."""
+    """One (model, quant, engine, variant) at one task and L."""
 
     model: str
     quant: str
@@ -45,10 +46,13 @@ class Candidate:
     on_front: bool = False
     dominated_by: list[str] = field(default_factory=list)
     excluded_by: list[str] = field(default_factory=list)  # why it misses the limits
+    # The engine, named only when the run has several; the variant ("threads=2") or "".
+    engine: str = ""
+    variant: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.model}/{self.quant}"
+        return "/".join(p for p in (self.model, self.quant, self.engine, self.variant) if p)
 
 
 @dataclass
@@ -201,15 +205,18 @@ def advise(
             f"{run.path}: no measured trial finished ok (warm-ups are left out); nothing to "
             "advise on. Run the scenario again or give another run directory."
         )
-    groups: dict[tuple[str, int], dict[tuple[str, str], list[TrialRecord]]] = {}
+    several_engines = len({r.identity.engine for r in run.measured}) > 1
+    groups: dict[tuple[str, int], dict[tuple[str, str, str, str], list[TrialRecord]]] = {}
     for r in run.measured:
         ident = r.identity
         key = (str(ident.task), int(ident.context_tokens or 0))
-        groups.setdefault(key, {}).setdefault((str(ident.model), str(ident.quant)), []).append(r)
+        engine = str(ident.engine) if several_engines else ""
+        who = (str(ident.model), str(ident.quant), engine, str(ident.variant))
+        groups.setdefault(key, {}).setdefault(who, []).append(r)
     result = []
     for (task, length), by_variant in sorted(groups.items()):
         candidates = []
-        for (model, quant), trials in sorted(by_variant.items()):
+        for (model, quant, engine, variant), trials in sorted(by_variant.items()):
             if metric is not None:
                 score = quality_means(trials).get(metric)
             else:
@@ -223,6 +230,8 @@ def advise(
                     quality=score,
                     ttft_s=field_stat(LATENCY, trials),
                     peak_mem_mb=field_stat(MEMORY, trials),
+                    engine=engine,
+                    variant=variant,
                 )
             )
         uses_quality = any(c.quality is not None for c in candidates)

@@ -32,7 +32,7 @@ from ._errors import DevicelabError, UsageError
 from ._executor import Reporter
 from ._prefill import run_notes
 from ._provenance import report as provenance_report
-from ._record import RUN_KEY, TrialRecord, cell_title
+from ._record import RUN_KEY, TrialRecord, cell_title, hidden_keys
 from ._rundir import TRIALS, RunDir, default_run_dir, load_run
 from ._runtime.materialise import materialise
 from ._runtime.resolve import load_and_resolve
@@ -108,10 +108,14 @@ def run(
         sys.exit(EXIT_INTERRUPTED)
     finally:
         rundir.close()
-    records = load_run(path).records
+    done = load_run(path)
+    records = done.records
     rows = metrics.summarize(records)
     rundir.write_summary(rows)
     print_summary(rows)
+    gaps = comparing.gap_table(comparing.engine_gaps(done))
+    if gaps is not None:
+        out.print(to_rich(gaps))
     for note in run_notes(records):
         err.print(f"devicelab: {note}", soft_wrap=True)
     if outcome.skipped:
@@ -261,16 +265,20 @@ def gate(baseline: Path, candidate: Path, specs: tuple[str, ...], alpha: float) 
         err.print(f"devicelab: warning: {warning}", soft_wrap=True)
     for line in comp.provenance:
         err.print(line, soft_wrap=True)
-    cells = [r.key.cell for r in comp.results]
+    hide = hidden_keys(r.key.cell for r in comp.results)
+    key = [k for k in RUN_KEY if k not in hide]
+    cells = [
+        [c for k, c in zip(RUN_KEY, r.key.cell, strict=True) if k not in hide] for r in comp.results
+    ]
     columns = [
-        *key_columns(RUN_KEY, cells),
+        *key_columns(key, cells),
         Column("check", "left"),
         *(Column(c) for c in ("n", "baseline", "candidate", "change", "p")),
         Column("result", "left"),
     ]
     rows = [
         (
-            *(str(v) for v in r.key.cell),
+            *(str(v) or "-" for v in cell),
             r.check.spec,
             f"{r.n_baseline}/{r.n_candidate}",
             _fmt(r.baseline, 3),
@@ -279,7 +287,7 @@ def gate(baseline: Path, candidate: Path, specs: tuple[str, ...], alpha: float) 
             "-" if r.p_value is None else f"{r.p_value:.3g}",
             r.status.upper(),
         )
-        for r in comp.results
+        for r, cell in zip(comp.results, cells, strict=True)
     ]
     title = f"Gate: {candidate} against {baseline} (alpha {alpha:g})"
     table = to_rich(TableModel(title, tuple(columns), tuple(rows)))
@@ -321,8 +329,11 @@ def advise(
     lat, mem = advice.LATENCY, advice.MEMORY
     for g in groups:
         table = Table(title=f"{g.task} at L={g.context_tokens}")
-        for col in ("", "model", "quant", "n", qname, f"{lat.header} ({lat.stat})", mem.header):
-            table.add_column(col, justify="left" if col in ("", "model", "quant") else "right")
+        # The engine and variant columns only where a candidate has one (a sweep, two engines).
+        extra = [k for k in ("engine", "variant") if any(getattr(c, k) for c in g.candidates)]
+        names = ("", "model", "quant", *extra)
+        for col in (*names, "n", qname, f"{lat.header} ({lat.stat})", mem.header):
+            table.add_column(col, justify="left" if col in names else "right")
         table.add_column("note", justify="left")
         for c in g.candidates:
             mark = ("*" if c.on_front else " ") + (">" if c.name == g.recommended else " ")
@@ -336,6 +347,7 @@ def advise(
                 mark,
                 c.model,
                 c.quant,
+                *(getattr(c, k) or "-" for k in extra),
                 str(c.n),
                 _fmt(c.quality, 3) if g.uses_quality else "-",
                 lat.format(c.ttft_s),
@@ -364,21 +376,47 @@ def report(run_dir: Path, out_dir: Path | None) -> None:
 
 @cli.command()
 @click.argument("run_a", type=click.Path(path_type=Path))
-@click.argument("run_b", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path), required=False)
+@click.option(
+    "--by",
+    "by",
+    metavar="KEYS",
+    help="Record keys, comma-separated (engine, variant, ...). With one run: compare its "
+    "trials side by side by their values (the app-vs-CLI gap: --by engine); with two: also "
+    "match cells by them.",
+)
+@click.option(
+    "--base",
+    metavar="VALUE",
+    help="With one run and --by: the side called A (default: the first met in the run).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
-def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
+def compare(
+    run_a: Path, run_b: Path | None, by: str | None, base: str | None, as_json: bool
+) -> None:
     """Medians of RUN_A and RUN_B per key and metric, the change and its significance
-    (one-sided Mann-Whitney U, alpha 0.01; n<5 when a side has fewer than 5 values)."""
-    a, b = load_run(run_a), load_run(run_b)
-    rows = comparing.compare_runs(a, b)
+    (one-sided Mann-Whitney U, alpha 0.01; n<5 when a side has fewer than 5 values).
+    With one run and --by KEYS: its sides compared the same way."""
+    keys = [k.strip() for k in (by or "").split(",") if k.strip()]
+    data_a = load_run(run_a)
+    data_b = None if run_b is None else load_run(run_b)
+    if data_b is None:
+        rows = comparing.compare_by(data_a, keys, base)
+    else:
+        if base is not None:
+            raise UsageError("--base names a side within one run; give one run with --by.")
+        rows = comparing.compare_runs(data_a, data_b, by=keys)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows], indent=2))
         return
     by_key: dict[Any, list[comparing.CompareRow]] = {}
     for r in rows:
-        by_key.setdefault(r.key, []).append(r)
-    for key, krows in by_key.items():
-        table = Table(title=f"{cell_title(key)}: B={run_b} vs A={run_a}")
+        by_key.setdefault((r.a, r.b, r.key), []).append(r)
+    names = list(rows[0].cell) if rows else []
+    hide = hidden_keys([r.key for r in rows], names)
+    for (side_a, side_b, key), krows in by_key.items():
+        a, b = (f"{side_a} ({run_a})", side_b) if run_b is None else (run_a, run_b)
+        table = Table(title=f"{cell_title(key, names, hide)}: B={b} vs A={a}")
         for col in ("metric", "n A/B", "median A", "median B", "delta", "delta %", "B is", "p"):
             table.add_column(col, justify="left" if col in ("metric", "B is") else "right")
         for r in krows:
@@ -399,8 +437,9 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
             )
         out.print(table)
     out.print("* significant at p < 0.01 (one-sided, in the direction of the change)")
-    for line in provenance_report(a.meta, b.meta, "A", "B"):
-        out.print(line, soft_wrap=True)
+    if data_b is not None:  # within one run, both sides share the run's provenance
+        for line in provenance_report(data_a.meta, data_b.meta, "A", "B"):
+            out.print(line, soft_wrap=True)
 
 
 @cli.command()

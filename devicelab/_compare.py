@@ -1,26 +1,35 @@
-"""``devicelab compare RUN_A RUN_B``: per key (RUN_KEY: model, quant, task, L) and field of
-FIELDS, the medians of A and B, the change, whether it is better or worse, and a one-sided
-Mann-Whitney p-value (:func:`devicelab._gates.mann_whitney_greater`, in the direction of the
-observed change).
+"""``devicelab compare RUN_A RUN_B``: per key (RUN_KEY: model, quant, engine, variant, task,
+L) and field of FIELDS, the medians of A and B, the change, whether it is better or worse, and
+a one-sided Mann-Whitney p-value (:func:`devicelab._gates.mann_whitney_greater`, in the
+direction of the observed change).
+
+``--by KEYS`` compares by record keys (``engine``, ``variant``, ``doc_id``, ...). Within one
+run (:func:`compare_by`): the values of KEYS split its trials into sides, A is the side met
+first in the run (its first [[models]] entry) or the one ``--base`` names, and every other side
+is B against it, cell by cell (RUN_KEY without KEYS): the app-versus-CLI gap of one model in
+one run. Across two runs: KEYS are added to what cells are matched by.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import _record
+from ._errors import UsageError
 from ._gates import DEFAULT_ALPHA, MIN_VALUES, mann_whitney_greater
-from ._record import RUN_KEY, TrialRecord, cell_sort_key, higher_is_better
+from ._record import RUN_KEY, TrialRecord, cell_sort_key, hidden_keys, higher_is_better
 from ._rundir import RunData
+from ._table import Column, Table, key_columns
 
-Key = tuple[Any, ...]  # the values of RUN_KEY: model, quant, task, context_tokens
+Key = tuple[Any, ...]  # the values of RUN_KEY (or of the keys compared by)
 
 
 @dataclass
 class CompareRow:
-    cell: dict[str, Any]  # RUN_KEY -> value
+    cell: dict[str, Any]  # RUN_KEY (or the keys compared by) -> value
     metric: str
     n_a: int
     n_b: int
@@ -32,6 +41,9 @@ class CompareRow:
     p_value: float | None  # one-sided, in the direction of the verdict ("worse" when same)
     note: str  # "n<5" when a side has fewer than MIN_VALUES values, else ""
     significant: bool  # p < alpha and both sides have at least MIN_VALUES values
+    # With --by within one run: the values of the by-keys on each side ("llama.cpp", "app").
+    a: str = ""
+    b: str = ""
 
     def __getattr__(self, name: str) -> Any:
         # row.task, row.context_tokens, ...: the cell's keys read as attributes.
@@ -46,6 +58,8 @@ class CompareRow:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        if not (self.a or self.b):
+            del data["a"], data["b"]
         return {**data.pop("cell"), **data}
 
 
@@ -59,10 +73,12 @@ def compared_fields(*runs: RunData) -> list[str]:
     ]
 
 
-def _values(records: list[TrialRecord], metrics: list[str]) -> dict[Key, dict[str, list[float]]]:
+def _values(
+    records: list[TrialRecord], metrics: list[str], key: Sequence[str] = RUN_KEY
+) -> dict[Key, dict[str, list[float]]]:
     cells: dict[Key, dict[str, list[float]]] = {}
     for r in records:
-        cell = cells.setdefault(r.cell(RUN_KEY), {m: [] for m in metrics})
+        cell = cells.setdefault(r.cell(key), {m: [] for m in metrics})
         for m in metrics:
             v = r.value(m)
             if v is not None:
@@ -71,7 +87,12 @@ def _values(records: list[TrialRecord], metrics: list[str]) -> dict[Key, dict[st
 
 
 def compare_metric(
-    key: Key, metric: str, a: list[float], b: list[float], alpha: float = DEFAULT_ALPHA
+    key: Key,
+    metric: str,
+    a: list[float],
+    b: list[float],
+    alpha: float = DEFAULT_ALPHA,
+    names: Sequence[str] = RUN_KEY,
 ) -> CompareRow:
     med_a = statistics.median(a) if a else None
     med_b = statistics.median(b) if b else None
@@ -87,7 +108,7 @@ def compare_metric(
         _, p = mann_whitney_greater(b, a) if b_larger else mann_whitney_greater(a, b)
     few = len(a) < MIN_VALUES or len(b) < MIN_VALUES
     return CompareRow(
-        dict(zip(RUN_KEY, key, strict=True)),
+        dict(zip(names, key, strict=True)),
         metric=metric,
         n_a=len(a),
         n_b=len(b),
@@ -102,16 +123,131 @@ def compare_metric(
     )
 
 
-def compare_runs(a: RunData, b: RunData, alpha: float = DEFAULT_ALPHA) -> list[CompareRow]:
-    """A row per key present in either run and per field of :func:`compared_fields`."""
+def compare_runs(
+    a: RunData, b: RunData, alpha: float = DEFAULT_ALPHA, by: Sequence[str] = ()
+) -> list[CompareRow]:
+    """A row per key present in either run and per field of :func:`compared_fields`; cells
+    matched by RUN_KEY and the record keys ``by``."""
+    check_keys(by, a, b)
+    key = (*RUN_KEY, *(k for k in by if k not in RUN_KEY))
     metrics = compared_fields(a, b)
-    va, vb = _values(a.measured, metrics), _values(b.measured, metrics)
+    va, vb = _values(a.measured, metrics, key), _values(b.measured, metrics, key)
+    return _rows(va, vb, metrics, alpha, key)
+
+
+def _rows(
+    va: dict[Key, dict[str, list[float]]],
+    vb: dict[Key, dict[str, list[float]]],
+    metrics: list[str],
+    alpha: float,
+    names: Sequence[str],
+    sides: tuple[str, str] = ("", ""),
+) -> list[CompareRow]:
     rows = []
     for key in sorted(set(va) | set(vb), key=cell_sort_key):
         for m in metrics:
-            rows.append(
-                compare_metric(
-                    key, m, va.get(key, {}).get(m, []), vb.get(key, {}).get(m, []), alpha
-                )
-            )
+            a, b = va.get(key, {}).get(m, []), vb.get(key, {}).get(m, [])
+            row = compare_metric(key, m, a, b, alpha, names)
+            row.a, row.b = sides
+            rows.append(row)
     return rows
+
+
+def check_keys(by: Sequence[str], *runs: RunData) -> None:
+    """A :class:`UsageError` unless every name of ``by`` is a key of the runs' records."""
+    for name in by:
+        if not any(r.has_key(name) for run in runs for r in run.measured):
+            raise UsageError(
+                f"--by {name}: no measured trial has the record key {name!r}. Use record keys "
+                f"such as {', '.join(k for k in RUN_KEY)}, doc_id or device."
+            )
+
+
+def side_label(values: Sequence[Any]) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def compare_by(
+    run: RunData, by: Sequence[str], base: str | None = None, alpha: float = DEFAULT_ALPHA
+) -> list[CompareRow]:
+    """Within ``run``: each side (the values of the record keys ``by``) against side A, the
+    first met in the run or the one whose label (values joined by commas) is ``base``, cell
+    by cell (RUN_KEY without ``by``) and field by field."""
+    if not by:
+        raise UsageError("comparing within one run needs --by KEYS, e.g. --by engine.")
+    check_keys(by, run)
+    key = tuple(k for k in RUN_KEY if k not in by)
+    sides: dict[str, list[TrialRecord]] = {}
+    for r in run.measured:
+        sides.setdefault(side_label(r.cell(by)), []).append(r)
+    if len(sides) < 2:
+        raise UsageError(
+            f"{run.path}: every measured trial has {'/'.join(by)} = {', '.join(sides) or '-'}; "
+            "comparing by it needs two or more values (or give a second run)."
+        )
+    if base is None:
+        base = next(iter(sides))
+    elif base not in sides:
+        raise UsageError(
+            f"--base {base!r}: no measured trial has {'/'.join(by)} = {base!r}. Values "
+            f"present: {', '.join(sides)}."
+        )
+    metrics = compared_fields(run)
+    va = _values(sides[base], metrics, key)
+    rows = []
+    for label, records in sides.items():
+        if label != base:
+            rows += _rows(va, _values(records, metrics, key), metrics, alpha, key, (base, label))
+    return rows
+
+
+def engine_gaps(run: RunData, alpha: float = DEFAULT_ALPHA) -> list[CompareRow]:
+    """The gap between engines that ran the same model, quant and variant in ``run`` (an app
+    and its engine's CLI): :func:`compare_by` engine, only the cells both sides measured."""
+    if len({r.identity.engine for r in run.measured}) < 2:
+        return []
+    rows = compare_by(run, ("engine",), None, alpha)
+    return [r for r in rows if r.n_a and r.n_b]
+
+
+GAP_TITLE = "Engine gap: B against A per cell (medians; one-sided Mann-Whitney U as in gates)"
+
+
+def gap_table(rows: Sequence[CompareRow], alpha: float = DEFAULT_ALPHA) -> Table | None:
+    """:func:`engine_gaps` rows as one table (the run's summary and the report show it);
+    significant rows marked. ``None`` when there are none."""
+    if not rows:
+        return None
+    names = list(rows[0].cell)
+    hide = hidden_keys([tuple(r.cell.values()) for r in rows], names)
+    names = [k for k in names if k not in hide]
+    cells = [[r.cell[k] for k in names] for r in rows]
+    columns = (
+        *key_columns(names, cells),
+        Column("metric", "left"),
+        Column("A", "left"),
+        Column("B", "left"),
+        *(Column(c) for c in ("n A/B", "median A", "median B", "gap %", "p")),
+        Column("B is", "left"),
+    )
+    body = []
+    for r, cell in zip(rows, cells, strict=True):
+        digits = _record.FIELD_BY_NAME[r.metric].digits if r.metric in _record.FIELD_BY_NAME else 3
+        p = "-" if r.p_value is None else f"{r.p_value:.3g}"
+        p += f" ({r.note})" if r.note else " *" if r.significant else ""
+        body.append(
+            (
+                *(str(v) or "-" for v in cell),
+                r.metric,
+                r.a,
+                r.b,
+                f"{r.n_a}/{r.n_b}",
+                "-" if r.median_a is None else f"{r.median_a:.{digits}f}",
+                "-" if r.median_b is None else f"{r.median_b:.{digits}f}",
+                "-" if r.delta_pct is None else f"{r.delta_pct:+.1f}",
+                p,
+                r.verdict,
+            )
+        )
+    title = f"{GAP_TITLE}; * p < {alpha:g}"
+    return Table(title, columns, tuple(body), tuple(r.significant for r in rows))

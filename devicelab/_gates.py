@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
 from ._errors import UsageError
 from ._provenance import report
-from ._record import RUN_KEY, STATS, cell_sort_key, higher_is_better
+from ._record import RUN_KEY, STATS, cell_label, cell_sort_key, hidden_keys, higher_is_better
 from ._rundir import RunData, RunKey, check_metric
 
 MIN_VALUES = 5
@@ -147,10 +147,12 @@ class GateResult:
     candidate: float | None = None
     change_pct: float | None = None  # signed: (candidate - baseline) / |baseline|
     p_value: float | None = None
+    # Cell keys left out of the name because they tell no two cells apart (record.hidden_keys).
+    hide: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
-        return f"{self.key.label()}:{self.check.spec}"
+        return f"{self.key.label(self.hide)}:{self.check.spec}"
 
 
 @dataclass
@@ -225,8 +227,8 @@ def evaluate(
 
 
 def compare(baseline: RunData, candidate: RunData, checks: list[Check], alpha: float) -> Comparison:
-    """Every check for every baseline key (RUN_KEY: model, quant, task, L) against the
-    candidate.
+    """Every check for every baseline key (RUN_KEY: model, quant, engine, variant, task, L)
+    against the candidate.
 
     A key the candidate lacks is inconclusive; a key only the candidate has is reported as a
     warning (nothing to compare it with); a device fingerprint mismatch warns, never fails.
@@ -246,8 +248,11 @@ def compare(baseline: RunData, candidate: RunData, checks: list[Check], alpha: f
 
     cand_keys = {k.cell for k in candidate.keys()}  # noqa: SIM118 (RunData.keys is not a dict)
     base_keys = {k.cell for k in baseline.keys()}  # noqa: SIM118
+    hide = hidden_keys(base_keys | cand_keys)
     for extra in sorted(cand_keys - base_keys, key=cell_sort_key):
-        comp.warnings.append(f"{'/'.join(map(str, extra))} is only in the candidate; not compared.")
+        comp.warnings.append(
+            f"{cell_label(extra, RUN_KEY, hide)} is only in the candidate; not compared."
+        )
     seen: set[tuple[Any, ...]] = set()
     for key in baseline.keys():  # noqa: SIM118
         if key.cell in seen:
@@ -257,5 +262,5 @@ def compare(baseline: RunData, candidate: RunData, checks: list[Check], alpha: f
         for check in checks:
             base = baseline.values(check.metric, **sel)
             cand = candidate.values(check.metric, **sel) if key.cell in cand_keys else []
-            comp.results.append(evaluate(key, check, base, cand, alpha))
+            comp.results.append(replace(evaluate(key, check, base, cand, alpha), hide=hide))
     return comp

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import operator
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -90,8 +90,19 @@ QUALITY_PREFIX = "quality."
 # are); every other quality metric is better when higher.
 LOWER_IS_BETTER_QUALITY = frozenset({"self_bleu"})
 
-# What a cell (the repetitions of one configuration) is keyed by, in every view.
-CELL_KEY: tuple[str, ...] = ("device", "model", "quant", "task", "context_tokens")
+# What a cell (the repetitions of one configuration) is keyed by, in every view. ``engine``
+# tells apart the same model and quant run by two engines (an app and its engine's CLI), and
+# ``variant`` the engine options that differ between [[models]] entries or are swept
+# (``threads=1``; empty when nothing varies).
+CELL_KEY: tuple[str, ...] = (
+    "device",
+    "model",
+    "quant",
+    "engine",
+    "variant",
+    "task",
+    "context_tokens",
+)
 # What the cells of two runs are matched by (compare, gates): the cell key without the device,
 # whose name may differ between the two runs (the device fingerprint is checked apart).
 RUN_KEY: tuple[str, ...] = tuple(k for k in CELL_KEY if k != "device")
@@ -99,21 +110,50 @@ RUN_KEY: tuple[str, ...] = tuple(k for k in CELL_KEY if k != "device")
 KEY_TITLES: dict[str, str] = {"context_tokens": "L"}
 
 
+# Cell keys a view shows only where they tell cells apart: a run of one engine and no
+# variants reads as it did before these keys existed (same columns, labels and gate names).
+OPTIONAL_KEYS: tuple[str, ...] = ("engine", "variant")
+
+
 def key_title(name: str) -> str:
     return KEY_TITLES.get(name, name)
 
 
-def cell_label(cell: Sequence[Any], key: Sequence[str] = RUN_KEY) -> str:
-    """``model/quant/task/L100``: a cell in one word (gate names, pytest ids)."""
-    return "/".join(f"{KEY_TITLES.get(k, '')}{v}" for k, v in zip(key, cell, strict=True))
+def hidden_keys(cells: Iterable[Sequence[Any]], key: Sequence[str] = RUN_KEY) -> tuple[str, ...]:
+    """The :data:`OPTIONAL_KEYS` of ``key`` that do not tell ``cells`` apart: one value in
+    all of them (an empty variant is never shown)."""
+    values: dict[str, set[Any]] = {k: set() for k in OPTIONAL_KEYS if k in key}
+    for cell in cells:
+        for k in values:
+            values[k].add(cell[key.index(k)])
+    # One engine for all is no news; any variant is (a sweep of one value still names it).
+    most = {"engine": 1, "variant": 0}
+    return tuple(k for k, seen in values.items() if len(seen - {""}) <= most[k])
 
 
-def cell_title(cell: Sequence[Any], key: Sequence[str] = RUN_KEY) -> str:
+def _shown(cell: Sequence[Any], key: Sequence[str], hide: Collection[str]) -> list[tuple[str, Any]]:
+    return [
+        (k, v)
+        for k, v in zip(key, cell, strict=True)
+        if k not in hide and not (k in OPTIONAL_KEYS and v == "")
+    ]
+
+
+def cell_label(
+    cell: Sequence[Any], key: Sequence[str] = RUN_KEY, hide: Collection[str] = ()
+) -> str:
+    """``model/quant/task/L100``: a cell in one word (gate names, pytest ids); keys in
+    ``hide`` (see :func:`hidden_keys`) and an empty variant left out."""
+    return "/".join(f"{KEY_TITLES.get(k, '')}{v}" for k, v in _shown(cell, key, hide))
+
+
+def cell_title(
+    cell: Sequence[Any], key: Sequence[str] = RUN_KEY, hide: Collection[str] = ()
+) -> str:
     """``model/quant/task L=100``: a cell as a heading."""
-    plain = "/".join(str(v) for k, v in zip(key, cell, strict=True) if k not in KEY_TITLES)
-    titled = " ".join(
-        f"{KEY_TITLES[k]}={v}" for k, v in zip(key, cell, strict=True) if k in KEY_TITLES
-    )
+    shown = _shown(cell, key, hide)
+    plain = "/".join(str(v) for k, v in shown if k not in KEY_TITLES)
+    titled = " ".join(f"{KEY_TITLES[k]}={v}" for k, v in shown if k in KEY_TITLES)
     return f"{plain} {titled}" if titled else plain
 
 
@@ -159,6 +199,8 @@ class Identity:
     # The key of this trial's load in run.json's provenance (``provenance.loads``): the
     # engine build, model file, device and host it ran on. "" in records made before.
     provenance: str = ""
+    # The swept or differing engine options of this model entry (``threads=1``), "" if none.
+    variant: str = ""
 
 
 @dataclass(frozen=True)
@@ -229,11 +271,11 @@ _IDENTITY_DEFAULTS["device_info"] = {}
 _OUTCOME = ("status", "error", "output_text", "started_at", "finished_at")
 # The contract's key order (README, "What a run leaves").
 _ORDER = (  # noqa: SIM905 (a readable block, as the README lists the keys)
-    "run_id trial_id status error device device_info provenance engine model quant task doc_id "
-    "item context_tokens sections repetition warmup input_tokens output_tokens load_s ttft_s "
-    "itps otps runtime_s peak_mem_mb max_temp_c energy_j energy_reliable output_text quality "
-    "quality_errors started_at finished_at engine_timings attempts lost_attempts cooldown_s "
-    "cooldown_timed_out throttled thermal_status_max"
+    "run_id trial_id status error device device_info provenance engine model quant variant task "
+    "doc_id item context_tokens sections repetition warmup input_tokens output_tokens load_s "
+    "ttft_s itps otps runtime_s peak_mem_mb max_temp_c energy_j energy_reliable output_text "
+    "quality quality_errors started_at finished_at engine_timings attempts lost_attempts "
+    "cooldown_s cooldown_timed_out throttled thermal_status_max"
 ).split()
 
 

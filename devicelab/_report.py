@@ -21,8 +21,9 @@ from typing import Any
 
 from . import _metrics as metrics
 from . import _record
+from ._compare import engine_gaps, gap_table
 from ._errors import MissingDependencyError
-from ._record import STATS, Field, TrialRecord
+from ._record import STATS, Field, TrialRecord, cell_label, hidden_keys
 from ._rundir import RunData, load_run
 from ._table import quality_table, summary_table, to_html
 
@@ -76,7 +77,11 @@ def _tasks(records: Sequence[TrialRecord]) -> list[str]:
 def series(
     records: Iterable[TrialRecord], field: Field, task: str
 ) -> dict[str, list[tuple[int, float]]]:
-    """``model/quant`` -> sorted (L, the field's statistic) for one task."""
+    """``model/quant`` (with the engine and variant where they tell lines apart) -> sorted
+    (L, the field's statistic) for one task."""
+    records = list(records)
+    key = ("model", "quant", "engine", "variant")
+    hide = hidden_keys([r.cell(key) for r in records], key)
     cells: dict[tuple[str, int], list[float]] = {}
     for r in records:
         ident = r.identity
@@ -85,7 +90,8 @@ def series(
         v = r.value(field.name)
         if v is None or not isinstance(ident.context_tokens, int):
             continue
-        cells.setdefault((f"{ident.model}/{ident.quant}", ident.context_tokens), []).append(v)
+        line = cell_label(r.cell(key), key, hide)
+        cells.setdefault((line, ident.context_tokens), []).append(v)
     out: dict[str, list[tuple[int, float]]] = {}
     for (line, length), vals in sorted(cells.items()):
         out.setdefault(line, []).append((length, STATS[field.stat](vals)))
@@ -213,6 +219,7 @@ img {{ max-width: 100%; }} .note {{ color: #555; }}
 the maximum. "throttled" counts trials the device reported as throttled (of those where it
 reported anything); rows with any are marked.</p>
 {medians}
+{gaps}
 <h2>Quality</h2>
 {quality}
 {figures}
@@ -240,8 +247,18 @@ def render_html(run: RunData, figures: Sequence[Figure]) -> str:
             f"<h2>{html.escape(f.title)}</h2>{note}"
             f'<img src="data:image/png;base64,{data}" alt="{html.escape(f.name)}">'
         )
+    gap = gap_table(engine_gaps(run))
+    gaps = (
+        ""
+        if gap is None
+        else '<h2>Engine gap</h2><p class="note">The same model, quant and variant run by '
+        "two engines (an app and its engine's CLI): B's median against A's per task and L, "
+        "with the one-sided Mann-Whitney U test the gates use; significant rows marked. "
+        "<code>devicelab compare RUN --by engine</code> prints it too.</p>" + to_html(gap)
+    )
     n_trials = len(run.measured)
     return TEMPLATE.format(
+        gaps=gaps,
         title=html.escape(run.path.name or str(run.path)),
         summary=html.escape(f"{run.path}: {n_trials} measured trials."),
         medians=med,

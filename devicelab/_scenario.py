@@ -117,8 +117,10 @@ class ModelTable(_Table):
     path: str | None = Field(None, description="relative to the scenario file")
     options: dict[str, Any] = Field(
         default_factory=dict,
-        description="the engine's `Options`; llama.cpp's: `threads`, `n_ctx` 2048, `n_batch` "
-        "512, `use_mmap`",
+        description="the engine's `Options`; llama.cpp's: `threads` (default: the physical "
+        "cores), `n_ctx` 2048, `n_batch` 512, `use_mmap`. A list for an option whose type is "
+        "not a list is a sweep: `threads = [1, 2]` runs each value as its own variant "
+        "(several lists: every combination), named in trial ids and every view",
     )
 
     @field_validator("quant")
@@ -268,9 +270,16 @@ class ScenarioFile(_Table):
 
     @model_validator(mode="after")
     def _models_differ(self) -> ScenarioFile:
-        keys = [(m.name, m.engine, m.quant) for m in self.models]
+        # The same model, engine and quant may come twice with different options (a variant
+        # each, named by the options that differ: see the scenario's resolution).
+        keys = [
+            (m.name, m.engine, m.quant, json.dumps(m.options, sort_keys=True, default=str))
+            for m in self.models
+        ]
         if len(set(keys)) != len(keys):
-            raise _fail("[[models]] lists the same model, engine and quant twice.", table="")
+            raise _fail(
+                "[[models]] lists the same model, engine, quant and options twice.", table=""
+            )
         return self
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _record
-from ._record import CELL_KEY, key_title
+from ._record import CELL_KEY, hidden_keys, key_title
 
 if TYPE_CHECKING:
     from rich.table import Table as RichTable
@@ -65,7 +65,8 @@ def key_columns(key: Sequence[str], cells: Sequence[Sequence[Any]]) -> list[Colu
 def _cells(
     rows: Sequence[Mapping[str, Any]], device: bool | None
 ) -> tuple[list[str], list[Column]]:
-    key = [k for k in CELL_KEY if k != "device" or _show_device(rows, device)]
+    hide = hidden_keys([[r.get(k, "") for k in CELL_KEY] for r in rows], CELL_KEY)
+    key = [k for k in CELL_KEY if (k != "device" or _show_device(rows, device)) and k not in hide]
     return key, key_columns(key, [[r.get(k) for k in key] for r in rows])
 
 
@@ -83,7 +84,7 @@ def summary_table(
         columns.append(Column("throttled"))
     body = []
     for r in rows:
-        cells = [str(r[k]) for k in key] + [str(r["n"])]
+        cells = [str(r[k]) or "-" for k in key] + [str(r["n"])]
         cells += [f.format(r.get(f.name)) for f in fields]
         if throttle:
             known = r.get("throttle_known", 0)
@@ -106,7 +107,7 @@ def quality_table(rows: Sequence[Mapping[str, Any]], *, device: bool | None = No
     body = []
     for r in rows:
         means = r.get("quality") or {}
-        cells = [str(r[k]) for k in key]
+        cells = [str(r[k]) or "-" for k in key]
         cells += ["-" if means.get(n) is None else f"{means[n]:.{QUALITY_DIGITS}f}" for n in names]
         body.append(tuple(cells))
     columns = (*key_cols, *(Column(n) for n in names))

@@ -275,7 +275,7 @@ def test_every_declared_limit_is_enforced_by_name(tmp_path: Path) -> None:
         ({"device": "pixel"}, "[device]: must be a table, not a string ('pixel')."),
         ({"models": []}, "[[models]] must be an array of tables with at least one."),
         ({"models": [{"name": "x", "path": "x.gguf"}]}, '[models.0] engine: is required when a model is given by path. Add engine = "...".'),
-        ({"models": [{"name": "x"}, {"name": "x"}]}, "[[models]] lists the same model, engine and quant twice."),
+        ({"models": [{"name": "x"}, {"name": "x"}]}, "[[models]] lists the same model, engine, quant and options twice."),
         ({"models": [{"name": "x", "qant": "q8_0"}]}, "[models.0] qant: is not a known key (known keys in [models.0]: engine, name, options, path, quant). Remove it or fix its spelling."),
         ({"quality": {"metrics": ["bleu"], "options": {"bleu": 1}}}, "[quality.options] bleu: must be a table ([quality.options.bleu]), not an integer."),
         ({"scenario": {"name": "x", "order": "random"}}, '[scenario] order: must be "sequential" or "interleaved", not \'random\'.'),

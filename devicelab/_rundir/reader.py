@@ -16,7 +16,7 @@ the query methods (:meth:`RunData.values`, :meth:`RunData.median`, ...) and
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,8 @@ def fingerprint_of(device_info: Mapping[str, Any]) -> str:
 
 class RunKey(tuple[Any, ...]):
     """What results are compared by: the device fingerprint and the values of ``RUN_KEY``
-    (model, quant, task, context_tokens), each readable by name (``key.task``)."""
+    (model, quant, engine, variant, task, context_tokens), each readable by name
+    (``key.task``)."""
 
     __slots__ = ()
     _fields: tuple[str, ...] = ("fingerprint", *RUN_KEY)
@@ -84,9 +85,9 @@ class RunKey(tuple[Any, ...]):
         """The values of ``RUN_KEY``, without the fingerprint."""
         return tuple(self[1:])
 
-    def label(self) -> str:
-        """``model/quant/task/L100`` (the fingerprint left out)."""
-        return cell_label(self.cell)
+    def label(self, hide: Collection[str] = ()) -> str:
+        """``model/quant/task/L100`` (the fingerprint and the keys in ``hide`` left out)."""
+        return cell_label(self.cell, RUN_KEY, hide)
 
 
 class RunData:
@@ -137,7 +138,8 @@ class RunData:
         return {}
 
     def keys(self) -> list[RunKey]:
-        """The distinct (device fingerprint, model, quant, task, context_tokens) keys."""
+        """The distinct (device fingerprint, model, quant, engine, variant, task,
+        context_tokens) keys."""
         found = {
             RunKey(fingerprint_of(r.identity.device_info), r.cell(RUN_KEY)) for r in self.measured
         }

@@ -31,6 +31,17 @@ class ResolvedModel:
     options: Any
     # Set when spec.path does not exist yet: the quantisation that makes it.
     make: QuantJob | None = None
+    # The engine options that tell this entry apart from others of the same model, quant and
+    # engine (swept or differing), as ``threads=1,n_batch=256``; "" when none do.
+    variant: str = ""
+    # Whether trial ids name the engine: only when another entry runs the same model and
+    # quant on another engine, so the ids of runs without one stay as they were.
+    engine_in_id: bool = False
+    # The options its [[models]] entry sweeps (given as lists), all named in the variant, and
+    # those it writes at all (an option left to its default is named "default": a default
+    # such as llama.cpp's threads depends on the host, and ids must not).
+    swept: tuple[str, ...] = ()
+    given: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,7 @@ class Plan:
             for (kind, doc, item, length), rep, warm in runs:
                 yield Trial(
                     trial_id=trial_id(
-                        self.device_name, model.spec, kind, doc.id, item, length, rep, warm
+                        self.device_name, model, kind, doc.id, item, length, rep, warm
                     ),
                     model=model,
                     task=kind,
@@ -125,6 +136,7 @@ class Plan:
             repetition=trial.repetition,
             warmup=trial.warmup,
             device_info=info or {},
+            variant=trial.model.variant,
         )
 
     def failed_record(
@@ -148,7 +160,23 @@ def prompt_items(task: Task, doc: Document, qa_questions: int) -> list[TaskPromp
 
 
 def trial_id(
-    device: str, spec: ModelSpec, task: str, doc: str, item: str, length: int, rep: int, warm: bool
+    device: str,
+    model: ResolvedModel,
+    task: str,
+    doc: str,
+    item: str,
+    length: int,
+    rep: int,
+    warm: bool,
 ) -> str:
+    """``device/model/quant[/engine][/variant]/task/doc/item/L200/r0``: the engine and the
+    variant only where they are needed, so a scenario without either keeps the ids it always
+    had (and ``--resume`` of its old run directories works)."""
+    spec = model.spec
     run = f"w{rep}" if warm else f"r{rep}"
-    return f"{device}/{spec.name}/{spec.quant}/{task}/{doc}/{item}/L{length}/{run}"
+    which = [spec.name, spec.quant]
+    if model.engine_in_id:
+        which.append(spec.engine)
+    if model.variant:
+        which.append(model.variant)
+    return f"{device}/{'/'.join(which)}/{task}/{doc}/{item}/L{length}/{run}"

@@ -6,15 +6,25 @@ written; :mod:`.materialise` makes what the plan needs afterwards.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import os
 import sys
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .._api import DeviceType, Document, ModelSpec, Task, parse_options
 from .._corpus import load_corpus
-from .._errors import CorpusError, ScenarioError, UsageError
+from .._errors import (
+    CorpusError,
+    MissingDependencyError,
+    ModelError,
+    ScenarioError,
+    UsageError,
+)
 from .._quantize import plan_quant
 from .._registry import Registry
 from .._scenario import Scenario, load_scenario, parse_scenario
@@ -46,9 +56,14 @@ def resolve(scenario: Scenario, registry: Registry, device: str | None = None) -
             )
         tasks[kind] = registry.tasks[kind][1]
 
-    models = [
-        _resolve_model(m, scenario, registry, device_type.engine_kind) for m in scenario.models
-    ]
+    models = name_variants(
+        [
+            model
+            for m in scenario.models
+            for model in _resolve_model(m, scenario, registry, device_type.engine_kind)
+        ],
+        str(scenario.source),
+    )
     documents = _documents(scenario, registry)
     factories = {name: f for name, (_, f) in registry.collectors.items()}
     chosen = _metrics(scenario, registry, tasks, documents)
@@ -168,7 +183,8 @@ def _find_profile(value: str, scenario_dir: Path) -> Path | None:
 
 def _resolve_model(
     m: Any, scenario: Scenario, registry: Registry, device_kind: str
-) -> ResolvedModel:
+) -> list[ResolvedModel]:
+    """The entry ``m`` resolved: one model per value of its option sweep (one if none)."""
     make: QuantJob | None = None
     where = f"{scenario.source}: [[models]] {m.name!r}"
     if m.path is not None:
@@ -176,10 +192,15 @@ def _resolve_model(
     elif m.name in registry.models:
         spec = registry.models[m.name][1]
         if m.engine and m.engine != spec.engine:
-            raise ScenarioError(
-                f"{where}: engine {m.engine!r} does not match the registered model, which runs "
-                f"on {spec.engine!r}. Remove engine or set it to {spec.engine!r}."
-            )
+            combos, swept = _sweep(m.options, registry, m.engine, device_kind, where)
+            return [
+                dataclasses.replace(
+                    _other_engine(spec, m, registry, device_kind, options, where),
+                    swept=swept,
+                    given=tuple(options),
+                )
+                for options in combos
+            ]
         if m.quant and m.quant != spec.quant:
             # A quantisation the model does not ship: made once by a quantiser plugin and
             # cached (or a ScenarioError listing what can be made).
@@ -194,9 +215,137 @@ def _resolve_model(
             f"{where}: unknown model. Registered models: {known}. Or give path = "
             f'"file.gguf" with engine = "llama.cpp".{registry.broken_note()}'
         )
-    return resolve_engine(
-        spec, registry, device_kind, m.options, f"{where}: [models.options]", make
-    )
+    combos, swept = _sweep(m.options, registry, spec.engine, device_kind, where)
+    return [
+        dataclasses.replace(
+            resolve_engine(
+                spec, registry, device_kind, options, f"{where}: [models.options]", make
+            ),
+            swept=swept,
+            given=tuple(options),
+        )
+        for options in combos
+    ]
+
+
+def _other_engine(
+    spec: ModelSpec,
+    m: Any,
+    registry: Registry,
+    device_kind: str,
+    options: Mapping[str, Any],
+    where: str,
+) -> ResolvedModel:
+    """A registered model on an engine other than its own (the app that carries the same
+    model, beside its engine's CLI): the same model handed to that engine, if it takes it."""
+    other = ModelSpec(spec.name, m.engine, m.quant or spec.quant, spec.path)
+    try:
+        return resolve_engine(other, registry, device_kind, options, f"{where}: [models.options]")
+    except (ModelError, MissingDependencyError) as exc:
+        raise ScenarioError(
+            f"{where}: engine {m.engine!r} does not match the registered model, which runs on "
+            f"{spec.engine!r}, and cannot run it ({exc}) Remove engine or set it to "
+            f"{spec.engine!r}."
+        ) from None
+
+
+def accepts_list(options_type: type[Any], key: str) -> bool:
+    """Whether option ``key`` of ``options_type`` takes a list as its value (its declared type
+    is a list, tuple, set, any sequence, or Any), so a list given for it is its value and
+    never a sweep."""
+    try:
+        hints = typing.get_type_hints(options_type)
+    except Exception:  # annotations out of reach: the list is the value, as validation sees it
+        return True
+    return _takes_list(hints.get(key, Any))
+
+
+def _takes_list(annotation: Any) -> bool:
+    if annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, typing.Annotated):
+        return any(_takes_list(a) for a in typing.get_args(annotation))
+    kind = origin or annotation
+    if not isinstance(kind, type) or issubclass(kind, str | bytes):  # text is no list
+        return False
+    return issubclass(kind, list | tuple | set | frozenset | Sequence)
+
+
+def _sweep(
+    options: Mapping[str, Any], registry: Registry, engine: str, device_kind: str, where: str
+) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """``[models.options]`` expanded, and the options swept: a list given for an option of
+    scalar type is a sweep dimension (``threads = [1, 2]``), several lists their cartesian
+    product in the order written (the last key varies fastest); a list for a list-typed
+    option is its value."""
+    options_type = registry.engine_for(engine, device_kind).Options
+    dims = {
+        k: list(v)
+        for k, v in options.items()
+        if isinstance(v, list | tuple) and not accepts_list(options_type, k)
+    }
+    for k, values in dims.items():
+        if not values or len(set(map(repr, values))) != len(values):
+            raise ScenarioError(
+                f"{where}: [models.options] {k} = {values!r}: a list sweeps the option over "
+                "its values, so give one or more different values, e.g. threads = [1, 2]."
+            )
+    if not dims:
+        return [dict(options)], ()
+    combos = itertools.product(*dims.values())
+    return [{**options, **dict(zip(dims, c, strict=True))} for c in combos], tuple(dims)
+
+
+def _variant_value(model: ResolvedModel, key: str) -> str:
+    """How the variant names option ``key`` of ``model``: its checked value where the entry
+    gives it, else ``default``."""
+    if key not in model.given:
+        return "default"
+    value = getattr(model.options, key)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "none" if value is None else str(value)
+
+
+def name_variants(models: list[ResolvedModel], where: str) -> list[ResolvedModel]:
+    """Each model with its variant and whether its trial ids name its engine.
+
+    Entries of the same model and quant on different engines are told apart by the engine;
+    of the same model, quant and engine by their variant: every option swept in any of them,
+    and every option whose value differs between them, as ``key=value`` joined by commas,
+    keys in the order the engine declares them; an option an entry leaves out is
+    ``key=default`` (not its value: a default may depend on the host, as llama.cpp's threads
+    do, and trial ids must be the same on every host). A model alone keeps an empty
+    variant, unless an option of it is swept."""
+    out = []
+    for m in models:
+        same_model = [
+            o for o in models if (o.spec.name, o.spec.quant) == (m.spec.name, m.spec.quant)
+        ]
+        same_engine = [o for o in same_model if o.spec.engine == m.spec.engine]
+        fields = dataclasses.fields(m.options) if dataclasses.is_dataclass(m.options) else ()
+        keys = [
+            f.name
+            for f in fields
+            if any(f.name in o.swept for o in same_engine)
+            or len({_variant_value(o, f.name) for o in same_engine}) > 1
+        ]
+        variant = ",".join(f"{k}={_variant_value(m, k)}" for k in keys)
+        engine_in_id = len({o.spec.engine for o in same_model}) > 1
+        out.append(dataclasses.replace(m, variant=variant, engine_in_id=engine_in_id))
+    seen: dict[tuple[str, str, str, str], ResolvedModel] = {}
+    for m in out:
+        key = (m.spec.name, m.spec.quant, m.spec.engine, m.variant)
+        if key in seen:
+            raise ScenarioError(
+                f"{where}: [[models]] runs {m.spec.name!r} ({m.spec.quant}) on "
+                f"{m.spec.engine!r} twice with the same options"
+                + (f" ({m.variant})" if m.variant else "")
+                + ". Remove one entry or give it different options."
+            )
+        seen[key] = m
+    return out
 
 
 def resolve_engine(

@@ -18,7 +18,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,13 @@ def smollm2_path() -> Path | None:
         for candidate in sorted(Path(location).rglob("*.gguf")):
             return candidate
     return None
+
+
+def physical_cores() -> int:
+    """The host's physical CPU cores (psutil), else its logical CPUs, at least 1."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 def _cpu_has_amx() -> bool:
@@ -131,7 +138,11 @@ class LlamaCppEngine(Engine):
 
     @dataclass(frozen=True)
     class Options:
-        threads: int | None = None
+        # Threads for prefill and decode; default: the physical cores (physical_cores()).
+        # llama.cpp's threads wait for each other at every barrier, and two hyperthreads of
+        # one core share its vector units, so more threads than cores rarely helps and a
+        # busy sibling stalls them all. A list sweeps it: threads = [1, 2].
+        threads: int = field(default_factory=physical_cores)
         n_ctx: int = 2048
         n_batch: int = 512
         use_mmap: bool = True
@@ -171,7 +182,7 @@ class LlamaCppEngine(Engine):
         import llama_cpp
 
         opts = self.options
-        threads = opts.threads or os.cpu_count() or 1
+        threads = opts.threads or physical_cores()
         extra = opts.extra_buffer_types
         if extra is None:
             extra = not _cpu_has_amx()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from devicelab_llamacpp import LlamaCppEngine, smollm2_path
@@ -13,6 +16,7 @@ from devicelab import GenerationRequest, Message, ModelSpec, TokenStream
 from devicelab._errors import TrialTimeout
 from devicelab._metrics import speed
 from devicelab._prefill import prefix_cached
+from devicelab.testing import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +123,56 @@ def test_build_info_names_the_llama_cpp_that_runs(engine: LlamaCppEngine) -> Non
     # The ggml commit is the vendored llama.cpp's (git describe of its tree).
     assert re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?", build["ggml_commit"])
     assert "CPU" in build["system_info"]
+
+
+def test_threads_default_to_the_physical_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 8 if logical else 4)
+    assert LlamaCppEngine.Options().threads == 4
+    assert LlamaCppEngine.Options(threads=1).threads == 1
+    # Where psutil cannot tell the physical cores, the logical CPUs.
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 8 if logical else None)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert LlamaCppEngine.Options().threads == 6
+
+
+SWEEP = """\
+[scenario]
+name = "threads"
+repetitions = 1
+warmup = 0
+
+[[models]]
+name = "smollm2-135m-instruct"
+options = {{ threads = [1, 2], n_ctx = 512 }}
+
+[tasks]
+kinds = ["QA"]
+documents = "docassist-mini"
+max_documents = 1
+max_output_tokens = 4
+
+[context]
+sections = 1
+lengths = [100]
+"""
+
+
+def test_a_threads_sweep_runs_each_variant_on_the_real_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "threads.toml"
+    path.write_text(SWEEP.format(), encoding="utf-8")
+    out = tmp_path / "run"
+    assert run_cli(["run", str(path), "--out", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    assert [(r["variant"], r["status"]) for r in records] == [
+        ("threads=1", "ok"),
+        ("threads=2", "ok"),
+    ]
+    assert [r["trial_id"].split("/")[3] for r in records] == ["threads=1", "threads=2"]
+    assert all(r["load_s"] is not None for r in records)  # each variant loaded its model
+    assert all(r["input_tokens"] == records[0]["input_tokens"] for r in records)
+    shown = capsys.readouterr().out
+    assert "variant" in shown and "threads=1" in shown and "threads=2" in shown
