@@ -108,7 +108,8 @@ def run(
     finally:
         rundir.close()
     records = load_run(path).records
-    rows = metrics.summarize(records)
+    max_cv = plan.scenario.max_cv
+    rows = metrics.summarize(records, max_cv)
     rundir.write_summary(rows)
     print_summary(rows)
     for note in run_notes(records):
@@ -120,6 +121,10 @@ def run(
             f"devicelab: {outcome.failed} of {len(outcome.records)} trials failed; their errors "
             f"are in {path / TRIALS} (field 'error')."
         )
+    # The last word: whether the numbers above can be trusted.
+    if rows:
+        err.print(f"devicelab: {metrics.unstable_line(rows, max_cv)}", soft_wrap=True)
+    if outcome.failed:
         sys.exit(EXIT_FAILED)
 
 
@@ -364,8 +369,9 @@ def report(run_dir: Path, out_dir: Path | None) -> None:
 @click.argument("run_b", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
-    """Medians of RUN_A and RUN_B per key and metric, the change and its significance
-    (one-sided Mann-Whitney U, alpha 0.01; n<5 when a side has fewer than 5 values)."""
+    """Medians of RUN_A and RUN_B per key and metric with their spread (±CV, p25–p75), the
+    change and its significance (one-sided Mann-Whitney U, alpha 0.01; n<5 when a side has
+    fewer than 5 values); ! marks a side where the cell is unstable."""
     rows = comparing.compare_runs(load_run(run_a), load_run(run_b))
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows], indent=2))
@@ -373,9 +379,14 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
     by_key: dict[Any, list[comparing.CompareRow]] = {}
     for r in rows:
         by_key.setdefault(r.key, []).append(r)
+    cols = (
+        "metric", "n A/B", "median A ±CV", "median B ±CV", "A p25–p75", "B p25–p75",
+        "delta", "delta %", "B is", "p",
+    )  # fmt: skip
+    any_unstable = False
     for key, krows in by_key.items():
         table = Table(title=f"{cell_title(key)}: B={run_b} vs A={run_a}")
-        for col in ("metric", "n A/B", "median A", "median B", "delta", "delta %", "B is", "p"):
+        for col in cols:
             table.add_column(col, justify="left" if col in ("metric", "B is") else "right")
         for r in krows:
             p = "-" if r.p_value is None else f"{r.p_value:.3g}"
@@ -383,11 +394,14 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
                 p += f" ({r.note})"
             elif r.significant:
                 p += " *"
+            any_unstable = any_unstable or bool(r.unstable_a or r.unstable_b)
             table.add_row(
                 r.metric,
                 f"{r.n_a}/{r.n_b}",
-                _fmt(r.median_a, 3),
-                _fmt(r.median_b, 3),
+                _median_cv(r.median_a, r.cv_pct_a, r.unstable_a),
+                _median_cv(r.median_b, r.cv_pct_b, r.unstable_b),
+                _range(r.p25_a, r.p75_a),
+                _range(r.p25_b, r.p75_b),
                 "-" if r.delta is None else f"{r.delta:+.3f}",
                 "-" if r.delta_pct is None else f"{r.delta_pct:+.1f}%",
                 r.verdict,
@@ -395,6 +409,23 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
             )
         out.print(table)
     out.print("* significant at p < 0.01 (one-sided, in the direction of the change)")
+    if any_unstable:
+        out.print(
+            "! unstable in that run: CV above its [scenario] max_cv, or noisy trials in the "
+            "cell (--json gives the reasons); its change may be noise",
+            soft_wrap=True,
+        )
+
+
+def _median_cv(median: float | None, cv_pct: float | None, unstable: list[str]) -> str:
+    text = _fmt(median, 3)
+    if cv_pct is not None:
+        text += f" ±{cv_pct:.1f}%"
+    return text + " !" if unstable else text
+
+
+def _range(lo: float | None, hi: float | None) -> str:
+    return "-" if lo is None or hi is None else f"{lo:.3f}–{hi:.3f}"
 
 
 @cli.command()

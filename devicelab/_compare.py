@@ -1,17 +1,20 @@
 """``devicelab compare RUN_A RUN_B``: per key (RUN_KEY: model, quant, task, L) and field of
 FIELDS, the medians of A and B, the change, whether it is better or worse, and a one-sided
 Mann-Whitney p-value (:func:`devicelab._gates.mann_whitney_greater`, in the direction of the
-observed change).
+observed change). Beside each median, its spread (p25, p75 and CV, as in the summary:
+:func:`devicelab._metrics.spread`), and whether the cell is unstable in that run (the CV of a
+median field above the run's ``[scenario] max_cv``, or a noisy trial in the cell).
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import _record
 from ._gates import DEFAULT_ALPHA, MIN_VALUES, mann_whitney_greater
+from ._metrics import DEFAULT_MAX_CV, Spread, instability, noisy_trials, spread
 from ._record import RUN_KEY, TrialRecord, cell_sort_key, higher_is_better
 from ._rundir import RunData
 
@@ -32,6 +35,16 @@ class CompareRow:
     p_value: float | None  # one-sided, in the direction of the verdict ("worse" when same)
     note: str  # "n<5" when a side has fewer than MIN_VALUES values, else ""
     significant: bool  # p < alpha and both sides have at least MIN_VALUES values
+    # The spread behind each median (inclusive quartiles; CV = sample stdev / mean, in %).
+    p25_a: float | None = None
+    p75_a: float | None = None
+    cv_pct_a: float | None = None
+    p25_b: float | None = None
+    p75_b: float | None = None
+    cv_pct_b: float | None = None
+    # Why this metric of the cell is unstable in A and in B (empty: it is not).
+    unstable_a: list[str] = field(default_factory=list)
+    unstable_b: list[str] = field(default_factory=list)
 
     def __getattr__(self, name: str) -> Any:
         # row.task, row.context_tokens, ...: the cell's keys read as attributes.
@@ -70,9 +83,25 @@ def _values(records: list[TrialRecord], metrics: list[str]) -> dict[Key, dict[st
     return cells
 
 
+def _noisy(records: list[TrialRecord]) -> dict[Key, int]:
+    out: dict[Key, int] = {}
+    for r in records:
+        out[r.cell(RUN_KEY)] = out.get(r.cell(RUN_KEY), 0) + noisy_trials([r])
+    return out
+
+
 def compare_metric(
-    key: Key, metric: str, a: list[float], b: list[float], alpha: float = DEFAULT_ALPHA
+    key: Key,
+    metric: str,
+    a: list[float],
+    b: list[float],
+    alpha: float = DEFAULT_ALPHA,
+    *,
+    noisy: tuple[int, int] = (0, 0),
+    max_cv: tuple[float, float] = (DEFAULT_MAX_CV, DEFAULT_MAX_CV),
 ) -> CompareRow:
+    """``metric`` of one key in runs A and B; ``noisy``: the key's noisy trials in A and B,
+    ``max_cv``: each run's threshold of an unstable cell."""
     med_a = statistics.median(a) if a else None
     med_b = statistics.median(b) if b else None
     delta = pct = p = None
@@ -86,6 +115,7 @@ def compare_metric(
         b_larger = (verdict == "better") == higher
         _, p = mann_whitney_greater(b, a) if b_larger else mann_whitney_greater(a, b)
     few = len(a) < MIN_VALUES or len(b) < MIN_VALUES
+    sa, sb = spread(a), spread(b)
     return CompareRow(
         dict(zip(RUN_KEY, key, strict=True)),
         metric=metric,
@@ -99,19 +129,39 @@ def compare_metric(
         p_value=p,
         note="n<5" if few else "",
         significant=bool(p is not None and not few and p < alpha),
+        p25_a=None if sa is None else sa.p25,
+        p75_a=None if sa is None else sa.p75,
+        cv_pct_a=None if sa is None else sa.cv_pct,
+        p25_b=None if sb is None else sb.p25,
+        p75_b=None if sb is None else sb.p75,
+        cv_pct_b=None if sb is None else sb.cv_pct,
+        unstable_a=_unstable(metric, sa, noisy[0], max_cv[0]),
+        unstable_b=_unstable(metric, sb, noisy[1], max_cv[1]),
     )
+
+
+def _unstable(metric: str, found: Spread | None, noisy: int, max_cv: float) -> list[str]:
+    # A side with no values has nothing to be unstable about.
+    return [] if found is None else instability({metric: found}, noisy, max_cv)
 
 
 def compare_runs(a: RunData, b: RunData, alpha: float = DEFAULT_ALPHA) -> list[CompareRow]:
     """A row per key present in either run and per field of :func:`compared_fields`."""
     metrics = compared_fields(a, b)
     va, vb = _values(a.measured, metrics), _values(b.measured, metrics)
+    na, nb = _noisy(a.measured), _noisy(b.measured)
     rows = []
     for key in sorted(set(va) | set(vb), key=cell_sort_key):
         for m in metrics:
             rows.append(
                 compare_metric(
-                    key, m, va.get(key, {}).get(m, []), vb.get(key, {}).get(m, []), alpha
+                    key,
+                    m,
+                    va.get(key, {}).get(m, []),
+                    vb.get(key, {}).get(m, []),
+                    alpha,
+                    noisy=(na.get(key, 0), nb.get(key, 0)),
+                    max_cv=(a.max_cv, b.max_cv),
                 )
             )
     return rows
