@@ -186,7 +186,12 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
     if not rows:
         out.print("No measured trials finished ok; nothing to summarise.")
         return
-    out.print(to_rich(summary_table(rows)))
+    # The quartiles too when the terminal is wide enough for them on one line per cell;
+    # the CV alone otherwise (summary.json and the report always have both).
+    table = to_rich(summary_table(rows, iqr=True))
+    if out.measure(table, options=out.options.update_width(10_000)).maximum > out.width:
+        table = to_rich(summary_table(rows))
+    out.print(table)
     quality = quality_table(rows)
     if quality is not None:
         out.print(to_rich(quality))

@@ -61,7 +61,7 @@ def test_a_new_field_appears_in_every_view(
     print_summary(rows)
     shown = capsys.readouterr().out
     assert "GPU busy %" in shown
-    assert f"{summ[GPU.name]:.1f} ±{spread['cv_pct']:.1f}%" in shown
+    assert f"{summ[GPU.name]:.1f} " in shown and f" ±{spread['cv_pct']:.1f}%" in shown
 
     html = build_report(base).html_path.read_text(encoding="utf-8")
     cell = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from devicelab._metrics import summarize
 from devicelab._record import FIELD_BY_NAME, TrialRecord
 from devicelab._table import field_cell, summary_table, to_html
@@ -45,3 +47,21 @@ def test_unstable_rows_are_marked_with_the_reason() -> None:
     assert html.count('<tr class="flag">') == 2 and "<td>1 noisy trial</td>" in html
     calm = summary_table(summarize([_rec(), _rec()]))
     assert "unstable" not in [c.title for c in calm.columns] and calm.marked == (False,)
+
+
+def test_the_terminal_shows_quartiles_when_they_fit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rich.console import Console
+
+    from devicelab import _cli
+
+    rows = _rows()
+    monkeypatch.setattr(_cli, "out", Console(width=200, markup=False, highlight=False))
+    _cli.print_summary(rows)
+    wide = capsys.readouterr().out
+    assert "13.0 [11.5–15.5] ±30.9%" in wide and "Medians [p25–p75] ±CV" in wide
+    monkeypatch.setattr(_cli, "out", Console(width=90, markup=False, highlight=False))
+    _cli.print_summary(rows)
+    narrow = capsys.readouterr().out
+    assert "13.0 ±30.9%" in narrow and "[11.5" not in narrow
