@@ -84,10 +84,10 @@ def _values(records: list[TrialRecord], metrics: list[str]) -> dict[Key, dict[st
 
 
 def _noisy(records: list[TrialRecord]) -> dict[Key, int]:
-    out: dict[Key, int] = {}
+    cells: dict[Key, list[TrialRecord]] = {}
     for r in records:
-        out[r.cell(RUN_KEY)] = out.get(r.cell(RUN_KEY), 0) + noisy_trials([r])
-    return out
+        cells.setdefault(r.cell(RUN_KEY), []).append(r)
+    return {key: noisy_trials(recs) for key, recs in cells.items()}
 
 
 def compare_metric(

@@ -12,8 +12,8 @@ interpolation between order statistics, numpy's default, so p25 and p75 stay ins
 measured range however few values there are) and the coefficient of variation in percent
 (sample standard deviation, n - 1, over the mean). A field summarised by its maximum (peak
 memory, temperature, load time) is a bound, not a typical value: it gets no spread and no
-CV check. A cell is *unstable* (:func:`instability`) when the CV of any median field is
-above ``[scenario] max_cv`` or any of its trials was noisy (``noisy: true``).
+CV check. A cell is *unstable* (:func:`instability`) when the CV of any median (or mean)
+field is above ``[scenario] max_cv`` or any of its trials was noisy (``noisy: true``).
 """
 
 from __future__ import annotations
@@ -89,15 +89,13 @@ def has_spread(f: Field) -> bool:
 def instability(
     spreads: Mapping[str, Spread | None], noisy: int, max_cv: float = DEFAULT_MAX_CV
 ) -> list[str]:
-    """Why a cell is unstable (empty: it is not): each median field whose CV is above
-    ``max_cv`` (%), and its ``noisy`` trials."""
+    """Why a cell is unstable (empty: it is not): each median (or mean) field of ``spreads``
+    whose CV is above ``max_cv`` (%), and its ``noisy`` trials."""
+    fields = [(_record.FIELD_BY_NAME[name], s) for name, s in spreads.items()]
     reasons = [
-        f"{_record.FIELD_BY_NAME[name].label} CV {s.cv_pct:.1f}% > {max_cv:g}%"
-        for name, s in spreads.items()
-        if s is not None
-        and s.cv_pct is not None
-        and s.cv_pct > max_cv
-        and _record.FIELD_BY_NAME[name].stat == "median"
+        f"{f.label} CV {s.cv_pct:.1f}% > {max_cv:g}%"
+        for f, s in fields
+        if has_spread(f) and s is not None and s.cv_pct is not None and s.cv_pct > max_cv
     ]
     if noisy:
         reasons.append(f"{noisy} noisy trial{'s' if noisy > 1 else ''}")
