@@ -171,10 +171,17 @@ def unstable_line(rows: Sequence[Mapping[str, Any]], max_cv: float = DEFAULT_MAX
             "trials; see the table's unstable column): add repetitions, quieten the device "
             '(close other apps and jobs, let it cool), or set [scenario] repetitions = "auto".'
         )
-    if rows and all(r.get("n", 0) < 2 for r in rows):
+    single = sum(1 for r in rows if r.get("n", 0) < 2)
+    if rows and single == len(rows):
         return (
             f"the spread of {len(rows)} cells is unknown: one measured trial each. Use "
             "[scenario] repetitions = 3 or more to see how stable the numbers are."
+        )
+    if single:
+        return (
+            f"{len(rows) - single} of {len(rows)} cells are stable (CV at most {max_cv:g}%, no "
+            f"noisy trials); {single} {'has' if single == 1 else 'have'} a single measured trial, "
+            "so its spread is unknown."
         )
     return f"all {len(rows)} cells are stable (CV at most {max_cv:g}%, no noisy trials)."
 

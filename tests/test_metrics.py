@@ -133,3 +133,8 @@ def test_the_unstable_line_counts_cells_and_says_what_to_do() -> None:
         "all 2 cells are stable (CV at most 50%, no noisy trials)."
     )
     assert "one measured trial each" in unstable_line(summarize(recs[:1]))
+    mixed = summarize([*recs[4:], _rec(context_tokens=800)])
+    assert unstable_line(mixed) == (
+        "1 of 2 cells are stable (CV at most 10%, no noisy trials); 1 has a single measured "
+        "trial, so its spread is unknown."
+    )
