@@ -89,14 +89,15 @@ def has_spread(f: Field) -> bool:
 def instability(
     spreads: Mapping[str, Spread | None], noisy: int, max_cv: float = DEFAULT_MAX_CV
 ) -> list[str]:
-    """Why a cell is unstable (empty: it is not): each median (or mean) field of ``spreads``
-    whose CV is above ``max_cv`` (%), and its ``noisy`` trials."""
-    fields = [(_record.FIELD_BY_NAME[name], s) for name, s in spreads.items()]
-    reasons = [
-        f"{f.label} CV {s.cv_pct:.1f}% > {max_cv:g}%"
-        for f, s in fields
+    """Why a cell is unstable (empty: it is not): the median (or mean) fields of ``spreads``
+    whose CV is above ``max_cv`` (%), as ``CV > 10%: OTPS, runtime`` (their CVs are in the
+    spreads), and its ``noisy`` trials."""
+    over = [
+        f.label
+        for f, s in ((_record.FIELD_BY_NAME[name], s) for name, s in spreads.items())
         if has_spread(f) and s is not None and s.cv_pct is not None and s.cv_pct > max_cv
     ]
+    reasons = [f"CV > {max_cv:g}%: {', '.join(over)}"] if over else []
     if noisy:
         reasons.append(f"{noisy} noisy trial{'s' if noisy > 1 else ''}")
     return reasons

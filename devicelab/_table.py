@@ -119,7 +119,7 @@ def summary_table(
             known = r.get("throttle_known", 0)
             cells.append(f"{r.get('throttled', 0)}/{known}" if known else "unknown")
         if unstable:
-            cells.append("; ".join(r.get("unstable_reasons") or ()) or "-")
+            cells.append(", ".join(r.get("unstable_reasons") or ()) or "-")
         body.append(tuple(cells))
     marked = tuple(bool(r.get("unstable") or (throttle and r.get("throttled"))) for r in rows)
     return Table(SUMMARY_TITLE_IQR if iqr else SUMMARY_TITLE, tuple(columns), tuple(body), marked)

@@ -92,7 +92,7 @@ def test_compare_carries_the_spread_and_marks_unstable_sides(tmp_path: Path) -> 
     assert (otps.p25_a, otps.p75_a) == pytest.approx((11.5, 15.5))
     assert otps.cv_pct_a == pytest.approx(30.860, abs=1e-3)
     assert (otps.p25_b, otps.p75_b, otps.cv_pct_b) == (10.0, 10.0, 0.0)
-    assert otps.unstable_a == ["OTPS CV 30.9% > 10%"]
+    assert otps.unstable_a == ["CV > 10%: OTPS"]
     assert otps.unstable_b == ["1 noisy trial"]
     ttft = next(r for r in compare_runs(old, noisy) if r.metric == "ttft_s")
     assert ttft.unstable_a == [] and ttft.unstable_b == ["1 noisy trial"]
@@ -112,5 +112,5 @@ def test_cli_compare_shows_the_spread(tmp_path: Path, capsys: pytest.CaptureFixt
     assert run_cli(["compare", str(a), str(b), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     otps = next(r for r in rows if r["metric"] == "otps")
-    assert otps["p25_b"] == 61.0 and otps["unstable_a"] == ["OTPS CV 30.9% > 10%"]
+    assert otps["p25_b"] == 61.0 and otps["unstable_a"] == ["CV > 10%: OTPS"]
     assert otps["unstable_b"] == []

@@ -91,14 +91,16 @@ def test_summary_rows_carry_the_spread_of_median_fields_only() -> None:
     assert "peak_mem_mb" not in row["spread"] and "load_s" not in row["spread"]
     assert row["spread"]["energy_j"] is None  # a median field nobody reported
     assert row["unstable"] is True
-    assert row["unstable_reasons"] == ["OTPS CV 30.9% > 10%"]
+    assert row["unstable_reasons"] == ["CV > 10%: OTPS"]
 
 
 def test_unstable_by_cv_follows_max_cv() -> None:
     recs = [_rec(otps=v) for v in (20.0, 10.0, 14.0, 12.0)]
-    assert summarize(recs, max_cv=30.0)[0]["unstable_reasons"] == ["OTPS CV 30.9% > 30%"]
+    assert summarize(recs, max_cv=30.0)[0]["unstable_reasons"] == ["CV > 30%: OTPS"]
     calm = summarize(recs, max_cv=31.0)[0]
     assert calm["unstable"] is False and calm["unstable_reasons"] == []
+    both = [_rec(otps=v, itps=10 * v) for v in (20.0, 10.0, 14.0, 12.0)]
+    assert summarize(both)[0]["unstable_reasons"] == ["CV > 10%: ITPS, OTPS"]
     # A max field's variation never makes a cell unstable.
     mem = summarize([_rec(peak_mem_mb=v) for v in (10.0, 100.0, 1000.0)])[0]
     assert mem["unstable"] is False

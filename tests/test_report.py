@@ -164,7 +164,7 @@ def test_the_table_shows_quartiles_cv_and_unstable_rows(tmp_path: Path) -> None:
     html = build_report(run).html_path.read_text(encoding="utf-8")
     assert "<td>13.0 [11.5–15.5] ±30.9%</td>" in html
     assert "<td>62.0 [61.0–62.5] ±2.5%</td>" in html
-    assert "<td>OTPS CV 30.9% &gt; 10%</td>" in html and html.count('<tr class="flag">') == 1
+    assert "<td>CV &gt; 10%: OTPS</td>" in html and html.count('<tr class="flag">') == 1
     assert "1 of 2 cells are unstable" in html
     # The run's own max_cv decides (its scenario.toml); none there: the default, 10 %.
     (run / "scenario.toml").write_text('[scenario]\nname = "s"\nmax_cv = 40.0\n')

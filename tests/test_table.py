@@ -41,7 +41,7 @@ def test_unstable_rows_are_marked_with_the_reason() -> None:
     titles = [c.title for c in table.columns]
     assert titles[-1] == "unstable"
     assert table.marked == (True, True)
-    assert table.rows[0][-1] == "OTPS CV 30.9% > 10%"
+    assert table.rows[0][-1] == "CV > 10%: OTPS"
     assert table.rows[1][-1] == "1 noisy trial"
     html = to_html(table)
     assert html.count('<tr class="flag">') == 2 and "<td>1 noisy trial</td>" in html
