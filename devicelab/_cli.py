@@ -107,8 +107,11 @@ def run(
         sys.exit(EXIT_INTERRUPTED)
     finally:
         rundir.close()
-    records = load_run(path).records
-    max_cv = plan.scenario.max_cv
+    done = load_run(path)
+    records = done.records
+    # Read back as every view reads it (the run's scenario.toml), so summary.json and a later
+    # report agree, also after a --resume with another max_cv.
+    max_cv = done.max_cv
     rows = metrics.summarize(records, max_cv)
     rundir.write_summary(rows)
     print_summary(rows)
