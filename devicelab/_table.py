@@ -147,8 +147,10 @@ def quality_table(rows: Sequence[Mapping[str, Any]], *, device: bool | None = No
 
 def to_rich(table: Table) -> RichTable:
     from rich.table import Table as RichTable
+    from rich.text import Text
 
-    out = RichTable(title=table.title)
+    # Text, not a markup string: "[p25–p75]" in a title is ours, not a rich style.
+    out = RichTable(title=Text(table.title))
     for col in table.columns:
         out.add_column(col.title, justify=col.align)
     for i, row in enumerate(table.rows):
