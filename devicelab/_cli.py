@@ -110,7 +110,10 @@ def run(
         rundir.close()
     done = load_run(path)
     records = done.records
-    rows = metrics.summarize(records)
+    # Read back as every view reads it (the run's scenario.toml), so summary.json and a later
+    # report agree, also after a --resume with another max_cv.
+    max_cv = done.max_cv
+    rows = metrics.summarize(records, max_cv)
     rundir.write_summary(rows)
     print_summary(rows)
     gaps = comparing.gap_table(comparing.engine_gaps(done))
@@ -125,6 +128,10 @@ def run(
             f"devicelab: {outcome.failed} of {len(outcome.records)} trials failed; their errors "
             f"are in {path / TRIALS} (field 'error')."
         )
+    # The last word: whether the numbers above can be trusted.
+    if rows:
+        err.print(f"devicelab: {metrics.unstable_line(rows, max_cv)}", soft_wrap=True)
+    if outcome.failed:
         sys.exit(EXIT_FAILED)
 
 
@@ -186,7 +193,12 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
     if not rows:
         out.print("No measured trials finished ok; nothing to summarise.")
         return
-    out.print(to_rich(summary_table(rows)))
+    # The quartiles too when the terminal is wide enough for them on one line per cell;
+    # the CV alone otherwise (summary.json and the report always have both).
+    table = to_rich(summary_table(rows, iqr=True))
+    if out.measure(table, options=out.options.update_width(10_000)).maximum > out.width:
+        table = to_rich(summary_table(rows))
+    out.print(table)
     quality = quality_table(rows)
     if quality is not None:
         out.print(to_rich(quality))
@@ -394,9 +406,10 @@ def report(run_dir: Path, out_dir: Path | None) -> None:
 def compare(
     run_a: Path, run_b: Path | None, by: str | None, base: str | None, as_json: bool
 ) -> None:
-    """Medians of RUN_A and RUN_B per key and metric, the change and its significance
-    (one-sided Mann-Whitney U, alpha 0.01; n<5 when a side has fewer than 5 values).
-    With one run and --by KEYS: its sides compared the same way."""
+    """Medians of RUN_A and RUN_B per key and metric with their spread (±CV, p25–p75), the
+    change and its significance (one-sided Mann-Whitney U, alpha 0.01; n<5 when a side has
+    fewer than 5 values); ! marks a side where the cell is unstable. With one run and --by
+    KEYS: its sides compared the same way."""
     keys = [k.strip() for k in (by or "").split(",") if k.strip()]
     data_a = load_run(run_a)
     data_b = None if run_b is None else load_run(run_b)
@@ -414,10 +427,15 @@ def compare(
         by_key.setdefault((r.a, r.b, r.key), []).append(r)
     names = list(rows[0].cell) if rows else []
     hide = hidden_keys([r.key for r in rows], names)
+    cols = (
+        "metric", "n A/B", "median A ±CV", "median B ±CV", "A p25–p75", "B p25–p75",
+        "delta", "delta %", "B is", "p",
+    )  # fmt: skip
+    any_unstable = False
     for (side_a, side_b, key), krows in by_key.items():
         a, b = (f"{side_a} ({run_a})", side_b) if run_b is None else (run_a, run_b)
         table = Table(title=f"{cell_title(key, names, hide)}: B={b} vs A={a}")
-        for col in ("metric", "n A/B", "median A", "median B", "delta", "delta %", "B is", "p"):
+        for col in cols:
             table.add_column(col, justify="left" if col in ("metric", "B is") else "right")
         for r in krows:
             p = "-" if r.p_value is None else f"{r.p_value:.3g}"
@@ -425,11 +443,14 @@ def compare(
                 p += f" ({r.note})"
             elif r.significant:
                 p += " *"
+            any_unstable = any_unstable or bool(r.unstable_a or r.unstable_b)
             table.add_row(
                 r.metric,
                 f"{r.n_a}/{r.n_b}",
-                _fmt(r.median_a, 3),
-                _fmt(r.median_b, 3),
+                _median_cv(r.median_a, r.cv_pct_a, r.unstable_a),
+                _median_cv(r.median_b, r.cv_pct_b, r.unstable_b),
+                _range(r.p25_a, r.p75_a),
+                _range(r.p25_b, r.p75_b),
                 "-" if r.delta is None else f"{r.delta:+.3f}",
                 "-" if r.delta_pct is None else f"{r.delta_pct:+.1f}%",
                 r.verdict,
@@ -437,9 +458,26 @@ def compare(
             )
         out.print(table)
     out.print("* significant at p < 0.01 (one-sided, in the direction of the change)")
+    if any_unstable:
+        out.print(
+            "! unstable in that run: CV above its [scenario] max_cv, or noisy trials in the "
+            "cell (--json gives the reasons); its change may be noise",
+            soft_wrap=True,
+        )
     if data_b is not None:  # within one run, both sides share the run's provenance
         for line in provenance_report(data_a.meta, data_b.meta, "A", "B"):
             out.print(line, soft_wrap=True)
+
+
+def _median_cv(median: float | None, cv_pct: float | None, unstable: list[str]) -> str:
+    text = _fmt(median, 3)
+    if cv_pct is not None:
+        text += f" ±{cv_pct:.1f}%"
+    return text + " !" if unstable else text
+
+
+def _range(lo: float | None, hi: float | None) -> str:
+    return "-" if lo is None or hi is None else f"{lo:.3f}–{hi:.3f}"
 
 
 @cli.command()

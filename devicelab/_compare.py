@@ -1,7 +1,9 @@
 """``devicelab compare RUN_A RUN_B``: per key (RUN_KEY: model, quant, engine, variant, task,
 L) and field of FIELDS, the medians of A and B, the change, whether it is better or worse, and
 a one-sided Mann-Whitney p-value (:func:`devicelab._gates.mann_whitney_greater`, in the
-direction of the observed change).
+direction of the observed change). Beside each median, its spread (p25, p75 and CV, as in the
+summary: :func:`devicelab._metrics.spread`), and whether the cell is unstable in that run (the
+CV of a median field above the run's ``[scenario] max_cv``, or a noisy trial in the cell).
 
 ``--by KEYS`` compares by record keys (``engine``, ``variant``, ``doc_id``, ...). Within one
 run (:func:`compare_by`): the values of KEYS split its trials into sides, A is the side met
@@ -14,12 +16,13 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import _record
 from ._errors import UsageError
 from ._gates import DEFAULT_ALPHA, MIN_VALUES, mann_whitney_greater
+from ._metrics import DEFAULT_MAX_CV, Spread, instability, noisy_trials, spread
 from ._record import RUN_KEY, TrialRecord, cell_sort_key, hidden_keys, higher_is_better
 from ._rundir import RunData
 from ._table import Column, Table, key_columns
@@ -44,6 +47,16 @@ class CompareRow:
     # With --by within one run: the values of the by-keys on each side ("llama.cpp", "app").
     a: str = ""
     b: str = ""
+    # The spread behind each median (inclusive quartiles; CV = sample stdev / mean, in %).
+    p25_a: float | None = None
+    p75_a: float | None = None
+    cv_pct_a: float | None = None
+    p25_b: float | None = None
+    p75_b: float | None = None
+    cv_pct_b: float | None = None
+    # Why this metric of the cell is unstable in A and in B (empty: it is not).
+    unstable_a: list[str] = field(default_factory=list)
+    unstable_b: list[str] = field(default_factory=list)
 
     def __getattr__(self, name: str) -> Any:
         # row.task, row.context_tokens, ...: the cell's keys read as attributes.
@@ -86,6 +99,13 @@ def _values(
     return cells
 
 
+def _noisy(records: list[TrialRecord], key: Sequence[str] = RUN_KEY) -> dict[Key, int]:
+    cells: dict[Key, list[TrialRecord]] = {}
+    for r in records:
+        cells.setdefault(r.cell(key), []).append(r)
+    return {key: noisy_trials(recs) for key, recs in cells.items()}
+
+
 def compare_metric(
     key: Key,
     metric: str,
@@ -93,7 +113,12 @@ def compare_metric(
     b: list[float],
     alpha: float = DEFAULT_ALPHA,
     names: Sequence[str] = RUN_KEY,
+    *,
+    noisy: tuple[int, int] = (0, 0),
+    max_cv: tuple[float, float] = (DEFAULT_MAX_CV, DEFAULT_MAX_CV),
 ) -> CompareRow:
+    """``metric`` of one key in runs A and B; ``noisy``: the key's noisy trials in A and B,
+    ``max_cv``: each run's threshold of an unstable cell."""
     med_a = statistics.median(a) if a else None
     med_b = statistics.median(b) if b else None
     delta = pct = p = None
@@ -107,6 +132,7 @@ def compare_metric(
         b_larger = (verdict == "better") == higher
         _, p = mann_whitney_greater(b, a) if b_larger else mann_whitney_greater(a, b)
     few = len(a) < MIN_VALUES or len(b) < MIN_VALUES
+    sa, sb = spread(a), spread(b)
     return CompareRow(
         dict(zip(names, key, strict=True)),
         metric=metric,
@@ -120,7 +146,20 @@ def compare_metric(
         p_value=p,
         note="n<5" if few else "",
         significant=bool(p is not None and not few and p < alpha),
+        p25_a=None if sa is None else sa.p25,
+        p75_a=None if sa is None else sa.p75,
+        cv_pct_a=None if sa is None else sa.cv_pct,
+        p25_b=None if sb is None else sb.p25,
+        p75_b=None if sb is None else sb.p75,
+        cv_pct_b=None if sb is None else sb.cv_pct,
+        unstable_a=_unstable(metric, sa, noisy[0], max_cv[0]),
+        unstable_b=_unstable(metric, sb, noisy[1], max_cv[1]),
     )
+
+
+def _unstable(metric: str, found: Spread | None, noisy: int, max_cv: float) -> list[str]:
+    # A side with no values has nothing to be unstable about.
+    return [] if found is None else instability({metric: found}, noisy, max_cv)
 
 
 def compare_runs(
@@ -131,23 +170,51 @@ def compare_runs(
     check_keys(by, a, b)
     key = (*RUN_KEY, *(k for k in by if k not in RUN_KEY))
     metrics = compared_fields(a, b)
-    va, vb = _values(a.measured, metrics, key), _values(b.measured, metrics, key)
-    return _rows(va, vb, metrics, alpha, key)
+    return _rows(
+        _Side(a.measured, metrics, key, a.max_cv),
+        _Side(b.measured, metrics, key, b.max_cv),
+        metrics,
+        alpha,
+        key,
+    )
+
+
+class _Side:
+    """One side of a comparison: its values and noisy trials per cell, and its max_cv."""
+
+    values: dict[Key, dict[str, list[float]]]
+    noisy: dict[Key, int]
+    max_cv: float
+
+    def __init__(
+        self, records: list[TrialRecord], metrics: list[str], key: Sequence[str], max_cv: float
+    ) -> None:
+        self.values = _values(records, metrics, key)
+        self.noisy = _noisy(records, key)
+        self.max_cv = max_cv
 
 
 def _rows(
-    va: dict[Key, dict[str, list[float]]],
-    vb: dict[Key, dict[str, list[float]]],
+    sa: _Side,
+    sb: _Side,
     metrics: list[str],
     alpha: float,
     names: Sequence[str],
     sides: tuple[str, str] = ("", ""),
 ) -> list[CompareRow]:
     rows = []
-    for key in sorted(set(va) | set(vb), key=cell_sort_key):
+    for key in sorted(set(sa.values) | set(sb.values), key=cell_sort_key):
         for m in metrics:
-            a, b = va.get(key, {}).get(m, []), vb.get(key, {}).get(m, [])
-            row = compare_metric(key, m, a, b, alpha, names)
+            row = compare_metric(
+                key,
+                m,
+                sa.values.get(key, {}).get(m, []),
+                sb.values.get(key, {}).get(m, []),
+                alpha,
+                names,
+                noisy=(sa.noisy.get(key, 0), sb.noisy.get(key, 0)),
+                max_cv=(sa.max_cv, sb.max_cv),
+            )
             row.a, row.b = sides
             rows.append(row)
     return rows
@@ -193,11 +260,12 @@ def compare_by(
             f"present: {', '.join(sides)}."
         )
     metrics = compared_fields(run)
-    va = _values(sides[base], metrics, key)
+    side_a = _Side(sides[base], metrics, key, run.max_cv)
     rows = []
     for label, records in sides.items():
         if label != base:
-            rows += _rows(va, _values(records, metrics, key), metrics, alpha, key, (base, label))
+            side_b = _Side(records, metrics, key, run.max_cv)
+            rows += _rows(side_a, side_b, metrics, alpha, key, (base, label))
     return rows
 
 

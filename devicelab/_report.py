@@ -3,17 +3,22 @@ the PNG files beside it, from a finished run directory.
 
 Figures: each per-trial field of FIELDS that the run reports against context length (one line
 per model/quant, one panel per task; fields sharing a ``figure`` share a file: speed.png holds
-ITPS, OTPS, TTFT and runtime, memory.png peak memory); telemetry timelines (temperature,
-memory, token rate) with the prefill and decode phases shaded. Tables: the summary rows
-(devicelab._metrics.summarize) with throttled trials counted, and the mean of each quality
-metric, built by devicelab._table as the CLI's are. Only measured trials (warm-ups and failed
-trials left out) are used.
+ITPS, OTPS, TTFT and runtime, memory.png peak memory), a median field with error bars from
+p25 to p75 (a max field, such as peak memory, is its maximum alone); telemetry timelines
+(temperature, memory, token rate) with the prefill and decode phases shaded. The numbers each
+figure draws are in the page too, as JSON (``<script type="application/json"
+class="figure-data">``), for readers and tests that want the data rather than the pixels.
+Tables: the summary rows (devicelab._metrics.summarize, with the run's ``[scenario] max_cv``)
+with each median's p25–p75 and CV, unstable and throttled rows marked, and the mean of each
+quality metric, built by devicelab._table as the CLI's are. Only measured trials (warm-ups and
+failed trials left out) are used.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +44,19 @@ class Figure:
     title: str
     png: bytes
     note: str = ""
+    # What the figure draws: field -> task -> model/quant -> points (see :func:`series`).
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Point:
+    """One marker of a figure against L: the cell's statistic, and for a median field the
+    error bar from p25 to p75 (``None`` for a max field)."""
+
+    length: int
+    value: float
+    p25: float | None = None
+    p75: float | None = None
 
 
 @dataclass
@@ -74,11 +92,10 @@ def _tasks(records: Sequence[TrialRecord]) -> list[str]:
     return sorted({str(r.identity.task) for r in records})
 
 
-def series(
-    records: Iterable[TrialRecord], field: Field, task: str
-) -> dict[str, list[tuple[int, float]]]:
-    """``model/quant`` (with the engine and variant where they tell lines apart) -> sorted
-    (L, the field's statistic) for one task."""
+def series(records: Iterable[TrialRecord], field: Field, task: str) -> dict[str, list[Point]]:
+    """``model/quant`` (with the engine and variant where they tell lines apart) -> the points
+    of one task sorted by L: the field's statistic and, for a median (or mean) field, its p25
+    and p75."""
     records = list(records)
     key = ("model", "quant", "engine", "variant")
     hide = hidden_keys([r.cell(key) for r in records], key)
@@ -92,13 +109,40 @@ def series(
             continue
         line = cell_label(r.cell(key), key, hide)
         cells.setdefault((line, ident.context_tokens), []).append(v)
-    out: dict[str, list[tuple[int, float]]] = {}
+    out: dict[str, list[Point]] = {}
     for (line, length), vals in sorted(cells.items()):
-        out.setdefault(line, []).append((length, STATS[field.stat](vals)))
+        found = metrics.spread(vals) if metrics.has_spread(field) else None
+        lo, hi = (None, None) if found is None else (found.p25, found.p75)
+        out.setdefault(line, []).append(Point(length, STATS[field.stat](vals), lo, hi))
     return out
 
 
-def _against_l(records: Sequence[TrialRecord], fields: Sequence[Field]) -> bytes:
+def _draw(ax: Any, line: str, points: Sequence[Point]) -> None:
+    xs, ys = [p.length for p in points], [p.value for p in points]
+    if all(p.p25 is None or p.p75 is None for p in points):
+        ax.plot(xs, ys, marker="o", label=line)
+        return
+    # Bars from p25 to p75 around the median (inclusive quartiles; the median lies within).
+    below = [0.0 if p.p25 is None else max(p.value - p.p25, 0.0) for p in points]
+    above = [0.0 if p.p75 is None else max(p.p75 - p.value, 0.0) for p in points]
+    ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, label=line)
+
+
+def figure_data(records: Sequence[TrialRecord], fields: Sequence[Field]) -> dict[str, Any]:
+    """field -> task -> model/quant -> the points drawn (:func:`series`), as JSON."""
+    return {
+        f.name: {
+            task: {
+                line: [vars(p) for p in points] for line, points in series(records, f, task).items()
+            }
+            for task in _tasks(records)
+        }
+        for f in fields
+    }
+
+
+def against_l_axes(records: Sequence[TrialRecord], fields: Sequence[Field]) -> Any:
+    """The matplotlib figure of ``fields`` against L (a row per field, a column per task)."""
     plt = _pyplot()
     tasks = _tasks(records)
     fig, axes = plt.subplots(
@@ -108,7 +152,7 @@ def _against_l(records: Sequence[TrialRecord], fields: Sequence[Field]) -> bytes
         for j, task in enumerate(tasks):
             ax = axes[i][j]
             for line, points in series(records, field, task).items():
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=line)
+                _draw(ax, line, points)
             ax.set_xlabel("context length L (tokens)")
             ax.set_ylabel(field.title)
             ax.set_title(task if i == 0 else "")
@@ -116,7 +160,7 @@ def _against_l(records: Sequence[TrialRecord], fields: Sequence[Field]) -> bytes
             if i == 0 and j == 0:
                 ax.legend(fontsize=7)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def figure_groups(records: Sequence[TrialRecord]) -> dict[str, list[Field]]:
@@ -215,9 +259,12 @@ img {{ max-width: 100%; }} .note {{ color: #555; }}
 <h1>devicelab report: {title}</h1>
 <p class="note">{summary}</p>
 <h2>Medians</h2>
-<p class="note">Medians over measured trials (warm-ups and failed trials left out); peak memory is
-the maximum. "throttled" counts trials the device reported as throttled (of those where it
-reported anything); rows with any are marked.</p>
+<p class="note">Medians over measured trials (warm-ups and failed trials left out), each with
+[p25–p75] (inclusive quartiles) and ±CV (sample standard deviation over the mean); peak
+memory, temperature and load time are maxima, without a spread. "throttled" counts trials the
+device reported as throttled (of those where it reported anything). Rows with throttled trials
+are marked, and so are unstable rows (a median's CV above max_cv = {max_cv:g}%, or a noisy
+trial), with the reason. {stability}</p>
 {medians}
 {gaps}
 <h2>Quality</h2>
@@ -227,10 +274,19 @@ reported anything); rows with any are marked.</p>
 """
 
 
+def _figure_json(f: Figure) -> str:
+    # "</" would end the <script> early: a model named "</script>" must stay data.
+    text = json.dumps(f.data, separators=(",", ":")).replace("</", "<\\/")
+    return (
+        f'<script type="application/json" class="figure-data" '
+        f'data-figure="{html.escape(f.name)}">{text}</script>'
+    )
+
+
 def render_html(run: RunData, figures: Sequence[Figure]) -> str:
-    rows = metrics.summarize(run.records)
+    rows = metrics.summarize(run.records, run.max_cv)
     med = (
-        to_html(summary_table(rows, device=True, throttle=True))
+        to_html(summary_table(rows, device=True, throttle=True, iqr=True))
         if rows
         else "<p>No measured trials finished ok; nothing to summarise.</p>"
     )
@@ -246,6 +302,7 @@ def render_html(run: RunData, figures: Sequence[Figure]) -> str:
         parts.append(
             f"<h2>{html.escape(f.title)}</h2>{note}"
             f'<img src="data:image/png;base64,{data}" alt="{html.escape(f.name)}">'
+            + (_figure_json(f) if f.data is not None else "")
         )
     gap = gap_table(engine_gaps(run))
     gaps = (
@@ -257,11 +314,14 @@ def render_html(run: RunData, figures: Sequence[Figure]) -> str:
         "<code>devicelab compare RUN --by engine</code> prints it too.</p>" + to_html(gap)
     )
     n_trials = len(run.measured)
+    stability = metrics.unstable_line(rows, run.max_cv) if rows else ""
     return TEMPLATE.format(
         gaps=gaps,
         title=html.escape(run.path.name or str(run.path)),
         summary=html.escape(f"{run.path}: {n_trials} measured trials."),
         medians=med,
+        max_cv=run.max_cv,
+        stability=html.escape(stability[:1].upper() + stability[1:]),
         quality=quality,
         figures="\n".join(parts),
     )
@@ -275,13 +335,19 @@ def make_figures(run: RunData, cap: int = MAX_TIMELINES) -> list[Figure]:
     for name, fields in figure_groups(records).items():
         what = fields[0].label if len(fields) == 1 else name
         stats = sorted({STAT_NOUNS[f.stat] for f in fields})
+        bars = (
+            " Error bars: p25 to p75 of the trials behind each median."
+            if any(metrics.has_spread(f) for f in fields)
+            else ""
+        )
         figures.append(
             Figure(
                 f"{name}.png",
                 f"{what[:1].upper()}{what[1:]} against context length",
-                _against_l(records, fields),
+                _png(against_l_axes(records, fields)),
                 f"{' and '.join(stats)} per model/quant, task and L; one line per model/quant, "
-                "one panel per task.",
+                f"one panel per task.{bars}",
+                figure_data(records, fields),
             )
         )
     trials, note = pick_timeline_trials(records, cap)

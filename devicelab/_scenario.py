@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ._errors import ScenarioError
+from ._metrics import DEFAULT_MAX_CV
 from ._validation import STRICT, expected, type_name
 
 if sys.version_info >= (3, 11):
@@ -98,6 +99,12 @@ class ScenarioTable(_Table):
         description="keep a trial whose engine says it served part of the prompt from a "
         "cache (`prefix_cached = true`); by default such a trial fails, since its ITPS and "
         "TTFT are not a cold prefill's",
+    )
+    max_cv: float = Field(
+        DEFAULT_MAX_CV,
+        ge=0,
+        description="in %: a cell where a median field's CV (sample stdev / mean) is above it, "
+        "or with a noisy trial, is marked unstable in the summary, the report and compare",
     )
 
 
@@ -346,6 +353,7 @@ class Scenario:
     # Who runs the trials ("local", "ray", ...); checked against the registered executors.
     executor: str = _default("scenario", "executor")
     allow_prefix_cache: bool = _default("scenario", "allow_prefix_cache")
+    max_cv: float = _default("scenario", "max_cv")
     # [quality]: the quality metrics scored on each ok trial, and each one's options table.
     quality_metrics: tuple[str, ...] = ()
     quality_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -384,6 +392,8 @@ class Scenario:
         body["scenario"].pop("order", None)
         # Nor does the executor: a run started locally may be resumed on a cluster.
         body["scenario"].pop("executor", None)
+        # Nor does max_cv: it is what the views call unstable.
+        body["scenario"].pop("max_cv", None)
         if self.cooldown_below_c is None:
             body.pop("thermal", None)
         # Keys added later leave the fingerprint alone at their default, so runs made before

@@ -3,6 +3,11 @@
 The tables are built once from :func:`devicelab._metrics.summarize`'s rows: the columns come
 from :data:`~devicelab._record.CELL_KEY` and :data:`~devicelab._record.FIELDS`, so a field
 added there is a column in the terminal and in the report alike.
+
+A median cell reads ``62.1 ±4.2%``: the median and the cell's CV (sample stdev / mean), the
+familiar "mean ± sd" as a share; with ``iqr`` (the report) also the interquartile range,
+``62.1 [60.3–63.0] ±4.2%``. A max cell (peak memory) is the maximum alone. Unstable rows
+(:func:`devicelab._metrics.instability`) are marked and say why in an ``unstable`` column.
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _record
-from ._record import CELL_KEY, hidden_keys, key_title
+from ._metrics import has_spread
+from ._record import CELL_KEY, Field, hidden_keys, key_title
 
 if TYPE_CHECKING:
     from rich.table import Table as RichTable
 
 Align = Literal["left", "right"]
 
-SUMMARY_TITLE = "Medians over measured trials (warm-ups left out)"
+SUMMARY_TITLE = "Medians ±CV over measured trials (warm-ups left out)"
+SUMMARY_TITLE_IQR = "Medians [p25–p75] ±CV over measured trials (warm-ups left out)"
 QUALITY_TITLE = "Quality: mean of each metric over measured trials"
 QUALITY_DIGITS = 3
 
@@ -70,28 +77,53 @@ def _cells(
     return key, key_columns(key, [[r.get(k) for k in key] for r in rows])
 
 
+def field_cell(f: Field, row: Mapping[str, Any], *, iqr: bool = False) -> str:
+    """``f``'s summary in ``row``: ``62.1 ±4.2%`` (median and CV), with ``iqr`` also
+    ``[60.3–63.0]``; the bare value for a max field, or where the spread is unknown."""
+    text = f.format(row.get(f.name))
+    found = (row.get("spread") or {}).get(f.name) if has_spread(f) else None
+    if row.get(f.name) is None or not found:
+        return text
+    if iqr:
+        text += f" [{f.format(found['p25'])}–{f.format(found['p75'])}]"
+    if found.get("cv_pct") is not None:
+        text += f" ±{found['cv_pct']:.1f}%"
+    return text
+
+
 def summary_table(
-    rows: Sequence[Mapping[str, Any]], *, device: bool | None = None, throttle: bool = False
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    device: bool | None = None,
+    throttle: bool = False,
+    iqr: bool = False,
 ) -> Table:
     """The summary rows as a table: the cell, ``n`` and each field of :data:`FIELDS` that
     some row has a value for (a host without temperature sensors shows no temperature
-    column), and with ``throttle`` the throttled trials, rows with any of them marked.
+    column), each median with its CV (and with ``iqr`` its p25–p75), and with ``throttle``
+    the throttled trials. When a row is unstable, an ``unstable`` column says why; unstable
+    rows, and with ``throttle`` rows with throttled trials, are marked.
     ``device``: show the device column (default: when the rows span several devices)."""
     key, key_cols = _cells(rows, device)
     fields = [f for f in _record.FIELDS if any(r.get(f.name) is not None for r in rows)]
+    unstable = any(r.get("unstable") for r in rows)
     columns = [*key_cols, Column("n"), *(Column(f.header) for f in fields)]
     if throttle:
         columns.append(Column("throttled"))
+    if unstable:
+        columns.append(Column("unstable", "left"))
     body = []
     for r in rows:
         cells = [str(r[k]) or "-" for k in key] + [str(r["n"])]
-        cells += [f.format(r.get(f.name)) for f in fields]
+        cells += [field_cell(f, r, iqr=iqr) for f in fields]
         if throttle:
             known = r.get("throttle_known", 0)
             cells.append(f"{r.get('throttled', 0)}/{known}" if known else "unknown")
+        if unstable:
+            cells.append(", ".join(r.get("unstable_reasons") or ()) or "-")
         body.append(tuple(cells))
-    marked = tuple(bool(throttle and r.get("throttled")) for r in rows)
-    return Table(SUMMARY_TITLE, tuple(columns), tuple(body), marked)
+    marked = tuple(bool(r.get("unstable") or (throttle and r.get("throttled"))) for r in rows)
+    return Table(SUMMARY_TITLE_IQR if iqr else SUMMARY_TITLE, tuple(columns), tuple(body), marked)
 
 
 def quality_names(rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -116,8 +148,10 @@ def quality_table(rows: Sequence[Mapping[str, Any]], *, device: bool | None = No
 
 def to_rich(table: Table) -> RichTable:
     from rich.table import Table as RichTable
+    from rich.text import Text
 
-    out = RichTable(title=table.title)
+    # Text, not a markup string: "[p25–p75]" in a title is ours, not a rich style.
+    out = RichTable(title=Text(table.title))
     for col in table.columns:
         out.add_column(col.title, justify=col.align)
     for i, row in enumerate(table.rows):

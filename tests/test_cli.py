@@ -27,12 +27,49 @@ def test_run_ok_prints_summary_and_exits_0(
 
 
 @pytest.mark.usefixtures("words_installed")
+@pytest.mark.parametrize(
+    ("max_cv", "last_line"),
+    [
+        # Any variation at all is above 0 %: every cell of real timings is unstable.
+        ("0", "devicelab: 4 of 4 cells are unstable (CV above max_cv 0% or noisy trials"),
+        ("1e9", "devicelab: all 4 cells are stable (CV at most 1e+09%, no noisy trials)."),
+    ],
+)
+def test_run_ends_with_how_many_cells_are_unstable(
+    words_scenario: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    max_cv: str,
+    last_line: str,
+) -> None:
+    path = words_scenario()
+    path.write_text(path.read_text().replace('name = "t"', f'name = "t"\nmax_cv = {max_cv}'))
+    out = tmp_path / "run"
+    assert run_cli(["run", str(path), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[-1].startswith(last_line)
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary) == 4
+    for row in summary:
+        assert row["unstable"] is (max_cv == "0")
+        assert bool(row["unstable_reasons"]) is row["unstable"]
+        otps = row["spread"]["otps"]
+        assert otps["p25"] <= row["otps"] <= otps["p75"] and otps["cv_pct"] >= 0
+        assert "peak_mem_mb" not in row["spread"]  # a maximum has no spread
+    if max_cv == "0":
+        assert "unstable" in captured.out and "CV > 0%: " in captured.out  # the table says why
+        assert 'repetitions = "auto"' in captured.err
+
+
+@pytest.mark.usefixtures("words_installed")
 def test_some_trials_failed_exits_1_and_keeps_results(
     words_scenario: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
     assert run_cli(["run", str(words_scenario(model="fail-trial")), "--out", str(out)]) == 1
-    assert "8 of 17 trials failed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "8 of 17 trials failed" in err
+    assert " cells are " in err.splitlines()[-1]  # the stability line is still the last word
     assert len(list(read_jsonl(out / TRIALS))) == 17
 
 

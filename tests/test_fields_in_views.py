@@ -1,6 +1,6 @@
 """A field added to FIELDS, and to the records, shows up in every view with no other edit:
 the summary, the CLI's table, the HTML report's table and figures, compare, a gate check
-and export."""
+and export; a median field with its spread (p25, p75, CV) in each."""
 
 from __future__ import annotations
 
@@ -55,16 +55,25 @@ def test_a_new_field_appears_in_every_view(
     )  # six values: the median is the mean of the middle two
     assert summ[GPU.name] == pytest.approx((want[2] + want[3]) / 2)
 
+    spread = summ["spread"][GPU.name]
+    assert spread["p25"] < summ[GPU.name] < spread["p75"] and spread["cv_pct"] > 0
+
     print_summary(rows)
     shown = capsys.readouterr().out
-    assert "GPU busy %" in shown and f"{summ[GPU.name]:.1f}" in shown
+    assert "GPU busy %" in shown
+    assert f"{summ[GPU.name]:.1f} " in shown and f" ±{spread['cv_pct']:.1f}%" in shown
 
     html = build_report(base).html_path.read_text(encoding="utf-8")
-    assert "<th>GPU busy %</th>" in html and f"<td>{summ[GPU.name]:.1f}</td>" in html
+    cell = (
+        f"{summ[GPU.name]:.1f} [{spread['p25']:.1f}–{spread['p75']:.1f}] ±{spread['cv_pct']:.1f}%"
+    )
+    assert "<th>GPU busy %</th>" in html and f"<td>{cell}</td>" in html
     assert (base / "report" / f"{GPU.name}.png").is_file()  # its own figure against L
+    assert f'data-figure="{GPU.name}.png">{{"{GPU.name}":' in html  # with its error bars
 
     compared = [r for r in compare_runs(run, load_run(busier)) if r.metric == GPU.name]
     assert len(compared) == 2 and all(r.verdict == "worse" for r in compared)
+    assert all(r.cv_pct_a and r.p25_b and r.p75_b for r in compared)
     assert run_cli(["compare", str(base), str(busier)]) == 0
     assert GPU.name in capsys.readouterr().out
 

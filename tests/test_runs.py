@@ -87,3 +87,17 @@ def test_not_a_run_directory(tmp_path: Path) -> None:
     with pytest.raises(RunDirError, match=r"has no trials\.jsonl"):
         devicelab.load_run(tmp_path)
     assert issubclass(RunDirError, UsageError)
+
+
+def test_max_cv_comes_from_the_runs_scenario_or_the_default(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "trials.jsonl").write_text((GATES / "baseline" / "trials.jsonl").read_text())
+    assert devicelab.load_run(run_dir).max_cv == 10.0  # no scenario.toml: a hand-made run
+    (run_dir / "scenario.toml").write_text('[scenario]\nname = "old"\nrepetitions = 3\n')
+    assert devicelab.load_run(run_dir).max_cv == 10.0  # made before max_cv existed
+    (run_dir / "scenario.toml").write_text('[scenario]\nname = "new"\nmax_cv = 25\n')
+    assert devicelab.load_run(run_dir).max_cv == 25.0
+    (run_dir / "scenario.toml").write_text('[scenario]\nmax_cv = "high"\n')
+    with pytest.raises(RunDirError, match="max_cv is 'high'; it must be a number"):
+        _ = devicelab.load_run(run_dir).max_cv

@@ -289,3 +289,20 @@ def test_each_mistake_gets_one_message(tmp_path: Path, edit: dict[str, Any], mes
     with pytest.raises(ScenarioError) as info:
         parse_scenario(data, tmp_path / "s.toml")
     assert str(info.value) == f"{tmp_path / 's.toml'}: {message}"
+
+
+def test_max_cv_defaults_to_10_and_leaves_the_fingerprint_alone(tmp_path: Path) -> None:
+    sc = load_scenario(write_scenario(tmp_path, PINNED))
+    assert sc.max_cv == 10.0 and sc.resolved()["scenario"]["max_cv"] == 10.0
+    strict = load_scenario(
+        write_scenario(tmp_path, PINNED.replace("timeout_s = 30", "timeout_s = 30\nmax_cv = 5"))
+    )
+    assert strict.max_cv == 5.0
+    # A threshold of the views, not part of what is measured: a run resumes with another.
+    assert strict.fingerprint() == sc.fingerprint()
+    with pytest.raises(
+        ScenarioError, match=r"\[scenario\] max_cv: must be an integer or a number, not a string"
+    ):
+        parse_scenario(
+            {**tomllib.loads(PINNED), "scenario": {"name": "x", "max_cv": "5%"}}, sc.source
+        )

@@ -16,6 +16,7 @@ the query methods (:meth:`RunData.values`, :meth:`RunData.median`, ...) and
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Collection, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 from .. import _record
 from .._errors import RunDirError, UsageError
+from .._metrics import DEFAULT_MAX_CV
 from .._provenance import load_entry
 from .._record import (
     QUALITY_PREFIX,
@@ -33,7 +35,12 @@ from .._record import (
     cell_sort_key,
     is_metric,
 )
-from .layout import RUN_META, TELEMETRY, TRIALS, read_jsonl
+from .layout import RUN_META, SCENARIO, TELEMETRY, TRIALS, read_jsonl
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 def check_metric(metric: str) -> None:
@@ -112,6 +119,31 @@ class RunData:
             return list(read_jsonl(self.path / TELEMETRY))
         except (OSError, json.JSONDecodeError) as exc:
             raise RunDirError(f"{self.path / TELEMETRY} is unreadable ({exc}).") from None
+
+    @cached_property
+    def scenario(self) -> dict[str, Any]:
+        """The run's resolved scenario (``scenario.toml``) as a table; empty when it has none
+        (a run directory put together by hand, or by a tool)."""
+        file = self.path / SCENARIO
+        if not file.is_file():
+            return {}
+        try:
+            return tomllib.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise RunDirError(f"{file} is unreadable ({exc}).") from None
+
+    @property
+    def max_cv(self) -> float:
+        """``[scenario] max_cv`` of the run: the CV (%) above which a cell is unstable. Runs
+        made before the key existed (or without a scenario.toml) take the default."""
+        value = self.scenario.get("scenario", {}).get("max_cv", DEFAULT_MAX_CV)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise RunDirError(
+                f"{self.path / SCENARIO}: [scenario] max_cv is {value!r}; it must be a number "
+                "of at least 0. Fix it, or delete the key to use the default "
+                f"({DEFAULT_MAX_CV:g})."
+            )
+        return float(value)
 
     @property
     def provenance(self) -> dict[str, Any]:
