@@ -54,6 +54,7 @@ from ._plugins import get_registry as load_plugins
 from ._record import (
     CELL_KEY,
     FIELDS,
+    RUN_KEY,
     Attempts,
     Field,
     Identity,
@@ -63,6 +64,7 @@ from ._record import (
     TrialRecord,
 )
 from ._registry import Registry
+from ._report import Figure as ReportFigure
 from ._rundir import RunData, RunDir, load_run
 from ._runtime.plan import Plan, Trial
 from ._runtime.session import DeviceSession, TrialOutput
@@ -72,6 +74,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CELL_KEY",
     "FIELDS",
+    "RUN_KEY",
     "Attempts",
     "Collector",
     "CollectorFactory",
@@ -105,6 +108,7 @@ __all__ = [
     "QuantizeResult",
     "Quantizer",
     "Registry",
+    "ReportFigure",
     "Reporter",
     "Response",
     "RunData",
