@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,8 +70,13 @@ def read_jsonl(file: Path) -> Iterator[dict[str, Any]]:
 
 def summarise_telemetry(file: Path) -> dict[str, TelemetrySummary]:
     """trial_id -> sample count and min/max/mean of every numeric key of its samples."""
+    return summarise_samples(read_jsonl(file))
+
+
+def summarise_samples(samples: Iterable[dict[str, Any]]) -> dict[str, TelemetrySummary]:
+    """As :func:`summarise_telemetry`, for samples in hand (a trial just written)."""
     out: dict[str, TelemetrySummary] = {}
-    for sample in read_jsonl(file):
+    for sample in samples:
         trial_id = sample.get("trial_id")
         if not isinstance(trial_id, str):
             continue
