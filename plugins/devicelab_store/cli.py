@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+import devicelab
 from devicelab import UsageError
 
 from .factory import ENV_DB, default_db, open_store
@@ -147,9 +148,9 @@ def _cell(value: Any) -> str:
 @click.argument("metric")
 @click.option(
     "--by",
-    default="device,model,quant,task,context_tokens",
+    default=",".join(devicelab.CELL_KEY),
     show_default=True,
-    help="Trial columns that make a cell (comma-separated).",
+    help="Trial columns that make a cell (comma-separated; default: devicelab's cell key).",
 )
 @click.option("--since", default=None, metavar="ISO", help="Only runs created at or after this.")
 @click.option(

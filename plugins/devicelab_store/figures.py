@@ -47,7 +47,7 @@ def history_figures(store: Store, run: RunData) -> list[devicelab.ReportFigure]:
     for field in devicelab.FIELDS:
         if not field.per_trial or all(r.value(field.name) is None for r in run.measured):
             continue
-        found = [c for c in history(store, field.name, key) if c.cell in cells]
+        found = history(store, field.name, key, only=cells)
         if not found:
             continue
         png, named = _draw(found, key, field, run_id)
