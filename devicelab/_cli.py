@@ -36,6 +36,7 @@ from ._record import RUN_KEY, TrialRecord, cell_title
 from ._rundir import TRIALS, RunData, RunDir, default_run_dir, load_run
 from ._runtime.materialise import materialise
 from ._runtime.resolve import load_and_resolve
+from ._scenario import Scenario
 from ._table import Column, key_columns, quality_table, summary_table, to_rich
 from ._table import Table as TableModel
 
@@ -140,7 +141,7 @@ def run(
         sys.exit(EXIT_FAILED)
 
 
-def store_target(scenario: Any, db: str | None) -> str | None:
+def store_target(scenario: Scenario, db: str | None) -> str | None:
     """Where the run stores its trials: ``--db PATH``; ``--db`` alone or ``[store] ingest``:
     ``[store] db`` else ``""`` (the store's default); ``None``: nowhere."""
     if db:
