@@ -30,7 +30,7 @@ from . import _report as reporting
 from ._corpus import validate_corpus
 from ._engines import open_engine
 from ._errors import DevicelabError, UsageError
-from ._executor import Reporter
+from ._executor import Reporter, RunOutcome
 from ._prefill import run_notes
 from ._record import RUN_KEY, TrialRecord, cell_title
 from ._rundir import TRIALS, RunData, RunDir, default_run_dir, load_run
@@ -110,13 +110,12 @@ def run(
         lambda text: err.print(f"devicelab: warning: {text}", soft_wrap=True)
     )
     run_hooks.started(rundir, plan.scenario, store_target(plan.scenario, db))
+    outcome: RunOutcome | None = None
     try:
         outcome = executor.run(plan, rundir, reporter)
     except KeyboardInterrupt:
         reporter.finish()
         kept = len(rundir.done_trial_ids())
-        rundir.close()
-        run_hooks.finished(rundir, None)
         err.print(
             f"devicelab: interrupted. {kept} finished trials are kept in {path}; continue with "
             f"`devicelab run {scenario} --out {path} --resume`."
@@ -124,7 +123,8 @@ def run(
         sys.exit(EXIT_INTERRUPTED)
     finally:
         rundir.close()
-    run_hooks.finished(rundir, outcome)
+        # Also when the run stopped on an error: what listens gets the run as it stands.
+        run_hooks.finished(rundir, outcome)
     records = load_run(path).records
     rows = metrics.summarize(records)
     rundir.write_summary(rows)

@@ -166,10 +166,11 @@ def devicelab_trial_finished(
 
 @hookspec
 def devicelab_run_finished(run: RunDir, outcome: RunOutcome | None) -> None:
-    """A run has stopped writing its run directory (finished, or interrupted).
+    """A run has stopped writing its run directory (finished, interrupted, or stopped by an
+    error).
 
     :param run: the run directory, closed: read it with :func:`devicelab.load_run`.
-    :param outcome: what the executor ran; ``None`` when the run was interrupted.
+    :param outcome: what the executor ran; ``None`` when the run did not finish.
     """
 
 

@@ -452,6 +452,22 @@ def test_a_store_that_fails_never_fails_the_run(
     assert not db.exists()
 
 
+@pytest.mark.usefixtures("words_installed")
+def test_an_interrupted_run_is_stored_as_far_as_it_got_and_resumes(
+    tmp_path: Path, words_scenario: Callable[..., Path]
+) -> None:
+    from wordsplugin import WordEngine
+
+    WordEngine.interrupted = False
+    path = str(words_scenario(model="interrupt", reps=1, warmup=0))
+    out, db = tmp_path / "run", str(tmp_path / "lab.duckdb")
+    assert run_cli(["run", path, "--out", str(out), "--db", db]) == 130
+    run_id = json.loads((out / "run.json").read_text())["run_id"]
+    assert _counts(Path(db)) == {run_id: len(_trial_ids(out))} == {run_id: 2}
+    assert run_cli(["run", path, "--out", str(out), "--db", db, "--resume"]) == 0
+    assert _counts(Path(db)) == {run_id: len(_trial_ids(out))} == {run_id: 8}
+
+
 # --- accept, reject, and gates against the database ------------------------------------------
 
 
