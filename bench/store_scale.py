@@ -62,7 +62,8 @@ def _templates(source: Path) -> tuple[dict[str, list[dict[str, Any]]], dict[str,
     """task -> the source's ok records of it; trial_id -> its telemetry samples."""
     by_task: dict[str, list[dict[str, Any]]] = {}
     for rec in _read_jsonl(source / "trials.jsonl"):
-        if rec.get("status") == "ok" and rec.get("ttft_s") and rec.get("otps"):
+        measured = rec.get("status") == "ok" and not rec.get("warmup")
+        if measured and rec.get("ttft_s") and rec.get("otps"):
             by_task.setdefault(rec["task"], []).append(rec)
     missing = [t for t in TASKS if t not in by_task]
     if missing:

@@ -88,8 +88,9 @@ def _draw(
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.0 * rows), squeeze=False)
     named = []
-    for ax, (panel, cells) in zip(axes.flat, sorted(panels.items(), key=repr), strict=False):
-        for cell in sorted(cells, key=repr):
+    ordered = sorted(panels.items(), key=lambda kv: _order(kv[0]))
+    for ax, (panel, cells) in zip(axes.flat, ordered, strict=False):
+        for cell in sorted(cells, key=lambda c: _order(c.cell)):
             values = dict(zip(key, cell.cell, strict=True))
             xs = [x_of[p.run_id] for p in cell.points]
             med = [p.median for p in cell.points]
@@ -112,3 +113,11 @@ def _draw(
         ax.set_visible(False)
     fig.tight_layout()
     return _png(plt, fig), named
+
+
+def _order(values: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
+    """Numbers in numeric order (L=200 before L=1000), anything else as text."""
+    return tuple(
+        (0, v) if isinstance(v, int | float) and not isinstance(v, bool) else (1, str(v))
+        for v in values
+    )
