@@ -16,7 +16,7 @@ from typing import Any
 import devicelab
 from devicelab import RunData, TrialRecord, UsageError
 
-from .duck import _fingerprint
+from .duck import device_fingerprint
 from .store import Store
 
 
@@ -30,7 +30,7 @@ def baseline_records(
     """The records of the baseline, and the ids of the runs they come from (newest first)."""
     key = list(devicelab.RUN_KEY)
     wanted = sorted(
-        {(_fingerprint(r.identity.device_info), *r.cell(key)) for r in candidate.measured},
+        {(device_fingerprint(r.identity.device_info), *r.cell(key)) for r in candidate.measured},
         key=repr,
     )
     if not wanted:

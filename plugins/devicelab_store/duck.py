@@ -64,7 +64,8 @@ INSERT INTO schema_version VALUES (1);
 """
 
 
-def _fingerprint(device_info: Any) -> str:
+def device_fingerprint(device_info: Any) -> str:
+    """The ``trials.fingerprint`` of a trial's ``device_info``: same device, same value."""
     text = json.dumps(device_info or {}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -78,7 +79,7 @@ def _v2(con: Connection) -> None:
     if rows:
         con.executemany(
             "UPDATE trials SET fingerprint = ? WHERE run_id = ? AND trial_id = ?",
-            [(_fingerprint(json.loads(info) if info else {}), r, t) for r, t, info in rows],
+            [(device_fingerprint(json.loads(info) if info else {}), r, t) for r, t, info in rows],
         )
 
 
@@ -335,7 +336,7 @@ class DuckDBStore(Store):
                     rec.trial_id,
                     json.dumps(rec.to_json()),
                     tele.samples if tele else 0,
-                    _fingerprint(rec.identity.device_info),
+                    device_fingerprint(rec.identity.device_info),
                     *(_column_value(rec, c, self._columns[c]) for c in cols),
                 ]
             )
