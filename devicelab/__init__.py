@@ -56,6 +56,7 @@ from ._provenance import sha256_file
 from ._record import (
     CELL_KEY,
     FIELDS,
+    RUN_KEY,
     Attempts,
     Field,
     Identity,
@@ -65,6 +66,7 @@ from ._record import (
     TrialRecord,
 )
 from ._registry import Registry
+from ._report import Figure as ReportFigure
 from ._rundir import RunData, RunDir, load_run
 from ._runtime.plan import Plan, Trial
 from ._runtime.session import DeviceSession, TrialOutput
@@ -74,6 +76,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CELL_KEY",
     "FIELDS",
+    "RUN_KEY",
     "Attempts",
     "Collector",
     "CollectorFactory",
@@ -107,6 +110,7 @@ __all__ = [
     "QuantizeResult",
     "Quantizer",
     "Registry",
+    "ReportFigure",
     "Reporter",
     "Response",
     "RunData",

@@ -23,19 +23,21 @@ from . import _advise as advice
 from . import _compare as comparing
 from . import _export as exporting
 from . import _gates as gates
+from . import _hooks as hooks
 from . import _metrics as metrics
 from . import _plugins as plugin_manager
 from . import _report as reporting
 from ._corpus import validate_corpus
 from ._engines import open_engine
 from ._errors import DevicelabError, UsageError
-from ._executor import Reporter
+from ._executor import Reporter, RunOutcome
 from ._prefill import run_notes
 from ._provenance import report as provenance_report
 from ._record import RUN_KEY, TrialRecord, cell_title, hidden_keys
-from ._rundir import TRIALS, RunDir, default_run_dir, load_run
+from ._rundir import TRIALS, RunData, RunDir, default_run_dir, load_run
 from ._runtime.materialise import materialise
 from ._runtime.resolve import load_and_resolve
+from ._scenario import Scenario
 from ._table import Column, key_columns, quality_table, summary_table, to_rich
 from ._table import Table as TableModel
 
@@ -69,6 +71,15 @@ def cli() -> None:
     metavar="HEAD:PORT|auto",
     help="The cluster of a cluster executor (ray: the head's address, or auto).",
 )
+@click.option(
+    "--db",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[PATH]",
+    help="Store each trial in the results database as it finishes: PATH, else [store] db, "
+    "$DEVICELAB_DB or the default (docs/store.md). Overrides [store].",
+)
 def run(
     scenario: Path,
     device: str | None,
@@ -76,6 +87,7 @@ def run(
     resume: bool,
     executor_name: str | None,
     address: str | None,
+    db: str | None,
 ) -> None:
     """Run every trial of SCENARIO and print a summary table."""
     registry = plugin_manager.get_registry()
@@ -95,12 +107,16 @@ def run(
     path = out_dir or default_run_dir(plan.scenario)
     rundir = RunDir.open(path, plan.scenario, resume=resume)
     err.print(f"devicelab: run {rundir.run_id} -> {path}")
+    run_hooks = hooks.RunHooks(
+        lambda text: err.print(f"devicelab: warning: {text}", soft_wrap=True)
+    )
+    run_hooks.started(rundir, plan.scenario, store_target(plan.scenario, db))
+    outcome: RunOutcome | None = None
     try:
         outcome = executor.run(plan, rundir, reporter)
     except KeyboardInterrupt:
         reporter.finish()
         kept = len(rundir.done_trial_ids())
-        rundir.close()
         err.print(
             f"devicelab: interrupted. {kept} finished trials are kept in {path}; continue with "
             f"`devicelab run {scenario} --out {path} --resume`."
@@ -108,12 +124,13 @@ def run(
         sys.exit(EXIT_INTERRUPTED)
     finally:
         rundir.close()
+        # Also when the run stopped on an error: what listens gets the run as it stands.
+        run_hooks.finished(rundir, outcome)
     done = load_run(path)
     records = done.records
     # Read back as every view reads it (the run's scenario.toml), so summary.json and a later
     # report agree, also after a --resume with another max_cv.
-    max_cv = done.max_cv
-    rows = metrics.summarize(records, max_cv)
+    rows = metrics.summarize(records, done.max_cv)
     rundir.write_summary(rows)
     print_summary(rows)
     gaps = comparing.gap_table(comparing.engine_gaps(done))
@@ -130,9 +147,19 @@ def run(
         )
     # The last word: whether the numbers above can be trusted.
     if rows:
-        err.print(f"devicelab: {metrics.unstable_line(rows, max_cv)}", soft_wrap=True)
+        err.print(f"devicelab: {metrics.unstable_line(rows, done.max_cv)}", soft_wrap=True)
     if outcome.failed:
         sys.exit(EXIT_FAILED)
+
+
+def store_target(scenario: Scenario, db: str | None) -> str | None:
+    """Where the run stores its trials: ``--db PATH``; ``--db`` alone or ``[store] ingest``:
+    ``[store] db`` else ``""`` (the store's default); ``None``: nowhere."""
+    if db:
+        return db
+    if db is None and not scenario.store_ingest:
+        return None
+    return scenario.store_db or ""
 
 
 class ProgressReporter(Reporter):
@@ -247,8 +274,7 @@ def devices(as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("baseline", type=click.Path(path_type=Path))
-@click.argument("candidate", type=click.Path(path_type=Path))
+@click.argument("runs", nargs=-1, type=click.Path(path_type=Path), metavar="BASELINE CANDIDATE")
 @click.option(
     "--fail",
     "specs",
@@ -264,15 +290,44 @@ def devices(as_json: bool) -> None:
     show_default=True,
     help="Significance level of the one-sided Mann-Whitney U test.",
 )
-def gate(baseline: Path, candidate: Path, specs: tuple[str, ...], alpha: float) -> None:
-    """Fail when CANDIDATE is significantly worse than BASELINE.
+@click.option(
+    "--baseline-from-db",
+    is_flag=True,
+    help="Take as BASELINE the last --last accepted runs in the results database with "
+    "CANDIDATE's device fingerprint, per cell; give only CANDIDATE.",
+)
+@click.option(
+    "--db",
+    default=None,
+    metavar="PATH",
+    help="The results database (default: $DEVICELAB_DB, else the default).",
+)
+@click.option(
+    "--last",
+    type=int,
+    default=5,
+    show_default=True,
+    help="How many accepted runs per cell make the baseline (with --baseline-from-db).",
+)
+def gate(
+    runs: tuple[Path, ...],
+    specs: tuple[str, ...],
+    alpha: float,
+    baseline_from_db: bool,
+    db: str | None,
+    last: int,
+) -> None:
+    """Fail when CANDIDATE is significantly worse than BASELINE (a run directory, or the
+    accepted runs of the results database with --baseline-from-db: then give CANDIDATE only).
 
     Exit 0 all checks pass; 1 a regression; 3 inconclusive (too few repetitions) and no
     regression; 2 bad input.
     """
     checks = [gates.parse_check(s) for s in specs]
     gates.check_alpha(alpha)
-    comp = gates.compare(load_run(baseline), load_run(candidate), checks, alpha)
+    base, cand, baseline_name = _gate_runs(runs, baseline_from_db, db, last)
+    candidate = cand.path
+    comp = gates.compare(base, cand, checks, alpha)
     for warning in comp.warnings:
         err.print(f"devicelab: warning: {warning}", soft_wrap=True)
     for line in comp.provenance:
@@ -301,7 +356,7 @@ def gate(baseline: Path, candidate: Path, specs: tuple[str, ...], alpha: float) 
         )
         for r, cell in zip(comp.results, cells, strict=True)
     ]
-    title = f"Gate: {candidate} against {baseline} (alpha {alpha:g})"
+    title = f"Gate: {candidate} against {baseline_name} (alpha {alpha:g})"
     table = to_rich(TableModel(title, tuple(columns), tuple(rows)))
     out.print(table)
     for r in comp.results:
@@ -312,6 +367,30 @@ def gate(baseline: Path, candidate: Path, specs: tuple[str, ...], alpha: float) 
     err.print(f"devicelab: gate: {summary[code]}.")
     if code:
         sys.exit(code)
+
+
+def _gate_runs(
+    runs: tuple[Path, ...], from_db: bool, db: str | None, last: int
+) -> tuple[RunData, RunData, str]:
+    """(baseline, candidate, how the baseline is named) from gate's arguments."""
+    if from_db:
+        if len(runs) != 1:
+            raise UsageError(
+                "with --baseline-from-db, give only the CANDIDATE run directory (the baseline "
+                f"comes from the results database), not {len(runs)} paths."
+            )
+        cand = load_run(runs[0])
+        base = hooks.baseline_from_db(cand, db, last)
+        n = len(base.meta.get("runs", []))
+        return base, cand, f"{n} accepted runs in {base.path} (last {last} per cell)"
+    if db is not None:
+        raise UsageError("--db is for --baseline-from-db: add it, or drop --db.")
+    if len(runs) != 2:
+        raise UsageError(
+            f"give BASELINE and CANDIDATE run directories (got {len(runs)}), or CANDIDATE "
+            "with --baseline-from-db."
+        )
+    return load_run(runs[0]), load_run(runs[1]), str(runs[0])
 
 
 @cli.command()
@@ -378,9 +457,34 @@ def advise(
 @click.option(
     "--out", "out_dir", type=click.Path(path_type=Path), help="Report directory [RUN_DIR/report]."
 )
-def report(run_dir: Path, out_dir: Path | None) -> None:
+@click.option(
+    "--history",
+    is_flag=True,
+    help="Add the run's cells over the stored runs: median and spread per run, change points.",
+)
+@click.option(
+    "--db",
+    default=None,
+    metavar="PATH",
+    help="The results database for --history (default: $DEVICELAB_DB, else the default).",
+)
+def report(run_dir: Path, out_dir: Path | None, history: bool, db: str | None) -> None:
     """Write a self-contained HTML report (report.html) and its PNG figures for RUN_DIR."""
-    rep = reporting.build_report(run_dir, out_dir)
+    if db is not None and not history:
+        raise UsageError("--db is where --history reads the stored runs: add --history.")
+    added: list[reporting.Figure] = []
+
+    def more(run: RunData) -> list[reporting.Figure]:
+        added.extend(hooks.report_figures(run, history, db))
+        return added
+
+    rep = reporting.build_report(run_dir, out_dir, more=more)
+    if history and not added:
+        err.print(
+            "devicelab: warning: --history added no figure: no plugin keeps a results "
+            "database, or it holds none of this run's cells (see `devicelab plugins`).",
+            soft_wrap=True,
+        )
     for f in rep.figures:
         err.print(f"devicelab: wrote {rep.html_path.parent / f.name}")
     out.print(f"devicelab: report written to {rep.html_path}", soft_wrap=True)

@@ -8,8 +8,8 @@ be unique across plugins: a second registration of the same name is an error.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -26,8 +26,12 @@ if TYPE_CHECKING:
         Quantizer,
         Task,
     )
-    from ._executor import Executor
+    from ._executor import Executor, RunOutcome
+    from ._record import TrialRecord
     from ._registry import Registry
+    from ._report import Figure
+    from ._rundir import RunData, RunDir
+    from ._scenario import Scenario
 
 hookspec = pluggy.HookspecMarker("devicelab")
 hookimpl = pluggy.HookimplMarker("devicelab")
@@ -122,4 +126,74 @@ def devicelab_register_commands(cli: click.Group) -> None:
     """Add subcommands to the ``devicelab`` command line.
 
     :param cli: the top-level click group; add commands with ``@cli.command()``.
+    """
+
+
+# --- a run as it goes, and the results database ---------------------------------------------
+#
+# devicelab's core names where results are kept (`devicelab run --db`, the scenario's [store]
+# table, `report --history`, `gate --baseline-from-db`) but keeps none itself: a plugin does
+# (the built-in `store`, DuckDB). A hook below that raises is reported as a warning, once per
+# plugin and run; it never fails a trial or loses a record.
+
+
+@hookspec
+def devicelab_run_started(run: RunDir, scenario: Scenario, db: str | None) -> bool | None:
+    """A run starts writing its run directory (also when it resumes one).
+
+    :param run: the open run directory (``run.path``, ``run.run_id``).
+    :param scenario: the scenario as resolved.
+    :param db: where the run's trials are to be stored as they finish: the value of
+        ``devicelab run --db`` or of the scenario's ``[store] db``; ``""`` means the store's
+        default database; ``None`` means no database was asked for.
+    :return: ``True`` from the plugin that will store the trials in ``db``; devicelab warns
+        when a database was asked for and no plugin said so.
+    """
+
+
+@hookspec
+def devicelab_trial_finished(
+    run: RunDir, record: TrialRecord, samples: Sequence[dict[str, Any]]
+) -> None:
+    """A trial's record (and its telemetry samples) has just been appended to the run
+    directory, by whichever executor ran it; the record is on disk already.
+
+    :param run: the run directory it was written to.
+    :param record: the trial's record.
+    :param samples: the trial's telemetry samples, as written to ``telemetry.jsonl``.
+    """
+
+
+@hookspec
+def devicelab_run_finished(run: RunDir, outcome: RunOutcome | None) -> None:
+    """A run has stopped writing its run directory (finished, interrupted, or stopped by an
+    error).
+
+    :param run: the run directory, closed: read it with :func:`devicelab.load_run`.
+    :param outcome: what the executor ran; ``None`` when the run did not finish.
+    """
+
+
+@hookspec(firstresult=True)
+def devicelab_baseline_from_db(candidate: RunData, db: str | None, last: int) -> RunData | None:
+    """The baseline ``devicelab gate --baseline-from-db`` (and the pytest option) compares
+    ``candidate`` with, taken from the results database.
+
+    :param candidate: the run to gate.
+    :param db: the database (``--db``); ``None``: the store's default.
+    :param last: how many of the last accepted runs to take per cell (``--last``).
+    :return: the baseline: trial records of the last ``last`` accepted runs that have the
+        candidate's device fingerprint and cell; ``None`` when this plugin keeps no database
+        (the first plugin to return one wins).
+    """
+
+
+@hookspec
+def devicelab_report_figures(run: RunData, history: bool, db: str | None) -> list[Figure] | None:
+    """Figures to add to ``devicelab report``'s HTML, after its own.
+
+    :param run: the run being reported.
+    :param history: ``report --history`` was given: add the run's cells over the stored runs.
+    :param db: the results database (``report --db``); ``None``: the store's default.
+    :return: :class:`~devicelab.ReportFigure` objects (``None`` or an empty list: none).
     """

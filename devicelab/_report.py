@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 from . import _metrics as metrics
 from . import _record
 from ._compare import engine_gaps, gap_table
-from ._errors import MissingDependencyError
+from ._errors import MissingDependencyError, UsageError
 from ._record import STATS, Field, TrialRecord, cell_label, hidden_keys
 from ._rundir import RunData, load_run
 from ._table import quality_table, summary_table, to_html
@@ -40,6 +40,9 @@ PHASE_COLORS = {"prefill": "tab:orange", "decode": "tab:green"}
 
 @dataclass
 class Figure:
+    """One figure of the report (``devicelab.ReportFigure``: plugins add their own through
+    the ``devicelab_report_figures`` hook)."""
+
     name: str  # file name, e.g. "speed.png"
     title: str
     png: bytes
@@ -364,12 +367,28 @@ def make_figures(run: RunData, cap: int = MAX_TIMELINES) -> list[Figure]:
     return figures
 
 
-def build_report(run_dir: Path, out_dir: Path | None = None, cap: int = MAX_TIMELINES) -> Report:
-    """Write ``report.html`` and the PNG figures into ``out_dir`` (default RUN_DIR/report)."""
+def build_report(
+    run_dir: Path,
+    out_dir: Path | None = None,
+    cap: int = MAX_TIMELINES,
+    more: Callable[[RunData], Sequence[Figure]] | None = None,
+) -> Report:
+    """Write ``report.html`` and the PNG figures into ``out_dir`` (default RUN_DIR/report);
+    ``more`` gives figures to add after the report's own (the plugins' ones)."""
     run = load_run(run_dir)
     out = out_dir if out_dir is not None else run.path / "report"
     out.mkdir(parents=True, exist_ok=True)
     figures = make_figures(run, cap)
+    if more is not None:
+        taken = {f.name for f in figures}
+        for f in more(run):
+            if f.name in taken:
+                raise UsageError(
+                    f"two report figures are named {f.name!r}; the plugin that adds the "
+                    "second must name it otherwise."
+                )
+            taken.add(f.name)
+            figures.append(f)
     for f in figures:
         (out / f.name).write_bytes(f.png)
     html_path = out / "report.html"

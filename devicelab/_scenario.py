@@ -263,6 +263,21 @@ class QualityTable(_Table):
         return self
 
 
+class StoreTable(_Table):
+    # Only when set: where results are kept changes nothing a run measures.
+    written_when_default: ClassVar[bool] = False
+    ingest: Annotated[bool, As("store_ingest")] = Field(
+        False,
+        description="store each trial in the results database as it finishes (as `run --db`); "
+        "see docs/store.md",
+    )
+    db: Annotated[str | None, As("store_db")] = Field(
+        None,
+        description="the results database (a path, relative to the scenario file, or a store "
+        "plugin's URL; none: `$DEVICELAB_DB`, else the default)",
+    )
+
+
 class ScenarioFile(_Table):
     """A whole scenario file; table order is the order of the resolved scenario.toml."""
 
@@ -274,6 +289,7 @@ class ScenarioFile(_Table):
     telemetry: TelemetryTable = TelemetryTable()
     thermal: ThermalTable = ThermalTable()
     quality: QualityTable = QualityTable()
+    store: StoreTable = StoreTable()
 
     @model_validator(mode="after")
     def _models_differ(self) -> ScenarioFile:
@@ -357,6 +373,9 @@ class Scenario:
     # [quality]: the quality metrics scored on each ok trial, and each one's options table.
     quality_metrics: tuple[str, ...] = ()
     quality_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # [store]: whether the run stores its trials in a results database, and which one.
+    store_ingest: bool = _default("store", "ingest")
+    store_db: str | None = _default("store", "db")
 
     @property
     def section_size(self) -> int:
@@ -394,6 +413,8 @@ class Scenario:
         body["scenario"].pop("executor", None)
         # Nor does max_cv: it is what the views call unstable.
         body["scenario"].pop("max_cv", None)
+        # Nor where its results are stored.
+        body.pop("store", None)
         if self.cooldown_below_c is None:
             body.pop("thermal", None)
         # Keys added later leave the fingerprint alone at their default, so runs made before
@@ -453,6 +474,9 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
     if documents.endswith(".jsonl") and not Path(documents).is_absolute():
         values["documents"] = str((path.parent / documents).resolve())
     values["doc_ids"] = values["doc_ids"] or ()
+    db = values["store_db"]
+    if db and "://" not in db and not Path(db).expanduser().is_absolute():
+        values["store_db"] = str((path.parent / db).resolve())
     models = []
     for m in file.models:
         where = m.path

@@ -18,6 +18,11 @@ add one test item per (model/quant/task/L key, check), named
 (baseline and candidate statistic, change, p-value) or is skipped as inconclusive (fewer
 than 5 measured values on a side). Bad options are a pytest usage error. See
 :mod:`devicelab._gates` for the rule.
+
+With ``--devicelab-baseline-from-db [--devicelab-db PATH] [--devicelab-last N]`` instead of
+``--devicelab-baseline``, the baseline is the last N accepted runs in the results database
+with the candidate's device fingerprint, per cell (``devicelab db accept RUN_ID``), so CI
+needs no committed baseline directory.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 import pytest
 
 from . import _gates as gates
+from . import _hooks as hooks
 from ._errors import UsageError
 from ._registry import Registry
 from ._rundir import load_run
@@ -85,6 +91,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="P",
         help="Significance level of the one-sided Mann-Whitney U test (default: %(default)s).",
     )
+    group.addoption(
+        "--devicelab-baseline-from-db",
+        action="store_true",
+        default=False,
+        help="Take the baseline from the results database: the last --devicelab-last accepted "
+        "runs with the candidate's device fingerprint, per cell (instead of "
+        "--devicelab-baseline).",
+    )
+    group.addoption(
+        "--devicelab-db",
+        metavar="PATH",
+        help="The results database for --devicelab-baseline-from-db (default: $DEVICELAB_DB, "
+        "else the default).",
+    )
+    group.addoption(
+        "--devicelab-last",
+        type=int,
+        default=5,
+        metavar="N",
+        help="Accepted runs per cell in a baseline from the database (default: %(default)s).",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -92,6 +119,15 @@ def pytest_configure(config: pytest.Config) -> None:
     candidate = config.getoption("--devicelab-candidate", None)
     specs: list[str] = config.getoption("--devicelab-fail", None) or []
     alpha: float = config.getoption("--devicelab-alpha", gates.DEFAULT_ALPHA)
+    from_db: bool = config.getoption("--devicelab-baseline-from-db", False)
+    if from_db and baseline is not None:
+        raise pytest.UsageError(
+            "give --devicelab-baseline RUN_DIR or --devicelab-baseline-from-db, not both."
+        )
+    if from_db and candidate is None:
+        raise pytest.UsageError(
+            "--devicelab-baseline-from-db gates a candidate: add --devicelab-candidate RUN_DIR."
+        )
     if baseline is None and candidate is None:
         if specs:
             raise pytest.UsageError(
@@ -99,7 +135,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 "--devicelab-candidate RUN_DIR: the two runs to compare."
             )
         return
-    if baseline is None or candidate is None:
+    if (baseline is None and not from_db) or candidate is None:
         missing = "--devicelab-baseline" if baseline is None else "--devicelab-candidate"
         raise pytest.UsageError(
             f"devicelab gates need both run directories: add {missing} RUN_DIR."
@@ -112,7 +148,13 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         checks = [gates.parse_check(s) for s in specs]
         gates.check_alpha(alpha)
-        comparison = gates.compare(load_run(baseline), load_run(candidate), checks, alpha)
+        cand = load_run(candidate)
+        if from_db:
+            last: int = config.getoption("--devicelab-last", 5)
+            base = hooks.baseline_from_db(cand, config.getoption("--devicelab-db", None), last)
+        else:
+            base = load_run(baseline)
+        comparison = gates.compare(base, cand, checks, alpha)
     except UsageError as exc:
         raise pytest.UsageError(f"devicelab: {exc}") from None
     config.stash[_COMPARISON] = comparison

@@ -11,7 +11,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -36,6 +36,10 @@ def default_run_dir(scenario: Scenario, base: Path = Path("runs")) -> Path:
     return base / f"{scenario.name}-{stamp}"
 
 
+# Called with each trial's record and telemetry samples once they are written.
+TrialListener = Callable[[TrialRecord, Sequence[dict[str, Any]]], None]
+
+
 class RunDir:
     """An open run directory. Use :meth:`open` for a new run or to resume one."""
 
@@ -44,6 +48,7 @@ class RunDir:
         self.run_id = run_id
         self._lock = threading.Lock()
         self._loads: set[str] | None = None  # provenance.loads keys already in run.json
+        self._listeners: list[TrialListener] = []
         self._trials: IO[str] = self._open_append(path / TRIALS)
         self._telemetry: IO[str] = self._open_append(path / TELEMETRY)
 
@@ -124,10 +129,20 @@ class RunDir:
     def done_trial_ids(self) -> set[str]:
         return {rec["trial_id"] for rec in read_jsonl(self.path / TRIALS)}
 
-    def append_trial(self, record: TrialRecord) -> None:
-        """Append one finished trial (its :meth:`TrialRecord.to_json`)."""
+    def on_trial(self, listener: TrialListener) -> None:
+        """Call ``listener(record, samples)`` after each trial is appended (and fsynced)."""
+        self._listeners.append(listener)
+
+    def append_trial(self, record: TrialRecord, samples: Sequence[dict[str, Any]] = ()) -> None:
+        """Append one finished trial: its telemetry ``samples``, then the record (its
+        :meth:`TrialRecord.to_json`), then tell the listeners. Every executor writes a trial
+        through here, so what listens (the results store) hears of each trial whoever ran it.
+        The record is on disk before any listener runs: a listener cannot lose it."""
+        self.append_samples(list(samples))
         with self._lock:
             _append(self._trials, record.to_json())
+        for listener in self._listeners:
+            listener(record, samples)
 
     def append_samples(self, samples: list[dict[str, Any]]) -> None:
         if not samples:

@@ -30,9 +30,8 @@ def execute(plan: Plan, run: RunDir, reporter: Reporter | None = None) -> RunOut
             finally:
                 # A load that stops the run (a context too small) still leaves its samples.
                 run.append_samples(session.take_samples())
-            run.append_samples(result.samples)
             run.add_provenance(result.provenance)  # before the record that names it
-            run.append_trial(result.record)
+            run.append_trial(result.record, result.samples)
             outcome.add(result.record)
             rep.trial_done(result.record)
     finally:

@@ -173,8 +173,7 @@ class RayExecutor(Executor):
             if rec.trial_id in written:
                 return  # idempotent by trial_id: a trial run twice is written once
             written.add(rec.trial_id)
-            run.append_samples(samples)
-            run.append_trial(rec)
+            run.append_trial(rec, samples)
             outcome.add(rec)
             reporter.trial_done(rec)
 

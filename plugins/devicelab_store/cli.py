@@ -12,6 +12,9 @@ from typing import Any
 
 import click
 
+import devicelab
+from devicelab import UsageError
+
 from .factory import ENV_DB, default_db, open_store
 from .store import QueryResult
 
@@ -80,15 +83,45 @@ def query(sql: str, as_json: bool, as_csv: bool, db: str | None) -> None:
 @db.command()
 @DB_OPTION
 def runs(db: str | None) -> None:
-    """List the stored runs, oldest first."""
+    """List the stored runs, oldest first, with their verdicts."""
     with open_store(db) as store:
         rows = store.runs()
     print_table(
         QueryResult(
-            ["run_id", "created_at", "scenario", "trials", "path"],
-            [(r.run_id, r.created_at, r.scenario_name, r.trials, r.path) for r in rows],
+            ["run_id", "created_at", "scenario", "trials", "verdict", "path"],
+            [(r.run_id, r.created_at, r.scenario_name, r.trials, r.verdict, r.path) for r in rows],
         )
     )
+
+
+def _verdict(run_ids: tuple[str, ...], verdict: str, note: str | None, db: str | None) -> None:
+    with open_store(db) as store:
+        missing = [r for r in run_ids if not store.set_verdict(r, verdict, note)]
+    if missing:
+        raise UsageError(
+            f"no stored run {', '.join(map(repr, missing))} in {db or default_db()}; the others "
+            "were marked. `devicelab db runs` lists the stored runs (ingest a run first)."
+        )
+    for run_id in run_ids:
+        click.echo(f"{verdict} run {run_id}")
+
+
+@db.command()
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
+@click.option("--note", default=None, help="Why (kept with the verdict).")
+@DB_OPTION
+def accept(run_ids: tuple[str, ...], note: str | None, db: str | None) -> None:
+    """Mark RUN_IDS accepted: baselines for `devicelab gate --baseline-from-db`."""
+    _verdict(run_ids, "accepted", note, db)
+
+
+@db.command()
+@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
+@click.option("--note", default=None, help="Why (kept with the verdict).")
+@DB_OPTION
+def reject(run_ids: tuple[str, ...], note: str | None, db: str | None) -> None:
+    """Mark RUN_IDS rejected: never a baseline (a run on a hot phone, a broken build)."""
+    _verdict(run_ids, "rejected", note, db)
 
 
 def print_table(result: QueryResult, title: str | None = None) -> None:
@@ -115,9 +148,9 @@ def _cell(value: Any) -> str:
 @click.argument("metric")
 @click.option(
     "--by",
-    default="device,model,quant,task,context_tokens",
+    default=",".join(devicelab.CELL_KEY),
     show_default=True,
-    help="Trial columns that make a cell (comma-separated).",
+    help="Trial columns that make a cell (comma-separated; default: devicelab's cell key).",
 )
 @click.option("--since", default=None, metavar="ISO", help="Only runs created at or after this.")
 @click.option(

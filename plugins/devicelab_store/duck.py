@@ -25,7 +25,7 @@ import duckdb
 import devicelab
 from devicelab import TrialRecord, UsageError
 
-from .rundir import LoadedRun, load_run_dir
+from .rundir import LoadedRun, TelemetrySummary, load_run_dir, summarise_samples
 from .store import IngestResult, QueryResult, RunRow, Store
 
 Connection = duckdb.DuckDBPyConnection
@@ -64,7 +64,8 @@ INSERT INTO schema_version VALUES (1);
 """
 
 
-def _fingerprint(device_info: Any) -> str:
+def device_fingerprint(device_info: Any) -> str:
+    """The ``trials.fingerprint`` of a trial's ``device_info``: same device, same value."""
     text = json.dumps(device_info or {}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -78,7 +79,7 @@ def _v2(con: Connection) -> None:
     if rows:
         con.executemany(
             "UPDATE trials SET fingerprint = ? WHERE run_id = ? AND trial_id = ?",
-            [(_fingerprint(json.loads(info) if info else {}), r, t) for r, t, info in rows],
+            [(device_fingerprint(json.loads(info) if info else {}), r, t) for r, t, info in rows],
         )
 
 
@@ -86,7 +87,22 @@ def _v1(con: Connection) -> None:
     con.execute(SCHEMA_V1)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+VERDICTS = ("accepted", "rejected")
+
+
+def _v3(con: Connection) -> None:
+    # Version 3: a verdict is a command (`db accept|reject`), so it says when it was given
+    # and why; a verdict written by hand before is kept only if it is one of VERDICTS.
+    con.execute("ALTER TABLE runs ADD COLUMN verdict_at VARCHAR")
+    con.execute("ALTER TABLE runs ADD COLUMN verdict_note VARCHAR")
+    con.execute(
+        "UPDATE runs SET verdict = lower(trim(verdict)) WHERE lower(trim(verdict)) IN (?, ?)",
+        list(VERDICTS),
+    )
+    con.execute("UPDATE runs SET verdict = NULL WHERE verdict NOT IN (?, ?)", list(VERDICTS))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _SQL_TYPES = {"str": "VARCHAR", "int": "BIGINT", "bool": "BOOLEAN", "float": "DOUBLE"}
@@ -136,6 +152,10 @@ def _insert_columns(con: Connection, table: str, columns: list[str], rows: list[
     )
 
 
+# How long an operation waits for a database another process holds.
+LOCK_TIMEOUT_S = 60.0
+
+
 class StoreLockedError(UsageError):
     pass
 
@@ -143,7 +163,7 @@ class StoreLockedError(UsageError):
 class DuckDBStore(Store):
     """Runs in one DuckDB file (created with its folder on first use)."""
 
-    def __init__(self, path: Path, *, lock_timeout_s: float = 60.0) -> None:
+    def __init__(self, path: Path, *, lock_timeout_s: float = LOCK_TIMEOUT_S) -> None:
         self.path = path
         self.lock_timeout_s = lock_timeout_s
         self._ready = False
@@ -249,29 +269,63 @@ class DuckDBStore(Store):
                 raise
         return IngestResult(run.run_id, len(run.records), replaced)
 
-    def _write(self, con: Connection, run: LoadedRun) -> bool:
+    def ingest_trial(
+        self,
+        run_dir: Path,
+        meta: dict[str, Any],
+        record: TrialRecord,
+        samples: list[dict[str, Any]],
+    ) -> None:
+        run_id = str(meta.get("run_id") or record.identity.run_id)
+        telemetry: dict[str, TelemetrySummary] = summarise_samples(samples)
+        run = LoadedRun(run_dir, run_id, meta, [record], telemetry)
+        with self._connect() as con:
+            con.execute("BEGIN")
+            try:
+                self._write(con, run, whole_run=False)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def _write(self, con: Connection, run: LoadedRun, *, whole_run: bool = True) -> bool:
+        """Store ``run``: all of it, replacing what the store had of it (``whole_run``), or
+        only its records, replacing those trials (a run still going: one trial at a time)."""
         found = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run.run_id]).fetchone()
         replaced = bool(found and found[0])
-        verdict = None
-        if replaced:
-            kept = con.execute("SELECT verdict FROM runs WHERE run_id = ?", [run.run_id]).fetchone()
-            verdict = kept[0] if kept else None
-            for table in ("telemetry", "trials", "runs"):
-                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run.run_id])
-        con.execute(
-            "INSERT INTO runs (run_id, path, scenario_name, created_at, meta, trials, "
-            "ingested_at, verdict) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                run.run_id,
-                str(run.path.resolve()),
-                run.meta.get("scenario_name"),
-                run.meta.get("created_at"),
-                json.dumps(run.meta),
-                len(run.records),
-                datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                verdict,
-            ],
-        )
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        if replaced and not whole_run:
+            ids = [r.trial_id for r in run.records]
+            for table in ("telemetry", "trials"):
+                con.execute(
+                    f"DELETE FROM {table} WHERE run_id = ? AND list_contains(?, trial_id)",
+                    [run.run_id, ids],
+                )
+        else:
+            kept = [None, None, None]
+            if replaced:
+                row = con.execute(
+                    "SELECT verdict, verdict_at, verdict_note FROM runs WHERE run_id = ?",
+                    [run.run_id],
+                ).fetchone()
+                kept = list(row) if row else kept
+                for table in ("telemetry", "trials", "runs"):
+                    con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run.run_id])
+            con.execute(
+                "INSERT INTO runs (run_id, path, scenario_name, created_at, meta, trials, "
+                "ingested_at, verdict, verdict_at, verdict_note) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    run.run_id,
+                    str(run.path.resolve()),
+                    run.meta.get("scenario_name"),
+                    run.meta.get("created_at"),
+                    json.dumps(run.meta),
+                    len(run.records),
+                    now,
+                    *kept,
+                ],
+            )
         cols = [c for c in self._columns if c not in ("run_id", "trial_id")]
         rows = []
         for rec in run.records:
@@ -282,7 +336,7 @@ class DuckDBStore(Store):
                     rec.trial_id,
                     json.dumps(rec.to_json()),
                     tele.samples if tele else 0,
-                    _fingerprint(rec.identity.device_info),
+                    device_fingerprint(rec.identity.device_info),
                     *(_column_value(rec, c, self._columns[c]) for c in cols),
                 ]
             )
@@ -297,7 +351,25 @@ class DuckDBStore(Store):
         if tele_rows:
             names = ["run_id", "trial_id", "key", "n", "min", "max", "mean"]
             _insert_columns(con, "telemetry", names, [list(r) for r in tele_rows])
+        if not whole_run:
+            con.execute(
+                "UPDATE runs SET ingested_at = ?, trials = "
+                "(SELECT count(*) FROM trials WHERE run_id = ?) WHERE run_id = ?",
+                [now, run.run_id, run.run_id],
+            )
         return replaced
+
+    def set_verdict(self, run_id: str, verdict: str | None, note: str | None = None) -> bool:
+        if verdict is not None and verdict not in VERDICTS:
+            raise UsageError(f"a verdict is one of {', '.join(VERDICTS)}, not {verdict!r}.")
+        at = datetime.now(timezone.utc).isoformat(timespec="milliseconds") if verdict else None
+        with self._connect(create=False) as con:
+            found = con.execute(
+                "UPDATE runs SET verdict = ?, verdict_at = ?, verdict_note = ? WHERE run_id = ? "
+                "RETURNING run_id",
+                [verdict, at, note, run_id],
+            ).fetchall()
+        return bool(found)
 
     def query(self, sql: str, params: list[Any] | None = None) -> QueryResult:
         with self._connect(create=False) as con:
@@ -313,8 +385,8 @@ class DuckDBStore(Store):
         if not self.path.exists():
             return []
         result = self.query(
-            "SELECT run_id, created_at, scenario_name, path, trials, ingested_at FROM runs "
-            "ORDER BY created_at NULLS LAST, run_id"
+            "SELECT run_id, created_at, scenario_name, path, trials, ingested_at, verdict "
+            "FROM runs ORDER BY created_at NULLS LAST, run_id"
         )
         return [RunRow(*row) for row in result.rows]
 

@@ -16,7 +16,6 @@ from typing import cast
 
 from devicelab import UsageError
 
-from .duck import DuckDBStore
 from .store import Store
 
 ENV_DB = "DEVICELAB_DB"
@@ -29,6 +28,9 @@ def default_db() -> str:
 
 def open_store(target: str | Path | None = None) -> Store:
     """The store at ``target``: a file path (DuckDB) or ``SCHEME://...`` of a store plugin."""
+    # DuckDB is imported here, not with the plugin: every devicelab command loads the plugin.
+    from .duck import DuckDBStore
+
     text = str(target) if target is not None else default_db()
     scheme, sep, rest = text.partition("://")
     if not sep:

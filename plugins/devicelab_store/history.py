@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +91,10 @@ def history(
     by: list[str],
     since: str | None = None,
     where: str | None = None,
+    only: Collection[tuple[Any, ...]] | None = None,
 ) -> list[CellHistory]:
+    """Per cell (the ``by`` columns), the runs' median and IQR of ``metric`` and the change
+    points; ``only``: just these cells (the change points of no other are computed)."""
     columns = record_columns()
     unknown = [b for b in by if b not in columns]
     if unknown:
@@ -118,7 +122,8 @@ def history(
         key = tuple(row[: len(by)])
         run_id, created_at, meta, n, (q1, median, q3) = row[len(by) :]
         point = RunPoint(run_id, created_at, json.loads(meta), n, median, q1, q3)
-        cells.setdefault(key, CellHistory(key)).points.append(point)
+        if only is None or key in only:
+            cells.setdefault(key, CellHistory(key)).points.append(point)
     for hist in cells.values():
         medians = [p.median for p in hist.points]
         cuts = change_points(medians)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,19 +70,46 @@ def read_jsonl(file: Path) -> Iterator[dict[str, Any]]:
 
 def summarise_telemetry(file: Path) -> dict[str, TelemetrySummary]:
     """trial_id -> sample count and min/max/mean of every numeric key of its samples."""
-    out: dict[str, TelemetrySummary] = {}
-    for sample in read_jsonl(file):
+    return summarise_samples(read_jsonl(file))
+
+
+def summarise_samples(samples: Iterable[dict[str, Any]]) -> dict[str, TelemetrySummary]:
+    """As :func:`summarise_telemetry`, for samples in hand (a trial just written)."""
+    # Values are gathered into lists and summed by the builtins: a run has tens of thousands
+    # of samples, and a method call per value was most of the time an ingest took.
+    counts: dict[str, int] = {}
+    values: dict[str, dict[str, list[float]]] = {}
+    for sample in samples:
         trial_id = sample.get("trial_id")
         if not isinstance(trial_id, str):
             continue
-        summary = out.setdefault(trial_id, TelemetrySummary())
-        summary.samples += 1
+        counts[trial_id] = counts.get(trial_id, 0) + 1
+        per_key = values.get(trial_id)
+        if per_key is None:
+            per_key = values[trial_id] = {}
         for key, value in sample.items():
-            # `t` is the clock, not a measurement; booleans are flags, not numbers.
-            if key == "t" or isinstance(value, bool) or not isinstance(value, int | float):
+            # `t` is the clock, not a measurement; booleans are flags, not numbers (the type
+            # test is exact on purpose: bool is a subclass of int).
+            if key == "t" or type(value) not in _NUMBERS:
                 continue
-            summary.keys.setdefault(key, KeySummary()).add(float(value))
-    return out
+            got = per_key.get(key)
+            if got is None:
+                per_key[key] = [value]
+            else:
+                got.append(value)
+    return {
+        trial_id: TelemetrySummary(
+            n,
+            {
+                k: KeySummary(len(v), float(min(v)), float(max(v)), float(math.fsum(v)))
+                for k, v in values[trial_id].items()
+            },
+        )
+        for trial_id, n in counts.items()
+    }
+
+
+_NUMBERS = (int, float)
 
 
 def load_run_dir(path: Path) -> LoadedRun:

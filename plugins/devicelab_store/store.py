@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devicelab import TrialRecord
+
 
 @dataclass(frozen=True)
 class RunRow:
@@ -22,6 +24,7 @@ class RunRow:
     path: str
     trials: int
     ingested_at: str
+    verdict: str | None = None  # "accepted", "rejected" or not judged
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,23 @@ class Store(ABC):
     @abstractmethod
     def ingest(self, run_dir: Path) -> IngestResult:
         """Load one run directory; replaces what an earlier ingest of the same run left."""
+
+    def ingest_trial(
+        self,
+        run_dir: Path,
+        meta: dict[str, Any],
+        record: TrialRecord,
+        samples: list[dict[str, Any]],
+    ) -> None:
+        """Add (or replace) one trial of a run still being written (``devicelab run --db``),
+        ``meta`` being its run.json. The default ingests the whole run directory again:
+        right, but slower as the run grows; a store does better in its own way."""
+        self.ingest(run_dir)
+
+    @abstractmethod
+    def set_verdict(self, run_id: str, verdict: str | None, note: str | None = None) -> bool:
+        """Mark a stored run ``"accepted"`` (a baseline for gates) or ``"rejected"``, or clear
+        the mark (``None``); False when no run ``run_id`` is stored."""
 
     @abstractmethod
     def query(self, sql: str, params: list[Any] | None = None) -> QueryResult:

@@ -1,5 +1,5 @@
 """The results store: ingest round trip, idempotence, concurrent ingesters, schema migration,
-and the db commands."""
+the db commands, `run --db`, baselines for gates and `report --history`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from devicelab_store.duck import SCHEMA_VERSION, DuckDBStore
 
 import devicelab
 from devicelab.testing import run_cli
+
+pytest_plugins = ["pytester"]
 
 GATES = Path(__file__).resolve().parent.parent / "data" / "gates"
 RUNS = ["baseline", "unchanged", "slower10", "reps3"]
@@ -185,14 +188,36 @@ def test_migrates_a_first_version_database(tmp_path: Path) -> None:
     with open_store(db) as store:
         version = store.query("SELECT max(version) FROM schema_version").rows
         row = store.query("SELECT otps, model, fingerprint FROM trials").rows
-        verdict = store.query("SELECT verdict FROM runs").rows
+        verdict = store.query("SELECT verdict, verdict_at, verdict_note FROM runs").rows
         store.ingest(GATES / "slower10")
     assert version == [(SCHEMA_VERSION,)]
+    assert SCHEMA_VERSION == 3
     # The columns v1 did not have are filled from the stored records.
     assert row[0][:2] == (record["otps"], record["model"])
     assert row[0][2] is not None
-    assert verdict == [(None,)]
+    assert verdict == [(None, None, None)]
     assert _counts(db) == {"gates-baseline": 1, "gates-slower10": 13}
+
+
+def test_migrates_a_second_version_database_keeping_verdicts(tmp_path: Path) -> None:
+    from devicelab_store.duck import MIGRATIONS
+
+    db = tmp_path / "v2.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute(V1_DDL)
+        MIGRATIONS[1](con)  # version 2 exactly as it shipped
+        con.execute("INSERT INTO schema_version VALUES (2)")
+        for run_id, verdict in [("a", " Accepted"), ("b", "rejected"), ("c", "maybe")]:
+            con.execute(
+                "INSERT INTO runs VALUES (?, 'x', 'gates', NULL, '{}', 0, 'now', ?)",
+                [run_id, verdict],
+            )
+    with open_store(db) as store:
+        rows = store.query("SELECT run_id, verdict, verdict_at FROM runs ORDER BY run_id").rows
+        version = store.query("SELECT max(version) FROM schema_version").rows
+    assert version == [(3,)]
+    # Verdicts written by hand are read as the commands write them; anything else is dropped.
+    assert rows == [("a", "accepted", None), ("b", "rejected", None), ("c", None, None)]
 
 
 def test_a_field_added_to_fields_becomes_a_column(
@@ -353,3 +378,256 @@ def test_history_where_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "unknown metric 'tokens_per_s'" in capsys.readouterr().err
     assert run_cli(["history", "otps", "--by", "phone", "--db", db]) != 0
     assert "--by phone is not a trial column" in capsys.readouterr().err
+
+
+# --- run --db: each trial stored as it finishes ------------------------------------------------
+
+
+def _trial_ids(path: Path) -> list[str]:
+    lines = (path / "trials.jsonl").read_text().splitlines()
+    return [json.loads(line)["trial_id"] for line in lines if line.strip()]
+
+
+@pytest.mark.usefixtures("words_installed")
+def test_run_db_stores_each_trial_as_it_finishes(
+    tmp_path: Path,
+    words_scenario: Callable[..., Path],
+    devicelab_plugin: Callable[..., Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    db = tmp_path / "lab.duckdb"
+    seen: list[tuple[str, set[str]]] = []
+
+    class Watcher:
+        # Runs after the store's hook: what the database holds once a trial is reported.
+        @devicelab.hookimpl(trylast=True)
+        def devicelab_trial_finished(self, record: devicelab.TrialRecord) -> None:
+            with open_store(db) as store:
+                rows = store.query("SELECT trial_id FROM trials").rows
+            seen.append((record.trial_id, {r[0] for r in rows}))
+
+    devicelab_plugin(Watcher(), "watcher")
+    out = tmp_path / "run"
+    assert run_cli(["run", str(words_scenario()), "--out", str(out), "--db", str(db)]) == 0
+    written = _trial_ids(out)
+    assert len(seen) == len(written) >= 4
+    for i, (trial_id, stored) in enumerate(seen):
+        # The trial just finished and every one before it, and none still to come.
+        assert trial_id == written[i] and stored == set(written[: i + 1])
+    with open_store(db) as store:
+        (run,) = store.runs()
+        records = store.query("SELECT record FROM trials ORDER BY trial_id").rows
+        samples = store.query("SELECT sum(telemetry_samples) FROM trials").rows
+    assert run.trials == len(written) and run.path == str(out.resolve())
+    on_disk = sorted(
+        (json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()),
+        key=lambda r: r["trial_id"],
+    )
+    assert [json.loads(r[0]) for r in records] == on_disk
+    lines = (out / "telemetry.jsonl").read_text().splitlines()
+    assert samples == [(sum(json.loads(line)["trial_id"] in written for line in lines),)]
+    assert f"stored run {run.run_id} ({len(written)} trials) in {db}" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("words_installed")
+def test_store_table_ingests_into_a_db_beside_the_scenario(
+    tmp_path: Path, words_scenario: Callable[..., Path]
+) -> None:
+    path = words_scenario(reps=1, warmup=0)
+    path.write_text(path.read_text() + '\n[store]\ningest = true\ndb = "lab.duckdb"\n')
+    out = tmp_path / "run"
+    assert run_cli(["run", str(path), "--out", str(out)]) == 0
+    assert _counts(tmp_path / "lab.duckdb") == {
+        json.loads((out / "run.json").read_text())["run_id"]: len(_trial_ids(out))
+    }
+    # Where results are stored is no part of what a run measures: it resumes without [store].
+    path.write_text(path.read_text().split("[store]")[0])
+    assert run_cli(["run", str(path), "--out", str(out), "--resume"]) == 0
+
+
+@pytest.mark.usefixtures("words_installed")
+def test_a_store_that_fails_never_fails_the_run(
+    tmp_path: Path, words_scenario: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the database's folder should be")
+    db = blocker / "lab.duckdb"
+    out = tmp_path / "run"
+    assert run_cli(["run", str(words_scenario()), "--out", str(out), "--db", str(db)]) == 0
+    err = capsys.readouterr().err
+    assert len(_trial_ids(out)) >= 4  # every trial kept in the run directory
+    # One warning while the run goes, one at its end naming the command that makes up.
+    assert err.count("failed in devicelab_trial_finished") == 1
+    assert f"devicelab db ingest {out} --db {db}" in err
+    assert not db.exists()
+
+
+@pytest.mark.usefixtures("words_installed")
+def test_an_interrupted_run_is_stored_as_far_as_it_got_and_resumes(
+    tmp_path: Path, words_scenario: Callable[..., Path]
+) -> None:
+    from wordsplugin import WordEngine
+
+    WordEngine.interrupted = False
+    path = str(words_scenario(model="interrupt", reps=1, warmup=0))
+    out, db = tmp_path / "run", str(tmp_path / "lab.duckdb")
+    assert run_cli(["run", path, "--out", str(out), "--db", db]) == 130
+    run_id = json.loads((out / "run.json").read_text())["run_id"]
+    assert _counts(Path(db)) == {run_id: len(_trial_ids(out))} == {run_id: 2}
+    assert run_cli(["run", path, "--out", str(out), "--db", db, "--resume"]) == 0
+    assert _counts(Path(db)) == {run_id: len(_trial_ids(out))} == {run_id: 8}
+
+
+# --- accept, reject, and gates against the database ------------------------------------------
+
+
+def _derive(root: Path, source: str, run_id: str, created: str, **change: Any) -> Path:
+    """A copy of a gates run as another run: its own id and time, ``otps`` scaled by
+    ``speed``, ``device_info`` updated with ``device``."""
+    speed = change.get("speed", 1.0)
+    d = root / run_id
+    d.mkdir()
+    meta = json.loads((GATES / source / "run.json").read_text())
+    (d / "run.json").write_text(json.dumps({**meta, "run_id": run_id, "created_at": created}))
+    recs = []
+    for r in _records(source):
+        info = {**r["device_info"], **change.get("device", {})}
+        otps = r["otps"] * speed if r["otps"] is not None else None
+        recs.append({**r, "run_id": run_id, "otps": otps, "device_info": info})
+    (d / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return d
+
+
+def _lab(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
+    """A database of baseline-like runs: accepted, rejected, unjudged, another phone."""
+    runs = {
+        "old": _derive(tmp_path, "baseline", "old", "2026-11-01T00:00:00+00:00", speed=2.0),
+        "acc1": _derive(tmp_path, "baseline", "acc1", "2026-11-02T00:00:00+00:00"),
+        "acc2": _derive(tmp_path, "unchanged", "acc2", "2026-11-03T00:00:00+00:00"),
+        "bad": _derive(tmp_path, "baseline", "bad", "2026-11-04T00:00:00+00:00", speed=0.5),
+        "new": _derive(tmp_path, "baseline", "new", "2026-11-05T00:00:00+00:00", speed=0.5),
+        "phone": _derive(
+            tmp_path, "baseline", "phone", "2026-11-06T00:00:00+00:00", device={"cpu": "X4"}
+        ),
+    }
+    db = tmp_path / "lab.duckdb"
+    assert run_cli(["db", "ingest", *map(str, runs.values()), "--db", str(db)]) == 0
+    assert run_cli(["db", "accept", "old", "acc1", "acc2", "phone", "--db", str(db)]) == 0
+    assert run_cli(["db", "reject", "bad", "--note", "hot phone", "--db", str(db)]) == 0
+    return db, runs
+
+
+def test_accept_and_reject(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db, _ = _lab(tmp_path)
+    assert "accepted run acc2" in capsys.readouterr().out
+    with open_store(db) as store:
+        verdicts = dict(store.query("SELECT run_id, verdict FROM runs").rows)
+        note = store.query("SELECT verdict_note, verdict_at FROM runs WHERE run_id='bad'").rows
+        listed = {r.run_id: r.verdict for r in store.runs()}
+    assert verdicts == {
+        "old": "accepted",
+        "acc1": "accepted",
+        "acc2": "accepted",
+        "bad": "rejected",
+        "new": None,
+        "phone": "accepted",
+    }
+    assert verdicts == listed
+    assert note[0][0] == "hot phone" and note[0][1]
+    # A verdict survives a re-ingest of its run; a run can be judged again.
+    assert run_cli(["db", "ingest", str(tmp_path / "bad"), "--db", str(db)]) == 0
+    assert run_cli(["db", "accept", "bad", "--db", str(db)]) == 0
+    with open_store(db) as store:
+        assert store.query("SELECT verdict FROM runs WHERE run_id='bad'").rows == [("accepted",)]
+    capsys.readouterr()
+    assert run_cli(["db", "reject", "nope", "--db", str(db)]) == 2
+    assert "no stored run 'nope'" in capsys.readouterr().err
+
+
+def test_baseline_is_the_last_accepted_runs_of_the_same_device_and_cell(tmp_path: Path) -> None:
+    from devicelab_store.baseline import baseline_records
+
+    db, runs = _lab(tmp_path)
+    candidate = devicelab.load_run(runs["new"])
+    with open_store(db) as store:
+        _, last2 = baseline_records(store, candidate, 2)
+        records, last5 = baseline_records(store, candidate, 5)
+        # A cell that only some runs have: its own last runs.
+        only_qa = devicelab.RunData(
+            candidate.path,
+            [r for r in candidate.records if r.identity.task == "QA"],
+            candidate.meta,
+        )
+        qa_records, _ = baseline_records(store, only_qa, 1)
+    # Accepted only (not "bad", not the unjudged "new"), same fingerprint (not "phone"),
+    # newest first.
+    assert last2 == ["acc2", "acc1"]
+    assert last5 == ["acc2", "acc1", "old"]
+    assert all(r.measured for r in records)
+    assert len(records) == 3 * len([r for r in candidate.records if r.measured])
+    assert {r.identity.task for r in qa_records} == {"QA"}
+    assert {r.identity.run_id for r in qa_records} == {"acc2"}
+
+
+def test_gate_against_the_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db, runs = _lab(tmp_path)
+    fast = _derive(tmp_path, "unchanged", "cand-ok", "2026-11-07T00:00:00+00:00")
+    base = ["gate", "--baseline-from-db", "--db", str(db), "--last", "2", "--fail"]
+    capsys.readouterr()
+    assert run_cli([*base, "otps:median:5%", str(fast)]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and "2 accepted runs" in out
+    # "new" is half as fast as the accepted runs: a regression.
+    assert run_cli([*base, "otps:median:5%", str(runs["new"])]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    # With the last 3, "old" (twice as fast) is in the baseline too: still a regression.
+    assert run_cli([*base[:-2], "3", "--fail", "otps:median:5%", str(runs["new"])]) == 1
+    capsys.readouterr()
+    # Another phone has no accepted run of its own beyond itself: bad input, named.
+    other = _derive(tmp_path, "baseline", "other", "2026-11-08T00:00:00+00:00", device={"cpu": "Y"})
+    assert run_cli([*base, "otps:median:5%", str(other)]) == 2
+    assert "devicelab db accept RUN_ID" in capsys.readouterr().err
+    assert run_cli([*base, "otps:median:5%", str(fast), str(fast)]) == 2
+    assert "give only the CANDIDATE" in capsys.readouterr().err
+
+
+def test_pytest_gates_against_the_database(tmp_path: Path, pytester: pytest.Pytester) -> None:
+    db, runs = _lab(tmp_path)
+    args = ["--devicelab-baseline-from-db", "--devicelab-db", str(db), "--devicelab-last", "2"]
+    args += ["--devicelab-fail", "otps:median:5%"]
+    fast = _derive(tmp_path, "unchanged", "cand-ok", "2026-11-07T00:00:00+00:00")
+    result = pytester.runpytest("-v", *args, "--devicelab-candidate", str(fast))
+    result.assert_outcomes(passed=2)
+    result = pytester.runpytest(*args, "--devicelab-candidate", str(runs["new"]))
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*regression beyond otps:median:5%*"])
+    result = pytester.runpytest(*args, "--devicelab-baseline", str(runs["acc1"]))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+# --- report --history --------------------------------------------------------------------------
+
+
+def test_report_history_adds_the_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    builds = ["b4120"] * 8 + ["b4188"] * 8
+    dirs = _write_history(tmp_path, builds, [1.0] * 8 + [0.8] * 8)
+    db = str(tmp_path / "lab.duckdb")
+    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    out = tmp_path / "report"
+    assert run_cli(["report", str(dirs[-1]), "--out", str(out), "--history", "--db", db]) == 0
+    html = (out / "report.html").read_text()
+    for field in ("otps", "itps", "ttft_s"):
+        assert (out / f"history-{field}.png").stat().st_size > 1000
+        assert f'alt="history-{field}.png"' in html
+    assert "History: OTPS over runs" in html
+    # The step in OTPS is named with the build that changed; ITPS did not change.
+    otps_note = html.split("History: OTPS over runs")[1].split("<h2>")[0]
+    assert "at nightly-08" in otps_note and "b4120" in otps_note and "b4188" in otps_note
+    itps_note = html.split("History: ITPS over runs")[1].split("<h2>")[0]
+    assert "Change points" not in itps_note
+    # Without --history the report has none of them.
+    capsys.readouterr()
+    assert run_cli(["report", str(dirs[-1]), "--out", str(tmp_path / "plain")]) == 0
+    assert not list((tmp_path / "plain").glob("history-*"))
