@@ -24,6 +24,7 @@ from . import _compare as comparing
 from . import _export as exporting
 from . import _gates as gates
 from . import _metrics as metrics
+from . import _noise as noise
 from . import _plugins as plugin_manager
 from . import _report as reporting
 from ._corpus import validate_corpus
@@ -111,7 +112,10 @@ def run(
     rows = metrics.summarize(records)
     rundir.write_summary(rows)
     print_summary(rows)
-    for note in run_notes(records):
+    notes = run_notes(records)
+    if (noisy := noise.run_note(records)) is not None:
+        notes.append(noisy)
+    for note in notes:
         err.print(f"devicelab: {note}", soft_wrap=True)
     if outcome.skipped:
         err.print(f"devicelab: {outcome.skipped} trials were already recorded and were skipped.")
@@ -282,7 +286,7 @@ def gate(baseline: Path, candidate: Path, specs: tuple[str, ...], alpha: float) 
     table = to_rich(TableModel(title, tuple(columns), tuple(rows)))
     out.print(table)
     for r in comp.results:
-        if r.status != gates.PASS:
+        if r.status != gates.PASS or r.noisy_baseline or r.noisy_candidate:
             out.print(f"{r.status.upper()} {r.name}: {r.reason}", soft_wrap=True)
     code = comp.exit_code
     summary = {0: "all checks pass", 1: "regression", 3: "inconclusive, no regression"}
@@ -371,6 +375,7 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
         click.echo(json.dumps([r.to_json() for r in rows], indent=2))
         return
     by_key: dict[Any, list[comparing.CompareRow]] = {}
+    noisy_seen = False
     for r in rows:
         by_key.setdefault(r.key, []).append(r)
     for key, krows in by_key.items():
@@ -378,6 +383,10 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
         for col in ("metric", "n A/B", "median A", "median B", "delta", "delta %", "B is", "p"):
             table.add_column(col, justify="left" if col in ("metric", "B is") else "right")
         for r in krows:
+            n = f"{r.n_a}/{r.n_b}"
+            if r.noisy_a or r.noisy_b:
+                n += f" ({r.noisy_a}/{r.noisy_b} noisy)"
+                noisy_seen = True
             p = "-" if r.p_value is None else f"{r.p_value:.3g}"
             if r.note:
                 p += f" ({r.note})"
@@ -385,7 +394,7 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
                 p += " *"
             table.add_row(
                 r.metric,
-                f"{r.n_a}/{r.n_b}",
+                n,
                 _fmt(r.median_a, 3),
                 _fmt(r.median_b, 3),
                 "-" if r.delta is None else f"{r.delta:+.3f}",
@@ -395,6 +404,11 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
             )
         out.print(table)
     out.print("* significant at p < 0.01 (one-sided, in the direction of the change)")
+    if noisy_seen:
+        out.print(
+            "noisy: trials during which other processes used the device's CPU beyond [noise] "
+            "max_other_cpu_pct; their figures may reflect the machine, not the change"
+        )
 
 
 @cli.command()

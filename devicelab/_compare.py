@@ -1,7 +1,7 @@
 """``devicelab compare RUN_A RUN_B``: per key (RUN_KEY: model, quant, task, L) and field of
 FIELDS, the medians of A and B, the change, whether it is better or worse, and a one-sided
 Mann-Whitney p-value (:func:`devicelab._gates.mann_whitney_greater`, in the direction of the
-observed change).
+observed change), and how many trials of the key were noisy on each side.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ class CompareRow:
     p_value: float | None  # one-sided, in the direction of the verdict ("worse" when same)
     note: str  # "n<5" when a side has fewer than MIN_VALUES values, else ""
     significant: bool  # p < alpha and both sides have at least MIN_VALUES values
+    # Measured trials of the key marked noisy (other processes used the CPU) in A and in B.
+    noisy_a: int = 0
+    noisy_b: int = 0
 
     def __getattr__(self, name: str) -> Any:
         # row.task, row.context_tokens, ...: the cell's keys read as attributes.
@@ -102,16 +105,26 @@ def compare_metric(
     )
 
 
+def _noisy(records: list[TrialRecord]) -> dict[Key, int]:
+    counts: dict[Key, int] = {}
+    for r in records:
+        if r.tries.noisy is True:
+            counts[r.cell(RUN_KEY)] = counts.get(r.cell(RUN_KEY), 0) + 1
+    return counts
+
+
 def compare_runs(a: RunData, b: RunData, alpha: float = DEFAULT_ALPHA) -> list[CompareRow]:
-    """A row per key present in either run and per field of :func:`compared_fields`."""
+    """A row per key present in either run and per field of :func:`compared_fields`, with
+    the noisy trials of the key on each side counted."""
     metrics = compared_fields(a, b)
     va, vb = _values(a.measured, metrics), _values(b.measured, metrics)
+    na, nb = _noisy(a.measured), _noisy(b.measured)
     rows = []
     for key in sorted(set(va) | set(vb), key=cell_sort_key):
         for m in metrics:
-            rows.append(
-                compare_metric(
-                    key, m, va.get(key, {}).get(m, []), vb.get(key, {}).get(m, []), alpha
-                )
+            row = compare_metric(
+                key, m, va.get(key, {}).get(m, []), vb.get(key, {}).get(m, []), alpha
             )
+            row.noisy_a, row.noisy_b = na.get(key, 0), nb.get(key, 0)
+            rows.append(row)
     return rows

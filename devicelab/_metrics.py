@@ -46,7 +46,8 @@ def summarize(records: Iterable[TrialRecord]) -> list[dict[str, Any]]:
     Each row has the cell's keys, ``n`` (the trials behind it), each field of :data:`FIELDS`
     summarised by its statistic (``None`` when no trial reported it), ``quality`` (the mean
     of each quality metric, over the trials that have it), ``throttled`` (trials the device
-    reported throttled) and ``throttle_known`` (trials where it reported either way).
+    reported throttled), ``throttle_known`` (trials where it reported either way) and
+    ``noisy`` (trials other processes' CPU use marked noisy, see devicelab._noise).
     Warm-up and failed trials are left out, except from a field measured once per model load
     (``per_trial`` false: load_s), which the first trial after the load carries, and that
     trial is usually a warm-up.
@@ -67,6 +68,7 @@ def summarize(records: Iterable[TrialRecord]) -> list[dict[str, Any]]:
         row["quality"] = quality_means(recs)
         row["throttled"] = sum(1 for r in recs if r.thermal.throttled is True)
         row["throttle_known"] = sum(1 for r in recs if r.thermal.throttled is not None)
+        row["noisy"] = sum(1 for r in recs if r.tries.noisy is True)
         rows.append(row)
     return rows
 

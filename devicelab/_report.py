@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _metrics as metrics
+from . import _noise as noise
 from . import _record
 from ._errors import MissingDependencyError
 from ._record import STATS, Field, TrialRecord
@@ -211,7 +212,9 @@ img {{ max-width: 100%; }} .note {{ color: #555; }}
 <h2>Medians</h2>
 <p class="note">Medians over measured trials (warm-ups and failed trials left out); peak memory is
 the maximum. "throttled" counts trials the device reported as throttled (of those where it
-reported anything); rows with any are marked.</p>
+reported anything); "noisy" (shown when there are any) counts trials during which other
+processes used more of the device's CPU than [noise] max_other_cpu_pct allows ("other CPU" is
+the highest share seen); rows with either are marked.</p>
 {medians}
 <h2>Quality</h2>
 {quality}
@@ -241,9 +244,13 @@ def render_html(run: RunData, figures: Sequence[Figure]) -> str:
             f'<img src="data:image/png;base64,{data}" alt="{html.escape(f.name)}">'
         )
     n_trials = len(run.measured)
+    summary = f"{run.path}: {n_trials} measured trials."
+    noisy = noise.run_note(run.records)
+    if noisy:
+        summary += f" {noisy}"
     return TEMPLATE.format(
         title=html.escape(run.path.name or str(run.path)),
-        summary=html.escape(f"{run.path}: {n_trials} measured trials."),
+        summary=html.escape(summary),
         medians=med,
         quality=quality,
         figures="\n".join(parts),

@@ -74,13 +74,17 @@ def summary_table(
 ) -> Table:
     """The summary rows as a table: the cell, ``n`` and each field of :data:`FIELDS` that
     some row has a value for (a host without temperature sensors shows no temperature
-    column), and with ``throttle`` the throttled trials, rows with any of them marked.
+    column), and with ``throttle`` the throttled trials, rows with any of them marked; the
+    noisy trials (``noisy``) when any row has some, those rows marked.
     ``device``: show the device column (default: when the rows span several devices)."""
     key, key_cols = _cells(rows, device)
     fields = [f for f in _record.FIELDS if any(r.get(f.name) is not None for r in rows)]
     columns = [*key_cols, Column("n"), *(Column(f.header) for f in fields)]
     if throttle:
         columns.append(Column("throttled"))
+    noisy = any(r.get("noisy") for r in rows)
+    if noisy:
+        columns.append(Column("noisy"))
     body = []
     for r in rows:
         cells = [str(r[k]) for k in key] + [str(r["n"])]
@@ -88,8 +92,10 @@ def summary_table(
         if throttle:
             known = r.get("throttle_known", 0)
             cells.append(f"{r.get('throttled', 0)}/{known}" if known else "unknown")
+        if noisy:
+            cells.append(f"{r.get('noisy', 0)}/{r['n']}")
         body.append(tuple(cells))
-    marked = tuple(bool(throttle and r.get("throttled")) for r in rows)
+    marked = tuple(bool((throttle and r.get("throttled")) or r.get("noisy")) for r in rows)
     return Table(SUMMARY_TITLE, tuple(columns), tuple(body), marked)
 
 

@@ -18,7 +18,13 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from .fs.android import build_system_tree, install_process_files, install_procfs, install_sysfs
+from .fs.android import (
+    WORK_CPUS,
+    build_system_tree,
+    install_process_files,
+    install_procfs,
+    install_sysfs,
+)
 from .fs.filesystem import VirtualFS
 from .model.heat import PhoneModel
 from .shell.commands import builtin_commands
@@ -68,6 +74,10 @@ class ProcessInfo:
     system: bool = False  # shell may not kill it
     threads: int = 1
     extra: dict[str, str] = field(default_factory=dict)
+    # CPU seconds of the work the process did (model inference), over all cores; and when it
+    # started (time.monotonic()): /proc/PID/stat's utime, stime and starttime.
+    cpu_s: float = 0.0
+    started_s: float = field(default_factory=time.monotonic)
 
 
 _SYSTEM_PROCESSES: tuple[tuple[int, str, str, int, int], ...] = (
@@ -329,9 +339,16 @@ class VirtualS24:
         return len(self._server.transports())
 
     # -- model inputs ----------------------------------------------------------
-    def add_work(self, seconds: float, intensity: float) -> None:
-        """Work done on the phone: heats the thermal zones and drains the battery."""
+    def add_work(self, seconds: float, intensity: float, pid: int | None = None) -> None:
+        """Work done on the phone: heats the thermal zones and drains the battery, and counts
+        in /proc/stat; with ``pid``, also in that process's /proc/PID/stat (without, it is
+        work of no listed process, as a kernel thread's)."""
         self.model.add_work(seconds, intensity)
+        if pid is not None and seconds > 0:
+            with self._lock:
+                proc = self._processes.get(pid)
+                if proc is not None:
+                    proc.cpu_s += seconds * WORK_CPUS
 
     def temperatures(self) -> dict[str, float]:
         """Current zone temperatures in degrees C (what thermal_zone*/temp reports / 1000)."""
