@@ -428,7 +428,8 @@ class Collector(ABC):
     three cumulative CPU counters, in CPU seconds over all cores -> ``other_cpu_pct``:
     ``cpu_total_s`` (all CPU time, idle included), ``cpu_busy_s`` (not idle) and
     ``engine_cpu_s`` (the engine's process, its threads and children; leave it out while
-    the engine's process cannot be read).
+    the engine's process cannot be read), with ``engine_id`` naming the processes it counts
+    where they change (a phone's llama-cli, new each trial).
     Any other keys are kept as they are.
     A value that cannot be read is ``None``: never invent one.
     """

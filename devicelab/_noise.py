@@ -13,7 +13,10 @@ any fixed point such as boot) in their samples; the core only subtracts:
   virtual machine's steal time as busy, since another guest took it);
 - :data:`ENGINE_CPU` (``engine_cpu_s``): the part the engine used: its process with every
   thread, and its children. Absent when the engine's process cannot be read (a phone's
-  engine that has not started yet, or has exited).
+  engine that has not started yet, or has exited);
+- :data:`ENGINE_ID` (``engine_id``, optional): which processes ``engine_cpu_s`` counts (a
+  phone's engine pids); when it changes, the counter is another process's, counted from its
+  birth. Left out where it is always the same (the host's own process).
 
 ``other_cpu_pct = 100 * (Δbusy - Δengine) / Δtotal`` over the trial's samples. The kernel
 counts CPU time in ticks of 10 ms, so a window shorter than :data:`MIN_WINDOW_S` gives
@@ -30,6 +33,7 @@ from ._record import TrialRecord
 CPU_TOTAL = "cpu_total_s"
 CPU_BUSY = "cpu_busy_s"
 ENGINE_CPU = "engine_cpu_s"
+ENGINE_ID = "engine_id"
 
 # Below this the 10 ms tick of the kernel's CPU accounting is more than a few percent of the
 # window (an error of about a tick per core at each end).
@@ -57,22 +61,34 @@ def other_cpu_pct(samples: Sequence[Mapping[str, Any]]) -> float | None:
     :data:`MIN_WINDOW_S`.
 
     The window runs from the first to the last sample with device counters. The engine's
-    counter is taken at its highest (a phone's engine process that exits before the last
-    sample is no longer readable), from 0 when it was not readable at the start (it started
-    during the trial, as a phone's llama-cli does).
+    CPU in it is summed over its readings: the change between two readings of the same
+    processes (:data:`ENGINE_ID`), and the whole counter of processes that appear during the
+    window (a phone's llama-cli starts with each trial; its counter starts at its birth).
+    A sample that cannot read the engine (it exited) adds nothing.
     """
     counted = []
     for s in samples:
         t, total, busy = _num(s, "t"), _num(s, CPU_TOTAL), _num(s, CPU_BUSY)
         if t is not None and total is not None and busy is not None:
-            counted.append((t, total, busy, _num(s, ENGINE_CPU)))
+            counted.append((t, total, busy, _num(s, ENGINE_CPU), s.get(ENGINE_ID)))
     if len(counted) < 2 or counted[-1][0] - counted[0][0] < MIN_WINDOW_S:
         return None
-    engine = [e for *_, e in counted if e is not None]
-    if not engine:
+    engine = 0.0
+    seen = False
+    last: tuple[float, Any] | None = None
+    for i, (*_, used, who) in enumerate(counted):
+        if used is None:
+            continue
+        seen = True
+        if last is not None and last[1] == who:
+            engine += max(0.0, used - last[0])
+        elif i > 0:
+            engine += used  # new processes: all they used, since they started
+        last = (used, who)
+    if not seen:
         return None
-    (_, total0, busy0, engine0), (_, total1, busy1, _) = counted[0], counted[-1]
-    return _share(busy1 - busy0, max(0.0, max(engine) - (engine0 or 0.0)), total1 - total0)
+    (_, total0, busy0, *_), (_, total1, busy1, *_) = counted[0], counted[-1]
+    return _share(busy1 - busy0, engine, total1 - total0)
 
 
 def between(a: Mapping[str, Any], b: Mapping[str, Any]) -> float | None:

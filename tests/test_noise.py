@@ -70,6 +70,18 @@ def test_an_engine_that_starts_during_the_trial_counts_from_zero_and_its_last_re
     assert other_cpu_pct(samples) == 28.1
 
 
+def test_a_new_engine_process_is_not_measured_against_the_previous_ones_counter() -> None:
+    # The first sample still reads the previous trial's llama-cli (pid 10, 38 s in all); this
+    # trial's (pid 11) starts at 0 and uses 6 s; 10 of 16 CPU seconds were busy.
+    samples = [
+        {**sample(0.0, 1000.0, 100.0, 38.0), "engine_id": "10"},
+        sample(0.5, 1004.0, 102.0, None),
+        {**sample(1.0, 1008.0, 106.0, 4.0), "engine_id": "11"},
+        {**sample(2.0, 1016.0, 110.0, 6.0), "engine_id": "11"},
+    ]
+    assert other_cpu_pct(samples) == 25.0  # (10 - 6) / 16
+
+
 def test_unknown_when_the_device_cannot_tell_or_the_window_is_too_short() -> None:
     assert other_cpu_pct([]) is None
     assert other_cpu_pct([{"t": 0.0, "mem_mb": 5.0}, {"t": 1.0, "mem_mb": 5.0}]) is None

@@ -81,7 +81,7 @@ def parse_block(lines: list[str], state: dict[str, Any]) -> dict[str, devicelab.
     meminfo: dict[str, str] = {}
     procs: dict[str, dict[str, str]] = {}
     cpu: tuple[float, float] | None = None
-    engine: list[float] = []
+    engine: dict[str, float] = {}
     for line in lines:
         path, sep, value = line.partition(":")
         if not sep:
@@ -105,7 +105,7 @@ def parse_block(lines: list[str], state: dict[str, Any]) -> dict[str, devicelab.
         elif path.startswith("/proc/") and path.endswith("/stat"):
             used = process_ticks(value)
             if used is not None:
-                engine.append(used / TICKS_PER_S)
+                engine[parts[2]] = used / TICKS_PER_S
 
     out: dict[str, devicelab.Value] = {}
     temps = []
@@ -136,8 +136,10 @@ def parse_block(lines: list[str], state: dict[str, Any]) -> dict[str, devicelab.
     out["thermal_status"] = state.get("thermal_status")
     out["cpu_total_s"] = None if cpu is None else cpu[0]
     out["cpu_busy_s"] = None if cpu is None else cpu[1]
-    # None while no watched process can be read (none started yet, or it exited).
-    out["engine_cpu_s"] = round(sum(engine), 2) if engine else None
+    # None while no watched process can be read (none started yet, or it exited); the pids
+    # read tell one llama-cli's counter from the next one's.
+    out["engine_cpu_s"] = round(sum(engine.values()), 2) if engine else None
+    out["engine_id"] = ",".join(sorted(engine)) if engine else None
     return out
 
 
