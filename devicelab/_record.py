@@ -54,6 +54,9 @@ class Field:
     # The report's figure against L this field is drawn in ("speed" -> speed.png, with the
     # other speed fields); empty: a figure of its own, named after the field.
     figure: str = ""
+    # False for a measure of the conditions, not of the model (other_cpu_pct): no figure
+    # against L; its tables, compare and gates show it all the same.
+    plotted: bool = True
 
     @property
     def title(self) -> str:
@@ -82,7 +85,7 @@ FIELDS: tuple[Field, ...] = (
     Field("energy_j", "J", False, "energy", "median", 1),
     # The share of the device's CPU that anything but the engine used during the trial (see
     # devicelab._noise); the worst trial of a cell is the one to see.
-    Field("other_cpu_pct", "%", False, "other CPU", "max", 0),
+    Field("other_cpu_pct", "%", False, "other CPU", "max", 0, plotted=False),
     # Carried by the first trial after each model load only (null on the others).
     Field("load_s", "s", False, "load", "max", 2, per_trial=False),
 )

@@ -115,10 +115,11 @@ def _against_l(records: Sequence[TrialRecord], fields: Sequence[Field]) -> bytes
 
 
 def figure_groups(records: Sequence[TrialRecord]) -> dict[str, list[Field]]:
-    """Figure name -> the per-trial fields drawn in it, those that some trial reports."""
+    """Figure name -> the per-trial fields drawn in it (``plotted``), those that some trial
+    reports."""
     groups: dict[str, list[Field]] = {}
     for f in _record.FIELDS:
-        if f.per_trial and any(r.value(f.name) is not None for r in records):
+        if f.per_trial and f.plotted and any(r.value(f.name) is not None for r in records):
             groups.setdefault(f.figure or f.name, []).append(f)
     return groups
 

@@ -34,6 +34,7 @@ from devicelab._table import summary_table
 from devicelab.testing import make_scenario
 
 GATES = Path(__file__).parent / "data" / "gates"
+pytest_plugins = ["pytester"]
 
 
 def sample(t: float, total: float, busy: float, engine: float | None) -> dict[str, object]:
@@ -195,6 +196,18 @@ def test_the_cli_marks_noisy_gates_and_compare_rows(
     assert run_cli(["compare", str(base), str(noisy)]) == 0
     shown = capsys.readouterr().out
     assert "noisy)" in shown and "noisy: trials during which" in shown
+
+
+def test_a_pytest_gate_passing_over_noisy_data_warns(
+    tmp_path: Path, pytester: pytest.Pytester
+) -> None:
+    noisy = _noisy_copy(tmp_path, "noisy", "unchanged", every=2)
+    result = pytester.runpytest(
+        *("--devicelab-baseline", str(GATES / "baseline"), "--devicelab-candidate", str(noisy)),
+        *("--devicelab-fail", "otps:median:5%"),
+    )
+    result.assert_outcomes(passed=2, warnings=2)
+    result.stdout.fnmatch_lines(["*DevicelabGateWarning*over noisy data*"])
 
 
 # --- real runs on the host, beside a CPU hog ------------------------------------------------
