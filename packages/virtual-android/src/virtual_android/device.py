@@ -18,13 +18,7 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from .fs.android import (
-    WORK_CPUS,
-    build_system_tree,
-    install_process_files,
-    install_procfs,
-    install_sysfs,
-)
+from .fs.android import build_system_tree, install_process_files, install_procfs, install_sysfs
 from .fs.filesystem import VirtualFS
 from .model.heat import PhoneModel
 from .shell.commands import builtin_commands
@@ -74,9 +68,9 @@ class ProcessInfo:
     system: bool = False  # shell may not kill it
     threads: int = 1
     extra: dict[str, str] = field(default_factory=dict)
-    # CPU seconds of the work the process did (model inference), over all cores; and when it
-    # started (time.monotonic()): /proc/PID/stat's utime, stime and starttime.
-    cpu_s: float = 0.0
+    # Seconds of model work the process did (its /proc/PID/stat counts the CPU time that
+    # keeps busy), and when it started (time.monotonic(): starttime).
+    work_s: float = 0.0
     started_s: float = field(default_factory=time.monotonic)
 
 
@@ -348,7 +342,7 @@ class VirtualS24:
             with self._lock:
                 proc = self._processes.get(pid)
                 if proc is not None:
-                    proc.cpu_s += seconds * WORK_CPUS
+                    proc.work_s += seconds
 
     def temperatures(self) -> dict[str, float]:
         """Current zone temperatures in degrees C (what thermal_zone*/temp reports / 1000)."""

@@ -30,7 +30,7 @@ __all__ = [
 
 # How a second of model work spreads over the 10 cores in /proc/stat: the big and middle
 # cores (4-9) nearly busy, the little ones (0-3) a third; WORK_CPUS is the CPU seconds it is
-# in all, what the working process's /proc/PID/stat counts.
+# in all, what the working process's /proc/PID/stat counts for it.
 WORK_SHARE: tuple[float, ...] = (0.3,) * 4 + (0.9,) * 6
 WORK_CPUS = sum(WORK_SHARE)
 # Of each core, the share idle-phone background keeps busy (kernel threads and services);
@@ -58,7 +58,7 @@ class ProcessEntry(Protocol):
     vsz_kb: int
     threads: int
     system: bool
-    cpu_s: float
+    work_s: float
     started_s: float
 
 
@@ -284,12 +284,14 @@ def render_stat(view: ProcView) -> bytes:
 
 
 def render_process_stat(view: ProcView, proc: ProcessEntry | None) -> bytes:
-    """/proc/PID/stat: the CPU time of the model work counted to the process (utime 80 %,
-    stime 20 %), plus a system service's steady background share (:data:`SERVICE_CPUS`)."""
+    """/proc/PID/stat: the CPU time of the model work counted to the process (its work
+    seconds spread as /proc/stat spreads them, :data:`WORK_CPUS`; utime 80 %, stime 20 %),
+    plus a system service's steady background share (:data:`SERVICE_CPUS`)."""
     if proc is None:
         return b""
     alive_s = max(0.0, view.model.uptime() - (proc.started_s - view.model.boot_monotonic))
-    ticks = int((proc.cpu_s + SERVICE_CPUS.get(proc.name, 0.0) * alive_s) * 100)
+    cpu_s = proc.work_s * WORK_CPUS + SERVICE_CPUS.get(proc.name, 0.0) * alive_s
+    ticks = int(cpu_s * 100)
     utime = int(ticks * 0.8)
     start = int((proc.started_s - view.model.boot_monotonic) * 100)
     fields = [
