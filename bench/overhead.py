@@ -55,6 +55,11 @@ lengths = [{lengths}]
 [telemetry]
 enabled = {telemetry}
 interval_s = 0.1
+
+# The interference probe runs (other_cpu_pct is measured) but a noisy trial is not rerun:
+# the bare loop cannot rerun its noisy prompts, so retries would bias the ratios.
+[noise]
+on_noisy = "flag"
 """
 
 
@@ -125,7 +130,11 @@ def devicelab_loop(plan: Plan, tmp: Path, tag: str) -> list[dict[str, float]]:
     finally:
         run.close()
     return [
-        {"itps": r.measures.itps or 0.0, "otps": r.measures.otps or 0.0}
+        {
+            "itps": r.measures.itps or 0.0,
+            "otps": r.measures.otps or 0.0,
+            "other": r.measures.other_cpu_pct if r.measures.other_cpu_pct is not None else -1,
+        }
         for r in load_run(out).records
         if not r.identity.warmup
     ]
@@ -194,6 +203,14 @@ def main() -> None:
         print(f"{key.upper()}: devicelab/bare = {on_bare:.3f} (telemetry on), "
               f"{off_bare:.3f} (off); telemetry cost = {100 * (1 - on_off):+.1f}%")  # fmt: skip
     print(f"sampler: {tick:.3f} ms per tick = {tick * 10 / 1000:.2%} of one core at 10 Hz")
+    others = [row["other"] for n in ("on", "off") for rnd in results[n] for row in rnd]
+    known = sorted(v for v in others if v >= 0)
+    if known:
+        print(
+            f"other_cpu_pct of devicelab's trials: median {statistics.median(known):.1f}%, "
+            f"max {known[-1]:.1f}% ({len(known)} of {len(others)} measured; the machine's "
+            "other load during the run)"
+        )
 
 
 def paired(a: list[list[dict[str, float]]], b: list[list[dict[str, float]]], key: str) -> float:

@@ -69,6 +69,15 @@ class Device(ABC):
         """Telemetry collectors this device offers; the sampler polls them."""
         return []
 
+    def cpu_consumers(self, seconds: float) -> list[tuple[str, float]]:
+        """The processes other than the engine that use the most CPU, measured over the next
+        ``seconds``: (name, percent of the device's CPU time, all cores), busiest first.
+
+        Called once, before the first trial, when the device is busy, to name what keeps it
+        busy. The default knows none: ``[]``.
+        """
+        return []
+
 
 class DeviceType(ABC):
     """A kind of device. Registered through ``devicelab_register_devices``."""
@@ -424,7 +433,12 @@ class Collector(ABC):
     ``mem_mb`` (memory of the engine's process: RSS, or PSS for an app) -> ``peak_mem_mb``;
     ``temp_c`` (hottest sensor) -> ``max_temp_c``; ``power_w`` (power drawn by the device)
     -> ``energy_j``, with ``on_battery`` (false when an external supply such as USB powers
-    the device, which makes the battery's power reading meaningless) -> ``energy_reliable``.
+    the device, which makes the battery's power reading meaningless) -> ``energy_reliable``;
+    three cumulative CPU counters, in CPU seconds over all cores -> ``other_cpu_pct``:
+    ``cpu_total_s`` (all CPU time, idle included), ``cpu_busy_s`` (not idle) and
+    ``engine_cpu_s`` (the engine's process, its threads and children; leave it out while
+    the engine's process cannot be read), with ``engine_id`` naming the processes it counts
+    where they change (a phone's llama-cli, new each trial).
     Any other keys are kept as they are.
     A value that cannot be read is ``None``: never invent one.
     """

@@ -25,6 +25,7 @@ from . import _export as exporting
 from . import _gates as gates
 from . import _hooks as hooks
 from . import _metrics as metrics
+from . import _noise as noise
 from . import _plugins as plugin_manager
 from . import _report as reporting
 from ._corpus import validate_corpus
@@ -136,7 +137,10 @@ def run(
     gaps = comparing.gap_table(comparing.engine_gaps(done))
     if gaps is not None:
         out.print(to_rich(gaps))
-    for note in run_notes(records):
+    notes = run_notes(records)
+    if (noisy := noise.run_note(records)) is not None:
+        notes.append(noisy)
+    for note in notes:
         err.print(f"devicelab: {note}", soft_wrap=True)
     if outcome.skipped:
         err.print(f"devicelab: {outcome.skipped} trials were already recorded and were skipped.")
@@ -360,7 +364,7 @@ def gate(
     table = to_rich(TableModel(title, tuple(columns), tuple(rows)))
     out.print(table)
     for r in comp.results:
-        if r.status != gates.PASS:
+        if r.status != gates.PASS or r.noisy_baseline or r.noisy_candidate:
             out.print(f"{r.status.upper()} {r.name}: {r.reason}", soft_wrap=True)
     code = comp.exit_code
     summary = {0: "all checks pass", 1: "regression", 3: "inconclusive, no regression"}
@@ -527,6 +531,7 @@ def compare(
         click.echo(json.dumps([r.to_json() for r in rows], indent=2))
         return
     by_key: dict[Any, list[comparing.CompareRow]] = {}
+    noisy_seen = False
     for r in rows:
         by_key.setdefault((r.a, r.b, r.key), []).append(r)
     names = list(rows[0].cell) if rows else []
@@ -542,6 +547,10 @@ def compare(
         for col in cols:
             table.add_column(col, justify="left" if col in ("metric", "B is") else "right")
         for r in krows:
+            n = f"{r.n_a}/{r.n_b}"
+            if r.noisy_a or r.noisy_b:
+                n += f" ({r.noisy_a}/{r.noisy_b} noisy)"
+                noisy_seen = True
             p = "-" if r.p_value is None else f"{r.p_value:.3g}"
             if r.note:
                 p += f" ({r.note})"
@@ -550,7 +559,7 @@ def compare(
             any_unstable = any_unstable or bool(r.unstable_a or r.unstable_b)
             table.add_row(
                 r.metric,
-                f"{r.n_a}/{r.n_b}",
+                n,
                 _median_cv(r.median_a, r.cv_pct_a, r.unstable_a),
                 _median_cv(r.median_b, r.cv_pct_b, r.unstable_b),
                 _range(r.p25_a, r.p75_a),
@@ -567,6 +576,11 @@ def compare(
             "! unstable in that run: CV above its [scenario] max_cv, or noisy trials in the "
             "cell (--json gives the reasons); its change may be noise",
             soft_wrap=True,
+        )
+    if noisy_seen:
+        out.print(
+            "noisy: trials during which other processes used the device's CPU beyond [noise] "
+            "max_other_cpu_pct; their figures may reflect the machine, not the change"
         )
     if data_b is not None:  # within one run, both sides share the run's provenance
         for line in provenance_report(data_a.meta, data_b.meta, "A", "B"):

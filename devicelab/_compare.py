@@ -3,7 +3,8 @@ L) and field of FIELDS, the medians of A and B, the change, whether it is better
 a one-sided Mann-Whitney p-value (:func:`devicelab._gates.mann_whitney_greater`, in the
 direction of the observed change). Beside each median, its spread (p25, p75 and CV, as in the
 summary: :func:`devicelab._metrics.spread`), and whether the cell is unstable in that run (the
-CV of a median field above the run's ``[scenario] max_cv``, or a noisy trial in the cell).
+CV of a median field above the run's ``[scenario] max_cv``, or a noisy trial in the cell), and
+how many trials of the key were noisy on each side.
 
 ``--by KEYS`` compares by record keys (``engine``, ``variant``, ``doc_id``, ...). Within one
 run (:func:`compare_by`): the values of KEYS split its trials into sides, A is the side met
@@ -22,7 +23,8 @@ from typing import Any
 from . import _record
 from ._errors import UsageError
 from ._gates import DEFAULT_ALPHA, MIN_VALUES, mann_whitney_greater
-from ._metrics import DEFAULT_MAX_CV, Spread, instability, noisy_trials, spread
+from ._metrics import DEFAULT_MAX_CV, Spread, instability, spread
+from ._noise import noisy_count
 from ._record import RUN_KEY, TrialRecord, cell_sort_key, hidden_keys, higher_is_better
 from ._rundir import RunData
 from ._table import Column, Table, key_columns
@@ -57,6 +59,9 @@ class CompareRow:
     # Why this metric of the cell is unstable in A and in B (empty: it is not).
     unstable_a: list[str] = field(default_factory=list)
     unstable_b: list[str] = field(default_factory=list)
+    # Measured trials of the key marked noisy (other processes used the CPU) in A and in B.
+    noisy_a: int = 0
+    noisy_b: int = 0
 
     def __getattr__(self, name: str) -> Any:
         # row.task, row.context_tokens, ...: the cell's keys read as attributes.
@@ -103,7 +108,7 @@ def _noisy(records: list[TrialRecord], key: Sequence[str] = RUN_KEY) -> dict[Key
     cells: dict[Key, list[TrialRecord]] = {}
     for r in records:
         cells.setdefault(r.cell(key), []).append(r)
-    return {key: noisy_trials(recs) for key, recs in cells.items()}
+    return {key: noisy_count(recs) for key, recs in cells.items()}
 
 
 def compare_metric(
@@ -154,6 +159,8 @@ def compare_metric(
         cv_pct_b=None if sb is None else sb.cv_pct,
         unstable_a=_unstable(metric, sa, noisy[0], max_cv[0]),
         unstable_b=_unstable(metric, sb, noisy[1], max_cv[1]),
+        noisy_a=noisy[0],
+        noisy_b=noisy[1],
     )
 
 

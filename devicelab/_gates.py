@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any
 
 from ._errors import UsageError
+from ._noise import gate_note, noisy_count
 from ._provenance import report
 from ._record import RUN_KEY, STATS, cell_label, cell_sort_key, hidden_keys, higher_is_better
 from ._rundir import RunData, RunKey, check_metric
@@ -149,6 +150,9 @@ class GateResult:
     p_value: float | None = None
     # Cell keys left out of the name because they tell no two cells apart (record.hidden_keys).
     hide: tuple[str, ...] = ()
+    # Measured trials of the key marked noisy (other processes used the CPU) on each side.
+    noisy_baseline: int = 0
+    noisy_candidate: int = 0
 
     @property
     def name(self) -> str:
@@ -231,7 +235,8 @@ def compare(baseline: RunData, candidate: RunData, checks: list[Check], alpha: f
     against the candidate.
 
     A key the candidate lacks is inconclusive; a key only the candidate has is reported as a
-    warning (nothing to compare it with); a device fingerprint mismatch warns, never fails.
+    warning (nothing to compare it with); a device fingerprint mismatch warns, never fails;
+    a result over noisy trials names how many in its reason.
     """
     check_alpha(alpha)
     comp = Comparison([], provenance=report(baseline.meta, candidate.meta, "baseline", "candidate"))
@@ -259,8 +264,15 @@ def compare(baseline: RunData, candidate: RunData, checks: list[Check], alpha: f
             continue  # one key per cell even when fingerprints vary in a run
         seen.add(key.cell)
         sel = dict(zip(RUN_KEY, key.cell, strict=True))
+        base_trials = baseline.trials(**sel)
+        cand_trials = candidate.trials(**sel) if key.cell in cand_keys else []
+        noisy_base, noisy_cand = noisy_count(base_trials), noisy_count(cand_trials)
         for check in checks:
             base = baseline.values(check.metric, **sel)
             cand = candidate.values(check.metric, **sel) if key.cell in cand_keys else []
-            comp.results.append(replace(evaluate(key, check, base, cand, alpha), hide=hide))
+            res = replace(evaluate(key, check, base, cand, alpha), hide=hide)
+            # A verdict over noisy trials says so: it may be the machine's, not the change's.
+            res.noisy_baseline, res.noisy_candidate = noisy_base, noisy_cand
+            res.reason += gate_note(len(base_trials), noisy_base, len(cand_trials), noisy_cand)
+            comp.results.append(res)
     return comp

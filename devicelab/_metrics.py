@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _record
+from ._noise import noisy_count
 from ._record import CELL_KEY, STATS, Field, TrialRecord, cell_sort_key
 
 
@@ -103,11 +104,6 @@ def instability(
     return reasons
 
 
-def noisy_trials(records: Iterable[TrialRecord]) -> int:
-    """The trials marked ``noisy`` (something else used the device's CPU during them)."""
-    return sum(1 for r in records if r.key("noisy") is True)
-
-
 def summarize(
     records: Iterable[TrialRecord], max_cv: float = DEFAULT_MAX_CV
 ) -> list[dict[str, Any]]:
@@ -119,7 +115,8 @@ def summarize(
     it), ``unstable`` and ``unstable_reasons`` (:func:`instability` with ``max_cv``),
     ``quality`` (the mean of each quality metric, over the trials that have it),
     ``throttled`` (trials the device reported throttled) and ``throttle_known`` (trials where
-    it reported either way).
+    it reported either way) and ``noisy`` (trials other processes' CPU use marked noisy, see
+    devicelab._noise).
     Warm-up and failed trials are left out, except from a field measured once per model load
     (``per_trial`` false: load_s), which the first trial after the load carries, and that
     trial is usually a warm-up.
@@ -142,12 +139,14 @@ def summarize(
             if has_spread(f):
                 spreads[f.name] = spread(values)
         row["spread"] = {k: None if s is None else s.to_json() for k, s in spreads.items()}
-        reasons = instability(spreads, noisy_trials(recs), max_cv)
+        noisy = noisy_count(recs)
+        reasons = instability(spreads, noisy, max_cv)
         row["unstable"] = bool(reasons)
         row["unstable_reasons"] = reasons
         row["quality"] = quality_means(recs)
         row["throttled"] = sum(1 for r in recs if r.thermal.throttled is True)
         row["throttle_known"] = sum(1 for r in recs if r.thermal.throttled is not None)
+        row["noisy"] = noisy
         rows.append(row)
     return rows
 

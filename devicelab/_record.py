@@ -54,6 +54,9 @@ class Field:
     # The report's figure against L this field is drawn in ("speed" -> speed.png, with the
     # other speed fields); empty: a figure of its own, named after the field.
     figure: str = ""
+    # False for a measure of the conditions, not of the model (other_cpu_pct): no figure
+    # against L; its tables, compare and gates show it all the same.
+    plotted: bool = True
 
     @property
     def title(self) -> str:
@@ -80,6 +83,9 @@ FIELDS: tuple[Field, ...] = (
     Field("peak_mem_mb", "MB", False, "peak mem", "max", 0, figure="memory"),
     Field("max_temp_c", "°C", False, "max temp", "max", 1),
     Field("energy_j", "J", False, "energy", "median", 1),
+    # The share of the device's CPU that anything but the engine used during the trial (see
+    # devicelab._noise); the worst trial of a cell is the one to see.
+    Field("other_cpu_pct", "%", False, "other CPU", "max", 0, plotted=False),
     # Carried by the first trial after each model load only (null on the others).
     Field("load_s", "s", False, "load", "max", 2, per_trial=False),
 )
@@ -218,6 +224,9 @@ class Measures:
     max_temp_c: float | None = None
     energy_j: float | None = None
     energy_reliable: bool | None = None
+    # Percent of the device's CPU time (all cores) used by anything but the engine's process
+    # tree during the trial; None where the device cannot tell or the trial was too short.
+    other_cpu_pct: float | None = None
     # What the engine says it prefilled, and the marker tokens a cache buster added (counted
     # in input_tokens); prefix_cached is True when part of the prompt came from a cache,
     # None when nothing could tell (see devicelab._prefill).
@@ -234,10 +243,17 @@ class Measures:
 
 @dataclass(frozen=True)
 class Attempts:
-    """How often the trial was tried: a lost device is reconnected and the trial retried."""
+    """How often the trial was tried: a lost device is reconnected and the trial retried; a
+    trial run while other processes used the CPU (``noisy``) may be run again once the device
+    is quiet (``[noise] on_noisy``), its earlier figures kept in ``noisy_attempts``."""
 
     attempts: int = 1
     lost_attempts: tuple[str, ...] = ()
+    # other_cpu_pct above [noise] max_other_cpu_pct; None when other_cpu_pct is unknown.
+    noisy: bool | None = None
+    # Each earlier attempt that was noisy and run again: attempt, other_cpu_pct and its
+    # measured fields.
+    noisy_attempts: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -275,7 +291,7 @@ _ORDER = (  # noqa: SIM905 (a readable block, as the README lists the keys)
     "doc_id item context_tokens sections repetition warmup input_tokens output_tokens load_s "
     "ttft_s itps otps runtime_s peak_mem_mb max_temp_c energy_j energy_reliable output_text "
     "quality quality_errors started_at finished_at engine_timings attempts lost_attempts "
-    "cooldown_s cooldown_timed_out throttled thermal_status_max"
+    "cooldown_s cooldown_timed_out throttled thermal_status_max other_cpu_pct noisy noisy_attempts"
 ).split()
 
 
@@ -356,6 +372,7 @@ class TrialRecord:
         timings = self.measures.engine_timings
         flat["engine_timings"] = None if timings is None else dict(timings)
         flat["lost_attempts"] = list(self.tries.lost_attempts)
+        flat["noisy_attempts"] = [dict(a) for a in self.tries.noisy_attempts]
         flat["quality"] = dict(self.quality.values)
         flat["quality_errors"] = dict(self.quality.errors)
         out = {k: flat[k] for k in _ORDER}
@@ -373,8 +390,10 @@ class TrialRecord:
                 known.add(f.name)
                 if f.name in data:
                     values[f.name] = data[f.name]
-            if name == "tries" and "lost_attempts" in values:
-                values["lost_attempts"] = tuple(values["lost_attempts"] or ())
+            if name == "tries":
+                for key in ("lost_attempts", "noisy_attempts"):
+                    if key in values:
+                        values[key] = tuple(values[key] or ())
             if name == "identity":
                 # A record cut down by hand (a test, an old tool) still reads: a missing
                 # identity key is empty, never an error.

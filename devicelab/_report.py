@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _metrics as metrics
+from . import _noise as noise
 from . import _record
 from ._compare import engine_gaps, gap_table
 from ._errors import MissingDependencyError, UsageError
@@ -167,10 +168,11 @@ def against_l_axes(records: Sequence[TrialRecord], fields: Sequence[Field]) -> A
 
 
 def figure_groups(records: Sequence[TrialRecord]) -> dict[str, list[Field]]:
-    """Figure name -> the per-trial fields drawn in it, those that some trial reports."""
+    """Figure name -> the per-trial fields drawn in it (``plotted``), those that some trial
+    reports."""
     groups: dict[str, list[Field]] = {}
     for f in _record.FIELDS:
-        if f.per_trial and any(r.value(f.name) is not None for r in records):
+        if f.per_trial and f.plotted and any(r.value(f.name) is not None for r in records):
             groups.setdefault(f.figure or f.name, []).append(f)
     return groups
 
@@ -265,9 +267,11 @@ img {{ max-width: 100%; }} .note {{ color: #555; }}
 <p class="note">Medians over measured trials (warm-ups and failed trials left out), each with
 [p25–p75] (inclusive quartiles) and ±CV (sample standard deviation over the mean); peak
 memory, temperature and load time are maxima, without a spread. "throttled" counts trials the
-device reported as throttled (of those where it reported anything). Rows with throttled trials
-are marked, and so are unstable rows (a median's CV above max_cv = {max_cv:g}%, or a noisy
-trial), with the reason. {stability}</p>
+device reported as throttled (of those where it reported anything); "noisy" (shown when there
+are any) counts trials during which other processes used more of the device's CPU than [noise]
+max_other_cpu_pct allows ("other CPU" is the highest share seen). Rows with throttled or noisy
+trials are marked, and so are unstable rows (a median's CV above max_cv = {max_cv:g}%, or a
+noisy trial), with the reason. {stability}</p>
 {medians}
 {gaps}
 <h2>Quality</h2>
@@ -318,10 +322,14 @@ def render_html(run: RunData, figures: Sequence[Figure]) -> str:
     )
     n_trials = len(run.measured)
     stability = metrics.unstable_line(rows, run.max_cv) if rows else ""
+    summary = f"{run.path}: {n_trials} measured trials."
+    noisy = noise.run_note(run.records)
+    if noisy:
+        summary += f" {noisy}"
     return TEMPLATE.format(
         gaps=gaps,
         title=html.escape(run.path.name or str(run.path)),
-        summary=html.escape(f"{run.path}: {n_trials} measured trials."),
+        summary=html.escape(summary),
         medians=med,
         max_cv=run.max_cv,
         stability=html.escape(stability[:1].upper() + stability[1:]),

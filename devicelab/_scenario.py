@@ -230,6 +230,38 @@ class ThermalTable(_Table):
     )
 
 
+class NoiseTable(_Table):
+    # Only when a key differs from its default, so scenarios written before [noise] keep
+    # their fingerprint and their runs still resume.
+    written_when_default: ClassVar[bool] = False
+    max_other_cpu_pct: float = Field(
+        10.0,
+        ge=0,
+        le=100,
+        description="a trial is `noisy` when anything but the engine used more than this "
+        "share of the device's CPU time (all cores) while it ran (`other_cpu_pct`). 10 is "
+        "well above an idle desktop's or phone's background (1-5 %) and a fifth of one core "
+        "on a 2-core host (one core of a 10-core phone): llama.cpp's threads wait for each "
+        "other at every barrier, so far less than a whole busy core slows every token",
+    )
+    on_noisy: Literal["flag", "retry", "fail"] = Field(
+        "retry",
+        description='"retry": wait (at most `quiet_timeout_s`) for the device to be quiet, '
+        "run the trial again (at most `retries` times; the noisy attempts' figures go to "
+        '`noisy_attempts`), and flag it if still noisy; "flag": keep the trial, marked; '
+        '"fail": fail the trial',
+    )
+    retries: Annotated[int, As("noise_retries")] = Field(
+        2, ge=0, description='reruns of a noisy trial with `on_noisy = "retry"`'
+    )
+    quiet_timeout_s: float = Field(
+        30.0,
+        ge=0,
+        description="how long to wait for a busy device to be quiet before a rerun; after a "
+        "wait that times out, noisy trials are flagged without waiting until one is quiet",
+    )
+
+
 class QualityTable(_Table):
     # Only when metrics are set, so scenarios without metrics keep their fingerprint.
     written_when_default: ClassVar[bool] = False
@@ -288,6 +320,7 @@ class ScenarioFile(_Table):
     context: ContextTable
     telemetry: TelemetryTable = TelemetryTable()
     thermal: ThermalTable = ThermalTable()
+    noise: NoiseTable = NoiseTable()
     quality: QualityTable = QualityTable()
     store: StoreTable = StoreTable()
 
@@ -370,6 +403,10 @@ class Scenario:
     executor: str = _default("scenario", "executor")
     allow_prefix_cache: bool = _default("scenario", "allow_prefix_cache")
     max_cv: float = _default("scenario", "max_cv")
+    max_other_cpu_pct: float = _default("noise", "max_other_cpu_pct")
+    on_noisy: str = _default("noise", "on_noisy")
+    noise_retries: int = _default("noise", "retries")
+    quiet_timeout_s: float = _default("noise", "quiet_timeout_s")
     # [quality]: the quality metrics scored on each ok trial, and each one's options table.
     quality_metrics: tuple[str, ...] = ()
     quality_options: dict[str, dict[str, Any]] = field(default_factory=dict)

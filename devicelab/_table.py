@@ -101,7 +101,8 @@ def summary_table(
     """The summary rows as a table: the cell, ``n`` and each field of :data:`FIELDS` that
     some row has a value for (a host without temperature sensors shows no temperature
     column), each median with its CV (and with ``iqr`` its p25–p75), and with ``throttle``
-    the throttled trials. When a row is unstable, an ``unstable`` column says why; unstable
+    the throttled trials; the noisy trials (``noisy``) when any row has some. When a row is
+    unstable, an ``unstable`` column says why; unstable
     rows, and with ``throttle`` rows with throttled trials, are marked.
     ``device``: show the device column (default: when the rows span several devices)."""
     key, key_cols = _cells(rows, device)
@@ -110,6 +111,9 @@ def summary_table(
     columns = [*key_cols, Column("n"), *(Column(f.header) for f in fields)]
     if throttle:
         columns.append(Column("throttled"))
+    noisy = any(r.get("noisy") for r in rows)
+    if noisy:
+        columns.append(Column("noisy"))
     if unstable:
         columns.append(Column("unstable", "left"))
     body = []
@@ -119,10 +123,14 @@ def summary_table(
         if throttle:
             known = r.get("throttle_known", 0)
             cells.append(f"{r.get('throttled', 0)}/{known}" if known else "unknown")
+        if noisy:
+            cells.append(f"{r.get('noisy', 0)}/{r['n']}")
         if unstable:
             cells.append(", ".join(r.get("unstable_reasons") or ()) or "-")
         body.append(tuple(cells))
-    marked = tuple(bool(r.get("unstable") or (throttle and r.get("throttled"))) for r in rows)
+    marked = tuple(
+        bool(r.get("unstable") or (throttle and r.get("throttled")) or r.get("noisy")) for r in rows
+    )
     return Table(SUMMARY_TITLE_IQR if iqr else SUMMARY_TITLE, tuple(columns), tuple(body), marked)
 
 

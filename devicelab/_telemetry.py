@@ -91,7 +91,11 @@ class Sampler:
             self._phase = phase
             self._samples = []
             self.tokens.attach(stream)
-        self._wake.set()  # take the first sample at t = 0
+        # The first sample, at t = 0, on the caller's thread: with the one end() takes, it
+        # brackets the trial exactly (the CPU counters of devicelab._noise need both ends;
+        # the sampler's thread runs at low priority and could take it late).
+        self._take()
+        self._wake.set()  # the sampler's clock restarts from now
 
     def set_phase(self, phase: Phase) -> None:
         with self._lock:
@@ -128,16 +132,17 @@ class Sampler:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         next_tick = time.perf_counter()
         while not self._stop.is_set():
+            if self._wake.wait(max(0.0, next_tick - time.perf_counter())):
+                # begin() took this tick's sample (or stop() was called): the clock
+                # restarts from now.
+                self._wake.clear()
+                next_tick = time.perf_counter() + self.interval_s
+                continue
             self._take()
             next_tick += self.interval_s
-            delay = next_tick - time.perf_counter()
-            if delay < 0:  # fell behind (a slow collector): skip ticks rather than burst
-                next_tick = time.perf_counter()
-                delay = 0
-            self._wake.wait(delay)
-            if self._wake.is_set():
-                self._wake.clear()
-                next_tick = time.perf_counter()
+            now = time.perf_counter()
+            if next_tick < now:  # fell behind (a slow collector): skip ticks, do not burst
+                next_tick = now
 
     def _take(self) -> None:
         with self._lock:

@@ -181,6 +181,13 @@ class GateItem(pytest.Item):
     def runtest(self) -> None:
         for text in self.warns:
             warnings.warn(text, DevicelabGateWarning, stacklevel=1)
+        if self.result.status == gates.PASS and (
+            self.result.noisy_baseline or self.result.noisy_candidate
+        ):
+            # A pass over noisy trials still passes, but says it may be the machine's.
+            warnings.warn(
+                f"{self.result.name}: {self.result.reason}", DevicelabGateWarning, stacklevel=1
+            )
         if self.result.status == gates.INCONCLUSIVE:
             pytest.skip(f"{self.result.name}: {self.result.reason}")
         if self.result.status == gates.FAIL:

@@ -61,7 +61,7 @@ def test_the_terminal_shows_quartiles_when_they_fit(
     _cli.print_summary(rows)
     wide = capsys.readouterr().out
     assert "13.0 [11.5–15.5] ±30.9%" in wide and "Medians [p25–p75] ±CV" in wide
-    monkeypatch.setattr(_cli, "out", Console(width=90, markup=False, highlight=False))
+    monkeypatch.setattr(_cli, "out", Console(width=120, markup=False, highlight=False))
     _cli.print_summary(rows)
     narrow = capsys.readouterr().out
     assert "13.0 ±30.9%" in narrow and "[11.5" not in narrow

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _metrics as metrics
+from .. import _noise as noise
 from .. import _prefill as prefill
 from .. import _provenance as provenance
 from .._api import (
@@ -35,7 +36,7 @@ from .._api import (
 from .._errors import DevicelabError, DeviceLostError, TrialError, UsageError
 from .._executor import Reporter
 from .._quality import Scorer
-from .._record import Attempts, Measures, Quality, Thermal, TrialRecord
+from .._record import FIELDS, Attempts, Measures, Quality, Thermal, TrialRecord
 from .._registry import Registry
 from .._rundir import now_iso
 from .._telemetry import Sampler
@@ -148,6 +149,11 @@ class DeviceSession:
         self._pending: list[Sample] = []
         self._provenance_key = ""
         self._provenance_new: dict[str, dict[str, Any]] = {}
+        # Whether the device was checked for other load before its first trial; and, after
+        # a wait for quiet that timed out, that noisy trials are flagged without waiting
+        # again until one runs quiet.
+        self._probed = False
+        self._stays_busy = False
         # The [quality] metrics' own process, from open() to close().
         self.scorer: Scorer | None = None
 
@@ -186,10 +192,9 @@ class DeviceSession:
             if extra is not None:
                 collectors.append(extra)
         self.sampler = Sampler(collectors, sc.telemetry_interval_s)
-        if sc.telemetry_enabled:
-            self.sampler.start()
-        elif sc.cooldown_below_c is not None:
-            self.sampler.start(poll=False)  # the cooldown still reads the temperature
+        # Without telemetry the collectors still run, unpolled: each trial's first and last
+        # samples give its other_cpu_pct, and the cooldown reads the temperature.
+        self.sampler.start(poll=sc.telemetry_enabled)
 
     def close(self) -> None:
         """Free the model, stop the sampler, close and release the device."""
@@ -246,6 +251,9 @@ class DeviceSession:
             )
             return TrialOutput(record, self.take_samples(), provenance=self.take_provenance())
         prompt = self._prompts[(trial.task, trial.doc_id, trial.item, trial.context_tokens)]
+        if not self._probed:
+            self._probed = True
+            self._check_busy()
         cooldown_s, timed_out = self._cooldown(trial)
         last, tries = self._attempts(trial, prompt)
         record = TrialRecord(
@@ -269,30 +277,100 @@ class DeviceSession:
         )
 
     def _attempts(self, trial: Trial, prompt: TaskPrompt) -> tuple[_Attempt, Attempts]:
-        """Run ``trial``; when the device is lost, reconnect and retry (``[scenario] retries``).
+        """Run ``trial``; when the device is lost, reconnect and retry (``[scenario]
+        retries``); when it was noisy, wait for quiet and run it again (``[noise]``).
 
         Only the last attempt becomes the record, so a trial is written once however often it
-        was tried; ``attempts`` says how many it took and ``error`` keeps the earlier reasons.
+        was tried; ``attempts`` says how many it took, ``error`` keeps the earlier reasons of
+        a lost device and ``noisy_attempts`` the figures of the noisy attempts run again.
         """
         sc = self.plan.scenario
         assert self.device is not None
         lost: list[str] = []
-        for n in range(1, sc.retries + 2):
+        noisy: list[dict[str, Any]] = []
+        n = 0
+        while True:
+            n += 1
             result = self._attempt(trial, prompt, n)
-            if result.lost is None:
-                break
-            lost.append(f"attempt {n}: {result.lost}")
-            if n > sc.retries:
-                break
-            try:
-                self.device.reconnect(sc.reconnect_timeout_s)
-            except DeviceLostError as exc:
-                lost.append(f"reconnect failed: {exc}")
-                break
+            if result.lost is not None:
+                lost.append(f"attempt {n}: {result.lost}")
+                if len(lost) > sc.retries:
+                    break
+                try:
+                    self.device.reconnect(sc.reconnect_timeout_s)
+                except DeviceLostError as exc:
+                    lost.append(f"reconnect failed: {exc}")
+                    break
+                continue
+            is_noisy = noise.is_noisy(result.measures.other_cpu_pct, sc.max_other_cpu_pct)
+            if is_noisy is False:
+                self._stays_busy = False
+            if (
+                is_noisy
+                and result.error is None
+                and sc.on_noisy == "retry"
+                and len(noisy) < sc.noise_retries
+                and self._wait_quiet(trial, result.measures.other_cpu_pct)
+            ):
+                noisy.append(_figures(n, result.measures))
+                continue
+            break
         if lost and result.error is not None:
             final = [] if result.lost is not None else [f"attempt {n}: {result.error}"]
             result.error = "; ".join(lost + final)
-        return result, Attempts(n, tuple(lost))
+        is_noisy = noise.is_noisy(result.measures.other_cpu_pct, sc.max_other_cpu_pct)
+        if is_noisy and sc.on_noisy == "fail" and result.error is None:
+            result.error = (
+                f"noisy: other processes used {result.measures.other_cpu_pct:g}% of the "
+                f"device's CPU during the trial (more than [noise] max_other_cpu_pct = "
+                f"{sc.max_other_cpu_pct:g}). Stop what else runs on the device, or set "
+                '[noise] on_noisy = "retry" or "flag".'
+            )
+        return result, Attempts(n, tuple(lost), is_noisy, tuple(noisy))
+
+    def _probe(self, seconds: float) -> float | None:
+        """``other_cpu_pct`` of the device over the next ``seconds``, outside any trial."""
+        sampler = self.sampler
+        assert sampler is not None
+        before = sampler.read_now()
+        time.sleep(seconds)
+        return noise.between(before, sampler.read_now())
+
+    def _check_busy(self) -> None:
+        """Before the first trial: one status line naming what keeps a busy device busy."""
+        other = self._probe(noise.PROBE_S)
+        if other is None or other <= self.plan.scenario.max_other_cpu_pct:
+            return
+        assert self.device is not None
+        try:
+            top = self.device.cpu_consumers(noise.PROBE_S)
+        except Exception:  # naming the consumers is a courtesy: it never stops a run
+            top = []
+        self.reporter.status(noise.top_line(self.plan.device_name, other, top))
+
+    def _wait_quiet(self, trial: Trial, other: float | None) -> bool:
+        """Wait, at most ``[noise] quiet_timeout_s``, until the device is quiet; whether it
+        became quiet. After a wait that timed out, later noisy trials do not wait (the device
+        stays busy) until one runs quiet."""
+        sc = self.plan.scenario
+        if self._stays_busy:
+            return False
+        self.reporter.status(
+            f"{trial.trial_id} was noisy (other processes used {other:g}% of the CPU): "
+            f"waiting up to {sc.quiet_timeout_s:g} s for the device to be quiet, then again"
+        )
+        deadline = time.perf_counter() + sc.quiet_timeout_s
+        while True:
+            now = self._probe(min(noise.PROBE_S, max(0.0, deadline - time.perf_counter())))
+            if now is not None and now <= sc.max_other_cpu_pct:
+                return True
+            if time.perf_counter() >= deadline:
+                self._stays_busy = True
+                self.reporter.status(
+                    f"the device stayed busy for {sc.quiet_timeout_s:g} s; noisy trials are "
+                    "flagged without waiting until one runs quiet"
+                )
+                return False
 
     def _attempt(self, trial: Trial, prompt: TaskPrompt, attempt: int) -> _Attempt:
         sc, sampler, engine = self.plan.scenario, self.sampler, self._engine
@@ -512,6 +590,7 @@ def _from_samples(samples: list[Sample]) -> dict[str, Any]:
         energy = sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in itertools.pairwise(power))
     on_battery = [s["on_battery"] for s in samples if s.get("on_battery") is not None]
     return {
+        "other_cpu_pct": noise.other_cpu_pct(samples),
         "peak_mem_mb": round(max(mems), 1) if mems else None,
         "max_temp_c": max(temps) if temps else None,
         "energy_j": None if energy is None else round(energy, 3),
@@ -519,6 +598,16 @@ def _from_samples(samples: list[Sample]) -> dict[str, Any]:
         if energy is not None
         else None,
     }
+
+
+def _figures(attempt: int, measures: Measures) -> dict[str, Any]:
+    """A noisy attempt's figures, kept in the record that replaces it."""
+    out: dict[str, Any] = {"attempt": attempt, "other_cpu_pct": measures.other_cpu_pct}
+    for f in FIELDS:
+        value = getattr(measures, f.name, None)
+        if f.per_trial and value is not None and f.name not in out:
+            out[f.name] = value
+    return out
 
 
 def describe(exc: BaseException) -> str:

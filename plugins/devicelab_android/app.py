@@ -315,6 +315,8 @@ class AppEngine(Engine):
         # uiautomator2 asks adbutils' default server (port 5037), not the one this phone is on.
         self._u2 = u2.connect_usb(self.phone.require_adb().device)
         self._run_steps(self.profile.load, {})
+        # Watched from now on, so the first trial's CPU counters start with the app's.
+        self.phone.watch(self.phone.pids(self.profile.package), self.profile.package)
 
     @property
     def tok(self) -> Engine:

@@ -10,7 +10,7 @@ import devicelab
 from devicelab import Collector, Device, DeviceInfo, DeviceType, ScenarioError
 
 from .adb import Adb, client
-from .telemetry import StreamingCollector
+from .telemetry import StreamingCollector, consumers_script, parse_consumers
 
 OPTIONS = {"serial", "telemetry_interval_s"}
 
@@ -90,6 +90,12 @@ class AndroidDevice(Device):
     def watch(self, pids: list[int], package: str | None = None) -> None:
         if self.telemetry is not None:
             self.telemetry.watch(pids, package)
+
+    def cpu_consumers(self, seconds: float) -> list[tuple[str, float]]:
+        # One adb command reads every process's /proc/PID/stat twice, `seconds` apart.
+        text = self.require_adb().run(consumers_script(seconds), timeout=seconds + 20).stdout
+        engine = self.telemetry.pids if self.telemetry is not None else ()
+        return parse_consumers(text, engine)
 
     def pids(self, name: str) -> list[int]:
         out = self.require_adb().run(["pidof", name], timeout=10).stdout

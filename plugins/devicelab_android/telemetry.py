@@ -1,9 +1,10 @@
 """On-device telemetry through ONE persistent adb shell stream per device.
 
 A sampling loop runs on the phone and prints one block per tick: every thermal zone, the
-CPU frequency of each cluster, the battery's sysfs values, MemAvailable, and the watched
-process's VmRSS/VmHWM, all read by a single ``grep -H`` (one process per tick, so the loop
-itself stays light). Every ``SLOW_EVERY`` ticks it adds ``dumpsys thermalservice`` (the
+CPU frequency of each cluster, the battery's sysfs values, MemAvailable, the CPU time of the
+whole phone (``/proc/stat``'s ``cpu`` line) and the watched process's VmRSS/VmHWM and CPU
+time (``/proc/PID/stat``), all read by a single ``grep -H`` (one process per tick, so the
+loop itself stays light). Every ``SLOW_EVERY`` ticks it adds ``dumpsys thermalservice`` (the
 thermal status) and ``dumpsys battery`` (what powers the phone). The host parses blocks as
 they stream in; the sampler reads the latest one on its own clock.
 
@@ -40,7 +41,14 @@ FAST_FILES = [
     "/sys/class/power_supply/battery/temp",
     "/sys/class/power_supply/battery/status",
     "/proc/meminfo",
+    "/proc/stat",
 ]
+# Lines the loop leaves out: empty ones, and /proc/stat's per-CPU, interrupt and softirq
+# lines (the interrupt line alone is kilobytes on a phone; the total "cpu" line is enough).
+SKIP = "'^$|^(cpu[0-9]+|intr|softirq) '"
+# The kernel's clock tick (USER_HZ), the unit of /proc/stat and /proc/PID/stat: 100 on
+# every Android kernel.
+TICKS_PER_S = 100
 
 
 def loop_script(pids: Iterable[int], interval_s: float, package: str | None = None) -> str:
@@ -48,8 +56,8 @@ def loop_script(pids: Iterable[int], interval_s: float, package: str | None = No
 
     With ``package`` (an app), the slow part adds its ``dumpsys meminfo`` total PSS.
     """
-    files = [*FAST_FILES, *(f"/proc/{int(p)}/status" for p in pids)]
-    tick = f"echo {TICK}; grep -H . {' '.join(files)} 2>/dev/null; sleep {interval_s:g}; "
+    files = [*FAST_FILES, *(f"/proc/{int(p)}/{f}" for p in pids for f in ("status", "stat"))]
+    tick = f"echo {TICK}; grep -HvE {SKIP} {' '.join(files)} 2>/dev/null; sleep {interval_s:g}; "
     slow = (
         f"echo {SLOW}; dumpsys thermalservice 2>/dev/null | grep -E 'Thermal Status|mValue'; "
         "dumpsys battery 2>/dev/null | grep -E 'powered|status|level|current now'; "
@@ -72,6 +80,8 @@ def parse_block(lines: list[str], state: dict[str, Any]) -> dict[str, devicelab.
     battery: dict[str, str] = {}
     meminfo: dict[str, str] = {}
     procs: dict[str, dict[str, str]] = {}
+    cpu: tuple[float, float] | None = None
+    engine: dict[str, float] = {}
     for line in lines:
         path, sep, value = line.partition(":")
         if not sep:
@@ -90,6 +100,12 @@ def parse_block(lines: list[str], state: dict[str, Any]) -> dict[str, devicelab.
         elif path.startswith("/proc/") and path.endswith("/status"):
             key, _, rest = value.partition(":")
             procs.setdefault(parts[2], {})[key] = rest.strip()
+        elif path == "/proc/stat":
+            cpu = cpu_line(value) if cpu is None else cpu
+        elif path.startswith("/proc/") and path.endswith("/stat"):
+            used = process_ticks(value)
+            if used is not None:
+                engine[parts[2]] = used / TICKS_PER_S
 
     out: dict[str, devicelab.Value] = {}
     temps = []
@@ -118,7 +134,91 @@ def parse_block(lines: list[str], state: dict[str, Any]) -> dict[str, devicelab.
     out["mem_mb"] = out["pss_mb"] if out["pss_mb"] is not None else out["rss_mb"]
     out.update(_battery(battery, state))
     out["thermal_status"] = state.get("thermal_status")
+    out["cpu_total_s"] = None if cpu is None else cpu[0]
+    out["cpu_busy_s"] = None if cpu is None else cpu[1]
+    # None while no watched process can be read (none started yet, or it exited); the pids
+    # read tell one llama-cli's counter from the next one's.
+    out["engine_cpu_s"] = round(sum(engine.values()), 2) if engine else None
+    out["engine_id"] = ",".join(sorted(engine)) if engine else None
     return out
+
+
+def cpu_line(line: str) -> tuple[float, float] | None:
+    """(total, busy) CPU seconds of /proc/stat's ``cpu`` line (all cores): user nice system
+    idle iowait irq softirq steal [guest guest_nice]; iowait counts as idle, steal as busy,
+    and guest time is already in user and nice."""
+    fields = line.split()
+    if not fields or fields[0] != "cpu" or len(fields) < 5:
+        return None
+    try:
+        ticks = [int(v) for v in fields[1:9]]
+    except ValueError:
+        return None
+    total = sum(ticks)
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    return total / TICKS_PER_S, (total - idle) / TICKS_PER_S
+
+
+def process_ticks(line: str) -> int | None:
+    """utime + stime + cutime + cstime (clock ticks) of a /proc/PID/stat line: the process's
+    threads and its exited children. The name in parentheses may hold spaces and
+    parentheses, so fields are counted from the last ')'."""
+    _, sep, rest = line.rpartition(")")
+    fields = rest.split()
+    if not sep or len(fields) < 15:
+        return None
+    try:
+        # After ')': state is field 3 of proc(5), so utime (14) ... cstime (17) are 11 ... 14.
+        return sum(int(v) for v in fields[11:15])
+    except ValueError:
+        return None
+
+
+def parse_stat_lines(lines: Iterable[str]) -> dict[int, tuple[str, int]]:
+    """pid -> (name, CPU ticks) of ``cat /proc/*/stat`` lines (unreadable ones left out)."""
+    out: dict[int, tuple[str, int]] = {}
+    for line in lines:
+        head, sep, _ = line.rpartition(")")
+        pid, _, name = head.partition(" (")
+        used = process_ticks(line)
+        if sep and pid.strip().isdigit() and used is not None:
+            out[int(pid)] = (name, used)
+    return out
+
+
+CONSUMERS_MARK = "@consumers"
+
+
+def consumers_script(seconds: float) -> str:
+    """One shell command: the ``cpu`` line and every process's stat, twice, ``seconds``
+    apart."""
+    read = "grep '^cpu ' /proc/stat; cat /proc/[0-9]*/stat 2>/dev/null"
+    return f"{read}; echo {CONSUMERS_MARK}; sleep {seconds:g}; {read}"
+
+
+def parse_consumers(text: str, exclude: Iterable[int] = ()) -> list[tuple[str, float]]:
+    """:func:`consumers_script`'s output -> (process name, % of the phone's CPU time) of the
+    busiest processes, summed by name, busiest first; ``exclude``: the engine's pids."""
+    before, _, after = text.partition(CONSUMERS_MARK)
+
+    def read(part: str) -> tuple[float | None, dict[int, tuple[str, int]]]:
+        lines = part.splitlines()
+        total = next((c[0] for c in map(cpu_line, lines) if c is not None), None)
+        return total, parse_stat_lines(lines)
+
+    (t0, p0), (t1, p1) = read(before), read(after)
+    if t0 is None or t1 is None or t1 <= t0:
+        return []
+    skip = set(exclude)
+    by_name: dict[str, float] = {}
+    for pid, (name, used) in p1.items():
+        if pid in skip or pid not in p0:
+            continue
+        delta = (used - p0[pid][1]) / TICKS_PER_S
+        if delta > 0:
+            by_name[name] = by_name.get(name, 0.0) + delta
+    ranked = sorted(by_name.items(), key=lambda kv: -kv[1])
+    return [(name, round(100 * used / (t1 - t0), 1)) for name, used in ranked]
 
 
 def parse_slow(lines: list[str], state: dict[str, Any]) -> None:
@@ -221,6 +321,11 @@ class StreamingCollector(Collector):
             self._slow = {}
         self.start()
 
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """The processes watched now: the engine's."""
+        return self._pids
+
     def sample(self) -> dict[str, devicelab.Value]:
         with self._lock:
             return dict(self._latest)
@@ -264,8 +369,8 @@ class StreamingCollector(Collector):
 
 def poll_once(adb: Adb, pids: Iterable[int] = ()) -> dict[str, devicelab.Value]:
     """One sample by one adb command: the slow way, kept to benchmark against the stream."""
-    files = [*FAST_FILES, *(f"/proc/{int(p)}/status" for p in pids)]
-    out = adb.run(f"grep -H . {' '.join(files)} 2>/dev/null", timeout=10).stdout
+    files = [*FAST_FILES, *(f"/proc/{int(p)}/{f}" for p in pids for f in ("status", "stat"))]
+    out = adb.run(f"grep -HvE {SKIP} {' '.join(files)} 2>/dev/null", timeout=10).stdout
     return parse_block(out.splitlines(), {})
 
 

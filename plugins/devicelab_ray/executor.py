@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
@@ -251,9 +251,11 @@ class RayExecutor(Executor):
                         )
                         continue
                     if pending.lost:
-                        tries = Attempts(
-                            pending.attempts + rec.tries.attempts,
-                            (*pending.lost, *rec.tries.lost_attempts),
+                        # Only the lost-device counts change; noisy and noisy_attempts stay.
+                        tries = replace(
+                            rec.tries,
+                            attempts=pending.attempts + rec.tries.attempts,
+                            lost_attempts=(*pending.lost, *rec.tries.lost_attempts),
                         )
                         rec = rec.but(tries=tries)
                     record(rec, out["samples"])

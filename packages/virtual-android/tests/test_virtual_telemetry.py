@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import adbutils
 from virtual_android.device import VirtualS24
@@ -139,3 +140,46 @@ def test_dumpsys_cpuinfo(device: adbutils.AdbDevice) -> None:
     assert re.match(r"Load: [\d.]+ / [\d.]+ / [\d.]+", out)
     assert re.search(r"^[\d.]+% TOTAL: ", out, re.M)
     assert "Can't find service: nosuch" in device.shell("dumpsys nosuch")
+
+
+def _cpu(device: adbutils.AdbDevice) -> tuple[int, int]:
+    """(total, busy) clock ticks of /proc/stat's cpu line; iowait counts as idle."""
+    fields = [int(v) for v in device.shell("grep '^cpu ' /proc/stat").split()[1:9]]
+    return sum(fields), sum(fields) - fields[3] - fields[4]
+
+
+def _ticks(device: adbutils.AdbDevice, pid: int) -> int:
+    """utime + stime of /proc/PID/stat, counted from the last ')' as a sampler must."""
+    fields = device.shell(f"cat /proc/{pid}/stat").rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_proc_stat_counts_work_and_the_working_process_counts_its_own(
+    device: adbutils.AdbDevice, virtual_s24: VirtualS24
+) -> None:
+    pid = virtual_s24.register_process("llama-cli")
+    total0, busy0 = _cpu(device)
+    mine0 = _ticks(device, pid)
+    virtual_s24.add_work(2.0, 1.0, pid=pid)
+    virtual_s24.add_work(1.0, 1.0)  # work of no process (a kernel thread's)
+    total1, busy1 = _cpu(device)
+    mine = _ticks(device, pid) - mine0
+    # 2 s of model work keeps 6.6 of the 10 cores busy: 1320 ticks, all the process's own.
+    assert abs(mine - 1320) <= 2
+    # The phone counts both pieces of work and its own background on top.
+    assert busy1 - busy0 >= 3 * 660 - 10
+    assert total1 > total0
+    assert device.shell(f"cat /proc/{pid}/stat").startswith(f"{pid} (llama-cli) S ")
+
+
+def test_every_process_has_a_stat_line_and_services_use_a_little_cpu(
+    device: adbutils.AdbDevice,
+) -> None:
+    lines = device.shell("cat /proc/[0-9]*/stat").splitlines()
+    names = {line.split(" (")[1].rpartition(")")[0] for line in lines}
+    assert {"init", "system_server", "surfaceflinger", "adbd"} <= names
+    [server] = [line for line in lines if line.startswith("1450 (")]
+    before = int(server.rpartition(")")[2].split()[11])
+    time.sleep(1.1)
+    after = int(device.shell("cat /proc/1450/stat").rpartition(")")[2].split()[11])
+    assert after > before  # system_server's steady background

@@ -9,9 +9,19 @@ import pytest
 from devicelab_android.adb import quote
 from devicelab_android.app import load_profile, parse_dumpsys_package
 from devicelab_android.llamacli import parse_perf, parse_version
-from devicelab_android.telemetry import loop_script, milli_celsius, parse_block, parse_slow
+from devicelab_android.telemetry import (
+    CONSUMERS_MARK,
+    cpu_line,
+    loop_script,
+    milli_celsius,
+    parse_block,
+    parse_consumers,
+    parse_slow,
+    process_ticks,
+)
 
 from devicelab import ScenarioError
+from devicelab._noise import other_cpu_pct
 
 GREP = """\
 /sys/class/thermal/thermal_zone0/type:BIG
@@ -104,6 +114,7 @@ def test_loop_is_one_stream_with_plain_commands() -> None:
     script = loop_script([4242], 0.05, "ai.mlc.mlcchat")
     assert script.startswith("while true; do") and script.endswith("done")
     assert "/proc/4242/status" in script and "$(" not in script and "`" not in script
+    assert "/proc/stat" in script and "/proc/4242/stat" in script
     assert script.count("dumpsys thermalservice") == 1
     assert script.count("dumpsys meminfo ai.mlc.mlcchat") == 1
 
@@ -251,3 +262,72 @@ def test_llama_cpp_version_lines() -> None:
         "target": "x86_64-linux-gnu",
     }
     assert parse_version("error: invalid argument: --version\n") == {}
+
+
+# /proc/stat and the engine's /proc/PID/stat as the loop's grep prints them, one second apart
+# on an 8-core phone (800 ticks of CPU time): the engine used 400 ticks, the rest of the
+# phone 120 (busy 520, idle 270 + iowait 10).
+STAT_A = """\
+/proc/stat:cpu  1000000 20000 300000 8000000 5000 10000 6000 0 0 0
+/proc/4242/stat:4242 (llama-cli) R 3377 4242 4242 0 -1 4194560 900 0 0 0 5000 1000 0 0 20 0 9 0 71234 917504000 40000 18446744073709551615
+"""
+STAT_B = """\
+/proc/stat:cpu  1000400 20000 300100 8000270 5010 10015 6005 0 0 0
+/proc/4242/stat:4242 (llama-cli) R 3377 4242 4242 0 -1 4194560 900 0 0 0 5330 1070 0 0 20 0 9 0 71234 917504000 40000 18446744073709551615
+"""
+
+
+def test_proc_stat_counters_give_the_share_others_used() -> None:
+    a, b = parse_block(STAT_A.splitlines(), {}), parse_block(STAT_B.splitlines(), {})
+    assert a["cpu_total_s"] == pytest.approx(93410.0)
+    assert b["cpu_total_s"] - a["cpu_total_s"] == pytest.approx(8.0)  # type: ignore[operator]
+    assert b["cpu_busy_s"] - a["cpu_busy_s"] == pytest.approx(5.2)  # type: ignore[operator]
+    assert a["engine_cpu_s"] == 60.0 and b["engine_cpu_s"] == 64.0
+    assert other_cpu_pct([{**a, "t": 0.0}, {**b, "t": 1.0}]) == 15.0
+
+
+def test_a_phone_without_the_engine_process_has_no_engine_counter() -> None:
+    v = parse_block(STAT_A.splitlines()[:1], {})
+    assert v["cpu_total_s"] is not None and v["engine_cpu_s"] is None
+
+
+def test_process_stat_names_with_spaces_and_parentheses() -> None:
+    line = "77 (my (odd) app) S 1 77 77 0 -1 0 0 0 0 0 150 50 7 3 20 0 4 0 100 0 0 0"
+    assert process_ticks(line) == 210
+    assert process_ticks("77 (short) S 1") is None
+    assert cpu_line("cpu0 1 2 3 4") is None and cpu_line("cpu  1 2 3 4 5 6 7 8") == (
+        pytest.approx(0.36),
+        pytest.approx(0.27),
+    )
+
+
+def test_cpu_consumers_from_two_reads_of_every_process() -> None:
+    first = "\n".join(
+        [
+            "cpu  1000 0 0 9000 0 0 0 0 0 0",
+            "1450 (system_server) S 812 0 0 0 0 0 0 0 0 0 500 100 0 0",
+            "9001 (com.spotify.music) S 812 0 0 0 0 0 0 0 0 0 100 20 0 0",
+            "9002 (kworker/u16:3) S 2 0 0 0 0 0 0 0 0 0 10 90 0 0",
+            "9003 (kworker/u16:3) S 2 0 0 0 0 0 0 0 0 0 0 0 0 0",
+            "4242 (llama-cli) R 3377 0 0 0 0 0 0 0 0 0 800 10 0 0",
+        ]
+    )
+    second = "\n".join(
+        [
+            "cpu  1500 0 0 9500 0 0 0 0 0 0",  # 1000 ticks of the phone's CPU
+            "1450 (system_server) S 812 0 0 0 0 0 0 0 0 0 520 110 0 0",
+            "9001 (com.spotify.music) S 812 0 0 0 0 0 0 0 0 0 300 70 0 0",
+            "9002 (kworker/u16:3) S 2 0 0 0 0 0 0 0 0 0 40 90 0 0",
+            "9003 (kworker/u16:3) S 2 0 0 0 0 0 0 0 0 0 20 0 0 0",
+            "4242 (llama-cli) R 3377 0 0 0 0 0 0 0 0 0 1200 10 0 0",
+            "9100 (sleep) S 1 0 0 0 0 0 0 0 0 0 0 0 0 0",
+        ]
+    )
+    text = f"{first}\n{CONSUMERS_MARK}\n{second}\n"
+    # The engine (4242) is left out; processes of one name are summed.
+    assert parse_consumers(text, exclude=[4242]) == [
+        ("com.spotify.music", 25.0),
+        ("kworker/u16:3", 5.0),
+        ("system_server", 3.0),
+    ]
+    assert parse_consumers("garbage") == []

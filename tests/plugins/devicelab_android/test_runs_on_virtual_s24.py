@@ -148,3 +148,52 @@ def test_virtual_start_and_stop_commands(adb_server: adbutils.AdbClient, tmp_pat
     assert all(d.serial != serial for d in adb_server.device_list())
     again = subprocess.run([*cmd, "stop", serial], capture_output=True, text=True, env=env)
     assert again.returncode == 2 and "no running virtual S24" in again.stderr
+
+
+def _longer(scenario: Path, noise: str) -> Path:
+    """The scenario with outputs long enough for the CPU counters (half a second at least)."""
+    body = scenario.read_text().replace("max_output_tokens = 4", "max_output_tokens = 32")
+    scenario.write_text(body + f"\n[noise]\n{noise}\n")
+    return scenario
+
+
+def test_phone_trials_record_the_cpu_others_used(
+    scenario: Path, tmp_path: Path, launched: list[object]
+) -> None:
+    out = tmp_path / "run"
+    assert run_cli(["run", str(_longer(scenario, 'on_noisy = "flag"')), "--out", str(out)]) == 0
+    records = list(read_jsonl(out / TRIALS))
+    assert len(records) == 2
+    for r in records:
+        # The virtual phone's background (services and kernel) is 3 % of its ten cores; the
+        # model's work is counted to llama-cli's own /proc/PID/stat, so it is not "other".
+        assert r["other_cpu_pct"] is not None and r["other_cpu_pct"] < 10, r
+        assert r["noisy"] is False and r["noisy_attempts"] == []
+
+
+def test_a_busy_phone_marks_its_trials_noisy(
+    scenario: Path, tmp_path: Path, launched: list[object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    stop = threading.Event()
+
+    def burn() -> None:
+        # Work no process of the phone owns (as a kernel thread's): busy cores, not the engine.
+        while not stop.wait(0.05):
+            if launched:
+                launched[0].add_work(0.05, 1.0)  # type: ignore[attr-defined]
+
+    burner = threading.Thread(target=burn, daemon=True)
+    burner.start()
+    out = tmp_path / "run"
+    try:
+        code = run_cli(["run", str(_longer(scenario, 'on_noisy = "flag"')), "--out", str(out)])
+    finally:
+        stop.set()
+        burner.join(timeout=5)
+    assert code == 0
+    records = list(read_jsonl(out / TRIALS))
+    assert [r["noisy"] for r in records] == [True, True]
+    assert all(r["other_cpu_pct"] > 50 for r in records)
+    err = capsys.readouterr().err
+    assert "is busy before the first trial" in err and "system_server" in err
+    assert "2 of 2 measured trials were noisy" in err

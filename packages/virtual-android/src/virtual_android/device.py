@@ -73,6 +73,10 @@ class ProcessInfo:
     system: bool = False  # shell may not kill it
     threads: int = 1
     extra: dict[str, str] = field(default_factory=dict)
+    # Seconds of model work the process did (its /proc/PID/stat counts the CPU time that
+    # keeps busy), and when it started (time.monotonic(): starttime).
+    work_s: float = 0.0
+    started_s: float = field(default_factory=time.monotonic)
 
 
 _SYSTEM_PROCESSES: tuple[tuple[int, str, str, int, int], ...] = (
@@ -547,9 +551,16 @@ class VirtualS24:
         self.remove_reverse(transport)
 
     # -- model inputs ----------------------------------------------------------
-    def add_work(self, seconds: float, intensity: float) -> None:
-        """Work done on the phone: heats the thermal zones and drains the battery."""
+    def add_work(self, seconds: float, intensity: float, pid: int | None = None) -> None:
+        """Work done on the phone: heats the thermal zones and drains the battery, and counts
+        in /proc/stat; with ``pid``, also in that process's /proc/PID/stat (without, it is
+        work of no listed process, as a kernel thread's)."""
         self.model.add_work(seconds, intensity)
+        if pid is not None and seconds > 0:
+            with self._lock:
+                proc = self._processes.get(pid)
+                if proc is not None:
+                    proc.work_s += seconds
 
     def temperatures(self) -> dict[str, float]:
         """Current zone temperatures in degrees C (what thermal_zone*/temp reports / 1000)."""

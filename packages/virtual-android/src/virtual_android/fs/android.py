@@ -14,6 +14,7 @@ from ..model.heat import POLICIES, ZONES, PhoneModel, PolicySpec
 from .filesystem import VirtualFS
 
 __all__ = [
+    "WORK_CPUS",
     "ProcView",
     "ProcessEntry",
     "build_system_tree",
@@ -23,8 +24,25 @@ __all__ = [
     "render_cmdline",
     "render_comm",
     "render_cpuinfo",
+    "render_process_stat",
     "render_status",
 ]
+
+# How a second of model work spreads over the 10 cores in /proc/stat: the big and middle
+# cores (4-9) nearly busy, the little ones (0-3) a third; WORK_CPUS is the CPU seconds it is
+# in all, what the working process's /proc/PID/stat counts for it.
+WORK_SHARE: tuple[float, ...] = (0.3,) * 4 + (0.9,) * 6
+WORK_CPUS = sum(WORK_SHARE)
+# Of each core, the share idle-phone background keeps busy (kernel threads and services);
+# the services below account for part of it in their own /proc/PID/stat.
+BACKGROUND_SHARE = 0.03
+SERVICE_CPUS = {
+    "system_server": 0.06,
+    "surfaceflinger": 0.04,
+    "com.android.systemui": 0.02,
+    "adbd": 0.01,
+    "logd": 0.005,
+}
 
 
 class ProcessEntry(Protocol):
@@ -40,6 +58,8 @@ class ProcessEntry(Protocol):
     vsz_kb: int
     threads: int
     system: bool
+    work_s: float
+    started_s: float
 
 
 class ProcView(Protocol):
@@ -235,14 +255,16 @@ def render_loadavg(view: ProcView) -> bytes:
 
 
 def render_stat(view: ProcView) -> bytes:
+    """/proc/stat in clock ticks (USER_HZ 100): each core's background share of the uptime
+    plus its share of the model work done so far (:data:`WORK_SHARE`)."""
     up = view.model.uptime()
     work = view.model.work_seconds
     lines = []
     total_user = total_sys = total_idle = 0
-    for cpu in range(10):
+    for cpu, share in enumerate(WORK_SHARE):
         ticks = int(up * 100)
-        busy = int(ticks * 0.03 + work * 100 * (0.9 if cpu >= 4 else 0.3))
-        user, system = int(busy * 0.7), int(busy * 0.3)
+        busy = int(ticks * BACKGROUND_SHARE + work * 100 * share)
+        user, system = int(busy * 0.7), busy - int(busy * 0.7)
         idle = max(0, ticks - busy)
         total_user += user
         total_sys += system
@@ -256,8 +278,29 @@ def render_stat(view: ProcView) -> bytes:
         f"processes {view.next_pid}",
         "procs_running 2",
         "procs_blocked 0",
+        "softirq 0 0 0 0 0 0 0 0 0 0 0",
     ]
     return ("\n".join([head, *lines, *tail]) + "\n").encode()
+
+
+def render_process_stat(view: ProcView, proc: ProcessEntry | None) -> bytes:
+    """/proc/PID/stat: the CPU time of the model work counted to the process (its work
+    seconds spread as /proc/stat spreads them, :data:`WORK_CPUS`; utime 80 %, stime 20 %),
+    plus a system service's steady background share (:data:`SERVICE_CPUS`)."""
+    if proc is None:
+        return b""
+    alive_s = max(0.0, view.model.uptime() - (proc.started_s - view.model.boot_monotonic))
+    cpu_s = proc.work_s * WORK_CPUS + SERVICE_CPUS.get(proc.name, 0.0) * alive_s
+    ticks = int(cpu_s * 100)
+    utime = int(ticks * 0.8)
+    start = int((proc.started_s - view.model.boot_monotonic) * 100)
+    fields = [
+        f"{proc.pid} ({proc.name[:15]}) S {proc.ppid} {proc.pid} {proc.pid} 0 -1 4194560",
+        f"1200 0 0 0 {utime} {ticks - utime} 0 0 20 0 {proc.threads} 0 {start}",
+        f"{proc.vsz_kb * 1024} {proc.rss_kb // 4} 18446744073709551615 1 1 0 0 0 0 0 4612",
+        "1073775864 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0",
+    ]
+    return (" ".join(fields) + "\n").encode()
 
 
 def render_cpuinfo() -> str:
@@ -337,6 +380,7 @@ def render_status(proc: ProcessEntry | None) -> bytes:
 def install_process_files(fs: VirtualFS, view: ProcView, pid: int, system: bool) -> None:
     """/proc/PID: status, cmdline, comm and oom_score_adj, empty once the process is gone."""
     fs.add_generated(f"/proc/{pid}/status", lambda: render_status(view.process(pid)))
+    fs.add_generated(f"/proc/{pid}/stat", lambda: render_process_stat(view, view.process(pid)))
     fs.add_generated(f"/proc/{pid}/cmdline", lambda: render_cmdline(view.process(pid)))
     fs.add_generated(f"/proc/{pid}/comm", lambda: render_comm(view.process(pid)))
     fs.add_generated(f"/proc/{pid}/oom_score_adj", lambda: b"0\n" if system else b"700\n")

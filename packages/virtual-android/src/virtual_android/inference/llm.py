@@ -289,16 +289,17 @@ class _Relay:
 class _Heater:
     """Feeds the device's thermal model while the host computes, in small real-time steps."""
 
-    def __init__(self, device: VirtualS24, intensity: float) -> None:
+    def __init__(self, device: VirtualS24, intensity: float, pid: int | None = None) -> None:
         self._device = device
         self._intensity = intensity
+        self._pid = pid  # the process the work is counted to (/proc/PID/stat)
         self._done = threading.Event()
         self._last = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="virtual-s24-heat", daemon=True)
 
     def _step(self) -> None:
         now = time.monotonic()
-        self._device.add_work(now - self._last, self._intensity)
+        self._device.add_work(now - self._last, self._intensity, self._pid)
         self._last = now
 
     def _run(self) -> None:
@@ -470,7 +471,7 @@ class DeviceLLM:
                     self.device.set_process_rss(pid, self.resident_kb())
             worker = threading.Thread(
                 target=self._work,
-                args=(backend, request, _Relay(events, stop), events, lock),
+                args=(backend, request, _Relay(events, stop), events, lock, pid),
                 name="virtual-s24-llm",
                 daemon=True,
             )
@@ -492,9 +493,10 @@ class DeviceLLM:
         stream: _Relay,
         events: queue.Queue[tuple[str, object]],
         lock: threading.Lock,
+        pid: int | None = None,
     ) -> None:
         try:
-            with _Heater(self.device, HEAT_INTENSITY):
+            with _Heater(self.device, HEAT_INTENSITY, pid):
                 result = backend.generate(request, stream)
             events.put(("done", _stats(result, stream)))
         except _Stopped:
