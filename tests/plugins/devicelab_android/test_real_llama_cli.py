@@ -380,6 +380,7 @@ def test_the_virtual_s24_runs_the_real_cli_the_engine_pushed(
     from wordsplugin import run_cli
 
     from devicelab import load_run
+    from devicelab._rundir import TELEMETRY, read_jsonl
 
     ran: list[Path] = []
     real = phone_cli.run_host_binary
@@ -410,6 +411,18 @@ def test_the_virtual_s24_runs_the_real_cli_the_engine_pushed(
         assert record.measures.output_tokens == 4 and timings["decode_tokens"] == 3
         # The phone's telemetry saw the real process's memory (the mapped model and more).
         assert record.measures.peak_mem_mb is not None and record.measures.peak_mem_mb > 50
+        # ... and its CPU time as the engine's, so the phone's other load is told apart.
+        samples = [
+            s
+            for s in read_jsonl(out / TELEMETRY)
+            if s.get("trial_id") == record.trial_id and s.get("engine_cpu_s") is not None
+        ]
+        # (the first samples may still read the process before this trial's llama-cli)
+        engine_cpu = [
+            s["engine_cpu_s"] for s in samples if s["engine_id"] == samples[-1]["engine_id"]
+        ]
+        assert len(engine_cpu) >= 2 and engine_cpu[-1] > engine_cpu[0]
+        assert record.measures.other_cpu_pct is not None
 
 
 def test_a_host_binary_that_is_not_there_is_a_scenario_error(tmp_path: Path) -> None:

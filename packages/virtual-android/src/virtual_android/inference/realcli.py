@@ -20,10 +20,13 @@ What still keeps "nothing sent to the device runs on the host":
 - The binary runs in an empty working directory of its own with an empty environment, and
   stdin comes from the phone's shell.
 
-Host paths it prints (the model and prompt copies) are rewritten to the phone's paths, so the
-output reads as it would on the phone. Kept as llama.cpp prints it on this host, and not
-rewritten to look like a phone's: the ``build:`` line (x86-64 compiler and target) and
-``system_info``'s CPU features, which describe the host the numbers were really made on.
+While it runs, its running time is the phone's work, as the emulated tool's is (the heat model,
+the battery, and its process's CPU time in ``/proc/PID/stat``), and the phone process's RSS is
+the binary's real one. Host paths it prints (the model and prompt copies) are rewritten to the
+phone's paths, so the output reads as it would on the phone. Kept as llama.cpp prints it on
+this host, and not rewritten to look like a phone's: the ``build:`` line (x86-64 compiler and
+target) and ``system_info``'s CPU features, which describe the host the numbers were really
+made on.
 """
 
 from __future__ import annotations
@@ -183,6 +186,7 @@ def _wait(ctx: CommandContext, proc: subprocess.Popen[bytes]) -> int:
     """Wait for ``proc``, keeping the phone's process RSS at the binary's real one; a kill of
     the phone's process (or a closed stream) kills the binary."""
     next_rss = 0.0
+    last = time.monotonic()
     while True:
         with contextlib.suppress(subprocess.TimeoutExpired):
             status = proc.wait(timeout=_POLL_S)
@@ -193,6 +197,10 @@ def _wait(ctx: CommandContext, proc: subprocess.Popen[bytes]) -> int:
             proc.wait()
             return 137
         now = time.monotonic()
+        # As the emulated tool: its running time is the phone's work (heat, battery, and this
+        # process's CPU in /proc/PID/stat, so telemetry tells the engine from other load).
+        ctx.device.add_work(now - last, 1.0, ctx.pid)
+        last = now
         if now >= next_rss:
             next_rss = now + _RSS_EVERY_S
             rss = _rss_kb(proc.pid)
