@@ -100,6 +100,10 @@ class RunDir:
     def done_trial_ids(self) -> set[str]:
         return {rec["trial_id"] for rec in read_jsonl(self.path / TRIALS)}
 
+    def records(self) -> list[TrialRecord]:
+        """The trials recorded so far (to resume a run where it stopped)."""
+        return [TrialRecord.from_json(rec) for rec in read_jsonl(self.path / TRIALS)]
+
     def append_trial(self, record: TrialRecord) -> None:
         """Append one finished trial (its :meth:`TrialRecord.to_json`)."""
         with self._lock:
