@@ -125,12 +125,13 @@ class ScenarioTable(_Table):
         "TTFT are not a cold prefill's",
     )
 
-    @field_validator("repetitions")
+    @field_validator("repetitions", mode="before")
     @classmethod
-    def _repetitions(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 1:
-            raise _fail(f'must be at least 1 (or "auto"), not {value!r}.')
-        return value
+    def _repetitions(cls, value: Any) -> Any:
+        # Checked before pydantic's union of the two, whose own messages would name types.
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise _fail(f'must be a whole number of at least 1, or "auto", not {value!r}.')
 
     @model_validator(mode="after")
     def _adaptive(self) -> ScenarioTable:
@@ -152,8 +153,8 @@ class ScenarioTable(_Table):
             return self
         if self.min_repetitions > self.max_repetitions:
             raise _fail(
-                f"min_repetitions {self.min_repetitions} is above max_repetitions "
-                f"{self.max_repetitions}. Raise max_repetitions or lower min_repetitions.",
+                f"{self.min_repetitions} is above max_repetitions {self.max_repetitions}. "
+                "Raise max_repetitions or lower min_repetitions.",
                 "min_repetitions",
             )
         if self.adaptive_metrics is not None:
@@ -592,6 +593,8 @@ def _why(table: type[_Table], shown: str, key: str, err: ErrorDetails, whole: An
         return f"{each}, not {whole!r}."
     if kind == "greater_than_equal":
         return f"must be at least {err['ctx']['ge']:g}, not {value!r}."
+    if kind == "greater_than":
+        return f"must be above {err['ctx']['gt']:g}, not {value!r}."
     if kind == "literal_error" and isinstance(value, str):
         allowed = " or ".join(f'"{a}"' for a in typing.get_args(info.annotation))
         return f"must be {allowed}, not {value!r}."

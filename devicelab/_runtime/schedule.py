@@ -90,28 +90,23 @@ class Schedule:
 
     def next(self) -> list[Trial]:
         """The trials to run now; empty when none is left, or (adaptive) when the next
-        decision waits for trials handed out and not yet recorded."""
+        round waits for trials handed out and not yet recorded."""
         if not self.adaptive:
             return self._issue(self._all)
         sequential = self.plan.scenario.order != "interleaved"
         for model, groups in zip(self.plan.models, self._groups, strict=True):
             warm = self.plan.warmups(model)
-            states = [(g, self._state(g)) for g in groups]
-            open_ = [(g, s) for g, s in states if not isinstance(s, Stop)]
+            open_ = [(g, rep) for g in groups if not isinstance(rep := self._state(g), Stop)]
             if sequential:
                 open_ = open_[:1]
-            # Repetition first, then plan order: a round goes through the cells as
-            # Plan.trials() does.
-            runs = sorted(
-                (
-                    (rep, pos, cell)
-                    for g, rep in open_
-                    if isinstance(rep, int)
-                    for pos, cell in g.cells
-                ),
-                key=lambda run: run[:2],
-            )
-            batch = self._issue([*warm, *(self.plan.trial(model, c, rep) for rep, _, c in runs)])
+            runs: list[Trial] = []
+            if open_:
+                # A round: the lowest repetition a cell still needs, for each cell that needs
+                # it, in plan order (so a resumed run finishes its round before the next).
+                now = min(rep for _, rep in open_)
+                cells = sorted(pc for g, rep in open_ if rep == now for pc in g.cells)
+                runs = [self.plan.trial(model, cell, now) for _, cell in cells]
+            batch = self._issue([*warm, *runs])
             if batch or open_:
                 return batch
         return []
@@ -163,8 +158,8 @@ class Schedule:
     def _id(self, g: _Group, cell: Cell, rep: int) -> str:
         return self.plan.trial(g.model, cell, rep).trial_id
 
-    def _state(self, g: _Group) -> Stop | int | None:
-        """Stopped; or the repetition the cell needs next; or ``None``: waiting for it."""
+    def _state(self, g: _Group) -> Stop | int:
+        """Why the cell stopped, or the repetition it needs next (perhaps handed out)."""
         if g.stop is not None:
             return g.stop
         done = 0
@@ -183,9 +178,6 @@ class Schedule:
                 g.stop = stop
                 return stop
             g.checked = k
-        pending = [self._id(g, c, done) for _, c in g.cells]
-        if all(tid in self._records or tid in self._issued for tid in pending):
-            return None
         return done
 
 
