@@ -104,7 +104,9 @@ class Schedule:
                 # A round: the lowest repetition a cell still needs, for each cell that needs
                 # it, in plan order (so a resumed run finishes its round before the next).
                 now = min(rep for _, rep in open_)
-                cells = sorted(pc for g, rep in open_ if rep == now for pc in g.cells)
+                cells = sorted(
+                    (pc for g, rep in open_ if rep == now for pc in g.cells), key=lambda pc: pc[0]
+                )
                 runs = [self.plan.trial(model, cell, now) for _, cell in cells]
             batch = self._issue([*warm, *runs])
             if batch or open_:
