@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any
 
 from .._errors import ScenarioError
-from .._record import TrialRecord
+from .._record import RUN_KEY, TrialRecord
 from .._stopping import MIN_VALUES, Rule, Stop, decide
 from .plan import Cell, Plan, ResolvedModel, Trial
 
@@ -82,7 +82,9 @@ class Schedule:
     def _group(self, model: ResolvedModel) -> list[_Group]:
         groups: dict[tuple[Any, ...], _Group] = {}
         for pos, cell in enumerate(self.plan.cells):
-            key = (model.spec.name, model.spec.quant, cell.task, cell.context_tokens)
+            # Keyed as the summary keys its rows (RUN_KEY, from the record a trial makes).
+            ident = self.plan.identity(self.plan.trial(model, cell, 0), "")
+            key = TrialRecord(ident).cell(RUN_KEY)
             groups.setdefault(key, _Group(key, model)).cells.append((pos, cell))
         return list(groups.values())
 
