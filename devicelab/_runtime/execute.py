@@ -3,9 +3,11 @@ gives: the local executor's work. Each record is appended the moment its trial f
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from .._executor import Reporter, RunOutcome
 from .._rundir import RunDir
-from .plan import Plan
+from .plan import Plan, Trial
 from .schedule import Schedule
 from .session import DeviceSession
 
@@ -16,32 +18,37 @@ def execute(plan: Plan, run: RunDir, reporter: Reporter | None = None) -> RunOut
     schedule = Schedule(plan, run.records())
     rep.start(schedule.remaining(), schedule.skipped)
     outcome = RunOutcome(skipped=schedule.skipped)
-    batch = schedule.next()
-    if not batch:
+    todo = schedule.next()
+    if not todo:
         rep.finish()
         return outcome
 
     session = DeviceSession(plan, run.run_id, rep)
     try:
         session.open()
-        while batch:
-            for trial in batch:
-                try:
-                    result = session.run_trial(trial)
-                finally:
-                    # A load that stops the run (a context too small) still leaves its samples.
-                    run.append_samples(session.take_samples())
-                run.append_samples(result.samples)
-                run.append_trial(result.record)
-                outcome.add(result.record)
-                schedule.add(result.record)
-                rep.trial_done(result.record)
-            batch = schedule.next()
-            if schedule.adaptive:
-                rep.expect(schedule.ran + schedule.remaining())
+        for trial in _in_turn(schedule, todo, rep):
+            try:
+                result = session.run_trial(trial)
+            finally:
+                # A load that stops the run (a context too small) still leaves its samples.
+                run.append_samples(session.take_samples())
+            run.append_samples(result.samples)
+            run.append_trial(result.record)
+            outcome.add(result.record)
+            schedule.add(result.record)
+            rep.trial_done(result.record)
     finally:
         try:
             session.close()
         finally:
             rep.finish()
     return outcome
+
+
+def _in_turn(schedule: Schedule, batch: list[Trial], rep: Reporter) -> Iterator[Trial]:
+    """The batch's trials, then each next batch once the records of the last one are in."""
+    while batch:
+        yield from batch
+        batch = schedule.next()
+        if schedule.adaptive:
+            rep.expect(schedule.ran + schedule.remaining())
