@@ -21,6 +21,7 @@ decisions into the trials an executor runs.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -71,17 +72,11 @@ def ci_pct(values: Sequence[float], confidence: float = CONFIDENCE) -> float | N
     ci = median_ci(values, confidence)
     if ci is None:
         return None
-    median = _median(values)
+    median = statistics.median(values)
     reach = max(median - ci[0], ci[1] - median)
     if reach == 0:
         return 0.0
     return math.inf if median == 0 else 100.0 * reach / abs(median)
-
-
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 # Fields a cell can be decided by: those summarised by their median, per trial.
@@ -92,11 +87,11 @@ DECIDING: tuple[str, ...] = tuple(
 
 @dataclass(frozen=True)
 class Rule:
-    """The ``[scenario]`` settings of adaptive repetitions."""
+    """The ``[scenario]`` settings of adaptive repetitions (defaults there)."""
 
-    min_repetitions: int = 3
-    max_repetitions: int = 15
-    target_ci_pct: float = 5.0
+    min_repetitions: int
+    max_repetitions: int
+    target_ci_pct: float
     # Empty: every field of DECIDING that the cell's trials measured.
     metrics: tuple[str, ...] = ()
 
