@@ -16,6 +16,7 @@ import devicelab
 from devicelab import Measures, Plan, Schedule, TrialRecord
 from devicelab._errors import ScenarioError
 from devicelab._plugins import Registry
+from devicelab._record import RUN_KEY
 from devicelab._rundir import SUMMARY, TRIALS, read_jsonl
 from devicelab._runtime.resolve import resolve
 from devicelab._scenario import load_scenario
@@ -50,6 +51,12 @@ def _drive(schedule: Schedule, value: Callable[[str], float] = lambda _: 50.0) -
 def _short(trial_id: str) -> str:
     """``SUMM/doc0/summary/L10/r2`` from a full trial id (device/model/quant/...)."""
     return "/".join(trial_id.split("/")[3:])
+
+
+def _task_l(key: tuple[object, ...]) -> tuple[object, object]:
+    """The task and L of a cell's RUN_KEY values."""
+    named = dict(zip(RUN_KEY, key, strict=True))
+    return named["task"], named["context_tokens"]
 
 
 # A rule with known answers: SUMM L10 stops after 2 repetitions, SUMM L20 after 3, QA L20
@@ -98,10 +105,11 @@ def test_sequential_order_repeats_each_cell_until_it_stops(
         *reps("QA qa0 L20", 2),
     ]
     stops = schedule.stops()
-    assert {k[2:]: s.repetitions for k, s in stops.items()} == {
+    assert {_task_l(k): s.repetitions for k, s in stops.items()} == {
         ("SUMM", 10): 2, ("SUMM", 20): 3, ("QA", 10): 4, ("QA", 20): 2,
     }  # fmt: skip
-    assert stops[("words-a", "none", "QA", 10)] == Stop(4, "max_repetitions 4", "max")
+    (qa10,) = [s for k, s in stops.items() if _task_l(k) == ("QA", 10)]
+    assert qa10 == Stop(4, "max_repetitions 4", "max")
 
 
 def test_fixed_repetitions_are_the_plan_matrix_in_one_batch(
@@ -137,7 +145,7 @@ def test_a_resumed_schedule_continues_to_the_same_decisions(
     stops = whole.stops()
     # The real rule: the tight cells stop once they have 6 values (3 repetitions of 2
     # documents), the wide ones run to the maximum.
-    assert {k[2:]: (s.repetitions, s.why) for k, s in stops.items()} == {
+    assert {_task_l(k): (s.repetitions, s.why) for k, s in stops.items()} == {
         ("SUMM", 10): (3, "target"), ("SUMM", 20): (3, "target"),
         ("QA", 10): (5, "max"), ("QA", 20): (5, "max"),
     }  # fmt: skip
@@ -195,7 +203,7 @@ def test_an_auto_run_interrupted_and_resumed_ends_as_one_run_would(
     stops = Schedule(plan, records).stops()
     assert len(stops) == 4  # every cell stopped, each for a reason of the rule
     for key, stop in stops.items():
-        reps = {r.identity.repetition for r in records if r.cell()[1:] == key and r.measured}
+        reps = {r.identity.repetition for r in records if r.cell(RUN_KEY) == key and r.measured}
         # No repetition after the decision, none missing before it.
         assert reps == set(range(stop.repetitions)), key
         assert 2 <= stop.repetitions <= 4

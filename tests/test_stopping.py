@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from devicelab._record import TrialRecord
+from devicelab._record import CELL_KEY, RUN_KEY, TrialRecord
 from devicelab._stopping import (
     MIN_VALUES,
     Rule,
@@ -114,11 +114,10 @@ def test_warm_ups_do_not_count() -> None:
 
 
 def test_summary_rows_say_why_their_cell_stopped() -> None:
-    rows = [
-        {"device": "host", "model": "m", "quant": "q", "task": "SUMM", "context_tokens": 100},
-        {"device": "host", "model": "m", "quant": "q", "task": "QA", "context_tokens": 100},
-    ]
-    stops = {("m", "q", "SUMM", 100): Stop(6, "ci ±0.7% <= 5% after 6 (otps)", "target")}
+    cell = {**dict.fromkeys(CELL_KEY, ""), "device": "host", "model": "m", "context_tokens": 100}
+    rows = [{**cell, "task": "SUMM"}, {**cell, "task": "QA"}]
+    summ = tuple(rows[0][k] for k in RUN_KEY)  # as the schedule keys a cell
+    stops = {summ: Stop(6, "ci ±0.7% <= 5% after 6 (otps)", "target")}
     out = with_stops(rows, stops)
     assert [r["stopped"] for r in out] == ["ci ±0.7% <= 5% after 6 (otps)", None]
     assert "stopped" not in rows[0]  # the rows given are left as they were
