@@ -69,6 +69,7 @@ from ._registry import Registry
 from ._report import Figure as ReportFigure
 from ._rundir import RunData, RunDir, load_run
 from ._runtime.plan import Plan, Trial
+from ._runtime.schedule import Schedule
 from ._runtime.session import DeviceSession, TrialOutput
 
 __version__ = "0.1.0"
@@ -118,6 +119,7 @@ __all__ = [
     "RunDirError",
     "RunOutcome",
     "ScenarioError",
+    "Schedule",
     "Scored",
     "Task",
     "TaskPrompt",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,17 @@ from ._record import RUN_KEY, TrialRecord, cell_title, hidden_keys
 from ._rundir import TRIALS, RunData, RunDir, default_run_dir, load_run
 from ._runtime.materialise import materialise
 from ._runtime.resolve import load_and_resolve
+from ._runtime.schedule import Schedule
 from ._scenario import Scenario
-from ._table import Column, key_columns, quality_table, summary_table, to_rich
+from ._stopping import Stop, with_stops
+from ._table import (
+    Column,
+    key_columns,
+    quality_table,
+    stopping_table,
+    summary_table,
+    to_rich,
+)
 from ._table import Table as TableModel
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -132,11 +141,16 @@ def run(
     # Read back as every view reads it (the run's scenario.toml), so summary.json and a later
     # report agree, also after a --resume with another max_cv.
     rows = metrics.summarize(records, done.max_cv)
+    stops = Schedule(plan, records).stops()
+    if plan.scenario.adaptive:
+        rows = with_stops(rows, stops)
     rundir.write_summary(rows)
     print_summary(rows)
     gaps = comparing.gap_table(comparing.engine_gaps(done))
     if gaps is not None:
         out.print(to_rich(gaps))
+    if stops:
+        err.print(f"devicelab: {stops_note(plan.scenario, stops.values())}", soft_wrap=True)
     notes = run_notes(records)
     if (noisy := noise.run_note(records)) is not None:
         notes.append(noisy)
@@ -209,6 +223,11 @@ class ProgressReporter(Reporter):
             extra = f" ttft={ttft:.2f}s" if isinstance(ttft, float) else ""
             err.print(f"[{self.done}/{self.total}] {label}: {state}{extra}")
 
+    def expect(self, total: int) -> None:
+        self.total = total
+        if self.progress is not None:
+            self.progress.update(self.task, total=total)
+
     def finish(self) -> None:
         if self.progress is not None:
             self.progress.stop()
@@ -233,6 +252,32 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
     quality = quality_table(rows)
     if quality is not None:
         out.print(to_rich(quality))
+    stopping = stopping_table(rows)
+    if stopping is not None:
+        out.print(to_rich(stopping))
+
+
+def stops_note(scenario: Scenario, stops: Iterable[Stop]) -> str:
+    """One line on how adaptive repetitions ended: cells that reached the target, and not."""
+    stops = list(stops)
+    met = sorted(s.repetitions for s in stops if s.converged)
+    text = (
+        f'repetitions = "auto": {len(met)} of {len(stops)} cells reached a 95% interval of '
+        f"±{scenario.target_ci_pct:g}% of the median"
+    )
+    if met:
+        span = f"{met[0]}" if met[0] == met[-1] else f"{met[0]}-{met[-1]}"
+        text += f" after {span} repetitions"
+    short = sum(1 for s in stops if s.why == "max")
+    if short:
+        text += (
+            f"; {short} ran to max_repetitions {scenario.max_repetitions} without (see "
+            "'stopped'): raise max_repetitions, or quiet the device, to narrow them"
+        )
+    failed = sum(1 for s in stops if s.why == "failed")
+    if failed:
+        text += f"; {failed} stopped at min_repetitions because every trial failed"
+    return text + "."
 
 
 @cli.command()

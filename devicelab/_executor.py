@@ -33,6 +33,11 @@ class Reporter:
 
     def trial_done(self, record: TrialRecord) -> None: ...
 
+    def expect(self, total: int) -> None:
+        """The trials of this run (those done included) now stand at ``total``: with
+        adaptive repetitions the ``total`` given to :meth:`start` is the most there can be,
+        and it falls as cells stop."""
+
     def finish(self) -> None: ...
 
 

@@ -33,6 +33,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ._errors import ScenarioError
 from ._metrics import DEFAULT_MAX_CV
+from ._stopping import DECIDING
 from ._validation import STRICT, expected, type_name
 
 if sys.version_info >= (3, 11):
@@ -73,7 +74,31 @@ class _Table(BaseModel):
 class ScenarioTable(_Table):
     name: str = Field(description="shown in reports")
     description: str = ""
-    repetitions: int = Field(3, ge=1)
+    repetitions: int | Literal["auto"] = Field(
+        3,
+        description='measured trials per cell, or "auto": repeat each cell until the 95 % '
+        "confidence interval of its median (distribution-free, from order statistics) is "
+        "within ± `target_ci_pct` of the median for every speed field it measured, or "
+        "`max_repetitions` is reached; the interval needs 6 values, so a cell of one "
+        "document stops after 6 repetitions at the earliest (see docs/repetitions.md)",
+    )
+    min_repetitions: int = Field(
+        3, ge=1, description='with `repetitions = "auto"`: never fewer per cell'
+    )
+    max_repetitions: int = Field(
+        15, ge=1, description='with `repetitions = "auto"`: never more per cell'
+    )
+    target_ci_pct: float = Field(
+        5.0,
+        gt=0,
+        description='with `repetitions = "auto"`: how far from the median (in %) the 95 % '
+        "interval may reach",
+    )
+    adaptive_metrics: Annotated[list[str] | None, _STRINGS] = Field(
+        None,
+        description='with `repetitions = "auto"`: the fields that decide (default: every one '
+        "of itps, otps, ttft_s, runtime_s, energy_j that a cell measured)",
+    )
     warmup: int = Field(
         1,
         ge=0,
@@ -106,6 +131,48 @@ class ScenarioTable(_Table):
         description="in %: a cell where a median field's CV (sample stdev / mean) is above it, "
         "or with a noisy trial, is marked unstable in the summary, the report and compare",
     )
+
+    @field_validator("repetitions", mode="before")
+    @classmethod
+    def _repetitions(cls, value: Any) -> Any:
+        # Checked before pydantic's union of the two, whose own messages would name types.
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise _fail(f'must be a whole number of at least 1, or "auto", not {value!r}.')
+
+    @model_validator(mode="after")
+    def _adaptive(self) -> ScenarioTable:
+        fields = type(self).model_fields
+        if self.repetitions != "auto":
+            for key in ("min_repetitions", "max_repetitions", "target_ci_pct"):
+                if getattr(self, key) != fields[key].default:
+                    raise _fail(
+                        f'applies only with repetitions = "auto", not {self.repetitions}. '
+                        f'Set repetitions = "auto", or remove {key}.',
+                        key,
+                    )
+            if self.adaptive_metrics is not None:
+                raise _fail(
+                    f'applies only with repetitions = "auto", not {self.repetitions}. Set '
+                    'repetitions = "auto", or remove adaptive_metrics.',
+                    "adaptive_metrics",
+                )
+            return self
+        if self.min_repetitions > self.max_repetitions:
+            raise _fail(
+                f"{self.min_repetitions} is above max_repetitions {self.max_repetitions}. "
+                "Raise max_repetitions or lower min_repetitions.",
+                "min_repetitions",
+            )
+        if self.adaptive_metrics is not None:
+            unknown = [m for m in self.adaptive_metrics if m not in DECIDING]
+            if unknown or not self.adaptive_metrics:
+                what = f"{', '.join(map(repr, unknown))} cannot decide" if unknown else "is empty"
+                raise _fail(
+                    f"{what}. List fields summarised by their median: {', '.join(DECIDING)}.",
+                    "adaptive_metrics",
+                )
+        return self
 
 
 class DeviceTable(_Table):
@@ -364,7 +431,12 @@ class ModelEntry:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-_LATER_KEYS = (("scenario", "allow_prefix_cache"),)
+_LATER_KEYS = (
+    ("scenario", "allow_prefix_cache"),
+    ("scenario", "min_repetitions"),
+    ("scenario", "max_repetitions"),
+    ("scenario", "target_ci_pct"),
+)
 
 
 @dataclass(frozen=True)
@@ -375,7 +447,12 @@ class Scenario:
     source: Path
     name: str
     description: str = _default("scenario", "description")
-    repetitions: int = _default("scenario", "repetitions")
+    # A number, or "auto" (adaptive: see devicelab._stopping).
+    repetitions: int | Literal["auto"] = _default("scenario", "repetitions")
+    min_repetitions: int = _default("scenario", "min_repetitions")
+    max_repetitions: int = _default("scenario", "max_repetitions")
+    target_ci_pct: float = _default("scenario", "target_ci_pct")
+    adaptive_metrics: tuple[str, ...] = ()
     warmup: int = _default("scenario", "warmup")
     timeout_s: float = _default("scenario", "timeout_s")
     retries: int = _default("scenario", "retries")
@@ -413,6 +490,16 @@ class Scenario:
     # [store]: whether the run stores its trials in a results database, and which one.
     store_ingest: bool = _default("store", "ingest")
     store_db: str | None = _default("store", "db")
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether each cell repeats until its median is known well enough."""
+        return self.repetitions == "auto"
+
+    @property
+    def most_repetitions(self) -> int:
+        """The repetitions of a cell at most: all of them, unless adaptive."""
+        return self.max_repetitions if self.repetitions == "auto" else self.repetitions
 
     @property
     def section_size(self) -> int:
@@ -514,6 +601,7 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
     db = values["store_db"]
     if db and "://" not in db and not Path(db).expanduser().is_absolute():
         values["store_db"] = str((path.parent / db).resolve())
+    values["adaptive_metrics"] = values["adaptive_metrics"] or ()
     models = []
     for m in file.models:
         where = m.path
@@ -585,6 +673,8 @@ def _why(table: type[_Table], shown: str, key: str, err: ErrorDetails, whole: An
         return f"{each}, not {whole!r}."
     if kind == "greater_than_equal":
         return f"must be at least {err['ctx']['ge']:g}, not {value!r}."
+    if kind == "greater_than":
+        return f"must be above {err['ctx']['gt']:g}, not {value!r}."
     if kind == "literal_error" and isinstance(value, str):
         allowed = " or ".join(f'"{a}"' for a in typing.get_args(info.annotation))
         return f"must be {allowed}, not {value!r}."

@@ -30,6 +30,7 @@ SUMMARY_TITLE = "Medians ±CV over measured trials (warm-ups left out)"
 SUMMARY_TITLE_IQR = "Medians [p25–p75] ±CV over measured trials (warm-ups left out)"
 QUALITY_TITLE = "Quality: mean of each metric over measured trials"
 QUALITY_DIGITS = 3
+STOPPING_TITLE = "Adaptive repetitions: why each cell stopped"
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,20 @@ def quality_table(rows: Sequence[Mapping[str, Any]], *, device: bool | None = No
         body.append(tuple(cells))
     columns = (*key_cols, *(Column(n) for n in names))
     return Table(QUALITY_TITLE, columns, tuple(body))
+
+
+def stopping_table(
+    rows: Sequence[Mapping[str, Any]], *, device: bool | None = None
+) -> Table | None:
+    """Why each cell stopped repeating (``repetitions = "auto"``); ``None`` for a run of
+    fixed repetitions, whose rows have no ``stopped``."""
+    if not any(r.get("stopped") for r in rows):
+        return None
+    key, key_cols = _cells(rows, device)
+    body = tuple(
+        (*(str(r[k]) for k in key), str(r["n"]), str(r.get("stopped") or "-")) for r in rows
+    )
+    return Table(STOPPING_TITLE, (*key_cols, Column("n"), Column("stopped", "left")), body)
 
 
 def to_rich(table: Table) -> RichTable:

@@ -25,7 +25,7 @@ import types
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomli_w
 
@@ -110,18 +110,20 @@ def make_scenario(
     max_output_tokens: int = 8,
     documents: str = "docassist-mini",
     max_documents: int = 1,
-    repetitions: int = 1,
+    repetitions: int | Literal["auto"] = 1,
     warmup: int = 0,
     device: str = "host",
     model_options: Mapping[str, Any] | None = None,
     name: str = "plugin-test",
     extra: str = "",
+    scenario_keys: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a tiny scenario file into ``tmp_path`` and return its path.
 
     The defaults run one trial per task kind on the host: the first document of
     ``docassist-mini``, cut into one section of 100 tokens, 8 output tokens, SmolLM2-135M.
-    ``extra`` is TOML text appended as is, for tables not covered here (``[telemetry]``).
+    ``extra`` is TOML text appended as is, for tables not covered here (``[telemetry]``);
+    ``scenario_keys`` are more ``[scenario]`` keys (``{"max_repetitions": 6}``).
     """
     model_entry: dict[str, Any] = {"name": model}
     if model_options:
@@ -132,6 +134,7 @@ def make_scenario(
             "repetitions": repetitions,
             "warmup": warmup,
             "timeout_s": 120,
+            **(scenario_keys or {}),
         },
         "device": {"name": device},
         "models": [model_entry],

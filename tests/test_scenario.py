@@ -48,8 +48,16 @@ def _edit(path: Path, old: str, new: str) -> Path:
             "repetitions = 2\nrepetitons = 3",
             r"\[scenario\] repetitons: is not a known key",
         ),
-        ("repetitions = 2", 'repetitions = "two"', r"\[scenario\] repetitions: must be an integer"),
-        ("repetitions = 2", "repetitions = 0", r"\[scenario\] repetitions: must be at least 1"),
+        (
+            "repetitions = 2",
+            'repetitions = "two"',
+            r'\[scenario\] repetitions: must be a whole number of at least 1, or "auto", not',
+        ),
+        (
+            "repetitions = 2",
+            "repetitions = 0",
+            r"\[scenario\] repetitions: must be a whole number of at least 1",
+        ),
         (
             "lengths = [10, 20]",
             "lengths = [10, 15, 20]",
@@ -306,3 +314,39 @@ def test_max_cv_defaults_to_10_and_leaves_the_fingerprint_alone(tmp_path: Path) 
         parse_scenario(
             {**tomllib.loads(PINNED), "scenario": {"name": "x", "max_cv": "5%"}}, sc.source
         )
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"repetitions": 3, "max_repetitions": 8}, '[scenario] max_repetitions: applies only with repetitions = "auto", not 3. Set repetitions = "auto", or remove max_repetitions.'),
+        ({"repetitions": 3, "adaptive_metrics": ["otps"]}, '[scenario] adaptive_metrics: applies only with repetitions = "auto", not 3. Set repetitions = "auto", or remove adaptive_metrics.'),
+        ({"min_repetitions": 9, "max_repetitions": 8}, "[scenario] min_repetitions: 9 is above max_repetitions 8. Raise max_repetitions or lower min_repetitions."),
+        ({"adaptive_metrics": ["peak_mem_mb", "tps"]}, "[scenario] adaptive_metrics: 'peak_mem_mb', 'tps' cannot decide. List fields summarised by their median: itps, otps, ttft_s, runtime_s, energy_j."),
+        ({"adaptive_metrics": []}, "[scenario] adaptive_metrics: is empty. List fields summarised by their median: itps, otps, ttft_s, runtime_s, energy_j."),
+        ({"target_ci_pct": 0}, "[scenario] target_ci_pct: must be above 0, not 0."),
+        ({"repetitions": "many"}, '[scenario] repetitions: must be a whole number of at least 1, or "auto", not \'many\'.'),
+    ],
+)  # fmt: skip
+def test_adaptive_repetitions_reject_a_bad_combination_naming_the_fix(
+    tmp_path: Path, keys: dict[str, Any], message: str
+) -> None:
+    data = tomllib.loads(PINNED)
+    data["scenario"] = {"name": "auto", "repetitions": "auto", **keys}
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(data, tmp_path / "s.toml")
+    assert str(info.value) == f"{tmp_path / 's.toml'}: {message}"
+
+
+def test_an_adaptive_scenario_resolves_and_reads_back(tmp_path: Path) -> None:
+    text = PINNED.replace("repetitions = 2", 'repetitions = "auto"\ntarget_ci_pct = 3')
+    sc = load_scenario(write_scenario(tmp_path, text))
+    assert sc.adaptive and sc.most_repetitions == 15 and sc.min_repetitions == 3
+    assert sc.target_ci_pct == 3.0 and sc.adaptive_metrics == ()
+    assert parse_scenario(sc.resolved(), sc.source) == sc  # as a Ray worker reads it
+    looser = load_scenario(
+        write_scenario(tmp_path, text.replace("target_ci_pct = 3", "target_ci_pct = 5"), "b.toml")
+    )
+    assert looser.fingerprint() != sc.fingerprint()  # what a run measures to: a new run
+    fixed = load_scenario(write_scenario(tmp_path, PINNED, "c.toml"))
+    assert not fixed.adaptive and fixed.most_repetitions == 2

@@ -28,13 +28,13 @@ def test_table_lists_every_declared_key_with_its_default() -> None:
         )
         for key in table.model_fields:
             assert f"`{key}` (" in row
-    assert "`repetitions` (3)" in text and '`order` ("sequential";' in text
+    assert "`repetitions` (3; " in text and '`order` ("sequential";' in text
     assert "`name` (required; shown in reports)" in text
 
 
 def test_regeneration_command_rewrites_only_the_table(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
-    stale = render().replace("`repetitions` (3)", "`repetitions` (4)")
+    stale = render().replace("`repetitions` (3; ", "`repetitions` (4; ")
     readme.write_text(f"# Title\n\nbefore\n\n{stale}\n\nafter\n", encoding="utf-8")
     main([str(readme)])
     assert readme.read_text(encoding="utf-8") == f"# Title\n\nbefore\n\n{render()}\n\nafter\n"

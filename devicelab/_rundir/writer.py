@@ -129,6 +129,10 @@ class RunDir:
     def done_trial_ids(self) -> set[str]:
         return {rec["trial_id"] for rec in read_jsonl(self.path / TRIALS)}
 
+    def records(self) -> list[TrialRecord]:
+        """The trials recorded so far (to resume a run where it stopped)."""
+        return [TrialRecord.from_json(rec) for rec in read_jsonl(self.path / TRIALS)]
+
     def on_trial(self, listener: TrialListener) -> None:
         """Call ``listener(record, samples)`` after each trial is appended (and fsynced)."""
         self._listeners.append(listener)

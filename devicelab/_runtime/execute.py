@@ -1,22 +1,24 @@
-"""Run a plan's trials on this host, on its one device, in plan order: the local executor's
-work. Each record is appended the moment its trial finishes."""
+"""Run a plan's trials on this host, on its one device, in the order its :class:`Schedule`
+gives: the local executor's work. Each record is appended the moment its trial finishes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from .._executor import Reporter, RunOutcome
 from .._rundir import RunDir
-from .plan import Plan
+from .plan import Plan, Trial
+from .schedule import Schedule
 from .session import DeviceSession
 
 
 def execute(plan: Plan, run: RunDir, reporter: Reporter | None = None) -> RunOutcome:
-    """Run every trial not yet in ``run``."""
+    """Run every trial not yet in ``run`` (with adaptive repetitions, until each cell stops)."""
     rep = reporter or Reporter()
-    done = run.done_trial_ids()
-    trials = list(plan.trials())
-    todo = [t for t in trials if t.trial_id not in done]
-    rep.start(len(todo), len(trials) - len(todo))
-    outcome = RunOutcome(skipped=len(trials) - len(todo))
+    schedule = Schedule(plan, run.records())
+    rep.start(schedule.remaining(), schedule.skipped)
+    outcome = RunOutcome(skipped=schedule.skipped)
+    todo = schedule.next()
     if not todo:
         rep.finish()
         return outcome
@@ -24,7 +26,7 @@ def execute(plan: Plan, run: RunDir, reporter: Reporter | None = None) -> RunOut
     session = DeviceSession(plan, run.run_id, rep)
     try:
         session.open()
-        for trial in todo:
+        for trial in _in_turn(schedule, todo, rep):
             try:
                 result = session.run_trial(trial)
             finally:
@@ -33,6 +35,7 @@ def execute(plan: Plan, run: RunDir, reporter: Reporter | None = None) -> RunOut
             run.add_provenance(result.provenance)  # before the record that names it
             run.append_trial(result.record, result.samples)
             outcome.add(result.record)
+            schedule.add(result.record)
             rep.trial_done(result.record)
     finally:
         try:
@@ -40,3 +43,12 @@ def execute(plan: Plan, run: RunDir, reporter: Reporter | None = None) -> RunOut
         finally:
             rep.finish()
     return outcome
+
+
+def _in_turn(schedule: Schedule, batch: list[Trial], rep: Reporter) -> Iterator[Trial]:
+    """The batch's trials, then each next batch once the records of the last one are in."""
+    while batch:
+        yield from batch
+        batch = schedule.next()
+        if schedule.adaptive:
+            rep.expect(schedule.ran + schedule.remaining())

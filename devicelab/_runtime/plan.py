@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,17 @@ class ResolvedModel:
 
 
 @dataclass(frozen=True)
+class Cell:
+    """One prompt at one context length: what a trial repeats."""
+
+    task: str
+    doc_id: str
+    item: str
+    context_tokens: int
+    sections: int
+
+
+@dataclass(frozen=True)
 class Trial:
     trial_id: str
     model: ResolvedModel
@@ -82,35 +94,60 @@ class Plan:
         weights, cold caches, clock ramp-up) out of the measured trials. With ``[scenario]
         order = "interleaved"`` the measured trials go round-robin: every cell's repetition 0,
         then every cell's repetition 1, ..., so thermal drift spreads over all the variants.
+
+        With ``repetitions = "auto"`` these are all the trials that may run (each cell
+        ``max_repetitions`` times); a :class:`~devicelab.Schedule` picks the ones that do.
         """
         sc = self.scenario
+        cells = self.cells
         for model in self.models:
-            cells = [
-                (kind, doc, prompt.item, length)
-                for kind in sc.task_kinds
-                for doc in self.documents
-                for prompt in prompt_items(self.tasks[kind], doc, sc.qa_questions)
-                for length in sc.lengths
-            ]
-            runs = [(cells[0], rep, True) for rep in range(sc.warmup)]
+            yield from self.warmups(model)
+            reps = range(sc.most_repetitions)
             if sc.order == "interleaved":
-                runs += [(cell, rep, False) for rep in range(sc.repetitions) for cell in cells]
+                runs = [(cell, rep) for rep in reps for cell in cells]
             else:
-                runs += [(cell, rep, False) for cell in cells for rep in range(sc.repetitions)]
-            for (kind, doc, item, length), rep, warm in runs:
-                yield Trial(
-                    trial_id=trial_id(
-                        self.device_name, model, kind, doc.id, item, length, rep, warm
-                    ),
-                    model=model,
-                    task=kind,
-                    doc_id=doc.id,
-                    item=item,
-                    context_tokens=length,
-                    sections=length // sc.section_size,
-                    repetition=rep,
-                    warmup=warm,
-                )
+                runs = [(cell, rep) for cell in cells for rep in reps]
+            for cell, rep in runs:
+                yield self.trial(model, cell, rep)
+
+    @cached_property
+    def cells(self) -> list[Cell]:
+        """What one model's measured trials vary over, in run order; each is repeated."""
+        sc = self.scenario
+        return [
+            Cell(kind, doc.id, prompt.item, length, length // sc.section_size)
+            for kind in sc.task_kinds
+            for doc in self.documents
+            for prompt in prompt_items(self.tasks[kind], doc, sc.qa_questions)
+            for length in sc.lengths
+        ]
+
+    def warmups(self, model: ResolvedModel) -> list[Trial]:
+        """``model``'s warm-up trials, on the first cell."""
+        return [self.trial(model, self.cells[0], rep, True) for rep in range(self.scenario.warmup)]
+
+    def trial(self, model: ResolvedModel, cell: Cell, rep: int, warmup: bool = False) -> Trial:
+        """Repetition ``rep`` of ``cell`` on ``model`` (or warm-up ``rep``)."""
+        return Trial(
+            trial_id=trial_id(
+                self.device_name,
+                model,
+                cell.task,
+                cell.doc_id,
+                cell.item,
+                cell.context_tokens,
+                rep,
+                warmup,
+            ),
+            model=model,
+            task=cell.task,
+            doc_id=cell.doc_id,
+            item=cell.item,
+            context_tokens=cell.context_tokens,
+            sections=cell.sections,
+            repetition=rep,
+            warmup=warmup,
+        )
 
     def identity(
         self,

@@ -29,6 +29,7 @@ from .._quantize import plan_quant
 from .._registry import Registry
 from .._scenario import Scenario, load_scenario, parse_scenario
 from .plan import Plan, QuantJob, ResolvedModel, prompt_items
+from .schedule import check_adaptive
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,9 +68,11 @@ def resolve(scenario: Scenario, registry: Registry, device: str | None = None) -
     documents = _documents(scenario, registry)
     factories = {name: f for name, (_, f) in registry.collectors.items()}
     chosen = _metrics(scenario, registry, tasks, documents)
-    return Plan(
+    plan = Plan(
         scenario, device_type, device_name, profile, models, tasks, documents, factories, chosen
     )
+    check_adaptive(plan)
+    return plan
 
 
 def _metrics(

@@ -3,8 +3,10 @@
 It checks that the cluster offers the scenario's device, starts one actor per matching device
 (pinned to its node and its device resource), hands out trial ids as actors free up, and
 writes each record the moment it comes back: the driver is the only writer of the run
-directory. A trial whose actor, host or phone is lost goes back to the queue for another
-device (at most ``[scenario] retries`` times); when no device is left it is recorded failed.
+directory, and its :class:`devicelab.Schedule` decides which trials run (with adaptive
+repetitions, the next ones whenever the queue runs dry). A trial whose actor, host or phone
+is lost goes back to the queue for another device (at most ``[scenario] retries`` times);
+when no device is left it is recorded failed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ from types import ModuleType
 from typing import Any
 
 import devicelab
-from devicelab import Attempts, Executor, Plan, Reporter, RunDir, RunOutcome, TrialRecord
+from devicelab import (
+    Attempts,
+    Executor,
+    Plan,
+    Reporter,
+    RunDir,
+    RunOutcome,
+    Schedule,
+    TrialRecord,
+)
 
 from . import resources
 
@@ -154,17 +165,21 @@ class RayExecutor(Executor):
         ray = self.ray
         from ray.exceptions import RayTaskError
 
-        written = run.done_trial_ids()
+        done = run.records()
+        written = {r.trial_id for r in done}
+        # The driver decides what runs: every trial at once, or (adaptive repetitions) the
+        # repetitions of cells that have not stopped, asked for whenever the queue runs dry.
+        schedule = Schedule(plan, done)
         trials = {t.trial_id: t for t in plan.trials()}
-        todo = [tid for tid in trials if tid not in written]
-        outcome = RunOutcome(skipped=len(trials) - len(todo))
-        reporter.start(len(todo), outcome.skipped)
+        todo = schedule.next()
+        outcome = RunOutcome(skipped=schedule.skipped)
+        reporter.start(schedule.remaining(), outcome.skipped)
         if not todo:
             reporter.finish()
             return outcome
         units = self._units(plan, run)
         reporter.status(f"{len(units)} devices in the cluster: {', '.join(u.label for u in units)}")
-        queue = deque(_Pending(tid) for tid in todo)
+        queue = deque(_Pending(t.trial_id) for t in todo)
         inflight: dict[Any, tuple[_Unit, _Pending]] = {}
         retries = plan.scenario.retries
         last_loss = "no device of the cluster could be used"
@@ -175,6 +190,7 @@ class RayExecutor(Executor):
             written.add(rec.trial_id)
             run.append_trial(rec, samples)
             outcome.add(rec)
+            schedule.add(rec)
             reporter.trial_done(rec)
 
         def lose(unit: _Unit, pending: _Pending, why: str, attempts: int = 1) -> None:
@@ -198,7 +214,14 @@ class RayExecutor(Executor):
             record(rec.but(tries=Attempts(pending.attempts, tuple(pending.lost))), [])
 
         try:
-            while queue or inflight:
+            while True:
+                if not queue:
+                    more = schedule.next()
+                    queue.extend(_Pending(t.trial_id) for t in more)
+                    if more:
+                        reporter.expect(schedule.ran + schedule.remaining())
+                if not queue and not inflight:
+                    break
                 for unit in units:
                     while unit.alive and unit.load < DEPTH and queue:
                         pending = queue.popleft()

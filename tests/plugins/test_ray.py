@@ -217,6 +217,37 @@ def test_a_scenario_spreads_over_the_cluster_and_each_trial_is_recorded_once(
     assert len(list(read_jsonl(out / TRIALS))) == len(records)
 
 
+def test_adaptive_repetitions_run_in_rounds_the_driver_decides(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    path = write(tmp_path)
+    auto = 'repetitions = "auto"\nmin_repetitions = 2\nmax_repetitions = 4\norder = "interleaved"'
+    path.write_text(path.read_text().replace("repetitions = 2", auto))
+    out = tmp_path / "run"
+    args = ["run", str(path), "--out", str(out), "--executor", "ray", "--address", cluster.address]
+    assert run_cli(args) == 0
+    records = list(read_jsonl(out / TRIALS))
+    ids = [r["trial_id"] for r in records]
+    assert len(ids) == len(set(ids)) and all(r["status"] == "ok" for r in records)
+    assert len({r["device"] for r in records}) > 1  # a round is spread over the phones
+    rows = json.loads((out / "summary.json").read_text())
+    stopped = {}
+    for task in ("SUMM", "QA"):
+        reps = [r["repetition"] for r in records if r["task"] == task]
+        n = max(reps) + 1
+        # 2 documents a repetition: an interval from 3 repetitions on; none past the maximum.
+        assert sorted(reps) == sorted(list(range(n)) * 2) and 3 <= n <= 4
+        # A row per phone that ran the cell, each with the cell's one reason.
+        (reason,) = {r["stopped"] for r in rows if r["task"] == task}
+        assert f"after {n} (" in reason or reason.startswith("max_repetitions 4")
+        stopped[task] = reason
+    # Resumed, the driver makes the same decisions from the records and runs nothing.
+    assert run_cli([*args, "--resume"]) == 0
+    assert len(list(read_jsonl(out / TRIALS))) == len(records)
+    again = json.loads((out / "summary.json").read_text())
+    assert {r["task"]: r["stopped"] for r in again} == stopped
+
+
 def test_a_device_no_node_has_is_reported_at_once_by_its_resource(
     cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
