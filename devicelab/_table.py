@@ -169,14 +169,20 @@ def stopping_table(
     return Table(STOPPING_TITLE, (*key_cols, Column("n"), Column("stopped", "left")), body)
 
 
+MAX_WORD = 32  # the widest word a terminal column keeps whole
+
+
 def to_rich(table: Table) -> RichTable:
     from rich.table import Table as RichTable
     from rich.text import Text
 
     # Text, not a markup string: "[p25–p75]" in a title is ours, not a rich style.
     out = RichTable(title=Text(table.title))
-    for col in table.columns:
-        out.add_column(col.title, justify=col.align)
+    for i, col in enumerate(table.columns):
+        # A narrow terminal wraps cells at spaces; a word (a model name) is never cut short.
+        words = [w for row in table.rows if i < len(row) for w in row[i].split()]
+        widest = min(max(map(len, words), default=0), MAX_WORD)
+        out.add_column(col.title, justify=col.align, min_width=widest or None)
     for i, row in enumerate(table.rows):
         marked = i < len(table.marked) and table.marked[i]
         out.add_row(*row, style="red" if marked else None)

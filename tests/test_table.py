@@ -65,3 +65,20 @@ def test_the_terminal_shows_quartiles_when_they_fit(
     _cli.print_summary(rows)
     narrow = capsys.readouterr().out
     assert "13.0 ±30.9%" in narrow and "[11.5" not in narrow
+
+
+def test_a_narrow_terminal_wraps_cells_but_never_cuts_a_model_name() -> None:
+    from rich.console import Console
+
+    from devicelab._table import Column, Table, to_rich
+
+    name = "smollm2-135m-instruct"
+    table = Table(
+        "t",
+        (Column("model", "left"), *(Column(f"field {i}") for i in range(8)), Column("why", "left")),
+        ((name, *("123.4 ±12.3%" for _ in range(8)), "CV > 10%: ITPS, OTPS, TTFT"),),
+    )
+    console = Console(width=100, record=True, markup=False, highlight=False)
+    console.print(to_rich(table))
+    text = console.export_text()
+    assert name in text and "…" not in text
