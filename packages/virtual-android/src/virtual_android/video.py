@@ -1,0 +1,96 @@
+"""What `screenrecord` writes: the display encoded as H.264 in an MP4 file.
+
+PyAV (FFmpeg's libraries, as the `video` extra installs them) does the encoding; without it
+`screenrecord` says which install brings it. Frames come with their real capture times, as
+the phone's encoder stamps them: a screen that does not change adds no frame (screenrecord
+on a phone also only encodes when SurfaceFlinger composes a new picture).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from fractions import Fraction
+from typing import Any
+
+from .display import Frame
+
+__all__ = ["VIDEO_INSTALL_HINT", "Mp4Recorder", "VideoUnavailable"]
+
+VIDEO_INSTALL_HINT = "pip install 'virtual-android[video]'"
+
+
+class VideoUnavailable(RuntimeError):
+    """PyAV is missing: the virtual phone cannot encode video."""
+
+
+def _h264_codec(av: Any) -> str:
+    for name in ("libx264", "libopenh264", "h264"):
+        try:
+            av.codec.Codec(name, "w")
+        except Exception:
+            continue
+        return name
+    raise VideoUnavailable("this PyAV build has no H.264 encoder")
+
+
+class Mp4Recorder:
+    """Encodes frames of `width` x `height` (even numbers) into an MP4 held in memory."""
+
+    def __init__(self, width: int, height: int, bit_rate: int) -> None:
+        try:
+            import av
+        except ImportError as exc:
+            raise VideoUnavailable(
+                f"screenrecord needs PyAV to encode video: {VIDEO_INSTALL_HINT}"
+            ) from exc
+        self.width = width
+        self.height = height
+        self.frames = 0
+        self._av: Any = av
+        self._out = io.BytesIO()
+        self._container: Any = av.open(self._out, mode="w", format="mp4")
+        stream: Any = self._container.add_stream(_h264_codec(av), rate=30)
+        stream.width = width
+        stream.height = height
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = bit_rate
+        # Timestamps in milliseconds of wall time: a variable frame rate, as the phone's.
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.time_base = Fraction(1, 1000)
+        if stream.codec.name == "libx264":
+            stream.codec_context.options = {"preset": "ultrafast", "tune": "stillimage"}
+        self._stream = stream
+        self._start = time.monotonic()
+        self._last_pts = -1
+        self._last_frame: Frame | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
+
+    def add(self, frame: Frame) -> None:
+        """Encode `frame` as shown now (scaled to the recording size)."""
+        from PIL import Image
+
+        image = Image.frombytes("RGBA", (frame.width, frame.height), frame.rgba).convert("RGB")
+        if image.size != (self.width, self.height):
+            image = image.resize((self.width, self.height), Image.Resampling.BILINEAR)
+        pts = max(self._last_pts + 1, int(self.elapsed() * 1000))
+        video_frame = self._av.VideoFrame.from_image(image)
+        video_frame.pts = pts
+        video_frame.time_base = Fraction(1, 1000)
+        for packet in self._stream.encode(video_frame):
+            self._container.mux(packet)
+        self._last_pts = pts
+        self._last_frame = frame
+        self.frames += 1
+
+    def finish(self) -> bytes:
+        """Close the file: repeat the last picture at the stop time (so the video lasts as
+        long as the recording did), flush the encoder, write the MP4 index."""
+        if self._last_frame is not None and int(self.elapsed() * 1000) > self._last_pts + 1:
+            self.add(self._last_frame)
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        return self._out.getvalue()
