@@ -63,7 +63,7 @@ class Mp4Recorder:
         self._stream = stream
         self._start = time.monotonic()
         self._last_pts = -1
-        self._last_frame: Frame | None = None
+        self._last_image: Any = None
 
     def elapsed(self) -> float:
         return time.monotonic() - self._start
@@ -75,6 +75,19 @@ class Mp4Recorder:
         image = Image.frombytes("RGBA", (frame.width, frame.height), frame.rgba).convert("RGB")
         if image.size != (self.width, self.height):
             image = image.resize((self.width, self.height), Image.Resampling.BILINEAR)
+        self._last_image = image
+        self._encode(image)
+
+    def repeat(self) -> None:
+        """Encode the last picture again, stamped now: a still screen still gets a frame
+        now and then, so players seek and show progress through it."""
+        if self._last_image is not None:
+            self._encode(self._last_image)
+
+    def since_last_frame(self) -> float:
+        return self.elapsed() - max(0, self._last_pts) / 1000
+
+    def _encode(self, image: Any) -> None:
         pts = max(self._last_pts + 1, int(self.elapsed() * 1000))
         video_frame = self._av.VideoFrame.from_image(image)
         video_frame.pts = pts
@@ -82,14 +95,13 @@ class Mp4Recorder:
         for packet in self._stream.encode(video_frame):
             self._container.mux(packet)
         self._last_pts = pts
-        self._last_frame = frame
         self.frames += 1
 
     def finish(self) -> bytes:
         """Close the file: repeat the last picture at the stop time (so the video lasts as
         long as the recording did), flush the encoder, write the MP4 index."""
-        if self._last_frame is not None and int(self.elapsed() * 1000) > self._last_pts + 1:
-            self.add(self._last_frame)
+        if int(self.elapsed() * 1000) > self._last_pts + 1:
+            self.repeat()
         for packet in self._stream.encode(None):
             self._container.mux(packet)
         self._container.close()

@@ -1804,6 +1804,8 @@ _SCREENRECORD_MAX_BIT_RATE = 200_000_000
 _SCREENRECORD_DEFAULT_BIT_RATE = 20_000_000
 # The renderer is Python: look for a new picture a few times a second, not at 60 fps.
 _SCREENRECORD_POLL_S = 0.25
+# A still screen is encoded again once a second (the picture is kept, not redrawn).
+_SCREENRECORD_REPEAT_S = 1.0
 _SCREENRECORD_USAGE = """Usage: screenrecord [options] <filename>
 
 Android screenrecord v1.3.  Records the device's display to a .mp4 file.
@@ -1961,6 +1963,8 @@ def cmd_screenrecord(ctx: CommandContext) -> int:
             if key != last_key:
                 recorder.add(ctx.device.capture_screen())
                 last_key = key
+            elif recorder.since_last_frame() >= _SCREENRECORD_REPEAT_S:
+                recorder.repeat()
             if recorder.elapsed() >= time_limit:
                 time_up = True
                 break
