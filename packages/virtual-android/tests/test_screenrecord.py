@@ -83,7 +83,7 @@ def test_size_and_bit_rate_shape_the_video(
     open_app(adb, phone)
     result = adb(
         "-s", phone.serial, "shell", "screenrecord", "--time-limit=1", "--size", "540x1170",
-        "--bit-rate", "4M", "--bugreport", "--verbose", "/sdcard/small.mp4",
+        "--bit-rate", "4M", "--verbose", "/sdcard/small.mp4",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Configuring recorder for 540x1170 video/avc at 4.00Mbps" in result.stdout
@@ -92,6 +92,34 @@ def test_size_and_bit_rate_shape_the_video(
     _, _, frames = decode(local)
     assert frames and all(f.size == (540, 1170) for f in frames)
     assert difference(frames[0], screen_now(phone)) < 8
+
+
+def test_bugreport_opens_on_an_info_page_and_stamps_each_frame(
+    adb: AdbRunner, phone: VirtualS24, tmp_path: Path
+) -> None:
+    open_app(adb, phone)
+    result = adb(
+        "-s", phone.serial, "shell", "screenrecord", "--bugreport", "--time-limit", "2",
+        "/sdcard/bug.mp4",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    local = tmp_path / "bug.mp4"
+    assert adb("-s", phone.serial, "pull", "/sdcard/bug.mp4", str(local)).returncode == 0
+    _, duration, frames = decode(local)
+    assert duration >= 2.5  # the info page's second, then the two recorded
+    page, screen = frames[0], screen_now(phone)
+    # The page: white text on black, not the screen.
+    assert difference(page, screen) > 30
+    assert len(page.convert("L").getcolors(1 << 16) or []) > 2
+    # Then the screen, with a clock and frame counter over its top left corner that
+    # changes from frame to frame.
+    corner = (0, 0, 400, 60)
+    rest = (0, 200, 1080, 2340)
+    later = frames[1:]
+    assert len(later) >= 4
+    assert difference(later[-1].crop(rest), screen.crop(rest)) < 8
+    assert difference(later[0].crop(corner), screen.crop(corner)) > 20
+    assert difference(later[0].crop(corner), later[-1].crop(corner)) > 1
 
 
 def test_ctrl_c_on_the_adb_client_finishes_the_file(

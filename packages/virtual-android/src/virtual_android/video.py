@@ -8,6 +8,7 @@ on a phone also only encodes when SurfaceFlinger composes a new picture).
 
 from __future__ import annotations
 
+import datetime
 import io
 import time
 from fractions import Fraction
@@ -37,7 +38,11 @@ def _h264_codec(av: Any) -> str:
 class Mp4Recorder:
     """Encodes frames of `width` x `height` (even numbers) into an MP4 held in memory."""
 
-    def __init__(self, width: int, height: int, bit_rate: int) -> None:
+    def __init__(
+        self, width: int, height: int, bit_rate: int, info_page: list[str] | None = None
+    ) -> None:
+        """With `info_page` (screenrecord --bugreport) the video opens on a page of those
+        lines for a second and every frame gets a timestamp and frame number overlay."""
         try:
             import av
         except ImportError as exc:
@@ -64,6 +69,11 @@ class Mp4Recorder:
         self._start = time.monotonic()
         self._last_pts = -1
         self._last_image: Any = None
+        self._overlay = info_page is not None
+        self._offset_ms = 0
+        if info_page is not None:
+            self._encode(self._text_image(info_page, (self.width, self.height)), overlay=False)
+            self._offset_ms = 1000  # the screen follows the page a second later
 
     def elapsed(self) -> float:
         return time.monotonic() - self._start
@@ -85,10 +95,39 @@ class Mp4Recorder:
             self._encode(self._last_image)
 
     def since_last_frame(self) -> float:
-        return self.elapsed() - max(0, self._last_pts) / 1000
+        return self.elapsed() - max(0, self._last_pts - self._offset_ms) / 1000
 
-    def _encode(self, image: Any) -> None:
-        pts = max(self._last_pts + 1, int(self.elapsed() * 1000))
+    @staticmethod
+    def _text_image(lines: list[str], size: tuple[int, int]) -> Any:
+        from PIL import Image, ImageDraw, ImageFont
+
+        image = Image.new("RGB", size)
+        font = ImageFont.load_default(size=max(12, size[0] // 36))
+        draw = ImageDraw.Draw(image)
+        y = size[1] // 20
+        for line in lines:
+            draw.text((size[0] // 30, y), line, fill=(255, 255, 255), font=font)
+            y += int(max(12, size[0] // 36) * 1.5)
+        return image
+
+    def _stamped(self, image: Any) -> Any:
+        """The picture with the wall clock and the frame number over its top left corner."""
+        from PIL import ImageDraw, ImageFont
+
+        stamped = image.copy()
+        text = f"{datetime.datetime.now().strftime('%H:%M:%S.%f')[:-3]} {self.frames:06d}"
+        size = max(12, self.width // 30)
+        font = ImageFont.load_default(size=size)
+        draw = ImageDraw.Draw(stamped)
+        box = draw.textbbox((0, 0), text, font=font)
+        draw.rectangle((0, 0, box[2] + size // 2, box[3] + size // 2), fill=(0, 0, 0))
+        draw.text((size // 4, size // 4), text, fill=(255, 255, 255), font=font)
+        return stamped
+
+    def _encode(self, image: Any, overlay: bool = True) -> None:
+        if overlay and self._overlay:
+            image = self._stamped(image)
+        pts = max(self._last_pts + 1, self._offset_ms + int(self.elapsed() * 1000))
         video_frame = self._av.VideoFrame.from_image(image)
         video_frame.pts = pts
         video_frame.time_base = Fraction(1, 1000)
@@ -100,7 +139,7 @@ class Mp4Recorder:
     def finish(self) -> bytes:
         """Close the file: repeat the last picture at the stop time (so the video lasts as
         long as the recording did), flush the encoder, write the MP4 index."""
-        if int(self.elapsed() * 1000) > self._last_pts + 1:
+        if self._offset_ms + int(self.elapsed() * 1000) > self._last_pts + 1:
             self.repeat()
         for packet in self._stream.encode(None):
             self._container.mux(packet)

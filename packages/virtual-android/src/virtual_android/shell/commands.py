@@ -1852,6 +1852,7 @@ def cmd_screenrecord(ctx: CommandContext) -> int:
     bit_rate = _SCREENRECORD_DEFAULT_BIT_RATE
     size: tuple[int, int] | None = None
     verbose = False
+    bugreport = False
     operands: list[str] = []
     with_value = ("--size", "--bit-rate", "--time-limit", "--display-id", "--output-format")
     i = 0
@@ -1877,7 +1878,9 @@ def cmd_screenrecord(ctx: CommandContext) -> int:
             return 0
         if name == "--verbose":
             verbose = True
-        elif name in ("--bugreport", "--rotate", "--persistent-surface"):
+        elif name == "--bugreport":
+            bugreport = True
+        elif name in ("--rotate", "--persistent-surface"):
             pass
         elif name == "--time-limit":
             time_limit = int(value) if value.isdigit() else 0
@@ -1938,8 +1941,27 @@ def cmd_screenrecord(ctx: CommandContext) -> int:
             )
         )
         width, height = 1280, 720
+    info_page = None
+    if bugreport:
+        # The --bugreport info page: when, and which build, the recording comes from.
+        props = ctx.device.props
+        info_page = [
+            "Android screenrecord v1.3",
+            datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+            *(
+                f"{key}: {props.get(key, '')}"
+                for key in (
+                    "ro.build.display.id",
+                    "ro.build.fingerprint",
+                    "ro.product.model",
+                    "ro.build.version.release",
+                )
+            ),
+        ]
+    # The overlay changes every frame: --bugreport encodes each look at the screen.
+    repeat_s = _SCREENRECORD_POLL_S if bugreport else _SCREENRECORD_REPEAT_S
     try:
-        recorder = Mp4Recorder(width, height, bit_rate)
+        recorder = Mp4Recorder(width, height, bit_rate, info_page)
     except VideoUnavailable as exc:
         ctx.error(f"ERROR: {exc}\n")
         return 1
@@ -1963,7 +1985,7 @@ def cmd_screenrecord(ctx: CommandContext) -> int:
             if key != last_key:
                 recorder.add(ctx.device.capture_screen())
                 last_key = key
-            elif recorder.since_last_frame() >= _SCREENRECORD_REPEAT_S:
+            elif recorder.since_last_frame() >= repeat_s:
                 recorder.repeat()
             if recorder.elapsed() >= time_limit:
                 time_up = True
