@@ -654,6 +654,26 @@ class VirtualS24:
             self._processes[pid].session = pid
             return pid
 
+    def register_job(self, name: str, ppid: int, token: CancelToken) -> int:
+        """A background job of a shell session (`cmd &`): a process `kill` can stop."""
+        with self._lock:
+            pid = self._allocate_pid()
+            self._add_process(
+                ProcessInfo(
+                    pid=pid,
+                    name=name,
+                    args=name,
+                    uid="shell",
+                    ppid=ppid,
+                    session=ppid,
+                    rss_kb=3_100,
+                    hwm_kb=3_100,
+                    vsz_kb=10_800_000,
+                    token=token,
+                )
+            )
+            return pid
+
     def kill_from_shell(self, pid: int) -> str:
         with self._lock:
             proc = self._processes.get(pid)

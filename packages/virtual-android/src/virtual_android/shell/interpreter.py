@@ -869,6 +869,10 @@ class Interpreter:
             env = dict(DEFAULT_ENV)
             state = ShellState(vars=env, exported=set(env), cwd="/", pid=0)
         self.state = state
+        # Background jobs (`cmd &`): `$!` is the last one's pid and `wait` joins them, so
+        # `cmd & PID=$!; kill -INT $PID; wait` lets cmd finish (adbutils' screenrecord).
+        self._jobs: list[threading.Thread] = []
+        self._last_job_pid = 0
         self._builtins: dict[str, BuiltinFn] = {
             "cd": Interpreter._b_cd,
             "pwd": Interpreter._b_pwd,
@@ -886,7 +890,7 @@ class Interpreter:
             "set": Interpreter._b_set,
             "shift": Interpreter._b_shift,
             ":": Interpreter._b_colon,
-            "wait": Interpreter._b_colon,
+            "wait": Interpreter._b_wait,
             "trap": Interpreter._b_colon,
             "source": Interpreter._b_source,
             ".": Interpreter._b_source,
@@ -929,16 +933,32 @@ class Interpreter:
     def _spawn_background(self, item: Node, io: IO, state: ShellState) -> None:
         child_state = state.copy()
         bg_io = IO(BytesInput(b""), io.stdout, io.stderr)
+        # The job is a process of its own: `kill PID` stops it (and only it), closing the
+        # session stops it too.
+        job_token = self.token.child()
+        name = "sh"
+        if isinstance(item, SimpleCommand) and item.words:
+            name = posixpath.basename(item.words[0].literal_text()) or "sh"
+        pid = self.device.register_job(name, state.pid, job_token)
+        child_state.pid = pid
+        job = Interpreter(self.device, job_token, child_state)
 
         def runner() -> None:
             try:
-                self.run_node(item, bg_io, child_state)
+                job.run_node(item, bg_io, child_state)
             except (ShellCancelled, BrokenPipe, ExitShell, LoopControl):
                 pass
             except Exception:
                 log.exception("background job failed")
+            finally:
+                job_token.detach()
+                self.device.unregister_process(pid)
 
-        threading.Thread(target=runner, name="sh-bg", daemon=True).start()
+        thread = threading.Thread(target=runner, name="sh-bg", daemon=True)
+        self._jobs = [j for j in self._jobs if j.is_alive()]
+        self._jobs.append(thread)
+        self._last_job_pid = pid
+        thread.start()
 
     def run_node(self, node: Node, io: IO, state: ShellState) -> int:
         self.token.check()
@@ -1243,7 +1263,7 @@ class Interpreter:
         if name in ("@", "*"):
             return " ".join(state.args)
         if name == "!":
-            return ""
+            return str(self._last_job_pid) if self._last_job_pid else ""
         if name == "-":
             return "hi"
         if name.isdigit():
@@ -1516,6 +1536,14 @@ class Interpreter:
         return 0
 
     def _b_colon(self, argv: list[str], io: IO, state: ShellState) -> int:
+        return 0
+
+    def _b_wait(self, argv: list[str], io: IO, state: ShellState) -> int:
+        for job in list(self._jobs):
+            while job.is_alive():
+                self.token.check()
+                job.join(0.05)
+        self._jobs = []
         return 0
 
     def _b_source(self, argv: list[str], io: IO, state: ShellState) -> int:
