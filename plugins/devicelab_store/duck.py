@@ -197,14 +197,16 @@ class DuckDBStore(Store):
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise UsageError(f"cannot open results database {self.path}: {exc}") from None
-                if time.monotonic() + delay > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     raise StoreLockedError(
                         f"results database {self.path} stayed locked by another process for "
                         f"{self.lock_timeout_s:.0f} s ({exc}). Wait for it to finish, or "
                         "use another --db."
                     ) from None
-            # Jitter keeps two waiting processes from retrying in lockstep.
-            time.sleep(delay * (0.5 + random.random()))
+            # Jitter keeps two waiting processes from retrying in lockstep; the last wait
+            # ends at the deadline, so the whole timeout is waited, never less.
+            time.sleep(min(delay * (0.5 + random.random()), max(left, 0.0)))
             delay = min(delay * 2, 1.0)
 
     # --- schema ------------------------------------------------------------------------

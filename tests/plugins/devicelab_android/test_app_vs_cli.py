@@ -62,7 +62,9 @@ def test_app_and_cli_on_one_phone_show_the_gap_per_task_and_l(
     assert [r["engine"] for r in records] == ["llama.cpp", "llama.cpp", "app", "app"]
     assert len({r["trial_id"] for r in records}) == 4
     assert {r["trial_id"].split("/")[3] for r in records} == {"llama.cpp", "app"}
-    assert all(r["status"] == "ok" and r["otps"] for r in records)
+    # TTFT, not OTPS, is checked: the app's speeds come from watching its screen, and an
+    # 8-token answer can appear between two looks on a loaded machine (OTPS null, as it should).
+    assert all(r["status"] == "ok" and r["ttft_s"] for r in records)
     # The summary has a row per engine, then the gap table.
     assert "Engine gap" in printed and "llama.cpp" in printed and "app" in printed
 
@@ -71,11 +73,11 @@ def test_app_and_cli_on_one_phone_show_the_gap_per_task_and_l(
     assert {(r["a"], r["b"], r["task"], r["context_tokens"]) for r in rows} == {
         ("llama.cpp", "app", "QA", 100)
     }
-    otps = next(r for r in rows if r["metric"] == "otps")
-    assert otps["n_a"] == otps["n_b"] == 2 and otps["note"] == "n<5"
-    mine = [r["otps"] for r in records]
-    assert otps["median_a"] == pytest.approx((mine[0] + mine[1]) / 2)
-    assert otps["median_b"] == pytest.approx((mine[2] + mine[3]) / 2)
+    ttft = next(r for r in rows if r["metric"] == "ttft_s")
+    assert ttft["n_a"] == ttft["n_b"] == 2 and ttft["note"] == "n<5"
+    mine = [r["ttft_s"] for r in records]
+    assert ttft["median_a"] == pytest.approx((mine[0] + mine[1]) / 2)
+    assert ttft["median_b"] == pytest.approx((mine[2] + mine[3]) / 2)
 
     assert run_cli(["report", str(out)]) == 0
     html = (out / "report" / "report.html").read_text(encoding="utf-8")

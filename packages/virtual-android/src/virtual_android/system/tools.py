@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 
 from ..shell.interpreter import CommandContext, CommandHandler
-from .packages import cmd_pm
 
 __all__ = ["system_tools"]
 
@@ -79,19 +78,6 @@ def cmd_cmd(ctx: CommandContext) -> int:
     if tool is None:
         ctx.error(f"cmd: Can't find service: {service}\n")
         return 20
-    if service == "package":
-        sub = CommandContext(
-            ["pm", *rest],
-            ctx.env,
-            ctx.cwd,
-            ctx.stdin,
-            ctx.stdout,
-            ctx.stderr,
-            ctx.cancelled,
-            ctx.device,
-            ctx.shell,
-        )
-        return cmd_pm(sub)
     if service == "wifi":
         verb = {"set-wifi-enabled": "enable" if rest[1:2] == ["enabled"] else "disable"}
         if rest[:1] == ["set-wifi-enabled"]:
