@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -33,10 +33,7 @@ import adbutils
 import uiautomator2 as u2
 from PIL import Image
 from virtual_android import (
-    BackendResult,
-    ChatMessage,
-    TextRequest,
-    TokenSink,
+    WordsBackend,
     make_phone,
     shutdown_phone,
 )
@@ -44,39 +41,6 @@ from virtual_android import (
 DOCASSIST = "ai.devicelab.docassist"
 MLCCHAT = "ai.mlc.mlcchat"
 ANSWER_WORDS = 400  # enough text that the answer overflows its scroll view
-
-
-class LongAnswerBackend:
-    """Answers every prompt with ANSWER_WORDS numbered words, at once."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-
-    @property
-    def model_path(self) -> Path:
-        return self._path
-
-    def load(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def context_window(self) -> int:
-        return 4096
-
-    def tokenize(self, text: str) -> list[int]:
-        return [len(w) for w in text.split()]
-
-    def prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return sum(len(m.content.split()) for m in messages)
-
-    def generate(self, request: TextRequest, sink: TokenSink) -> BackendResult:
-        sink.sent()
-        words = [f"word{i} " for i in range(min(ANSWER_WORDS, request.max_tokens))]
-        for word in words:
-            sink.token(word)
-        return BackendResult("".join(words), 10, len(words), "length", {})
 
 
 @dataclass
@@ -431,7 +395,9 @@ def main() -> None:
     adbutils.adb = client  # u2.connect(serial) uses adbutils' module-level client
     weights = Path(tempfile.mkdtemp()) / "long-answer.gguf"
     weights.write_bytes(b"GGUF" + bytes(1024))
-    phone = make_phone(backend=lambda path, *, n_ctx, threads: LongAnswerBackend(path or weights))
+    phone = make_phone(
+        backend=lambda path, *, n_ctx, threads: WordsBackend(path or weights, ANSWER_WORDS)
+    )
     phone.start()
     results: list[Result] = []
     try:

@@ -12,17 +12,14 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import adbutils
 import pytest
 import uiautomator2 as u2
 from virtual_android import (
-    BackendResult,
-    ChatMessage,
-    TextRequest,
-    TokenSink,
+    WordsBackend,
     make_phone,
     shutdown_phone,
 )
@@ -150,40 +147,6 @@ def wait() -> Callable[..., None]:
 def state_of(adb_server: adbutils.AdbClient) -> Callable[[str], str | None]:
     """state_of(serial): the adb server's state for it ('device', 'offline', ...) or None."""
     return lambda serial: device_state(adb_server, serial)
-
-
-class WordsBackend:
-    """A model that answers every prompt at once with numbered words (`word0 word1 ...`),
-    one token each: enough text to overflow a list, with no model run."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-
-    @property
-    def model_path(self) -> Path:
-        return self._path
-
-    def load(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def context_window(self) -> int:
-        return 4096
-
-    def tokenize(self, text: str) -> list[int]:
-        return [len(word) for word in text.split()]
-
-    def prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        return sum(len(m.content.split()) for m in messages)
-
-    def generate(self, request: TextRequest, sink: TokenSink) -> BackendResult:
-        sink.sent()
-        words = [f"word{i} " for i in range(request.max_tokens)]
-        for word in words:
-            sink.token(word)
-        return BackendResult("".join(words), 10, len(words), "length", {})
 
 
 @pytest.fixture

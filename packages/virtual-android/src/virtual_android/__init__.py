@@ -29,6 +29,7 @@ from .inference.backend import (
     TextBackend,
     TextRequest,
     TokenSink,
+    WordsBackend,
 )
 from .inference.llamacli import install_llama_cli
 from .inference.llm import (
@@ -63,6 +64,7 @@ __all__ = [
     "TokenSink",
     "VirtualFS",
     "VirtualS24",
+    "WordsBackend",
     "allow_host_binaries",
     "apps_of",
     "install_apps",

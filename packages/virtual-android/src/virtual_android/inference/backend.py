@@ -7,7 +7,8 @@ is given when it is made (``make_phone(backend=...)``) or later (:func:`.llm.use
 
 Two backends exist: :mod:`virtual_android.inference.llama_cpp_backend` (llama-cpp-python, the
 ``virtual-android[llm]`` extra) and whatever a host project builds over its own engine. Tests
-that only need the phone's behaviour can pass any small deterministic one.
+that only need the phone's behaviour can pass any small deterministic one, such as
+:class:`WordsBackend`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "TextBackend",
     "TextRequest",
     "TokenSink",
+    "WordsBackend",
 ]
 
 Role = Literal["system", "user", "assistant"]
@@ -114,3 +116,40 @@ class BackendFactory(Protocol):
     """Makes the backend for a model file; ``None`` means the backend's default model."""
 
     def __call__(self, model_path: Path | None, *, n_ctx: int, threads: int) -> TextBackend: ...
+
+
+class WordsBackend:
+    """A model that answers every prompt at once with numbered words (``word0 word1 ...``),
+    one token each, up to ``max_tokens`` (and ``words``, when given): text enough to overflow
+    a list, with no model run. For tests of the phone's behaviour, not of inference."""
+
+    def __init__(self, path: Path, words: int | None = None) -> None:
+        self._path = path
+        self._words = words
+
+    @property
+    def model_path(self) -> Path:
+        return self._path
+
+    def load(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def context_window(self) -> int:
+        return 4096
+
+    def tokenize(self, text: str) -> list[int]:
+        return [len(word) for word in text.split()]
+
+    def prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return sum(len(m.content.split()) for m in messages)
+
+    def generate(self, request: TextRequest, sink: TokenSink) -> BackendResult:
+        sink.sent()
+        n = request.max_tokens if self._words is None else min(self._words, request.max_tokens)
+        words = [f"word{i} " for i in range(n)]
+        for word in words:
+            sink.token(word)
+        return BackendResult("".join(words), 10, len(words), "length", {})
