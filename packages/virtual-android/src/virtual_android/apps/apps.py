@@ -30,9 +30,7 @@ commands; dumpsys and input hand everything else to the device's built-ins.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import math
 import os
 import threading
 import time
@@ -42,13 +40,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..device import VirtualS24
-from ..shell.commands import builtin_commands
-from ..shell.interpreter import CommandContext, CommandHandler
 from ..shell.shellio import CancelToken, ShellCancelled
-from ..system.packages import BROWSER_ACTIVITY, BROWSER_PACKAGE, Package
+from ..system.activity import ActivityApp
+from ..system.input import InputEvent
+from ..system.packages import BROWSER_PACKAGE, Package
 from .installed import InstalledApp, follow_package_manager
 from .u2server import DeviceScreen, screen_of
-from .ui import LAUNCHER_ACTIVITY, LAUNCHER_PACKAGE, STATUS_BAR_HEIGHT, Rect, UiNode
+from .ui import Rect, UiNode
 
 log = logging.getLogger(__name__)
 
@@ -908,437 +906,53 @@ def install_apps(
                 app.force_stop()
 
     dev.on_reboot(stop_everything)
-    builtins = builtin_commands()
-    dev.add_command("am", _am_command(screen))
-    dev.add_command("monkey", _monkey_command(screen))
-    dev.add_command("dumpsys", _dumpsys_command(screen, builtins["dumpsys"]))
-    dev.add_command("input", _input_command(screen, builtins["input"]))
-    if not dev.fs.exists("/system/bin/monkey"):  # `ls`/`test -x` should find it too
-        dev.fs.add_file("/system/bin/monkey", b"#!/system/bin/sh\n", 0o755)
+    dev.activity.attach(_TaskStack(screen))
+    dev.input.on_event(_screen_reacts(screen))
 
 
-# -- am, monkey ----------------------------------------------------------------------------------
-_VALUE_OPTIONS = {
-    "-a",
-    "-d",
-    "-t",
-    "-c",
-    "-n",
-    "-f",
-    "-p",
-    "--user",
-    "-R",
-    "-P",
-    "--start-profiler",
-    "--sampling",
-    "--attach-agent",
-    "--attach-agent-bind",
-    "--windowingMode",
-    "--activityType",
-    "--display",
-    "--task",
-    "--receiver-permission",
-    "--selector",
-}
-_EXTRA_OPTIONS = {"-e", "--es", "--ei", "--el", "--ef", "--ez", "--eu", "--ecn", "--eia", "--esa"}
+_POWER_KEYS = (26, 223, 224)  # POWER, SLEEP, WAKEUP: the power manager's, not the screen's
 
 
-@dataclass
-class _Intent:
-    action: str = ""
-    categories: tuple[str, ...] = ()
-    component: str = ""
-    data: str = ""
-    extras: dict[str, str] | None = None
-    flags: frozenset[str] = frozenset()
+def _screen_reacts(screen: DeviceScreen) -> Callable[[InputEvent], None]:
+    """What an injected event does to the apps' screen."""
 
-    def describe(self, flags: str = "") -> str:
-        parts = []
-        if self.action:
-            parts.append(f"act={self.action}")
-        if self.categories:
-            parts.append(f"cat=[{','.join(self.categories)}]")
-        if self.data:
-            # Android 12+ prints only a URI's scheme and host: `dat=https://example.org/...`
-            scheme, sep, rest = self.data.partition("://")
-            host = rest.split("/", 1)[0]
-            parts.append(f"dat={scheme}://{host}/..." if sep else f"dat={scheme.split(':')[0]}:")
-        if flags:
-            parts.append(f"flg={flags}")
-        if self.component:
-            parts.append(f"cmp={self.component}")
-        if self.extras:
-            parts.append("(has extras)")
-        return "Intent { " + " ".join(parts) + " }"
+    def react(event: InputEvent) -> None:
+        if event.kind == "tap":
+            screen.tap(float(event.args[0]), float(event.args[1]))
+        elif event.kind == "keyevent" and int(event.args[0]) not in _POWER_KEYS:
+            screen.press_key(int(event.args[0]))
+        elif event.kind == "motionevent":
+            action, x, y = event.args[:3]
+            screen.touch(int(action), float(x), float(y))
+        elif event.kind in ("swipe", "draganddrop"):
+            x1, y1, x2, y2 = (float(v) for v in event.args[:4])
+            screen.swipe(x1, y1, x2, y2)
+        elif event.kind == "text":
+            screen.type_text(str(event.args[0]))
+
+    return react
 
 
-def _parse_intent(args: list[str]) -> _Intent:
-    intent = _Intent(extras={})
-    categories: list[str] = []
-    flags: set[str] = set()
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg in _EXTRA_OPTIONS and i + 2 < len(args):
-            assert intent.extras is not None
-            intent.extras[args[i + 1]] = args[i + 2]
-            i += 3
-            continue
-        if arg == "--esn" and i + 1 < len(args):
-            assert intent.extras is not None
-            intent.extras[args[i + 1]] = ""
-            i += 2
-            continue
-        if arg in _VALUE_OPTIONS and i + 1 < len(args):
-            value = args[i + 1]
-            if arg == "-a":
-                intent.action = value
-            elif arg == "-c":
-                categories.append(value)
-            elif arg == "-n":
-                intent.component = value
-            elif arg == "-d":
-                intent.data = value
-            i += 2
-            continue
-        if arg.startswith("-"):
-            flags.add(arg)
-        elif not intent.component and "/" in arg:
-            intent.component = arg  # a bare component, as am accepts
-        i += 1
-    intent.categories = tuple(categories)
-    intent.flags = frozenset(flags)
-    return intent
+class _TaskStack:
+    """The screen's apps as the activity manager sees them (system/activity.py's ActivityHost):
+    only apps with activities, LLM apps and installed packages."""
 
+    def __init__(self, screen: DeviceScreen) -> None:
+        self._screen = screen
 
-def _resolve_activity(package: str, activity: str) -> str:
-    """`.MainActivity` -> `.MainActivity`; `pkg.MainActivity` -> `.MainActivity`."""
-    if activity.startswith(package + "."):
-        return activity[len(package) :]
-    return activity
+    def app(self, package: str) -> LLMApp | InstalledApp | None:
+        app = self._screen.app(package)
+        return app if isinstance(app, (LLMApp, InstalledApp)) else None
 
+    def apps(self) -> list[ActivityApp]:
+        return [a for a in self._screen.apps() if isinstance(a, (LLMApp, InstalledApp))]
 
-def _am_command(screen: DeviceScreen) -> CommandHandler:
-    def am(ctx: CommandContext) -> int:
-        args = ctx.argv[1:]
-        if not args:
-            ctx.write("Activity manager (activity) commands:\n  start [options] INTENT\n")
-            return 0
-        verb, rest = args[0], args[1:]
-        if verb in ("start", "start-activity"):
-            return _am_start(ctx, screen, rest)
-        if verb == "force-stop":
-            for package in _operands(rest)[:1]:
-                app = screen.app(package)
-                info = ctx.device.packages.get(package)
-                if isinstance(app, (LLMApp, InstalledApp)):
-                    app.force_stop()
-                if info is not None:
-                    ctx.device.logs.write(
-                        "ActivityManager",
-                        f"Force stopping {package} appid={info.app_id} user=0: from pid "
-                        f"{ctx.shell.state.pid}",
-                        pid=ctx.device.system_pid("system_server"),
-                        buffer="system",
-                    )
-            return 0
-        if verb == "broadcast":
-            return _am_broadcast(ctx, rest)
-        if verb == "kill":
-            for package in _operands(rest)[:1]:
-                app = screen.app(package)
-                if isinstance(app, (LLMApp, InstalledApp)) and screen.top_app() is not app:
-                    app.force_stop()  # am kill only reaches background processes
-            return 0
-        if verb == "kill-all":
-            for app in screen.apps():
-                if isinstance(app, (LLMApp, InstalledApp)) and screen.top_app() is not app:
-                    app.force_stop()
-            return 0
-        ctx.error(f"Error: Unknown command: {verb}\n")
-        return 255
+    def top_app(self) -> LLMApp | InstalledApp | None:
+        app = self._screen.top_app()
+        return app if isinstance(app, (LLMApp, InstalledApp)) else None
 
-    return am
-
-
-def _operands(args: list[str]) -> list[str]:
-    """Arguments that are not options (`--user 0` takes a value)."""
-    out: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == "--user":
-            skip = True
-        elif not arg.startswith("-"):
-            out.append(arg)
-    return out
-
-
-_PROTECTED_BROADCASTS = {
-    "android.intent.action.AIRPLANE_MODE",
-    "android.intent.action.BOOT_COMPLETED",
-    "android.intent.action.BATTERY_CHANGED",
-    "android.intent.action.SCREEN_ON",
-    "android.intent.action.SCREEN_OFF",
-    "android.intent.action.REBOOT",
-}
-
-
-def _am_broadcast(ctx: CommandContext, args: list[str]) -> int:
-    """`am broadcast`: delivered to nobody here (no app has receivers); protected system
-    broadcasts are refused to the shell user, as Android 14 refuses them."""
-    intent = _parse_intent(args)
-    ctx.write(f"Broadcasting: {intent.describe(flags='0x400000')}\n")
-    if intent.action in _PROTECTED_BROADCASTS:
-        denial = (
-            f"Permission Denial: not allowed to send broadcast {intent.action} from "
-            f"pid={ctx.shell.state.pid}, uid=2000"
-        )
-        ctx.error(
-            f"Security exception: {denial}\n\njava.lang.SecurityException: {denial}\n"
-            "\tat com.android.server.am.ActivityManagerService.broadcastIntentLocked"
-            "(ActivityManagerService.java:15372)\n"
-        )
-        return 255
-    ctx.write("Broadcast completed: result=0\n")
-    return 0
-
-
-def _browser_for(intent: _Intent) -> str:
-    """The component a VIEW of an http(s) URI resolves to ("" when nothing handles it)."""
-    if intent.action == "android.intent.action.VIEW" and intent.data.split(":", 1)[0] in (
-        "http",
-        "https",
-    ):
-        return f"{BROWSER_PACKAGE}/{BROWSER_ACTIVITY}"
-    return ""
-
-
-def _am_start(ctx: CommandContext, screen: DeviceScreen, args: list[str]) -> int:
-    intent = _parse_intent(args)
-    ctx.write(f"Starting: {intent.describe()}\n")
-    component = intent.component or _browser_for(intent)
-    if not component:
-        ctx.error(f"Error: Activity not started, unable to resolve {intent.describe()}\n")
-        return 1
-    package, _, activity = component.partition("/")
-    activity = _resolve_activity(package, activity)
-    app = screen.app(package)
-    if not isinstance(app, (LLMApp, InstalledApp)) or activity not in app.activities:
-        full = package + activity if activity.startswith(".") else activity
-        ctx.error(f"Error type 3\nError: Activity class {{{package}/{full}}} does not exist.\n")
-        return 1
-    if "-S" in intent.flags:
-        app.force_stop()
-    server = ctx.device.system_pid("system_server")
-    ctx.device.logs.write(
-        "ActivityTaskManager",
-        f"START u0 {{{intent.describe()[len('Intent { ') : -2]}}} with LAUNCH_SINGLE_TOP from "
-        f"uid 2000 (BAL_ALLOW_PERMISSION) result code=0",
-        pid=server,
-        buffer="system",
-    )
-    began = time.monotonic()
-    cold = not app.running()
-    on_top = screen.top_app() is app
-    if isinstance(app, InstalledApp):
-        app.data = intent.data
-    app.launch(activity, intent.extras or {})
-    # What -W reports is the start as this phone performed it, measured, not a made-up
-    # figure: the process (cold) and the window coming up.
-    total = max(1, math.ceil((time.monotonic() - began) * 1000))
-    info = ctx.device.packages.get(package)
-    if cold and info is not None and app.pid is not None:
-        ctx.device.logs.write(
-            "ActivityManager",
-            f"Start proc {app.pid}:{package}/u0a{info.app_id - 10_000} for next-top-activity "
-            f"{{{package}/{info.full(activity)}}}",
-            pid=server,
-            buffer="system",
-        )
-    if on_top:
-        ctx.write(
-            "Warning: Activity not started, intent has been delivered to currently running "
-            "top-most instance.\n"
-        )
-    else:
-        ctx.device.logs.write(
-            "ActivityTaskManager",
-            f"Displayed {package}/{activity} for user 0: +{total}ms",
-            pid=server,
-            buffer="system",
-        )
-    if "-W" in intent.flags:
-        state = "COLD" if cold else ("HOT" if not on_top else "UNKNOWN (0)")
-        wait = max(total, math.ceil((time.monotonic() - began) * 1000))
-        ctx.write(
-            f"Status: ok\nLaunchState: {state}\n"
-            f"Activity: {package}/{activity}\nTotalTime: {total}\nWaitTime: {wait}\n"
-            "Complete\n"
-        )
-    return 0
-
-
-def _monkey_command(screen: DeviceScreen) -> CommandHandler:
-    def monkey(ctx: CommandContext) -> int:
-        args = ctx.argv[1:]
-        for arg in args:
-            ctx.write(f"  bash arg: {arg}\n")
-        packages = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-p"]
-        apps = [
-            a
-            for p in packages
-            if isinstance(a := screen.app(p), (LLMApp, InstalledApp)) and a.main_activity
-        ]
-        if not apps:
-            ctx.write("** No activities found to run, monkey aborted.\n")
-            return 252
-        began = time.monotonic()
-        apps[-1].launch(apps[-1].main_activity, {})
-        elapsed = int((time.monotonic() - began) * 1000) + 12
-        ctx.write(
-            "Events injected: 1\n"
-            f"## Network stats: elapsed time={elapsed}ms (0ms mobile, 0ms wifi, "
-            f"{elapsed}ms not connected)\n"
-        )
-        return 0
-
-    return monkey
-
-
-# -- dumpsys window / activity / package, input --------------------------------------------------
-def _window_token(package: str) -> str:
-    return hashlib.md5(package.encode()).hexdigest()[:7]
-
-
-def _focus(screen: DeviceScreen) -> tuple[str, str, str, int]:
-    """(package, full activity class, short activity, pid) of the focused window."""
-    app = screen.top_app()
-    if app is None:
-        pid = 2410  # the launcher's system process
-        return LAUNCHER_PACKAGE, LAUNCHER_ACTIVITY, LAUNCHER_ACTIVITY, pid
-    activity = app.current_activity()
-    full = app.package + activity if activity.startswith(".") else activity
-    live = app.pid if isinstance(app, LLMApp) else None
-    return app.package, full, activity, live or 0
-
-
-_ROTATION_NAMES = ("ROTATION_0", "ROTATION_90", "ROTATION_180", "ROTATION_270")
-
-
-def _dumpsys_window(ctx: CommandContext, screen: DeviceScreen, args: list[str]) -> None:
-    """`dumpsys window [windows|displays|policy]`: Android 14's sections, with what tools
-    grep there (mCurrentFocus, mFocusedApp, cur=WxH, mRotation, mCurrentRotation=ROTATION_n,
-    mUserRotation, mAwake, mScreenOnFully)."""
-    package, full, activity, _pid = _focus(screen)
-    token = _window_token(package)
-    width, height = screen.size()
-    device = ctx.device
-    rotation = device.rotation()
-    awake = str(device.screen_on).lower()
-    locked = device.settings["system"].get("accelerometer_rotation", "1") == "0"
-    density = device.density_override or device.PHYSICAL_DENSITY
-    section = args[0] if args else ""
-    focus = (
-        f"  mCurrentFocus=Window{{{token} u0 {package}/{full}}}\n"
-        f"  mFocusedApp=ActivityRecord{{{token} u0 {package}/{activity} t42}}\n"
-    )
-    out: list[str] = []
-    if section in ("", "policy"):
-        out.append(
-            "WINDOW MANAGER POLICY STATE (dumpsys window policy)\n"
-            f"    mAwake={awake}\n"
-            f"    mScreenOnEarly={awake} mScreenOnFully={awake}\n"
-            "    mKeyguardDrawComplete=true mWindowManagerDrawComplete=true\n"
-        )
-    if section in ("", "displays"):
-        out.append(
-            "WINDOW MANAGER DISPLAY CONTENTS (dumpsys window displays)\n"
-            "  Display: mDisplayId=0 (organized) rootTasks=3\n"
-            f"    init={device.PHYSICAL_SIZE[0]}x{device.PHYSICAL_SIZE[1]} {density}dpi "
-            f"cur={width}x{height} app={width}x{height - STATUS_BAR_HEIGHT} "
-            f"rng={min(width, height)}x{min(width, height) - STATUS_BAR_HEIGHT}-"
-            f"{max(width, height)}x{max(width, height) - STATUS_BAR_HEIGHT}\n"
-            "    deferred=false mLayoutNeeded=false\n" + focus + "  DisplayRotation\n"
-            "    mCurrentAppOrientation=SCREEN_ORIENTATION_UNSPECIFIED\n"
-            f"    mRotation={rotation} mDeferredRotationPauseCount=0\n"
-            "    mLandscapeRotation=ROTATION_90 mSeascapeRotation=ROTATION_270\n"
-            "    mPortraitRotation=ROTATION_0 mUpsideDownRotation=ROTATION_180\n"
-            f"    mUserRotationMode={'USER_ROTATION_LOCKED' if locked else 'USER_ROTATION_FREE'}"
-            f" mUserRotation={_ROTATION_NAMES[rotation if locked else 0]} mCameraRotationMode=0\n"
-            "    WindowOrientationListener\n"
-            f"      mEnabled={str(not locked and device.screen_on).lower()}\n"
-            f"      mCurrentRotation={_ROTATION_NAMES[rotation]}\n"
-        )
-    if section in ("", "windows"):
-        out.append(
-            "WINDOW MANAGER WINDOWS (dumpsys window windows)\n"
-            "  Window #0 Window{3c1d2e0 u0 StatusBar}:\n"
-            "    mDisplayId=0 rootTaskId=1 mSession=Session{5b6a7c8 2010:u0a10152} mClient=...\n"
-            f"    mFrame=[0,0][{width},{STATUS_BAR_HEIGHT}]\n"
-            f"  Window #1 Window{{{token} u0 {package}/{full}}}:\n"
-            f"    mDisplayId=0 rootTaskId=42 mSession=Session{{8d9e0f1}} mClient=...\n"
-            f"    mFrame=[0,0][{width},{height}]\n"
-            "\n" + focus
-        )
-    ctx.write("\n".join(out))
-
-
-def _dumpsys_activity(ctx: CommandContext, screen: DeviceScreen, args: list[str]) -> None:
-    package, _full, activity, pid = _focus(screen)
-    token = _window_token(package)
-    if args[:1] == ["top"]:
-        ctx.write(
-            "TASK 10042:" + package + " id=42 userId=0\n"
-            f"  ACTIVITY {package}/{activity} {token} pid={pid}\n"
-        )
-        return
-    ctx.write(
-        "ACTIVITY MANAGER ACTIVITIES (dumpsys activity activities)\n"
-        "Display #0 (activities from top to bottom):\n"
-        f"  * Task{{{token} #42 type=standard A=10201:{package}}}\n"
-        f"  mResumedActivity: ActivityRecord{{{token} u0 {package}/{activity} t42}}\n"
-        f"  ResumedActivity: ActivityRecord{{{token} u0 {package}/{activity} t42}}\n"
-    )
-
-
-def _dumpsys_command(screen: DeviceScreen, builtin: CommandHandler) -> CommandHandler:
-    def dumpsys(ctx: CommandContext) -> int:
-        args = ctx.argv[1:]
-        if args[:1] == ["window"]:
-            _dumpsys_window(ctx, screen, args[1:])
-            return 0
-        if args[:1] == ["activity"]:
-            _dumpsys_activity(ctx, screen, args[1:])
-            return 0
-        return int(builtin(ctx))
-
-    return dumpsys
-
-
-_POWER_KEYS = (26, 223, 224)  # POWER, SLEEP, WAKEUP
-
-
-def _input_command(screen: DeviceScreen, builtin: CommandHandler) -> CommandHandler:
-    """The built-in `input` (it parses and records the events), then the screen reacts."""
-
-    def input_(ctx: CommandContext) -> int:
-        before = len(ctx.device.input_events)
-        status = int(builtin(ctx))
-        for event in ctx.device.input_events[before:]:
-            if event.kind == "tap":
-                screen.tap(float(event.args[0]), float(event.args[1]))
-            elif event.kind == "keyevent" and int(event.args[0]) not in _POWER_KEYS:
-                screen.press_key(int(event.args[0]))  # the built-in already handled power
-            elif event.kind == "motionevent":
-                action, x, y = event.args[:3]
-                screen.touch(int(action), float(x), float(y))
-            elif event.kind in ("swipe", "draganddrop"):
-                x1, y1, x2, y2 = (float(v) for v in event.args[:4])
-                screen.swipe(x1, y1, x2, y2)
-            elif event.kind == "text":
-                screen.type_text(str(event.args[0]))
-        return status
-
-    return input_
+    def launch(self, app: ActivityApp, activity: str, extras: dict[str, str], data: str) -> None:
+        if isinstance(app, InstalledApp):
+            app.data = data  # a browser's address bar
+        if isinstance(app, (LLMApp, InstalledApp)):
+            app.launch(activity, extras)
