@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import Generic, TypeVar, cast
 
 from .display import Frame, ScreenSource
 from .fs.android import build_system_tree, install_procfs, install_sysfs
@@ -56,6 +57,23 @@ __all__ = ["CommandContext", "CommandHandler", "InputEvent", "VirtualS24"]
 
 EMULATOR_PORTS = range(5555, 5586)  # the adb server probes these as emulators
 SHUTDOWN_SECONDS = 0.5  # from `reboot` to the transport dropping
+
+T = TypeVar("T")
+
+
+class _Forward(Generic[T]):
+    """An attribute of the device that is a service's state (``device.props`` is
+    ``device.properties.props``), read and written where callers have always found it."""
+
+    def __init__(self, service: str, name: str) -> None:
+        self._service = service
+        self._name = name
+
+    def __get__(self, device: VirtualS24, owner: type | None = None) -> T:
+        return cast(T, getattr(getattr(device, self._service), self._name))
+
+    def __set__(self, device: VirtualS24, value: T) -> None:
+        setattr(getattr(device, self._service), self._name, value)
 
 
 class VirtualS24:
@@ -130,37 +148,12 @@ class VirtualS24:
         self._log_boot()
 
     # -- the services' state, where callers have always found it -----------------
-    @property
-    def props(self) -> dict[str, str]:
-        return self.properties.props
-
-    @property
-    def settings(self) -> dict[str, dict[str, str]]:
-        return self.settings_provider.tables
-
-    @property
-    def screen_source(self) -> ScreenSource | None:
-        return self.display.screen_source
-
-    @screen_source.setter
-    def screen_source(self, source: ScreenSource | None) -> None:
-        self.display.screen_source = source
-
-    @property
-    def size_override(self) -> tuple[int, int] | None:
-        return self.window.size_override
-
-    @size_override.setter
-    def size_override(self, size: tuple[int, int] | None) -> None:
-        self.window.size_override = size
-
-    @property
-    def density_override(self) -> int | None:
-        return self.window.density_override
-
-    @density_override.setter
-    def density_override(self, density: int | None) -> None:
-        self.window.density_override = density
+    props = _Forward[dict[str, str]]("properties", "props")
+    settings = _Forward[dict[str, dict[str, str]]]("settings_provider", "tables")
+    # The apps' DeviceScreen puts itself here (apps.u2server.screen_of).
+    screen_source = _Forward[ScreenSource | None]("display", "screen_source")
+    size_override = _Forward[tuple[int, int] | None]("window", "size_override")
+    density_override = _Forward[int | None]("window", "density_override")
 
     def system_pid(self, name: str) -> int:
         """The pid of a system daemon (system_server, surfaceflinger, ...) in this boot."""

@@ -68,12 +68,14 @@ def loadavg(model: PhoneModel) -> tuple[float, float, float]:
     return (1.2 + 7.5 * load, 1.4 + 4.0 * load, 1.6 + 2.0 * load)
 
 
-class MemInfoService(SystemService):
-    name = "meminfo"
-
+class _ProcessStats(SystemService):
     def __init__(self, processes: ProcessSource, model: PhoneModel) -> None:
         self._processes = processes
         self._model = model
+
+
+class MemInfoService(_ProcessStats):
+    name = "meminfo"
 
     def dump(self, ctx: CommandContext, args: list[str]) -> int:
         targets = [a for a in args if not a.startswith("-")]
@@ -178,12 +180,8 @@ class MemInfoService(SystemService):
         return 0
 
 
-class CpuInfoService(SystemService):
+class CpuInfoService(_ProcessStats):
     name = "cpuinfo"
-
-    def __init__(self, processes: ProcessSource, model: PhoneModel) -> None:
-        self._processes = processes
-        self._model = model
 
     def dump(self, ctx: CommandContext, args: list[str]) -> int:
         load = loadavg(self._model)

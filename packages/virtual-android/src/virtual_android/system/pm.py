@@ -3,10 +3,11 @@ PackageManagerShellCommand), over system/packages.py's PackageManager."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..fs.filesystem import FsError
-from .packages import InstallError, PackageManager, dump_package, int_or
+from .packages import InstallError, Package, PackageManager, dump_package, int_or
 
 if TYPE_CHECKING:
     from ..shell.interpreter import CommandContext, CommandHandler
@@ -178,8 +179,13 @@ def _install(
     else:
         ctx.error("Error: must either specify a package size or an APK file\n")
         return 1
+    return _report_install(ctx, lambda: manager.install(data, flags))
+
+
+def _report_install(ctx: CommandContext, install: Callable[[], Package]) -> int:
+    """Run an install and print what pm prints: Success, or the failure code and reason."""
     try:
-        manager.install(data, flags)
+        install()
     except InstallError as exc:
         ctx.write(exc.failure() + "\n")
         return 1
@@ -221,13 +227,7 @@ def _session(
         ctx.write(f"Success: streamed {len(data)} bytes\n")
         return 0
     if verb == "install-commit":
-        try:
-            manager.commit_session(session, flags)
-        except InstallError as exc:
-            ctx.write(exc.failure() + "\n")
-            return 1
-        ctx.write("Success\n")
-        return 0
+        return _report_install(ctx, lambda: manager.commit_session(session, flags))
     if verb == "install-abandon":
         if manager.abandon_session(session):
             ctx.write("Success\n")

@@ -26,8 +26,7 @@ class PowerService(SystemService):
 
     @property
     def screen_on(self) -> bool:
-        with self._lock:
-            return self._screen_on
+        return self._screen_on  # one read; the lock keeps the key toggles whole
 
     def set_screen_on(self, on: bool) -> None:
         with self._lock:

@@ -44,6 +44,10 @@ class ThermalService(SystemService):
         def temperature_line(name: str, kind: int, value: float, status: int) -> str:
             return f"\tTemperature{{mValue={value}, mType={kind}, mName={name}, mStatus={status}}}"
 
+        # The service's cache and the HAL agree: the model is the only source.
+        temperatures = [
+            temperature_line(n, k, v, s) for (n, k, v), s in zip(sensors, statuses, strict=True)
+        ]
         lines = [
             "IsStatusOverride: false",
             "ThermalEventListeners:",
@@ -56,18 +60,12 @@ class ThermalService(SystemService):
             "\tbroadcasts count: -1",
             f"Thermal Status: {overall}",
             "Cached temperatures:",
-        ]
-        lines += [
-            temperature_line(n, k, v, s) for (n, k, v), s in zip(sensors, statuses, strict=True)
-        ]
-        lines += [
+            *temperatures,
             "HAL Ready: true",
             "HAL connection:",
             "\tThermalHAL AIDL 1  connected: yes",
             "Current temperatures from HAL:",
-        ]
-        lines += [
-            temperature_line(n, k, v, s) for (n, k, v), s in zip(sensors, statuses, strict=True)
+            *temperatures,
         ]
         lines += [
             "Current cooling devices from HAL:",

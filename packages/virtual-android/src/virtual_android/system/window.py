@@ -26,6 +26,11 @@ class Focus(Protocol):
     def focus(self) -> tuple[str, str, str, int]: ...
 
 
+def _wm_value(value: int | tuple[int, ...]) -> str:
+    """How `wm` prints a size (WxH) or a density."""
+    return "x".join(str(v) for v in (value if isinstance(value, tuple) else (value,)))
+
+
 def window_token(package: str) -> str:
     """The short hash Android prints for a window and its activity record."""
     return hashlib.md5(package.encode()).hexdigest()[:7]
@@ -90,33 +95,29 @@ class WindowService(SystemService):
         if not args or args[0] not in ("size", "density"):
             ctx.error("Unknown command\n" if args else "wm: missing command\n")
             return 255
-        if args[0] == "size":
-            if len(args) == 1:
-                ctx.write(f"Physical size: {self.PHYSICAL_SIZE[0]}x{self.PHYSICAL_SIZE[1]}\n")
-                if self.size_override is not None:
-                    ctx.write(f"Override size: {self.size_override[0]}x{self.size_override[1]}\n")
-                return 0
-            if args[1] == "reset":
-                self.size_override = None
-                return 0
-            match = re.fullmatch(r"(\d+)x(\d+)", args[1])
-            if not match:
-                ctx.error(f"Error: bad size {args[1]}\n")
-                return 255
-            self.size_override = (int(match.group(1)), int(match.group(2)))
-            return 0
+        verb = args[0]
+        physical: tuple[int, ...] = (
+            self.PHYSICAL_SIZE if verb == "size" else (self.PHYSICAL_DENSITY,)
+        )
+        override = self.size_override if verb == "size" else self.density_override
         if len(args) == 1:
-            ctx.write(f"Physical density: {self.PHYSICAL_DENSITY}\n")
-            if self.density_override is not None:
-                ctx.write(f"Override density: {self.density_override}\n")
+            ctx.write(f"Physical {verb}: {_wm_value(physical)}\n")
+            if override is not None:
+                ctx.write(f"Override {verb}: {_wm_value(override)}\n")
             return 0
         if args[1] == "reset":
-            self.density_override = None
-            return 0
-        if not args[1].isdigit():
-            ctx.error(f"Error: bad number {args[1]}\n")
-            return 255
-        self.density_override = int(args[1])
+            value: tuple[int, ...] | None = None
+        else:
+            pattern = r"(\d+)x(\d+)" if verb == "size" else r"(\d+)"
+            match = re.fullmatch(pattern, args[1])
+            if not match:
+                ctx.error(f"Error: bad {'size' if verb == 'size' else 'number'} {args[1]}\n")
+                return 255
+            value = tuple(int(g) for g in match.groups())
+        if verb == "size":
+            self.size_override = (value[0], value[1]) if value else None
+        else:
+            self.density_override = value[0] if value else None
         return 0
 
     def _user_rotation(self, ctx: CommandContext, args: list[str]) -> int:
