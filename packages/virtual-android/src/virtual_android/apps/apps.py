@@ -22,9 +22,9 @@ screen is a `UiNode` tree the uiautomator2 server (u2server.py) renders and clic
   (`prefill: X tok/s, decode: Y tok/s, ttft: Z s`). Max tokens come from the `max_tokens`
   field, the launch extra `--ei max_tokens N`, or `apps_of(dev).docassist.max_tokens`.
 
-The activity manager, package manager and input commands the apps need (`am`, `monkey`, `pm`,
-`dumpsys window|activity|package`, `input` reaching the screen) are added as extension
-commands; dumpsys and input hand everything else to the device's built-ins.
+The apps reach the framework by attaching to its services (system/): their task stack to the
+activity manager (`am`, `monkey`, `dumpsys activity|window` see it) and the screen to the input
+manager (`input` taps, keys, swipes and text reach it).
 """
 
 from __future__ import annotations
@@ -865,7 +865,7 @@ def install_apps(
     *,
     max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> None:
-    """Install MLCChat and DocAssist, and the am/monkey/pm/dumpsys/input commands they need.
+    """Install MLCChat and DocAssist, attached to the activity and input managers.
 
     `llm_factory(dev)` makes the model an app process loads (default: inference.DeviceLLM,
     one per process, as each app on a phone loads its own copy of the weights).
