@@ -409,7 +409,7 @@ def test_am_monkey_pm_dumpsys_and_input_see_the_apps(
 
 def test_a_long_prompt_stays_in_the_chat_above_its_answer(virtual_s24: VirtualS24) -> None:
     """Like a LazyColumn, a message taller than the list is clipped, not dropped."""
-    from virtual_android.apps.apps import MLCChatApp, _Message
+    from virtual_android.apps.mlcchat import MLCChatApp, _Message
 
     def no_model(dev: VirtualS24) -> RecordingLLM:
         raise AssertionError("no model is needed to lay out the chat")

@@ -458,6 +458,12 @@ class VirtualS24:
     def next_pid(self) -> int:
         return self.processes.next_pid
 
+    @property
+    def _processes(self) -> dict[int, ProcessInfo]:
+        # tests/plugins/devicelab_android/test_runs_on_virtual_s24.py still reads this
+        # (outside this package); drop it once that test calls process_list().
+        return {p.pid: p for p in self.processes.process_list()}
+
     # -- commands --------------------------------------------------------------
     def add_command(self, name: str, handler: CommandHandler) -> None:
         """Register an emulated command (a bare name like "am", or an absolute path).
