@@ -110,11 +110,12 @@ class VirtualS24:
         self.window = WindowService(self.settings_provider, self.power, self.activity)
         self.input = InputService(self.power)
         self.display = DisplayService(self.window, self.power, self.properties)
+        self.thermal = ThermalService(self.model, self.logs, self.processes)
         self.services = ServiceManager()
         for service in (
             BatteryService(self.model),
             self.packages,
-            ThermalService(self.model),
+            self.thermal,
             MemInfoService(self.processes, self.model),
             CpuInfoService(self.processes, self.model),
             self.display,
@@ -132,7 +133,7 @@ class VirtualS24:
         self._reverse: dict[str, tuple[Transport, str]] = {}  # device spec -> (transport, host)
         self._builtins: dict[str, CommandHandler] = builtin_commands()
         self._builtins.update(self.services.commands())
-        self._builtins.update(logd_commands())
+        self._builtins.update(logd_commands(self.logs, self.thermal.log_hottest))
         self._builtins.update(package_commands(self.packages))
         self._builtins.update(system_tools())
         self._extensions: dict[str, CommandHandler] = {}

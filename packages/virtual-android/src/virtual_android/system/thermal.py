@@ -11,8 +11,12 @@ from .service import SystemService
 if TYPE_CHECKING:
     from ..model.heat import PhoneModel
     from ..shell.interpreter import CommandContext
+    from .logd import LogBuffer
+    from .processes import ProcessTable
 
 __all__ = ["HAL_SENSORS", "ThermalService"]
+
+_HAL = "android.hardware.thermal-service.samsung"  # the HAL daemon, as ps names it
 
 # Samsung thermal HAL sensors shown by thermalservice: (name, type).
 HAL_SENSORS = (("AP", 0), ("BAT", 2), ("SKIN", 3), ("USB", 4), ("PA", 5))
@@ -21,8 +25,22 @@ HAL_SENSORS = (("AP", 0), ("BAT", 2), ("SKIN", 3), ("USB", 4), ("PA", 5))
 class ThermalService(SystemService):
     name = "thermalservice"
 
-    def __init__(self, model: PhoneModel) -> None:
+    def __init__(self, model: PhoneModel, logs: LogBuffer, processes: ProcessTable) -> None:
         self._model = model
+        self._logs = logs
+        self._processes = processes
+
+    def log_hottest(self) -> None:
+        """The HAL's periodic line in the main log: the hottest zone now."""
+        temps = self._model.temperatures()
+        hottest = max(temps, key=lambda zone: temps[zone]) if temps else "cpu"
+        self._logs.write(
+            _HAL,
+            f"Sensor {hottest}: {temps.get(hottest, 35.0):.1f} C",
+            priority="D",
+            pid=self._processes.system_pid(_HAL),
+            buffer="main",
+        )
 
     def hal_temperatures(self) -> list[tuple[str, int, float]]:
         """The HAL's sensors: (name, type, degrees C), as `dumpsys thermalservice` shows them."""
