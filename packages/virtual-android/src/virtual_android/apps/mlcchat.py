@@ -24,6 +24,21 @@ class _Message:
     text: str
 
 
+def _icon_button(
+    box: Rect, description: str, on_click: Callable[[], None], enabled: bool = True
+) -> UiNode:
+    """A Compose IconButton: no text, found by its content description."""
+    return UiNode(
+        "android.widget.Button",
+        box,
+        content_desc=description,
+        clickable=True,
+        focusable=True,
+        enabled=enabled,
+        on_click=on_click,
+    )
+
+
 class MLCChatApp(LLMApp):
     """MLC-LLM's Android app (Jetpack Compose: match text and content-desc)."""
 
@@ -165,13 +180,10 @@ class MLCChatApp(LLMApp):
                             (left + 40, y + 40, right - 220, y + 120),
                             text=model_id,
                         ),
-                        UiNode(
-                            "android.widget.Button",
+                        _icon_button(
                             (right - 180, y + 20, right - 40, y + 140),
-                            content_desc="start chatting",
-                            clickable=True,
-                            focusable=True,
-                            on_click=self._opener(model_id),
+                            "start chatting",
+                            self._opener(model_id),
                         ),
                     ],
                 )
@@ -184,26 +196,18 @@ class MLCChatApp(LLMApp):
             "android.view.View",
             (left, top, right, top + 150),
             children=[
-                UiNode(
-                    "android.widget.Button",
-                    (left + 20, top + 20, left + 140, top + 130),
-                    content_desc="back home page",
-                    clickable=True,
-                    focusable=True,
-                    on_click=self._back_home,
+                _icon_button(
+                    (left + 20, top + 20, left + 140, top + 130), "back home page", self._back_home
                 ),
                 UiNode(
                     "android.widget.TextView",
                     (left + 160, top + 30, right - 160, top + 120),
                     text=f"MLCChat: {self.model_id}",
                 ),
-                UiNode(
-                    "android.widget.Button",
+                _icon_button(
                     (right - 140, top + 20, right - 20, top + 130),
-                    content_desc="reset the chat",
-                    clickable=True,
-                    focusable=True,
-                    on_click=self._reset_chat,
+                    "reset the chat",
+                    self._reset_chat,
                 ),
             ],
         )
@@ -236,14 +240,11 @@ class MLCChatApp(LLMApp):
             )
         )
         nodes.append(
-            UiNode(
-                "android.widget.Button",
+            _icon_button(
                 (right - 180, input_top, right - 40, bottom - 40),
-                content_desc="send message",
-                clickable=True,
-                focusable=True,
+                "send message",
+                self._send,
                 enabled=self.chatable,
-                on_click=self._send,
             )
         )
         return nodes

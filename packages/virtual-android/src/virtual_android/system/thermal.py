@@ -3,6 +3,7 @@ their throttling status, as `dumpsys thermalservice` prints them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..model.heat import THRESHOLDS, thermal_status
@@ -22,13 +23,12 @@ _HAL = "android.hardware.thermal-service.samsung"  # the HAL daemon, as ps names
 HAL_SENSORS = (("AP", 0), ("BAT", 2), ("SKIN", 3), ("USB", 4), ("PA", 5))
 
 
+@dataclass
 class ThermalService(SystemService):
+    _model: PhoneModel
+    _logs: LogBuffer
+    _processes: ProcessTable
     name = "thermalservice"
-
-    def __init__(self, model: PhoneModel, logs: LogBuffer, processes: ProcessTable) -> None:
-        self._model = model
-        self._logs = logs
-        self._processes = processes
 
     def log_hottest(self) -> None:
         """The HAL's periodic line in the main log: the hottest zone now."""
