@@ -161,3 +161,14 @@ def test_properties_reset_on_reboot_but_persist_ones_survive(phone: VirtualS24) 
     phone.properties.reboot()
     assert phone.props.get("debug.x") is None and phone.props["persist.y"] == "2"
     assert sh(phone, "getprop persist.y").stdout == "2\n"
+
+
+def test_cmd_hands_a_service_over_to_the_tool_the_service_names(phone: VirtualS24) -> None:
+    listed = sh(phone, "cmd -l").stdout.split()
+    assert {"activity", "input", "package", "settings", "window"} <= set(listed)
+    assert sh(phone, "cmd window size 720x1280; cmd window size").stdout == (
+        "Physical size: 1080x2340\nOverride size: 720x1280\n"
+    )
+    assert sh(phone, "cmd settings get global adb_enabled").stdout == "1\n"
+    missing = sh(phone, "cmd power")  # a service without a shell tool here
+    assert missing.status == 20 and "Can't find service: power" in missing.stderr

@@ -229,6 +229,7 @@ def _browser_for(intent: _Intent) -> str:
 
 class ActivityService(SystemService):
     name = "activity"
+    tool = "am"
 
     def __init__(self, processes: ProcessTable, packages: PackageManager, logs: LogBuffer) -> None:
         self._processes = processes

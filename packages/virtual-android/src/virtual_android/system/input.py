@@ -73,6 +73,7 @@ MOTION_ACTIONS = {"DOWN": 0, "UP": 1, "MOVE": 2, "CANCEL": 3}  # MotionEvent.ACT
 
 class InputService(SystemService):
     name = "input"
+    tool = "input"
 
     def __init__(self, power: PowerService) -> None:
         self._power = power

@@ -198,6 +198,7 @@ class PackageManager(SystemService):
     """The packages of one phone (system, the built-in apps, and installed APKs)."""
 
     name = "package"
+    tool = "pm"  # system/pm.py
 
     def __init__(self, fs: VirtualFS, logs: LogBuffer) -> None:
         self._fs = fs

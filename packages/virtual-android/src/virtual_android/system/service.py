@@ -21,6 +21,9 @@ class SystemService:
     has no binder name, such as init's property service)."""
 
     name = ""
+    # The shell tool `cmd NAME ARGS...` hands over to (`wm` for the window manager), as a
+    # service's onShellCommand answers `cmd` on a phone; "" for a service without one.
+    tool = ""
 
     def commands(self) -> dict[str, CommandHandler]:
         """The shell tools this service answers (`wm` for the window manager)."""

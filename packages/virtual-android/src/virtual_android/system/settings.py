@@ -46,6 +46,7 @@ class SettingsService(SystemService):
     """The three tables; they live in /data, so a reboot keeps them."""
 
     name = "settings"
+    tool = "settings"
 
     def __init__(self) -> None:
         self.tables: dict[str, dict[str, str]] = {k: dict(v) for k, v in SETTINGS.items()}

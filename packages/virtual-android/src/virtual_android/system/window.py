@@ -38,6 +38,7 @@ def window_token(package: str) -> str:
 
 class WindowService(SystemService):
     name = "window"
+    tool = "wm"
     PHYSICAL_SIZE = (1080, 2340)
     PHYSICAL_DENSITY = 416
 
