@@ -12,6 +12,7 @@ from typing import Protocol
 
 from ..device import VirtualS24
 from ..shell.shellio import CancelToken, ShellCancelled
+from .process import AppProcess
 from .u2server import DeviceScreen
 from .ui import Rect, UiNode
 
@@ -118,7 +119,7 @@ def _close_later(model: ChatModel) -> None:
 
 
 # -- the app base ------------------------------------------------------------------------
-class LLMApp:
+class LLMApp(AppProcess):
     """An app process with a chat model: lifecycle, memory and cancellable generation.
 
     All state is guarded by the screen's lock (see DeviceScreen). Model loads and
@@ -152,16 +153,7 @@ class LLMApp:
     def lock(self) -> threading.RLock:
         return self.screen.lock
 
-    @property
-    def pid(self) -> int | None:
-        with self.lock:
-            return self._pid if self.running() else None
-
     # ScreenApp
-    def running(self) -> bool:
-        pid = self._pid
-        return pid is not None and self.device.fs.exists(f"/proc/{pid}")
-
     def current_activity(self) -> str:
         return self.main_activity
 
