@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from ..errors import VirtualAndroidError
 from ..shell.interpreter import CommandContext, CommandHandler
 
 __all__ = ["BUFFERS", "LogBuffer", "LogEntry", "logd_commands"]
@@ -154,7 +155,7 @@ class _Query:
         return self.regex is None or bool(self.regex.search(entry.message))
 
 
-class _UsageError(Exception):
+class _UsageError(VirtualAndroidError):
     pass
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..errors import VirtualAndroidError
 from ..fs.filesystem import FsError
 from ..shell.interpreter import CommandContext, CommandHandler
 
@@ -61,7 +62,7 @@ BROWSER_PACKAGE = "com.sec.android.app.sbrowser"
 BROWSER_ACTIVITY = "com.sec.android.app.sbrowser.SBrowserMainActivity"
 
 
-class InstallError(Exception):
+class InstallError(VirtualAndroidError):
     """An install the phone refuses: `code` is the INSTALL_FAILED_*/INSTALL_PARSE_* constant."""
 
     def __init__(self, code: str, detail: str) -> None:
