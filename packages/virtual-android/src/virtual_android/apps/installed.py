@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..system.packages import Package
-from .u2server import STATUS_BAR_HEIGHT, DeviceScreen, Rect, UiNode
+from .screen import DeviceScreen
+from .ui import STATUS_BAR_HEIGHT, Rect, UiNode
 
 if TYPE_CHECKING:
     from ..device import VirtualS24
