@@ -36,4 +36,3 @@ def test_built_in_kinds_are_kept_beside_the_root() -> None:
 
     assert issubclass(NotGGUFError, ValueError)
     assert issubclass(virtual_android.NoBackendError, RuntimeError)
-
