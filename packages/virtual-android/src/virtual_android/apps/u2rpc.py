@@ -173,7 +173,8 @@ class U2Server:
             "injectInputEvent": self._inject,
             "swipe": self._swipe,
             "swipePoints": self._swipe_points,
-            "drag": self._drag,
+            # drag(sx, sy, ex, ey, steps): on this screen a drag moves what a swipe moves
+            "drag": self._swipe,
             "dragTo": self._drag_to,
             "gesture": self._gesture,
             "pinchIn": self._pinch,
@@ -298,14 +299,6 @@ class U2Server:
             return False
         self._pause((len(points) - 1) * max(1, steps) * _STEP_S)
         self.screen.swipe(points[0][0], points[0][1], points[-1][0], points[-1][1])
-        return True
-
-    def _drag(self, args: list[Any]) -> bool:
-        # drag(sx, sy, ex, ey, steps)
-        sx, sy, ex, ey = (float(v) for v in args[:4])
-        steps = int(args[4]) if len(args) > 4 else 10
-        self._pause(max(1, steps) * _STEP_S)
-        self.screen.swipe(sx, sy, ex, ey)
         return True
 
     def _drag_to(self, args: list[Any]) -> bool:

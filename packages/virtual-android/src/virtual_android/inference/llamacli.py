@@ -54,6 +54,9 @@ Where the emulation departs from llama.cpp, on purpose:
 - ``-t``, ``-tb``, ``-b`` and ``-ub`` are reported but do not change how the host computes.
 - In conversation mode (the default, as in llama.cpp for a model with a chat template) the
   prompt is not echoed, user turns are read from stdin after ``> `` until end of input.
+
+The command line is read in :mod:`.llamacli_args`; the loader log, the load errors and the
+perf block are formatted in :mod:`.llamacli_output`; this module runs the tool.
 """
 
 from __future__ import annotations
