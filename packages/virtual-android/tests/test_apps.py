@@ -26,7 +26,9 @@ from virtual_android.apps.apps import (
     install_apps,
     rates,
 )
-from virtual_android.apps.u2server import LAUNCHER_PACKAGE, install_uiautomator, screen_of
+from virtual_android.apps.screen import screen_of
+from virtual_android.apps.u2server import install_uiautomator
+from virtual_android.apps.ui import LAUNCHER_PACKAGE
 from virtual_android.device import VirtualS24
 from virtual_android.inference.llama_cpp_backend import default_model_path, llama_cpp_available
 from virtual_android.inference.llm import DeviceLLM, GenerationCancelled, GenerationStats

@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..system.packages import Package
+from ..system.window import STATUS_BAR_HEIGHT
 from .process import AppProcess
-from .u2server import STATUS_BAR_HEIGHT, DeviceScreen, Rect, UiNode
+from .screen import DeviceScreen
+from .ui import Rect, UiNode
 
 if TYPE_CHECKING:
     from ..device import VirtualS24

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from ..errors import VirtualAndroidError
 from ..fs.filesystem import FsError, VirtualFS
 from .shellio import (
     BrokenPipe,
@@ -64,17 +65,17 @@ SYSTEM_BIN_DIRS = (
 )
 
 
-class ShellSyntaxError(Exception):
+class ShellSyntaxError(VirtualAndroidError):
     pass
 
 
-class ExitShell(Exception):
+class ExitShell(VirtualAndroidError):
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = code
 
 
-class LoopControl(Exception):
+class LoopControl(VirtualAndroidError):
     def __init__(self, levels: int) -> None:
         super().__init__(levels)
         self.levels = levels
@@ -1606,7 +1607,7 @@ def _split_lines(stdin: Input) -> Iterator[bytes]:
             yield line
 
 
-class _RedirectError(Exception):
+class _RedirectError(VirtualAndroidError):
     pass
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import VirtualAndroidError
 from ..shell.interpreter import CommandContext, CommandHandler
 
 __all__ = ["BUFFERS", "LogBuffer", "LogEntry", "logd_commands"]
@@ -155,7 +156,7 @@ class _Query:
         return self.regex is None or bool(self.regex.search(entry.message))
 
 
-class _UsageError(Exception):
+class _UsageError(VirtualAndroidError):
     pass
 
 

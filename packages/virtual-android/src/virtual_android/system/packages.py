@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..errors import VirtualAndroidError
 from .service import SystemService
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ LAUNCHER_PACKAGE = "com.sec.android.app.launcher"
 LAUNCHER_ACTIVITY = "com.sec.android.app.launcher.activities.LauncherActivity"
 
 
-class InstallError(Exception):
+class InstallError(VirtualAndroidError):
     """An install the phone refuses: `code` is the INSTALL_FAILED_*/INSTALL_PARSE_* constant."""
 
     def __init__(self, code: str, detail: str) -> None:
