@@ -289,6 +289,116 @@ def test_cli_query_without_database(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not (tmp_path / "no.duckdb").exists()
 
 
+def _one_paragraph_exit_2(code: int, err: str) -> str:
+    """The error a user sees: exit 2, one paragraph, no traceback."""
+    assert code == 2, err
+    assert "Traceback" not in err and "\n\n" not in err.strip()
+    return " ".join(err.split())
+
+
+def _cut_copy(tmp_path: Path, name: str) -> Path:
+    """A copy of the baseline run whose trials.jsonl stops in the middle of its last line."""
+    run = tmp_path / name
+    shutil.copytree(GATES / "baseline", run)
+    text = (run / "trials.jsonl").read_text()
+    (run / "trials.jsonl").write_text(text[: len(text) - 40])
+    return run
+
+
+def test_a_torn_last_line_is_reported_and_never_replaces_stored_trials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cut = _cut_copy(tmp_path, "cut")
+    whole = len(_records("baseline"))
+    fresh = str(tmp_path / "fresh.duckdb")
+    assert run_cli(["db", "ingest", str(cut), "--db", fresh]) == 0
+    out, err = capsys.readouterr()
+    assert f"added run gates-baseline: {whole - 1} trials" in out
+    err = " ".join(err.split())
+    assert f"{cut / 'trials.jsonl'} line {whole} is torn" in err
+    assert "may still be running, or the file was cut" in err
+    # Over the complete stored run, the shorter copy is refused and nothing changes.
+    db = str(tmp_path / "lab.duckdb")
+    assert run_cli(["db", "ingest", str(GATES / "baseline"), "--db", db]) == 0
+    capsys.readouterr()
+    msg = _one_paragraph_exit_2(
+        run_cli(["db", "ingest", str(cut), "--db", db]), capsys.readouterr().err
+    )
+    assert f"has {whole - 1} trials of run gates-baseline" in msg and f"holds {whole}" in msg
+    assert f"line {whole} is torn" in msg and "Nothing was changed" in msg and "--replace" in msg
+    assert _counts(Path(db)) == {"gates-baseline": whole}
+    # Asked to, it keeps exactly what the directory has.
+    assert run_cli(["db", "ingest", str(cut), "--db", db, "--replace"]) == 0
+    assert _counts(Path(db)) == {"gates-baseline": whole - 1}
+    with open_store(db) as store:
+        assert [r.trials for r in store.runs()] == [whole - 1]
+    # A complete copy over a shorter stored run is an ordinary re-ingest.
+    assert run_cli(["db", "ingest", str(GATES / "baseline"), "--db", db]) == 0
+    assert _counts(Path(db)) == {"gates-baseline": whole}
+
+
+def test_a_database_folder_that_cannot_be_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = run_cli(["db", "ingest", str(GATES / "baseline"), "--db", str(blocker / "lab.duckdb")])
+    msg = _one_paragraph_exit_2(code, capsys.readouterr().err)
+    assert f"cannot make the folder {blocker}" in msg and "--db" in msg
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_a_damaged_database_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    db = tmp_path / "lab.duckdb"
+    open_store(db).ingest(GATES / "baseline")
+    data = bytearray(db.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data[4096:12288] = b"\xab" * 8192
+    db.write_bytes(bytes(data))
+    code = run_cli(["db", "ingest", str(GATES / "slower10"), "--db", str(db)])
+    msg = _one_paragraph_exit_2(code, capsys.readouterr().err)
+    assert f"the results database {db} cannot be used" in msg
+    assert "damaged" in msg and f"Not ingested: {GATES / 'slower10'}" in msg
+
+
+def test_runs_of_a_missing_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_cli(["db", "runs", "--db", str(tmp_path / "no.duckdb")])
+    assert "no results database at" in _one_paragraph_exit_2(code, capsys.readouterr().err)
+    assert not (tmp_path / "no.duckdb").exists()
+
+
+def test_ingest_names_the_run_it_could_not_take_and_takes_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    db = str(tmp_path / "lab.duckdb")
+    a, b = str(GATES / "baseline"), str(GATES / "slower10")
+    msg = _one_paragraph_exit_2(
+        run_cli(["db", "ingest", a, str(bad), b, "--db", db]), capsys.readouterr().err
+    )
+    assert f"{bad} was not ingested: {bad} has no trials.jsonl" in msg
+    assert f"Ingested: {a}, {b}." in msg
+    assert set(_counts(Path(db))) == {"gates-baseline", "gates-slower10"}
+
+
+def test_db_runs_keeps_run_ids_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    long_id = "nightly-2026-12-07T03-00-00-long-context-q4_0-abcdef"
+    run = _derive(tmp_path, "baseline", long_id, "2026-12-07T03:00:00+00:00")
+    db = str(tmp_path / "lab.duckdb")
+    assert run_cli(["db", "ingest", str(run), "--db", db]) == 0
+    capsys.readouterr()
+    assert run_cli(["db", "runs", "--db", db]) == 0
+    assert long_id in capsys.readouterr().out
+
+
 # --- history and change points ------------------------------------------------------------
 
 
@@ -540,8 +650,15 @@ def test_accept_and_reject(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     with open_store(db) as store:
         assert store.query("SELECT verdict FROM runs WHERE run_id='bad'").rows == [("accepted",)]
     capsys.readouterr()
-    assert run_cli(["db", "reject", "nope", "--db", str(db)]) == 2
-    assert "no stored run 'nope'" in capsys.readouterr().err
+    msg = _one_paragraph_exit_2(
+        run_cli(["db", "reject", "nope", "--db", str(db)]), capsys.readouterr().err
+    )
+    assert "no stored run 'nope'" in msg and "nothing was marked" in msg
+    code = run_cli(["db", "accept", "nope", "new", "--db", str(db)])
+    out, err = capsys.readouterr()
+    assert "accepted run new" in out
+    assert "no stored run 'nope'" in _one_paragraph_exit_2(code, err)
+    assert "marked accepted: new" in " ".join(err.split())
 
 
 def test_baseline_is_the_last_accepted_runs_of_the_same_device_and_cell(tmp_path: Path) -> None:
