@@ -196,17 +196,32 @@ def _cell(value: Any) -> str:
 @click.option(
     "--where", default=None, metavar="SQL", help="A condition on trials t and runs r, in SQL."
 )
+@click.option(
+    "--verdict",
+    type=click.Choice(["not-rejected", "accepted", "all"]),
+    default="not-rejected",
+    show_default=True,
+    help="Which runs count: all but those marked rejected, only accepted ones, or all.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the cells and runs as JSON.")
 @DB_OPTION
 def history_command(
-    metric: str, by: str, since: str | None, where: str | None, as_json: bool, db: str | None
+    metric: str,
+    by: str,
+    since: str | None,
+    where: str | None,
+    verdict: str,
+    as_json: bool,
+    db: str | None,
 ) -> None:
-    """METRIC per cell over the stored runs: median and IQR per run, and the change points."""
-    from .history import history
+    """METRIC per cell over the stored runs: median and IQR per run, and the change points
+    (provisional while fewer than 5 runs follow one). Runs marked rejected are left out."""
+    from .history import change_note, history
 
     by_cols = [b.strip() for b in by.split(",") if b.strip()]
     with open_store(db) as store:
-        cells = history(store, metric, by_cols, since=since, where=where)
+        found = history(store, metric, by_cols, since=since, where=where, verdict=verdict)
+    cells = found.cells
     if as_json:
         out = [
             {
@@ -219,19 +234,25 @@ def history_command(
             for c in cells
         ]
         click.echo(json.dumps(out, default=str))
-        return
-    if not cells:
+    elif not cells:
         click.echo(f"no ok, measured trials with {metric} in the store match.")
-        return
-    for cell in cells:
+    for cell in [] if as_json else cells:
         title = " / ".join(f"{b}={v}" for b, v in zip(by_cols, cell.cell, strict=True))
         print_table(
             QueryResult(
                 ["run_id", "created_at", "n", "median", "IQR", "change point"],
                 [
-                    (p.run_id, p.created_at, p.n, p.median, p.q3 - p.q1, p.change)
+                    (p.run_id, p.created_at, p.n, p.median, p.q3 - p.q1, change_note(p))
                     for p in cell.points
                 ],
             ),
             title=f"{metric}: {title}" if title else metric,
+        )
+    if found.left_out:
+        n = len(found.left_out)
+        why = "marked rejected" if verdict == "not-rejected" else "not marked accepted"
+        click.echo(
+            f"{n} run{'s' if n > 1 else ''} {why} left out ({', '.join(found.left_out)}); "
+            "--verdict all shows them.",
+            err=True,
         )
