@@ -453,6 +453,14 @@ def test_one_low_last_run_is_provisional_not_a_change() -> None:
     assert change_points([100 + rng.gauss(0, 2) for _ in range(30)]) == []
 
 
+def _history_db(root: Path, builds: list[str], speed: list[float]) -> tuple[list[Path], str]:
+    """Nightly runs of the ``builds``, ``otps`` scaled by ``speed``, ingested into a database."""
+    dirs = _write_history(root, builds, speed)
+    db = str(root / "lab.duckdb")
+    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    return dirs, db
+
+
 def _write_history(root: Path, builds: list[str], speed: list[float]) -> list[Path]:
     rng = random.Random(3)
     base = _records("baseline")
@@ -482,9 +490,7 @@ def test_history_names_what_changed_at_a_change_point(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     builds = ["b4120"] * 8 + ["b4188"] * 8
-    dirs = _write_history(tmp_path, builds, [1.0] * 8 + [0.8] * 8)
-    db = str(tmp_path / "lab.duckdb")
-    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    _, db = _history_db(tmp_path, builds, [1.0] * 8 + [0.8] * 8)
     capsys.readouterr()
     assert run_cli(["history", "otps", "--by", "task", "--db", db, "--json"]) == 0
     cells = {c["cell"]["task"]: c["runs"] for c in json.loads(capsys.readouterr().out)}
@@ -554,9 +560,7 @@ def test_each_load_records_its_resolved_options(
 def test_history_leaves_rejected_runs_out_and_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    dirs = _write_history(tmp_path, ["b1"] * 10 + ["b2"] * 6, [1.0] * 10 + [0.8] * 6)
-    db = str(tmp_path / "lab.duckdb")
-    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    dirs, db = _history_db(tmp_path, ["b1"] * 10 + ["b2"] * 6, [1.0] * 10 + [0.8] * 6)
     slow = [d.name for d in dirs[10:]]
     assert run_cli(["db", "reject", *slow, "--db", db]) == 0
     capsys.readouterr()
@@ -581,9 +585,7 @@ def test_history_leaves_rejected_runs_out_and_says_so(
 def test_a_change_in_the_last_runs_is_provisional(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    dirs = _write_history(tmp_path, ["b1"] * 12 + ["b2"] * 2, [1.0] * 12 + [0.8] * 2)
-    db = str(tmp_path / "lab.duckdb")
-    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    dirs, db = _history_db(tmp_path, ["b1"] * 12 + ["b2"] * 2, [1.0] * 12 + [0.8] * 2)
     capsys.readouterr()
     assert run_cli(["history", "otps", "--by", "task", "--db", db, "--json"]) == 0
     for cell in json.loads(capsys.readouterr().out):
@@ -599,9 +601,7 @@ def test_a_change_in_the_last_runs_is_provisional(
 
 
 def test_history_where_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    dirs = _write_history(tmp_path, ["b1"] * 5, [1.0] * 5)
-    db = str(tmp_path / "lab.duckdb")
-    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    _, db = _history_db(tmp_path, ["b1"] * 5, [1.0] * 5)
     capsys.readouterr()
     assert run_cli(["history", "otps", "--by", "task", "--where", "t.task = 'QA'", "--db", db]) == 0
     out = capsys.readouterr().out
@@ -875,9 +875,7 @@ def test_report_history_adds_the_figures(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     builds = ["b4120"] * 8 + ["b4188"] * 8
-    dirs = _write_history(tmp_path, builds, [1.0] * 8 + [0.8] * 8)
-    db = str(tmp_path / "lab.duckdb")
-    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    dirs, db = _history_db(tmp_path, builds, [1.0] * 8 + [0.8] * 8)
     out = tmp_path / "report"
     assert run_cli(["report", str(dirs[-1]), "--out", str(out), "--history", "--db", db]) == 0
     html = (out / "report.html").read_text()
@@ -902,9 +900,7 @@ def test_history_figure_axes_name_runs_and_the_way_a_step_went(
 ) -> None:
     from devicelab_store import figures
 
-    dirs = _write_history(tmp_path, ["b1"] * 8 + ["b2"] * 8, [0.8] * 8 + [1.0] * 8)
-    db = str(tmp_path / "lab.duckdb")
-    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    dirs, db = _history_db(tmp_path, ["b1"] * 8 + ["b2"] * 8, [0.8] * 8 + [1.0] * 8)
     drawn: list[Any] = []
     monkeypatch.setattr(figures, "_png", lambda plt, fig: drawn.append(fig) or b"png")
     with open_store(db) as store:
