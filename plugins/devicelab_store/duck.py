@@ -26,7 +26,7 @@ import devicelab
 from devicelab import TrialRecord, UsageError
 
 from .rundir import LoadedRun, TelemetrySummary, load_run_dir, summarise_samples, torn_note
-from .store import FewerTrialsError, IngestResult, QueryResult, RunRow, Store
+from .store import FewerTrialsError, IngestResult, NoDatabaseError, QueryResult, RunRow, Store
 
 Connection = duckdb.DuckDBPyConnection
 
@@ -178,7 +178,7 @@ class DuckDBStore(Store):
     @contextmanager
     def _connect(self, *, create: bool = True) -> Iterator[Connection]:
         if not create and not self.path.exists():
-            raise UsageError(
+            raise NoDatabaseError(
                 f"no results database at {self.path}. Ingest runs first "
                 "(devicelab db ingest RUN_DIR), or point --db / $DEVICELAB_DB at one."
             )

@@ -36,6 +36,10 @@ class IngestResult:
     torn: dict[str, int] = field(default_factory=dict)
 
 
+class NoDatabaseError(UsageError):
+    """The database asked for does not exist (and was not to be made)."""
+
+
 class FewerTrialsError(UsageError):
     """A re-ingest that would drop trials the store holds of that run (not asked to)."""
 
@@ -79,7 +83,8 @@ class Store(ABC):
 
     @abstractmethod
     def runs(self) -> list[RunRow]:
-        """The stored runs, oldest first; a store that does not exist is a UsageError."""
+        """The stored runs, oldest first; raises :class:`NoDatabaseError` when there is no
+        database to read."""
 
     @abstractmethod
     def close(self) -> None:

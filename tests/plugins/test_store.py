@@ -576,6 +576,12 @@ def test_history_leaves_rejected_runs_out_and_says_so(
     assert f"6 runs marked rejected left out ({', '.join(slow)}); --verdict all" in err
     found, shown, err = changes("--verdict", "all")
     assert found == ["nightly-10"] and len(shown) == 16 and "left out" not in err
+    # The report's figures leave them out too, and say so.
+    report = tmp_path / "report"
+    assert run_cli(["report", str(dirs[9]), "--out", str(report), "--history", "--db", db]) == 0
+    html = (report / "report.html").read_text()
+    otps_note = html.split("History: OTPS over runs")[1].split("<h2>")[0]
+    assert "6 runs marked rejected are left out" in otps_note and "Change points" not in otps_note
     assert run_cli(["db", "accept", "nightly-00", "nightly-01", "--db", db]) == 0
     capsys.readouterr()
     found, shown, err = changes("--verdict", "accepted")
