@@ -136,18 +136,27 @@ def what_changed(before: dict[str, Any], after: dict[str, Any], limit: int = 4) 
     for k, a, b in devicelab.provenance_differences(before, after):
         _, sep, option = k.partition(".options.")
         if sep and k.startswith("models."):
-            options.append(f"{option}: {a!r} -> {b!r}")
+            options.append(f"{option}: {_short(a)} -> {_short(b)}")
         else:
-            rest.append(f"provenance.{k}: {a!r} -> {b!r}")
+            rest.append(f"provenance.{k}: {_short(a)} -> {_short(b)}")
     diffs = list(dict.fromkeys(options))  # the same option of two models, named once
     diffs += [
-        f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in keys if before.get(k) != after.get(k)
+        f"{k}: {_short(before.get(k))} -> {_short(after.get(k))}"
+        for k in keys
+        if before.get(k) != after.get(k)
     ]
     diffs += rest
     if not diffs:
         return "nothing in run meta"
     more = f"; and {len(diffs) - limit} more in run.json" if len(diffs) > limit else ""
     return "; ".join(diffs[:limit]) + more
+
+
+def _short(value: Any) -> str:
+    """A value as a label shows it: a long hex digest by its first 12 digits."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{20,}", value):
+        return repr(value[:12] + "…")
+    return repr(value)
 
 
 def history(

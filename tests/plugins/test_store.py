@@ -554,7 +554,10 @@ def test_each_load_records_its_resolved_options(
         path.write_text(path.read_text().replace(extra, "", 1))
     (load,) = metas[0]["provenance"]["loads"].values()
     assert load["options"] == {"n_ctx": 4096, "delay_s": 0.0}  # defaults filled in
-    assert what_changed(*metas).startswith("n_ctx: 4096 -> 2048")
+    text = what_changed(*metas)
+    assert text.startswith("n_ctx: 4096 -> 2048")
+    # A digest is named by its first 12 digits, not 64.
+    assert re.search(r"provenance.scenario.sha256: '[0-9a-f]{12}…' -> '[0-9a-f]{12}…'", text)
 
 
 def test_history_leaves_rejected_runs_out_and_says_so(
