@@ -251,7 +251,7 @@ def bench_history(db: Path, work: Path, templates: Any, rng: Any) -> dict[str, A
     key = list(devicelab.CELL_KEY)
     change_points([1.0, 1.0, 1.0, 1.0, 1.0])  # import Otava (and scipy) before timing
     whole, sql, cps = Clock(), Clock(), Clock()
-    found = [whole(history, store, "otps", key) for _ in range(5)][-1]
+    found = [whole(history, store, "otps", key) for _ in range(5)][-1].cells
     for _ in range(5):
         sql(history_sql, store)
     for cell in found:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import time
 import traceback
 from collections.abc import Mapping
@@ -562,6 +563,8 @@ class DeviceSession:
             "device_info": dict(self.info),
             "engine": {"name": spec.engine, "build": build},
             "model": {"name": spec.name, "quant": spec.quant},
+            # As resolved (defaults filled in), so two loads that differ say how.
+            "options": _json_safe(model.options),
             **provenance.session_info(),
         }
         if spec.path is not None:
@@ -577,6 +580,12 @@ class DeviceSession:
         engine, self._engine, self._model = self._engine, None, None
         if engine is not None:
             engine.close()
+
+
+def _json_safe(options: Any) -> dict[str, Any]:
+    if not dataclasses.is_dataclass(options) or isinstance(options, type):
+        return {}
+    return json.loads(json.dumps(dataclasses.asdict(options), default=str))  # type: ignore[no-any-return]
 
 
 def _from_samples(samples: list[Sample]) -> dict[str, Any]:

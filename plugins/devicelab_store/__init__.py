@@ -17,9 +17,18 @@ import devicelab
 from devicelab import RunData, RunDir, TrialRecord
 
 from .factory import default_db, open_store
-from .store import IngestResult, QueryResult, RunRow, Store
+from .store import FewerTrialsError, IngestResult, NoDatabaseError, QueryResult, RunRow, Store
 
-__all__ = ["IngestResult", "QueryResult", "RunRow", "Store", "default_db", "open_store"]
+__all__ = [
+    "FewerTrialsError",
+    "IngestResult",
+    "NoDatabaseError",
+    "QueryResult",
+    "RunRow",
+    "Store",
+    "default_db",
+    "open_store",
+]
 
 
 @devicelab.hookimpl
@@ -73,5 +82,9 @@ def devicelab_report_figures(
         return []
     from .figures import history_figures
 
-    with open_store(db) as store:
-        return history_figures(store, run)
+    try:
+        with open_store(db) as store:
+            return history_figures(store, run)
+    except NoDatabaseError:
+        # No history to draw: devicelab says when --history added no figure at all.
+        return []

@@ -78,5 +78,10 @@ def baseline(store: Store, target: str, candidate: RunData, last: int) -> RunDat
             "fingerprint and cells, so there is no baseline. Ingest a good run and accept it: "
             "`devicelab db ingest RUN_DIR` then `devicelab db accept RUN_ID`."
         )
-    meta = {"baseline_from_db": target, "runs": runs, "last": last}
+    meta: dict[str, Any] = {"baseline_from_db": target, "runs": runs, "last": last}
+    # The newest baseline run's provenance, so the gate can say what differs in the builds.
+    stored = store.query("SELECT meta FROM runs WHERE run_id = ?", [runs[0]]).rows
+    provenance = json.loads(stored[0][0]).get("provenance") if stored else None
+    if provenance is not None:
+        meta.update(provenance=provenance, provenance_of=runs[0])
     return RunData(Path(target), records, meta)

@@ -13,10 +13,11 @@ from typing import Any
 import click
 
 import devicelab
-from devicelab import UsageError
+from devicelab import RunDirError, UsageError
 
 from .factory import ENV_DB, default_db, open_store
-from .store import QueryResult
+from .rundir import torn_note
+from .store import FewerTrialsError, QueryResult
 
 DB_OPTION = click.option(
     "--db",
@@ -39,20 +40,50 @@ def db() -> None:
     required=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
 )
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Keep only the trials a run directory has, even when the database holds more of it.",
+)
 @DB_OPTION
-def ingest(run_dirs: tuple[Path, ...], db: str | None) -> None:
-    """Load RUN_DIRS (records, run.json, telemetry summaries); re-ingesting replaces a run."""
+def ingest(run_dirs: tuple[Path, ...], replace: bool, db: str | None) -> None:
+    """Load RUN_DIRS (records, run.json, telemetry summaries); re-ingesting replaces a run,
+    but never with fewer trials than are stored of it unless --replace."""
     target = db or default_db()
+    failed: list[str] = []
+    stored: list[str] = []
     with open_store(target) as store:
-        for run_dir in run_dirs:
+        for i, run_dir in enumerate(run_dirs):
             start = time.perf_counter()
-            result = store.ingest(run_dir)
+            try:
+                result = store.ingest(run_dir, replace=replace)
+            except (RunDirError, FewerTrialsError) as exc:
+                # The fault is this directory's: the others are still worth storing.
+                failed.append(f"{run_dir} was not ingested: {exc}")
+                continue
+            except UsageError as exc:
+                # The database's fault (locked, damaged): every later run would fail alike.
+                rest = [str(d) for d in run_dirs[i:]]
+                raise UsageError(_ingest_summary([str(exc)], stored, rest)) from None
+            stored.append(str(run_dir))
             verb = "replaced" if result.replaced else "added"
             click.echo(
                 f"{verb} run {result.run_id}: {result.trials} trials from {run_dir} "
                 f"({time.perf_counter() - start:.2f} s)"
             )
+            if result.torn:
+                click.echo(f"warning: {torn_note(run_dir, result.torn)}", err=True)
     click.echo(f"database: {target}")
+    if failed:
+        raise UsageError(_ingest_summary(failed, stored, []))
+
+
+def _ingest_summary(errors: list[str], stored: list[str], skipped: list[str]) -> str:
+    text = " ".join(errors)
+    text += f" Ingested: {', '.join(stored)}." if stored else " No run was ingested."
+    if skipped:
+        text += f" Not ingested: {', '.join(skipped)}."
+    return text
 
 
 @db.command()
@@ -96,14 +127,16 @@ def runs(db: str | None) -> None:
 
 def _verdict(run_ids: tuple[str, ...], verdict: str, note: str | None, db: str | None) -> None:
     with open_store(db) as store:
-        missing = [r for r in run_ids if not store.set_verdict(r, verdict, note)]
-    if missing:
-        raise UsageError(
-            f"no stored run {', '.join(map(repr, missing))} in {db or default_db()}; the others "
-            "were marked. `devicelab db runs` lists the stored runs (ingest a run first)."
-        )
-    for run_id in run_ids:
+        marked = [r for r in run_ids if store.set_verdict(r, verdict, note)]
+    for run_id in marked:
         click.echo(f"{verdict} run {run_id}")
+    missing = [r for r in run_ids if r not in marked]
+    if missing:
+        done = f"marked {verdict}: {', '.join(marked)}" if marked else "nothing was marked"
+        raise UsageError(
+            f"no stored run {', '.join(map(repr, missing))} in {db or default_db()}; {done}. "
+            "`devicelab db runs` lists the stored runs (ingest a run first)."
+        )
 
 
 @db.command()
@@ -130,10 +163,17 @@ def print_table(result: QueryResult, title: str | None = None) -> None:
 
     table = Table(title=title)
     for col in result.columns:
-        table.add_column(col)
+        # A run id is what `db accept` takes: never cut or wrapped; a long path folds instead.
+        whole = col == "run_id"
+        table.add_column(col, no_wrap=whole, min_width=_widest(result, col) if whole else None)
     for row in result.rows:
         table.add_row(*(_cell(v) for v in row))
     Console().print(table)
+
+
+def _widest(result: QueryResult, col: str) -> int:
+    i = result.columns.index(col)
+    return max((len(_cell(r[i])) for r in result.rows), default=len(col))
 
 
 def _cell(value: Any) -> str:
@@ -156,17 +196,32 @@ def _cell(value: Any) -> str:
 @click.option(
     "--where", default=None, metavar="SQL", help="A condition on trials t and runs r, in SQL."
 )
+@click.option(
+    "--verdict",
+    type=click.Choice(["not-rejected", "accepted", "all"]),
+    default="not-rejected",
+    show_default=True,
+    help="Which runs count: all but those marked rejected, only accepted ones, or all.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the cells and runs as JSON.")
 @DB_OPTION
 def history_command(
-    metric: str, by: str, since: str | None, where: str | None, as_json: bool, db: str | None
+    metric: str,
+    by: str,
+    since: str | None,
+    where: str | None,
+    verdict: str,
+    as_json: bool,
+    db: str | None,
 ) -> None:
-    """METRIC per cell over the stored runs: median and IQR per run, and the change points."""
-    from .history import history
+    """METRIC per cell over the stored runs: median and IQR per run, and the change points
+    (provisional while fewer than 5 runs follow one). Runs marked rejected are left out."""
+    from .history import change_note, history
 
     by_cols = [b.strip() for b in by.split(",") if b.strip()]
     with open_store(db) as store:
-        cells = history(store, metric, by_cols, since=since, where=where)
+        found = history(store, metric, by_cols, since=since, where=where, verdict=verdict)
+    cells = found.cells
     if as_json:
         out = [
             {
@@ -179,19 +234,25 @@ def history_command(
             for c in cells
         ]
         click.echo(json.dumps(out, default=str))
-        return
-    if not cells:
+    elif not cells:
         click.echo(f"no ok, measured trials with {metric} in the store match.")
-        return
-    for cell in cells:
+    for cell in [] if as_json else cells:
         title = " / ".join(f"{b}={v}" for b, v in zip(by_cols, cell.cell, strict=True))
         print_table(
             QueryResult(
                 ["run_id", "created_at", "n", "median", "IQR", "change point"],
                 [
-                    (p.run_id, p.created_at, p.n, p.median, p.q3 - p.q1, p.change)
+                    (p.run_id, p.created_at, p.n, p.median, p.q3 - p.q1, change_note(p))
                     for p in cell.points
                 ],
             ),
             title=f"{metric}: {title}" if title else metric,
+        )
+    if found.left_out:
+        n = len(found.left_out)
+        why = "marked rejected" if verdict == "not-rejected" else "not marked accepted"
+        click.echo(
+            f"{n} run{'s' if n > 1 else ''} {why} left out ({', '.join(found.left_out)}); "
+            "--verdict all shows them.",
+            err=True,
         )

@@ -25,8 +25,8 @@ import duckdb
 import devicelab
 from devicelab import TrialRecord, UsageError
 
-from .rundir import LoadedRun, TelemetrySummary, load_run_dir, summarise_samples
-from .store import IngestResult, QueryResult, RunRow, Store
+from .rundir import LoadedRun, TelemetrySummary, load_run_dir, summarise_samples, torn_note
+from .store import FewerTrialsError, IngestResult, NoDatabaseError, QueryResult, RunRow, Store
 
 Connection = duckdb.DuckDBPyConnection
 
@@ -160,6 +160,10 @@ class StoreLockedError(UsageError):
     pass
 
 
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class DuckDBStore(Store):
     """Runs in one DuckDB file (created with its folder on first use)."""
 
@@ -174,19 +178,36 @@ class DuckDBStore(Store):
     @contextmanager
     def _connect(self, *, create: bool = True) -> Iterator[Connection]:
         if not create and not self.path.exists():
-            raise UsageError(
+            raise NoDatabaseError(
                 f"no results database at {self.path}. Ingest runs first "
                 "(devicelab db ingest RUN_DIR), or point --db / $DEVICELAB_DB at one."
             )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = self._open_with_retry()
         try:
-            if not self._ready:
-                self._migrate(con)
-                self._ready = True
-            yield con
-        finally:
-            con.close()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot make the folder {self.path.parent} for the results database "
+                f"({exc.strerror or exc}). Give a --db (or $DEVICELAB_DB) in a folder you can "
+                "write, or make that folder."
+            ) from None
+        try:
+            con = self._open_with_retry()
+            try:
+                if not self._ready:
+                    self._migrate(con)
+                    self._ready = True
+                yield con
+            finally:
+                con.close()
+        except duckdb.Error as exc:
+            # What DuckDB says of a file that is not a whole database of its own: cut short,
+            # partly overwritten, or another kind of file.
+            raise UsageError(
+                f"the results database {self.path} cannot be used ({_first_line(exc)}): it is "
+                "damaged (cut short or overwritten) or not a DuckDB file. Restore it from a "
+                "copy, or give another --db; `devicelab db ingest RUN_DIR...` fills a new one "
+                "from the run directories."
+            ) from None
 
     def _open_with_retry(self) -> Connection:
         deadline = time.monotonic() + self.lock_timeout_s
@@ -196,7 +217,7 @@ class DuckDBStore(Store):
                 return duckdb.connect(str(self.path))
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
-                    raise UsageError(f"cannot open results database {self.path}: {exc}") from None
+                    raise
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise StoreLockedError(
@@ -259,17 +280,42 @@ class DuckDBStore(Store):
 
     # --- Store -------------------------------------------------------------------------
 
-    def ingest(self, run_dir: Path) -> IngestResult:
+    def ingest(self, run_dir: Path, *, replace: bool = False) -> IngestResult:
         run = load_run_dir(run_dir)
         with self._connect() as con:
             con.execute("BEGIN")
             try:
+                if not replace:
+                    self._refuse_fewer(con, run)
                 replaced = self._write(con, run)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        return IngestResult(run.run_id, len(run.records), replaced)
+        return IngestResult(run.run_id, len(run.records), replaced, run.torn)
+
+    def _refuse_fewer(self, con: Connection, run: LoadedRun) -> None:
+        """Raise when ``run`` lacks trials stored of it: a re-ingest must not lose any.
+        Checked in the ingest's transaction, so a concurrent ingest cannot slip between."""
+        stored = {
+            r[0]
+            for r in con.execute(
+                "SELECT trial_id FROM trials WHERE run_id = ?", [run.run_id]
+            ).fetchall()
+        }
+        missing = sorted(stored - {r.trial_id for r in run.records})
+        if not missing:
+            return
+        shown = ", ".join(missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
+        torn = torn_note(run.path, run.torn)
+        raise FewerTrialsError(
+            f"{run.path} has {len(run.records)} trials of run {run.run_id}, but the results "
+            f"database {self.path} holds {len(stored)}: ingesting it would drop {shown}. "
+            f"{torn + ' ' if torn else ''}Nothing was changed. Ingest the complete run "
+            "directory, or give --replace to keep only the trials it has."
+        )
 
     def ingest_trial(
         self,
@@ -384,8 +430,6 @@ class DuckDBStore(Store):
             return QueryResult([d[0] for d in cur.description], cur.fetchall())
 
     def runs(self) -> list[RunRow]:
-        if not self.path.exists():
-            return []
         result = self.query(
             "SELECT run_id, created_at, scenario_name, path, trials, ingested_at, verdict "
             "FROM runs ORDER BY created_at NULLS LAST, run_id"

@@ -2,8 +2,9 @@
 
 One figure per measured field the run reports (``history-<field>.png``): a panel per
 model/quant and task, a line per context length, the stored runs on the x axis (oldest
-first) with each run's median and its IQR as a bar, change points marked, and the reported
-run as a dashed line where the store holds it.
+first, labelled by date or id) with each run's median and its IQR as a bar, change points
+marked (a triangle pointing the way the level went; hollow while provisional), and the
+reported run as a dashed line where the store holds it. Runs marked rejected are left out.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import devicelab
 from devicelab import RunData
 
-from .history import CellHistory, history
+from .history import CONFIRM_RUNS, MAX_PVALUE, WINDOW, CellHistory, change_note, history
 from .store import Store
 
 # Change points named under a figure; more are drawn but not listed.
@@ -48,14 +49,18 @@ def history_figures(store: Store, run: RunData) -> list[devicelab.ReportFigure]:
         if not field.per_trial or all(r.value(field.name) is None for r in run.measured):
             continue
         found = history(store, field.name, key, only=cells)
-        if not found:
+        if not found.cells:
             continue
-        png, named = _draw(found, key, field, run_id)
+        png, named = _draw(found.cells, key, field, run_id)
         note = (
             f"Median {field.label} per stored run of each cell of this run (bars: IQR), oldest "
-            "to newest; a triangle marks the first run after a change point (Apache Otava, "
-            "p < 0.001); the dashed line is this run."
+            "to newest; a triangle marks the first run after a change point, pointing the way "
+            f"the level went (Apache Otava, p < {MAX_PVALUE:g} per window of {WINDOW} runs; "
+            f"hollow: provisional, fewer than {CONFIRM_RUNS} runs after it); the dashed line "
+            "is this run."
         )
+        if found.left_out:
+            note += f" {len(found.left_out)} runs marked rejected are left out."
         if named:
             note += " Change points: " + "; ".join(named[:MAX_NAMED])
             note += f" (and {len(named) - MAX_NAMED} more)." if len(named) > MAX_NAMED else "."
@@ -84,12 +89,20 @@ def _draw(
         key=lambda kv: (kv[1], kv[0]),
     )
     x_of = {rid: i for i, (rid, _) in enumerate(order)}
+    # A run by its date where it has one (a day's runs share it: then by id), else its id.
+    dates = [created[:10] for _, created in order]
+    ticks = [
+        dates[i] if dates[i] and dates.count(dates[i]) == 1 else rid
+        for i, (rid, _) in enumerate(order)
+    ]
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.0 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.2 * rows), squeeze=False)
     named = []
     ordered = sorted(panels.items(), key=lambda kv: _order(kv[0]))
     for ax, (panel, cells) in zip(axes.flat, ordered, strict=False):
+        # An empty key (no variant) is left out of the title, not shown as "a//b".
+        title = "/".join(str(v) for v in panel if v not in ("", None))
         for cell in sorted(cells, key=lambda c: _order(c.cell)):
             values = dict(zip(key, cell.cell, strict=True))
             xs = [x_of[p.run_id] for p in cell.points]
@@ -97,15 +110,17 @@ def _draw(
             err = [[p.median - p.q1 for p in cell.points], [p.q3 - p.median for p in cell.points]]
             label = f"L={values.get(line_key)}"
             lines = ax.errorbar(xs, med, yerr=err, marker="o", ms=3, lw=1, capsize=2, label=label)
+            color = lines[0].get_color()
             for p in cell.points:
                 if p.change:
-                    ax.plot(x_of[p.run_id], p.median, "v", ms=9, color=lines[0].get_color())
-                    title = "/".join(str(v) for v in panel)
-                    named.append(f"{title} {label} at {p.run_id}: {p.change}")
+                    marker = "^" if (p.step or 0) > 0 else "v"
+                    face = "none" if p.to_confirm else color
+                    ax.plot(x_of[p.run_id], p.median, marker, ms=9, color=color, mfc=face)
+                    named.append(f"{title} {label} at {p.run_id}: {change_note(p)}")
         if run_id in x_of:
             ax.axvline(x_of[run_id], ls="--", color="gray", lw=1)
-        ax.set_title("/".join(str(v) for v in panel), fontsize=8)
-        ax.set_xlabel("stored run (oldest first)")
+        ax.set_title(title, fontsize=8)
+        _run_axis(ax, ticks)
         ax.set_ylabel(field.title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
@@ -113,6 +128,17 @@ def _draw(
         ax.set_visible(False)
     fig.tight_layout()
     return _png(plt, fig), named
+
+
+def _run_axis(ax: Any, ticks: list[str]) -> None:
+    """Whole runs on the x axis, a few of them labelled."""
+    from matplotlib.ticker import FixedLocator
+
+    step = max(1, -(-len(ticks) // 6))
+    at = list(range(0, len(ticks), step))
+    ax.xaxis.set_major_locator(FixedLocator(at))
+    ax.set_xticklabels([ticks[i] for i in at], rotation=30, ha="right", fontsize=6)
+    ax.set_xlabel("stored run (oldest first)")
 
 
 def _order(values: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:

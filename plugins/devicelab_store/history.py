@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +18,15 @@ from devicelab import UsageError
 from .duck import record_columns
 from .store import Store
 
-# Otava's default: a change must be this unlikely under "no change" (t-test over the two
-# sides) to be reported; a flat noisy series then shows none.
+# Otava's defaults: E-divisive looks at the series in windows of WINDOW runs, and a change
+# must be this unlikely under "no change" (t-test over the two sides) to be reported.
+WINDOW = 50
 MAX_PVALUE = 0.001
+# A change point with fewer runs than this after it is provisional. Measured on seeded
+# series at 2 % noise (bench/store_changepoints.py): a real -10 % step is found from its
+# first run on, but so is one 10 % low run (in 90 % of series as the last run, 43 % as the
+# second last, 12 % still as the fifth last); five runs on, a real step shows in every series.
+CONFIRM_RUNS = 5
 # Run meta that differs between every two runs, so it never explains a change.
 _ALWAYS_DIFFERENT = {"run_id", "created_at"}
 
@@ -34,13 +40,41 @@ class RunPoint:
     median: float
     q1: float
     q3: float
+    verdict: str | None = None
     change: str | None = None  # set on the first run after a change point
+    step: float | None = None  # there: the change of level, as a share (-0.1: 10 % lower)
+    to_confirm: int = 0  # for a provisional change point: the runs that would confirm it
 
 
 @dataclass
 class CellHistory:
     cell: tuple[Any, ...]
     points: list[RunPoint] = field(default_factory=list)
+
+
+@dataclass
+class History:
+    cells: list[CellHistory]
+    left_out: list[str]  # the ids of runs the verdict asked for left out (rejected ones)
+
+
+# --verdict: which runs a history shows. Rejected runs (a hot phone, a broken build) would
+# otherwise move the change points.
+VERDICTS: dict[str, Callable[[str | None], bool]] = {
+    "not-rejected": lambda v: v != "rejected",
+    "accepted": lambda v: v == "accepted",
+    "all": lambda v: True,
+}
+
+
+def change_note(point: RunPoint) -> str:
+    """A change point in words, provisional ones saying how many runs would confirm them."""
+    if point.change is None:
+        return ""
+    if not point.to_confirm:
+        return point.change
+    runs = "run" if point.to_confirm == 1 else "runs"
+    return f"provisional ({point.to_confirm} more {runs} would confirm it): {point.change}"
 
 
 def metric_sql(metric: str) -> str:
@@ -58,8 +92,26 @@ def metric_sql(metric: str) -> str:
     )
 
 
-def change_points(values: list[float]) -> list[int]:
-    """Indices where a new level starts in ``values`` (none in a flat series)."""
+@dataclass(frozen=True)
+class ChangePoint:
+    index: int  # the first run of the new level
+    to_confirm: int = 0  # more runs that would confirm it (0: confirmed)
+
+    @property
+    def provisional(self) -> bool:
+        return self.to_confirm > 0
+
+
+def max_pvalue(runs: int) -> float:
+    """The threshold for a series of ``runs``: each window of a long series is one more
+    chance of a false split, so the threshold is shared among the windows (Bonferroni);
+    a flat series then shows as few false points over 1,000 runs as over 60."""
+    return MAX_PVALUE * min(1.0, WINDOW / runs)
+
+
+def change_points(values: list[float]) -> list[ChangePoint]:
+    """Where a new level starts in ``values`` (none in a flat series), oldest first; those
+    fewer than :data:`CONFIRM_RUNS` from the end are provisional."""
     if len(values) < 4:
         return []  # too short for the significance test to say anything
     try:
@@ -68,21 +120,43 @@ def change_points(values: list[float]) -> list[int]:
         raise devicelab.MissingDependencyError(
             "change points need Apache Otava: pip install 'devicelab[history]'"
         ) from None
-    found, _ = compute_change_points(values, window_len=50, max_pvalue=MAX_PVALUE)
-    return sorted(int(cp.index) for cp in found)
+    found, _ = compute_change_points(values, window_len=WINDOW, max_pvalue=max_pvalue(len(values)))
+    return [
+        ChangePoint(i, max(0, CONFIRM_RUNS - (len(values) - i)))
+        for i in sorted(int(cp.index) for cp in found)
+    ]
 
 
-def what_changed(before: dict[str, Any], after: dict[str, Any]) -> str:
+def what_changed(before: dict[str, Any], after: dict[str, Any], limit: int = 4) -> str:
+    """What differs in run.json between two runs: engine options first (``threads: 2 -> 1``),
+    then the run's own keys, then the builds, model files and hosts field by field; at most
+    ``limit`` of them, and how many more."""
     keys = sorted((set(before) | set(after)) - _ALWAYS_DIFFERENT - {"provenance"})
-    diffs = [
-        f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in keys if before.get(k) != after.get(k)
-    ]
-    # The builds, model files and hosts, field by field (not two whole nested tables).
+    options, rest = [], []
+    for k, a, b in devicelab.provenance_differences(before, after):
+        _, sep, option = k.partition(".options.")
+        if sep and k.startswith("models."):
+            options.append(f"{option}: {_short(a)} -> {_short(b)}")
+        else:
+            rest.append(f"provenance.{k}: {_short(a)} -> {_short(b)}")
+    diffs = list(dict.fromkeys(options))  # the same option of two models, named once
     diffs += [
-        f"provenance.{k}: {a!r} -> {b!r}"
-        for k, a, b in devicelab.provenance_differences(before, after)
+        f"{k}: {_short(before.get(k))} -> {_short(after.get(k))}"
+        for k in keys
+        if before.get(k) != after.get(k)
     ]
-    return "; ".join(diffs) if diffs else "nothing in run meta"
+    diffs += rest
+    if not diffs:
+        return "nothing in run meta"
+    more = f"; and {len(diffs) - limit} more in run.json" if len(diffs) > limit else ""
+    return "; ".join(diffs[:limit]) + more
+
+
+def _short(value: Any) -> str:
+    """A value as a label shows it: a long hex digest by its first 12 digits."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{20,}", value):
+        return repr(value[:12] + "…")
+    return repr(value)
 
 
 def history(
@@ -92,15 +166,20 @@ def history(
     since: str | None = None,
     where: str | None = None,
     only: Collection[tuple[Any, ...]] | None = None,
-) -> list[CellHistory]:
+    verdict: str = "not-rejected",
+) -> History:
     """Per cell (the ``by`` columns), the runs' median and IQR of ``metric`` and the change
-    points; ``only``: just these cells (the change points of no other are computed)."""
+    points; ``only``: just these cells (the change points of no other are computed);
+    ``verdict``: which runs count (a key of :data:`VERDICTS`; by default all but rejected)."""
     columns = record_columns()
     unknown = [b for b in by if b not in columns]
     if unknown:
         raise UsageError(
             f"--by {','.join(unknown)} is not a trial column. Use some of: {', '.join(columns)}."
         )
+    if verdict not in VERDICTS:
+        raise UsageError(f"--verdict is one of {', '.join(VERDICTS)}, not {verdict!r}.")
+    keep = VERDICTS[verdict]
     value = metric_sql(metric)
     cell = ", ".join(f't."{b}"' for b in by)
     conds = ["t.status = 'ok'", "NOT t.warmup", f"{value} IS NOT NULL"]
@@ -112,28 +191,37 @@ def history(
         conds.append(f"({where})")
     sql = (
         f"SELECT {cell + ',' if cell else ''} r.run_id, any_value(r.created_at) AS run_at, "
-        f"any_value(r.meta), count(*), quantile_cont({value}, [0.25, 0.5, 0.75]) "
+        f"any_value(r.meta), any_value(r.verdict), count(*), "
+        f"quantile_cont({value}, [0.25, 0.5, 0.75]) "
         f"FROM trials t JOIN runs r USING (run_id) WHERE {' AND '.join(conds)} "
         f"GROUP BY ALL ORDER BY {cell + ',' if cell else ''} run_at NULLS FIRST, r.run_id"
     )
     rows = store.query(sql, params).rows
     cells: dict[tuple[Any, ...], CellHistory] = {}
+    left_out: dict[str, None] = {}
     for row in rows:
         key = tuple(row[: len(by)])
-        run_id, created_at, meta, n, (q1, median, q3) = row[len(by) :]
-        point = RunPoint(run_id, created_at, json.loads(meta), n, median, q1, q3)
-        if only is None or key in only:
-            cells.setdefault(key, CellHistory(key)).points.append(point)
+        run_id, created_at, meta, run_verdict, n, (q1, median, q3) = row[len(by) :]
+        if only is not None and key not in only:
+            continue
+        if not keep(run_verdict):
+            left_out[run_id] = None
+            continue
+        point = RunPoint(run_id, created_at, json.loads(meta), n, median, q1, q3, run_verdict)
+        cells.setdefault(key, CellHistory(key)).points.append(point)
     for hist in cells.values():
         medians = [p.median for p in hist.points]
-        cuts = change_points(medians)
-        bounds = [0, *cuts, len(medians)]
-        for k, i in enumerate(cuts):
+        found = change_points(medians)
+        bounds = [0, *(c.index for c in found), len(medians)]
+        for k, cp in enumerate(found):
+            i = cp.index
             # The step is told as the change of level between the segments either side (one
             # run's noise would blur a step read off the two runs next to it).
             before = statistics.fmean(medians[bounds[k] : i])
             after = statistics.fmean(medians[i : bounds[k + 2]])
             change = (after - before) / before if before else 0.0
             meta_change = what_changed(hist.points[i - 1].meta, hist.points[i].meta)
-            hist.points[i].change = f"{change:+.1%} ({meta_change})"
-    return list(cells.values())
+            point = hist.points[i]
+            point.change, point.step = f"{change:+.1%} ({meta_change})", change
+            point.to_confirm = cp.to_confirm
+    return History(list(cells.values()), list(left_out))

@@ -48,33 +48,38 @@ class LoadedRun:
     meta: dict[str, Any]
     records: list[TrialRecord]
     telemetry: dict[str, TelemetrySummary]
+    # Files of the run that end in a torn line: name -> that line's number.
+    torn: dict[str, int] = field(default_factory=dict)
 
 
-def read_jsonl(file: Path) -> Iterator[dict[str, Any]]:
-    """Whole lines only: a run still being written (or killed) may end in a torn line."""
-    if not file.exists():
-        return
-    with file.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.endswith("\n"):
-                break
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RunDirError(
-                    f"{file}:{number} is not JSON ({exc.msg}). Fix or delete that line."
-                ) from None
+class JsonLines:
+    """The whole JSON lines of a file, read as iterated. A run still being written (or
+    killed) may end in a torn line: it is skipped, and :attr:`torn` is its line number."""
 
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.torn: int | None = None
 
-def summarise_telemetry(file: Path) -> dict[str, TelemetrySummary]:
-    """trial_id -> sample count and min/max/mean of every numeric key of its samples."""
-    return summarise_samples(read_jsonl(file))
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if not self.file.exists():
+            return
+        with self.file.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.endswith("\n"):
+                    self.torn = number
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise RunDirError(
+                        f"{self.file}:{number} is not JSON ({exc.msg}). Fix or delete that line."
+                    ) from None
 
 
 def summarise_samples(samples: Iterable[dict[str, Any]]) -> dict[str, TelemetrySummary]:
-    """As :func:`summarise_telemetry`, for samples in hand (a trial just written)."""
+    """trial_id -> sample count and min/max/mean of every numeric key of its samples."""
     # Values are gathered into lists and summed by the builtins: a run has tens of thousands
     # of samples, and a method call per value was most of the time an ingest took.
     counts: dict[str, int] = {}
@@ -130,7 +135,8 @@ def load_run_dir(path: Path) -> LoadedRun:
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise RunDirError(f"{meta_file} is not JSON ({exc.msg}). Fix or delete it.") from None
-    records = [TrialRecord.from_json(r) for r in read_jsonl(trials_file)]
+    trial_lines = JsonLines(trials_file)
+    records = [TrialRecord.from_json(r) for r in trial_lines]
     run_ids = {r.identity.run_id for r in records}
     run_id = meta.get("run_id")
     if not isinstance(run_id, str) or not run_id:
@@ -151,4 +157,18 @@ def load_run_dir(path: Path) -> LoadedRun:
     for rec in records:
         last.pop(rec.trial_id, None)
         last[rec.trial_id] = rec
-    return LoadedRun(path, run_id, meta, list(last.values()), summarise_telemetry(path / TELEMETRY))
+    samples = JsonLines(path / TELEMETRY)
+    telemetry = summarise_samples(samples)
+    torn = {f.file.name: f.torn for f in (trial_lines, samples) if f.torn is not None}
+    return LoadedRun(path, run_id, meta, list(last.values()), telemetry, torn)
+
+
+def torn_note(run_dir: Path, torn: dict[str, int]) -> str:
+    """The torn last lines of a run, in words ("" when none)."""
+    lines = " and ".join(f"{run_dir / name} line {n}" for name, n in sorted(torn.items()))
+    if not lines:
+        return ""
+    return (
+        f"{lines} {'is' if len(torn) == 1 else 'are'} torn (no end of line), so left out: the "
+        "run may still be running, or the file was cut."
+    )

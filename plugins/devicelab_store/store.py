@@ -7,11 +7,11 @@ The DuckDB file store (:mod:`.duck`) is the built-in one; :mod:`.factory` picks 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devicelab import TrialRecord
+from devicelab import TrialRecord, UsageError
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,16 @@ class IngestResult:
     run_id: str
     trials: int
     replaced: bool  # the run was in the store already and its rows were replaced
+    # Files of the run that ended in a torn line (name -> line number), left out.
+    torn: dict[str, int] = field(default_factory=dict)
+
+
+class NoDatabaseError(UsageError):
+    """The database asked for does not exist (and was not to be made)."""
+
+
+class FewerTrialsError(UsageError):
+    """A re-ingest that would drop trials the store holds of that run (not asked to)."""
 
 
 @dataclass(frozen=True)
@@ -44,8 +54,11 @@ class Store(ABC):
     """A results database. Ingesting a run twice leaves the same rows as ingesting it once."""
 
     @abstractmethod
-    def ingest(self, run_dir: Path) -> IngestResult:
-        """Load one run directory; replaces what an earlier ingest of the same run left."""
+    def ingest(self, run_dir: Path, *, replace: bool = False) -> IngestResult:
+        """Load one run directory; replaces what an earlier ingest of the same run left.
+        A run directory that lacks trials the store holds of that run (a copy cut short, a
+        torn last line) raises :class:`FewerTrialsError` and changes nothing, unless
+        ``replace``: then the store keeps exactly what the directory has."""
 
     def ingest_trial(
         self,
@@ -70,7 +83,8 @@ class Store(ABC):
 
     @abstractmethod
     def runs(self) -> list[RunRow]:
-        """The stored runs, oldest first."""
+        """The stored runs, oldest first; raises :class:`NoDatabaseError` when there is no
+        database to read."""
 
     @abstractmethod
     def close(self) -> None:

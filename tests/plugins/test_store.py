@@ -4,12 +4,14 @@ the db commands, `run --db`, baselines for gates and `report --history`."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import multiprocessing
 import random
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -289,17 +291,174 @@ def test_cli_query_without_database(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not (tmp_path / "no.duckdb").exists()
 
 
+def _one_paragraph_exit_2(code: int, err: str) -> str:
+    """The error a user sees: exit 2, one paragraph, no traceback."""
+    assert code == 2, err
+    assert "Traceback" not in err and "\n\n" not in err.strip()
+    return " ".join(err.split())
+
+
+def _cut_copy(tmp_path: Path, name: str) -> Path:
+    """A copy of the baseline run whose trials.jsonl stops in the middle of its last line."""
+    run = tmp_path / name
+    shutil.copytree(GATES / "baseline", run)
+    text = (run / "trials.jsonl").read_text()
+    (run / "trials.jsonl").write_text(text[: len(text) - 40])
+    return run
+
+
+def test_a_torn_last_line_is_reported_and_never_replaces_stored_trials(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cut = _cut_copy(tmp_path, "cut")
+    whole = len(_records("baseline"))
+    fresh = str(tmp_path / "fresh.duckdb")
+    assert run_cli(["db", "ingest", str(cut), "--db", fresh]) == 0
+    out, err = capsys.readouterr()
+    assert f"added run gates-baseline: {whole - 1} trials" in out
+    err = " ".join(err.split())
+    assert f"{cut / 'trials.jsonl'} line {whole} is torn" in err
+    assert "may still be running, or the file was cut" in err
+    # Over the complete stored run, the shorter copy is refused and nothing changes.
+    db = str(tmp_path / "lab.duckdb")
+    assert run_cli(["db", "ingest", str(GATES / "baseline"), "--db", db]) == 0
+    capsys.readouterr()
+    msg = _one_paragraph_exit_2(
+        run_cli(["db", "ingest", str(cut), "--db", db]), capsys.readouterr().err
+    )
+    assert f"has {whole - 1} trials of run gates-baseline" in msg and f"holds {whole}" in msg
+    assert f"line {whole} is torn" in msg and "Nothing was changed" in msg and "--replace" in msg
+    assert _counts(Path(db)) == {"gates-baseline": whole}
+    # Asked to, it keeps exactly what the directory has.
+    assert run_cli(["db", "ingest", str(cut), "--db", db, "--replace"]) == 0
+    assert _counts(Path(db)) == {"gates-baseline": whole - 1}
+    with open_store(db) as store:
+        assert [r.trials for r in store.runs()] == [whole - 1]
+    # A complete copy over a shorter stored run is an ordinary re-ingest.
+    assert run_cli(["db", "ingest", str(GATES / "baseline"), "--db", db]) == 0
+    assert _counts(Path(db)) == {"gates-baseline": whole}
+
+
+def test_a_database_folder_that_cannot_be_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = run_cli(["db", "ingest", str(GATES / "baseline"), "--db", str(blocker / "lab.duckdb")])
+    msg = _one_paragraph_exit_2(code, capsys.readouterr().err)
+    assert f"cannot make the folder {blocker}" in msg and "--db" in msg
+
+
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_a_damaged_database_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    db = tmp_path / "lab.duckdb"
+    open_store(db).ingest(GATES / "baseline")
+    data = bytearray(db.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data[4096:12288] = b"\xab" * 8192
+    db.write_bytes(bytes(data))
+    code = run_cli(["db", "ingest", str(GATES / "slower10"), "--db", str(db)])
+    msg = _one_paragraph_exit_2(code, capsys.readouterr().err)
+    assert f"the results database {db} cannot be used" in msg
+    assert "damaged" in msg and f"Not ingested: {GATES / 'slower10'}" in msg
+
+
+def test_runs_of_a_missing_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = run_cli(["db", "runs", "--db", str(tmp_path / "no.duckdb")])
+    assert "no results database at" in _one_paragraph_exit_2(code, capsys.readouterr().err)
+    assert not (tmp_path / "no.duckdb").exists()
+
+
+def test_ingest_names_the_run_it_could_not_take_and_takes_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    db = str(tmp_path / "lab.duckdb")
+    a, b = str(GATES / "baseline"), str(GATES / "slower10")
+    msg = _one_paragraph_exit_2(
+        run_cli(["db", "ingest", a, str(bad), b, "--db", db]), capsys.readouterr().err
+    )
+    assert f"{bad} was not ingested: {bad} has no trials.jsonl" in msg
+    assert f"Ingested: {a}, {b}." in msg
+    assert set(_counts(Path(db))) == {"gates-baseline", "gates-slower10"}
+
+
+def test_db_runs_keeps_run_ids_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    long_id = "nightly-2026-12-07T03-00-00-long-context-q4_0-abcdef"
+    run = _derive(tmp_path, "baseline", long_id, "2026-12-07T03:00:00+00:00")
+    db = str(tmp_path / "lab.duckdb")
+    assert run_cli(["db", "ingest", str(run), "--db", db]) == 0
+    capsys.readouterr()
+    assert run_cli(["db", "runs", "--db", db]) == 0
+    assert long_id in capsys.readouterr().out
+
+
 # --- history and change points ------------------------------------------------------------
 
 
-def test_a_known_step_is_found_and_a_flat_series_has_none() -> None:
-    from devicelab_store.history import change_points
+def _scores() -> Any:
+    """bench/store_changepoints.py: the seeded synthetic series the bench scores."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "store_changepoints.py"
+    spec = importlib.util.spec_from_file_location("store_changepoints", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # Its dataclasses look their module up by name while they are made.
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return module
 
+
+def test_false_change_points_do_not_grow_with_history_length() -> None:
+    bench = _scores()
+    kinds = {k.name: k for k in bench.KINDS}
+    for name in ("flat60", "flat1000"):
+        score = bench.score(kinds[name])
+        assert score.series == 20 and score.false <= 0.1, score
+    # Two real steps in 1,000 runs: both found, and little else.
+    two = bench.score(kinds["two1000"])
+    assert two.recall >= 0.9 and two.precision >= 0.9, two
+
+
+def test_a_step_is_found_at_60_runs() -> None:
+    bench = _scores()
+    for kind in bench.KINDS:
+        if kind.runs == 60 and kind.steps:
+            score = bench.score(kind)
+            assert score.recall >= 0.9 and score.precision >= 0.9, score
+
+
+def test_one_low_last_run_is_provisional_not_a_change() -> None:
+    from devicelab_store.history import CONFIRM_RUNS, change_points
+
+    bench = _scores()
+    (last,) = [k for k in bench.KINDS if k.last_low]
+    score = bench.score(last)
+    assert score.false <= 0.1 and score.provisional >= 0.8, score
+    # A real step is provisional until CONFIRM_RUNS runs follow it, then confirmed.
     rng = random.Random(7)
-    step = [100 + rng.gauss(0, 2) for _ in range(15)] + [90 + rng.gauss(0, 2) for _ in range(15)]
-    flat = [100 + rng.gauss(0, 2) for _ in range(30)]
-    assert change_points(step) == [15]
-    assert change_points(flat) == []
+    for after in range(1, CONFIRM_RUNS + 2):
+        values = [100 + rng.gauss(0, 2) for _ in range(30)] + [
+            90 + rng.gauss(0, 2) for _ in range(after)
+        ]
+        (found,) = change_points(values)
+        assert found.index == 30 and found.to_confirm == max(0, CONFIRM_RUNS - after)
+    assert change_points([100 + rng.gauss(0, 2) for _ in range(30)]) == []
+
+
+def _history_db(root: Path, builds: list[str], speed: list[float]) -> tuple[list[Path], str]:
+    """Nightly runs of the ``builds``, ``otps`` scaled by ``speed``, ingested into a database."""
+    dirs = _write_history(root, builds, speed)
+    db = str(root / "lab.duckdb")
+    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    return dirs, db
 
 
 def _write_history(root: Path, builds: list[str], speed: list[float]) -> list[Path]:
@@ -331,9 +490,7 @@ def test_history_names_what_changed_at_a_change_point(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     builds = ["b4120"] * 8 + ["b4188"] * 8
-    dirs = _write_history(tmp_path, builds, [1.0] * 8 + [0.8] * 8)
-    db = str(tmp_path / "lab.duckdb")
-    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    _, db = _history_db(tmp_path, builds, [1.0] * 8 + [0.8] * 8)
     capsys.readouterr()
     assert run_cli(["history", "otps", "--by", "task", "--db", db, "--json"]) == 0
     cells = {c["cell"]["task"]: c["runs"] for c in json.loads(capsys.readouterr().out)}
@@ -363,10 +520,97 @@ def test_what_changed_names_provenance_fields_one_by_one() -> None:
     assert what_changed(meta("a1"), meta("a1")) == "nothing in run meta"
 
 
+def _with_options(run_id: str, options: dict[str, Any]) -> dict[str, Any]:
+    load = {"model": {"name": "smollm2", "quant": "q4_0"}, "options": options}
+    prov = {"devicelab": {"git": {"commit": run_id}}, "loads": {run_id: load}}
+    return {"run_id": run_id, "fingerprint": run_id, "provenance": prov}
+
+
+def test_what_changed_names_the_engine_options_first() -> None:
+    from devicelab_store.history import what_changed
+
+    before = _with_options("a1", {"threads": 2, "n_ctx": 2048})
+    after = _with_options("b2", {"threads": 1, "n_ctx": 2048})
+    text = what_changed(before, after)
+    assert text.startswith("threads: 2 -> 1; fingerprint: 'a1' -> 'b2'")
+    assert "provenance.devicelab.git.commit: 'a1' -> 'b2'" in text
+    many = {"run_id": "x", **{f"k{i}": i for i in range(6)}}
+    assert what_changed({"run_id": "w"}, many).endswith("; and 2 more in run.json")
+
+
+@pytest.mark.usefixtures("words_installed")
+def test_each_load_records_its_resolved_options(
+    tmp_path: Path, words_scenario: Callable[..., Path]
+) -> None:
+    from devicelab_store.history import what_changed
+
+    path = words_scenario(reps=1, warmup=0, kinds='["QA"]')
+    metas = []
+    for name, extra in [("a", ""), ("b", "[models.options]\nn_ctx = 2048\n")]:
+        path.write_text(path.read_text().replace("[tasks]", extra + "\n[tasks]", 1))
+        out = tmp_path / name
+        assert run_cli(["run", str(path), "--out", str(out)]) == 0
+        metas.append(json.loads((out / "run.json").read_text()))
+        path.write_text(path.read_text().replace(extra, "", 1))
+    (load,) = metas[0]["provenance"]["loads"].values()
+    assert load["options"] == {"n_ctx": 4096, "delay_s": 0.0}  # defaults filled in
+    text = what_changed(*metas)
+    assert text.startswith("n_ctx: 4096 -> 2048")
+    # A digest is named by its first 12 digits, not 64.
+    assert re.search(r"provenance.scenario.sha256: '[0-9a-f]{12}…' -> '[0-9a-f]{12}…'", text)
+
+
+def test_history_leaves_rejected_runs_out_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dirs, db = _history_db(tmp_path, ["b1"] * 10 + ["b2"] * 6, [1.0] * 10 + [0.8] * 6)
+    slow = [d.name for d in dirs[10:]]
+    assert run_cli(["db", "reject", *slow, "--db", db]) == 0
+    capsys.readouterr()
+
+    def changes(*args: str) -> tuple[list[str], set[str], str]:
+        assert run_cli(["history", "otps", "--by", "task", "--db", db, "--json", *args]) == 0
+        out, err = capsys.readouterr()
+        (qa,) = [c["runs"] for c in json.loads(out) if c["cell"]["task"] == "QA"]
+        return [r["run_id"] for r in qa if r["change"]], {r["run_id"] for r in qa}, err
+
+    found, shown, err = changes()
+    assert found == [] and shown == {d.name for d in dirs[:10]}
+    assert f"6 runs marked rejected left out ({', '.join(slow)}); --verdict all" in err
+    found, shown, err = changes("--verdict", "all")
+    assert found == ["nightly-10"] and len(shown) == 16 and "left out" not in err
+    # The report's figures leave them out too, and say so.
+    report = tmp_path / "report"
+    assert run_cli(["report", str(dirs[9]), "--out", str(report), "--history", "--db", db]) == 0
+    html = (report / "report.html").read_text()
+    otps_note = html.split("History: OTPS over runs")[1].split("<h2>")[0]
+    assert "6 runs marked rejected are left out" in otps_note and "Change points" not in otps_note
+    assert run_cli(["db", "accept", "nightly-00", "nightly-01", "--db", db]) == 0
+    capsys.readouterr()
+    found, shown, err = changes("--verdict", "accepted")
+    assert shown == {"nightly-00", "nightly-01"} and "14 runs not marked accepted" in err
+
+
+def test_a_change_in_the_last_runs_is_provisional(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dirs, db = _history_db(tmp_path, ["b1"] * 12 + ["b2"] * 2, [1.0] * 12 + [0.8] * 2)
+    capsys.readouterr()
+    assert run_cli(["history", "otps", "--by", "task", "--db", db, "--json"]) == 0
+    for cell in json.loads(capsys.readouterr().out):
+        (point,) = [r for r in cell["runs"] if r["change"]]
+        assert (point["run_id"], point["to_confirm"]) == ("nightly-12", 3)
+    assert run_cli(["history", "otps", "--by", "task", "--db", db]) == 0
+    out = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "provisional (3 more runs would confirm it)" in out
+    report = tmp_path / "report"
+    assert run_cli(["report", str(dirs[-1]), "--out", str(report), "--history", "--db", db]) == 0
+    html = (report / "report.html").read_text()
+    assert "at nightly-12: provisional (3 more runs would confirm it)" in html
+
+
 def test_history_where_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    dirs = _write_history(tmp_path, ["b1"] * 5, [1.0] * 5)
-    db = str(tmp_path / "lab.duckdb")
-    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    _, db = _history_db(tmp_path, ["b1"] * 5, [1.0] * 5)
     capsys.readouterr()
     assert run_cli(["history", "otps", "--by", "task", "--where", "t.task = 'QA'", "--db", db]) == 0
     out = capsys.readouterr().out
@@ -487,7 +731,7 @@ def _derive(root: Path, source: str, run_id: str, created: str, **change: Any) -
     speed = change.get("speed", 1.0)
     d = root / run_id
     d.mkdir()
-    meta = json.loads((GATES / source / "run.json").read_text())
+    meta = {**json.loads((GATES / source / "run.json").read_text()), **change.get("meta", {})}
     (d / "run.json").write_text(json.dumps({**meta, "run_id": run_id, "created_at": created}))
     recs = []
     for r in _records(source):
@@ -540,8 +784,15 @@ def test_accept_and_reject(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     with open_store(db) as store:
         assert store.query("SELECT verdict FROM runs WHERE run_id='bad'").rows == [("accepted",)]
     capsys.readouterr()
-    assert run_cli(["db", "reject", "nope", "--db", str(db)]) == 2
-    assert "no stored run 'nope'" in capsys.readouterr().err
+    msg = _one_paragraph_exit_2(
+        run_cli(["db", "reject", "nope", "--db", str(db)]), capsys.readouterr().err
+    )
+    assert "no stored run 'nope'" in msg and "nothing was marked" in msg
+    code = run_cli(["db", "accept", "nope", "new", "--db", str(db)])
+    out, err = capsys.readouterr()
+    assert "accepted run new" in out
+    assert "no stored run 'nope'" in _one_paragraph_exit_2(code, err)
+    assert "marked accepted: new" in " ".join(err.split())
 
 
 def test_baseline_is_the_last_accepted_runs_of_the_same_device_and_cell(tmp_path: Path) -> None:
@@ -591,6 +842,27 @@ def test_gate_against_the_database(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "give only the CANDIDATE" in capsys.readouterr().err
 
 
+def test_the_gate_reads_the_provenance_of_the_stored_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "lab.duckdb")
+    at = "2026-11-0{}T00:00:00+00:00"
+    runs = [
+        _derive(tmp_path, "baseline", f"acc{i}", at.format(i), meta=_with_options(f"c{i}", {}))
+        for i in (1, 2)
+    ]
+    cand = _derive(tmp_path, "unchanged", "cand", at.format(3), meta=_with_options("c3", {}))
+    assert run_cli(["db", "ingest", *map(str, runs), "--db", db]) == 0
+    assert run_cli(["db", "accept", "acc1", "acc2", "--db", db]) == 0
+    capsys.readouterr()
+    gate = ["gate", "--baseline-from-db", "--db", db, "--fail", "otps:median:5%", str(cand)]
+    assert run_cli(gate) == 0
+    out = capsys.readouterr().err
+    assert "has none" not in out
+    # Compared with the newest accepted run's builds.
+    assert "devicelab.git.commit: c2 -> c3" in out
+
+
 def test_pytest_gates_against_the_database(tmp_path: Path, pytester: pytest.Pytester) -> None:
     db, runs = _lab(tmp_path)
     args = ["--devicelab-baseline-from-db", "--devicelab-db", str(db), "--devicelab-last", "2"]
@@ -612,9 +884,7 @@ def test_report_history_adds_the_figures(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     builds = ["b4120"] * 8 + ["b4188"] * 8
-    dirs = _write_history(tmp_path, builds, [1.0] * 8 + [0.8] * 8)
-    db = str(tmp_path / "lab.duckdb")
-    assert run_cli(["db", "ingest", *map(str, dirs), "--db", db]) == 0
+    dirs, db = _history_db(tmp_path, builds, [1.0] * 8 + [0.8] * 8)
     out = tmp_path / "report"
     assert run_cli(["report", str(dirs[-1]), "--out", str(out), "--history", "--db", db]) == 0
     html = (out / "report.html").read_text()
@@ -628,6 +898,26 @@ def test_report_history_adds_the_figures(
     itps_note = html.split("History: ITPS over runs")[1].split("<h2>")[0]
     assert "Change points" not in itps_note
     # Without --history the report has none of them.
+    assert "Change points" in otps_note and "hollow: provisional" in otps_note
     capsys.readouterr()
     assert run_cli(["report", str(dirs[-1]), "--out", str(tmp_path / "plain")]) == 0
     assert not list((tmp_path / "plain").glob("history-*"))
+
+
+def test_history_figure_axes_name_runs_and_the_way_a_step_went(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from devicelab_store import figures
+
+    dirs, db = _history_db(tmp_path, ["b1"] * 8 + ["b2"] * 8, [0.8] * 8 + [1.0] * 8)
+    drawn: list[Any] = []
+    monkeypatch.setattr(figures, "_png", lambda plt, fig: drawn.append(fig) or b"png")
+    with open_store(db) as store:
+        figures.history_figures(store, devicelab.load_run(dirs[-1]))
+    axes = [ax for ax in drawn[0].axes if ax.get_visible()]
+    assert axes and all("//" not in ax.get_title() and ax.get_title() for ax in axes)
+    labels = [t.get_text() for t in axes[0].get_xticklabels()]
+    assert labels[0] == "2026-11-01" and all(label.startswith("2026-11-") for label in labels)
+    # Only OTPS has a step, and it went up.
+    markers = {line.get_marker() for fig in drawn for ax in fig.axes for line in ax.get_lines()}
+    assert "^" in markers and "v" not in markers
