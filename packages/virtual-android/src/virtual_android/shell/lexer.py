@@ -1,0 +1,247 @@
+"""The shell's lexer: text into words (quoted and unquoted parts) and operators."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class ShellSyntaxError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Part:
+    kind: str  # lit | qlit | var | qvar | arith
+    text: str
+    op: str = ""  # for ${NAME<op>arg}
+    arg: str = ""
+
+
+@dataclass
+class Word:
+    parts: list[Part] = field(default_factory=list)
+
+    def plain(self) -> str | None:
+        """The text if the word is one unquoted literal (keywords, names)."""
+        if len(self.parts) == 1 and self.parts[0].kind == "lit":
+            return self.parts[0].text
+        return None
+
+    def literal_text(self) -> str:
+        return "".join(p.text for p in self.parts if p.kind in ("lit", "qlit"))
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # WORD | OP | REDIR | EOF
+    value: str = ""
+    word: Word | None = None
+    fd: int = -1
+
+
+_SPECIAL_VARS = set("?$#!@*-0123456789")
+BRACED_RE = r"([A-Za-z_][A-Za-z0-9_]*|[?$#!0-9])(?:(:?[-=+?])(.*))?"
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    i = 0
+    n = len(text)
+    word: Word | None = None
+    lit = ""
+
+    def flush_lit() -> None:
+        nonlocal lit
+        if lit:
+            assert word is not None
+            word.parts.append(Part("lit", lit))
+            lit = ""
+
+    def end_word() -> None:
+        nonlocal word
+        flush_lit()
+        if word is not None:
+            tokens.append(Token("WORD", word=word))
+            word = None
+
+    def start_word() -> Word:
+        nonlocal word
+        if word is None:
+            word = Word()
+        return word
+
+    def read_var(pos: int, quoted: bool) -> tuple[Part | None, int]:
+        """Parse after a `$` at text[pos]; returns (part or None for a literal $, new pos)."""
+        kind = "qvar" if quoted else "var"
+        if pos >= n:
+            return None, pos
+        ch = text[pos]
+        if ch == "{":
+            end = text.find("}", pos + 1)
+            if end < 0:
+                raise ShellSyntaxError("missing '}'")
+            inner = text[pos + 1 : end]
+            match = re.fullmatch(BRACED_RE, inner, re.S)
+            if not match:
+                raise ShellSyntaxError(f"${{{inner}}}: bad substitution")
+            return Part(kind, match.group(1), match.group(2) or "", match.group(3) or ""), end + 1
+        if ch == "(":
+            if text.startswith("((", pos) and not quoted:
+                depth = 0
+                j = pos
+                while j < n:
+                    if text[j] == "(":
+                        depth += 1
+                    elif text[j] == ")":
+                        depth -= 1
+                        if depth == 0:
+                            break
+                    j += 1
+                if j >= n or not text.startswith("))", j - 1) or text[j - 1] != ")":
+                    raise ShellSyntaxError("unterminated $((")
+                return Part("arith", text[pos + 2 : j - 1]), j + 1
+            if quoted:
+                return None, pos
+            raise ShellSyntaxError("'$(' unexpected (command substitution is not supported)")
+        if ch in _SPECIAL_VARS:
+            return Part(kind, ch), pos + 1
+        match = NAME_RE.match(text, pos)
+        if match:
+            return Part(kind, match.group(0)), match.end()
+        return None, pos
+
+    while i < n:
+        ch = text[i]
+        if ch in " \t":
+            end_word()
+            i += 1
+            continue
+        if ch == "\\":
+            if i + 1 < n and text[i + 1] == "\n":
+                i += 2
+                continue
+            start_word()
+            flush_lit()
+            if i + 1 < n:
+                assert word is not None
+                word.parts.append(Part("qlit", text[i + 1]))
+                i += 2
+            else:
+                lit += "\\"
+                i += 1
+            continue
+        if ch == "#" and word is None:
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        if ch == "\n":
+            end_word()
+            tokens.append(Token("OP", "\n"))
+            i += 1
+            continue
+        if ch in ";&|()":
+            end_word()
+            two = text[i : i + 2]
+            if two in ("&&", "||", ";;"):
+                if two == ";;":
+                    raise ShellSyntaxError("';;' unexpected")
+                tokens.append(Token("OP", two))
+                i += 2
+            elif two == "&>":
+                j = i + 2
+                append = text.startswith(">", j)
+                if append:
+                    j += 1
+                tokens.append(Token("REDIR", ">>" if append else ">", fd=-2))
+                i = j
+            else:
+                tokens.append(Token("OP", ch))
+                i += 1
+            continue
+        if ch in "<>":
+            fd = -1
+            if word is not None and len(word.parts) == 0 and lit.isdigit():
+                fd = int(lit)
+                lit = ""
+                word = None
+            else:
+                end_word()
+            two = text[i : i + 2]
+            if two == "<<":
+                raise ShellSyntaxError("here-documents are not supported")
+            if two in (">>", ">&", "<&", ">|", "<>"):
+                op = ">" if two == ">|" else two
+                i += 2
+            else:
+                op = ch
+                i += 1
+            tokens.append(Token("REDIR", op, fd=fd))
+            continue
+        if ch == "'":
+            end = text.find("'", i + 1)
+            if end < 0:
+                raise ShellSyntaxError("unterminated quoted string")
+            start_word()
+            flush_lit()
+            assert word is not None
+            word.parts.append(Part("qlit", text[i + 1 : end]))
+            i = end + 1
+            continue
+        if ch == '"':
+            start_word()
+            flush_lit()
+            assert word is not None
+            j = i + 1
+            buf = ""
+            quoted_any = False
+            while True:
+                if j >= n:
+                    raise ShellSyntaxError("unterminated quoted string")
+                c = text[j]
+                if c == '"':
+                    j += 1
+                    break
+                if c == "\\" and j + 1 < n and text[j + 1] in '$`"\\\n':
+                    if text[j + 1] != "\n":
+                        buf += text[j + 1]
+                    j += 2
+                    continue
+                if c == "$":
+                    part, new_j = read_var(j + 1, quoted=True)
+                    if part is not None:
+                        if buf:
+                            word.parts.append(Part("qlit", buf))
+                            buf = ""
+                        word.parts.append(part)
+                        quoted_any = True
+                        j = new_j
+                        continue
+                buf += c
+                j += 1
+            if buf or not quoted_any:
+                word.parts.append(Part("qlit", buf))
+            i = j
+            continue
+        if ch == "`":
+            raise ShellSyntaxError("'`' unexpected (command substitution is not supported)")
+        if ch == "$":
+            part, new_i = read_var(i + 1, quoted=False)
+            start_word()
+            if part is None:
+                lit += "$"
+                i += 1
+                continue
+            flush_lit()
+            assert word is not None
+            word.parts.append(part)
+            i = new_i
+            continue
+        start_word()
+        lit += ch
+        i += 1
+    end_word()
+    tokens.append(Token("EOF"))
+    return tokens
