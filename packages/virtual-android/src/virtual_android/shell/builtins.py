@@ -37,6 +37,12 @@ class ContinueLoop(LoopControl):
     pass
 
 
+class ReturnFromFunction(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
 def _cd(sh: Interpreter, argv: list[str], io: IO, state: ShellState) -> int:
     target = argv[1] if len(argv) > 1 else state.vars.get("HOME", "/")
     path = sh.fs.normpath(target, state.cwd)
@@ -121,13 +127,15 @@ def _continue(sh: Interpreter, argv: list[str], io: IO, state: ShellState) -> in
 
 def _sh(sh: Interpreter, argv: list[str], io: IO, state: ShellState) -> int:
     args = argv[1:]
+    errexit = False
     while args and args[0] in ("-e", "-x", "-u", "-l", "-i"):
+        errexit = errexit or args[0] == "-e"
         args = args[1:]
     if args and args[0] == "-c":
         if len(args) < 2:
             io.stderr.write(f"{SH}: -c: option requires an argument\n")
             return 1
-        return sh.run_child(args[1], args[3:], io, state)
+        return sh.run_child(args[1], args[3:], io, state, errexit)
     if args:
         return sh.run_script(args[0], args[1:], io, state)
     script = io.stdin.read().decode("utf-8", "surrogateescape")
@@ -183,9 +191,21 @@ def _set(sh: Interpreter, argv: list[str], io: IO, state: ShellState) -> int:
         for key in sorted(state.vars):
             io.stdout.write(f"{key}={_sh_quote(state.vars[key])}\n")
         return 0
-    if "--" in argv:
-        state.args = argv[argv.index("--") + 1 :]
+    args = argv[1:]
+    while args and args[0][:1] in ("-", "+") and args[0] != "--":
+        flag = args.pop(0)
+        if flag[1:] == "o" and args:
+            if args.pop(0) == "errexit":
+                state.errexit = flag[0] == "-"
+        elif "e" in flag:
+            state.errexit = flag[0] == "-"
+    if args and args[0] == "--":
+        state.args = args[1:]
     return 0
+
+
+def _return(sh: Interpreter, argv: list[str], io: IO, state: ShellState) -> int:
+    raise ReturnFromFunction(int(argv[1]) if len(argv) > 1 and argv[1].isdigit() else state.status)
 
 
 def _shift(sh: Interpreter, argv: list[str], io: IO, state: ShellState) -> int:
@@ -239,6 +259,7 @@ BUILTINS: dict[str, BuiltinFn] = {
     "which": _which,
     "set": _set,
     "shift": _shift,
+    "return": _return,
     ":": _colon,
     "wait": _wait,
     "trap": _colon,

@@ -154,5 +154,22 @@ def expand_string(sh: Interpreter, word: Word, state: ShellState) -> str:
     return "".join(out)
 
 
+def expand_pattern(sh: Interpreter, word: Word, state: ShellState) -> str:
+    """A `case` pattern: expanded without splitting; quoted text matches only itself."""
+    out: list[str] = []
+    for part in word.parts:
+        if part.kind == "lit":
+            out.append(part.text)
+        elif part.kind == "var":
+            out.append(var_value(sh, part, state))
+        elif part.kind == "qlit":
+            out.append(_glob_escape(part.text))
+        elif part.kind == "qvar":
+            out.append(_glob_escape(var_value(sh, part, state)))
+        elif part.kind == "arith":
+            out.append(str(arith(sh, part.text, state)))
+    return "".join(out)
+
+
 def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)

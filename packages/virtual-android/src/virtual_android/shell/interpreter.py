@@ -8,21 +8,33 @@ error, quoted it is literal text.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import posixpath
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Protocol
 
 from ..fs.filesystem import FsError, VirtualFS
-from .builtins import BUILTINS, SH, BreakLoop, ContinueLoop, ExitShell, LoopControl
-from .expansion import expand_string, expand_word
+from .builtins import (
+    BUILTINS,
+    SH,
+    BreakLoop,
+    ContinueLoop,
+    ExitShell,
+    LoopControl,
+    ReturnFromFunction,
+)
+from .expansion import expand_pattern, expand_string, expand_word
 from .lexer import ShellSyntaxError
 from .parser import (
     AndOr,
+    CaseClause,
     CommandList,
     ForLoop,
+    FunctionDef,
     Group,
     IfClause,
     Node,
@@ -158,10 +170,20 @@ class ShellState:
     status: int = 0
     pid: int = 0
     args: list[str] = field(default_factory=list)
+    functions: dict[str, Node] = field(default_factory=dict)
+    errexit: bool = False  # set -e
 
     def copy(self) -> ShellState:
+        """The state a subshell, pipeline stage or background job starts from."""
         return ShellState(
-            dict(self.vars), set(self.exported), self.cwd, self.status, self.pid, list(self.args)
+            dict(self.vars),
+            set(self.exported),
+            self.cwd,
+            self.status,
+            self.pid,
+            list(self.args),
+            dict(self.functions),
+            self.errexit,
         )
 
 
@@ -206,6 +228,7 @@ class Interpreter:
         # `cmd & PID=$!; kill -INT $PID; wait` lets cmd finish (adbutils' screenrecord).
         self._jobs: list[threading.Thread] = []
         self.last_job_pid = 0
+        self._tests = 0
 
     @property
     def fs(self) -> VirtualFS:
@@ -222,7 +245,7 @@ class Interpreter:
             return 2
         try:
             return self.run_list(tree, io, self.state)
-        except ExitShell as exc:
+        except (ExitShell, ReturnFromFunction) as exc:
             self.state.status = exc.code & 0xFF
             return self.state.status
         except LoopControl:
@@ -238,8 +261,25 @@ class Interpreter:
                 status = 0
             else:
                 status = self.run_node(item, io, state)
+                # An && || list checks its own last command; a negated pipeline never fails.
+                if not isinstance(item, AndOr) and not (isinstance(item, Pipeline) and item.negate):
+                    self._check_errexit(status, state)
             state.status = status
         return status
+
+    @contextlib.contextmanager
+    def _tested(self) -> Iterator[None]:
+        """While a status is being tested (if/while conditions, all but the last command of
+        && ||, a negated pipeline) a failure does not end the shell under set -e."""
+        self._tests += 1
+        try:
+            yield
+        finally:
+            self._tests -= 1
+
+    def _check_errexit(self, status: int, state: ShellState) -> None:
+        if status and state.errexit and not self._tests:
+            raise ExitShell(status)
 
     def _spawn_background(self, item: Node, io: IO, state: ShellState) -> None:
         child_state = state.copy()
@@ -284,10 +324,16 @@ class Interpreter:
         if isinstance(node, Pipeline):
             return self.run_pipeline(node, io, state)
         if isinstance(node, AndOr):
-            status = self.run_node(node.first, io, state)
-            for op, nxt in node.rest:
+            with self._tested():
+                status = self.run_node(node.first, io, state)
+            for index, (op, nxt) in enumerate(node.rest):
                 if (op == "&&" and status == 0) or (op == "||" and status != 0):
-                    status = self.run_node(nxt, io, state)
+                    if index < len(node.rest) - 1:
+                        with self._tested():
+                            status = self.run_node(nxt, io, state)
+                    else:
+                        status = self.run_node(nxt, io, state)
+                        self._check_errexit(status, state)
                 state.status = status
             return status
         if isinstance(node, CommandList):
@@ -298,7 +344,9 @@ class Interpreter:
             return self.run_for(node, io, state)
         if isinstance(node, IfClause):
             for condition, body in node.branches:
-                if self.run_list(condition, io, state) == 0:
+                with self._tested():
+                    passed = self.run_list(condition, io, state) == 0
+                if passed:
                     return self.run_list(body, io, state)
             if node.otherwise is not None:
                 return self.run_list(node.otherwise, io, state)
@@ -311,13 +359,23 @@ class Interpreter:
                 except ExitShell as exc:
                     return exc.code & 0xFF
             return self.run_list(node.body, io, state)
+        if isinstance(node, CaseClause):
+            subject = expand_string(self, node.subject, state)
+            for patterns, body in node.arms:
+                if any(fnmatchcase(subject, expand_pattern(self, p, state)) for p in patterns):
+                    return self.run_list(body, io, state)
+            return 0
+        if isinstance(node, FunctionDef):
+            state.functions[node.name] = node.body
+            return 0
         raise AssertionError(f"unknown node {node!r}")
 
     def run_while(self, node: WhileLoop, io: IO, state: ShellState) -> int:
         status = 0
         while True:
             self.token.check()
-            cond = self.run_list(node.condition, io, state)
+            with self._tested():
+                cond = self.run_list(node.condition, io, state)
             if (cond == 0) == node.until:
                 break
             status, broke = self._run_body(node.body, io, state, status)
@@ -360,7 +418,11 @@ class Interpreter:
     def run_pipeline(self, node: Pipeline, io: IO, state: ShellState) -> int:
         commands = node.commands
         if len(commands) == 1:
-            status = self.run_node(commands[0], io, state)
+            if node.negate:
+                with self._tested():
+                    status = self.run_node(commands[0], io, state)
+            else:
+                status = self.run_node(commands[0], io, state)
         else:
             pipes = [Pipe(self.token) for _ in commands[:-1]]
             threads: list[threading.Thread] = []
@@ -445,6 +507,9 @@ class Interpreter:
         """Run one command (builtin, emulated or script) with its arguments."""
         self.token.check()
         name = argv[0]
+        function = state.functions.get(name)
+        if function is not None:
+            return self._call(function, argv, io, state)
         builtin = BUILTINS.get(name)
         if builtin is not None:
             return builtin(self, argv, io, state)
@@ -493,11 +558,26 @@ class Interpreter:
             return None, "script"
         return None, "can't execute: Exec format error"
 
-    def run_child(self, script: str, args: list[str], io: IO, state: ShellState) -> int:
-        """Run a script in a child shell (`sh -c`, a script file): it gets a copy of the
-        state with its own positional arguments, so nothing it sets comes back."""
+    def _call(self, body: Node, argv: list[str], io: IO, state: ShellState) -> int:
+        saved = state.args
+        state.args = argv[1:]
+        try:
+            return self.run_node(body, io, state)
+        except ReturnFromFunction as exc:
+            return exc.code
+        finally:
+            state.args = saved
+
+    def run_child(
+        self, script: str, args: list[str], io: IO, state: ShellState, errexit: bool = False
+    ) -> int:
+        """Run a script in a child shell (`sh -c`, a script file): a new process, so it gets
+        a copy of the variables with its own positional arguments and none of the options
+        or functions, and nothing it sets comes back."""
         sub = state.copy()
         sub.args = list(args)
+        sub.functions = {}
+        sub.errexit = errexit
         return Interpreter(self.device, self.token, sub).run(script, io)
 
     def run_script(self, path: str, args: list[str], io: IO, state: ShellState) -> int:
@@ -527,7 +607,7 @@ class Interpreter:
             try:
                 tree = parse(pending)
             except ShellSyntaxError as exc:
-                if "unterminated" in str(exc) or "end of file" in str(exc):
+                if any(w in str(exc) for w in ("unterminated", "end of file", "unclosed")):
                     if prompt:
                         io.stdout.write("> ")
                     continue

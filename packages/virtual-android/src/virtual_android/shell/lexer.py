@@ -89,7 +89,7 @@ def tokenize(text: str) -> list[Token]:
                 raise ShellSyntaxError(f"${{{inner}}}: bad substitution")
             return Part(kind, match.group(1), match.group(2) or "", match.group(3) or ""), end + 1
         if ch == "(":
-            if text.startswith("((", pos) and not quoted:
+            if text.startswith("((", pos):
                 depth = 0
                 j = pos
                 while j < n:
@@ -112,6 +112,46 @@ def tokenize(text: str) -> list[Token]:
         if match:
             return Part(kind, match.group(0)), match.end()
         return None, pos
+
+    # Here-documents seen on the current line: (delimiter, strip tabs, word to fill). Their
+    # bodies start on the next line, so the word is filled in when the newline is reached.
+    pending: list[tuple[str, bool, Word, bool]] = []
+
+    def read_heredoc_delimiter(pos: int) -> int:
+        strip = text.startswith("-", pos)
+        if strip:
+            pos += 1
+        while pos < n and text[pos] in " \t":
+            pos += 1
+        start = pos
+        while pos < n and text[pos] not in " \t\n;&|<>()":
+            pos += 1
+        raw = text[start:pos]
+        if not raw:
+            raise ShellSyntaxError("here document delimiter missing")
+        delimiter = raw.replace("'", "").replace('"', "").replace("\\", "")
+        pending.append((delimiter, strip, Word(), delimiter != raw))
+        return pos
+
+    def read_heredocs(pos: int) -> int:
+        for delimiter, strip, word, quoted in pending:
+            lines: list[str] = []
+            while True:
+                if pos >= n:
+                    raise ShellSyntaxError(f"here document '{delimiter}' unclosed")
+                end = text.find("\n", pos)
+                end = n if end < 0 else end
+                line = text[pos:end]
+                pos = end + 1
+                if strip:
+                    line = line.lstrip("\t")
+                if line == delimiter:
+                    break
+                lines.append(line + "\n")
+            body = "".join(lines)
+            word.parts = [Part("qlit", body)] if quoted or not body else _heredoc_word(body).parts
+        pending.clear()
+        return pos
 
     while i < n:
         ch = text[i]
@@ -140,14 +180,12 @@ def tokenize(text: str) -> list[Token]:
         if ch == "\n":
             end_word()
             tokens.append(Token("OP", "\n"))
-            i += 1
+            i = read_heredocs(i + 1)
             continue
         if ch in ";&|()":
             end_word()
             two = text[i : i + 2]
             if two in ("&&", "||", ";;"):
-                if two == ";;":
-                    raise ShellSyntaxError("';;' unexpected")
                 tokens.append(Token("OP", two))
                 i += 2
             elif two == "&>":
@@ -171,7 +209,10 @@ def tokenize(text: str) -> list[Token]:
                 end_word()
             two = text[i : i + 2]
             if two == "<<":
-                raise ShellSyntaxError("here-documents are not supported")
+                i = read_heredoc_delimiter(i + 2)
+                tokens.append(Token("REDIR", "<<", fd=fd))
+                tokens.append(Token("WORD", word=pending[-1][2]))
+                continue
             if two in (">>", ">&", "<&", ">|", "<>"):
                 op = ">" if two == ">|" else two
                 i += 2
@@ -243,5 +284,26 @@ def tokenize(text: str) -> list[Token]:
         lit += ch
         i += 1
     end_word()
+    if pending:
+        raise ShellSyntaxError(f"here document '{pending[0][0]}' unclosed")
     tokens.append(Token("EOF"))
     return tokens
+
+
+def _heredoc_word(body: str) -> Word:
+    """An unquoted here-document's body expands as inside double quotes, except that `"`
+    is just a character: lexed as a double-quoted string once each `"`, and each backslash
+    that escapes nothing here, is escaped."""
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body) and body[i + 1] in "$`\\\n":
+            out.append(body[i : i + 2])
+            i += 2
+            continue
+        out.append('\\"' if ch == '"' else "\\\\" if ch == "\\" else ch)
+        i += 1
+    word = tokenize('"' + "".join(out) + '"')[0].word
+    assert word is not None
+    return word

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .lexer import NAME_RE, Part, ShellSyntaxError, Token, Word, tokenize
 
 _ASSIGN_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=")
-_TERMINATORS = {"do", "done", "then", "elif", "else", "fi", "}"}
+_TERMINATORS = {"do", "done", "then", "elif", "else", "fi", "}", "esac"}
 
 
 @dataclass
@@ -72,6 +72,18 @@ class Group(Node):
     subshell: bool = False
 
 
+@dataclass
+class CaseClause(Node):
+    subject: Word = field(default_factory=Word)
+    arms: list[tuple[list[Word], CommandList]] = field(default_factory=list)
+
+
+@dataclass
+class FunctionDef(Node):
+    name: str = ""
+    body: Node = field(default_factory=Node)
+
+
 class Parser:
     def __init__(self, tokens: list[Token]) -> None:
         self.tokens = tokens
@@ -126,9 +138,7 @@ class Parser:
             token = self.peek()
             if token.kind == "EOF":
                 break
-            if token.kind == "OP" and token.value == ")":
-                break
-            if self.at_word(*_TERMINATORS):
+            if self.at_op(")", ";;") or self.at_word(*_TERMINATORS):
                 break
             node = self.parse_and_or()
             background = False
@@ -136,7 +146,9 @@ class Parser:
                 background = self.next().value == "&"
             elif self.at_op("\n"):
                 pass
-            elif not (self.peek().kind == "EOF" or self.at_op(")") or self.at_word(*_TERMINATORS)):
+            elif not (
+                self.peek().kind == "EOF" or self.at_op(")", ";;") or self.at_word(*_TERMINATORS)
+            ):
                 raise self.unexpected()
             items.append((node, background))
             self.skip_newlines()
@@ -175,7 +187,7 @@ class Parser:
             raise ShellSyntaxError(f"'{self.describe(target)}' unexpected")
         fd = token.fd
         if fd == -1:
-            fd = 0 if token.value in ("<", "<&", "<>") else 1
+            fd = 0 if token.value in ("<", "<&", "<>", "<<") else 1
         return Redirect(fd=fd, op=token.value, target=target.word)
 
     def parse_trailing_redirects(self, node: Node) -> Node:
@@ -211,9 +223,52 @@ class Parser:
                 body = self.parse_list()
                 self.expect_word("}")
                 return self.parse_trailing_redirects(Group(body=body))
+            if keyword == "case":
+                return self.parse_trailing_redirects(self.parse_case())
             if keyword in _TERMINATORS or keyword == "in":
                 raise self.unexpected()
+            if keyword and NAME_RE.fullmatch(keyword) and self._at_function_parens():
+                self.pos += 3
+                self.skip_newlines()
+                return FunctionDef(name=keyword, body=self.parse_command())
         return self.parse_simple()
+
+    def _at_function_parens(self) -> bool:
+        after = self.tokens[self.pos + 1 : self.pos + 3]
+        return [(t.kind, t.value) for t in after] == [("OP", "("), ("OP", ")")]
+
+    def parse_case(self) -> CaseClause:
+        self.next()
+        subject = self.next()
+        if subject.kind != "WORD" or subject.word is None:
+            raise ShellSyntaxError(f"'{self.describe(subject)}' unexpected")
+        self.skip_newlines()
+        self.expect_word("in")
+        self.skip_newlines()
+        arms: list[tuple[list[Word], CommandList]] = []
+        while not self.at_word("esac"):
+            if self.at_op("("):
+                self.next()
+            patterns: list[Word] = []
+            while True:
+                token = self.next()
+                if token.kind != "WORD" or token.word is None:
+                    raise ShellSyntaxError(f"'{self.describe(token)}' unexpected")
+                patterns.append(token.word)
+                if not self.at_op("|"):
+                    break
+                self.next()
+            if not self.at_op(")"):
+                raise self.unexpected()
+            self.next()
+            body = CommandList() if self.at_op(";;") else self.parse_list(top=True)
+            arms.append((patterns, body))
+            if not self.at_op(";;"):
+                break
+            self.next()
+            self.skip_newlines()
+        self.expect_word("esac")
+        return CaseClause(subject=subject.word, arms=arms)
 
     def parse_for(self) -> ForLoop:
         self.next()

@@ -36,6 +36,10 @@ def apply_redirects(sh: Interpreter, redirects: list[Redirect], io: IO, state: S
     for redirect in redirects:
         target = expand_string(sh, redirect.target, state)
         op = redirect.op
+        if op == "<<":
+            if redirect.fd == 0:
+                result.stdin = BytesInput(target.encode("utf-8", "surrogateescape"))
+            continue
         if op in (">&", "<&"):
             if target == "-":
                 if redirect.fd == 0:
