@@ -28,6 +28,7 @@ from .builtins import (
     ReturnFromFunction,
 )
 from .expansion import expand_pattern, expand_string, expand_word
+from .jobs import run_pipeline, spawn_background, wait_jobs
 from .lexer import ShellSyntaxError
 from .parser import (
     AndOr,
@@ -45,12 +46,9 @@ from .parser import (
 )
 from .redirects import RedirectError, apply_redirects
 from .shellio import (
-    BrokenPipe,
-    BytesInput,
     CancelToken,
     Input,
     Output,
-    Pipe,
     ShellCancelled,
 )
 
@@ -226,7 +224,7 @@ class Interpreter:
         self.state = state
         # Background jobs (`cmd &`): `$!` is the last one's pid and `wait` joins them, so
         # `cmd & PID=$!; kill -INT $PID; wait` lets cmd finish (adbutils' screenrecord).
-        self._jobs: list[threading.Thread] = []
+        self.jobs: list[threading.Thread] = []
         self.last_job_pid = 0
         self._tests = 0
 
@@ -257,7 +255,7 @@ class Interpreter:
         for item, background in node.items:
             self.token.check()
             if background:
-                self._spawn_background(item, io, state)
+                spawn_background(self, item, io, state)
                 status = 0
             else:
                 status = self.run_node(item, io, state)
@@ -281,36 +279,6 @@ class Interpreter:
         if status and state.errexit and not self._tests:
             raise ExitShell(status)
 
-    def _spawn_background(self, item: Node, io: IO, state: ShellState) -> None:
-        child_state = state.copy()
-        bg_io = IO(BytesInput(b""), io.stdout, io.stderr)
-        # The job is a process of its own: `kill PID` stops it (and only it), closing the
-        # session stops it too.
-        job_token = self.token.child()
-        name = "sh"
-        if isinstance(item, SimpleCommand) and item.words:
-            name = posixpath.basename(item.words[0].literal_text()) or "sh"
-        pid = self.device.register_job(name, state.pid, job_token)
-        child_state.pid = pid
-        job = Interpreter(self.device, job_token, child_state)
-
-        def runner() -> None:
-            try:
-                job.run_node(item, bg_io, child_state)
-            except (ShellCancelled, BrokenPipe, ExitShell, LoopControl):
-                pass
-            except Exception:
-                log.exception("background job failed")
-            finally:
-                job_token.detach()
-                self.device.unregister_process(pid)
-
-        thread = threading.Thread(target=runner, name="sh-bg", daemon=True)
-        self._jobs = [j for j in self._jobs if j.is_alive()]
-        self._jobs.append(thread)
-        self.last_job_pid = pid
-        thread.start()
-
     def run_node(self, node: Node, io: IO, state: ShellState) -> int:
         self.token.check()
         if node.redirects and not isinstance(node, SimpleCommand):
@@ -322,7 +290,7 @@ class Interpreter:
         if isinstance(node, SimpleCommand):
             return self.run_simple(node, io, state)
         if isinstance(node, Pipeline):
-            return self.run_pipeline(node, io, state)
+            return run_pipeline(self, node, io, state)
         if isinstance(node, AndOr):
             with self._tested():
                 status = self.run_node(node.first, io, state)
@@ -414,68 +382,6 @@ class Interpreter:
             if exc.levels > 1:
                 raise ContinueLoop(exc.levels - 1) from None
             return status, False
-
-    def run_pipeline(self, node: Pipeline, io: IO, state: ShellState) -> int:
-        commands = node.commands
-        if len(commands) == 1:
-            if node.negate:
-                with self._tested():
-                    status = self.run_node(commands[0], io, state)
-            else:
-                status = self.run_node(commands[0], io, state)
-        else:
-            pipes = [Pipe(self.token) for _ in commands[:-1]]
-            threads: list[threading.Thread] = []
-            for index, command in enumerate(commands[:-1]):
-                stage_io = IO(
-                    pipes[index - 1].reader if index > 0 else io.stdin,
-                    pipes[index].writer,
-                    io.stderr,
-                )
-                thread = threading.Thread(
-                    target=self._run_stage,
-                    args=(command, stage_io, state.copy(), index > 0),
-                    name="sh-pipe",
-                    daemon=True,
-                )
-                threads.append(thread)
-                thread.start()
-            last_io = IO(pipes[-1].reader, io.stdout, io.stderr)
-            try:
-                status = self._stage_status(commands[-1], last_io, state.copy())
-            finally:
-                pipes[-1].reader.close()
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.1)
-                    if self.token.is_set():
-                        break
-            self.token.check()
-        if node.negate:
-            status = 0 if status else 1
-        return status
-
-    def _stage_status(self, command: Node, io: IO, state: ShellState) -> int:
-        try:
-            return self.run_node(command, io, state)
-        except ExitShell as exc:
-            return exc.code & 0xFF
-        except BrokenPipe:
-            return 141
-        except LoopControl:
-            return 0
-
-    def _run_stage(self, command: Node, io: IO, state: ShellState, close_input: bool) -> None:
-        try:
-            self._stage_status(command, io, state)
-        except ShellCancelled:
-            pass
-        except Exception:
-            log.exception("pipeline stage failed")
-        finally:
-            io.stdout.close()
-            if close_input:
-                io.stdin.close()
 
     # -- simple commands -------------------------------------------------------
     def run_simple(self, node: SimpleCommand, io: IO, state: ShellState) -> int:
@@ -578,7 +484,13 @@ class Interpreter:
         sub.args = list(args)
         sub.functions = {}
         sub.errexit = errexit
-        return Interpreter(self.device, self.token, sub).run(script, io)
+        return self.fork(self.token, sub).run(script, io)
+
+    def wait_jobs(self) -> None:
+        wait_jobs(self)
+
+    def fork(self, token: CancelToken, state: ShellState) -> Interpreter:
+        return Interpreter(self.device, token, state)
 
     def run_script(self, path: str, args: list[str], io: IO, state: ShellState) -> int:
         try:
@@ -587,13 +499,6 @@ class Interpreter:
             io.stderr.write(f"{SH}: {path}: {exc}\n")
             return 127
         return self.run_child(text, args, io, state)
-
-    def wait_jobs(self) -> None:
-        for job in list(self._jobs):
-            while job.is_alive():
-                self.token.check()
-                job.join(0.05)
-        self._jobs = []
 
     # -- interactive -----------------------------------------------------------
     def interactive(self, io: IO, prompt: bool = True) -> int:
