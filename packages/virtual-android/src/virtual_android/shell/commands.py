@@ -114,6 +114,7 @@ def cmd_printf(ctx: CommandContext) -> int:
         return 1
     fmt, args = ctx.argv[1], ctx.argv[2:]
     fmt, _ = _echo_escapes(fmt)
+    status = 0
     out: list[str] = []
     index = 0
     first = True
@@ -122,33 +123,48 @@ def cmd_printf(ctx: CommandContext) -> int:
         consumed = False
 
         def repl(match: re.Match[str]) -> str:
-            nonlocal index, consumed
-            spec = match.group(0)
+            nonlocal index, consumed, status
+            spec, flags, width, precision, conv = match.group(0, 1, 2, 3, 4)
             if spec == "%%":
                 return "%"
             value = args[index] if index < len(args) else ""
             index += 1
             consumed = True
-            conv = spec[-1]
-            pyspec = spec[1:-1]
-            try:
-                if conv in "di":
-                    return format(int(value or "0"), pyspec + "d")
-                if conv in "xXo":
-                    return format(int(value or "0"), pyspec + conv)
-                if conv in "feEgG":
-                    return format(float(value or "0"), pyspec + conv)
-                if conv == "c":
-                    return value[:1]
-                return format(value, pyspec + "s") if pyspec else value
-            except ValueError:
-                return value
+            # C's flags in Python's spec: C right-aligns by default, '-' left-aligns.
+            align = "<" if "-" in flags else ">"
+            sign = "+" if "+" in flags else " " if " " in flags else ""
+            if conv in "csb":
+                text = value[:1] if conv == "c" else value
+                text = _echo_escapes(text)[0] if conv == "b" else text
+                text = text[: int(precision[1:])] if precision else text
+                return format(text, align + width)
+            zero = "0" if "0" in flags and "-" not in flags else ""
+            head = f"{'' if zero else align}{sign}{'#' if '#' in flags else ''}{zero}{width}"
+            number = _c_number(value, float if conv in "feEgG" else int)
+            if number is None:
+                _err(ctx, f"bad %{conv} {value}")
+                status, number = 1, 0
+            if conv in "feEgG":
+                return format(float(number), f"{head}{precision}{conv}")
+            return format(int(number), head + ("d" if conv in "diu" else conv))
 
-        out.append(re.sub(r"%[-+ #0]*\d*(?:\.\d+)?[diouxXfeEgGcsb%]", repl, fmt))
+        pattern = r"%([-+ #0]*)(\d*)((?:\.\d+)?)([diouxXfeEgGcsb%])"
+        out.append(re.sub(pattern, repl, fmt))
         if not consumed:
             break
     ctx.write("".join(out))
-    return 0
+    return status
+
+
+def _c_number(value: str, kind: type[int] | type[float]) -> int | float | None:
+    """printf's number from its argument, with strtol's bases (0x.., 0..); None if bad."""
+    text = value.strip() or "0"
+    try:
+        if kind is float:
+            return float(text)
+        return int(text, 8) if re.fullmatch(r"[-+]?0[0-7]+", text) else int(text, 0)
+    except ValueError:
+        return None
 
 
 def cmd_sleep(ctx: CommandContext) -> int:
@@ -768,6 +784,7 @@ def cmd_grep(ctx: CommandContext) -> int:
     ctx.stderr = _FlushFirst(stderr, flush)
     search = compiled[0].search if len(compiled) == 1 else None
     found = False
+    missing = False
     try:
         for name in operands or ["-"]:
             # What _read_inputs does, without wrapping each file in a BytesInput.
@@ -779,6 +796,7 @@ def cmd_grep(ctx: CommandContext) -> int:
                     lines = _text_lines(ctx.fs.read(name, ctx.cwd))
                 except FsError as exc:
                     _err(ctx, f"{name}: {exc}")
+                    missing = True
                     continue
             count = 0
             number = 0
@@ -810,7 +828,7 @@ def cmd_grep(ctx: CommandContext) -> int:
         flush()
     finally:
         ctx.stderr = stderr
-    return 0 if found else 1
+    return 2 if missing else 0 if found else 1
 
 
 class _FlushFirst(Output):
@@ -903,32 +921,44 @@ def _count_arg(args: list[str], default: int) -> tuple[int, bool, list[str]]:
 
 def cmd_head(ctx: CommandContext) -> int:
     count, _, operands = _count_arg(ctx.argv[1:], 10)
-    status = 0
-    for name, source in _read_inputs(ctx, operands):
-        if source is None:
-            status = 1
-            continue
-        if len(operands) > 1:
-            ctx.write(f"==> {name} <==\n")
-        for index, line in enumerate(source.lines()):
-            if index >= count:
-                break
-            ctx.write(line)
-    return status
+    return _head_or_tail(ctx, operands, lambda source: _head(source, count, "-c" in ctx.argv))
+
+
+def _head(source: Input, count: int, in_bytes: bool) -> Iterator[bytes]:
+    if in_bytes:
+        yield source.read()[:count]
+        return
+    for index, line in enumerate(source.lines()):
+        if index >= count:
+            break
+        yield line
 
 
 def cmd_tail(ctx: CommandContext) -> int:
     count, from_start, operands = _count_arg(ctx.argv[1:], 10)
     operands = [o for o in operands if o not in ("-f", "-F")]
+
+    def tail(source: Input) -> list[bytes]:
+        lines = list(source.lines())
+        return lines[max(0, count - 1) :] if from_start else lines[-count:] if count else []
+
+    return _head_or_tail(ctx, operands, tail)
+
+
+def _head_or_tail(
+    ctx: CommandContext, operands: list[str], select: Callable[[Input], Iterable[bytes]]
+) -> int:
+    """Each input's selected part; with several files each under a `==> NAME <==` header,
+    a blank line between them, as toybox prints them."""
     status = 0
-    for _name, source in _read_inputs(ctx, operands):
+    for index, (name, source) in enumerate(_read_inputs(ctx, operands)):
         if source is None:
             status = 1
             continue
-        lines = list(source.lines())
-        selected = lines[max(0, count - 1) :] if from_start else lines[-count:] if count else []
-        for line in selected:
-            ctx.write(line)
+        if len(operands) > 1:
+            ctx.write(("\n" if index else "") + f"==> {name} <==\n")
+        for piece in select(source):
+            ctx.write(piece)
     return status
 
 
@@ -937,40 +967,78 @@ def cmd_wc(ctx: CommandContext) -> int:
     if not opts:
         opts = {"l", "w", "c"}
     status = 0
+    rows: list[tuple[list[int], str]] = []
     for name, source in _read_inputs(ctx, operands):
         if source is None:
             status = 1
             continue
         data = source.read()
-        fields: list[str] = []
+        counts: list[int] = []
         if "l" in opts:
-            fields.append(str(data.count(b"\n")))
+            counts.append(data.count(b"\n"))
         if "w" in opts:
-            fields.append(str(len(data.split())))
+            counts.append(len(data.split()))
         if "c" in opts or "m" in opts:
-            fields.append(str(len(data)))
-        line = " ".join(f"{f:>7}" if len(fields) > 1 else f for f in fields)
-        ctx.write(line + (f" {name}" if name != "-" else "") + "\n")
+            counts.append(len(data))
+        rows.append((counts, "" if name == "-" else f" {name}"))
+    if len(operands) > 1:
+        rows.append(([sum(c) for c in zip(*(r[0] for r in rows), strict=True)], " total"))
+    # toybox pads the counts to 7 columns for several files (then adds a total) and for
+    # several counts of stdin; one file's counts are bare.
+    pad = len(operands) > 1 or (not operands and len(opts) > 1)
+    for counts, label in rows:
+        ctx.write(" ".join(f"{c:>7}" if pad else str(c) for c in counts) + label + "\n")
     return status
 
 
 def cmd_sort(ctx: CommandContext) -> int:
-    opts, operands = _split_opts(ctx.argv[1:], "rnu")
+    args = ctx.argv[1:]
+    separator: str | None = None
+    fields: tuple[int, int | None] | None = None
+    numeric_key = False
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg[:2] in ("-t", "-k") and (len(arg) > 2 or i + 1 < len(args)):
+            value = arg[2:] or args[i + 1]
+            i += 1 if arg[2:] else 2
+            if arg[:2] == "-t":
+                separator = value
+                continue
+            match = re.fullmatch(r"(\d+)(?:\.\d+)?(?:,(\d+)(?:\.\d+)?)?([nr]*)", value)
+            if match is None:
+                _err(ctx, f"bad -k '{value}'")
+                return 1
+            fields = (int(match.group(1)), int(match.group(2)) if match.group(2) else None)
+            numeric_key = "n" in match.group(3)
+            continue
+        rest.append(arg)
+        i += 1
+    opts, operands = _split_opts(rest, "rnu")
     lines: list[str] = []
     for _name, source in _read_inputs(ctx, operands):
         if source is not None:
             lines.extend(
                 line.decode("utf-8", "surrogateescape").rstrip("\n") for line in source.lines()
             )
-    if "n" in opts:
 
-        def key(text: str) -> float:
-            match = re.match(r"\s*(-?\d+(?:\.\d+)?)", text)
-            return float(match.group(1)) if match else 0.0
+    def field_text(line: str) -> str:
+        if fields is None:
+            return line
+        parts = line.split(separator) if separator is not None else line.split()
+        first, last = fields
+        return (separator or " ").join(parts[first - 1 : last])
 
-        lines.sort(key=key, reverse="r" in opts)
+    def number(text: str) -> float:
+        match = re.match(r"\s*(-?\d+(?:\.\d+)?)", text)
+        return float(match.group(1)) if match else 0.0
+
+    if "n" in opts or numeric_key:
+        # Equal numbers fall back to the whole line, as toybox orders them.
+        lines.sort(key=lambda line: (number(field_text(line)), line), reverse="r" in opts)
     else:
-        lines.sort(reverse="r" in opts)
+        lines.sort(key=lambda line: (field_text(line), line), reverse="r" in opts)
     if "u" in opts:
         lines = list(dict.fromkeys(lines))
     for line in lines:
@@ -978,10 +1046,30 @@ def cmd_sort(ctx: CommandContext) -> int:
     return 0
 
 
+def cmd_uniq(ctx: CommandContext) -> int:
+    opts, operands = _split_opts(ctx.argv[1:], "cdu")
+    sources = list(_read_inputs(ctx, operands[:1]))
+    if sources[0][1] is None:
+        return 1
+    runs: list[list[bytes]] = []
+    for line in sources[0][1].lines():
+        if runs and runs[-1][0].rstrip(b"\n") == line.rstrip(b"\n"):
+            runs[-1].append(line)
+        else:
+            runs.append([line])
+    for run in runs:
+        if ("d" in opts and len(run) < 2) or ("u" in opts and len(run) > 1):
+            continue
+        text = run[0] if run[0].endswith(b"\n") else run[0] + b"\n"
+        ctx.write(f"{len(run):>7} ".encode() + text if "c" in opts else text)
+    return 0
+
+
 def cmd_cut(ctx: CommandContext) -> int:
     args = ctx.argv[1:]
     delim = "\t"
     spec = ""
+    chars = False
     operands: list[str] = []
     i = 0
     while i < len(args):
@@ -990,7 +1078,8 @@ def cmd_cut(ctx: CommandContext) -> int:
             delim = arg[2:] or args[i + 1]
             i += 1 if arg[2:] else 2
             continue
-        if arg.startswith("-f"):
+        if arg[:2] in ("-f", "-c"):
+            chars = arg[:2] == "-c"
             spec = arg[2:] or args[i + 1]
             i += 1 if arg[2:] else 2
             continue
@@ -1000,7 +1089,7 @@ def cmd_cut(ctx: CommandContext) -> int:
     for piece in spec.split(","):
         if "-" in piece:
             lo, _, hi = piece.partition("-")
-            wanted.update(range(int(lo or 1), int(hi or 64) + 1))
+            wanted.update(range(int(lo or 1), int(hi or 4096) + 1))
         elif piece:
             wanted.add(int(piece))
     for _name, source in _read_inputs(ctx, operands):
@@ -1008,6 +1097,9 @@ def cmd_cut(ctx: CommandContext) -> int:
             continue
         for raw in source.lines():
             line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
+            if chars:
+                ctx.write("".join(c for n, c in enumerate(line, 1) if n in wanted) + "\n")
+                continue
             parts = line.split(delim)
             if len(parts) == 1:
                 ctx.write(line + "\n")
@@ -2155,6 +2247,7 @@ TOYBOX_APPLETS = {
     "touch",
     "tr",
     "true",
+    "uniq",
     "uptime",
     "wc",
     "whoami",
@@ -2193,6 +2286,7 @@ def builtin_commands() -> dict[str, CommandHandler]:
         "tail": cmd_tail,
         "wc": cmd_wc,
         "sort": cmd_sort,
+        "uniq": cmd_uniq,
         "cut": cmd_cut,
         "tr": cmd_tr,
         "basename": cmd_basename,
