@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from ..fs.filesystem import FsError, StatResult
 from ..model.heat import ZONES, thermal_status
 from .interpreter import CommandContext, CommandHandler
+from .sed import bre_to_python, cmd_sed
 from .shellio import BytesInput, Input, Output
 
 Handler = Callable[[CommandContext], int]
@@ -754,7 +755,7 @@ def cmd_grep(ctx: CommandContext) -> int:
     flags = re.IGNORECASE if "i" in opts else 0
     compiled = []
     for pattern in patterns:
-        regex = re.escape(pattern) if "F" in opts else _bre_to_python(pattern, "E" in opts)
+        regex = re.escape(pattern) if "F" in opts else bre_to_python(pattern, "E" in opts)
         if "w" in opts:
             regex = rf"\b(?:{regex})\b"
         if "x" in opts:
@@ -873,25 +874,6 @@ def _input_lines(source: Input, before_read: Callable[[], None]) -> Iterator[str
         if not raw:
             return
         yield raw.decode("utf-8", "surrogateescape").rstrip("\n")
-
-
-def _bre_to_python(pattern: str, extended: bool) -> str:
-    if extended:
-        return pattern
-    # Basic regular expressions: \| \( \) \{ \} \+ \? are the operators; the bare
-    # characters are literals.
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            nxt = pattern[i + 1]
-            out.append(nxt if nxt in "|(){}+?" else "\\" + nxt)
-            i += 2
-            continue
-        out.append("\\" + ch if ch in "|(){}+?" else ch)
-        i += 1
-    return "".join(out)
 
 
 def _count_arg(args: list[str], default: int) -> tuple[int, bool, list[str]]:
@@ -2237,6 +2219,7 @@ TOYBOX_APPLETS = {
     "ps",
     "rm",
     "rmdir",
+    "sed",
     "sha1sum",
     "sha256sum",
     "sleep",
@@ -2286,6 +2269,7 @@ def builtin_commands() -> dict[str, CommandHandler]:
         "tail": cmd_tail,
         "wc": cmd_wc,
         "sort": cmd_sort,
+        "sed": cmd_sed,
         "uniq": cmd_uniq,
         "cut": cmd_cut,
         "tr": cmd_tr,
