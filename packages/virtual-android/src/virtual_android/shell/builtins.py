@@ -48,7 +48,7 @@ def _cd(sh: Interpreter, argv: list[str], io: IO, state: ShellState) -> int:
     path = sh.fs.normpath(target, state.cwd)
     if not sh.fs.is_dir(path):
         problem = "No such file or directory" if not sh.fs.exists(path) else "Not a directory"
-        io.stderr.write(f"{SH}: cd: {target}: {problem}\n")
+        io.stderr.write(f"{SH}: cd: {path}: {problem}\n")
         return 2
     state.cwd = path
     return 0

@@ -79,7 +79,7 @@ def arith(sh: Interpreter, text: str, state: ShellState) -> int:
 
     text = re.sub(r"\$\{([^}]*)\}", braced, text)
     text = re.sub(r"\$([A-Za-z_][A-Za-z0-9_]*|[?$#])", simple, text)
-    return arith_eval(text, lambda n: lookup_var(sh, n, state) or "")
+    return arith_eval(text, lambda n: lookup_var(sh, n, state) or "", state.vars.__setitem__)
 
 
 def expand_word(sh: Interpreter, word: Word, state: ShellState, glob: bool = True) -> list[str]:

@@ -424,8 +424,8 @@ class Interpreter:
             if problem == "script":
                 return self.run_script(name, argv[1:], io, state)
             io.stderr.write(f"{SH}: {name}: {problem}\n")
-            # mksh: a missing file is 127 whatever the wording; 126 is "found, can't run".
-            return 127 if problem in ("not found", "inaccessible or not found") else 126
+            # mksh: a missing command is 127; 126 is "found, can't run".
+            return 127 if problem == "inaccessible or not found" else 126
         env = {k: v for k, v in state.vars.items() if k in state.exported}
         if assigns:
             env.update(assigns)
@@ -438,7 +438,7 @@ class Interpreter:
             handler = registry.get(name)
             if handler is not None:
                 return handler, ""
-            return None, "not found"
+            return None, "inaccessible or not found"
         path = self.fs.normpath(name, state.cwd)
         base = posixpath.basename(path)
         directory = posixpath.dirname(path)

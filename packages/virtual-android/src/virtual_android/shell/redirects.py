@@ -71,7 +71,7 @@ def apply_redirects(sh: Interpreter, redirects: list[Redirect], io: IO, state: S
             try:
                 result.stdin = BytesInput(sh.fs.read(target, state.cwd))
             except FsError as exc:
-                raise RedirectError(f"can't open {target}: {exc}") from None
+                raise RedirectError(f"{target}: open: {exc}") from None
     return result
 
 
@@ -91,5 +91,5 @@ def _open_output(sh: Interpreter, target: str, append: bool, state: ShellState) 
         if not append or not sh.fs.exists(target, state.cwd):
             sh.fs.write(target, b"", cwd=state.cwd)
     except FsError as exc:
-        raise RedirectError(f"can't create {target}: {exc}") from None
+        raise RedirectError(f"{target}: create: {exc}") from None
     return _FileOutput(sh.fs, sh.fs.normpath(target, state.cwd), sh.token)
