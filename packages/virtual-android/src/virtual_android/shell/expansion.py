@@ -102,14 +102,14 @@ def expand_word(sh: Interpreter, word: Word, state: ShellState, glob: bool = Tru
         elif part.kind == "qlit":
             fields[-1].append((part.text, False))
             quoted[-1] = True
-        elif part.kind == "qvar":
-            fields[-1].append((var_value(sh, part, state), False))
+        elif part.kind in ("qvar", "qcmdsub"):
+            fields[-1].append((_value(sh, part, state), False))
             quoted[-1] = True
         elif part.kind == "arith":
             number = arith(sh, part.text, state)
             fields[-1].append((str(number), False))
-        elif part.kind == "var":
-            value = var_value(sh, part, state)
+        elif part.kind in ("var", "cmdsub"):
+            value = _value(sh, part, state)
             if not value:
                 continue
             pieces = value.split()
@@ -147,8 +147,8 @@ def expand_string(sh: Interpreter, word: Word, state: ShellState) -> str:
     for part in word.parts:
         if part.kind in ("lit", "qlit"):
             out.append(part.text)
-        elif part.kind in ("var", "qvar"):
-            out.append(var_value(sh, part, state))
+        elif part.kind in ("var", "qvar", "cmdsub", "qcmdsub"):
+            out.append(_value(sh, part, state))
         elif part.kind == "arith":
             out.append(str(arith(sh, part.text, state)))
     return "".join(out)
@@ -160,15 +160,23 @@ def expand_pattern(sh: Interpreter, word: Word, state: ShellState) -> str:
     for part in word.parts:
         if part.kind == "lit":
             out.append(part.text)
-        elif part.kind == "var":
-            out.append(var_value(sh, part, state))
+        elif part.kind in ("var", "cmdsub"):
+            out.append(_value(sh, part, state))
         elif part.kind == "qlit":
             out.append(_glob_escape(part.text))
-        elif part.kind == "qvar":
-            out.append(_glob_escape(var_value(sh, part, state)))
+        elif part.kind in ("qvar", "qcmdsub"):
+            out.append(_glob_escape(_value(sh, part, state)))
         elif part.kind == "arith":
             out.append(str(arith(sh, part.text, state)))
     return "".join(out)
+
+
+def _value(sh: Interpreter, part: Part, state: ShellState) -> str:
+    """A parameter's value, or what a command substitution printed without its trailing
+    newlines: it runs in a subshell, over the emulated commands like any other."""
+    if part.kind in ("cmdsub", "qcmdsub"):
+        return sh.substitute(part.text, state).rstrip("\n")
+    return var_value(sh, part, state)
 
 
 def _glob_escape(text: str) -> str:

@@ -1,9 +1,8 @@
 """A small POSIX-like shell over emulated commands.
 
 Nothing here ever reaches the host: words are parsed and expanded by this package and
-every command is a Python function registered on the device. Command substitution
-(`$(...)` and backticks) is deliberately not implemented: unquoted it is a syntax
-error, quoted it is literal text.
+every command is a Python function registered on the device; a command substitution
+(`$(...)`, backquotes) runs in a subshell over those same commands.
 """
 
 from __future__ import annotations
@@ -46,8 +45,11 @@ from .parser import (
 )
 from .redirects import RedirectError, apply_redirects
 from .shellio import (
+    BufferOutput,
+    BytesInput,
     CancelToken,
     Input,
+    NullOutput,
     Output,
     ShellCancelled,
 )
@@ -227,6 +229,8 @@ class Interpreter:
         self.jobs: list[threading.Thread] = []
         self.last_job_pid = 0
         self._tests = 0
+        self._stderr: Output = NullOutput()
+        self.substitution_status = 0
 
     @property
     def fs(self) -> VirtualFS:
@@ -281,6 +285,7 @@ class Interpreter:
 
     def run_node(self, node: Node, io: IO, state: ShellState) -> int:
         self.token.check()
+        self._stderr = io.stderr  # where a $(...) expanded on the way reports its errors
         if node.redirects and not isinstance(node, SimpleCommand):
             try:
                 io = apply_redirects(self, node.redirects, io, state)
@@ -385,6 +390,7 @@ class Interpreter:
 
     # -- simple commands -------------------------------------------------------
     def run_simple(self, node: SimpleCommand, io: IO, state: ShellState) -> int:
+        self.substitution_status = 0
         try:
             argv: list[str] = []
             for word in node.words:
@@ -404,7 +410,7 @@ class Interpreter:
         if not argv:
             for name, value in assigns:
                 state.vars[name] = value
-            return 0
+            return self.substitution_status  # X=$(false) fails as false does
         return self.execute(argv, cmd_io, state, dict(assigns))
 
     def execute(
@@ -488,6 +494,15 @@ class Interpreter:
 
     def wait_jobs(self) -> None:
         wait_jobs(self)
+
+    def substitute(self, script: str, state: ShellState) -> str:
+        """$(script): its output; its errors go where the command's do. Its status is
+        what a command line of assignments alone returns."""
+        out = BufferOutput()
+        self.substitution_status = self.fork(self.token, state.copy()).run(
+            script, IO(BytesInput(b""), out, self._stderr)
+        )
+        return out.getvalue().decode("utf-8", "surrogateescape")
 
     def fork(self, token: CancelToken, state: ShellState) -> Interpreter:
         return Interpreter(self.device, token, state)

@@ -14,7 +14,7 @@ class ShellSyntaxError(Exception):
 
 @dataclass(frozen=True)
 class Part:
-    kind: str  # lit | qlit | var | qvar | arith
+    kind: str  # lit | qlit | var | qvar | arith | cmdsub | qcmdsub
     text: str
     op: str = ""  # for ${NAME<op>arg}
     arg: str = ""
@@ -73,6 +73,45 @@ def tokenize(text: str) -> list[Token]:
             word = Word()
         return word
 
+    def closing_paren(pos: int) -> int:
+        """The `)` that closes the `(` at text[pos], past quotes and nested parentheses."""
+        depth = 0
+        j = pos
+        while j < n:
+            c = text[j]
+            if c == "\\":
+                j += 2
+                continue
+            if c == "'":
+                j = text.find("'", j + 1)
+                if j < 0:
+                    break
+            elif c == '"':
+                j += 1
+                while j < n and text[j] != '"':
+                    j += 2 if text[j] == "\\" else 1
+            elif c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+                if depth == 0:
+                    return j
+            j += 1
+        raise ShellSyntaxError("unterminated command substitution")
+
+    def read_backticks(pos: int) -> tuple[str, int]:
+        """The command between the backquote at text[pos] and the next unescaped one."""
+        out: list[str] = []
+        j = pos + 1
+        while j < n and text[j] != "`":
+            if text[j] == "\\" and j + 1 < n and text[j + 1] in "`$\\":
+                j += 1
+            out.append(text[j])
+            j += 1
+        if j >= n:
+            raise ShellSyntaxError("unterminated command substitution")
+        return "".join(out), j + 1
+
     def read_var(pos: int, quoted: bool) -> tuple[Part | None, int]:
         """Parse after a `$` at text[pos]; returns (part or None for a literal $, new pos)."""
         kind = "qvar" if quoted else "var"
@@ -103,9 +142,8 @@ def tokenize(text: str) -> list[Token]:
                 if j >= n or not text.startswith("))", j - 1) or text[j - 1] != ")":
                     raise ShellSyntaxError("unterminated $((")
                 return Part("arith", text[pos + 2 : j - 1]), j + 1
-            if quoted:
-                return None, pos
-            raise ShellSyntaxError("'$(' unexpected (command substitution is not supported)")
+            end = closing_paren(pos)
+            return Part("qcmdsub" if quoted else "cmdsub", text[pos + 1 : end]), end + 1
         if ch in _SPECIAL_VARS:
             return Part(kind, ch), pos + 1
         match = NAME_RE.match(text, pos)
@@ -250,8 +288,13 @@ def tokenize(text: str) -> list[Token]:
                         buf += text[j + 1]
                     j += 2
                     continue
-                if c == "$":
-                    part, new_j = read_var(j + 1, quoted=True)
+                if c in "$`":
+                    part: Part | None
+                    if c == "`":
+                        inner, new_j = read_backticks(j)
+                        part = Part("qcmdsub", inner)
+                    else:
+                        part, new_j = read_var(j + 1, quoted=True)
                     if part is not None:
                         if buf:
                             word.parts.append(Part("qlit", buf))
@@ -267,7 +310,12 @@ def tokenize(text: str) -> list[Token]:
             i = j
             continue
         if ch == "`":
-            raise ShellSyntaxError("'`' unexpected (command substitution is not supported)")
+            inner, i = read_backticks(i)
+            start_word()
+            flush_lit()
+            assert word is not None
+            word.parts.append(Part("cmdsub", inner))
+            continue
         if ch == "$":
             part, new_i = read_var(i + 1, quoted=False)
             start_word()
