@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from ..fs.filesystem import FsError, StatResult
 from ..model.heat import ZONES, thermal_status
 from .interpreter import CommandContext, CommandHandler
+from .options import parse_options
 from .sed import bre_to_python, cmd_sed
 from .shellio import BytesInput, Input, Output
 
@@ -26,21 +27,8 @@ def _err(ctx: CommandContext, message: str) -> None:
 
 def _split_opts(args: list[str], flags: str) -> tuple[set[str], list[str]]:
     """Split short boolean flags (clustered, like -rf) from operands."""
-    opts: set[str] = set()
-    rest: list[str] = []
-    only_operands = False
-    for arg in args:
-        if only_operands or not arg.startswith("-") or arg == "-" or len(arg) < 2:
-            rest.append(arg)
-            continue
-        if arg == "--":
-            only_operands = True
-            continue
-        if all(c in flags for c in arg[1:]):
-            opts.update(arg[1:])
-        else:
-            rest.append(arg)
-    return opts, rest
+    opts, _, operands = parse_options(args, flags)
+    return opts, operands
 
 
 # -- basic ---------------------------------------------------------------------------
@@ -181,13 +169,22 @@ def cmd_sleep(ctx: CommandContext) -> int:
     return 0
 
 
+_GROUPS = (
+    "2000(shell),1004(input),1007(log),1011(adb),1015(sdcard_rw),1028(sdcard_r),"
+    "1078(ext_data_rw),1079(ext_obb_rw),3001(net_bt_admin),3002(net_bt),3003(inet),"
+    "3006(net_bw_stats),3009(readproc),3011(uhid),3012(readtracefs)"
+)
+
+
 def cmd_id(ctx: CommandContext) -> int:
-    ctx.write(
-        "uid=2000(shell) gid=2000(shell) groups=2000(shell),1004(input),1007(log),1011(adb),"
-        "1015(sdcard_rw),1028(sdcard_r),1078(ext_data_rw),1079(ext_obb_rw),3001(net_bt_admin),"
-        "3002(net_bt),3003(inet),3006(net_bw_stats),3009(readproc),3011(uhid),3012(readtracefs) "
-        "context=u:r:shell:s0\n"
-    )
+    opts, _ = _split_opts(ctx.argv[1:], "ugGnrZ")
+    groups = [g.partition("(") for g in _GROUPS.split(",")]
+    if "G" in opts:
+        ctx.write(" ".join(name[:-1] if "n" in opts else gid for gid, _, name in groups) + "\n")
+    elif opts & {"u", "g"}:
+        ctx.write("shell\n" if "n" in opts else "2000\n")
+    else:
+        ctx.write(f"uid=2000(shell) gid=2000(shell) groups={_GROUPS} context=u:r:shell:s0\n")
     return 0
 
 
@@ -719,34 +716,10 @@ def _test_expr(ctx: CommandContext, args: list[str]) -> bool:
 
 # -- text filters ----------------------------------------------------------------------
 def cmd_grep(ctx: CommandContext) -> int:
-    args = ctx.argv[1:]
-    patterns: list[str] = []
-    opts: set[str] = set()
-    operands: list[str] = []
-    max_count: int | None = None
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "-e" and i + 1 < len(args):
-            patterns.append(args[i + 1])
-            i += 2
-            continue
-        if arg == "-m" and i + 1 < len(args):
-            max_count = int(args[i + 1])
-            i += 2
-            continue
-        if arg.startswith("--"):
-            opts.add(arg)
-        elif (
-            arg.startswith("-")
-            and len(arg) > 1
-            and not operands
-            and re.fullmatch(r"-[viclnqEFwoHhsx]+", arg)
-        ):
-            opts.update(arg[1:])
-        else:
-            operands.append(arg)
-        i += 1
+    opts, values, operands = parse_options(ctx.argv[1:], "viclnqEFwoHhsx", "em", long=True)
+    patterns = [value for option, value in values if option == "e"]
+    counts = [int(value) for option, value in values if option == "m" and value.isdigit()]
+    max_count = counts[-1] if counts else None
     if not patterns:
         if not operands:
             _err(ctx, "Needs 1 argument")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..fs.filesystem import FsError
+from .options import parse_options
 
 if TYPE_CHECKING:
     from .interpreter import CommandContext
@@ -23,20 +24,16 @@ class SedError(Exception):
 def bre_to_python(pattern: str, extended: bool) -> str:
     if extended:
         return pattern
+
     # Basic regular expressions: \| \( \) \{ \} \+ \? are the operators; the bare
     # characters are literals.
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            nxt = pattern[i + 1]
-            out.append(nxt if nxt in "|(){}+?" else "\\" + nxt)
-            i += 2
-            continue
-        out.append("\\" + ch if ch in "|(){}+?" else ch)
-        i += 1
-    return "".join(out)
+    def swap(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text.startswith("\\"):
+            return text[1] if text[1] in "|(){}+?" else text
+        return "\\" + text
+
+    return re.sub(r"\\.|[|(){}+?]", swap, pattern, flags=re.S)
 
 
 @dataclass
@@ -188,21 +185,16 @@ def _unescape(text: str) -> str:
 
 def _expand(replacement: str, match: re.Match[str]) -> str:
     """s's replacement: & is the match, \\1..\\9 its groups, \\n a newline."""
-    out: list[str] = []
-    i = 0
-    while i < len(replacement):
-        ch = replacement[i]
-        if ch == "\\" and i + 1 < len(replacement):
-            nxt = replacement[i + 1]
-            if nxt.isdigit():
-                out.append(match.group(int(nxt)) or "")
-            else:
-                out.append("\n" if nxt == "n" else nxt)
-            i += 2
-            continue
-        out.append(match.group(0) if ch == "&" else ch)
-        i += 1
-    return "".join(out)
+
+    def piece(part: re.Match[str]) -> str:
+        text = part.group(0)
+        if text == "&":
+            return match.group(0)
+        if text[1].isdigit():
+            return match.group(int(text[1])) or ""
+        return "\n" if text[1] == "n" else text[1]
+
+    return re.sub(r"\\.|&", piece, replacement, flags=re.S)
 
 
 def _substitute(command: _Command, line: str) -> tuple[str, bool]:
@@ -303,24 +295,9 @@ def _run(
 
 
 def cmd_sed(ctx: CommandContext) -> int:
-    args = ctx.argv[1:]
-    scripts: list[str] = []
-    operands: list[str] = []
-    quiet = extended = in_place = False
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "-e" and i + 1 < len(args):
-            scripts.append(args[i + 1])
-            i += 2
-            continue
-        if arg.startswith("-") and len(arg) > 1 and re.fullmatch(r"-[nErsi]+", arg):
-            quiet = quiet or "n" in arg
-            extended = extended or "E" in arg or "r" in arg
-            in_place = in_place or "i" in arg
-        else:
-            operands.append(arg)
-        i += 1
+    opts, values, operands = parse_options(ctx.argv[1:], "nErsi", "e")
+    scripts = [value for _, value in values]
+    quiet, extended, in_place = "n" in opts, bool(opts & {"E", "r"}), "i" in opts
     if not scripts:
         if not operands:
             ctx.error("sed: no pattern\n")
