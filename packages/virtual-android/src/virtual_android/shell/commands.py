@@ -31,6 +31,30 @@ def _split_opts(args: list[str], flags: str) -> tuple[set[str], list[str]]:
     return opts, operands
 
 
+def _at_least(ctx: CommandContext, count: int, flags: str) -> list[str] | None:
+    """The operands (flags ignored), or None once `Needs N arguments` is said."""
+    _opts, operands = _split_opts(ctx.argv[1:], flags)
+    if len(operands) >= count:
+        return operands
+    _err(ctx, f"Needs {count} argument{'s' if count > 1 else ''}")
+    return None
+
+
+def _each(
+    ctx: CommandContext, names: list[str], change: Callable[[str], None], quote: bool = False
+) -> int:
+    """change(name) for each operand; a failure is reported (`NAME: why`, toybox quotes the
+    name for mkdir and touch) and the command goes on to the next, ending with status 1."""
+    status = 0
+    for name in names:
+        try:
+            change(name)
+        except FsError as exc:
+            _err(ctx, f"'{name}': {exc}" if quote else f"{name}: {exc}")
+            status = 1
+    return status
+
+
 # -- basic ---------------------------------------------------------------------------
 def cmd_true(ctx: CommandContext) -> int:
     return 0
@@ -379,23 +403,13 @@ def cmd_rm(ctx: CommandContext) -> int:
 
 
 def cmd_rmdir(ctx: CommandContext) -> int:
-    status = 0
-    for target in ctx.argv[1:]:
-        if target.startswith("-"):
-            continue
-        try:
-            if not ctx.fs.is_dir(target, ctx.cwd):
-                raise FsError(
-                    target,
-                    "Not a directory"
-                    if ctx.fs.exists(target, ctx.cwd)
-                    else "No such file or directory",
-                )
-            ctx.fs.remove(target, ctx.cwd, recursive=False, dir_ok=True)
-        except FsError as exc:
-            _err(ctx, f"{target}: {exc}")
-            status = 1
-    return status
+    def remove(target: str) -> None:
+        if not ctx.fs.is_dir(target, ctx.cwd):
+            missing = not ctx.fs.exists(target, ctx.cwd)
+            raise FsError(target, "No such file or directory" if missing else "Not a directory")
+        ctx.fs.remove(target, ctx.cwd, recursive=False, dir_ok=True)
+
+    return _each(ctx, [a for a in ctx.argv[1:] if not a.startswith("-")], remove)
 
 
 def cmd_mkdir(ctx: CommandContext) -> int:
@@ -413,26 +427,14 @@ def cmd_mkdir(ctx: CommandContext) -> int:
     if not operands:
         _err(ctx, "Needs 1 argument")
         return 1
-    status = 0
-    for target in operands:
-        try:
-            ctx.fs.mkdir(target, ctx.cwd, parents="p" in opts, mode=mode)
-        except FsError as exc:
-            _err(ctx, f"'{target}': {exc}")
-            status = 1
-    return status
+    return _each(
+        ctx, operands, lambda t: ctx.fs.mkdir(t, ctx.cwd, parents="p" in opts, mode=mode), True
+    )
 
 
 def cmd_touch(ctx: CommandContext) -> int:
     _opts, operands = _split_opts(ctx.argv[1:], "acm")
-    status = 0
-    for target in operands:
-        try:
-            ctx.fs.touch(target, ctx.cwd)
-        except FsError as exc:
-            _err(ctx, f"'{target}': {exc}")
-            status = 1
-    return status
+    return _each(ctx, operands, lambda target: ctx.fs.touch(target, ctx.cwd), quote=True)
 
 
 def _parse_chmod(spec: str, old: int) -> int | None:
@@ -465,60 +467,44 @@ def _parse_chmod(spec: str, old: int) -> int | None:
 
 
 def cmd_chmod(ctx: CommandContext) -> int:
-    _opts, operands = _split_opts(ctx.argv[1:], "Rfv")
-    if len(operands) < 2:
-        _err(ctx, "Needs 2 arguments")
+    operands = _at_least(ctx, 2, "Rfv")
+    if operands is None:
         return 1
     spec, targets = operands[0], operands[1:]
-    status = 0
-    for target in targets:
-        try:
-            old = ctx.fs.stat(target, ctx.cwd).mode
-            mode = _parse_chmod(spec, old)
-            if mode is None:
-                _err(ctx, f"bad mode '{spec}'")
-                return 1
-            ctx.fs.chmod(target, mode, ctx.cwd)
-        except FsError as exc:
-            _err(ctx, f"{target}: {exc}")
-            status = 1
-    return status
+    if _parse_chmod(spec, 0) is None:
+        _err(ctx, f"bad mode '{spec}'")
+        return 1
+
+    def change(target: str) -> None:
+        mode = _parse_chmod(spec, ctx.fs.stat(target, ctx.cwd).mode)
+        assert mode is not None  # a spec that parses parses against any old mode
+        ctx.fs.chmod(target, mode, ctx.cwd)
+
+    return _each(ctx, targets, change)
 
 
 def cmd_cp(ctx: CommandContext) -> int:
-    _opts, operands = _split_opts(ctx.argv[1:], "rRfpaiv")
-    if len(operands) < 2:
-        _err(ctx, "Needs 2 arguments")
+    operands = _at_least(ctx, 2, "rRfpaiv")
+    if operands is None:
         return 1
     *sources, dest = operands
-    status = 0
-    for source in sources:
+
+    def copy(source: str) -> None:
         target = dest
         if ctx.fs.is_dir(dest, ctx.cwd):
             target = posixpath.join(dest, posixpath.basename(source))
-        try:
-            info = ctx.fs.stat(source, ctx.cwd)
-            ctx.fs.write(target, ctx.fs.read(source, ctx.cwd), ctx.cwd, mode=info.mode & 0o7777)
-        except FsError as exc:
-            _err(ctx, f"{source}: {exc}")
-            status = 1
-    return status
+        info = ctx.fs.stat(source, ctx.cwd)
+        ctx.fs.write(target, ctx.fs.read(source, ctx.cwd), ctx.cwd, mode=info.mode & 0o7777)
+
+    return _each(ctx, sources, copy)
 
 
 def cmd_mv(ctx: CommandContext) -> int:
-    _opts, operands = _split_opts(ctx.argv[1:], "fivn")
-    if len(operands) < 2:
-        _err(ctx, "Needs 2 arguments")
+    operands = _at_least(ctx, 2, "fivn")
+    if operands is None:
         return 1
     *sources, dest = operands
-    status = 0
-    for source in sources:
-        try:
-            ctx.fs.rename(source, dest, ctx.cwd)
-        except FsError as exc:
-            _err(ctx, f"{source}: {exc}")
-            status = 1
-    return status
+    return _each(ctx, sources, lambda source: ctx.fs.rename(source, dest, ctx.cwd))
 
 
 def _hash_command(algorithm: str) -> Handler:

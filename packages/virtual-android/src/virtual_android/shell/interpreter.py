@@ -81,7 +81,7 @@ SYSTEM_BIN_DIRS = (
 )
 
 
-# --------------------------------------------------------------------------------------
+@dataclass(eq=False)
 class CommandContext:
     """Everything an emulated command may use.
 
@@ -92,28 +92,16 @@ class CommandContext:
     ShellCancelled). Writes after cancellation raise ShellCancelled too.
     """
 
-    def __init__(
-        self,
-        argv: list[str],
-        env: dict[str, str],
-        cwd: str,
-        stdin: Input,
-        stdout: Output,
-        stderr: Output,
-        cancelled: CancelToken,
-        device: VirtualS24,
-        shell: Interpreter,
-    ) -> None:
-        self.argv = argv
-        self.env = env
-        self.cwd = cwd
-        self.stdin = stdin
-        self.stdout = stdout
-        self.stderr = stderr
-        self.cancelled = cancelled
-        self.device = device
-        self.shell = shell
-        self.pid = 0
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    stdin: Input
+    stdout: Output
+    stderr: Output
+    cancelled: CancelToken
+    device: VirtualS24
+    shell: Interpreter
+    pid: int = 0
 
     @property
     def name(self) -> str:
@@ -150,8 +138,6 @@ class CommandHandler(Protocol):
     def __call__(self, ctx: CommandContext, /) -> int: ...
 
 
-# Interpreter
-# --------------------------------------------------------------------------------------
 @dataclass
 class IO:
     stdin: Input
