@@ -147,8 +147,8 @@ SCRIPTS: list[tuple[str, str, int]] = [
     ),
     ("echo 'a\\tb'; echo -E 'a\\tb'; echo -n x; echo 'y\\c'; echo z", "a\tb\na\\tb\nxyz\n", 0),
     ("id -u; id -un; id -g", "2000\nshell\n2000\n", 0),
-    ("echo $(", "", 2),
-    ("echo 'unterminated", "", 2),
+    ("echo $(", "", 1),
+    ("echo 'unterminated", "", 1),
 ]
 
 

@@ -28,7 +28,7 @@ from .builtins import (
 )
 from .expansion import expand_pattern, expand_string, expand_word
 from .jobs import run_pipeline, spawn_background, wait_jobs
-from .lexer import ShellSyntaxError
+from .lexer import ShellSyntaxError, tokenize
 from .parser import (
     AndOr,
     CaseClause,
@@ -38,6 +38,7 @@ from .parser import (
     Group,
     IfClause,
     Node,
+    Parser,
     Pipeline,
     SimpleCommand,
     WhileLoop,
@@ -224,20 +225,19 @@ class Interpreter:
 
     # -- entry points ----------------------------------------------------------
     def run(self, script: str, io: IO) -> int:
-        """Parse and run a script; returns its exit status."""
+        """Parse and run a script a line at a time, as mksh does; returns its status."""
         try:
-            tree = parse(script)
+            parser = Parser(tokenize(script))
+            while (line := parser.parse_line()) is not None:
+                self.run_list(line, io, self.state)
         except ShellSyntaxError as exc:
-            io.stderr.write(f"{SH}: syntax error: {exc}\n")
-            self.state.status = 2
-            return 2
-        try:
-            return self.run_list(tree, io, self.state)
+            io.stderr.write(f"{SH}: {exc}\n")
+            self.state.status = 1
         except (ExitShell, ReturnFromFunction) as exc:
             self.state.status = exc.code & 0xFF
-            return self.state.status
         except LoopControl:
-            return self.state.status
+            pass
+        return self.state.status
 
     # -- execution -------------------------------------------------------------
     def run_list(self, node: CommandList, io: IO, state: ShellState) -> int:
@@ -256,7 +256,7 @@ class Interpreter:
         return status
 
     @contextlib.contextmanager
-    def _tested(self) -> Iterator[None]:
+    def tested(self) -> Iterator[None]:
         """While a status is being tested (if/while conditions, all but the last command of
         && ||, a negated pipeline) a failure does not end the shell under set -e."""
         self._tests += 1
@@ -283,12 +283,12 @@ class Interpreter:
         if isinstance(node, Pipeline):
             return run_pipeline(self, node, io, state)
         if isinstance(node, AndOr):
-            with self._tested():
+            with self.tested():
                 status = self.run_node(node.first, io, state)
             for index, (op, nxt) in enumerate(node.rest):
                 if (op == "&&" and status == 0) or (op == "||" and status != 0):
                     if index < len(node.rest) - 1:
-                        with self._tested():
+                        with self.tested():
                             status = self.run_node(nxt, io, state)
                     else:
                         status = self.run_node(nxt, io, state)
@@ -303,7 +303,7 @@ class Interpreter:
             return self.run_for(node, io, state)
         if isinstance(node, IfClause):
             for condition, body in node.branches:
-                with self._tested():
+                with self.tested():
                     passed = self.run_list(condition, io, state) == 0
                 if passed:
                     return self.run_list(body, io, state)
@@ -333,7 +333,7 @@ class Interpreter:
         status = 0
         while True:
             self.token.check()
-            with self._tested():
+            with self.tested():
                 cond = self.run_list(node.condition, io, state)
             if (cond == 0) == node.until:
                 break
@@ -513,13 +513,13 @@ class Interpreter:
             try:
                 tree = parse(pending)
             except ShellSyntaxError as exc:
-                if any(w in str(exc) for w in ("unterminated", "end of file", "unclosed")):
+                if any(w in str(exc) for w in ("no closing", "unmatched", "EOF", "unclosed")):
                     if prompt:
                         io.stdout.write("> ")
                     continue
-                io.stderr.write(f"{SH}: syntax error: {exc}\n")
+                io.stderr.write(f"{SH}: {exc}\n")
                 pending = ""
-                status = 2
+                status = 1
             else:
                 pending = ""
                 try:

@@ -54,7 +54,7 @@ def run_pipeline(sh: Interpreter, node: Pipeline, io: IO, state: ShellState) -> 
     commands = node.commands
     if len(commands) == 1:
         if node.negate:
-            with sh._tested():
+            with sh.tested():
                 status = sh.run_node(commands[0], io, state)
         else:
             status = sh.run_node(commands[0], io, state)

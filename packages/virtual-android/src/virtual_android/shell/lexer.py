@@ -97,7 +97,7 @@ def tokenize(text: str) -> list[Token]:
                 if depth == 0:
                     return j
             j += 1
-        raise ShellSyntaxError("unterminated command substitution")
+        raise ShellSyntaxError("syntax error: unmatched '('")
 
     def read_backticks(pos: int) -> tuple[str, int]:
         """The command between the backquote at text[pos] and the next unescaped one."""
@@ -109,7 +109,7 @@ def tokenize(text: str) -> list[Token]:
             out.append(text[j])
             j += 1
         if j >= n:
-            raise ShellSyntaxError("unterminated command substitution")
+            raise ShellSyntaxError("no closing quote")
         return "".join(out), j + 1
 
     def read_var(pos: int, quoted: bool) -> tuple[Part | None, int]:
@@ -121,7 +121,7 @@ def tokenize(text: str) -> list[Token]:
         if ch == "{":
             end = text.find("}", pos + 1)
             if end < 0:
-                raise ShellSyntaxError("missing '}'")
+                raise ShellSyntaxError("no closing quote")
             inner = text[pos + 1 : end]
             match = re.fullmatch(BRACED_RE, inner, re.S)
             if not match:
@@ -140,7 +140,7 @@ def tokenize(text: str) -> list[Token]:
                             break
                     j += 1
                 if j >= n or not text.startswith("))", j - 1) or text[j - 1] != ")":
-                    raise ShellSyntaxError("unterminated $((")
+                    raise ShellSyntaxError("no closing quote")
                 return Part("arith", text[pos + 2 : j - 1]), j + 1
             end = closing_paren(pos)
             return Part("qcmdsub" if quoted else "cmdsub", text[pos + 1 : end]), end + 1
@@ -262,7 +262,7 @@ def tokenize(text: str) -> list[Token]:
         if ch == "'":
             end = text.find("'", i + 1)
             if end < 0:
-                raise ShellSyntaxError("unterminated quoted string")
+                raise ShellSyntaxError("no closing quote")
             start_word()
             flush_lit()
             assert word is not None
@@ -278,7 +278,7 @@ def tokenize(text: str) -> list[Token]:
             quoted_any = False
             while True:
                 if j >= n:
-                    raise ShellSyntaxError("unterminated quoted string")
+                    raise ShellSyntaxError("no closing quote")
                 c = text[j]
                 if c == '"':
                     j += 1

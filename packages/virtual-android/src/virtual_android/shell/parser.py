@@ -88,6 +88,7 @@ class Parser:
     def __init__(self, tokens: list[Token]) -> None:
         self.tokens = tokens
         self.pos = 0
+        self.open: list[str] = []
 
     def peek(self) -> Token:
         return self.tokens[self.pos]
@@ -108,13 +109,18 @@ class Parser:
 
     def describe(self, token: Token) -> str:
         if token.kind == "EOF":
-            return "end of file"
+            return "EOF"
         if token.kind == "WORD" and token.word is not None:
             return token.word.literal_text() or "word"
         return "newline" if token.value == "\n" else token.value
 
-    def unexpected(self) -> ShellSyntaxError:
-        return ShellSyntaxError(f"'{self.describe(self.peek())}' unexpected")
+    def unexpected(self, token: Token | None = None) -> ShellSyntaxError:
+        token = token or self.peek()
+        if token.kind == "EOF":
+            what = f"unmatched '{self.open[-1]}'" if self.open else "unexpected EOF"
+        else:
+            what = f"unexpected '{self.describe(token)}'"
+        return ShellSyntaxError(f"syntax error: {what}")
 
     def expect_word(self, word: str) -> None:
         if not self.at_word(word):
@@ -131,7 +137,18 @@ class Parser:
             raise self.unexpected()
         return result
 
-    def parse_list(self, top: bool = False) -> CommandList:
+    def parse_line(self) -> CommandList | None:
+        """The next line of a script (None at its end): mksh parses and runs a script one
+        line at a time, so the lines before a syntax error have run."""
+        self.skip_newlines()
+        if self.peek().kind == "EOF":
+            return None
+        line = self.parse_list(top=True, one_line=True)
+        if not self.at_op("\n") and self.peek().kind != "EOF":
+            raise self.unexpected()
+        return line
+
+    def parse_list(self, top: bool = False, one_line: bool = False) -> CommandList:
         items: list[tuple[Node, bool]] = []
         self.skip_newlines()
         while True:
@@ -151,6 +168,8 @@ class Parser:
             ):
                 raise self.unexpected()
             items.append((node, background))
+            if one_line and self.at_op("\n"):
+                break
             self.skip_newlines()
         if not items and not top:
             raise self.unexpected()
@@ -184,7 +203,7 @@ class Parser:
     def parse_redirect(self, token: Token) -> Redirect:
         target = self.next()
         if target.kind != "WORD" or target.word is None:
-            raise ShellSyntaxError(f"'{self.describe(target)}' unexpected")
+            raise self.unexpected(target)
         fd = token.fd
         if fd == -1:
             fd = 0 if token.value in ("<", "<&", "<>", "<<") else 1
@@ -197,41 +216,46 @@ class Parser:
 
     def parse_command(self) -> Node:
         token = self.peek()
-        if token.kind == "OP" and token.value == "(":
+        opener = "(" if token.kind == "OP" and token.value == "(" else None
+        if token.kind == "WORD" and token.word is not None:
+            keyword = token.word.plain()
+            if keyword in ("while", "until", "for", "if", "{", "case"):
+                opener = keyword
+            elif keyword in _TERMINATORS or keyword == "in":
+                raise self.unexpected()
+            elif keyword and NAME_RE.fullmatch(keyword) and self._at_function_parens():
+                self.pos += 3
+                self.skip_newlines()
+                return FunctionDef(name=keyword, body=self.parse_command())
+        if opener is None:
+            return self.parse_simple()
+        # What is open, so that running out of text names it, as mksh does.
+        self.open.append(opener)
+        node = self.parse_trailing_redirects(self._compound(opener))
+        self.open.pop()
+        return node
+
+    def _compound(self, opener: str) -> Node:
+        if opener == "(":
             self.next()
             body = self.parse_list()
             if not self.at_op(")"):
                 raise self.unexpected()
             self.next()
-            return self.parse_trailing_redirects(Group(body=body, subshell=True))
-        if token.kind == "WORD" and token.word is not None:
-            keyword = token.word.plain()
-            if keyword in ("while", "until"):
-                self.next()
-                condition = self.parse_list()
-                self.expect_word("do")
-                body = self.parse_list()
-                self.expect_word("done")
-                node: Node = WhileLoop(condition=condition, body=body, until=keyword == "until")
-                return self.parse_trailing_redirects(node)
-            if keyword == "for":
-                return self.parse_trailing_redirects(self.parse_for())
-            if keyword == "if":
-                return self.parse_trailing_redirects(self.parse_if())
-            if keyword == "{":
-                self.next()
-                body = self.parse_list()
-                self.expect_word("}")
-                return self.parse_trailing_redirects(Group(body=body))
-            if keyword == "case":
-                return self.parse_trailing_redirects(self.parse_case())
-            if keyword in _TERMINATORS or keyword == "in":
-                raise self.unexpected()
-            if keyword and NAME_RE.fullmatch(keyword) and self._at_function_parens():
-                self.pos += 3
-                self.skip_newlines()
-                return FunctionDef(name=keyword, body=self.parse_command())
-        return self.parse_simple()
+            return Group(body=body, subshell=True)
+        if opener in ("while", "until"):
+            self.next()
+            condition = self.parse_list()
+            self.expect_word("do")
+            body = self.parse_list()
+            self.expect_word("done")
+            return WhileLoop(condition=condition, body=body, until=opener == "until")
+        if opener == "{":
+            self.next()
+            body = self.parse_list()
+            self.expect_word("}")
+            return Group(body=body)
+        return {"for": self.parse_for, "if": self.parse_if, "case": self.parse_case}[opener]()
 
     def _at_function_parens(self) -> bool:
         after = self.tokens[self.pos + 1 : self.pos + 3]
@@ -241,7 +265,7 @@ class Parser:
         self.next()
         subject = self.next()
         if subject.kind != "WORD" or subject.word is None:
-            raise ShellSyntaxError(f"'{self.describe(subject)}' unexpected")
+            raise self.unexpected(subject)
         self.skip_newlines()
         self.expect_word("in")
         self.skip_newlines()
@@ -253,7 +277,7 @@ class Parser:
             while True:
                 token = self.next()
                 if token.kind != "WORD" or token.word is None:
-                    raise ShellSyntaxError(f"'{self.describe(token)}' unexpected")
+                    raise self.unexpected(token)
                 patterns.append(token.word)
                 if not self.at_op("|"):
                     break
@@ -275,7 +299,9 @@ class Parser:
         name_token = self.next()
         name = name_token.word.plain() if name_token.word is not None else None
         if not name or not NAME_RE.fullmatch(name):
-            raise ShellSyntaxError(f"for: '{self.describe(name_token)}': bad identifier")
+            raise ShellSyntaxError(
+                f"syntax error: for: '{self.describe(name_token)}': bad identifier"
+            )
         words: list[Word] | None = None
         self.skip_newlines()
         if self.at_word("in"):
