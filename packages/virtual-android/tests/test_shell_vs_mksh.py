@@ -3,8 +3,7 @@ through the phone's /system/bin/sh (over adb, shell v2) and through Debian's mks
 shell Android ships) with toybox (Android's userland) first on PATH, in a directory holding
 the same files on both sides; stdout, stderr and the exit code must match byte for byte.
 
-A line in KNOWN is a difference the package README lists: it runs too and must still
-differ (strict xfail), so fixing one shows up here.
+What is left out, and why, is listed below and in the package README.
 """
 
 from __future__ import annotations
@@ -293,21 +292,18 @@ APPLETS = [
     "sed '/^c/s/:/=/' cols.txt",
     "printf 'no newline' | sed 's/no/yes/'",
     "sed 's/x*/-/g' cols.txt",
+    "cat -n fruits.txt",
+    "cat -u fruits.txt | head -1; cat -x fruits.txt; echo $?; cat -nx fruits.txt; cat - < cols.txt | head -1",
+    "cat -un fruits.txt",
     "true; echo $?",
     "false; echo $?",
 ]
 
-# Each known difference with why; the package README lists them.
-KNOWN: dict[str, str] = {
-    "cat -n fruits.txt": "toybox cat has no -n; the phone's ignores unknown options",
-}
-
 # Left out, the phone's nature: the host runs mksh as root (id, whoami), the phone as
 # shell; ps and /proc list the phone's processes (ps is compared by shape below; a bare `ps`
 # is Android's own column set, which Debian's toybox build lacks); ls -l shows owners,
-# modes and times; toybox
-# 0.8.9 as Debian builds it has no tr (Android's has); its `sed 's/a/&&/3'` writes NUL bytes
-# (a toybox bug the phone does not copy).
+# modes and times. Toybox 0.8.9 as Debian builds it has no tr (Android's has), and its
+# `sed 's/a/&&/3'` writes NUL bytes (a toybox bug the phone does not copy).
 
 
 @pytest.fixture(scope="module")
@@ -378,10 +374,6 @@ def _real(tmp_path: Path, toybox_bin: Path, line: str) -> tuple:
 CASES = [
     *(pytest.param(line, id=f"sh{index}") for index, line in enumerate(SHELL)),
     *(pytest.param(line, id=f"applet{index}") for index, line in enumerate(APPLETS)),
-    *(
-        pytest.param(line, id=f"known{index}", marks=pytest.mark.xfail(strict=True, reason=why))
-        for index, (line, why) in enumerate(KNOWN.items())
-    ),
 ]
 
 

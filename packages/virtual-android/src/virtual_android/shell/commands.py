@@ -271,7 +271,13 @@ def _read_inputs(ctx: CommandContext, operands: list[str]) -> Iterator[tuple[str
 
 
 def cmd_cat(ctx: CommandContext) -> int:
-    _opts, operands = _split_opts(ctx.argv[1:], "uvtesAn")
+    _opts, operands = _split_opts(ctx.argv[1:], "uvte")
+    for arg in operands:
+        if arg.startswith("-") and len(arg) > 1:
+            # toybox names the cluster from its first unknown letter on.
+            unknown = arg[1:].lstrip("uvte")
+            _err(ctx, f"Unknown option '{unknown}' (see \"cat --help\")")
+            return 1
     status = 0
     for _name, source in _read_inputs(ctx, operands):
         if source is None:
