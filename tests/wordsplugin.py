@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from virtual_android.pytest_plugin import free_port  # noqa: F401 - the tests import it from here
+
 import devicelab
 from devicelab import (
     Engine,
@@ -264,16 +266,3 @@ WORDS_PLUGIN = WordsPlugin()
 
 # The built-in plugins every test loads (tests/conftest.py keeps other installed ones out).
 BUILTINS = "host,llamacpp,docassist,android,virtual,quality,geval,openai,mlc,ray,store"
-
-
-def free_port() -> int:
-    """A free loopback port outside the ports adb takes for itself and emulators and Ray's
-    default worker port range, so a test server never collides with either."""
-    import socket
-
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port != 5037 and not 5555 <= port <= 5585 and not 10002 <= port <= 19999:
-            return port

@@ -26,7 +26,9 @@ from virtual_android.apps.apps import (
     install_apps,
     rates,
 )
-from virtual_android.apps.u2server import LAUNCHER_PACKAGE, install_uiautomator, screen_of
+from virtual_android.apps.screen import screen_of
+from virtual_android.apps.u2server import install_uiautomator
+from virtual_android.apps.ui import LAUNCHER_PACKAGE
 from virtual_android.device import VirtualS24
 from virtual_android.inference.llama_cpp_backend import default_model_path, llama_cpp_available
 from virtual_android.inference.llm import DeviceLLM, GenerationCancelled, GenerationStats
@@ -409,7 +411,7 @@ def test_am_monkey_pm_dumpsys_and_input_see_the_apps(
 
 def test_a_long_prompt_stays_in_the_chat_above_its_answer(virtual_s24: VirtualS24) -> None:
     """Like a LazyColumn, a message taller than the list is clipped, not dropped."""
-    from virtual_android.apps.apps import MLCChatApp, _Message
+    from virtual_android.apps.mlcchat import MLCChatApp, _Message
 
     def no_model(dev: VirtualS24) -> RecordingLLM:
         raise AssertionError("no model is needed to lay out the chat")

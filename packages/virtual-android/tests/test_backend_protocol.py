@@ -31,6 +31,7 @@ from virtual_android import (
 )
 from virtual_android.apps.apps import MLCCHAT_PACKAGE
 from virtual_android.inference.llm import RUNTIME_OVERHEAD_KB
+from virtual_android.pytest_plugin import connected
 from virtual_android.shell.shellio import CancelToken
 
 SCRIPT = ["Hello", " from", " a", " scripted", " model."]
@@ -199,10 +200,7 @@ def test_without_a_backend_running_a_model_says_what_to_install(
 def scripted_phone(
     adb_server: adbutils.AdbClient, factory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[VirtualS24, u2.Device]]:
-    phone = make_phone(backend=factory)
-    phone.start()
-    try:
-        adb_server.connect(phone.serial, timeout=5)
+    with connected(adb_server, make_phone(backend=factory), stop=shutdown_phone) as phone:
         # u2.connect(serial) uses adbutils' module-level client: the private server here.
         monkeypatch.setattr(adbutils, "adb", adb_server)
         d = u2.connect(phone.serial)
@@ -210,9 +208,6 @@ def scripted_phone(
             yield phone, d
         finally:
             d.stop_uiautomator(wait=False)
-    finally:
-        shutdown_phone(phone)
-        adb_server.disconnect(phone.serial)
 
 
 def test_mlcchat_shows_exactly_what_the_backend_answered(

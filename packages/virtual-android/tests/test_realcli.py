@@ -17,10 +17,10 @@ from pathlib import Path
 
 import adbutils
 import pytest
-from conftest import AdbRunner, connect
 from virtual_android.device import VirtualS24
 from virtual_android.inference.llamacli import install_llama_cli
 from virtual_android.inference.realcli import allow_host_binaries
+from virtual_android.pytest_plugin import AdbRunner, connected
 
 TMP = "/data/local/tmp"
 # Reports what it was given as JSON on stdout; sleeps when asked, to be killed.
@@ -53,12 +53,8 @@ def phone(adb_server: adbutils.AdbClient, stand_in: Path) -> Iterator[VirtualS24
     dev = VirtualS24()
     install_llama_cli(dev)
     allow_host_binaries(dev, [stand_in])
-    dev.start()
-    try:
-        connect(adb_server, dev.serial)
-        yield dev
-    finally:
-        dev.stop()
+    with connected(adb_server, dev) as phone:
+        yield phone
 
 
 def _push(adb: AdbRunner, serial: str, local: Path, remote: str) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import adbutils
 import av
 import pytest
-from conftest import AdbRunner, wait_until
 from PIL import Image, ImageChops, ImageStat
 from virtual_android import VirtualS24, render_screen
+from virtual_android.pytest_plugin import AdbRunner, wait_until
 
 DOCASSIST = "ai.devicelab.docassist/.MainActivity"
 

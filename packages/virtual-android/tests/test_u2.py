@@ -9,16 +9,12 @@ import adbutils
 import pytest
 import uiautomator2 as u2
 from uiautomator2._selector import Selector
-from uiautomator2.exceptions import UiObjectNotFoundError
-from virtual_android.apps.u2server import (
-    LAUNCHER_PACKAGE,
-    UiNode,
-    Window,
-    install_uiautomator,
-    match_selector,
-    render_hierarchy,
-    screen_of,
-)
+from uiautomator2.exceptions import RPCUnknownError, UiObjectNotFoundError
+from virtual_android.apps.hierarchy import render_hierarchy
+from virtual_android.apps.screen import screen_of
+from virtual_android.apps.selector import match_selector
+from virtual_android.apps.u2server import install_uiautomator
+from virtual_android.apps.ui import LAUNCHER_PACKAGE, UiNode, Window
 from virtual_android.device import VirtualS24
 
 ATTRIBUTES = [
@@ -127,6 +123,12 @@ def test_missing_objects_raise_uiautomator2_errors(d: u2.Device) -> None:
     assert not d(text="no such thing").exists
     assert d(text="no such thing").wait(timeout=0.2) is False
     assert d(text="no such thing").wait_gone(timeout=0.2) is True
+
+
+def test_a_bad_regular_expression_is_javas_pattern_syntax_error(d: u2.Device) -> None:
+    with pytest.raises(RPCUnknownError, match=r"-32001 java\.util\.regex\.PatternSyntaxException"):
+        _ = d(textMatches="Pl(ay").info
+    assert d(textMatches="Pl.y St.*").info["text"] == "Play Store"  # it goes on answering
 
 
 def test_keys_toast_clipboard_and_screenshot(d: u2.Device, virtual_s24: VirtualS24) -> None:

@@ -17,6 +17,7 @@ from devicelab_android.device import AndroidDevice, AndroidType
 from devicelab_android.llamacli import LlamaCliEngine
 from devicelab_virtual.launch import make_virtual_s24
 from virtual_android.inference import llamacli as virtual_cli
+from virtual_android.pytest_plugin import connected
 
 import devicelab
 from devicelab import (
@@ -41,20 +42,15 @@ HOSTILE = 'it\'s "$(touch /data/local/tmp/pwned)" `id`; echo pwned\nnext line'
 
 @pytest.fixture
 def phone(adb_server: adbutils.AdbClient) -> Iterator[AndroidDevice]:
-    vdev = make_virtual_s24()
-    vdev.start()
-    adb_server.connect(vdev.serial, timeout=5)
-    deadline = time.monotonic() + 10
-    while not any(d.serial == vdev.serial for d in adb_server.device_list()):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    device = AndroidType(devicelab.load_plugins()).open("s24", {"options": {"serial": vdev.serial}})
-    device.open()
-    device.virtual = vdev  # type: ignore[attr-defined]
-    yield device
-    device.close()
-    vdev.stop()
-    adb_server.disconnect(vdev.serial)
+    with connected(adb_server, make_virtual_s24()) as vdev:
+        options = {"options": {"serial": vdev.serial}}
+        device = AndroidType(devicelab.load_plugins()).open("s24", options)
+        device.open()
+        device.virtual = vdev  # type: ignore[attr-defined]
+        try:
+            yield device
+        finally:
+            device.close()
 
 
 def smollm2() -> ModelSpec:

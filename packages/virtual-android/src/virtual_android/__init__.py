@@ -14,13 +14,19 @@ never the pushed file itself).
     phone.start()
     ...                             # adb connect phone.serial
     shutdown_phone(phone)
+
+Every exception class it defines derives from :class:`VirtualAndroidError`. Its pytest plugin
+(:mod:`virtual_android.pytest_plugin`) gives a project's tests a private adb server and a
+started phone on it.
 """
 
 from .apps.apps import apps_of, install_apps
-from .apps.u2server import install_uiautomator, render_screen, screen_of
+from .apps.screen import render_screen, screen_of
+from .apps.u2server import install_uiautomator
 from .cli import serve
 from .device import CommandContext, CommandHandler, InputEvent, VirtualS24
 from .display import Frame
+from .errors import VirtualAndroidError
 from .fs.filesystem import FsError, VirtualFS
 from .inference.backend import (
     BackendFactory,
@@ -62,6 +68,7 @@ __all__ = [
     "TextBackend",
     "TextRequest",
     "TokenSink",
+    "VirtualAndroidError",
     "VirtualFS",
     "VirtualS24",
     "WordsBackend",

@@ -15,13 +15,14 @@ from fractions import Fraction
 from typing import Any
 
 from .display import Frame
+from .errors import VirtualAndroidError
 
 __all__ = ["VIDEO_INSTALL_HINT", "Mp4Recorder", "VideoUnavailable"]
 
 VIDEO_INSTALL_HINT = "pip install 'virtual-android[video]'"
 
 
-class VideoUnavailable(RuntimeError):
+class VideoUnavailable(VirtualAndroidError, RuntimeError):
     """PyAV is missing: the virtual phone cannot encode video."""
 
 

@@ -1,5 +1,7 @@
-"""What runs on the phone's screen: uiautomator2's on-device JSON-RPC server and its UI tree
-(u2server), and the two LLM apps, MLCChat and DocAssist (apps)."""
+"""What runs on the phone's screen: the view tree (ui), the display and its windows (screen),
+uiautomator's dump (hierarchy) and selectors (selector), uiautomator2's on-device server
+(u2server starts it, u2rpc answers its JSON-RPC), and the two LLM apps, MLCChat and
+DocAssist (apps)."""
 
 from .apps import (
     DOCASSIST_PACKAGE,
@@ -12,14 +14,9 @@ from .apps import (
     apps_of,
     install_apps,
 )
-from .u2server import (
-    LAUNCHER_PACKAGE,
-    DeviceScreen,
-    UiNode,
-    install_uiautomator,
-    render_screen,
-    screen_of,
-)
+from .screen import DeviceScreen, render_screen, screen_of
+from .u2server import install_uiautomator
+from .ui import LAUNCHER_PACKAGE, UiNode
 
 __all__ = [
     "DOCASSIST_PACKAGE",

@@ -8,7 +8,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..system.packages import Package
-from .u2server import STATUS_BAR_HEIGHT, DeviceScreen, Rect, UiNode
+from ..system.window import STATUS_BAR_HEIGHT
+from .process import AppProcess
+from .screen import DeviceScreen
+from .ui import Rect, UiNode
 
 if TYPE_CHECKING:
     from ..device import VirtualS24
@@ -16,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["InstalledApp", "follow_package_manager"]
 
 
-class InstalledApp:
+class InstalledApp(AppProcess):
     """A ScreenApp for a package: its process, its activities, a window with its name."""
 
     def __init__(self, device: VirtualS24, screen: DeviceScreen, package: Package) -> None:
@@ -31,15 +34,6 @@ class InstalledApp:
         self._pid: int | None = None
         self._activity = self.main_activity
         self.data = ""  # the last intent's data URI (a browser's address bar)
-
-    @property
-    def pid(self) -> int | None:
-        with self.screen.lock:
-            return self._pid if self.running() else None
-
-    def running(self) -> bool:
-        pid = self._pid
-        return pid is not None and self.device.fs.exists(f"/proc/{pid}")
 
     def current_activity(self) -> str:
         return self._activity

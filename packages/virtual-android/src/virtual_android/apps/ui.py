@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from ..system.packages import LAUNCHER_ACTIVITY, LAUNCHER_PACKAGE
+from ..system.window import STATUS_BAR_HEIGHT
+
 __all__ = [
     "LAUNCHER_ACTIVITY",
     "LAUNCHER_PACKAGE",
@@ -19,10 +22,7 @@ __all__ = [
     "Window",
 ]
 
-LAUNCHER_PACKAGE = "com.sec.android.app.launcher"
-LAUNCHER_ACTIVITY = "com.sec.android.app.launcher.activities.LauncherActivity"
 SYSTEMUI_PACKAGE = "com.android.systemui"
-STATUS_BAR_HEIGHT = 110  # px at 416 dpi; apps draw below it
 
 Rect = tuple[int, int, int, int]  # left, top, right, bottom
 

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..errors import VirtualAndroidError
+
 Generator = Callable[[], bytes]
 
 # Where the shell user (uid 2000) may create, change and remove files.
@@ -38,7 +40,7 @@ def _normpath(path: str, cwd: str) -> str:
     return norm
 
 
-class FsError(Exception):
+class FsError(VirtualAndroidError):
     """A failed filesystem operation; str() is the strerror text, like errno's."""
 
     def __init__(self, path: str, message: str) -> None:

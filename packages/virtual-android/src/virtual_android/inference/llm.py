@@ -38,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..device import VirtualS24
+from ..errors import VirtualAndroidError
 from ..shell.shellio import CancelToken, ShellCancelled
 from .backend import (
     BackendFactory,
@@ -99,7 +100,7 @@ class GenerationCancelled(ShellCancelled):
     """
 
 
-class NotGGUFError(ValueError):
+class NotGGUFError(VirtualAndroidError, ValueError):
     """The bytes are not a GGUF model (they do not start with the ``GGUF`` magic)."""
 
     def __init__(self, magic: bytes) -> None:
@@ -128,7 +129,7 @@ class GenerationStats:
 
 
 # -- the backend each device runs its models on ---------------------------------------------
-class NoBackendError(RuntimeError):
+class NoBackendError(VirtualAndroidError, RuntimeError):
     """The phone was asked to run a model but has no backend to run it on."""
 
 
@@ -258,7 +259,7 @@ def _messages(pairs: Sequence[tuple[str, str]]) -> list[ChatMessage]:
     return out
 
 
-class _Stopped(Exception):
+class _Stopped(VirtualAndroidError):
     """Raised inside the engine's loop to end a generation nobody waits for any more."""
 
 

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import IO
 
 from ..device import VirtualS24
+from ..errors import VirtualAndroidError
 from ..fs.filesystem import FsError
 from ..shell.interpreter import CommandContext
 from .llm import NotGGUFError, materialize_gguf
@@ -98,7 +99,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class _Refused(Exception):
+class _Refused(VirtualAndroidError):
     """An argument the host binary is not given; str() is what the phone prints."""
 
 

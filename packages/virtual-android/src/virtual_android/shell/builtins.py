@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..errors import VirtualAndroidError
 from ..fs.filesystem import FsError
 from .lexer import NAME_RE
 from .parser import parse
@@ -17,13 +18,13 @@ if TYPE_CHECKING:
 SH = "/system/bin/sh"
 
 
-class ExitShell(Exception):
+class ExitShell(VirtualAndroidError):
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = code
 
 
-class LoopControl(Exception):
+class LoopControl(VirtualAndroidError):
     def __init__(self, levels: int) -> None:
         super().__init__(levels)
         self.levels = levels
@@ -37,7 +38,7 @@ class ContinueLoop(LoopControl):
     pass
 
 
-class ReturnFromFunction(Exception):
+class ReturnFromFunction(VirtualAndroidError):
     def __init__(self, code: int) -> None:
         super().__init__(code)
         self.code = code

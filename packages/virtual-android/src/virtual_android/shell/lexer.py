@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..errors import VirtualAndroidError
+
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class ShellSyntaxError(Exception):
+class ShellSyntaxError(VirtualAndroidError):
     pass
 
 

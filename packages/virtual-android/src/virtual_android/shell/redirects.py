@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
+from ..errors import VirtualAndroidError
 from ..fs.filesystem import FsError, VirtualFS
 from .expansion import expand_string
 from .parser import Redirect
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from .interpreter import IO, Interpreter, ShellState
 
 
-class RedirectError(Exception):
+class RedirectError(VirtualAndroidError):
     pass
 
 

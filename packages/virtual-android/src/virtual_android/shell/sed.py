@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..errors import VirtualAndroidError
 from ..fs.filesystem import FsError
 from .options import parse_options
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 Address = int | str | re.Pattern[str]  # a line number, "$" or a regular expression
 
 
-class SedError(Exception):
+class SedError(VirtualAndroidError):
     pass
 
 

@@ -7,14 +7,16 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
+from ..errors import VirtualAndroidError
+
 _POLL: Final = 0.05
 
 
-class ShellCancelled(Exception):
+class ShellCancelled(VirtualAndroidError):
     """The client closed the stream (or the process was killed): stop now."""
 
 
-class BrokenPipe(Exception):
+class BrokenPipe(VirtualAndroidError):
     """The reader of a pipe went away (what SIGPIPE is to a real process)."""
 
 

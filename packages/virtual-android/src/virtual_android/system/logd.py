@@ -14,8 +14,10 @@ import datetime
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import VirtualAndroidError
 from ..shell.interpreter import CommandContext, CommandHandler
 
 __all__ = ["BUFFERS", "LogBuffer", "LogEntry", "logd_commands"]
@@ -154,7 +156,7 @@ class _Query:
         return self.regex is None or bool(self.regex.search(entry.message))
 
 
-class _UsageError(Exception):
+class _UsageError(VirtualAndroidError):
     pass
 
 
@@ -250,8 +252,9 @@ def _parse(args: list[str]) -> _Query:
     return query
 
 
-def cmd_logcat(ctx: CommandContext) -> int:
-    logs = ctx.device.logs
+def cmd_logcat(ctx: CommandContext, logs: LogBuffer, chatter: Callable[[], None]) -> int:
+    """`logcat`; while it follows a quiet log, ``chatter()`` writes what a phone's daemons
+    always have to say."""
     try:
         query = _parse(ctx.argv[1:])
     except (_UsageError, re.error) as exc:
@@ -309,22 +312,10 @@ def cmd_logcat(ctx: CommandContext) -> int:
         elif time.monotonic() - quiet_since > _CHATTER_S:
             # A phone's log is never quiet for long: the thermal HAL reports its zones.
             quiet_since = time.monotonic()
-            _chatter(ctx)
+            chatter()
 
 
-def _chatter(ctx: CommandContext) -> None:
-    temps = ctx.device.temperatures()
-    hottest = max(temps, key=lambda zone: temps[zone]) if temps else "cpu"
-    ctx.device.logs.write(
-        "android.hardware.thermal-service.samsung",
-        f"Sensor {hottest}: {temps.get(hottest, 35.0):.1f} C",
-        priority="D",
-        pid=ctx.device.system_pid("android.hardware.thermal-service.samsung"),
-        buffer="main",
-    )
-
-
-def cmd_log(ctx: CommandContext) -> int:
+def cmd_log(ctx: CommandContext, logs: LogBuffer) -> int:
     """toybox log: `log [-b BUFFER] [-p PRI] [-t TAG] MESSAGE...`."""
     args = ctx.argv[1:]
     tag, priority, buffer = "log", "I", "main"
@@ -346,11 +337,12 @@ def cmd_log(ctx: CommandContext) -> int:
             ctx.error(f"log: Unknown option '{flag}'\n")
             return 1
     message = " ".join(args) if args else ctx.stdin.read().decode("utf-8", "replace")
-    ctx.device.logs.write(
-        tag, message, priority=priority, pid=ctx.shell.state.pid, buffer=buffer, uid="shell"
-    )
+    logs.write(tag, message, priority=priority, pid=ctx.shell.state.pid, buffer=buffer, uid="shell")
     return 0
 
 
-def logd_commands() -> dict[str, CommandHandler]:
-    return {"logcat": cmd_logcat, "log": cmd_log}
+def logd_commands(logs: LogBuffer, chatter: Callable[[], None]) -> dict[str, CommandHandler]:
+    return {
+        "logcat": lambda ctx: cmd_logcat(ctx, logs, chatter),
+        "log": lambda ctx: cmd_log(ctx, logs),
+    }

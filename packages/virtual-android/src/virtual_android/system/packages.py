@@ -21,18 +21,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..fs.filesystem import FsError
-from ..shell.interpreter import CommandContext, CommandHandler
+from ..errors import VirtualAndroidError
+from .service import SystemService
 
 if TYPE_CHECKING:
-    from ..device import VirtualS24
+    from ..fs.filesystem import VirtualFS
+    from ..shell.interpreter import CommandContext
+    from .logd import LogBuffer
 
 __all__ = [
     "SYSTEM_PACKAGES",
     "InstallError",
     "Package",
     "PackageManager",
-    "package_commands",
+    "dump_package",
+    "int_or",
     "parse_apk",
 ]
 
@@ -59,9 +62,11 @@ SYSTEM_PACKAGES = (
 )
 BROWSER_PACKAGE = "com.sec.android.app.sbrowser"
 BROWSER_ACTIVITY = "com.sec.android.app.sbrowser.SBrowserMainActivity"
+LAUNCHER_PACKAGE = "com.sec.android.app.launcher"
+LAUNCHER_ACTIVITY = "com.sec.android.app.launcher.activities.LauncherActivity"
 
 
-class InstallError(Exception):
+class InstallError(VirtualAndroidError):
     """An install the phone refuses: `code` is the INSTALL_FAILED_*/INSTALL_PARSE_* constant."""
 
     def __init__(self, code: str, detail: str) -> None:
@@ -140,8 +145,8 @@ def parse_apk(data: bytes, where: str) -> Package:
             "<manifest> has no package name",
         )
     sdk = root.find("uses-sdk")
-    min_sdk = _int(sdk.get(_ANDROID + "minSdkVersion") if sdk is not None else None, 1)
-    target = _int(sdk.get(_ANDROID + "targetSdkVersion") if sdk is not None else None, min_sdk)
+    min_sdk = int_or(sdk.get(_ANDROID + "minSdkVersion") if sdk is not None else None, 1)
+    target = int_or(sdk.get(_ANDROID + "targetSdkVersion") if sdk is not None else None, min_sdk)
     app = root.find("application")
     activities: list[str] = []
     launcher = ""
@@ -159,7 +164,7 @@ def parse_apk(data: bytes, where: str) -> Package:
     label = app.get(_ANDROID + "label", "") if app is not None else ""
     return Package(
         name=name,
-        version_code=_int(root.get(_ANDROID + "versionCode"), 1),
+        version_code=int_or(root.get(_ANDROID + "versionCode"), 1),
         version_name=root.get(_ANDROID + "versionName") or "null",
         min_sdk=min_sdk,
         target_sdk=target,
@@ -175,7 +180,7 @@ def parse_apk(data: bytes, where: str) -> Package:
     )
 
 
-def _int(value: str | None, default: int) -> int:
+def int_or(value: str | None, default: int) -> int:
     try:
         return int(value) if value is not None else default
     except ValueError:
@@ -190,11 +195,15 @@ def _apk_dir(package: str) -> str:
 Listener = Callable[[str, Package], None]
 
 
-class PackageManager:
+class PackageManager(SystemService):
     """The packages of one phone (system, the built-in apps, and installed APKs)."""
 
-    def __init__(self, device: VirtualS24) -> None:
-        self._device = device
+    name = "package"
+    tool = "pm"  # system/pm.py
+
+    def __init__(self, fs: VirtualFS, logs: LogBuffer) -> None:
+        self._fs = fs
+        self._logs = logs
         self._lock = threading.RLock()
         self._packages: dict[str, Package] = {}
         self._listeners: list[Listener] = []
@@ -271,13 +280,13 @@ class PackageManager:
             package.app_id = old.app_id if old is not None else self._allocate_app_id()
             if old is not None:
                 package.first_install = old.first_install
-            fs = self._device.fs
+            fs = self._fs
             fs.add_dir(package.code_path)
             fs.add_file(package.apk_path, data)
             fs.add_dir(f"/data/data/{package.name}", mode=0o700, uid=package.app_id)
             self._packages[package.name] = package
             listeners = list(self._listeners)
-        self._device.logs.write(
+        self._logs.write(
             "PackageManager",
             f"Package {package.name} codePath changed from null to {package.code_path}; "
             f"Retaining data and using new",
@@ -298,11 +307,9 @@ class PackageManager:
             listeners = list(self._listeners)
         for listener in listeners:
             listener("removed", package)
-        self._device.fs.drop(package.code_path.rsplit("/", 1)[0])
-        self._device.fs.drop(f"/data/data/{name}")
-        self._device.logs.write(
-            "PackageManager", f"Removing package {name}", pid=1450, buffer="main"
-        )
+        self._fs.drop(package.code_path.rsplit("/", 1)[0])
+        self._fs.drop(f"/data/data/{name}")
+        self._logs.write("PackageManager", f"Removing package {name}", pid=1450, buffer="main")
         return True
 
     # -- install sessions (adb install-multiple) ---------------------------------
@@ -334,9 +341,12 @@ class PackageManager:
         with self._lock:
             return self._sessions.pop(session, None) is not None
 
-    def dump(self, ctx: CommandContext, name: str) -> None:
-        """`dumpsys package NAME` onto the command's stdout."""
-        dump_package(ctx, self, name)
+    def dump(self, ctx: CommandContext, args: list[str]) -> int:
+        """`dumpsys package [OPTIONS] NAME`."""
+        names = [a for a in args if not a.startswith("-")]
+        if names:
+            dump_package(ctx, self, names[-1])
+        return 0
 
     def clear_data(self, name: str) -> bool:
         """`pm clear`: the app is stopped and its data goes; False for an unknown package."""
@@ -348,232 +358,6 @@ class PackageManager:
         for listener in listeners:
             listener("cleared", package)
         return True
-
-
-# -- pm / cmd package ----------------------------------------------------------------------------
-_PM_HELP = """Package manager (package) commands:
-  help
-    Print this help text.
-
-  path [--user USER_ID] PACKAGE
-    Print the path to the .apk of the given PACKAGE.
-
-  dump PACKAGE
-    Print various system state associated with the given PACKAGE.
-
-  list packages [-f] [-d] [-e] [-s] [-3] [-i] [-l] [-u] [-U]
-      [--show-versioncode] [--apex-only] [--uid UID] [--user USER_ID] [FILTER]
-    Prints all packages; optionally only those whose name contains
-    the text in FILTER.
-
-  install [-rtfdgw] [-i PACKAGE] [--user USER_ID|all|current]
-       [-S BYTES] [PATH [SPLIT...]|-]
-    Install an application.  Must provide the apk data to install, either as
-    file path(s) or '-' to read from stdin.
-
-  uninstall [-k] [--user USER_ID] [--versionCode VERSION_CODE]
-       PACKAGE [SPLIT...]
-    Remove the given package name from the system.
-
-  clear [--user USER_ID] [--cache-only] PACKAGE
-    Deletes data associated with a package.
-"""
-
-_VALUE_FLAGS = {"--user", "-i", "--uid", "-S", "--versionCode", "--install-reason", "-p"}
-
-
-def _split(args: list[str]) -> tuple[set[str], dict[str, str], list[str]]:
-    flags: set[str] = set()
-    values: dict[str, str] = {}
-    words: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg in _VALUE_FLAGS and i + 1 < len(args):
-            values[arg] = args[i + 1]
-            i += 2
-            continue
-        if arg.startswith("-") and arg != "-":
-            if arg.startswith("--"):
-                flags.add(arg)
-            else:
-                flags.update(f"-{c}" for c in arg[1:])
-        else:
-            words.append(arg)
-        i += 1
-    return flags, values, words
-
-
-def _pm(ctx: CommandContext, args: list[str]) -> int:
-    manager: PackageManager = ctx.device.packages
-    if not args or args[0] in ("help", "-h"):
-        ctx.write(_PM_HELP)
-        return 0
-    verb, rest = args[0], args[1:]
-    flags, values, words = _split(rest)
-    if verb == "list" and words[:1] in (["packages"], ["package"]):
-        return _list_packages(ctx, manager, flags, words[1:])
-    if verb == "path":
-        package = manager.get(words[-1]) if words else None
-        if package is None:
-            return 1
-        ctx.write(f"package:{package.apk_path}\n")
-        return 0
-    if verb == "install":
-        return _install(ctx, manager, flags, values, words)
-    if verb.startswith("install-"):
-        return _session(ctx, manager, verb, flags, values, words)
-    if verb == "uninstall":
-        if not words:
-            ctx.error("Error: package name not specified\n")
-            return 1
-        if manager.uninstall(words[0]):
-            ctx.write("Success\n")
-            return 0
-        ctx.write("Failure [DELETE_FAILED_INTERNAL_ERROR]\n")
-        return 1
-    if verb == "clear":
-        if words and manager.clear_data(words[-1]):
-            ctx.write("Success\n")
-            return 0
-        ctx.write("Failed\n")
-        return 1
-    if verb == "dump":
-        if not words:
-            ctx.error("Error: no package specified\n")
-            return 1
-        dump_package(ctx, manager, words[-1])
-        return 0
-    if verb in (
-        "grant",
-        "revoke",
-        "enable",
-        "disable",
-        "disable-user",
-        "set-app-links",
-        "reset-permissions",
-        "trim-caches",
-        "compile",
-    ):
-        return 0
-    ctx.error(f"Unknown command: {verb}\n")
-    return 255
-
-
-def _list_packages(
-    ctx: CommandContext, manager: PackageManager, flags: set[str], words: list[str]
-) -> int:
-    out: list[str] = []
-    for package in manager.all():
-        if "-3" in flags and package.system:
-            continue
-        if "-s" in flags and not package.system:
-            continue
-        if words and words[0] not in package.name:
-            continue
-        line = "package:"
-        if "-f" in flags:
-            line += f"{package.apk_path}="
-        line += package.name
-        if "--show-versioncode" in flags:
-            line += f" versionCode:{package.version_code}"
-        if "-i" in flags:
-            line += "  installer=null"
-        if "-U" in flags:
-            line += f" uid:{package.app_id}"
-        out.append(line)
-    ctx.write("".join(f"{line}\n" for line in out))
-    return 0
-
-
-def _install(
-    ctx: CommandContext,
-    manager: PackageManager,
-    flags: set[str],
-    values: dict[str, str],
-    words: list[str],
-) -> int:
-    if words and words[0] != "-":
-        path = ctx.path(words[0])
-        try:
-            data = ctx.fs.read(path)
-        except FsError:
-            ctx.error(
-                f"Error: Unable to open file: {words[0]}\n"
-                "Consider using a file under /data/local/tmp/\n"
-                f"Error: Can't open file: {words[0]}\n"
-            )
-            return 1
-    elif "-S" in values:
-        size = _int(values["-S"], -1)
-        if size < 0:
-            ctx.error(f"Error: invalid size: {values['-S']}\n")
-            return 1
-        data = ctx.stdin.read(size)
-        if len(data) < size:
-            ctx.write("Failure [INSTALL_FAILED_INTERNAL_ERROR: Failed to write to stream]\n")
-            return 1
-    else:
-        ctx.error("Error: must either specify a package size or an APK file\n")
-        return 1
-    try:
-        manager.install(data, flags)
-    except InstallError as exc:
-        ctx.write(exc.failure() + "\n")
-        return 1
-    ctx.write("Success\n")
-    return 0
-
-
-def _session(
-    ctx: CommandContext,
-    manager: PackageManager,
-    verb: str,
-    flags: set[str],
-    values: dict[str, str],
-    words: list[str],
-) -> int:
-    """install-create / install-write / install-commit / install-abandon (adb
-    install-multiple's streamed path)."""
-    if verb == "install-create":
-        ctx.write(f"Success: created install session [{manager.create_session()}]\n")
-        return 0
-    session = _int(words[0], -1) if words else -1
-    if verb == "install-write":
-        name = words[1] if len(words) > 1 else "base.apk"
-        size = _int(values.get("-S", ""), -1)
-        if len(words) > 2 and words[2] != "-":
-            try:
-                data = ctx.fs.read(ctx.path(words[2]))
-            except FsError:
-                ctx.error(f"Error: Can't open file: {words[2]}\n")
-                return 1
-        elif size >= 0:
-            data = ctx.stdin.read(size)
-        else:
-            ctx.error("Error: must specify an APK size\n")
-            return 1
-        if not manager.write_session(session, name, data):
-            ctx.error(f"Error: Invalid session ID: {session}\n")
-            return 1
-        ctx.write(f"Success: streamed {len(data)} bytes\n")
-        return 0
-    if verb == "install-commit":
-        try:
-            manager.commit_session(session, flags)
-        except InstallError as exc:
-            ctx.write(exc.failure() + "\n")
-            return 1
-        ctx.write("Success\n")
-        return 0
-    if verb == "install-abandon":
-        if manager.abandon_session(session):
-            ctx.write("Success\n")
-            return 0
-        ctx.error(f"Error: Invalid session ID: {session}\n")
-        return 1
-    ctx.error(f"Unknown command: {verb}\n")
-    return 255
 
 
 def _when(stamp: float) -> str:
@@ -648,11 +432,3 @@ def dump_package(ctx: CommandContext, manager: PackageManager, name: str) -> Non
         "      runtime permissions:",
     ]
     ctx.write("\n".join(lines) + "\n")
-
-
-def cmd_pm(ctx: CommandContext) -> int:
-    return _pm(ctx, ctx.argv[1:])
-
-
-def package_commands() -> dict[str, CommandHandler]:
-    return {"pm": cmd_pm}

@@ -47,17 +47,18 @@ def _run(ctx: CommandContext, argv: list[str]) -> int:
     return int(handler(sub))
 
 
-# `cmd SERVICE ...` -> the tool that implements that service's shell commands here.
-_CMD_SERVICES = {
-    "package": "pm",
-    "activity": "am",
-    "window": "wm",
-    "settings": "settings",
-    "input": "input",
+# `cmd SERVICE ...` for the services this phone has no system service object for: the tool
+# that answers for them. The rest name their tool themselves (SystemService.tool).
+_CMD_TOOLS = {
     "input_method": "ime",
     "wifi": "svc",
     "battery": "dumpsys",
 }
+
+
+def _cmd_tools(ctx: CommandContext) -> dict[str, str]:
+    tools = {s.name: s.tool for s in ctx.device.services if s.name and s.tool}
+    return {**tools, **_CMD_TOOLS}
 
 
 def cmd_cmd(ctx: CommandContext) -> int:
@@ -70,11 +71,11 @@ def cmd_cmd(ctx: CommandContext) -> int:
         return 20
     if args[0] == "-l":
         ctx.write("Currently running services:\n")
-        for name in sorted(_CMD_SERVICES):
+        for name in sorted(_cmd_tools(ctx)):
             ctx.write(f"  {name}\n")
         return 0
     service, rest = args[0], args[1:]
-    tool = _CMD_SERVICES.get(service)
+    tool = _cmd_tools(ctx).get(service)
     if tool is None:
         ctx.error(f"cmd: Can't find service: {service}\n")
         return 20

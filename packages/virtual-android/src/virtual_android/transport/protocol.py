@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from ..errors import VirtualAndroidError
+
 HEADER = struct.Struct("<6I")
 HEADER_SIZE = HEADER.size  # 24
 
@@ -44,7 +46,7 @@ MAX_PAYLOAD = 1024 * 1024
 MAX_CONNECT_PAYLOAD = 4096
 
 
-class ProtocolError(Exception):
+class ProtocolError(VirtualAndroidError):
     """A malformed message on the wire."""
 
 

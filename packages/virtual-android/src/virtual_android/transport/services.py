@@ -49,7 +49,7 @@ def open_service(device: VirtualS24, stream: Stream) -> None:
     elif name == "exec":
         ShellSession(device, stream, rest, v2=False, pty=False).run()
     elif name == "sync":
-        serve_sync(device, stream)
+        serve_sync(device.fs, stream)
     elif name == "tcp":
         serve_tcp(device, stream, rest)
     elif name in ("root", "unroot"):

@@ -11,7 +11,7 @@ from ..fs.filesystem import FsError
 from .transport import Stream
 
 if TYPE_CHECKING:
-    from ..device import VirtualS24
+    from ..fs.filesystem import VirtualFS
 
 SYNC_DATA_MAX = 64 * 1024
 _ID = struct.Struct("<4sI")
@@ -63,7 +63,7 @@ class _Writer:
         self.flush()
 
 
-def serve_sync(device: VirtualS24, stream: Stream) -> None:
+def serve_sync(fs: VirtualFS, stream: Stream) -> None:
     """Serve sync requests until QUIT or the stream closes."""
     stream.accept()
     reader = _Reader(stream)
@@ -84,13 +84,13 @@ def serve_sync(device: VirtualS24, stream: Stream) -> None:
             return
         path = raw_path.decode("utf-8", "surrogateescape")
         if ident == b"STAT":
-            _do_stat(device, path, writer)
+            _do_stat(fs, path, writer)
         elif ident == b"LIST":
-            _do_list(device, path, writer)
+            _do_list(fs, path, writer)
         elif ident == b"RECV":
-            _do_recv(device, path, writer)
+            _do_recv(fs, path, writer)
         elif ident == b"SEND":
-            if not _do_send(device, path, reader, writer):
+            if not _do_send(fs, path, reader, writer):
                 return
         else:
             writer.fail(f"unknown sync command {ident!r}")
@@ -98,17 +98,16 @@ def serve_sync(device: VirtualS24, stream: Stream) -> None:
         writer.flush()
 
 
-def _do_stat(device: VirtualS24, path: str, writer: _Writer) -> None:
+def _do_stat(fs: VirtualFS, path: str, writer: _Writer) -> None:
     try:
         # adbd answers STAT v1 with lstat(), except that a trailing slash follows links.
-        info = device.fs.stat(path, follow=path.endswith("/"))
+        info = fs.stat(path, follow=path.endswith("/"))
         writer.put(_STAT.pack(b"STAT", info.mode, info.size & 0xFFFFFFFF, info.mtime))
     except FsError:
         writer.put(_STAT.pack(b"STAT", 0, 0, 0))
 
 
-def _do_list(device: VirtualS24, path: str, writer: _Writer) -> None:
-    fs = device.fs
+def _do_list(fs: VirtualFS, path: str, writer: _Writer) -> None:
     try:
         names = fs.listdir(path)
         base = fs.resolve(path)
@@ -128,12 +127,12 @@ def _do_list(device: VirtualS24, path: str, writer: _Writer) -> None:
     writer.put(_DENT.pack(b"DONE", 0, 0, 0, 0))
 
 
-def _do_recv(device: VirtualS24, path: str, writer: _Writer) -> None:
+def _do_recv(fs: VirtualFS, path: str, writer: _Writer) -> None:
     try:
-        info = device.fs.stat(path)
+        info = fs.stat(path)
         if info.is_dir:
             raise FsError(path, "Is a directory")
-        data = device.fs.read(path)
+        data = fs.read(path)
     except FsError as exc:
         writer.fail(f"open failed: {exc}")
         return
@@ -144,7 +143,7 @@ def _do_recv(device: VirtualS24, path: str, writer: _Writer) -> None:
     writer.put(_ID.pack(b"DONE", 0))
 
 
-def _do_send(device: VirtualS24, spec: str, reader: _Reader, writer: _Writer) -> bool:
+def _do_send(fs: VirtualFS, spec: str, reader: _Reader, writer: _Writer) -> bool:
     path, comma, mode_text = spec.rpartition(",")
     if not comma:
         path, mode_text = spec, str(stat.S_IFREG | 0o644)
@@ -173,7 +172,6 @@ def _do_send(device: VirtualS24, spec: str, reader: _Reader, writer: _Writer) ->
         else:
             writer.fail(f"invalid data message {ident!r}")
             return False
-    fs = device.fs
     try:
         if fs.is_dir(path):
             raise FsError(path, "Is a directory")

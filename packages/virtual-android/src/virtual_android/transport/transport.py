@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
+from ..errors import VirtualAndroidError
 from .protocol import (
     A_AUTH,
     A_CLSE,
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 _POLL: Final = 0.05
 
 
-class StreamClosed(Exception):
+class StreamClosed(VirtualAndroidError):
     """The stream was closed by the peer, by the device, or with its transport."""
 
 
