@@ -40,6 +40,18 @@ def _at_least(ctx: CommandContext, count: int, flags: str) -> list[str] | None:
     return None
 
 
+def _stat_each(
+    ctx: CommandContext, names: list[str], follow: bool
+) -> Iterator[tuple[str, StatResult | None]]:
+    """(name, its stat) for each operand, or (name, None) once `NAME: why` is said."""
+    for name in names:
+        try:
+            yield name, ctx.fs.stat(name, ctx.cwd, follow=follow)
+        except FsError as exc:
+            _err(ctx, f"{name}: {exc}")
+            yield name, None
+
+
 def _each(
     ctx: CommandContext, names: list[str], change: Callable[[str], None], quote: bool = False
 ) -> int:
@@ -320,11 +332,8 @@ def cmd_ls(ctx: CommandContext) -> int:
     targets = operands or ["."]
     files: list[tuple[str, StatResult]] = []
     dirs: list[str] = []
-    for target in targets:
-        try:
-            info = ctx.fs.stat(target, ctx.cwd, follow=True)
-        except FsError as exc:
-            _err(ctx, f"{target}: {exc}")
+    for target, info in _stat_each(ctx, targets, follow=True):
+        if info is None:
             status = 1
             continue
         if info.is_dir and "d" not in opts:
@@ -602,11 +611,8 @@ def cmd_stat(ctx: CommandContext) -> int:
         _err(ctx, "Needs 1 argument")
         return 1
     status = 0
-    for name in operands:
-        try:
-            info = ctx.fs.stat(name, ctx.cwd, follow=follow)
-        except FsError as exc:
-            _err(ctx, f"{name}: {exc}")
+    for name, info in _stat_each(ctx, operands, follow):
+        if info is None:
             status = 1
             continue
         if fmt is not None:
