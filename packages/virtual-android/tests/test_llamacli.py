@@ -194,7 +194,7 @@ def test_binary_must_be_on_the_filesystem_and_executable(phone: Phone) -> None:
     assert "llama-cli: can't execute: Permission denied" in denied.stderr
 
     bare = phone.adb.shell2("llama-cli -p hi", v2=True)  # /data/local/tmp is not on $PATH
-    assert bare.returncode == 127 and "llama-cli: not found" in bare.stderr
+    assert bare.returncode == 127 and "llama-cli: inaccessible or not found" in bare.stderr
 
     on_path = phone.adb.shell2(f"PATH=$PATH:{TMP}; llama-cli --bogus", v2=True)
     assert on_path.returncode == 1 and on_path.stderr == "error: invalid argument: --bogus\n"

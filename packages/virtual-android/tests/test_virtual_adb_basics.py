@@ -82,7 +82,7 @@ def test_unknown_command_is_127_not_found(
     result = device.shell2("frobnicate --now", v2=True)
     assert result.returncode == 127
     assert result.stdout == ""
-    assert result.stderr == "/system/bin/sh: frobnicate: not found\n"
+    assert result.stderr == "/system/bin/sh: frobnicate: inaccessible or not found\n"
     binary = adb("-s", virtual_s24.serial, "shell", "frobnicate")
     assert binary.returncode == 127
     assert "not found" in binary.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import adbutils
 import pytest
@@ -76,19 +77,19 @@ def test_quoted_arguments_arrive_literally(device: adbutils.AdbDevice, payload: 
     assert "pwned" not in leftovers
 
 
-def test_command_substitution_is_never_run(device: adbutils.AdbDevice) -> None:
-    unquoted = _sh(device, "echo $(touch /data/local/tmp/pwned)")
-    assert unquoted.returncode != 0 and "syntax error" in unquoted.stderr
-    backticks = _sh(device, "echo `touch /data/local/tmp/pwned`")
-    assert backticks.returncode != 0
-    double = _sh(device, 'echo "$(touch /data/local/tmp/pwned) `id`"')
-    assert (double.returncode, double.stdout) == (0, "$(touch /data/local/tmp/pwned) `id`\n")
-    assert _sh(device, "test -e /data/local/tmp/pwned").returncode == 1
+def test_command_substitution_runs_on_the_phone_only(
+    device: adbutils.AdbDevice, tmp_path: Path
+) -> None:
+    result = _sh(device, 'echo $(echo hi) "`echo there`" "$(printf \'a  b\')"')
+    assert (result.returncode, result.stdout) == (0, "hi there a  b\n")
+    # What it runs is an emulated command like any other: a host path is never touched.
+    _sh(device, f"echo $(touch {tmp_path}/probe) `touch {tmp_path}/probe2`")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_quoting_through_adb_binary(adb, virtual_s24: VirtualS24) -> None:
-    result = adb("-s", virtual_s24.serial, "shell", "echo", "'a  b;c'", '"$(x)"', "'`y`'")
-    assert result.stdout == "a  b;c $(x) `y`\n"
+    result = adb("-s", virtual_s24.serial, "shell", "echo", "'a  b;c'", '"$(echo x)"', "'`y`'")
+    assert result.stdout == "a  b;c x `y`\n"
 
 
 SCRIPTS: list[tuple[str, str, int]] = [
@@ -145,8 +146,9 @@ SCRIPTS: list[tuple[str, str, int]] = [
         0,
     ),
     ("echo 'a\\tb'; echo -E 'a\\tb'; echo -n x; echo 'y\\c'; echo z", "a\tb\na\\tb\nxyz\n", 0),
-    ("echo $(", "", 2),
-    ("echo 'unterminated", "", 2),
+    ("id -u; id -un; id -g", "2000\nshell\n2000\n", 0),
+    ("echo $(", "", 1),
+    ("echo 'unterminated", "", 1),
 ]
 
 

@@ -134,7 +134,7 @@ def _exec_problem(ctx: CommandContext) -> tuple[int, str] | str:
             found = posixpath.join(directory, name)
             if directory and _is_executable_file(ctx.fs, found):
                 return found
-        return 127, f"{SH}: {name}: not found\n"
+        return 127, f"{SH}: {name}: inaccessible or not found\n"
     path = ctx.path(name)
     try:
         info = ctx.fs.stat(path)

@@ -3,43 +3,43 @@ services under system/)."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime
-import hashlib
 import posixpath
 import re
-import stat as statmod
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 
-from ..fs.filesystem import FsError, StatResult
+from .applet import echo_escapes, err, split_opts
+from .fileutils import (
+    cmd_cat,
+    cmd_chmod,
+    cmd_cp,
+    cmd_ls,
+    cmd_mkdir,
+    cmd_mv,
+    cmd_rm,
+    cmd_rmdir,
+    cmd_stat,
+    cmd_test,
+    cmd_touch,
+    hash_command,
+)
 from .interpreter import CommandContext, CommandHandler
-from .shellio import BytesInput, Input, Output
+from .sed import cmd_sed
+from .textutils import (
+    cmd_basename,
+    cmd_cut,
+    cmd_dirname,
+    cmd_grep,
+    cmd_head,
+    cmd_sort,
+    cmd_tail,
+    cmd_tr,
+    cmd_uniq,
+    cmd_wc,
+)
 
 Handler = Callable[[CommandContext], int]
-
-
-def _err(ctx: CommandContext, message: str) -> None:
-    ctx.error(f"{ctx.name}: {message}\n")
-
-
-def _split_opts(args: list[str], flags: str) -> tuple[set[str], list[str]]:
-    """Split short boolean flags (clustered, like -rf) from operands."""
-    opts: set[str] = set()
-    rest: list[str] = []
-    only_operands = False
-    for arg in args:
-        if only_operands or not arg.startswith("-") or arg == "-" or len(arg) < 2:
-            rest.append(arg)
-            continue
-        if arg == "--":
-            only_operands = True
-            continue
-        if all(c in flags for c in arg[1:]):
-            opts.update(arg[1:])
-        else:
-            rest.append(arg)
-    return opts, rest
 
 
 # -- basic ---------------------------------------------------------------------------
@@ -49,41 +49,6 @@ def cmd_true(ctx: CommandContext) -> int:
 
 def cmd_false(ctx: CommandContext) -> int:
     return 1
-
-
-def _echo_escapes(text: str) -> tuple[str, bool]:
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            nxt = text[i + 1]
-            mapping = {
-                "n": "\n",
-                "t": "\t",
-                "\\": "\\",
-                "r": "\r",
-                "a": "\a",
-                "b": "\b",
-                "e": "\x1b",
-                "f": "\f",
-                "v": "\v",
-            }
-            if nxt == "c":
-                return "".join(out), True
-            if nxt in mapping:
-                out.append(mapping[nxt])
-                i += 2
-                continue
-            if nxt == "0":
-                match = re.match(r"0([0-7]{0,3})", text[i + 1 :])
-                assert match
-                out.append(chr(int(match.group(1) or "0", 8)))
-                i += 1 + len(match.group(0))
-                continue
-        out.append(ch)
-        i += 1
-    return "".join(out), False
 
 
 def cmd_echo(ctx: CommandContext) -> int:
@@ -101,7 +66,7 @@ def cmd_echo(ctx: CommandContext) -> int:
         args = args[1:]
     text = " ".join(args)
     if escapes:
-        text, stop = _echo_escapes(text)
+        text, stop = echo_escapes(text)
         if stop:
             newline = False
     ctx.write(text + ("\n" if newline else ""))
@@ -110,10 +75,11 @@ def cmd_echo(ctx: CommandContext) -> int:
 
 def cmd_printf(ctx: CommandContext) -> int:
     if len(ctx.argv) < 2:
-        _err(ctx, "Needs 1 argument")
+        err(ctx, "Needs 1 argument")
         return 1
     fmt, args = ctx.argv[1], ctx.argv[2:]
-    fmt, _ = _echo_escapes(fmt)
+    fmt, _ = echo_escapes(fmt)
+    status = 0
     out: list[str] = []
     index = 0
     first = True
@@ -122,33 +88,48 @@ def cmd_printf(ctx: CommandContext) -> int:
         consumed = False
 
         def repl(match: re.Match[str]) -> str:
-            nonlocal index, consumed
-            spec = match.group(0)
+            nonlocal index, consumed, status
+            spec, flags, width, precision, conv = match.group(0, 1, 2, 3, 4)
             if spec == "%%":
                 return "%"
             value = args[index] if index < len(args) else ""
             index += 1
             consumed = True
-            conv = spec[-1]
-            pyspec = spec[1:-1]
-            try:
-                if conv in "di":
-                    return format(int(value or "0"), pyspec + "d")
-                if conv in "xXo":
-                    return format(int(value or "0"), pyspec + conv)
-                if conv in "feEgG":
-                    return format(float(value or "0"), pyspec + conv)
-                if conv == "c":
-                    return value[:1]
-                return format(value, pyspec + "s") if pyspec else value
-            except ValueError:
-                return value
+            # C's flags in Python's spec: C right-aligns by default, '-' left-aligns.
+            align = "<" if "-" in flags else ">"
+            sign = "+" if "+" in flags else " " if " " in flags else ""
+            if conv in "csb":
+                text = value[:1] if conv == "c" else value
+                text = echo_escapes(text)[0] if conv == "b" else text
+                text = text[: int(precision[1:])] if precision else text
+                return format(text, align + width)
+            zero = "0" if "0" in flags and "-" not in flags else ""
+            head = f"{'' if zero else align}{sign}{'#' if '#' in flags else ''}{zero}{width}"
+            number = _c_number(value, float if conv in "feEgG" else int)
+            if number is None:
+                err(ctx, f"bad %{conv} {value}")
+                status, number = 1, 0
+            if conv in "feEgG":
+                return format(float(number), f"{head}{precision}{conv}")
+            return format(int(number), head + ("d" if conv in "diu" else conv))
 
-        out.append(re.sub(r"%[-+ #0]*\d*(?:\.\d+)?[diouxXfeEgGcsb%]", repl, fmt))
+        pattern = r"%([-+ #0]*)(\d*)((?:\.\d+)?)([diouxXfeEgGcsb%])"
+        out.append(re.sub(pattern, repl, fmt))
         if not consumed:
             break
     ctx.write("".join(out))
-    return 0
+    return status
+
+
+def _c_number(value: str, kind: type[int] | type[float]) -> int | float | None:
+    """printf's number from its argument, with strtol's bases (0x.., 0..); None if bad."""
+    text = value.strip() or "0"
+    try:
+        if kind is float:
+            return float(text)
+        return int(text, 8) if re.fullmatch(r"[-+]?0[0-7]+", text) else int(text, 0)
+    except ValueError:
+        return None
 
 
 def cmd_sleep(ctx: CommandContext) -> int:
@@ -156,7 +137,7 @@ def cmd_sleep(ctx: CommandContext) -> int:
     for arg in ctx.argv[1:]:
         match = re.fullmatch(r"(\d*\.?\d+)([smhd]?)", arg)
         if not match:
-            _err(ctx, f"Bad number '{arg}'")
+            err(ctx, f"Bad number '{arg}'")
             return 1
         factor = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
         total += float(match.group(1)) * factor
@@ -164,13 +145,22 @@ def cmd_sleep(ctx: CommandContext) -> int:
     return 0
 
 
+_GROUPS = (
+    "2000(shell),1004(input),1007(log),1011(adb),1015(sdcard_rw),1028(sdcard_r),"
+    "1078(ext_data_rw),1079(ext_obb_rw),3001(net_bt_admin),3002(net_bt),3003(inet),"
+    "3006(net_bw_stats),3009(readproc),3011(uhid),3012(readtracefs)"
+)
+
+
 def cmd_id(ctx: CommandContext) -> int:
-    ctx.write(
-        "uid=2000(shell) gid=2000(shell) groups=2000(shell),1004(input),1007(log),1011(adb),"
-        "1015(sdcard_rw),1028(sdcard_r),1078(ext_data_rw),1079(ext_obb_rw),3001(net_bt_admin),"
-        "3002(net_bt),3003(inet),3006(net_bw_stats),3009(readproc),3011(uhid),3012(readtracefs) "
-        "context=u:r:shell:s0\n"
-    )
+    opts, _ = split_opts(ctx.argv[1:], "ugGnrZ")
+    groups = [g.partition("(") for g in _GROUPS.split(",")]
+    if "G" in opts:
+        ctx.write(" ".join(name[:-1] if "n" in opts else gid for gid, _, name in groups) + "\n")
+    elif opts & {"u", "g"}:
+        ctx.write("shell\n" if "n" in opts else "2000\n")
+    else:
+        ctx.write(f"uid=2000(shell) gid=2000(shell) groups={_GROUPS} context=u:r:shell:s0\n")
     return 0
 
 
@@ -210,851 +200,6 @@ def cmd_uptime(ctx: CommandContext) -> int:
         f" {clock} up {days} days, {hours:2d}:{minutes:02d},  0 users,  "
         f"load average: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}\n"
     )
-    return 0
-
-
-# -- files -----------------------------------------------------------------------------
-def _read_inputs(ctx: CommandContext, operands: list[str]) -> Iterator[tuple[str, Input | None]]:
-    """Yield (name, input) per operand; stdin for none or '-'; input None after an error."""
-    from .shellio import BytesInput
-
-    if not operands:
-        yield "-", ctx.stdin
-        return
-    for name in operands:
-        if name == "-":
-            yield name, ctx.stdin
-            continue
-        try:
-            yield name, BytesInput(ctx.fs.read(name, ctx.cwd))
-        except FsError as exc:
-            _err(ctx, f"{name}: {exc}")
-            yield name, None
-
-
-def cmd_cat(ctx: CommandContext) -> int:
-    _opts, operands = _split_opts(ctx.argv[1:], "uvtesAn")
-    status = 0
-    for _name, source in _read_inputs(ctx, operands):
-        if source is None:
-            status = 1
-            continue
-        while True:
-            chunk = source.read_chunk()
-            if not chunk:
-                break
-            ctx.stdout.write(chunk)
-    return status
-
-
-def _mode_string(mode: int) -> str:
-    return statmod.filemode(mode)
-
-
-def _owner(uid: int) -> str:
-    return {0: "root", 2000: "shell", 1000: "system", 1023: "media_rw", 9997: "everybody"}.get(
-        uid, str(uid)
-    )
-
-
-def _ls_line(info: StatResult, name: str, ctx: CommandContext) -> str:
-    when = datetime.datetime.fromtimestamp(info.mtime).strftime("%Y-%m-%d %H:%M")
-    line = (
-        f"{_mode_string(info.mode)} {info.nlink:>2} {_owner(info.uid):<6} {_owner(info.gid):<6} "
-        f"{info.size:>8} {when} {name}"
-    )
-    if info.is_link:
-        with contextlib.suppress(FsError):
-            line += " -> " + ctx.fs.readlink(info.path)
-    return line
-
-
-def cmd_ls(ctx: CommandContext) -> int:
-    opts, operands = _split_opts(ctx.argv[1:], "laAd1RhtrsSFnZ")
-    long = "l" in opts or "n" in opts
-    status = 0
-    targets = operands or ["."]
-    files: list[tuple[str, StatResult]] = []
-    dirs: list[str] = []
-    for target in targets:
-        try:
-            info = ctx.fs.stat(target, ctx.cwd, follow=True)
-        except FsError as exc:
-            _err(ctx, f"{target}: {exc}")
-            status = 1
-            continue
-        if info.is_dir and "d" not in opts:
-            dirs.append(target)
-        else:
-            lst = ctx.fs.stat(target, ctx.cwd, follow=False)
-            files.append((target, lst))
-
-    def emit(entries: list[tuple[str, StatResult]]) -> None:
-        if "t" in opts:
-            entries.sort(key=lambda item: -item[1].mtime)
-        if "r" in opts:
-            entries.reverse()
-        for name, info in entries:
-            suffix = "/" if "F" in opts and info.is_dir else ""
-            ctx.write((_ls_line(info, name, ctx) if long else name + suffix) + "\n")
-
-    emit(files)
-    recursive = "R" in opts
-    pending = list(dirs)
-    index = -1
-    while pending:
-        directory = pending.pop(0)
-        index += 1
-        if len(targets) > 1 or recursive:
-            if files or index:
-                ctx.write("\n")
-            ctx.write(f"{directory}:\n")
-        try:
-            names = ctx.fs.listdir(directory, ctx.cwd)
-        except FsError as exc:
-            _err(ctx, f"{directory}: {exc}")
-            status = 1
-            continue
-        if "a" not in opts and "A" not in opts:
-            names = [n for n in names if not n.startswith(".")]
-        entries: list[tuple[str, StatResult]] = []
-        base = ctx.fs.normpath(directory, ctx.cwd)
-        if "a" in opts:
-            entries.append((".", ctx.fs.stat(base)))
-            entries.append(("..", ctx.fs.stat(posixpath.dirname(base) or "/")))
-        for name in names:
-            try:
-                entries.append((name, ctx.fs.stat(posixpath.join(base, name), follow=False)))
-            except FsError:
-                continue
-        if long:
-            blocks = sum((e[1].size + 4095) // 4096 * 4 for e in entries)
-            ctx.write(f"total {blocks}\n")
-        emit(entries)
-        if recursive:  # depth first, in listing order, as toybox ls -R walks
-            below = [
-                posixpath.join(directory, name)
-                for name, info in entries
-                if info.is_dir and name not in (".", "..")
-            ]
-            pending[:0] = below
-    return status
-
-
-def cmd_rm(ctx: CommandContext) -> int:
-    opts, operands = _split_opts(ctx.argv[1:], "rRfvd")
-    recursive = "r" in opts or "R" in opts
-    force = "f" in opts
-    status = 0
-    if not operands and not force:
-        _err(ctx, "Needs 1 argument")
-        return 1
-    for target in operands:
-        try:
-            ctx.fs.remove(target, ctx.cwd, recursive=recursive, dir_ok="d" in opts)
-        except FsError as exc:
-            if force and str(exc) == "No such file or directory":
-                continue
-            message = str(exc)
-            if message == "Is a directory":
-                _err(ctx, f"{target}: Is a directory")
-            else:
-                _err(ctx, f"{target}: {message}")
-            status = 1
-    return status
-
-
-def cmd_rmdir(ctx: CommandContext) -> int:
-    status = 0
-    for target in ctx.argv[1:]:
-        if target.startswith("-"):
-            continue
-        try:
-            if not ctx.fs.is_dir(target, ctx.cwd):
-                raise FsError(
-                    target,
-                    "Not a directory"
-                    if ctx.fs.exists(target, ctx.cwd)
-                    else "No such file or directory",
-                )
-            ctx.fs.remove(target, ctx.cwd, recursive=False, dir_ok=True)
-        except FsError as exc:
-            _err(ctx, f"{target}: {exc}")
-            status = 1
-    return status
-
-
-def cmd_mkdir(ctx: CommandContext) -> int:
-    args = ctx.argv[1:]
-    mode = 0o771
-    if "-m" in args:
-        index = args.index("-m")
-        try:
-            mode = int(args[index + 1], 8)
-        except (IndexError, ValueError):
-            _err(ctx, "bad mode")
-            return 1
-        args = args[:index] + args[index + 2 :]
-    opts, operands = _split_opts(args, "pv")
-    if not operands:
-        _err(ctx, "Needs 1 argument")
-        return 1
-    status = 0
-    for target in operands:
-        try:
-            ctx.fs.mkdir(target, ctx.cwd, parents="p" in opts, mode=mode)
-        except FsError as exc:
-            _err(ctx, f"'{target}': {exc}")
-            status = 1
-    return status
-
-
-def cmd_touch(ctx: CommandContext) -> int:
-    _opts, operands = _split_opts(ctx.argv[1:], "acm")
-    status = 0
-    for target in operands:
-        try:
-            ctx.fs.touch(target, ctx.cwd)
-        except FsError as exc:
-            _err(ctx, f"'{target}': {exc}")
-            status = 1
-    return status
-
-
-def _parse_chmod(spec: str, old: int) -> int | None:
-    if re.fullmatch(r"[0-7]{1,4}", spec):
-        return int(spec, 8)
-    mode = old & 0o7777
-    for clause in spec.split(","):
-        match = re.fullmatch(r"([ugoa]*)([-+=])([rwx]*)", clause)
-        if not match:
-            return None
-        who = match.group(1) or "a"
-        bits = 0
-        for perm in match.group(3):
-            value = {"r": 4, "w": 2, "x": 1}[perm]
-            for target in who:
-                shifts = {"u": [6], "g": [3], "o": [0], "a": [6, 3, 0]}[target]
-                for shift in shifts:
-                    bits |= value << shift
-        if match.group(2) == "+":
-            mode |= bits
-        elif match.group(2) == "-":
-            mode &= ~bits
-        else:
-            mask = 0
-            for target in who:
-                for shift in {"u": [6], "g": [3], "o": [0], "a": [6, 3, 0]}[target]:
-                    mask |= 7 << shift
-            mode = (mode & ~mask) | bits
-    return mode
-
-
-def cmd_chmod(ctx: CommandContext) -> int:
-    _opts, operands = _split_opts(ctx.argv[1:], "Rfv")
-    if len(operands) < 2:
-        _err(ctx, "Needs 2 arguments")
-        return 1
-    spec, targets = operands[0], operands[1:]
-    status = 0
-    for target in targets:
-        try:
-            old = ctx.fs.stat(target, ctx.cwd).mode
-            mode = _parse_chmod(spec, old)
-            if mode is None:
-                _err(ctx, f"bad mode '{spec}'")
-                return 1
-            ctx.fs.chmod(target, mode, ctx.cwd)
-        except FsError as exc:
-            _err(ctx, f"{target}: {exc}")
-            status = 1
-    return status
-
-
-def cmd_cp(ctx: CommandContext) -> int:
-    _opts, operands = _split_opts(ctx.argv[1:], "rRfpaiv")
-    if len(operands) < 2:
-        _err(ctx, "Needs 2 arguments")
-        return 1
-    *sources, dest = operands
-    status = 0
-    for source in sources:
-        target = dest
-        if ctx.fs.is_dir(dest, ctx.cwd):
-            target = posixpath.join(dest, posixpath.basename(source))
-        try:
-            info = ctx.fs.stat(source, ctx.cwd)
-            ctx.fs.write(target, ctx.fs.read(source, ctx.cwd), ctx.cwd, mode=info.mode & 0o7777)
-        except FsError as exc:
-            _err(ctx, f"{source}: {exc}")
-            status = 1
-    return status
-
-
-def cmd_mv(ctx: CommandContext) -> int:
-    _opts, operands = _split_opts(ctx.argv[1:], "fivn")
-    if len(operands) < 2:
-        _err(ctx, "Needs 2 arguments")
-        return 1
-    *sources, dest = operands
-    status = 0
-    for source in sources:
-        try:
-            ctx.fs.rename(source, dest, ctx.cwd)
-        except FsError as exc:
-            _err(ctx, f"{source}: {exc}")
-            status = 1
-    return status
-
-
-def _hash_command(algorithm: str) -> Handler:
-    def handler(ctx: CommandContext) -> int:
-        _opts, operands = _split_opts(ctx.argv[1:], "bc")
-        status = 0
-        for name, source in _read_inputs(ctx, operands):
-            if source is None:
-                status = 1
-                continue
-            digest = hashlib.new(algorithm)
-            while True:
-                chunk = source.read_chunk()
-                if not chunk:
-                    break
-                digest.update(chunk)
-            ctx.write(f"{digest.hexdigest()}  {name}\n")
-        return status
-
-    return handler
-
-
-def _stat_format(fmt: str, info: StatResult, name: str, ctx: CommandContext) -> str:
-    kind = (
-        "directory"
-        if info.is_dir
-        else "symbolic link"
-        if info.is_link
-        else ("regular file" if info.size else "regular empty file")
-    )
-
-    def when(seconds: int) -> str:
-        return datetime.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S.000000000 %z")
-
-    table: dict[str, str] = {
-        "n": name,
-        "N": name if not info.is_link else f"'{name}' -> '{ctx.fs.readlink(info.path)}'",
-        "s": str(info.size),
-        "a": f"{info.mode & 0o7777:o}",
-        "A": _mode_string(info.mode),
-        "f": f"{info.mode:x}",
-        "F": kind,
-        "u": str(info.uid),
-        "g": str(info.gid),
-        "U": _owner(info.uid),
-        "G": _owner(info.gid),
-        "h": str(info.nlink),
-        "b": str((info.size + 511) // 512),
-        "B": "512",
-        "o": "4096",
-        "i": str(abs(hash(info.path)) % 1000000),
-        "d": "64773",
-        "D": "fd05",
-        "X": str(info.mtime),
-        "Y": str(info.mtime),
-        "Z": str(info.mtime),
-        "x": when(info.mtime),
-        "y": when(info.mtime),
-        "z": when(info.mtime),
-        "%": "%",
-    }
-    return re.sub(r"%(.)", lambda m: table.get(m.group(1), m.group(0)), fmt)
-
-
-def cmd_stat(ctx: CommandContext) -> int:
-    args = ctx.argv[1:]
-    fmt: str | None = None
-    follow = False
-    operands: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg in ("-c", "--format") and i + 1 < len(args):
-            fmt = args[i + 1]
-            i += 2
-            continue
-        if arg.startswith("--format="):
-            fmt = arg.split("=", 1)[1]
-        elif arg == "-L":
-            follow = True
-        elif arg == "-t":
-            fmt = "%n %s %b %f %u %g %D %i %h %t %T %X %Y %Z %o"
-        elif arg.startswith("-") and len(arg) > 1:
-            pass
-        else:
-            operands.append(arg)
-        i += 1
-    if not operands:
-        _err(ctx, "Needs 1 argument")
-        return 1
-    status = 0
-    for name in operands:
-        try:
-            info = ctx.fs.stat(name, ctx.cwd, follow=follow)
-        except FsError as exc:
-            _err(ctx, f"{name}: {exc}")
-            status = 1
-            continue
-        if fmt is not None:
-            ctx.write(_stat_format(fmt, info, name, ctx) + "\n")
-            continue
-        text = (
-            "  File: %N\n"
-            "  Size: %s\t Blocks: %b\t IO Blocks: 4096\t%F\n"
-            "Device: fd05h/64773d\t Inode: %i\t Links: %h\n"
-            "Access: (%a/%A)\tUid: (%u/%U)\tGid: (%g/%G)\n"
-            "Access: %x\nModify: %y\nChange: %z\n"
-        )
-        ctx.write(_stat_format(text, info, name, ctx))
-    return status
-
-
-def cmd_test(ctx: CommandContext) -> int:
-    args = ctx.argv[1:]
-    if ctx.name == "[":
-        if not args or args[-1] != "]":
-            _err(ctx, "missing ]")
-            return 2
-        args = args[:-1]
-    try:
-        return 0 if _test_expr(ctx, args) else 1
-    except ValueError as exc:
-        _err(ctx, str(exc))
-        return 2
-
-
-def _test_expr(ctx: CommandContext, args: list[str]) -> bool:
-    if "-o" in args:
-        index = args.index("-o")
-        return _test_expr(ctx, args[:index]) or _test_expr(ctx, args[index + 1 :])
-    if "-a" in args[1:]:
-        index = args.index("-a", 1)
-        return _test_expr(ctx, args[:index]) and _test_expr(ctx, args[index + 1 :])
-    if args and args[0] == "!":
-        return not _test_expr(ctx, args[1:])
-    if not args:
-        return False
-    if len(args) == 1:
-        return args[0] != ""
-    if len(args) == 2:
-        op, operand = args
-        fs = ctx.fs
-        if op == "-z":
-            return operand == ""
-        if op == "-n":
-            return operand != ""
-        node_ops = {"-e", "-f", "-d", "-s", "-r", "-w", "-x", "-L", "-h", "-b", "-c", "-p", "-S"}
-        if op in node_ops:
-            try:
-                info = fs.stat(operand, ctx.cwd, follow=op not in ("-L", "-h"))
-            except FsError:
-                return False
-            if op == "-e":
-                return True
-            if op == "-f":
-                return info.is_file
-            if op == "-d":
-                return info.is_dir
-            if op == "-s":
-                return info.size > 0
-            if op in ("-L", "-h"):
-                return info.is_link
-            if op == "-r":
-                return bool(info.mode & 0o444)
-            if op == "-w":
-                return fs.writable(fs.resolve(operand, ctx.cwd))
-            if op == "-x":
-                return bool(info.mode & 0o111)
-            return False
-        raise ValueError(f"{op}: unknown operand")
-    if len(args) == 3:
-        left, op, right = args
-        if op in ("=", "=="):
-            return left == right
-        if op == "!=":
-            return left != right
-        numeric = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
-        if op in numeric:
-            try:
-                a, b = int(left), int(right)
-            except ValueError:
-                raise ValueError("bad number") from None
-            return {
-                "-eq": a == b,
-                "-ne": a != b,
-                "-lt": a < b,
-                "-le": a <= b,
-                "-gt": a > b,
-                "-ge": a >= b,
-            }[op]
-        if op in ("<", ">"):
-            return left < right if op == "<" else left > right
-    raise ValueError("syntax error")
-
-
-# -- text filters ----------------------------------------------------------------------
-def cmd_grep(ctx: CommandContext) -> int:
-    args = ctx.argv[1:]
-    patterns: list[str] = []
-    opts: set[str] = set()
-    operands: list[str] = []
-    max_count: int | None = None
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg == "-e" and i + 1 < len(args):
-            patterns.append(args[i + 1])
-            i += 2
-            continue
-        if arg == "-m" and i + 1 < len(args):
-            max_count = int(args[i + 1])
-            i += 2
-            continue
-        if arg.startswith("--"):
-            opts.add(arg)
-        elif (
-            arg.startswith("-")
-            and len(arg) > 1
-            and not operands
-            and re.fullmatch(r"-[viclnqEFwoHhsx]+", arg)
-        ):
-            opts.update(arg[1:])
-        else:
-            operands.append(arg)
-        i += 1
-    if not patterns:
-        if not operands:
-            _err(ctx, "Needs 1 argument")
-            return 2
-        patterns = [operands.pop(0)]
-    flags = re.IGNORECASE if "i" in opts else 0
-    compiled = []
-    for pattern in patterns:
-        regex = re.escape(pattern) if "F" in opts else _bre_to_python(pattern, "E" in opts)
-        if "w" in opts:
-            regex = rf"\b(?:{regex})\b"
-        if "x" in opts:
-            regex = rf"^(?:{regex})$"
-        try:
-            compiled.append(re.compile(regex, flags))
-        except re.error:
-            _err(ctx, f"bad regex '{pattern}'")
-            return 2
-    show_names = (len(operands) > 1 and "h" not in opts) or "H" in opts
-    invert = "v" in opts
-    number_lines = "n" in opts
-    list_lines = "c" not in opts and "l" not in opts
-    only_matching = "o" in opts and not invert
-    # Output lines are batched and written at once: before anything goes to stderr, before
-    # a read that may block (a pipe, the session's stdin) and at the end, so the bytes and
-    # their order stay the same while a grep over files costs one write, not one a line.
-    pending: list[str] = []
-    stdout, stderr = ctx.stdout, ctx.stderr
-
-    def flush() -> None:
-        if pending:
-            data = "".join(pending)
-            pending.clear()
-            stdout.write(data)
-
-    ctx.stderr = _FlushFirst(stderr, flush)
-    search = compiled[0].search if len(compiled) == 1 else None
-    found = False
-    try:
-        for name in operands or ["-"]:
-            # What _read_inputs does, without wrapping each file in a BytesInput.
-            lines: Iterable[str]
-            if name == "-":
-                lines = _input_lines(ctx.stdin, flush)
-            else:
-                try:
-                    lines = _text_lines(ctx.fs.read(name, ctx.cwd))
-                except FsError as exc:
-                    _err(ctx, f"{name}: {exc}")
-                    continue
-            count = 0
-            number = 0
-            name_prefix = f"{name}:" if show_names else ""
-            for line in lines:
-                number += 1
-                hit = bool(search(line)) if search else any(p.search(line) for p in compiled)
-                if hit == invert:
-                    continue
-                found = True
-                count += 1
-                if "q" in opts:
-                    flush()
-                    return 0
-                if list_lines:
-                    prefix = name_prefix + (f"{number}:" if number_lines else "")
-                    if only_matching:
-                        for expression in compiled:
-                            for match in expression.finditer(line):
-                                pending.append(prefix + match.group(0) + "\n")
-                    else:
-                        pending.append(prefix + line + "\n")
-                if max_count is not None and count >= max_count:
-                    break
-            if "c" in opts:
-                pending.append(name_prefix + f"{count}\n")
-            elif "l" in opts and count:
-                pending.append(f"{name if name != '-' else '(standard input)'}\n")
-        flush()
-    finally:
-        ctx.stderr = stderr
-    return 0 if found else 1
-
-
-class _FlushFirst(Output):
-    """An output that calls flush() before each write (keeps stdout/stderr in order)."""
-
-    def __init__(self, target: Output, flush: Callable[[], None]) -> None:
-        self._target = target
-        self._flush = flush
-
-    def write_bytes(self, data: bytes) -> None:
-        self._flush()
-        self._target.write_bytes(data)
-
-    def close(self) -> None:
-        self._target.close()
-
-
-def _text_lines(data: bytes) -> list[str]:
-    """What Input.lines() yields for data, decoded and without the newlines."""
-    text = data.decode("utf-8", "surrogateescape")
-    if not text:
-        return []
-    lines = text.split("\n")
-    if text.endswith("\n"):
-        lines.pop()
-    return lines
-
-
-def _input_lines(source: Input, before_read: Callable[[], None]) -> Iterator[str]:
-    """The lines of source.lines(), decoded and without their newline.
-
-    A BytesInput never blocks: it is split at once. Otherwise before_read() is called
-    whenever the next read may block (a pipe, the session's stdin).
-    """
-    if isinstance(source, BytesInput):
-        yield from _text_lines(source.read())
-        return
-    while True:
-        if not source.has_buffered_line():
-            before_read()
-        raw = source.readline()
-        if not raw:
-            return
-        yield raw.decode("utf-8", "surrogateescape").rstrip("\n")
-
-
-def _bre_to_python(pattern: str, extended: bool) -> str:
-    if extended:
-        return pattern
-    # Basic regular expressions: \| \( \) \{ \} \+ \? are the operators; the bare
-    # characters are literals.
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            nxt = pattern[i + 1]
-            out.append(nxt if nxt in "|(){}+?" else "\\" + nxt)
-            i += 2
-            continue
-        out.append("\\" + ch if ch in "|(){}+?" else ch)
-        i += 1
-    return "".join(out)
-
-
-def _count_arg(args: list[str], default: int) -> tuple[int, bool, list[str]]:
-    """Parse -n N / -N / -n +N for head and tail; returns (count, from_start, rest)."""
-    count = default
-    from_start = False
-    rest: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        value: str | None = None
-        if arg in ("-n", "-c") and i + 1 < len(args):
-            value = args[i + 1]
-            i += 1
-        elif re.fullmatch(r"-n[+-]?\d+", arg):
-            value = arg[2:]
-        elif re.fullmatch(r"-\d+", arg):
-            value = arg[1:]
-        else:
-            rest.append(arg)
-        if value is not None:
-            from_start = value.startswith("+")
-            count = abs(int(value))
-        i += 1
-    return count, from_start, rest
-
-
-def cmd_head(ctx: CommandContext) -> int:
-    count, _, operands = _count_arg(ctx.argv[1:], 10)
-    status = 0
-    for name, source in _read_inputs(ctx, operands):
-        if source is None:
-            status = 1
-            continue
-        if len(operands) > 1:
-            ctx.write(f"==> {name} <==\n")
-        for index, line in enumerate(source.lines()):
-            if index >= count:
-                break
-            ctx.write(line)
-    return status
-
-
-def cmd_tail(ctx: CommandContext) -> int:
-    count, from_start, operands = _count_arg(ctx.argv[1:], 10)
-    operands = [o for o in operands if o not in ("-f", "-F")]
-    status = 0
-    for _name, source in _read_inputs(ctx, operands):
-        if source is None:
-            status = 1
-            continue
-        lines = list(source.lines())
-        selected = lines[max(0, count - 1) :] if from_start else lines[-count:] if count else []
-        for line in selected:
-            ctx.write(line)
-    return status
-
-
-def cmd_wc(ctx: CommandContext) -> int:
-    opts, operands = _split_opts(ctx.argv[1:], "lwcm")
-    if not opts:
-        opts = {"l", "w", "c"}
-    status = 0
-    for name, source in _read_inputs(ctx, operands):
-        if source is None:
-            status = 1
-            continue
-        data = source.read()
-        fields: list[str] = []
-        if "l" in opts:
-            fields.append(str(data.count(b"\n")))
-        if "w" in opts:
-            fields.append(str(len(data.split())))
-        if "c" in opts or "m" in opts:
-            fields.append(str(len(data)))
-        line = " ".join(f"{f:>7}" if len(fields) > 1 else f for f in fields)
-        ctx.write(line + (f" {name}" if name != "-" else "") + "\n")
-    return status
-
-
-def cmd_sort(ctx: CommandContext) -> int:
-    opts, operands = _split_opts(ctx.argv[1:], "rnu")
-    lines: list[str] = []
-    for _name, source in _read_inputs(ctx, operands):
-        if source is not None:
-            lines.extend(
-                line.decode("utf-8", "surrogateescape").rstrip("\n") for line in source.lines()
-            )
-    if "n" in opts:
-
-        def key(text: str) -> float:
-            match = re.match(r"\s*(-?\d+(?:\.\d+)?)", text)
-            return float(match.group(1)) if match else 0.0
-
-        lines.sort(key=key, reverse="r" in opts)
-    else:
-        lines.sort(reverse="r" in opts)
-    if "u" in opts:
-        lines = list(dict.fromkeys(lines))
-    for line in lines:
-        ctx.write(line + "\n")
-    return 0
-
-
-def cmd_cut(ctx: CommandContext) -> int:
-    args = ctx.argv[1:]
-    delim = "\t"
-    spec = ""
-    operands: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if arg.startswith("-d"):
-            delim = arg[2:] or args[i + 1]
-            i += 1 if arg[2:] else 2
-            continue
-        if arg.startswith("-f"):
-            spec = arg[2:] or args[i + 1]
-            i += 1 if arg[2:] else 2
-            continue
-        operands.append(arg)
-        i += 1
-    wanted: set[int] = set()
-    for piece in spec.split(","):
-        if "-" in piece:
-            lo, _, hi = piece.partition("-")
-            wanted.update(range(int(lo or 1), int(hi or 64) + 1))
-        elif piece:
-            wanted.add(int(piece))
-    for _name, source in _read_inputs(ctx, operands):
-        if source is None:
-            continue
-        for raw in source.lines():
-            line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
-            parts = line.split(delim)
-            if len(parts) == 1:
-                ctx.write(line + "\n")
-                continue
-            ctx.write(delim.join(p for n, p in enumerate(parts, 1) if n in wanted) + "\n")
-    return 0
-
-
-def cmd_tr(ctx: CommandContext) -> int:
-    opts, operands = _split_opts(ctx.argv[1:], "d")
-    data = ctx.stdin.read().decode("utf-8", "surrogateescape")
-
-    def expand(spec: str) -> str:
-        spec, _ = _echo_escapes(spec)
-        return re.sub(
-            r"(.)-(.)",
-            lambda m: "".join(chr(c) for c in range(ord(m.group(1)), ord(m.group(2)) + 1)),
-            spec,
-        )
-
-    if "d" in opts and operands:
-        drop = set(expand(operands[0]))
-        ctx.write("".join(c for c in data if c not in drop))
-        return 0
-    if len(operands) < 2:
-        _err(ctx, "Needs 2 arguments")
-        return 1
-    src, dst = expand(operands[0]), expand(operands[1])
-    dst = dst + dst[-1:] * max(0, len(src) - len(dst))
-    ctx.write(data.translate(str.maketrans(src, dst[: len(src)])))
-    return 0
-
-
-def cmd_basename(ctx: CommandContext) -> int:
-    if len(ctx.argv) < 2:
-        return 1
-    name = posixpath.basename(ctx.argv[1].rstrip("/")) or "/"
-    if len(ctx.argv) > 2 and name.endswith(ctx.argv[2]):
-        name = name[: -len(ctx.argv[2])]
-    ctx.write(name + "\n")
-    return 0
-
-
-def cmd_dirname(ctx: CommandContext) -> int:
-    if len(ctx.argv) < 2:
-        return 1
-    ctx.write((posixpath.dirname(ctx.argv[1].rstrip("/")) or ".") + "\n")
     return 0
 
 
@@ -1186,17 +331,17 @@ def cmd_kill(ctx: CommandContext) -> int:
         args = args[2:]
     targets = [a for a in args if not a.startswith("-")]
     if not targets:
-        _err(ctx, "Needs 1 argument")
+        err(ctx, "Needs 1 argument")
         return 1
     status = 0
     for target in targets:
         if not target.lstrip("-").isdigit():
-            _err(ctx, f"{target}: bad pid")
+            err(ctx, f"{target}: bad pid")
             status = 1
             continue
         problem = ctx.device.kill_from_shell(int(target))
         if problem:
-            _err(ctx, f"pid {target}: {problem}")
+            err(ctx, f"pid {target}: {problem}")
             status = 1
     return status
 
@@ -1224,6 +369,7 @@ TOYBOX_APPLETS = {
     "ps",
     "rm",
     "rmdir",
+    "sed",
     "sha1sum",
     "sha256sum",
     "sleep",
@@ -1234,6 +380,7 @@ TOYBOX_APPLETS = {
     "touch",
     "tr",
     "true",
+    "uniq",
     "uptime",
     "wc",
     "whoami",
@@ -1261,9 +408,9 @@ def builtin_commands() -> dict[str, CommandHandler]:
         "chmod": cmd_chmod,
         "cp": cmd_cp,
         "mv": cmd_mv,
-        "md5sum": _hash_command("md5"),
-        "sha1sum": _hash_command("sha1"),
-        "sha256sum": _hash_command("sha256"),
+        "md5sum": hash_command("md5"),
+        "sha1sum": hash_command("sha1"),
+        "sha256sum": hash_command("sha256"),
         "stat": cmd_stat,
         "test": cmd_test,
         "[": cmd_test,
@@ -1272,6 +419,8 @@ def builtin_commands() -> dict[str, CommandHandler]:
         "tail": cmd_tail,
         "wc": cmd_wc,
         "sort": cmd_sort,
+        "sed": cmd_sed,
+        "uniq": cmd_uniq,
         "cut": cmd_cut,
         "tr": cmd_tr,
         "basename": cmd_basename,
