@@ -4,7 +4,7 @@ and the lookups that name what exists when a name is wrong."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._api import (
     CollectorFactory,
@@ -18,6 +18,9 @@ from ._api import (
 )
 from ._errors import ModelError, ScenarioError
 from ._executor import Executor
+
+if TYPE_CHECKING:
+    import pluggy
 
 CORE = "devicelab"  # the name devicelab's own plugins are registered under
 
@@ -44,6 +47,8 @@ class Registry:
     executors: dict[str, tuple[str, type[Executor]]] = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)
     broken: list[BrokenPlugin] = field(default_factory=list)
+    # The plugins behind the registry, whose run hooks a run of it calls (None: the process's).
+    plugin_manager: pluggy.PluginManager | None = field(default=None, repr=False, compare=False)
 
     def broken_note(self) -> str:
         if not self.broken:

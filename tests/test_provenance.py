@@ -22,10 +22,8 @@ import devicelab
 from devicelab import _provenance as provenance
 from devicelab import load_run, sha256_file
 from devicelab._plugins import Registry
-from devicelab._rundir import RUN_META, TRIALS, RunDir, read_jsonl
-from devicelab._runtime.execute import execute
-from devicelab._runtime.resolve import resolve
-from devicelab._scenario import load_scenario
+from devicelab._rundir import RUN_META, TRIALS, read_jsonl
+from devicelab._runtime.pipeline import run_pipeline
 
 pytest_plugins = ["pytester"]
 
@@ -204,12 +202,7 @@ def scenario(tmp_path: Path, words_scenario: Callable[..., Path]) -> Path:
 
 
 def _run(scenario: Path, registry: Registry, out: Path, resume: bool = False) -> None:
-    plan = resolve(load_scenario(scenario), registry)
-    run = RunDir.open(out, plan.scenario, resume=resume)
-    try:
-        execute(plan, run)
-    finally:
-        run.close()
+    run_pipeline(scenario, registry, out=out, resume=resume)
 
 
 def test_run_json_and_records_carry_provenance(
