@@ -3,6 +3,7 @@ and the lookups that name what exists when a name is wrong."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,13 @@ class Registry:
             return ""
         names = ", ".join(f"{b.name} ({b.error})" for b in self.broken)
         return f" Note: these plugins failed to load: {names}; see `devicelab plugins`."
+
+    def unknown(self, what: str, name: str, registered: Iterable[str]) -> str:
+        """The sentence for ``name``, not among the ``registered`` names of its kind:
+        ``unknown task 'X'. Registered tasks: A, B.``, and the plugins that failed to load
+        (one of them may be what registers it)."""
+        known = ", ".join(sorted(registered)) or "none"
+        return f"unknown {what} {name!r}. Registered {what}s: {known}.{self.broken_note()}"
 
     def model(self, name: str) -> ModelSpec:
         """The registered model ``name``; a :class:`ModelError` naming the registered ones."""
