@@ -47,6 +47,7 @@ from ._errors import (
     TrialError,
     TrialTimeout,
     UsageError,
+    exit_code,
 )
 from ._executor import Executor, Reporter, RunOutcome
 from ._hookspecs import hookimpl
@@ -134,6 +135,7 @@ __all__ = [
     "Value",
     "__version__",
     "cache_dir",
+    "exit_code",
     "hookimpl",
     "is_gguf",
     "load_plugins",

@@ -15,48 +15,40 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from . import _advise as advice
 from . import _compare as comparing
 from . import _export as exporting
-from . import _gates as gates
 from . import _hooks as hooks
 from . import _metrics as metrics
 from . import _noise as noise
 from . import _plugins as plugin_manager
 from . import _report as reporting
+from ._cli_views import advise, compare, gate
+from ._console import err, out
 from ._corpus import validate_corpus
 from ._engines import open_engine
-from ._errors import DevicelabError, UsageError
-from ._executor import Reporter, RunOutcome
+from ._errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    DevicelabError,
+    UsageError,
+    exit_code,
+)
+from ._executor import Reporter
 from ._prefill import run_notes
-from ._provenance import report as provenance_report
-from ._record import RUN_KEY, TrialRecord, cell_title, hidden_keys
-from ._rundir import TRIALS, RunData, RunDir, default_run_dir, load_run
-from ._runtime.materialise import materialise
-from ._runtime.resolve import load_and_resolve
-from ._runtime.schedule import Schedule
+from ._record import TrialRecord
+from ._rundir import TRIALS, RunData
+from ._runtime.pipeline import RunInterrupted, run_pipeline
 from ._scenario import Scenario
-from ._stopping import Stop, with_stops
+from ._stopping import Stop
 from ._table import (
-    Column,
-    key_columns,
     quality_table,
     stopping_table,
     summary_table,
     to_rich,
 )
-from ._table import Table as TableModel
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-# markup=False: scenario keys like "[context] lengths" must print as written.
-# Piped or logged output gets a wide table rather than rich's 80-column default.
-err = Console(stderr=True, highlight=False, markup=False)
-out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 150)
 
 
 @click.group()
@@ -100,57 +92,33 @@ def run(
     db: str | None,
 ) -> None:
     """Run every trial of SCENARIO and print a summary table."""
-    registry = plugin_manager.get_registry()
-    plan = load_and_resolve(scenario, registry, device)
-    if executor_name is None:
-        where = f"{plan.scenario.source}: [scenario] executor"
-        executor_cls = registry.executor(plan.scenario.executor, where)
-    else:
-        executor_cls = registry.executor(executor_name)
-    # Built before anything is made or written: a bad --address or a missing Ray is bad input.
-    executor = executor_cls(address)
-    executor.check(plan)
-    if resume and out_dir is None:
-        raise UsageError("--resume needs --out DIR: the run directory to continue.")
-    reporter = ProgressReporter()
-    plan = materialise(plan, registry, reporter)
-    path = out_dir or default_run_dir(plan.scenario)
-    rundir = RunDir.open(path, plan.scenario, resume=resume)
-    err.print(f"devicelab: run {rundir.run_id} -> {path}")
-    run_hooks = hooks.RunHooks(
-        lambda text: err.print(f"devicelab: warning: {text}", soft_wrap=True)
-    )
-    run_hooks.started(rundir, plan.scenario, store_target(plan.scenario, db))
-    outcome: RunOutcome | None = None
     try:
-        outcome = executor.run(plan, rundir, reporter)
-    except KeyboardInterrupt:
-        reporter.finish()
-        kept = len(rundir.done_trial_ids())
+        result = run_pipeline(
+            scenario,
+            plugin_manager.get_registry(),
+            device=device,
+            out=out_dir,
+            resume=resume,
+            executor=executor_name,
+            address=address,
+            db=db,
+            reporter=ProgressReporter(),
+            warn=lambda text: err.print(f"devicelab: warning: {text}", soft_wrap=True),
+        )
+    except RunInterrupted as stop:
         err.print(
-            f"devicelab: interrupted. {kept} finished trials are kept in {path}; continue with "
-            f"`devicelab run {scenario} --out {path} --resume`."
+            f"devicelab: interrupted. {stop.kept} finished trials are kept in {stop.path}; "
+            f"continue with `devicelab run {scenario} --out {stop.path} --resume`."
         )
         sys.exit(EXIT_INTERRUPTED)
-    finally:
-        rundir.close()
-        # Also when the run stopped on an error: what listens gets the run as it stands.
-        run_hooks.finished(rundir, outcome)
-    done = load_run(path)
-    records = done.records
-    # Read back as every view reads it (the run's scenario.toml), so summary.json and a later
-    # report agree, also after a --resume with another max_cv.
-    rows = metrics.summarize(records, done.max_cv)
-    stops = Schedule(plan, records).stops()
-    if plan.scenario.adaptive:
-        rows = with_stops(rows, stops)
-    rundir.write_summary(rows)
+    rows, records, outcome, path = result.rows, result.data.records, result.outcome, result.path
     print_summary(rows)
-    gaps = comparing.gap_table(comparing.engine_gaps(done))
+    gaps = comparing.gap_table(comparing.engine_gaps(result.data))
     if gaps is not None:
         out.print(to_rich(gaps))
-    if stops:
-        err.print(f"devicelab: {stops_note(plan.scenario, stops.values())}", soft_wrap=True)
+    if result.stops:
+        note = stops_note(result.plan.scenario, result.stops.values())
+        err.print(f"devicelab: {note}", soft_wrap=True)
     notes = run_notes(records)
     if (noisy := noise.run_note(records)) is not None:
         notes.append(noisy)
@@ -165,19 +133,9 @@ def run(
         )
     # The last word: whether the numbers above can be trusted.
     if rows:
-        err.print(f"devicelab: {metrics.unstable_line(rows, done.max_cv)}", soft_wrap=True)
+        err.print(f"devicelab: {metrics.unstable_line(rows, result.data.max_cv)}", soft_wrap=True)
     if outcome.failed:
         sys.exit(EXIT_FAILED)
-
-
-def store_target(scenario: Scenario, db: str | None) -> str | None:
-    """Where the run stores its trials: ``--db PATH``; ``--db`` alone or ``[store] ingest``:
-    ``[store] db`` else ``""`` (the store's default); ``None``: nowhere."""
-    if db:
-        return db
-    if db is None and not scenario.store_ingest:
-        return None
-    return scenario.store_db or ""
 
 
 class ProgressReporter(Reporter):
@@ -232,10 +190,6 @@ class ProgressReporter(Reporter):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
-
-
-def _fmt(value: Any, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def print_summary(rows: list[dict[str, Any]]) -> None:
@@ -323,185 +277,6 @@ def devices(as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("runs", nargs=-1, type=click.Path(path_type=Path), metavar="BASELINE CANDIDATE")
-@click.option(
-    "--fail",
-    "specs",
-    multiple=True,
-    required=True,
-    metavar="METRIC:STAT:THRESHOLD",
-    help="A check, e.g. otps:median:5% or peak_mem_mb:max:50 (repeatable).",
-)
-@click.option(
-    "--alpha",
-    type=float,
-    default=gates.DEFAULT_ALPHA,
-    show_default=True,
-    help="Significance level of the one-sided Mann-Whitney U test.",
-)
-@click.option(
-    "--baseline-from-db",
-    is_flag=True,
-    help="Take as BASELINE the last --last accepted runs in the results database with "
-    "CANDIDATE's device fingerprint, per cell; give only CANDIDATE.",
-)
-@click.option(
-    "--db",
-    default=None,
-    metavar="PATH",
-    help="The results database (default: $DEVICELAB_DB, else the default).",
-)
-@click.option(
-    "--last",
-    type=int,
-    default=5,
-    show_default=True,
-    help="How many accepted runs per cell make the baseline (with --baseline-from-db).",
-)
-def gate(
-    runs: tuple[Path, ...],
-    specs: tuple[str, ...],
-    alpha: float,
-    baseline_from_db: bool,
-    db: str | None,
-    last: int,
-) -> None:
-    """Fail when CANDIDATE is significantly worse than BASELINE (a run directory, or the
-    accepted runs of the results database with --baseline-from-db: then give CANDIDATE only).
-
-    Exit 0 all checks pass; 1 a regression; 3 inconclusive (too few repetitions) and no
-    regression; 2 bad input.
-    """
-    checks = [gates.parse_check(s) for s in specs]
-    gates.check_alpha(alpha)
-    base, cand, baseline_name = _gate_runs(runs, baseline_from_db, db, last)
-    candidate = cand.path
-    comp = gates.compare(base, cand, checks, alpha)
-    for warning in comp.warnings:
-        err.print(f"devicelab: warning: {warning}", soft_wrap=True)
-    for line in comp.provenance:
-        err.print(line, soft_wrap=True)
-    hide = hidden_keys(r.key.cell for r in comp.results)
-    key = [k for k in RUN_KEY if k not in hide]
-    cells = [
-        [c for k, c in zip(RUN_KEY, r.key.cell, strict=True) if k not in hide] for r in comp.results
-    ]
-    columns = [
-        *key_columns(key, cells),
-        Column("check", "left"),
-        *(Column(c) for c in ("n", "baseline", "candidate", "change", "p")),
-        Column("result", "left"),
-    ]
-    rows = [
-        (
-            *(str(v) or "-" for v in cell),
-            r.check.spec,
-            f"{r.n_baseline}/{r.n_candidate}",
-            _fmt(r.baseline, 3),
-            _fmt(r.candidate, 3),
-            "-" if r.change_pct is None else f"{r.change_pct:+.1f}%",
-            "-" if r.p_value is None else f"{r.p_value:.3g}",
-            r.status.upper(),
-        )
-        for r, cell in zip(comp.results, cells, strict=True)
-    ]
-    title = f"Gate: {candidate} against {baseline_name} (alpha {alpha:g})"
-    table = to_rich(TableModel(title, tuple(columns), tuple(rows)))
-    out.print(table)
-    for r in comp.results:
-        if r.status != gates.PASS or r.noisy_baseline or r.noisy_candidate:
-            out.print(f"{r.status.upper()} {r.name}: {r.reason}", soft_wrap=True)
-    code = comp.exit_code
-    summary = {0: "all checks pass", 1: "regression", 3: "inconclusive, no regression"}
-    err.print(f"devicelab: gate: {summary[code]}.")
-    if code:
-        sys.exit(code)
-
-
-def _gate_runs(
-    runs: tuple[Path, ...], from_db: bool, db: str | None, last: int
-) -> tuple[RunData, RunData, str]:
-    """(baseline, candidate, how the baseline is named) from gate's arguments."""
-    if from_db:
-        if len(runs) != 1:
-            raise UsageError(
-                "with --baseline-from-db, give only the CANDIDATE run directory (the baseline "
-                f"comes from the results database), not {len(runs)} paths."
-            )
-        cand = load_run(runs[0])
-        base = hooks.baseline_from_db(cand, db, last)
-        n = len(base.meta.get("runs", []))
-        return base, cand, f"{n} accepted runs in {base.path} (last {last} per cell)"
-    if db is not None:
-        raise UsageError("--db is for --baseline-from-db: add it, or drop --db.")
-    if len(runs) != 2:
-        raise UsageError(
-            f"give BASELINE and CANDIDATE run directories (got {len(runs)}), or CANDIDATE "
-            "with --baseline-from-db."
-        )
-    return load_run(runs[0]), load_run(runs[1]), str(runs[0])
-
-
-@cli.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--max-ttft", type=float, metavar="S", help="Largest acceptable median TTFT (s).")
-@click.option("--max-mem", type=float, metavar="MB", help="Largest acceptable peak memory (MB).")
-@click.option(
-    "--quality",
-    metavar="METRIC",
-    help="The quality metric to rank by (default: the mean of all quality metrics).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def advise(
-    run_dir: Path,
-    max_ttft: float | None,
-    max_mem: float | None,
-    quality: str | None,
-    as_json: bool,
-) -> None:
-    """Per task and context length: the Pareto front of quality, TTFT and memory across
-    models and quants, and the recommended choice within --max-ttft and --max-mem."""
-    groups = advice.advise(load_run(run_dir), max_ttft, max_mem, quality)
-    if as_json:
-        click.echo(json.dumps([g.to_json() for g in groups], indent=2))
-        return
-    qname = f"quality.{quality.removeprefix('quality.')}" if quality else "quality (mean)"
-    lat, mem = advice.LATENCY, advice.MEMORY
-    for g in groups:
-        table = Table(title=f"{g.task} at L={g.context_tokens}")
-        # The engine and variant columns only where a candidate has one (a sweep, two engines).
-        extra = [k for k in ("engine", "variant") if any(getattr(c, k) for c in g.candidates)]
-        names = ("", "model", "quant", *extra)
-        for col in (*names, "n", qname, f"{lat.header} ({lat.stat})", mem.header):
-            table.add_column(col, justify="left" if col in names else "right")
-        table.add_column("note", justify="left")
-        for c in g.candidates:
-            mark = ("*" if c.on_front else " ") + (">" if c.name == g.recommended else " ")
-            if c.excluded_by:
-                note = "; ".join(c.excluded_by)
-            elif not c.on_front:
-                note = "dominated by " + ", ".join(c.dominated_by)
-            else:
-                note = ""
-            table.add_row(
-                mark,
-                c.model,
-                c.quant,
-                *(getattr(c, k) or "-" for k in extra),
-                str(c.n),
-                _fmt(c.quality, 3) if g.uses_quality else "-",
-                lat.format(c.ttft_s),
-                mem.format(c.peak_mem_mb),
-                note,
-            )
-        out.print(table)
-        if not g.uses_quality:
-            out.print("No trial here has quality: the front is over TTFT and memory only.")
-        out.print(f"{g.message}.", soft_wrap=True)
-    out.print("* on the Pareto front   > recommended")
-
-
-@cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option(
     "--out", "out_dir", type=click.Path(path_type=Path), help="Report directory [RUN_DIR/report]."
@@ -537,110 +312,6 @@ def report(run_dir: Path, out_dir: Path | None, history: bool, db: str | None) -
     for f in rep.figures:
         err.print(f"devicelab: wrote {rep.html_path.parent / f.name}")
     out.print(f"devicelab: report written to {rep.html_path}", soft_wrap=True)
-
-
-@cli.command()
-@click.argument("run_a", type=click.Path(path_type=Path))
-@click.argument("run_b", type=click.Path(path_type=Path), required=False)
-@click.option(
-    "--by",
-    "by",
-    metavar="KEYS",
-    help="Record keys, comma-separated (engine, variant, ...). With one run: compare its "
-    "trials side by side by their values (the app-vs-CLI gap: --by engine); with two: also "
-    "match cells by them.",
-)
-@click.option(
-    "--base",
-    metavar="VALUE",
-    help="With one run and --by: the side called A (default: the first met in the run).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
-def compare(
-    run_a: Path, run_b: Path | None, by: str | None, base: str | None, as_json: bool
-) -> None:
-    """Medians of RUN_A and RUN_B per key and metric with their spread (±CV, p25–p75), the
-    change and its significance (one-sided Mann-Whitney U, alpha 0.01; n<5 when a side has
-    fewer than 5 values); ! marks a side where the cell is unstable. With one run and --by
-    KEYS: its sides compared the same way."""
-    keys = [k.strip() for k in (by or "").split(",") if k.strip()]
-    data_a = load_run(run_a)
-    data_b = None if run_b is None else load_run(run_b)
-    if data_b is None:
-        rows = comparing.compare_by(data_a, keys, base)
-    else:
-        if base is not None:
-            raise UsageError("--base names a side within one run; give one run with --by.")
-        rows = comparing.compare_runs(data_a, data_b, by=keys)
-    if as_json:
-        click.echo(json.dumps([r.to_json() for r in rows], indent=2))
-        return
-    by_key: dict[Any, list[comparing.CompareRow]] = {}
-    noisy_seen = False
-    for r in rows:
-        by_key.setdefault((r.a, r.b, r.key), []).append(r)
-    names = list(rows[0].cell) if rows else []
-    hide = hidden_keys([r.key for r in rows], names)
-    cols = (
-        "metric", "n A/B", "median A ±CV", "median B ±CV", "A p25–p75", "B p25–p75",
-        "delta", "delta %", "B is", "p",
-    )  # fmt: skip
-    any_unstable = False
-    for (side_a, side_b, key), krows in by_key.items():
-        a, b = (f"{side_a} ({run_a})", side_b) if run_b is None else (run_a, run_b)
-        table = Table(title=f"{cell_title(key, names, hide)}: B={b} vs A={a}")
-        for col in cols:
-            table.add_column(col, justify="left" if col in ("metric", "B is") else "right")
-        for r in krows:
-            n = f"{r.n_a}/{r.n_b}"
-            if r.noisy_a or r.noisy_b:
-                n += f" ({r.noisy_a}/{r.noisy_b} noisy)"
-                noisy_seen = True
-            p = "-" if r.p_value is None else f"{r.p_value:.3g}"
-            if r.note:
-                p += f" ({r.note})"
-            elif r.significant:
-                p += " *"
-            any_unstable = any_unstable or bool(r.unstable_a or r.unstable_b)
-            table.add_row(
-                r.metric,
-                n,
-                _median_cv(r.median_a, r.cv_pct_a, r.unstable_a),
-                _median_cv(r.median_b, r.cv_pct_b, r.unstable_b),
-                _range(r.p25_a, r.p75_a),
-                _range(r.p25_b, r.p75_b),
-                "-" if r.delta is None else f"{r.delta:+.3f}",
-                "-" if r.delta_pct is None else f"{r.delta_pct:+.1f}%",
-                r.verdict,
-                p,
-            )
-        out.print(table)
-    out.print("* significant at p < 0.01 (one-sided, in the direction of the change)")
-    if any_unstable:
-        out.print(
-            "! unstable in that run: CV above its [scenario] max_cv, or noisy trials in the "
-            "cell (--json gives the reasons); its change may be noise",
-            soft_wrap=True,
-        )
-    if noisy_seen:
-        out.print(
-            "noisy: trials during which other processes used the device's CPU beyond [noise] "
-            "max_other_cpu_pct; their figures may reflect the machine, not the change"
-        )
-    if data_b is not None:  # within one run, both sides share the run's provenance
-        for line in provenance_report(data_a.meta, data_b.meta, "A", "B"):
-            out.print(line, soft_wrap=True)
-
-
-def _median_cv(median: float | None, cv_pct: float | None, unstable: list[str]) -> str:
-    text = _fmt(median, 3)
-    if cv_pct is not None:
-        text += f" ±{cv_pct:.1f}%"
-    return text + " !" if unstable else text
-
-
-def _range(lo: float | None, hi: float | None) -> str:
-    return "-" if lo is None or hi is None else f"{lo:.3f}–{hi:.3f}"
 
 
 @cli.command()
@@ -748,6 +419,10 @@ def quantize(model: str, qtype: str, out_path: Path | None, backend: str | None)
     out.print(f"  took {result.seconds:.1f} s")
 
 
+for command in (gate, advise, compare):
+    cli.add_command(command)
+
+
 def _add_plugin_commands() -> None:
     try:
         pm = plugin_manager.get_plugin_manager()
@@ -767,12 +442,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_USAGE)
-    except UsageError as exc:
-        err.print(f"devicelab: error: {exc}", soft_wrap=True)
-        sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         err.print("devicelab: interrupted.")
         sys.exit(EXIT_INTERRUPTED)
     except DevicelabError as exc:
         err.print(f"devicelab: error: {exc}", soft_wrap=True)
-        sys.exit(EXIT_FAILED)
+        sys.exit(exit_code(exc))

@@ -1,4 +1,5 @@
-"""The exception tree. The CLI maps it to exit codes; nothing else needs to know them.
+"""The exception tree and the exit codes it maps to (:func:`exit_code`), for ``devicelab``
+and for any other command line a plugin ships (``python -m devicelab_android.hostcli``).
 
 - :class:`UsageError` and its children mean the user must change something (a scenario,
   an option, an install): exit code 2, one paragraph, no traceback.
@@ -7,6 +8,8 @@
 """
 
 from __future__ import annotations
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class DevicelabError(Exception):
@@ -55,3 +58,9 @@ class TrialTimeout(TrialError):
 
 class DeviceLostError(TrialError):
     """The device went away during a trial; the scheduler may reconnect and retry."""
+
+
+def exit_code(exc: DevicelabError) -> int:
+    """The exit code of a command line that stops on ``exc``: 2 for bad input (a
+    :class:`UsageError`), else 1."""
+    return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED

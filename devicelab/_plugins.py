@@ -139,6 +139,7 @@ def build_registry(pm: pluggy.PluginManager, broken: list[BrokenPlugin] | None =
     reg = Registry(
         plugins=[name for name, _ in pm.list_name_plugin() if name != CORE],
         broken=list(broken or []),
+        plugin_manager=pm,
     )
 
     def collect(hook_name: str, adder: Callable[[str], Callable[..., None]]) -> None:

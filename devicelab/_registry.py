@@ -3,8 +3,9 @@ and the lookups that name what exists when a name is wrong."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._api import (
     CollectorFactory,
@@ -18,6 +19,9 @@ from ._api import (
 )
 from ._errors import ModelError, ScenarioError
 from ._executor import Executor
+
+if TYPE_CHECKING:
+    import pluggy
 
 CORE = "devicelab"  # the name devicelab's own plugins are registered under
 
@@ -44,12 +48,21 @@ class Registry:
     executors: dict[str, tuple[str, type[Executor]]] = field(default_factory=dict)
     plugins: list[str] = field(default_factory=list)
     broken: list[BrokenPlugin] = field(default_factory=list)
+    # The plugins behind the registry, whose run hooks a run of it calls (None: the process's).
+    plugin_manager: pluggy.PluginManager | None = field(default=None, repr=False, compare=False)
 
     def broken_note(self) -> str:
         if not self.broken:
             return ""
         names = ", ".join(f"{b.name} ({b.error})" for b in self.broken)
         return f" Note: these plugins failed to load: {names}; see `devicelab plugins`."
+
+    def unknown(self, what: str, name: str, registered: Iterable[str]) -> str:
+        """The sentence for ``name``, not among the ``registered`` names of its kind:
+        ``unknown task 'X'. Registered tasks: A, B.``, and the plugins that failed to load
+        (one of them may be what registers it)."""
+        known = ", ".join(sorted(registered)) or "none"
+        return f"unknown {what} {name!r}. Registered {what}s: {known}.{self.broken_note()}"
 
     def model(self, name: str) -> ModelSpec:
         """The registered model ``name``; a :class:`ModelError` naming the registered ones."""

@@ -3,7 +3,7 @@
 The tables are declared once, as the pydantic models below (one per table, in
 :data:`TABLES`): each key's type, default, limits and description. Validation, the defaults of
 :class:`Scenario`, the resolved scenario.toml (:meth:`Scenario.resolved`) and the README's
-table (:mod:`devicelab._scenariodoc`) all come from them. pydantic, not hand-written checks:
+table (:mod:`devicelab._readmedoc`) all come from them. pydantic, not hand-written checks:
 :mod:`devicelab._validation` says why.
 
 Every error names the file, the table and the key, and says how to fix it. Checks that need
@@ -29,12 +29,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ._errors import ScenarioError
 from ._metrics import DEFAULT_MAX_CV
+from ._scenarioerrors import Each, explain, fail
 from ._stopping import DECIDING
-from ._validation import STRICT, expected, type_name
+from ._validation import STRICT, type_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,19 +47,6 @@ class As:
     """The :class:`Scenario` attribute a key fills, where it is not the key's own name."""
 
     attr: str
-
-
-@dataclass(frozen=True)
-class Each:
-    """What a list's entries must be; said, with the whole list, when one is not."""
-
-    says: str
-
-
-def _fail(why: str, key: str | None = None, table: str | None = None) -> PydanticCustomError:
-    """A check of ours, reported like pydantic's own. ``table``/``key`` name the place where
-    pydantic's location is not the one to name; ``table=""`` says the message stands alone."""
-    return PydanticCustomError("devicelab", "{why}", {"why": why, "key": key, "table": table})
 
 
 _STRINGS = Each('must be a list of strings, like ["a", "b"]')
@@ -138,7 +125,7 @@ class ScenarioTable(_Table):
         # Checked before pydantic's union of the two, whose own messages would name types.
         if value == "auto" or (type(value) is int and value >= 1):
             return value
-        raise _fail(f'must be a whole number of at least 1, or "auto", not {value!r}.')
+        raise fail(f'must be a whole number of at least 1, or "auto", not {value!r}.')
 
     @model_validator(mode="after")
     def _adaptive(self) -> ScenarioTable:
@@ -146,20 +133,20 @@ class ScenarioTable(_Table):
         if self.repetitions != "auto":
             for key in ("min_repetitions", "max_repetitions", "target_ci_pct"):
                 if getattr(self, key) != fields[key].default:
-                    raise _fail(
+                    raise fail(
                         f'applies only with repetitions = "auto", not {self.repetitions}. '
                         f'Set repetitions = "auto", or remove {key}.',
                         key,
                     )
             if self.adaptive_metrics is not None:
-                raise _fail(
+                raise fail(
                     f'applies only with repetitions = "auto", not {self.repetitions}. Set '
                     'repetitions = "auto", or remove adaptive_metrics.',
                     "adaptive_metrics",
                 )
             return self
         if self.min_repetitions > self.max_repetitions:
-            raise _fail(
+            raise fail(
                 f"{self.min_repetitions} is above max_repetitions {self.max_repetitions}. "
                 "Raise max_repetitions or lower min_repetitions.",
                 "min_repetitions",
@@ -168,7 +155,7 @@ class ScenarioTable(_Table):
             unknown = [m for m in self.adaptive_metrics if m not in DECIDING]
             if unknown or not self.adaptive_metrics:
                 what = f"{', '.join(map(repr, unknown))} cannot decide" if unknown else "is empty"
-                raise _fail(
+                raise fail(
                     f"{what}. List fields summarised by their median: {', '.join(DECIDING)}.",
                     "adaptive_metrics",
                 )
@@ -205,7 +192,7 @@ class ModelTable(_Table):
     @model_validator(mode="after")
     def _engine_with_path(self) -> ModelTable:
         if self.path is not None and not self.engine:
-            raise _fail('is required when a model is given by path. Add engine = "...".', "engine")
+            raise fail('is required when a model is given by path. Add engine = "...".', "engine")
         return self
 
 
@@ -228,9 +215,9 @@ class TasksTable(_Table):
     @classmethod
     def _kinds(cls, kinds: list[str]) -> list[str]:
         if not kinds:
-            raise _fail('is empty. List at least one task, e.g. ["SUMM", "QS", "QA"].')
+            raise fail('is empty. List at least one task, e.g. ["SUMM", "QS", "QA"].')
         if len(set(kinds)) != len(kinds):
-            raise _fail(f"lists a task twice: {kinds}.")
+            raise fail(f"lists a task twice: {kinds}.")
         return kinds
 
 
@@ -249,16 +236,16 @@ class ContextTable(_Table):
     @classmethod
     def _lengths(cls, lengths: list[int]) -> list[int]:
         if not lengths:
-            raise _fail(f"{_LENGTHS}, not [].")
+            raise fail(f"{_LENGTHS}, not [].")
         if len(set(lengths)) != len(lengths):
-            raise _fail(f"lists a length twice: {lengths!r}.")
+            raise fail(f"lists a length twice: {lengths!r}.")
         return sorted(lengths)
 
     @model_validator(mode="after")
     def _sections_divide(self) -> ContextTable:
         top, sections = max(self.lengths), self.sections
         if top % sections:
-            raise _fail(
+            raise fail(
                 f"the largest length {top} cannot be cut into {sections} equal sections "
                 f"({top} / {sections} is not whole). Make it a multiple of {sections}, or "
                 "change [context] sections.",
@@ -268,7 +255,7 @@ class ContextTable(_Table):
         for length in self.lengths:
             if length % size:
                 multiples = ", ".join(str(size * k) for k in range(1, sections + 1))
-                raise _fail(
+                raise fail(
                     f"{length} is not a whole number of sections: with sections = {sections} "
                     f"and a largest length of {top}, each section is {size} tokens, so "
                     f"lengths must be among {multiples}.",
@@ -344,17 +331,17 @@ class QualityTable(_Table):
     @model_validator(mode="after")
     def _options_per_metric(self) -> QualityTable:
         if len(set(self.metrics)) != len(self.metrics):
-            raise _fail(f"lists a metric twice: {self.metrics}.", "metrics")
+            raise fail(f"lists a metric twice: {self.metrics}.", "metrics")
         for name, table in self.options.items():
             if not isinstance(table, dict):
-                raise _fail(
+                raise fail(
                     f"must be a table ([quality.options.{name}]), not {type_name(type(table))}.",
                     name,
                     "quality.options",
                 )
             if name not in self.metrics:
                 listed = ", ".join(self.metrics) or "none listed"
-                raise _fail(
+                raise fail(
                     f"{name!r} is not in [quality] metrics ({listed}). Add it to metrics or "
                     "remove the table.",
                     table=f"quality.options.{name}",
@@ -400,7 +387,7 @@ class ScenarioFile(_Table):
             for m in self.models
         ]
         if len(set(keys)) != len(keys):
-            raise _fail(
+            raise fail(
                 "[[models]] lists the same model, engine, quant and options twice.", table=""
             )
         return self
@@ -586,7 +573,7 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
         errors = exc.errors()
         # Tables are checked one after another; an unknown table is named before them all.
         first = min(errors, key=lambda e: (e["type"], len(e["loc"])) != ("extra_forbidden", 1))
-        raise ScenarioError(f"{path}: {_explain(first, data)}") from None
+        raise ScenarioError(f"{path}: {explain(first, data, TABLES)}") from None
     values: dict[str, Any] = {}
     for name in TABLES:
         if name != "models":
@@ -609,73 +596,3 @@ def parse_scenario(data: dict[str, Any], path: Path) -> Scenario:
             where = str((path.parent / where).resolve())
         models.append(ModelEntry(m.name, m.engine, m.quant, where, m.options))
     return Scenario(source=path, models=tuple(models), **values)
-
-
-def _explain(err: ErrorDetails, data: dict[str, Any]) -> str:
-    """One of pydantic's errors as our message: ``[table] key: what is wrong. The fix.``"""
-    loc, kind, value = err["loc"], err["type"], err["input"]
-    ctx: dict[str, Any] = dict(err.get("ctx") or {})
-    if kind == "devicelab" and ctx["table"] == "":
-        return str(ctx["why"])
-    if not loc:
-        return f"must be a table of tables, not {type_name(type(value))}."
-    table = str(loc[0])
-    if len(loc) == 1 and kind == "extra_forbidden":
-        return f"[{table}] is not a known table (known: {', '.join(sorted(TABLES))}). {_RESPELL}"
-    if len(loc) == 1 and kind == "missing":
-        if table == "models":
-            return (
-                "[[models]] is missing. Add at least one, for example:\n[[models]]\n"
-                'name = "smollm2-135m-instruct"\nengine = "llama.cpp"\nquant = "q4_1"'
-            )
-        return f"the [{table}] table is missing. Add it (see scenarios/smoke.toml)."
-    rest = loc[1:]
-    if table == "models":
-        if not rest or kind == "too_short":
-            return "[[models]] must be an array of tables with at least one."
-        table, rest = f"models.{rest[0]}", rest[1:]
-    key = str(rest[0]) if rest else None
-    if kind == "devicelab":
-        table = ctx["table"] or table
-        key = ctx["key"] or key
-        why = str(ctx["why"])
-    elif key is None:
-        why = f"must be a table, not {type_name(type(value))} ({value!r})."
-    else:
-        whole = _raw(data, loc[: len(loc) - len(rest) + 1])
-        why = _why(TABLES[str(loc[0])], table, key, err, whole)
-    return f"[{table}]" + (f" {key}" if key else "") + f": {why}"
-
-
-_RESPELL = "Remove it or fix its spelling."
-
-
-def _raw(data: Any, loc: tuple[int | str, ...]) -> Any:
-    """The value the user wrote at ``loc`` (None where there is none)."""
-    for part in loc:
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
-def _why(table: type[_Table], shown: str, key: str, err: ErrorDetails, whole: Any) -> str:
-    kind, value = err["type"], err["input"]
-    if kind == "extra_forbidden":
-        known = ", ".join(sorted(table.model_fields))
-        return f"is not a known key (known keys in [{shown}]: {known}). {_RESPELL}"
-    if kind == "missing":
-        return "is required but missing. Add it."
-    info = table.model_fields[key]
-    each = next((m.says for m in info.metadata if isinstance(m, Each)), None)
-    if each and kind != "list_type":
-        return f"{each}, not {whole!r}."
-    if kind == "greater_than_equal":
-        return f"must be at least {err['ctx']['ge']:g}, not {value!r}."
-    if kind == "greater_than":
-        return f"must be above {err['ctx']['gt']:g}, not {value!r}."
-    if kind == "literal_error" and isinstance(value, str):
-        allowed = " or ".join(f'"{a}"' for a in typing.get_args(info.annotation))
-        return f"must be {allowed}, not {value!r}."
-    return f"must be {expected(info.annotation)}, not {type_name(type(value))} ({value!r})."

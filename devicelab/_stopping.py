@@ -26,15 +26,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
+from scipy import stats
+
 from . import _record
 from ._record import RUN_KEY, TrialRecord
 
 CONFIDENCE = 0.95
-
-
-def _binom_cdf(k: int, n: int) -> float:
-    """P(B <= k) for B ~ Binomial(n, 1/2)."""
-    return sum(math.comb(n, i) for i in range(k + 1)) / (1 << n)
 
 
 def median_ci_ranks(n: int, confidence: float = CONFIDENCE) -> int | None:
@@ -42,13 +40,10 @@ def median_ci_ranks(n: int, confidence: float = CONFIDENCE) -> int | None:
     median of ``n`` values (the upper bound is rank ``n + 1 - k``); ``None`` when ``n`` values
     are too few for ``confidence``."""
     alpha = 1.0 - confidence
-    best = None
-    for k in range(1, n // 2 + 1):
-        if _binom_cdf(k - 1, n) <= alpha / 2:
-            best = k
-        else:
-            break
-    return best
+    ks = np.arange(1, n // 2 + 1)
+    # P(B <= k - 1) rises with k, so the ranks that keep the coverage are a prefix.
+    ok = ks[stats.binom.cdf(ks - 1, n, 0.5) <= alpha / 2]
+    return int(ok[-1]) if ok.size else None
 
 
 # The fewest values with a 95 % interval of the median.

@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import types
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,11 +31,8 @@ from typing import Any, Literal
 import tomli_w
 
 from . import _plugins as plugin_manager
-from ._executor import Reporter
 from ._registry import Registry
-from ._rundir import RunDir, load_run
-from ._runtime.execute import execute
-from ._runtime.materialise import materialise
+from ._runtime.pipeline import run_pipeline
 from ._runtime.plan import Plan
 from ._runtime.resolve import load_and_resolve
 
@@ -157,7 +155,8 @@ def make_scenario(
 def run_scenario(
     path: Path, registry: Registry | None = None, out: Path | None = None
 ) -> list[dict[str, Any]]:
-    """Run the scenario at ``path`` as ``devicelab run`` would and return its trial records
+    """Run the scenario at ``path`` as ``devicelab run`` does (the same pipeline: the
+    executor the scenario names, the run hooks, summary.json) and return its trial records
     (each as its JSON form, the line ``trials.jsonl`` holds).
 
     ``registry`` defaults to the plugins this process loads (:func:`registry_with` adds
@@ -165,15 +164,16 @@ def run_scenario(
     Bad input raises the :class:`~devicelab.UsageError` the CLI would report.
     """
     reg = registry if registry is not None else plugin_manager.get_registry()
-    plan = materialise(load_and_resolve(path, reg), reg, Reporter())
     if out is None:
         out = Path(tempfile.mkdtemp(prefix=f"{path.stem}-run-", dir=path.parent))
-    run = RunDir.open(out, plan.scenario, resume=False)
-    try:
-        execute(plan, run)
-    finally:
-        run.close()
-    return [r.to_json() for r in load_run(out).records]
+    result = run_pipeline(path, reg, out=out, warn=_warn)
+    return [r.to_json() for r in result.data.records]
+
+
+def _warn(text: str) -> None:
+    # A plugin's run hook that failed: the test's run goes on, as a user's does, and pytest
+    # shows the warning in its summary.
+    warnings.warn(f"devicelab: {text}", RuntimeWarning, stacklevel=3)
 
 
 @contextmanager

@@ -26,10 +26,8 @@ from devicelab._executor import Reporter
 from devicelab._metrics import summarize
 from devicelab._noise import MIN_WINDOW_S, between, other_cpu_pct, run_note
 from devicelab._plugins import get_registry
-from devicelab._rundir import RunData, RunDir
-from devicelab._runtime.execute import execute
-from devicelab._runtime.materialise import materialise
-from devicelab._runtime.resolve import load_and_resolve
+from devicelab._rundir import RunData
+from devicelab._runtime.pipeline import run_pipeline
 from devicelab._table import summary_table
 from devicelab.testing import make_scenario
 
@@ -277,15 +275,7 @@ def noise_run(tmp_path: Path, noise: str, reporter: Reporter, repetitions: int =
         repetitions=repetitions,
         extra=f"[noise]\n{noise}",
     )
-    registry = get_registry()
-    plan = materialise(load_and_resolve(path, registry), registry, Reporter())
-    out = tmp_path / "run"
-    run = RunDir.open(out, plan.scenario, resume=False)
-    try:
-        execute(plan, run, reporter)
-    finally:
-        run.close()
-    return devicelab.load_run(out)
+    return run_pipeline(path, get_registry(), out=tmp_path / "run", reporter=reporter).data
 
 
 def require_quiet_machine() -> None:

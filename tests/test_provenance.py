@@ -22,10 +22,8 @@ import devicelab
 from devicelab import _provenance as provenance
 from devicelab import load_run, sha256_file
 from devicelab._plugins import Registry
-from devicelab._rundir import RUN_META, TRIALS, RunDir, read_jsonl
-from devicelab._runtime.execute import execute
-from devicelab._runtime.resolve import resolve
-from devicelab._scenario import load_scenario
+from devicelab._rundir import RUN_META, TRIALS, read_jsonl
+from devicelab._runtime.pipeline import run_pipeline
 
 pytest_plugins = ["pytester"]
 
@@ -203,21 +201,17 @@ def scenario(tmp_path: Path, words_scenario: Callable[..., Path]) -> Path:
     return write_scenario(tmp_path, MODEL_SCENARIO, "prov.toml")
 
 
-def _run(scenario: Path, registry: Registry, out: Path, resume: bool = False) -> None:
-    plan = resolve(load_scenario(scenario), registry)
-    run = RunDir.open(out, plan.scenario, resume=resume)
-    try:
-        execute(plan, run)
-    finally:
-        run.close()
+def _run(scenario: Path, registry: Registry, out: Path, resume: bool = False) -> dict[str, Any]:
+    """Run (or resume) the scenario into ``out``; its run.json."""
+    run_pipeline(scenario, registry, out=out, resume=resume)
+    return json.loads((out / RUN_META).read_text())
 
 
 def test_run_json_and_records_carry_provenance(
     tmp_path: Path, scenario: Path, words_registry: Registry
 ) -> None:
     out = tmp_path / "run"
-    _run(scenario, words_registry, out)
-    meta = json.loads((out / RUN_META).read_text())
+    meta = _run(scenario, words_registry, out)
     prov = meta["provenance"]
     assert prov["scenario"] == {
         "path": str(scenario),
@@ -261,10 +255,9 @@ def test_an_engine_whose_build_info_fails_still_runs_its_trials(
 
     monkeypatch.setattr(WordEngine, "build_info", broken)
     out = tmp_path / "run"
-    _run(scenario, words_registry, out)
+    loads = _run(scenario, words_registry, out)["provenance"]["loads"]
     records = list(read_jsonl(out / TRIALS))
     assert records and all(r["status"] == "ok" for r in records)
-    loads = json.loads((out / RUN_META).read_text())["provenance"]["loads"]
     [error] = {e["engine"]["build"]["error"] for e in loads.values()}
     assert error.startswith("OSError: no such binary")
 
@@ -273,8 +266,7 @@ def test_resuming_with_the_same_build_adds_no_entry(
     tmp_path: Path, scenario: Path, words_registry: Registry
 ) -> None:
     out = tmp_path / "run"
-    _run(scenario, words_registry, out)
-    kept = json.loads((out / RUN_META).read_text())
+    kept = _run(scenario, words_registry, out)
     records = list(read_jsonl(out / TRIALS))
 
     def keep(model: str) -> None:
@@ -283,13 +275,11 @@ def test_resuming_with_the_same_build_adds_no_entry(
         )
 
     keep("mine")  # words-b's trials to do again
-    _run(scenario, words_registry, out, resume=True)
-    assert json.loads((out / RUN_META).read_text()) == kept
+    assert _run(scenario, words_registry, out, resume=True) == kept
     # The weights changed: a new entry, and the new records name it.
     (tmp_path / "weights.bin").write_bytes(b"other")
     keep("words-b")
-    _run(scenario, words_registry, out, resume=True)
-    loads = json.loads((out / RUN_META).read_text())["provenance"]["loads"]
+    loads = _run(scenario, words_registry, out, resume=True)["provenance"]["loads"]
     assert len(loads) == 3
     again = {r["provenance"] for r in read_jsonl(out / TRIALS) if r["model"] == "mine"}
     assert len(again) == 1 and again.isdisjoint(kept["provenance"]["loads"])
@@ -300,8 +290,7 @@ def test_an_old_run_json_without_provenance_still_reads(
     tmp_path: Path, scenario: Path, words_registry: Registry
 ) -> None:
     out = tmp_path / "run"
-    _run(scenario, words_registry, out)
-    meta = json.loads((out / RUN_META).read_text())
+    meta = _run(scenario, words_registry, out)
     del meta["provenance"]
     (out / RUN_META).write_text(json.dumps(meta))
     records = [{k: v for k, v in r.items() if k != "provenance"} for r in read_jsonl(out / TRIALS)]

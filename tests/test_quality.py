@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from wordsplugin import run_cli
+from wordsplugin import WORDS_SCENARIO, run_cli
 
 from devicelab import Scored, UsageError
 from devicelab._quality import Scorer
@@ -75,30 +75,9 @@ def _scenario(tmp_path: Path, kinds: str, quality: str) -> Path:
     with (tmp_path / "corpus.jsonl").open("w") as fh:
         for doc in CORPUS:
             fh.write(json.dumps(doc) + "\n")
-    body = f"""\
-        [scenario]
-        name = "q"
-        repetitions = 1
-        warmup = 0
-
-        [[models]]
-        name = "words-a"
-
-        [tasks]
-        kinds = {kinds}
-        documents = "corpus.jsonl"
-        max_output_tokens = 8
-
-        [context]
-        sections = 2
-        lengths = [10, 20]
-
-        [telemetry]
-        interval_s = 0.05
-
-        """
+    body = WORDS_SCENARIO.format(model="words-a", reps=1, warmup=0, timeout=300, kinds=kinds)
     path = tmp_path / "q.toml"
-    path.write_text(textwrap.dedent(body) + textwrap.dedent(quality))
+    path.write_text(body + "\n" + textwrap.dedent(quality))
     return path
 
 

@@ -12,10 +12,10 @@ from wordsplugin import HotCollector, WordEngine
 from devicelab._errors import ScenarioError
 from devicelab._executor import Reporter
 from devicelab._plugins import Registry
-from devicelab._rundir import TELEMETRY, TRIALS, RunDir, read_jsonl
-from devicelab._runtime.execute import execute
+from devicelab._rundir import TELEMETRY, TRIALS, read_jsonl
+from devicelab._runtime.pipeline import run_pipeline
 from devicelab._runtime.resolve import resolve
-from devicelab._runtime.session import ThermalWatch as Thermal
+from devicelab._runtime.thermal import ThermalWatch as Thermal
 from devicelab._scenario import load_scenario
 
 FLAKY = '\n[device]\nname = "flaky"\n'
@@ -47,12 +47,7 @@ def _scenario(make: Callable[..., Path], extra: str, **kw: Any) -> Path:
 def _run(
     path: Path, registry: Registry, out: Path, resume: bool = False, rep: Reporter | None = None
 ) -> list[dict[str, Any]]:
-    plan = resolve(load_scenario(path), registry)
-    run = RunDir.open(out, plan.scenario, resume=resume)
-    try:
-        execute(plan, run, rep)
-    finally:
-        run.close()
+    run_pipeline(path, registry, out=out, resume=resume, reporter=rep)
     return list(read_jsonl(out / TRIALS))
 
 

@@ -19,8 +19,8 @@ from devicelab._advise import advise
 from devicelab._compare import compare_by, compare_runs, engine_gaps
 from devicelab._metrics import summarize
 from devicelab._plugins import Registry
-from devicelab._rundir import TRIALS, RunDir, load_run, read_jsonl
-from devicelab._runtime.execute import execute
+from devicelab._rundir import TRIALS, load_run, read_jsonl
+from devicelab._runtime.pipeline import run_pipeline
 from devicelab._runtime.resolve import accepts_list, resolve
 from devicelab._scenario import load_scenario
 from devicelab._table import summary_table
@@ -79,12 +79,7 @@ def scenario(tmp_path: Path, models: str, reps: int = 1, warmup: int = 0) -> Pat
 
 
 def run(path: Path, registry: Registry, out: Path) -> list[dict[str, Any]]:
-    plan = resolve(load_scenario(path), registry)
-    rundir = RunDir.open(out, plan.scenario, resume=False)
-    try:
-        execute(plan, rundir)
-    finally:
-        rundir.close()
+    run_pipeline(path, registry, out=out)
     return list(read_jsonl(out / TRIALS))
 
 

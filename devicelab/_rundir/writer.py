@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING, Any
 import tomli_w
 
 from .._errors import RunDirError
-from .._provenance import compact_load, run_provenance
+from .._provenance import compact_load
 from .._record import TrialRecord
 from .layout import RUN_META, SCENARIO, SUMMARY, TELEMETRY, TRIALS, read_jsonl
 
@@ -58,8 +58,19 @@ class RunDir:
         return file.open("a", encoding="utf-8")
 
     @classmethod
-    def open(cls, path: Path, scenario: Scenario, *, resume: bool) -> RunDir:
-        """Open ``path`` for ``scenario``: a new run, or (with ``resume``) the same one again."""
+    def open(
+        cls,
+        path: Path,
+        scenario: Scenario,
+        *,
+        resume: bool,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> RunDir:
+        """Open ``path`` for ``scenario``: a new run, or (with ``resume``) the same one again.
+
+        ``provenance`` is what a new run's run.json records as the run's (the pipeline collects
+        it: :func:`devicelab._provenance.run_provenance`); ``None`` records none, as a run.json
+        from before devicelab recorded it. A resumed run keeps the provenance it started with."""
         meta_file = path / RUN_META
         if path.exists() and not path.is_dir():
             raise RunDirError(
@@ -99,8 +110,9 @@ class RunDir:
             "scenario_source": str(scenario.source),
             "scenario_fingerprint": scenario.fingerprint(),
             "created_at": now_iso(),
-            "provenance": run_provenance(scenario.source),
         }
+        if provenance is not None:
+            meta["provenance"] = dict(provenance)
         _write_json(meta_file, meta)
         (path / SCENARIO).write_text(tomli_w.dumps(scenario.resolved()), encoding="utf-8")
         return cls(path, run_id)

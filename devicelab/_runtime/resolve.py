@@ -50,11 +50,8 @@ def resolve(scenario: Scenario, registry: Registry, device: str | None = None) -
     tasks: dict[str, Task] = {}
     for kind in scenario.task_kinds:
         if kind not in registry.tasks:
-            known = ", ".join(sorted(registry.tasks)) or "none"
-            raise ScenarioError(
-                f"{where}: [tasks] kinds: unknown task {kind!r}. Registered tasks: {known}."
-                f"{registry.broken_note()}"
-            )
+            why = registry.unknown("task", kind, registry.tasks)
+            raise ScenarioError(f"{where}: [tasks] kinds: {why}")
         tasks[kind] = registry.tasks[kind][1]
 
     models = name_variants(
@@ -83,11 +80,8 @@ def _metrics(
     needing: list[str] = []
     for name in scenario.quality_metrics:
         if name not in registry.metrics:
-            known = ", ".join(sorted(registry.metrics)) or "none"
-            raise ScenarioError(
-                f"{where} metrics: unknown metric {name!r}. Registered metrics: {known}."
-                f"{registry.broken_note()}"
-            )
+            why = registry.unknown("metric", name, registry.metrics)
+            raise ScenarioError(f"{where} metrics: {why}")
         cls = registry.metrics[name][1]
         raw = scenario.quality_options.get(name, {})
         options = parse_options(cls.Options, raw, f"{scenario.source}: [quality.options.{name}]")

@@ -45,10 +45,9 @@ from .materialise import materialise
 from .plan import Plan, ResolvedModel, Trial
 from .prompts import PromptKey, build_prompts
 from .resolve import resolve_data
+from .thermal import ThermalWatch
 
 Sample = dict[str, Any]
-
-THROTTLED_STATUS = 2  # Android's THERMAL_STATUS_MODERATE
 
 
 @dataclass
@@ -76,50 +75,6 @@ class _Attempt:
     output_text: str | None
     throttling: dict[str, Any]
     lost: str | None = None
-
-
-@dataclass
-class ThermalWatch:
-    """Run-wide thermal state: the highest ``cpu_*_max_mhz`` of each key seen so far (a lower
-    value later is a thermal cap) and whether the missing temperature was reported."""
-
-    max_mhz: dict[str, float] = field(default_factory=dict)
-    noted_no_temp: bool = False
-
-    def observe(self, samples: list[Sample]) -> None:
-        for s in samples:
-            for key, value in s.items():
-                if _is_cap_key(key) and isinstance(value, (int, float)):
-                    self.max_mhz[key] = max(value, self.max_mhz.get(key, value))
-
-    def throttling(self, samples: list[Sample]) -> dict[str, Any]:
-        """``throttled`` and ``thermal_status_max`` of one trial's samples (in time order)."""
-        statuses = [
-            int(s["thermal_status"])
-            for s in samples
-            if isinstance(s.get("thermal_status"), (int, float))
-            and not isinstance(s.get("thermal_status"), bool)
-        ]
-        capped = False
-        seen_cap = False
-        for s in samples:
-            for key, value in s.items():
-                if not _is_cap_key(key) or not isinstance(value, (int, float)):
-                    continue
-                seen_cap = True
-                top = self.max_mhz.get(key)
-                if top is not None and value < top:
-                    capped = True
-                self.max_mhz[key] = value if top is None else max(top, value)
-        status_max = max(statuses) if statuses else None
-        throttled: bool | None = None
-        if statuses or seen_cap:
-            throttled = capped or (status_max is not None and status_max >= THROTTLED_STATUS)
-        return {"throttled": throttled, "thermal_status_max": status_max}
-
-
-def _is_cap_key(key: str) -> bool:
-    return key.startswith("cpu_") and key.endswith("_max_mhz")
 
 
 class DeviceSession:

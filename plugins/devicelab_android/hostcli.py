@@ -49,8 +49,9 @@ COMPILER_FIX = (
 Progress = Callable[[str], None]
 
 
-class HostCliError(devicelab.DevicelabError):
-    """The host CLI could not be built; the message names the step that failed."""
+class HostCliError(devicelab.UsageError):
+    """The host CLI could not be built; the message names the step that failed and what to
+    install or fix (bad input to devicelab: exit 2)."""
 
 
 def llama_cpp_version() -> str:
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except devicelab.DevicelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return devicelab.exit_code(exc)
     print(path)
     return 0
 

@@ -9,8 +9,8 @@ from wordsplugin import FlakyDevice, WordEngine
 
 from devicelab._errors import ModelError
 from devicelab._plugins import Registry
-from devicelab._rundir import TELEMETRY, TRIALS, RunDir, read_jsonl
-from devicelab._runtime.execute import execute
+from devicelab._rundir import TELEMETRY, TRIALS, read_jsonl
+from devicelab._runtime.pipeline import run_pipeline
 from devicelab._runtime.resolve import resolve
 from devicelab._scenario import load_scenario
 
@@ -26,12 +26,7 @@ CONTRACT_FIELDS = {
 def _run(
     scenario: Path, registry: Registry, out: Path, resume: bool = False
 ) -> list[dict[str, object]]:
-    plan = resolve(load_scenario(scenario), registry)
-    run = RunDir.open(out, plan.scenario, resume=resume)
-    try:
-        execute(plan, run)
-    finally:
-        run.close()
+    run_pipeline(scenario, registry, out=out, resume=resume)
     return list(read_jsonl(out / TRIALS))
 
 
