@@ -314,9 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        path = host_tool(
-            args.target, lambda line: print(line, file=sys.stderr, flush=True), args.llama_cpp_python
-        )
+        show = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+        path = host_tool(args.target, show, args.llama_cpp_python)
     except devicelab.DevicelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
