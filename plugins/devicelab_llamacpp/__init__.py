@@ -154,12 +154,14 @@ class LlamaCppEngine(Engine):
         # Tokens per llama_decode call (n_batch) and per graph llama.cpp computes (n_ubatch).
         n_batch: int = 512
         n_ubatch: int = 512
-        # Flash attention (llama.cpp's fused attention kernel). On by default: llama.cpp's own
-        # tools (llama-bench, llama-cli, llama-server) default to "auto", which the CPU
-        # backend resolves to on, while llama-cpp-python's Llama defaults to off (FA_NOTE).
-        # It changes what is measured, so it is explicit (llama.cpp does not report what
-        # "auto" resolved to) and recorded in each load's provenance.
-        flash_attn: bool = True
+        # Flash attention (llama.cpp's fused attention kernel). Off by default, as in
+        # llama-cpp-python's Llama and in every devicelab record before this option, so
+        # records stay comparable; llama.cpp's own tools (llama-bench, llama-server) default to
+        # "auto", which the CPU backend resolves to on. On a shared 2-core x86 host, in CPU
+        # time of one thread, on prefilled 5-8 % faster and decoded 5-10 % slower at 200 and
+        # 1,000 tokens: no clear win. It changes what is measured, so it is recorded in each
+        # load's provenance, and bench/vs_llama_bench.py gives llama-bench the same -fa.
+        flash_attn: bool = False
         use_mmap: bool = True
         # llama.cpp's extra CPU buffer types (AMX tiles, weight repacking). None = on, except
         # on CPUs that advertise AMX: under some hypervisors (this project's CI machines among

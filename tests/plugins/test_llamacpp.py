@@ -129,10 +129,10 @@ def test_build_info_names_the_llama_cpp_that_runs(engine: LlamaCppEngine) -> Non
 def test_build_info_holds_the_context_and_its_llama_bench_flags(engine: LlamaCppEngine) -> None:
     build = engine.build_info()
     assert build["n_ctx"] == "1024" and build["n_batch"] == "512" and build["n_ubatch"] == "512"
-    assert build["flash_attn"] == "true"  # the default, written out: auto is not reported back
+    assert build["flash_attn"] == "false"  # the default, written out: never llama.cpp's "auto"
     assert build["threads"] == build["threads_batch"] == str(engine.options.threads)
     assert build["poll"] == "50"
-    assert build["llama_bench"].startswith(f"-t {engine.options.threads} -b 512 -ub 512 -fa on")
+    assert build["llama_bench"].startswith(f"-t {engine.options.threads} -b 512 -ub 512 -fa off")
 
 
 def test_each_token_is_stamped_as_it_is_sampled_and_the_counters_agree(

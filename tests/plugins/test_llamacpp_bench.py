@@ -90,9 +90,9 @@ def test_flags_reproduce_the_engines_context() -> None:
     assert context["n_ubatch"] == 256  # llama.cpp caps the micro-batch at the batch
     assert context["threads_batch"] == 2
     assert llama_bench.flags(context) == [
-        *("-t", "2", "-b", "256", "-ub", "256", "-fa", "on", "--poll", "50"),
+        *("-t", "2", "-b", "256", "-ub", "256", "-fa", "off", "--poll", "50"),
         *("-lm", "mmap", "--repack", "0"),
     ]
-    off = LlamaCppEngine(None, None, LlamaCppEngine.Options(flash_attn=False))  # type: ignore[arg-type]
-    assert "-fa off" in " ".join(llama_bench.flags(off.context_params()))
+    on = LlamaCppEngine(None, None, LlamaCppEngine.Options(flash_attn=True))  # type: ignore[arg-type]
+    assert "-fa on" in " ".join(llama_bench.flags(on.context_params()))
     json.dumps(context)  # provenance is JSON
