@@ -24,76 +24,26 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 from devicelab_android.hostcli import host_tool
 from devicelab_llamacpp import LlamaCppEngine, llama_bench
+from overhead import make_plan, run_records
 
-from devicelab import _plugins as plugin_manager
 from devicelab._metrics import spread
-from devicelab._rundir import RunDir, load_run
-from devicelab._runtime.execute import execute
 from devicelab._runtime.plan import Plan
-from devicelab._runtime.resolve import resolve
-from devicelab._scenario import load_scenario
-
-SCENARIO = """\
-[scenario]
-name = "vs-llama-bench"
-repetitions = 1
-warmup = 1
-
-[[models]]
-name = "smollm2-135m-instruct"
-options = {{ threads = {threads} }}
-
-[tasks]
-kinds = ["SUMM"]
-documents = "docassist-mini"
-max_documents = 1
-max_output_tokens = {tokens}
-
-[context]
-sections = 1
-lengths = [{lengths}]
-
-[telemetry]
-enabled = true
-interval_s = 0.1
-
-# The probe measures other_cpu_pct, but a noisy trial is not rerun: llama-bench's paired
-# run cannot be, and reruns would pick devicelab's quiet moments only.
-[noise]
-on_noisy = "flag"
-"""
-
-
-def make_plan(tmp: Path, threads: int, tokens: int, lengths: list[int]) -> Plan:
-    path = tmp / "vs-llama-bench.toml"
-    body = SCENARIO.format(threads=threads, tokens=tokens, lengths=", ".join(map(str, lengths)))
-    path.write_text(textwrap.dedent(body), encoding="utf-8")
-    return resolve(load_scenario(path), plugin_manager.get_registry())
 
 
 def devicelab_round(plan: Plan, tmp: Path) -> dict[int, dict[str, Any]]:
-    """One run of the plan; per context length, the trial's measures."""
-    out = tmp / f"run-{time.monotonic_ns()}"
-    run = RunDir.open(out, plan.scenario, resume=False)
-    try:
-        execute(plan, run)
-    finally:
-        run.close()
+    """One devicelab run of the plan (telemetry and the interference probe on, a noisy trial
+    flagged, never rerun: llama-bench's paired run cannot be); per context length, the
+    trial's measures."""
     rows: dict[int, dict[str, Any]] = {}
-    for r in load_run(out).records:
-        if r.identity.warmup:
-            continue
+    for r in run_records(plan, tmp, "vs-llama-bench"):
         m = r.measures
         rows[r.identity.context_tokens] = {
             "input_tokens": m.input_tokens,
-            "output_tokens": m.output_tokens,
             "itps": m.itps,
             "otps": m.otps,
             "other_cpu_pct": m.other_cpu_pct,
@@ -158,7 +108,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        plan = make_plan(tmp, args.threads, args.tokens, lengths)
+        plan = make_plan(
+            tmp, args.tokens, lengths, telemetry=True, options=f"threads = {args.threads}"
+        )
         context = engine_context(plan)
         flags = llama_bench.flags(context)
         model_path = plan.models[0].spec.path
