@@ -1,7 +1,7 @@
 """devicelab's llama.cpp engine against llama.cpp's own llama-bench: the same build, model,
 threads, context parameters and work, interleaved, reported as ratios with their spread.
 
-    python bench/vs_llama_bench.py [--quick] [--rounds 8] [--lengths 200,1000] [--threads 2]
+    python bench/vs_llama_bench.py [--quick] [--rounds 16] [--lengths 200,1000] [--threads 2]
 
 llama-bench is built once (cached, a few minutes) from the installed llama-cpp-python's own
 sources, so both run the same llama.cpp. For each prompt length L, devicelab runs a full trial
@@ -93,14 +93,14 @@ def describe(ratios: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="4 rounds (about 3 minutes)")
-    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--quick", action="store_true", help="6 rounds (about 3 minutes)")
+    ap.add_argument("--rounds", type=int, default=16)
     ap.add_argument("--lengths", default="200,1000", help="context lengths L, comma-separated")
     ap.add_argument("--tokens", type=int, default=64, help="output tokens per trial")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--llama-bench", type=Path, help="a llama-bench binary (default: build one)")
     args = ap.parse_args()
-    rounds = 4 if args.quick else args.rounds
+    rounds = 6 if args.quick else args.rounds
     lengths = [int(x) for x in args.lengths.split(",")]
     binary = args.llama_bench or host_tool(
         "llama-bench", lambda line: print(line, file=sys.stderr, flush=True)
