@@ -79,7 +79,7 @@ def llama_bench_round(
 
 def loadavg() -> str:
     try:
-        return Path("/proc/loadavg").read_text(encoding="utf-8").split(" ", 3)[2]
+        return Path("/proc/loadavg").read_text(encoding="utf-8").split(" ", 1)[0]
     except OSError:
         return "?"
 
