@@ -25,6 +25,7 @@ from devicelab_llamacpp import LlamaCppEngine, _cpu_has_amx, _model_params
 
 from devicelab import _plugins as plugin_manager
 from devicelab._metrics import speed
+from devicelab._record import TrialRecord
 from devicelab._rundir import RunDir, load_run
 from devicelab._runtime.execute import execute
 from devicelab._runtime.plan import Plan
@@ -41,6 +42,7 @@ warmup = 1
 
 [[models]]
 name = "smollm2-135m-instruct"
+options = {{ {options} }}
 
 [tasks]
 kinds = ["SUMM"]
@@ -63,7 +65,10 @@ on_noisy = "flag"
 """
 
 
-def make_plan(tmp: Path, tokens: int, lengths: list[int], telemetry: bool) -> Plan:
+def make_plan(
+    tmp: Path, tokens: int, lengths: list[int], telemetry: bool, options: str = ""
+) -> Plan:
+    """The plan of one condition; ``options`` is the model's options table's inside."""
     size = max(lengths)
     sections = size // min(lengths) if all(x % min(lengths) == 0 for x in lengths) else 1
     body = SCENARIO.format(
@@ -71,6 +76,7 @@ def make_plan(tmp: Path, tokens: int, lengths: list[int], telemetry: bool) -> Pl
         sections=sections,
         lengths=", ".join(map(str, lengths)),
         telemetry=str(telemetry).lower(),
+        options=options,
     )
     path = tmp / f"overhead-{telemetry}.toml"
     path.write_text(textwrap.dedent(body))
@@ -122,21 +128,25 @@ def bare_loop(model_path: str, prompts: list[list[int]], tokens: int) -> list[di
     return results
 
 
-def devicelab_loop(plan: Plan, tmp: Path, tag: str) -> list[dict[str, float]]:
+def run_records(plan: Plan, tmp: Path, tag: str) -> list[TrialRecord]:
+    """One devicelab run of the plan; its measured (not warm-up) records."""
     out = tmp / f"run-{tag}-{time.monotonic_ns()}"
     run = RunDir.open(out, plan.scenario, resume=False)
     try:
         execute(plan, run)
     finally:
         run.close()
+    return [r for r in load_run(out).records if not r.identity.warmup]
+
+
+def devicelab_loop(plan: Plan, tmp: Path, tag: str) -> list[dict[str, float]]:
     return [
         {
             "itps": r.measures.itps or 0.0,
             "otps": r.measures.otps or 0.0,
             "other": r.measures.other_cpu_pct if r.measures.other_cpu_pct is not None else -1,
         }
-        for r in load_run(out).records
-        if not r.identity.warmup
+        for r in run_records(plan, tmp, tag)
     ]
 
 

@@ -10,7 +10,9 @@ trees have only ``llama-cli``, which is then that tool.
 
 The build takes minutes, so the binary is cached under devicelab's cache directory, keyed by
 the llama-cpp-python version: ``python -m devicelab_android.hostcli`` builds it once (CI does
-this before the tests) and prints its path.
+this before the tests) and prints its path. Other llama.cpp tools build the same way, each
+cached beside it: ``host_tool("llama-bench")`` (``--target llama-bench``) is what
+bench/vs_llama_bench.py measures the host engine against.
 
 Linked statically, so the one file can be copied or pushed anywhere on this host.
 """
@@ -48,6 +50,9 @@ COMPILER_FIX = (
 
 Progress = Callable[[str], None]
 
+# The completion tool, whatever its target is called in the tree at hand (see above).
+CLI = "cli"
+
 
 class HostCliError(devicelab.UsageError):
     """The host CLI could not be built; the message names the step that failed and what to
@@ -70,19 +75,29 @@ def build_dir(version: str | None = None) -> Path:
 
 
 def find_host_cli(version: str | None = None) -> Path | None:
-    """The cached binary, or None when it has not been built for this version."""
-    info = build_info(version)
+    """The cached completion CLI, or None when it has not been built for this version."""
+    return find_tool(CLI, version)
+
+
+def find_tool(tool: str, version: str | None = None) -> Path | None:
+    """The cached binary of ``tool`` (a cmake target, or :data:`CLI`), or None when it has not
+    been built for this version."""
+    info = build_info(version, tool)
     if info is None:
         return None
     binary = build_dir(version) / str(info["binary"])
     return binary if binary.is_file() else None
 
 
-def build_info(version: str | None = None) -> dict[str, Any] | None:
+def _info_path(version: str | None, tool: str) -> Path:
+    # The CLI's record keeps its first name, so caches built before other tools stay valid.
+    return build_dir(version) / ("build.json" if tool == CLI else f"build-{tool}.json")
+
+
+def build_info(version: str | None = None, tool: str = CLI) -> dict[str, Any] | None:
     """What the build recorded: version, llama.cpp commit, target, seconds, size."""
-    path = build_dir(version) / "build.json"
     try:
-        info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        info: dict[str, Any] = json.loads(_info_path(version, tool).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return info
@@ -90,16 +105,24 @@ def build_info(version: str | None = None) -> dict[str, Any] | None:
 
 def host_cli(progress: Progress = print, version: str | None = None) -> Path:
     """The host's llama.cpp completion CLI for the installed llama-cpp-python, built if missing."""
+    return host_tool(CLI, progress, version)
+
+
+def host_tool(tool: str, progress: Progress = print, version: str | None = None) -> Path:
+    """The host's build of one llama.cpp tool (``"llama-bench"``, or :data:`CLI`) for the
+    installed llama-cpp-python, built if missing."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", tool):
+        raise HostCliError(f"{tool!r} is not a cmake target name (e.g. llama-bench).")
     version = version or llama_cpp_version()
-    if (found := find_host_cli(version)) is not None:
+    if (found := find_tool(tool, version)) is not None:
         return found
     out = build_dir(version)
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out / ".lock"):
         # Another process may have built it while this one waited for the lock.
-        if (found := find_host_cli(version)) is not None:
+        if (found := find_tool(tool, version)) is not None:
             return found
-        return _build(version, out, progress)
+        return _build(version, out, tool, progress)
 
 
 @contextlib.contextmanager
@@ -128,7 +151,7 @@ def check_tools() -> None:
             )
 
 
-def _build(version: str, out: Path, progress: Progress) -> Path:
+def _build(version: str, out: Path, tool: str, progress: Progress) -> Path:
     check_tools()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="devicelab-llama-build-") as tmp_name:
@@ -137,7 +160,9 @@ def _build(version: str, out: Path, progress: Progress) -> Path:
         sdist = _download_sdist(version, tmp)
         progress(f"extracting vendor/llama.cpp from {sdist.name}")
         src = _extract_llama_cpp(sdist, tmp / "src")
-        target = "llama-completion" if (src / "tools" / "completion").is_dir() else "llama-cli"
+        target = tool
+        if tool == CLI:
+            target = "llama-completion" if (src / "tools" / "completion").is_dir() else "llama-cli"
         commit = _commit(src)
         progress(f"configuring llama.cpp {commit or '(unknown commit)'} with cmake")
         build = tmp / "build"
@@ -163,8 +188,8 @@ def _build(version: str, out: Path, progress: Progress) -> Path:
         "build_seconds": seconds,
         "size_bytes": (out / target).stat().st_size,
     }
-    # build.json last: its presence is what marks the build complete.
-    (out / "build.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    # The record last: its presence is what marks the build complete.
+    _info_path(version, tool).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     progress(f"built {out / target} in {seconds:.0f} s")
     return out / target
 
@@ -283,11 +308,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="VERSION",
         help=f"the {PACKAGE} version whose llama.cpp to build (default: the installed one)",
     )
+    parser.add_argument(
+        "--target",
+        default=CLI,
+        help="the llama.cpp cmake target to build, e.g. llama-bench (default: the completion CLI)",
+    )
     args = parser.parse_args(argv)
     try:
-        path = host_cli(
-            lambda line: print(line, file=sys.stderr, flush=True), args.llama_cpp_python
-        )
+        show = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+        path = host_tool(args.target, show, args.llama_cpp_python)
     except devicelab.DevicelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return devicelab.exit_code(exc)

@@ -1,8 +1,12 @@
 """llama.cpp on the host, through llama-cpp-python, and the shipped SmolLM2 model.
 
-Generation drives ``Llama.generate`` token by token, so the core's :class:`TokenStream`
-timestamps every output token exactly (the streaming chat API can hold text back and so
-merge tokens). The prompt is formatted with the model's own chat template, the same way
+``llama_cpp.Llama`` loads the model and its context; generation then drives llama.cpp's own
+API through llama-cpp-python's bindings, as llama.cpp's ``llama-bench`` does: the prompt in
+``llama_decode`` batches, one ``llama_decode`` per output token and llama.cpp's native sampler
+chain, with no Python generator or per-token bookkeeping between two decodes. Each token is
+handed to the core's :class:`TokenStream` as it is sampled, so the host clock times every
+output token exactly (the streaming chat API can hold text back and so merge tokens). The
+prompt is formatted with the model's own chat template, the same way
 ``create_chat_completion`` does it. Decoding is greedy unless a temperature is set. Each
 trial starts cold: the KV cache is cleared and llama.cpp's perf counters are reset, and those
 counters are kept as ``engine_timings`` beside the client-side measurements.
@@ -11,7 +15,6 @@ counters are kept as ``engine_timings`` beside the client-side measurements.
 from __future__ import annotations
 
 import atexit
-import codecs
 import contextlib
 import importlib.util
 import os
@@ -32,6 +35,8 @@ from devicelab import (
     TokenStream,
     is_gguf,
 )
+
+from . import decode, llama_bench
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -143,8 +148,20 @@ class LlamaCppEngine(Engine):
         # one core share its vector units, so more threads than cores rarely helps and a
         # busy sibling stalls them all. A list sweeps it: threads = [1, 2].
         threads: int = field(default_factory=physical_cores)
+        # Threads for prefill alone; None = threads (llama-bench has one count for both).
+        threads_batch: int | None = None
         n_ctx: int = 2048
+        # Tokens per llama_decode call (n_batch) and per graph llama.cpp computes (n_ubatch).
         n_batch: int = 512
+        n_ubatch: int = 512
+        # Flash attention (llama.cpp's fused attention kernel). Off by default, as in
+        # llama-cpp-python's Llama and in every devicelab record before this option, so
+        # records stay comparable; llama.cpp's own tools (llama-bench, llama-server) default to
+        # "auto", which the CPU backend resolves to on. On a shared 2-core x86 host, in CPU
+        # time of one thread, on prefilled 5-8 % faster and decoded 5-10 % slower at 200 and
+        # 1,000 tokens: no clear win. It changes what is measured, so it is recorded in each
+        # load's provenance, and bench/vs_llama_bench.py gives llama-bench the same -fa.
+        flash_attn: bool = False
         use_mmap: bool = True
         # llama.cpp's extra CPU buffer types (AMX tiles, weight repacking). None = on, except
         # on CPUs that advertise AMX: under some hypervisors (this project's CI machines among
@@ -178,22 +195,41 @@ class LlamaCppEngine(Engine):
                 "convert_hf_to_gguf.py."
             )
 
-    def load(self) -> None:
-        import llama_cpp
-
+    def context_params(self) -> dict[str, Any]:
+        """The context this engine loads, resolved (no None left): what llama-bench's flags
+        reproduce (:func:`devicelab_llamacpp.llama_bench.flags`)."""
         opts = self.options
         threads = opts.threads or physical_cores()
         extra = opts.extra_buffer_types
-        if extra is None:
-            extra = not _cpu_has_amx()
-        with _model_params(use_extra_bufts=extra):
+        return {
+            "n_ctx": opts.n_ctx,
+            "n_batch": opts.n_batch,
+            "n_ubatch": min(opts.n_batch, opts.n_ubatch),  # llama.cpp caps it at n_batch
+            "flash_attn": opts.flash_attn,
+            "threads": threads,
+            "threads_batch": opts.threads_batch or threads,
+            # No threadpool is attached, so ggml makes one per graph with its default
+            # hybrid polling (50, llama-bench's --poll default); this build's OpenMP threads
+            # then spin at each barrier regardless.
+            "poll": 50,
+            "use_mmap": opts.use_mmap,
+            "extra_buffer_types": not _cpu_has_amx() if extra is None else extra,
+        }
+
+    def load(self) -> None:
+        import llama_cpp
+
+        ctx = self.context_params()
+        with _model_params(use_extra_bufts=ctx["extra_buffer_types"]):
             self._llm = llama_cpp.Llama(
                 model_path=str(self.model.path),
-                n_ctx=opts.n_ctx,
-                n_batch=opts.n_batch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                use_mmap=opts.use_mmap,
+                n_ctx=ctx["n_ctx"],
+                n_batch=ctx["n_batch"],
+                n_ubatch=ctx["n_ubatch"],
+                flash_attn=ctx["flash_attn"],
+                n_threads=ctx["threads"],
+                n_threads_batch=ctx["threads_batch"],
+                use_mmap=ctx["use_mmap"],
                 verbose=False,
             )
         self._formatter = chat_formatter(self._llm, str(self.model.path))
@@ -230,39 +266,20 @@ class LlamaCppEngine(Engine):
             prompt = list(llm.tokenize(raw, add_bos=True, special=True))
         else:
             prompt = self._prompt(request.messages)
-        llm.reset()  # a cold prefill: no KV-cache reuse from the previous trial
-        llama_cpp.llama_perf_context_reset(llm.ctx)
-        llm.set_seed(request.seed)
-        greedy = request.temperature == 0
-        out: list[int] = []
         top: list[dict[str, float]] = []
-        finish = "length"
-        # Token bytes can end inside a UTF-8 character: decode incrementally.
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stream.sent()
-        tokens = llm.generate(
+
+        def logprobs() -> None:
+            top.append(self._top_logprobs(request.top_logprobs))
+
+        out, finish = decode.generate(
+            llm.ctx,
+            self._vocab,
+            llm.n_batch,
             prompt,
-            temp=request.temperature,
-            top_k=1 if greedy else 40,
-            top_p=1.0 if greedy else 0.95,
-            min_p=0.0 if greedy else 0.05,
-            repeat_penalty=1.0,
-            reset=True,
+            request,
+            stream,
+            after_token=logprobs if request.top_logprobs > 0 else None,
         )
-        try:
-            for token in tokens:
-                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                    finish = "stop"
-                    break
-                piece = decoder.decode(bytes(llm.detokenize([token])))
-                out.append(token)
-                stream.token(text=piece)
-                if request.top_logprobs > 0:
-                    top.append(self._top_logprobs(request.top_logprobs))
-                if len(out) >= request.max_tokens:
-                    break
-        finally:
-            tokens.close()
         perf = llama_cpp.llama_perf_context(llm.ctx)
         timings = {
             "prefill_ms": round(perf.t_p_eval_ms, 3),
@@ -317,7 +334,14 @@ class LlamaCppEngine(Engine):
         return top
 
     def build_info(self) -> dict[str, str]:
-        return llama_cpp_build()
+        """The llama.cpp build (:func:`llama_cpp_build`), this load's context parameters and
+        the llama-bench flags that reproduce them (``llama_bench``)."""
+        ctx = self.context_params()
+        return {
+            **llama_cpp_build(),
+            **{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in ctx.items()},
+            "llama_bench": " ".join(llama_bench.flags(ctx)),
+        }
 
     def close(self) -> None:
         if self._llm is not None:

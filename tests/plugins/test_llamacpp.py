@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -13,7 +14,7 @@ import pytest
 from devicelab_llamacpp import LlamaCppEngine, smollm2_path
 
 from devicelab import GenerationRequest, Message, ModelSpec, TokenStream
-from devicelab._errors import TrialTimeout
+from devicelab._errors import EngineError, TrialTimeout
 from devicelab._metrics import speed
 from devicelab._prefill import prefix_cached
 from devicelab.testing import run_cli
@@ -123,6 +124,59 @@ def test_build_info_names_the_llama_cpp_that_runs(engine: LlamaCppEngine) -> Non
     # The ggml commit is the vendored llama.cpp's (git describe of its tree).
     assert re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?", build["ggml_commit"])
     assert "CPU" in build["system_info"]
+
+
+def test_build_info_holds_the_context_and_its_llama_bench_flags(engine: LlamaCppEngine) -> None:
+    build = engine.build_info()
+    assert build["n_ctx"] == "1024" and build["n_batch"] == "512" and build["n_ubatch"] == "512"
+    assert build["flash_attn"] == "false"  # the default, written out: never llama.cpp's "auto"
+    assert build["threads"] == build["threads_batch"] == str(engine.options.threads)
+    assert build["poll"] == "50"
+    assert build["llama_bench"].startswith(f"-t {engine.options.threads} -b 512 -ub 512 -fa off")
+
+
+def test_each_token_is_stamped_as_it_is_sampled_and_the_counters_agree(
+    engine: LlamaCppEngine,
+) -> None:
+    messages = [Message("user", "Write a long story about a lighthouse keeper.")]
+    stream = TokenStream()
+    result = engine.generate(GenerationRequest(messages, max_tokens=24), stream)
+    assert result.output_tokens == stream.count == 24
+    times = stream.token_times
+    assert stream.t_sent is not None and stream.t_sent < times[0]
+    # One timestamp per token, each after the decode that made it: no two tokens share one.
+    assert all(a < b for a, b in itertools.pairwise(times))
+    t = result.engine_timings
+    assert t["prefill_tokens"] == result.input_tokens and t["decode_tokens"] == 23
+    # llama.cpp's own clock ran inside the host clock's window: prefill before the first
+    # token, the 23 decodes between the first and the last.
+    assert t["prefill_ms"] <= (times[0] - stream.t_sent) * 1000
+    assert t["decode_ms"] <= (times[-1] - times[0]) * 1000
+
+
+def test_sampling_with_a_seed_is_reproducible(engine: LlamaCppEngine) -> None:
+    messages = [Message("user", "Invent a name for a boat.")]
+    runs = [
+        engine.generate(
+            GenerationRequest(messages, max_tokens=8, temperature=0.9, seed=7), TokenStream()
+        )
+        for _ in range(2)
+    ]
+    assert runs[0].text == runs[1].text and runs[0].output_tokens == runs[1].output_tokens > 0
+
+
+def test_a_prompt_longer_than_the_context_is_a_trial_error() -> None:
+    path = smollm2_path()
+    assert path is not None
+    spec = ModelSpec("smollm2-135m-instruct", "llama.cpp", "q4_1", path)
+    small = LlamaCppEngine(None, spec, LlamaCppEngine.Options(n_ctx=64, n_batch=64))  # type: ignore[arg-type]
+    small.load()
+    try:
+        long = [Message("user", "word " * (small.context_window() + 50))]
+        with pytest.raises(EngineError, match="llama_decode of the prompt"):
+            small.generate(GenerationRequest(long, max_tokens=2), TokenStream())
+    finally:
+        small.close()
 
 
 def test_threads_default_to_the_physical_cores(monkeypatch: pytest.MonkeyPatch) -> None:

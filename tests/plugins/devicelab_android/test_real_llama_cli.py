@@ -431,3 +431,22 @@ def test_a_host_binary_that_is_not_there_is_a_scenario_error(tmp_path: Path) -> 
     scenario = tmp_path / "phone.toml"
     scenario.write_text(PHONE_SCENARIO.format(binary=tmp_path / "nope"))
     assert run_cli(["run", str(scenario), "--out", str(tmp_path / "run")]) == 2
+
+
+def test_another_tool_is_cached_beside_the_cli_under_its_own_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEVICELAB_CACHE", str(tmp_path))
+    out = hostcli.build_dir("0.3.36")
+    out.mkdir(parents=True)
+    (out / "llama-completion").write_bytes(b"\x7fELF")
+    (out / "build.json").write_text('{"binary": "llama-completion"}')
+    (out / "llama-bench").write_bytes(b"\x7fELF")
+    assert hostcli.find_tool("llama-bench", "0.3.36") is None  # the CLI's record is not its
+    (out / "build-llama-bench.json").write_text('{"binary": "llama-bench"}')
+    assert hostcli.find_tool("llama-bench", "0.3.36") == out / "llama-bench"
+    assert hostcli.find_host_cli("0.3.36") == out / "llama-completion"
+    # A found build is returned without building (no cmake, no download).
+    assert hostcli.host_tool("llama-bench", version="0.3.36") == out / "llama-bench"
+    with pytest.raises(hostcli.HostCliError, match="not a cmake target"):
+        hostcli.host_tool("../llama-bench", version="0.3.36")
