@@ -15,7 +15,7 @@ def test_a_failed_build_is_bad_input_and_exits_2(
     def cannot_build(*args: object) -> None:
         raise hostcli.HostCliError(f"cmake is not installed: {hostcli.CMAKE_FIX}.")
 
-    monkeypatch.setattr(hostcli, "host_cli", cannot_build)
+    monkeypatch.setattr(hostcli, "host_tool", cannot_build)
     assert hostcli.main([]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
