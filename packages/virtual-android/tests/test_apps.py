@@ -95,6 +95,8 @@ class RecordingLLM:
         cancel: CancelToken | None = None,
         temperature: float = 0.0,
         seed: int = 0,
+        *,
+        owner: int | None = None,
     ) -> GenerationStats:
         call = Call(list(messages), max_tokens)
         self._recorder.calls.append(call)
@@ -106,7 +108,9 @@ class RecordingLLM:
             on_text(text)
 
         try:
-            call.stats = self._llm.chat(messages, max_tokens, piece, cancel, temperature, seed)
+            call.stats = self._llm.chat(
+                messages, max_tokens, piece, cancel, temperature, seed, owner=owner
+            )
             return call.stats
         except BaseException as exc:
             call.error = exc

@@ -18,6 +18,7 @@ from pathlib import Path
 import adbutils
 import pytest
 from virtual_android.device import VirtualS24
+from virtual_android.inference.llama_cpp_backend import cpu_has_amx
 from virtual_android.inference.llamacli import install_llama_cli
 from virtual_android.inference.realcli import allow_host_binaries
 from virtual_android.pytest_plugin import AdbRunner, connected
@@ -86,8 +87,11 @@ def test_the_allowed_build_runs_with_the_phones_files_and_a_literal_argv(
     assert seen["argv"][seen["argv"].index("-n") + 1] == "4"
     # -m and -f are the phone's files, copied out: the binary reads the pushed bytes.
     assert seen["files"] == {"-m": "4747554603000000", "-f": b"hello\n"[:8].hex()}
-    # An empty environment and a working directory of its own, not the host's.
-    assert seen["env"] == {} or set(seen["env"]) <= {"LC_CTYPE"}
+    # An empty environment (but for the locale, and llama.cpp's AMX repacking turned off on an
+    # AMX host, where it crashes) and a working directory of its own, not the host's.
+    allowed = {"LC_CTYPE"} | ({"LLAMA_ARG_REPACK"} if cpu_has_amx() else set())
+    assert set(seen["env"]) <= allowed
+    assert seen["env"].get("LLAMA_ARG_REPACK", "0") == "0"
     assert seen["cwd"] != os.getcwd()
     # What it logs about its files names the phone's paths, not the host copies.
     assert "reading model.gguf" in run.stderr and "reading prompt.txt" in run.stderr

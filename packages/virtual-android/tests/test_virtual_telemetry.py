@@ -172,6 +172,18 @@ def test_proc_stat_counts_work_and_the_working_process_counts_its_own(
     assert device.shell(f"cat /proc/{pid}/stat").startswith(f"{pid} (llama-cli) S ")
 
 
+def test_a_killed_process_does_no_more_work(
+    device: adbutils.AdbDevice, virtual_s24: VirtualS24
+) -> None:
+    # The host may still be finishing a killed llama-cli's prompt; the phone is not.
+    pid = virtual_s24.register_process("llama-cli")
+    device.shell(f"kill -9 {pid}")
+    _, busy0 = _cpu(device)
+    virtual_s24.add_work(2.0, 1.0, pid=pid)
+    _, busy1 = _cpu(device)
+    assert busy1 - busy0 < 100  # the background's few ticks, not 1320 of model work
+
+
 def test_every_process_has_a_stat_line_and_services_use_a_little_cpu(
     device: adbutils.AdbDevice,
 ) -> None:

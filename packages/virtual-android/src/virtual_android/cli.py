@@ -14,7 +14,7 @@ from types import FrameType
 from .inference.backend import BackendFactory
 from .phone import make_phone, shutdown_phone
 
-__all__ = ["main", "serve"]
+__all__ = ["add_exec_flag", "main", "serve"]
 
 
 def serve(
@@ -23,6 +23,7 @@ def serve(
     backend: BackendFactory | None = None,
     print_serial: Callable[[str], None] | None = None,
     host_binaries: Sequence[str] = (),
+    allow_exec: bool = False,
 ) -> int:
     """Run one phone until SIGINT/SIGTERM; ``print_serial`` gets its serial once it listens."""
     stop = threading.Event()
@@ -32,7 +33,9 @@ def serve(
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    device = make_phone(port=port, backend=backend, host_binaries=host_binaries)
+    device = make_phone(
+        port=port, backend=backend, host_binaries=host_binaries, allow_exec=allow_exec
+    )
     device.start()
     (print_serial or (lambda serial: print(serial, flush=True)))(device.serial)
     try:
@@ -44,7 +47,7 @@ def serve(
 
 
 def parser(prog: str = "virtual-android") -> argparse.ArgumentParser:
-    """``PROG serve [--port N] [--verbose] [--allow-binary PATH]...``."""
+    """``PROG serve [--port N] [--verbose] [--allow-exec] [--allow-binary PATH]...``."""
     top = argparse.ArgumentParser(prog=prog, description="A virtual Galaxy S24 over real ADB.")
     commands = top.add_subparsers(dest="command", required=True)
     cmd = commands.add_parser("serve", help=__doc__, description=__doc__)
@@ -60,7 +63,17 @@ def parser(prog: str = "virtual-android") -> argparse.ArgumentParser:
         help="a host build of llama.cpp's CLI (llama-completion) to run as the phone's "
         "llama-cli when a client pushes the same file (repeatable)",
     )
+    add_exec_flag(cmd)
     return top
+
+
+def add_exec_flag(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--allow-exec",
+        action="store_true",
+        help="run pushed arm64 programs under qemu-aarch64-static in a bubblewrap sandbox "
+        "(needs qemu-user-static and bubblewrap)",
+    )
 
 
 def main(argv: list[str] | None = None, *, backend: BackendFactory | None = None) -> int:
@@ -70,7 +83,12 @@ def main(argv: list[str] | None = None, *, backend: BackendFactory | None = None
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     try:
-        return serve(args.port, backend=backend, host_binaries=args.allow_binary)
+        return serve(
+            args.port,
+            backend=backend,
+            host_binaries=args.allow_binary,
+            allow_exec=args.allow_exec,
+        )
     except FileNotFoundError as exc:  # an --allow-binary that is not an executable file
         print(f"virtual-android: --allow-binary: {exc}.", file=sys.stderr)
         return 2

@@ -59,6 +59,7 @@ EMULATOR_PORTS = range(5555, 5586)  # the adb server probes these as emulators
 SHUTDOWN_SECONDS = 0.5  # from `reboot` to the transport dropping
 
 T = TypeVar("T")
+Executor = Callable[["VirtualS24", str, bytes], "tuple[CommandHandler | None, str] | None"]
 
 
 class _Forward(Generic[T]):
@@ -137,6 +138,9 @@ class VirtualS24:
         self._builtins.update(package_commands(self.packages))
         self._builtins.update(system_tools())
         self._extensions: dict[str, CommandHandler] = {}
+        # Asked, in order, before the shell runs a file of the phone: a handler for it, the
+        # shell's refusal, or None (see system.elfexec, which runs pushed arm64 programs).
+        self.executors: list[Executor] = []
         self._merged_commands: dict[str, CommandHandler] | None = None
         self._exposed: dict[int, int] = {}
         self._server = TransportServer(self.BANNER.encode(), self._open, self._transport_closed)
@@ -403,7 +407,10 @@ class VirtualS24:
     def add_work(self, seconds: float, intensity: float, pid: int | None = None) -> None:
         """Work done on the phone: heats the thermal zones and drains the battery, and counts
         in /proc/stat; with ``pid``, also in that process's /proc/PID/stat (without, it is
-        work of no listed process, as a kernel thread's)."""
+        work of no listed process, as a kernel thread's). A killed process does no more work:
+        the host may still be finishing its prompt or token, the phone would not be."""
+        if pid is not None and self.processes.process(pid) is None:
+            return
         self.model.add_work(seconds, intensity)
         if pid is not None and seconds > 0:
             self.processes.add_work(pid, seconds)

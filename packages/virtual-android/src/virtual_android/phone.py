@@ -13,6 +13,7 @@ from .inference.backend import BackendFactory
 from .inference.llamacli import install_llama_cli
 from .inference.llm import release_llms, use_backend
 from .inference.realcli import allow_host_binaries
+from .system.elfexec import allow_exec as enable_exec
 
 __all__ = ["make_phone", "shutdown_phone"]
 
@@ -22,19 +23,24 @@ def make_phone(
     *,
     backend: BackendFactory | None = None,
     host_binaries: Sequence[str | os.PathLike[str]] = (),
+    allow_exec: bool = False,
 ) -> VirtualS24:
     """A virtual S24 with llama-cli, uiautomator2's server and the apps, not yet started.
 
     ``backend`` makes the models its apps and llama-cli run (default: llama-cpp-python, if
     installed, looked up when a model is first needed). ``host_binaries`` are host builds of
     llama.cpp's CLI that run, in place of the emulated llama-cli, when a client pushes one
-    of them and runs it (see :mod:`.inference.realcli`).
+    of them and runs it (see :mod:`.inference.realcli`). ``allow_exec`` lets the phone run
+    pushed arm64 programs under qemu in a sandbox (see :mod:`.system.elfexec`; off where
+    qemu or bubblewrap is missing, with the reason in the phone's log).
     """
     device = VirtualS24(port=port)
     if backend is not None:
         use_backend(device, backend)
     install_llama_cli(device)
     allow_host_binaries(device, host_binaries)
+    if allow_exec:
+        enable_exec(device)
     install_uiautomator(device)
     install_apps(device)
     return device

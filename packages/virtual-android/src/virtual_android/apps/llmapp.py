@@ -64,9 +64,12 @@ class ChatModel(Protocol):
         cancel: CancelToken | None = None,
         temperature: float = 0.0,
         seed: int = 0,
+        *,
+        owner: int | None = None,
     ) -> GenerationStatsLike:
         """Stream a reply to `messages` through `on_text`; raise ShellCancelled (or a
-        subclass) once `cancel` is set."""
+        subclass) once `cancel` is set. `owner` is the app process doing the work: its
+        /proc/PID/stat counts the CPU time, as a real phone charges an app's inference."""
         ...
 
 
@@ -312,6 +315,7 @@ class LLMApp(AppProcess):
             cancel=cancel,
             temperature=self.temperature,
             seed=self.seed,
+            owner=pid,
         )
         with self.lock:
             if self._cancel is not cancel or cancel.is_set():

@@ -96,7 +96,12 @@ class U2Server:
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The client went away first (a reboot, a disconnect): as a phone's
+                    # server, say nothing; socketserver would print a traceback.
+                    self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("u2 server: " + format, *args)

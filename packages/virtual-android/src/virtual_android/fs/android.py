@@ -330,12 +330,20 @@ def render_cmdline(proc: ProcessEntry | None) -> bytes:
     return ("\0".join((proc.args or proc.name).split(" ")) + "\0").encode()
 
 
+def uid_number(user: str) -> int:
+    """The numeric UID of a user name as ps shows it: u0_aNNN is app 10000 + NNN of user 0."""
+    named = {"root": 0, "system": 1000, "shell": 2000, "logd": 1036, "radio": 1001}
+    if user in named:
+        return named[user]
+    if user.startswith("u0_a") and user[4:].isdigit():
+        return 10_000 + int(user[4:])
+    return 10_201
+
+
 def render_status(proc: ProcessEntry | None) -> bytes:
     if proc is None:
         return b""
-    uid = {"root": 0, "system": 1000, "shell": 2000, "logd": 1036, "radio": 1001}.get(
-        proc.uid, 10201
-    )
+    uid = uid_number(proc.uid)
     rss = proc.rss_kb
     lines = [
         f"Name:\t{proc.name[:15]}",

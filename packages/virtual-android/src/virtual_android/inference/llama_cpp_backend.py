@@ -41,7 +41,8 @@ def default_model_path() -> Path | None:
     return None
 
 
-def _cpu_has_amx() -> bool:
+def cpu_has_amx() -> bool:
+    """Whether the host CPU has Intel AMX (whose llama.cpp path crashes under some hypervisors)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             return " amx_int8" in fh.read()
@@ -125,7 +126,7 @@ class LlamaCppBackend:
 
         if not self._path.is_file():
             raise FileNotFoundError(f"{self._path} does not exist")
-        with _without_extra_buffers(_cpu_has_amx()):
+        with _without_extra_buffers(cpu_has_amx()):
             llm = llama_cpp.Llama(
                 model_path=str(self._path),
                 n_ctx=self.n_ctx,

@@ -402,20 +402,23 @@ class DeviceLLM:
         seed: int = 0,
         *,
         pid: int | None = None,
+        owner: int | None = None,
     ) -> GenerationStats:
         """Generate a reply to ``messages`` ((role, content) pairs), streaming to ``on_text``.
 
         ``on_text`` gets each decoded piece as it is generated, in this thread; an exception
         from it stops the generation and propagates. ``max_tokens`` is capped by what the
         context window leaves after the prompt. ``pid`` is the emulated process running the
-        model: its RSS is set to :meth:`resident_kb`. Raises :class:`GenerationCancelled`
+        model: its RSS is set to :meth:`resident_kb`; ``owner`` is a process the work is
+        charged to (its /proc/PID/stat) whose memory stays its own (an app's, which says its
+        own PSS). Raises :class:`GenerationCancelled`
         as soon as ``cancel`` is set, also while waiting for another generation to end.
         """
         chat_messages = tuple(_messages(messages))
         return self._generate(
             lambda backend: backend.prompt_tokens(chat_messages),
             lambda n: TextRequest(chat_messages, n, temperature, seed),
-            max_tokens, on_text, cancel, pid,
+            max_tokens, on_text, cancel, pid, owner,
         )  # fmt: skip
 
     def complete(
@@ -444,6 +447,7 @@ class DeviceLLM:
         on_text: Callable[[str], None],
         cancel: CancelToken | None,
         pid: int | None,
+        owner: int | None = None,
     ) -> GenerationStats:
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
@@ -470,9 +474,10 @@ class DeviceLLM:
             if pid is not None:
                 with contextlib.suppress(KeyError):  # the process may already be gone
                     self.device.set_process_rss(pid, self.resident_kb())
+            charged = pid if pid is not None else owner
             worker = threading.Thread(
                 target=self._work,
-                args=(backend, request, _Relay(events, stop), events, lock, pid),
+                args=(backend, request, _Relay(events, stop), events, lock, charged),
                 name="virtual-s24-llm",
                 daemon=True,
             )

@@ -47,9 +47,19 @@ from ..device import VirtualS24
 from ..errors import VirtualAndroidError
 from ..fs.filesystem import FsError
 from ..shell.interpreter import CommandContext
+from .llama_cpp_backend import cpu_has_amx
 from .llm import NotGGUFError, materialize_gguf
 
-__all__ = ["PASSED_FLAGS", "allow_host_binaries", "allowed_binary", "run_host_binary"]
+__all__ = [
+    "PASSED_FLAGS",
+    "allow_host_binaries",
+    "allowed_binary",
+    "pump_log",
+    "pump_out",
+    "pump_stdin",
+    "run_host_binary",
+    "wait_process",
+]
 
 # Flags handed to the binary with their value as given: none of them names a host file.
 PASSED_FLAGS: dict[str, bool] = {  # flag -> takes a value
@@ -145,6 +155,12 @@ def _copy_out(ctx: CommandContext, flag: str, name: str, work: Path) -> Path:
     return path
 
 
+# Empty but for one host fix: on a CPU with Intel AMX, llama.cpp's AMX weight repacking crashes
+# under some hypervisors (SIGSEGV at ldtilecfg, as the host engine would: see
+# llama_cpp_backend). A phone has no AMX, so turning it off changes nothing a phone would do.
+_HOST_ENV: dict[str, str] = {"LLAMA_ARG_REPACK": "0"} if cpu_has_amx() else {}
+
+
 def run_host_binary(ctx: CommandContext, binary: Path) -> int:
     """Run the allowed host ``binary`` as the phone's process ``ctx.pid``; its exit status."""
     with tempfile.TemporaryDirectory(prefix="virtual-android-cli-") as tmp:
@@ -162,18 +178,18 @@ def run_host_binary(ctx: CommandContext, binary: Path) -> int:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=work,
-            env={},
+            env=_HOST_ENV,
         )
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         pumps = [
-            threading.Thread(target=_pump_in, args=(ctx, proc.stdin), daemon=True),
-            threading.Thread(target=_pump_out, args=(proc.stdout, ctx.write), daemon=True),
-            threading.Thread(target=_pump_log, args=(proc.stderr, ctx.error, rewrite), daemon=True),
+            threading.Thread(target=pump_stdin, args=(ctx, proc.stdin), daemon=True),
+            threading.Thread(target=pump_out, args=(proc.stdout, ctx.write), daemon=True),
+            threading.Thread(target=pump_log, args=(proc.stderr, ctx.error, rewrite), daemon=True),
         ]
         for pump in pumps:
             pump.start()
         try:
-            status = _wait(ctx, proc)
+            status = wait_process(ctx, proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -183,9 +199,15 @@ def run_host_binary(ctx: CommandContext, binary: Path) -> int:
         return status
 
 
-def _wait(ctx: CommandContext, proc: subprocess.Popen[bytes]) -> int:
-    """Wait for ``proc``, keeping the phone's process RSS at the binary's real one; a kill of
-    the phone's process (or a closed stream) kills the binary."""
+def wait_process(
+    ctx: CommandContext,
+    proc: subprocess.Popen[bytes],
+    rss: Callable[[int], int | None] | None = None,
+) -> int:
+    """Wait for ``proc``, keeping the phone's process RSS at the binary's real one (``rss``
+    of its pid: its own by default); a kill of the phone's process (or a closed stream) kills
+    the binary."""
+    rss = rss or _rss_kb
     next_rss = 0.0
     last = time.monotonic()
     while True:
@@ -204,10 +226,10 @@ def _wait(ctx: CommandContext, proc: subprocess.Popen[bytes]) -> int:
         last = now
         if now >= next_rss:
             next_rss = now + _RSS_EVERY_S
-            rss = _rss_kb(proc.pid)
-            if rss is not None:
+            kb = rss(proc.pid)
+            if kb is not None:
                 with contextlib.suppress(KeyError):  # the phone's process ended meanwhile
-                    ctx.device.set_process_rss(ctx.pid, rss)
+                    ctx.device.set_process_rss(ctx.pid, kb)
 
 
 def _rss_kb(pid: int) -> int | None:
@@ -221,7 +243,7 @@ def _rss_kb(pid: int) -> int | None:
     return None
 
 
-def _pump_in(ctx: CommandContext, sink: IO[bytes]) -> None:
+def pump_stdin(ctx: CommandContext, sink: IO[bytes]) -> None:
     with contextlib.suppress(Exception):  # the binary exited, or the stream was cancelled
         while True:
             line = ctx.stdin.readline()
@@ -233,7 +255,7 @@ def _pump_in(ctx: CommandContext, sink: IO[bytes]) -> None:
         sink.close()
 
 
-def _pump_out(source: IO[bytes], write: Callable[[bytes], None]) -> None:
+def pump_out(source: IO[bytes], write: Callable[[bytes], None]) -> None:
     """Copy the binary's stdout as it comes: tokens are streamed, so what is there is written
     at once (a client measures the first token's time from it)."""
     fd = source.fileno()
@@ -241,7 +263,7 @@ def _pump_out(source: IO[bytes], write: Callable[[bytes], None]) -> None:
         write(chunk)
 
 
-def _pump_log(source: IO[bytes], write: Callable[[bytes], None], rewrite: dict[str, str]) -> None:
+def pump_log(source: IO[bytes], write: Callable[[bytes], None], rewrite: dict[str, str]) -> None:
     """Copy the binary's log (stderr) line by line, with host paths rewritten to the phone's
     (longest first, so the work directory does not cut a file path inside it in two)."""
     pairs = sorted(((h.encode(), p.encode()) for h, p in rewrite.items()), key=lambda x: -len(x[0]))

@@ -3,6 +3,11 @@
 Each thermal zone is a first-order system: work pushes its excess temperature
 toward a steady state proportional to the work's intensity; in real time the excess
 relaxes toward ambient with the zone's time constant (BAT and SKIN are slow).
+
+``PhoneModel.heat_time_scale`` runs the zones' clock that many times faster than real time
+(default 1): work heats and idle cools them as that much longer would, so a test of a few
+seconds sees what a phone does over minutes (throttling). Only the thermal zones: the load,
+the battery and the uptime keep real time.
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ class PhoneModel:
         self.boot_time = time.time() - 2 * 86400 - 3 * 3600
         self.boot_monotonic = time.monotonic() - (2 * 86400 + 3 * 3600)
         self.work_seconds = 0.0
+        self.heat_time_scale = 1.0
         # Derived readings, valid while _state is unchanged (every advance and every
         # add_work starts a new state).
         self._state = 0
@@ -116,8 +122,9 @@ class PhoneModel:
             return
         self._last = now
         self._state += 1
+        heat_dt = dt * self.heat_time_scale
         for zone in ZONES:
-            self._excess[zone.name] *= math.exp(-dt / zone.tau)
+            self._excess[zone.name] *= math.exp(-heat_dt / zone.tau)
         self._load *= math.exp(-dt / LOAD_TAU)
         if self.usb_powered or self.ac_powered:
             rate = 1500.0 if self._charge_mah < BATTERY_CAPACITY_MAH * 0.99 else 0.0
@@ -138,12 +145,13 @@ class PhoneModel:
         with self._lock:
             self._advance(force=True)
             self._state += 1
+            heat_s = seconds * self.heat_time_scale
             for zone in ZONES:
                 target = zone.full_load * intensity
                 current = self._excess[zone.name]
                 if target > current:
                     self._excess[zone.name] = target - (target - current) * math.exp(
-                        -seconds / zone.tau
+                        -heat_s / zone.tau
                     )
             load_target = min(1.0, intensity)
             self._load = load_target - (load_target - self._load) * math.exp(-seconds / LOAD_TAU)

@@ -416,7 +416,10 @@ class Interpreter:
             if problem == "script":
                 return self.run_script(name, argv[1:], io, state)
             io.stderr.write(f"{SH}: {name}: {problem}\n")
-            # mksh: a missing command is 127; 126 is "found, can't run".
+            # mksh: a missing command is 127; 126 is "found, can't run"; an ELF file it
+            # will not run ("not executable: 64-bit ELF file") is 1.
+            if problem.startswith("not executable"):
+                return 1
             return 127 if problem == "inaccessible or not found" else 126
         env = {k: v for k, v in state.vars.items() if k in state.exported}
         if assigns:
@@ -446,12 +449,17 @@ class Interpreter:
             return None, "can't execute: Is a directory"
         if not info.mode & 0o111:
             return None, "can't execute: Permission denied"
+        try:
+            data = self.fs.read(path)
+        except FsError:
+            data = b""
+        for executor in self.device.executors:
+            found = executor(self.device, path, data)
+            if found is not None:
+                return found
         if base in registry:
             return registry[base], ""
-        try:
-            head = self.fs.read(path)[:2]
-        except FsError:
-            head = b""
+        head = data[:2]
         if head == b"#!":
             return None, "script"
         return None, "can't execute: Exec format error"
