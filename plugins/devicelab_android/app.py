@@ -13,6 +13,7 @@ entered with ``set_text``: ``send_keys`` may install an input-method app on the 
 
 from __future__ import annotations
 
+import http.client
 import re
 import sys
 import time
@@ -24,6 +25,7 @@ from typing import Any
 
 import devicelab
 from devicelab import (
+    DeviceLostError,
     Engine,
     EngineError,
     GenerationRequest,
@@ -264,6 +266,31 @@ def parse_dumpsys_package(text: str, package: str) -> dict[str, str]:
     return out
 
 
+# What a uiautomator2 call raises when its server on the phone went away (a reboot, a
+# disconnect, the server killed): urllib3's and requests' connection errors, by name, since
+# neither library is imported here.
+_GONE = {
+    "RemoteDisconnected", "ConnectionError", "ProtocolError", "MaxRetryError",
+    "NewConnectionError", "AdbError", "AdbConnectionError", "ConnectionResetError",
+    "ConnectionRefusedError", "BrokenPipeError", "ReadTimeoutError",
+}  # fmt: skip
+
+
+def server_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) says the UI server or the link to the
+    phone went away, rather than that the app or the profile did something wrong."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (ConnectionError, http.client.HTTPException, EOFError)):
+            return True
+        if type(cur).__name__ in _GONE:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 class AppEngine(Engine):
     """A model inside an app, measured through the app's UI."""
 
@@ -284,6 +311,8 @@ class AppEngine(Engine):
         self.profile = load_profile(options.app)
         self._tok: HostTokenizer | None = None
         self._u2: Any = None
+        # Set by a device fault: the next trial connects to the UI server anew first.
+        self._stale = False
 
     @classmethod
     def check_model(cls, model: ModelSpec) -> None:
@@ -301,8 +330,6 @@ class AppEngine(Engine):
         return self.device
 
     def load(self) -> None:
-        import uiautomator2 as u2
-
         registry = self.phone.registry
         if self.options.tokenizer not in registry.models:
             raise ScenarioError(
@@ -311,12 +338,29 @@ class AppEngine(Engine):
                 "model's tokenizer."
             )
         self._tok = host_tokenizer(registry, registry.models[self.options.tokenizer][1])
+        self._connect()
+        self._run_steps(self.profile.load, {})
+        # Watched from now on, so the first trial's CPU counters start with the app's.
+        self._watch_app()
+
+    def _connect(self) -> None:
+        import uiautomator2 as u2
+
         # The device object of our own adb client, not the serial: given a serial,
         # uiautomator2 asks adbutils' default server (port 5037), not the one this phone is on.
         self._u2 = u2.connect_usb(self.phone.require_adb().device)
-        self._run_steps(self.profile.load, {})
-        # Watched from now on, so the first trial's CPU counters start with the app's.
-        self.phone.watch(self.phone.pids(self.profile.package), self.profile.package)
+        self._stale = False
+
+    def _watch_app(self) -> None:
+        # The app's engine is its package: every process of its UID (apps may run a model
+        # in a second process), so none of its work counts as other load.
+        self.phone.watch(self.phone.app_pids(self.profile.package), self.profile.package)
+
+    def _fault(self, reason: str) -> DeviceLostError:
+        """A device fault (the app or its UI server gone): the trial is retried, after the
+        UI server is connected anew and the app started again."""
+        self._stale = True
+        return DeviceLostError(reason)
 
     @property
     def tok(self) -> Engine:
@@ -385,16 +429,19 @@ class AppEngine(Engine):
                 elif step.action == "watch":
                     assert stream is not None and request is not None
                     answer = self._watch(step, values.get("prompt", ""), stream, baseline)
-            except (TrialError, devicelab.UsageError):
+            except (DeviceLostError, devicelab.TrialTimeout, devicelab.UsageError):
                 raise
             except Exception as exc:
-                if step.optional:
+                what = f"UI step {step.action} {step.args}: {type(exc).__name__}: {exc}"
+                if server_gone(exc):
+                    raise self._fault(f"the UI server went away: {what}") from exc
+                if step.optional and not isinstance(exc, TrialError):
                     continue
-                if "UiObjectNotFound" in type(exc).__name__ and not self._app_alive():
-                    raise TrialError("app killed: the app's process went away mid-trial") from exc
-                raise EngineError(
-                    f"UI step {step.action} {step.args}: {type(exc).__name__}: {exc}"
-                ) from exc
+                if not self._app_alive():
+                    raise self._fault(f"app killed: the app's process went away ({what})") from exc
+                if isinstance(exc, TrialError):
+                    raise
+                raise EngineError(what) from exc
         return answer, timings
 
     def _app_alive(self) -> bool:
@@ -404,13 +451,16 @@ class AppEngine(Engine):
         """Poll the screen until ``until`` holds: text growth gives the token times."""
         if stream.t_sent is None:
             stream.sent()
+        # A poll sees what appeared since the last one: the gaps between tokens are the
+        # polling interval's, so the record says tokens_batched and leaves the ITLs null.
+        stream.batched = True
         deadline = time.monotonic() + step.timeout_s
         shown, counted = "", 0
         while True:
             stream.check_deadline()
             root = self._hierarchy()
             if not any(n.attrib.get("package") == self.profile.package for n in root.iter("node")):
-                raise TrialError("app killed: the app left the screen mid-trial")
+                raise self._fault("app killed: the app left the screen mid-trial")
             text = response_text(root, step, prompt, self.profile.package, baseline)
             if text != shown:
                 n = len(self.tokenize(text))
@@ -429,9 +479,16 @@ class AppEngine(Engine):
             time.sleep(self.options.poll_s)
 
     def generate(self, request: GenerationRequest, stream: TokenStream) -> GenerationResult:
+        if self._stale:
+            try:
+                self._connect()  # after a fault the server may be gone (a reboot) or stale
+            except Exception as exc:
+                if not server_gone(exc):
+                    raise
+                raise self._fault(f"the UI server cannot be reached: {exc}") from exc
         if not self._app_alive():
             self._run_steps(self.profile.load, {})  # the app was killed: start it again
-        self.phone.watch(self.phone.pids(self.profile.package), self.profile.package)
+        self._watch_app()
         user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         values = {"prompt": user, "max_tokens": str(request.max_tokens)}
         # Task parts (document, request, system) where the prompt came from a task.

@@ -10,7 +10,7 @@ import devicelab
 from devicelab import Collector, Device, DeviceInfo, DeviceType, ScenarioError
 
 from .adb import Adb, client
-from .telemetry import StreamingCollector, consumers_script, parse_consumers
+from .telemetry import StreamingCollector, consumers_script, parse_consumers, parse_uids
 
 OPTIONS = {"serial", "telemetry_interval_s"}
 
@@ -100,6 +100,22 @@ class AndroidDevice(Device):
     def pids(self, name: str) -> list[int]:
         out = self.require_adb().run(["pidof", name], timeout=10).stdout
         return [int(p) for p in out.split() if p.isdigit()]
+
+    def app_pids(self, package: str) -> list[int]:
+        """Every process of ``package``'s UID: an app's engine is its package, which Android
+        may run in several processes (``PKG``, ``PKG:remote``, ...). Empty when it is not
+        running."""
+        main = self.pids(package)
+        if not main:
+            return []
+        text = (
+            self.require_adb()
+            .run("grep -H '^Uid:' /proc/[0-9]*/status 2>/dev/null", timeout=10)
+            .stdout
+        )
+        uids = parse_uids(text)
+        owned = {uids[p] for p in main if p in uids}
+        return sorted({*main, *(p for p, uid in uids.items() if uid in owned)})
 
     def reconnect(self, timeout_s: float) -> None:
         self.require_adb().reconnect(timeout_s)

@@ -33,7 +33,7 @@ import tarfile
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,8 +151,19 @@ def check_tools() -> None:
             )
 
 
-def _build(version: str, out: Path, tool: str, progress: Progress) -> Path:
-    check_tools()
+def _build(
+    version: str,
+    out: Path,
+    tool: str,
+    progress: Progress,
+    cmake_extra: Sequence[str] = (),
+    info_path: Path | None = None,
+    extra_info: Mapping[str, Any] | None = None,
+) -> Path:
+    """Build ``tool`` from the sdist's llama.cpp into ``out``; ``cmake_extra`` adds configure
+    options (a cross build's toolchain and flags) and ``extra_info`` joins the record."""
+    if not cmake_extra:
+        check_tools()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="devicelab-llama-build-") as tmp_name:
         tmp = Path(tmp_name)
@@ -166,7 +177,8 @@ def _build(version: str, out: Path, tool: str, progress: Progress) -> Path:
         commit = _commit(src)
         progress(f"configuring llama.cpp {commit or '(unknown commit)'} with cmake")
         build = tmp / "build"
-        _run(["cmake", "-S", str(src), "-B", str(build), *_cmake_options()], "cmake configure")
+        configure = ["cmake", "-S", str(src), "-B", str(build), *_cmake_options(), *cmake_extra]
+        _run(configure, "cmake configure")
         jobs = str(os.cpu_count() or 1)
         progress(f"building {target} on {jobs} cores (a few minutes, once per version)")
         _run(
@@ -187,9 +199,11 @@ def _build(version: str, out: Path, tool: str, progress: Progress) -> Path:
         "binary": target,
         "build_seconds": seconds,
         "size_bytes": (out / target).stat().st_size,
+        **(extra_info or {}),
     }
     # The record last: its presence is what marks the build complete.
-    _info_path(version, tool).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    record = info_path or _info_path(version, tool)
+    record.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     progress(f"built {out / target} in {seconds:.0f} s")
     return out / target
 

@@ -22,13 +22,14 @@ import codecs
 import contextlib
 import os
 import re
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import devicelab
 from devicelab import (
@@ -60,6 +61,10 @@ PERF = {
 # (`` [end of text]\n``), and after every answer (``\n\n``): neither is generated text.
 END_OF_TEXT = " [end of text]\n"
 TRAILER = "\n\n"
+
+
+# A shell reports a process killed by signal N as exit 128 + N: SIGKILL, SIGTERM.
+KILLED = {137: 9, 143: 15}
 
 
 def parse_perf(stderr: str) -> dict[str, float]:
@@ -262,16 +267,18 @@ class LlamaCliEngine(Engine):
             # Checked while the scenario is read, so a missing build stops the run before it
             # starts rather than failing every trial.
             binary = LlamaCliEngine.binary_path(self)
-            if binary is None or not binary.is_file():
+            if binary is None:
+                # Built for the phone on first use (devicelab android build-llama), which
+                # needs the cross compiler; its absence is bad input: say what to install.
+                from . import crossbuild
+
+                crossbuild.check_cross_tools()
+            elif not binary.is_file():
                 raise ModelError(
-                    "llama.cpp on Android needs your arm64 llama-cli build (from llama.cpp "
-                    "builds that have llama-completion, that one: their llama-cli is a chat "
-                    "front end that refuses -no-cnv): set "
-                    '[models.options] binary = "path/to/llama-cli" (a path from the directory '
-                    "you run devicelab in) or DEVICELAB_LLAMA_CLI. Build it with the Android "
-                    "NDK: cmake -DCMAKE_TOOLCHAIN_FILE=$NDK/build/cmake/android.toolchain.cmake "
-                    "-DANDROID_ABI=arm64-v8a."
-                    + (f" {binary} does not exist." if binary is not None else "")
+                    f"llama.cpp on Android: the binary {binary} does not exist. Give "
+                    '[models.options] binary = "path/to/llama-completion" (an arm64 build; a '
+                    "path from the directory you run devicelab in) or DEVICELAB_LLAMA_CLI, or "
+                    "leave it out: devicelab then builds one (devicelab android build-llama)."
                 )
 
     def __init__(self, device: devicelab.Device, model: ModelSpec, options: Any) -> None:
@@ -299,9 +306,18 @@ class LlamaCliEngine(Engine):
     def _remote(self, name: str) -> str:
         return f"{self.options.remote_dir.rstrip('/')}/{name}"
 
+    def _binary(self) -> Path:
+        """The given build, or the static arm64 one for this phone's cores (built once)."""
+        given = self.binary_path(self.options)
+        if given is not None:
+            return given
+        from . import crossbuild
+
+        arch = crossbuild.profile_arch(self.phone.profile)
+        return crossbuild.build_arm64(arch, lambda line: print(line, file=sys.stderr, flush=True))
+
     def load(self) -> None:
-        binary = self.binary_path(self.options)
-        assert binary is not None  # Options checked it
+        binary = self._binary()
         adb = self.phone.require_adb()
         adb.check(["mkdir", "-p", self.options.remote_dir])
         adb.push_if_changed(binary, self._remote("llama-cli"))
@@ -331,6 +347,10 @@ class LlamaCliEngine(Engine):
     def chat_prompt(self, messages: Sequence[Message]) -> str:
         return self.tok.chat_prompt(messages)
 
+    def prompt_format(self) -> Literal["chat", "completion"]:
+        # The same GGUF as the host's engine: a base model there is one here.
+        return self.tok.prompt_format()
+
     def command(self, request: GenerationRequest) -> list[str]:
         assert self.model.path is not None
         argv = [
@@ -350,7 +370,10 @@ class LlamaCliEngine(Engine):
 
     def prompt_file(self, request: GenerationRequest) -> str:
         """What the prompt file that ``command`` names (``-f``) holds."""
-        # llama.cpp drops one trailing newline of a -f file; the template ends in one.
+        # llama.cpp drops one trailing newline of a -f file; the template ends in one, and a
+        # completion prompt (which ends in its cue) must reach the model as it is.
+        if request.raw_prompt is not None:
+            return request.raw_prompt + "\n"
         return self.chat_prompt(request.messages) + "\n"
 
     def generate(self, request: GenerationRequest, stream: TokenStream) -> GenerationResult:
@@ -377,16 +400,30 @@ class LlamaCliEngine(Engine):
         stream.sent(t_cmd)
         code = adb.stream(self.command(request), reader.stdout, on_stderr, deadline=deadline)
         if code != 0:
-            reason = "killed" if code in (137, 143) else f"exited with {code}"
             stderr = reader.stderr_text.strip()[-300:]
-            raise devicelab.EngineError(f"llama-cli {reason}: {stderr}")
+            if code in KILLED:
+                # Killed from outside (the low-memory killer, a kill -9): a device fault the
+                # trial is retried after, not an answer about the model.
+                raise devicelab.DeviceLostError(
+                    f"llama-cli killed by signal {KILLED[code]} (exit {code}): {stderr}"
+                )
+            raise devicelab.EngineError(f"llama-cli exited with {code}: {stderr}")
         run = reader.result()
         # llama-cli loads the model on every run: the request counts as sent when prefill
         # began, which llama.cpp's own timings place.
         stream.t_sent = run.prefill_start(t_cmd)
+        # llama-cli has no stop strings outside its interactive mode (-r hands control back
+        # to a user there; with -no-cnv it decodes on to -n or the end of text), so a stop is
+        # applied here to the text only: its output_tokens and times include what the model
+        # wrote past the stop.
+        text = devicelab.stop_at(run.text, request.stop) if request.stop else run.text
+        if request.raw_prompt is not None:
+            input_tokens = len(self.tokenize(request.raw_prompt)) + 1  # + the BOS llama-cli adds
+        else:
+            input_tokens = self.prompt_tokens(request.messages)
         return GenerationResult(
-            text=run.text,
-            input_tokens=self.prompt_tokens(request.messages),
+            text=text,
+            input_tokens=input_tokens,
             output_tokens=run.output_tokens,
             engine_timings=run.timings,
             finish_reason="stop" if run.stopped else "length",
@@ -405,13 +442,22 @@ class LlamaCliEngine(Engine):
     def build_info(self) -> dict[str, str]:
         """The phone's llama-cli as it reports itself (``--version``), and the sha256 of the
         binary that was pushed."""
-        binary = self.binary_path(self.options)
-        assert binary is not None
+        binary = self._binary()
         res = self.phone.require_adb().run([self._remote("llama-cli"), "--version"], timeout=30)
         out = parse_version(res.stdout + "\n" + res.stderr)
         if not out:
             out["version_output"] = (res.stdout + res.stderr).strip()[-200:]
         out["binary_sha256"] = devicelab.sha256_file(binary)
+        from . import crossbuild
+
+        # A build devicelab made: how (the llama.cpp commit, target and flags).
+        built = crossbuild.build_info_of(binary)
+        if built is not None and built.get("target"):
+            out["binary_built"] = (
+                f"llama.cpp {built.get('llama_cpp_commit')} {built.get('binary')} for "
+                f"{built.get('target')} -march={built.get('arch')} "
+                f"{' '.join(built.get('flags', []))}"
+            )
         return out
 
     def close(self) -> None:

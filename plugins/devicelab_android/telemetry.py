@@ -186,6 +186,18 @@ def parse_stat_lines(lines: Iterable[str]) -> dict[int, tuple[str, int]]:
     return out
 
 
+def parse_uids(text: str) -> dict[int, int]:
+    """pid -> real UID of ``grep -H '^Uid:' /proc/[0-9]*/status`` lines."""
+    out: dict[int, int] = {}
+    for line in text.splitlines():
+        path, _, value = line.partition(":Uid:")
+        parts = path.split("/")
+        fields = value.split()
+        if len(parts) == 4 and parts[2].isdigit() and fields and fields[0].isdigit():
+            out[int(parts[2])] = int(fields[0])
+    return out
+
+
 CONSUMERS_MARK = "@consumers"
 
 

@@ -65,6 +65,11 @@ def test_app_and_cli_on_one_phone_show_the_gap_per_task_and_l(
     # TTFT, not OTPS, is checked: the app's speeds come from watching its screen, and an
     # 8-token answer can appear between two looks on a loaded machine (OTPS null, as it should).
     assert all(r["status"] == "ok" and r["ttft_s"] for r in records)
+    # The app is watched through its screen: its records say so, and the inter-token
+    # latencies a poll cannot resolve are null, not the polling interval.
+    for r in records[2:]:
+        assert r["tokens_batched"] is True
+        assert [r[f"itl_{k}_ms"] for k in ("p50", "p90", "p99", "max")] == [None] * 4
     # The summary has a row per engine, then the gap table.
     assert "Engine gap" in printed and "llama.cpp" in printed and "app" in printed
 

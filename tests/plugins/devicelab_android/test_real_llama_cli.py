@@ -450,3 +450,30 @@ def test_another_tool_is_cached_beside_the_cli_under_its_own_record(
     assert hostcli.host_tool("llama-bench", version="0.3.36") == out / "llama-bench"
     with pytest.raises(hostcli.HostCliError, match="not a cmake target"):
         hostcli.host_tool("../llama-bench", version="0.3.36")
+
+
+def test_a_base_model_on_the_virtual_s24_gets_the_completion_prompt(
+    host_cli: Path, gemma_path: Path, tmp_path: Path, adb_server: object
+) -> None:
+    from wordsplugin import run_cli
+
+    from devicelab import load_run
+
+    body = PHONE_SCENARIO.replace("repetitions = 2", "repetitions = 1").replace(
+        'name = "smollm2-135m-instruct"\nengine = "llama.cpp"',
+        f'name = "gemma-3-270m"\nengine = "llama.cpp"\nquant = "q4_k_m"\npath = "{gemma_path}"',
+    )
+    scenario = tmp_path / "phone.toml"
+    scenario.write_text(
+        body.replace("max_output_tokens = 4", "max_output_tokens = 16").format(binary=host_cli)
+    )
+    out = tmp_path / "run"
+    assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
+    [record] = load_run(out).measured
+    assert record.ok and record.identity.prompt_format == "completion"
+    # llama-cli got the completion prompt as it is: its own count of the prompt is ours.
+    timings = record.measures.engine_timings or {}
+    assert timings["prefill_tokens"] == record.measures.input_tokens
+    # It cannot stop at a text, so it decoded on; the answer is cut at QA's stop all the same.
+    assert record.measures.output_tokens == 16
+    assert record.output_text and record.output_text.strip() and "\n" not in record.output_text

@@ -4,22 +4,26 @@ virtual device together, faults included. Short outputs keep each run to seconds
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import adbutils
 import pytest
 from devicelab_llamacpp import smollm2_path
 from devicelab_virtual import VirtualType
+from virtual_android import apps_of
 from wordsplugin import run_cli
 
-from devicelab._rundir import RUN_META, TRIALS, read_jsonl
+from devicelab._rundir import RUN_META, TELEMETRY, TRIALS, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -120,12 +124,15 @@ def test_transport_cut_mid_trial_is_retried_and_recorded_once(
     cutter.join(timeout=5)
     records = list(read_jsonl(out / TRIALS))
     assert len(records) == 2 and len({r["trial_id"] for r in records}) == 2
-    assert records[0]["attempts"] == 2 and records[0]["status"] == "ok"
-    assert (
-        "lost the connection" in records[0]["lost_attempts"][0]
-        or "closed" in records[0]["lost_attempts"][0]
-    )
-    assert records[1]["attempts"] == 1
+    assert all(r["status"] == "ok" for r in records)
+    # One fault retry for the cut, none for the trial after it. On a loaded machine a trial
+    # may also be run again for noise ([noise] on_noisy = "retry"): such reruns are counted
+    # in noisy_attempts, not in lost_attempts, and are no fault's.
+    [lost] = records[0]["lost_attempts"]
+    assert "lost the connection" in lost or "closed" in lost
+    assert records[1]["lost_attempts"] == []
+    for r in records:
+        assert r["attempts"] == 1 + len(r["lost_attempts"]) + len(r["noisy_attempts"])
 
 
 def test_virtual_start_and_stop_commands(adb_server: adbutils.AdbClient, tmp_path: Path) -> None:
@@ -157,6 +164,56 @@ def _longer(scenario: Path, noise: str) -> Path:
     return scenario
 
 
+def measured_background(out: Path, record: dict[str, Any]) -> tuple[float, float, float]:
+    """In % of the phone's CPU, from the run's own telemetry: the phone's background (its
+    busy time over every interval of the run in which no engine work was counted and none
+    can have been done: no engine process running, or outside prefill and decode), the work of the trial's engine the
+    telemetry could not see (its rate while it ran, over the gap from its last reading to
+    the next sample: an exited process cannot be read) and the engine's whole share."""
+    every = [s for s in read_jsonl(out / TELEMETRY) if s.get("cpu_total_s") is not None]
+    idle_busy = idle_total = 0.0
+    for a, b in itertools.pairwise(every):
+        ea, eb = a.get("engine_cpu_s"), b.get("engine_cpu_s")
+        still = ea == eb and a.get("engine_id") == b.get("engine_id")
+        # Outside prefill and decode: an engine whose work were not counted to it (the
+        # regression these tests catch) must not pass for background.
+        quiet = {a.get("phase"), b.get("phase")} <= {"idle", "cooldown"} or ea is eb is None
+        if (
+            a["trial_id"] == b["trial_id"]
+            and b["cpu_total_s"] > a["cpu_total_s"]
+            and still
+            and quiet
+        ):
+            idle_busy += b["cpu_busy_s"] - a["cpu_busy_s"]
+            idle_total += b["cpu_total_s"] - a["cpu_total_s"]
+    mine = [
+        s
+        for s in every
+        if s["trial_id"] == record["trial_id"]
+        and s.get("phase") != "cooldown"
+        and s.get("attempt", 1) == record["attempts"]
+    ]
+    window = mine[-1]["cpu_total_s"] - mine[0]["cpu_total_s"]
+    engine_rate = tail_s = engine = 0.0
+    for a, b in itertools.pairwise(mine):
+        ea, eb = a.get("engine_cpu_s"), b.get("engine_cpu_s")
+        if ea is not None and eb is not None and a.get("engine_id") == b.get("engine_id"):
+            if b["t"] > a["t"]:
+                engine_rate = max(engine_rate, (eb - ea) / (b["t"] - a["t"]))
+            engine += eb - ea
+        elif ea is not None and eb is None:
+            tail_s = max(tail_s, b["t"] - a["t"])
+        elif eb is not None:
+            engine += eb  # a new process: all it used since it started
+    assert window > 0 and idle_total > 0
+    background = 100 * idle_busy / idle_total
+    return (
+        round(background, 1),
+        round(100 * engine_rate * tail_s / window, 1),
+        round(100 * engine / window, 1),
+    )
+
+
 def test_phone_trials_record_the_cpu_others_used(
     scenario: Path, tmp_path: Path, launched: list[object]
 ) -> None:
@@ -165,10 +222,18 @@ def test_phone_trials_record_the_cpu_others_used(
     records = list(read_jsonl(out / TRIALS))
     assert len(records) == 2
     for r in records:
-        # The virtual phone's background (services and kernel) is 3 % of its ten cores; the
-        # model's work is counted to llama-cli's own /proc/PID/stat, so it is not "other".
-        assert r["other_cpu_pct"] is not None and r["other_cpu_pct"] < 10, r
-        assert r["noisy"] is False and r["noisy_attempts"] == []
+        # The model's work is counted to llama-cli's own /proc/PID/stat, so it is not
+        # "other": what is left is the phone's background, measured in the same trial, and
+        # the engine's work after its last reading (the telemetry cannot read an exited
+        # process), which grows with the host's load. Were the engine's work counted as
+        # other, it would be several times that.
+        background, tail, share = measured_background(out, r)
+        if background + tail > 30:
+            pytest.skip(f"the host is too busy to tell: background {background}%, tail {tail}%")
+        assert r["other_cpu_pct"] is not None, r
+        assert r["other_cpu_pct"] <= background + tail + 1.5, (r, background, tail)
+        assert share > 2 * (background + tail + 1.5)  # a regression would show
+        assert r["noisy_attempts"] == [] and r["noisy"] is (r["other_cpu_pct"] > 10)
 
 
 def test_a_busy_phone_marks_its_trials_noisy(
@@ -197,3 +262,68 @@ def test_a_busy_phone_marks_its_trials_noisy(
     err = capsys.readouterr().err
     assert "is busy before the first trial" in err and "system_server" in err
     assert "2 of 2 measured trials were noisy" in err
+
+
+def _app(scenario: Path, launched: list[object], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The scenario run by the MLCChat app instead of llama-cli, its answers capped (the app
+    has no setting for their length) at what the CLI's are."""
+    body = _longer(scenario, 'on_noisy = "flag"').read_text()
+    body = body.replace('engine = "llama.cpp"', 'engine = "app"')
+    body = re.sub(r"options = \{ binary = .* \}", 'options = { app = "mlcchat" }', body)
+    scenario.write_text(body)
+    original = VirtualType.open
+
+    def open_capped(self: VirtualType, name: str, profile: dict[str, object]) -> object:
+        device = original(self, name, profile)
+        apps_of(self._launched[id(device)]).mlcchat.max_tokens = 32
+        return device
+
+    monkeypatch.setattr(VirtualType, "open", open_capped)
+    return scenario
+
+
+def test_app_trials_charge_the_apps_model_work_to_the_app(
+    scenario: Path, tmp_path: Path, launched: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    assert run_cli(["run", str(_app(scenario, launched, monkeypatch)), "--out", str(out)]) == 0
+    records = list(read_jsonl(out / TRIALS))
+    assert [r["engine"] for r in records] == ["app", "app"]
+    for r in records:
+        # The app's inference is counted to its own process (its UID's): not "other".
+        background, tail, share = measured_background(out, r)
+        if background + tail > 30:
+            pytest.skip(f"the host is too busy to tell: background {background}%, tail {tail}%")
+        assert r["other_cpu_pct"] is not None
+        assert r["other_cpu_pct"] <= background + tail + 1.5, (r["other_cpu_pct"], background)
+        assert share > 2 * (background + tail + 1.5)
+        assert r["noisy_attempts"] == [] and r["noisy"] is (r["other_cpu_pct"] > 10)
+
+
+def test_an_unowned_busy_process_flags_app_trials(
+    scenario: Path, tmp_path: Path, launched: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stop = threading.Event()
+
+    def burn() -> None:
+        # A daemon of the phone's own (not the app's UID) keeping cores busy.
+        pid = None
+        while not stop.wait(0.05):
+            if launched:
+                phone = launched[0]
+                if pid is None:
+                    pid = phone.register_process("hogd")  # type: ignore[attr-defined]
+                phone.add_work(0.05, 1.0, pid)  # type: ignore[attr-defined]
+
+    burner = threading.Thread(target=burn, daemon=True)
+    burner.start()
+    out = tmp_path / "run"
+    try:
+        code = run_cli(["run", str(_app(scenario, launched, monkeypatch)), "--out", str(out)])
+    finally:
+        stop.set()
+        burner.join(timeout=5)
+    assert code == 0
+    records = list(read_jsonl(out / TRIALS))
+    assert [r["noisy"] for r in records] == [True, True]
+    assert all(r["other_cpu_pct"] > 50 for r in records)
