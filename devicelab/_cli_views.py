@@ -18,6 +18,7 @@ from . import _advise as advice
 from . import _compare as comparing
 from . import _gates as gates
 from . import _hooks as hooks
+from ._catalogue import Facts, entry, model_title, run_facts, short_params, short_size
 from ._console import err, out
 from ._errors import UsageError
 from ._provenance import report as provenance_report
@@ -170,7 +171,9 @@ def advise(
 ) -> None:
     """Per task and context length: the Pareto front of quality, TTFT and memory across
     models and quants, and the recommended choice within --max-ttft and --max-mem."""
-    groups = advice.advise(load_run(run_dir), max_ttft, max_mem, quality)
+    run = load_run(run_dir)
+    groups = advice.advise(run, max_ttft, max_mem, quality)
+    facts = run_facts(run)
     if as_json:
         click.echo(json.dumps([g.to_json() for g in groups], indent=2))
         return
@@ -194,11 +197,11 @@ def advise(
                 note = ""
             table.add_row(
                 mark,
-                c.model,
+                _model_cell(c.model, c.quant, facts),
                 c.quant,
                 *(getattr(c, k) or "-" for k in extra),
                 str(c.n),
-                _fmt(c.quality, 3) if g.uses_quality else "-",
+                c.quality_text() if g.uses_quality else "-",
                 lat.format(c.ttft_s),
                 mem.format(c.peak_mem_mb),
                 note,
@@ -208,6 +211,11 @@ def advise(
             out.print("No trial here has quality: the front is over TTFT and memory only.")
         out.print(f"{g.message}.", soft_wrap=True)
     out.print("* on the Pareto front   > recommended")
+
+
+def _model_cell(model: str, quant: str, facts: Facts) -> str:
+    known = facts.get((model, quant), {})
+    return model_title(model, known.get("model_params"), known.get("model_size_bytes"))
 
 
 @click.command()
@@ -298,6 +306,9 @@ def compare(
             "noisy: trials during which other processes used the device's CPU beyond [noise] "
             "max_other_cpu_pct; their figures may reflect the machine, not the change"
         )
+    one_sided = "" if data_b is None else comparing.one_sided_fields(data_a, data_b)
+    if one_sided:
+        out.print(one_sided, soft_wrap=True)
     if data_b is not None:  # within one run, both sides share the run's provenance
         for line in provenance_report(data_a.meta, data_b.meta, "A", "B"):
             out.print(line, soft_wrap=True)
@@ -312,3 +323,43 @@ def _median_cv(median: float | None, cv_pct: float | None, unstable: list[str]) 
 
 def _range(lo: float | None, hi: float | None) -> str:
     return "-" if lo is None or hi is None else f"{lo:.3f}–{hi:.3f}"
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models(as_json: bool) -> None:
+    """Every registered model: what its file says (family, parameters, quant type, bits per
+    weight, size, trained context, layers, heads, KV bytes per token, instruct or base),
+    its license and source, and whether the file is present. Nothing is assembled or made."""
+    from . import _plugins as plugin_manager
+
+    registry = plugin_manager.get_registry()
+    rows = [entry(spec, plugin) for _, (plugin, spec) in sorted(registry.models.items())]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print("No models registered.")
+        return
+    for r in rows:
+        out.print(f"{r['name']} ({r['engine']}, {r['quant']}): {r['file']}", style="bold")
+        c = r.get("catalogue")
+        if c is not None:
+            kv = c["kv_bytes_per_token"]
+            out.print(
+                f"  {c['architecture']}, {short_params(c['params'])} parameters, {c['quant']} "
+                f"at {c['bits_per_weight']:.2f} bits per weight, {short_size(c['size_bytes'])}"
+            )
+            out.print(
+                f"  trained context {c['context_length'] or '?'} tokens; {c['layers'] or '?'} "
+                f"layers, {c['heads'] or '?'} heads, {c['kv_heads'] or '?'} KV heads"
+                + ("" if kv is None else f"; KV cache {kv / 1024:.1f} KiB per token (f16)")
+            )
+            out.print(
+                "  instruct (chat template): chat prompts"
+                if c["chat_template"]
+                else "  base (no chat template): completion prompts"
+            )
+        out.print(f"  license: {r['license'] or 'not stated'}", soft_wrap=True)
+        if r["source"]:
+            out.print(f"  from: {r['source']}", soft_wrap=True)

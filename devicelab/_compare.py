@@ -91,6 +91,29 @@ def compared_fields(*runs: RunData) -> list[str]:
     ]
 
 
+def one_sided_fields(a: RunData, b: RunData) -> str:
+    """A sentence naming the fields that one run measured and the other has no value of
+    (an older run, made before devicelab recorded them: per-token timings), "" if none."""
+
+    def has(run: RunData, name: str) -> bool:
+        return any(r.value(name) is not None for r in run.measured)
+
+    parts = []
+    for side, run, other in (("A", a, b), ("B", b, a)):
+        only = [
+            f.name
+            for f in _record.FIELDS
+            if f.per_trial and has(run, f.name) and not has(other, f.name)
+        ]
+        if only:
+            parts.append(
+                f"{', '.join(only)}: measured in {side} only (the other run has no value: "
+                "made before devicelab recorded them, or its engine could not measure them), "
+                "so not compared"
+            )
+    return "; ".join(parts)
+
+
 def _values(
     records: list[TrialRecord], metrics: list[str], key: Sequence[str] = RUN_KEY
 ) -> dict[Key, dict[str, list[float]]]:

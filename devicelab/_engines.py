@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._api import Engine, ModelSpec
+from ._catalogue import ensure_file
 from ._registry import Registry
 from ._runtime.resolve import resolve_device, resolve_engine
 from ._scenario import Scenario
@@ -32,6 +33,7 @@ def open_engine(
     ``[models.options]``; device profiles are looked up beside ``scenario_source``, as a
     scenario's are."""
     spec = model if isinstance(model, ModelSpec) else registry.model(model)
+    ensure_file(spec)
     source = scenario_source or Path.cwd() / "(devicelab)"
     where = Scenario(source=source, name="open_engine", device=device)
     device_type, name, profile = resolve_device(where, registry)

@@ -57,7 +57,9 @@ class TrialTimeout(TrialError):
 
 
 class DeviceLostError(TrialError):
-    """The device went away during a trial; the scheduler may reconnect and retry."""
+    """The device went away during a trial, or did something to it a retry survives (a device
+    fault: the engine's process killed, an app killed, a UI server gone); the scheduler
+    reconnects and retries within ``[scenario] retries``."""
 
 
 def exit_code(exc: DevicelabError) -> int:

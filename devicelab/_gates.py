@@ -205,6 +205,21 @@ def evaluate(
     return res
 
 
+def _measured_somewhere(check: Check, baseline: RunData, candidate: RunData) -> None:
+    """A :class:`GateSpecError` when no measured trial of either run has ``check``'s metric:
+    such a gate could never pass, so it is a mistake in the gate, not an inconclusive run."""
+    runs = (baseline, candidate)
+    if any(r.value(check.metric) is not None for run in runs for r in run.measured):
+        return
+    raise GateSpecError(
+        f"bad check {check.spec!r}: no measured trial of {baseline.path} or {candidate.path} "
+        f"has {check.metric}. The runs were made before devicelab recorded it, or their engine "
+        "could not measure it (per-token percentiles are null where an engine sees tokens in "
+        "batches: tokens_batched = true). Gate on a field the runs have, or run them again "
+        "with an engine that measures it."
+    )
+
+
 def compare(baseline: RunData, candidate: RunData, checks: list[Check], alpha: float) -> Comparison:
     """Every check for every baseline key (RUN_KEY: model, quant, engine, variant, task, L)
     against the candidate.
@@ -214,6 +229,8 @@ def compare(baseline: RunData, candidate: RunData, checks: list[Check], alpha: f
     a result over noisy trials names how many in its reason.
     """
     check_alpha(alpha)
+    for check in checks:
+        _measured_somewhere(check, baseline, candidate)
     comp = Comparison([], provenance=report(baseline.meta, candidate.meta, "baseline", "candidate"))
     if baseline.fingerprint != candidate.fingerprint:
         diff = sorted(

@@ -61,7 +61,9 @@ def devicelab_register_engines(register: Callable[[type[Engine]], None]) -> None
 
 @hookspec
 def devicelab_register_models(register: Callable[[ModelSpec], None]) -> None:
-    """Register models by name.
+    """Register models by name. ``devicelab models`` lists them, with what their GGUF file
+    says about itself; a file made on first use gets an ``ensure`` (never called while
+    planning or listing).
 
     :param register: call with a :class:`~devicelab.ModelSpec`; ``name`` must be unique.
     """

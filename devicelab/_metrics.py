@@ -3,7 +3,9 @@ the summary of a run (:func:`summarize`: one row per cell, the rows every table 
 
 - TTFT = request sent -> first output token
 - ITPS = input_tokens / TTFT
-- OTPS = (output_tokens - 1) / (last token time - first token time)
+- OTPS = (output_tokens - tokens of the first arrival) / (last token time - first token time):
+  the tokens that came after the first arrival over the time they took (an engine that
+  streams its first two tokens as one chunk is not credited with an interval it never took)
 - runtime = request sent -> last token
 
 Dispersion (:func:`spread`), beside each field summarised by its median (or mean): the 25th
@@ -46,7 +48,8 @@ def speed(
     ttft = first - t_sent
     itps = input_tokens / ttft if ttft > 0 else None
     span = last - first
-    otps = (output_tokens - 1) / span if output_tokens > 1 and span > 0 else None
+    after = output_tokens - sum(1 for t in token_times if t == first)
+    otps = after / span if after > 0 and span > 0 else None
     return Speed(ttft_s=ttft, itps=itps, otps=otps, runtime_s=last - t_sent)
 
 

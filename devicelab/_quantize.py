@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ._api import ModelSpec, Quantizer, QuantizeResult, cache_dir, is_gguf
+from ._catalogue import ensure_file, needs_ensure
 from ._errors import ModelError, ScenarioError, UsageError
 from ._registry import Registry
 from ._runtime.plan import QuantJob
@@ -87,6 +88,7 @@ def resolve_source(registry: Registry, model: str) -> Source:
     """A registered model's name, or a path to a model file or directory."""
     if model in registry.models:
         spec = registry.models[model][1]
+        ensure_file(spec)
         if spec.path is None:
             raise ModelError(
                 f"model {model!r} has no weights file to quantise (its engine carries it)."
@@ -200,7 +202,9 @@ def plan_quant(
         path=out,
         description=f"{spec.description} (quantised to {canonical} by devicelab)".strip(),
     )
-    if cached(out, spec.path, quantizer.backend, canonical) is not None:
+    # A source still to be assembled has no stamp to match yet: run_job looks again once
+    # materialise has assembled it.
+    if not needs_ensure(spec) and cached(out, spec.path, quantizer.backend, canonical):
         return made, None
     return made, QuantJob(spec, quantizer.backend, canonical, out, quant)
 

@@ -57,6 +57,13 @@ class Field:
     # False for a measure of the conditions, not of the model (other_cpu_pct): no figure
     # against L; its tables, compare and gates show it all the same.
     plotted: bool = True
+    # False for a field adaptive repetitions do not wait for unless asked to by name
+    # ([scenario] adaptive_metrics): a tail percentile needs far more trials to settle.
+    decides: bool = True
+    # False for detail the run's terminal table leaves to summary.json and the report: every
+    # field as a column pushes the table past a terminal's width and its last columns (why a
+    # cell is unstable) out of sight.
+    terminal: bool = True
 
     @property
     def title(self) -> str:
@@ -88,6 +95,56 @@ FIELDS: tuple[Field, ...] = (
     Field("other_cpu_pct", "%", False, "other CPU", "max", 0, plotted=False),
     # Carried by the first trial after each model load only (null on the others).
     Field("load_s", "s", False, "load", "max", 2, per_trial=False),
+    # Per-token timings (devicelab._tokens): null where the engine saw tokens in batches.
+    Field(
+        "itl_p50_ms",
+        "ms",
+        False,
+        "ITL p50",
+        "median",
+        2,
+        figure="itl",
+        decides=False,
+        terminal=False,
+    ),
+    Field(
+        "itl_p90_ms",
+        "ms",
+        False,
+        "ITL p90",
+        "median",
+        2,
+        figure="itl",
+        decides=False,
+        terminal=False,
+    ),
+    Field("itl_p99_ms", "ms", False, "ITL p99", "median", 2, figure="itl", decides=False),
+    Field(
+        "itl_max_ms", "ms", False, "ITL max", "max", 2, figure="itl", decides=False, terminal=False
+    ),
+    Field("tpot_ms", "ms", False, "TPOT", "median", 2, figure="itl", decides=False, terminal=False),
+    Field(
+        "decode_tps_first_q",
+        "tok/s",
+        True,
+        "decode Q1",
+        "median",
+        1,
+        figure="decode_q",
+        decides=False,
+        terminal=False,
+    ),
+    Field(
+        "decode_tps_last_q",
+        "tok/s",
+        True,
+        "decode Q4",
+        "median",
+        1,
+        figure="decode_q",
+        decides=False,
+        terminal=False,
+    ),
 )
 FIELD_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 
@@ -207,6 +264,9 @@ class Identity:
     provenance: str = ""
     # The swept or differing engine options of this model entry (``threads=1``), "" if none.
     variant: str = ""
+    # The form of prompt the model got (Engine.prompt_format): "chat" (its chat template) or
+    # "completion" (a base model's); "" when the model did not load, and in older records.
+    prompt_format: str = ""
 
 
 @dataclass(frozen=True)
@@ -239,6 +299,16 @@ class Measures:
     # The engine's own counters (llama.cpp's prefill/decode timings, MLC's usage.extra);
     # None where a record says null (kept, so a record reads back as it was written).
     engine_timings: Mapping[str, Any] | None = field(default_factory=dict)
+    # Per-token timings (devicelab._tokens); tokens_batched: some arrival carried several
+    # tokens (or the engine sees only batches); None in records made before.
+    tokens_batched: bool | None = None
+    itl_p50_ms: float | None = None
+    itl_p90_ms: float | None = None
+    itl_p99_ms: float | None = None
+    itl_max_ms: float | None = None
+    tpot_ms: float | None = None
+    decode_tps_first_q: float | None = None
+    decode_tps_last_q: float | None = None
 
 
 @dataclass(frozen=True)
@@ -288,8 +358,9 @@ _OUTCOME = ("status", "error", "output_text", "started_at", "finished_at")
 # The contract's key order (README, "What a run leaves").
 _ORDER = (  # noqa: SIM905 (a readable block, as the README lists the keys)
     "run_id trial_id status error device device_info provenance engine model quant variant task "
-    "doc_id item context_tokens sections repetition warmup input_tokens output_tokens load_s "
-    "ttft_s itps otps runtime_s peak_mem_mb max_temp_c energy_j energy_reliable output_text "
+    "doc_id item prompt_format context_tokens sections repetition warmup input_tokens "
+    "output_tokens load_s ttft_s itps otps runtime_s peak_mem_mb max_temp_c energy_j "
+    "energy_reliable output_text "
     "quality quality_errors started_at finished_at engine_timings attempts lost_attempts "
     "cooldown_s cooldown_timed_out throttled thermal_status_max other_cpu_pct noisy noisy_attempts"
 ).split()

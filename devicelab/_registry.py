@@ -26,6 +26,14 @@ if TYPE_CHECKING:
 CORE = "devicelab"  # the name devicelab's own plugins are registered under
 
 
+def closest(name: str, names: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the registered name nearest ``name`` (difflib), else ``""``."""
+    import difflib
+
+    found = difflib.get_close_matches(name, list(names), n=1, cutoff=0.5)
+    return f" Did you mean {found[0]!r}?" if found else ""
+
+
 @dataclass
 class BrokenPlugin:
     name: str
@@ -71,8 +79,9 @@ class Registry:
             return found[1]
         known = ", ".join(sorted(self.models)) or "none"
         raise ModelError(
-            f"model {name!r} is not registered (registered models: {known}). Name a "
-            f"registered model.{self.broken_note()}"
+            f"model {name!r} is not registered (registered models: {known})."
+            f"{closest(name, self.models)} Name a registered model (`devicelab models` lists "
+            f"them).{self.broken_note()}"
         )
 
     def executor(self, name: str, where: str = "--executor") -> type[Executor]:

@@ -5,7 +5,10 @@ Figures: each per-trial field of FIELDS that the run reports against context len
 per model/quant, one panel per task; fields sharing a ``figure`` share a file: speed.png holds
 ITPS, OTPS, TTFT and runtime, memory.png peak memory), a median field with error bars from
 p25 to p75 (a max field, such as peak memory, is its maximum alone); telemetry timelines
-(temperature, memory, token rate) with the prefill and decode phases shaded. The numbers each
+(temperature, memory, token rate) with the prefill and decode phases shaded; from the token
+times (devicelab._tokenreport), the inter-token latency CDF per model and L and the decode
+rate against token position; for a ``[sustained]`` run, each cell's rate against time
+(devicelab._sustained). The numbers each
 figure draws are in the page too, as JSON (``<script type="application/json"
 class="figure-data">``), for readers and tests that want the data rather than the pixels.
 Tables: the summary rows (devicelab._metrics.summarize, with the run's ``[scenario] max_cv``)
@@ -27,6 +30,9 @@ from typing import Any
 from . import _metrics as metrics
 from . import _noise as noise
 from . import _record
+from . import _sustained as sustained
+from . import _tokenreport as tokenreport
+from ._catalogue import Facts, model_title, run_facts, with_model_facts
 from ._compare import engine_gaps, gap_table
 from ._errors import MissingDependencyError, UsageError
 from ._record import STATS, Field, TrialRecord, cell_label, hidden_keys
@@ -96,10 +102,16 @@ def _tasks(records: Sequence[TrialRecord]) -> list[str]:
     return sorted({str(r.identity.task) for r in records})
 
 
-def series(records: Iterable[TrialRecord], field: Field, task: str) -> dict[str, list[Point]]:
-    """``model/quant`` (with the engine and variant where they tell lines apart) -> the points
-    of one task sorted by L: the field's statistic and, for a median (or mean) field, its p25
-    and p75."""
+def series(
+    records: Iterable[TrialRecord],
+    field: Field,
+    task: str,
+    facts: Mapping[tuple[str, str], Mapping[str, int]] | None = None,
+) -> dict[str, list[Point]]:
+    """``model/quant`` (with the engine and variant where they tell lines apart; the model
+    with its size where ``facts``, :func:`devicelab._catalogue.model_facts`, know it) -> the
+    points of one task sorted by L: the field's statistic and, for a median (or mean) field,
+    its p25 and p75."""
     records = list(records)
     key = ("model", "quant", "engine", "variant")
     hide = hidden_keys([r.cell(key) for r in records], key)
@@ -111,7 +123,11 @@ def series(records: Iterable[TrialRecord], field: Field, task: str) -> dict[str,
         v = r.value(field.name)
         if v is None or not isinstance(ident.context_tokens, int):
             continue
-        line = cell_label(r.cell(key), key, hide)
+        cell = r.cell(key)
+        known = (facts or {}).get((ident.model, ident.quant), {})
+        if known:
+            cell = (model_title(str(ident.model), **_title_args(known)), *cell[1:])
+        line = cell_label(cell, key, hide)
         cells.setdefault((line, ident.context_tokens), []).append(v)
     out: dict[str, list[Point]] = {}
     for (line, length), vals in sorted(cells.items()):
@@ -119,6 +135,10 @@ def series(records: Iterable[TrialRecord], field: Field, task: str) -> dict[str,
         lo, hi = (None, None) if found is None else (found.p25, found.p75)
         out.setdefault(line, []).append(Point(length, STATS[field.stat](vals), lo, hi))
     return out
+
+
+def _title_args(known: Mapping[str, int]) -> dict[str, int | None]:
+    return {"params": known.get("model_params"), "size_bytes": known.get("model_size_bytes")}
 
 
 def _draw(ax: Any, line: str, points: Sequence[Point]) -> None:
@@ -132,12 +152,15 @@ def _draw(ax: Any, line: str, points: Sequence[Point]) -> None:
     ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, label=line)
 
 
-def figure_data(records: Sequence[TrialRecord], fields: Sequence[Field]) -> dict[str, Any]:
+def figure_data(
+    records: Sequence[TrialRecord], fields: Sequence[Field], facts: Facts | None = None
+) -> dict[str, Any]:
     """field -> task -> model/quant -> the points drawn (:func:`series`), as JSON."""
     return {
         f.name: {
             task: {
-                line: [vars(p) for p in points] for line, points in series(records, f, task).items()
+                line: [vars(p) for p in points]
+                for line, points in series(records, f, task, facts).items()
             }
             for task in _tasks(records)
         }
@@ -145,7 +168,9 @@ def figure_data(records: Sequence[TrialRecord], fields: Sequence[Field]) -> dict
     }
 
 
-def against_l_axes(records: Sequence[TrialRecord], fields: Sequence[Field]) -> Any:
+def against_l_axes(
+    records: Sequence[TrialRecord], fields: Sequence[Field], facts: Facts | None = None
+) -> Any:
     """The matplotlib figure of ``fields`` against L (a row per field, a column per task)."""
     plt = _pyplot()
     tasks = _tasks(records)
@@ -155,7 +180,7 @@ def against_l_axes(records: Sequence[TrialRecord], fields: Sequence[Field]) -> A
     for i, field in enumerate(fields):
         for j, task in enumerate(tasks):
             ax = axes[i][j]
-            for line, points in series(records, field, task).items():
+            for line, points in series(records, field, task, facts).items():
                 _draw(ax, line, points)
             ax.set_xlabel("context length L (tokens)")
             ax.set_ylabel(field.title)
@@ -291,7 +316,7 @@ def _figure_json(f: Figure) -> str:
 
 
 def render_html(run: RunData, figures: Sequence[Figure]) -> str:
-    rows = metrics.summarize(run.records, run.max_cv)
+    rows = with_model_facts(metrics.summarize(run.records, run.max_cv), run_facts(run))
     med = (
         to_html(summary_table(rows, device=True, throttle=True, iqr=True))
         if rows
@@ -320,12 +345,15 @@ def render_html(run: RunData, figures: Sequence[Figure]) -> str:
         "with the one-sided Mann-Whitney U test the gates use; significant rows marked. "
         "<code>devicelab compare RUN --by engine</code> prints it too.</p>" + to_html(gap)
     )
+    held = sustained.sustained_table(sustained.run_rows(run))
+    if held is not None:
+        gaps += f"<h2>{sustained.TITLE}</h2>" + to_html(held)
     n_trials = len(run.measured)
     stability = metrics.unstable_line(rows, run.max_cv) if rows else ""
     summary = f"{run.path}: {n_trials} measured trials."
-    noisy = noise.run_note(run.records)
-    if noisy:
-        summary += f" {noisy}"
+    for said in (noise.run_note(run.records), tokenreport.run_note(run)):
+        if said:
+            summary += f" {said}"
     return TEMPLATE.format(
         gaps=gaps,
         title=html.escape(run.path.name or str(run.path)),
@@ -342,6 +370,7 @@ def make_figures(run: RunData, cap: int = MAX_TIMELINES) -> list[Figure]:
     records = run.measured
     if not records:
         return []
+    facts = run_facts(run)
     figures = []
     for name, fields in figure_groups(records).items():
         what = fields[0].label if len(fields) == 1 else name
@@ -355,12 +384,14 @@ def make_figures(run: RunData, cap: int = MAX_TIMELINES) -> list[Figure]:
             Figure(
                 f"{name}.png",
                 f"{what[:1].upper()}{what[1:]} against context length",
-                _png(against_l_axes(records, fields)),
+                _png(against_l_axes(records, fields, facts)),
                 f"{' and '.join(stats)} per model/quant, task and L; one line per model/quant, "
                 f"one panel per task.{bars}",
-                figure_data(records, fields),
+                figure_data(records, fields, facts),
             )
         )
+    figures.extend(tokenreport.figures(run, _pyplot(), _png, Figure))
+    figures.extend(sustained.figures(run, _pyplot(), _png, Figure))
     trials, note = pick_timeline_trials(records, cap)
     telemetry = run.telemetry if trials else []
     if telemetry:

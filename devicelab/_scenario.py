@@ -32,21 +32,15 @@ from pydantic import (
 
 from ._errors import ScenarioError
 from ._metrics import DEFAULT_MAX_CV
-from ._scenarioerrors import Each, explain, fail
+from ._scenarioerrors import As, Each, explain, fail
 from ._stopping import DECIDING
-from ._validation import STRICT, type_name
+from ._sustained import MAX_TRIALS, SustainedTable, check_table
+from ._validation import STRICT, as_toml, type_name
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-
-@dataclass(frozen=True)
-class As:
-    """The :class:`Scenario` attribute a key fills, where it is not the key's own name."""
-
-    attr: str
 
 
 _STRINGS = Each('must be a list of strings, like ["a", "b"]')
@@ -374,6 +368,7 @@ class ScenarioFile(_Table):
     context: ContextTable
     telemetry: TelemetryTable = TelemetryTable()
     thermal: ThermalTable = ThermalTable()
+    sustained: SustainedTable = SustainedTable()
     noise: NoiseTable = NoiseTable()
     quality: QualityTable = QualityTable()
     store: StoreTable = StoreTable()
@@ -390,6 +385,7 @@ class ScenarioFile(_Table):
             raise fail(
                 "[[models]] lists the same model, engine, quant and options twice.", table=""
             )
+        check_table(self.sustained, "sustained" in self.model_fields_set, self.scenario)
         return self
 
 
@@ -463,6 +459,9 @@ class Scenario:
     cooldown_below_c: float | None = _default("thermal", "cooldown_below_c")
     cooldown_timeout_s: float = _default("thermal", "cooldown_timeout_s")
     cooldown_poll_s: float = _default("thermal", "cooldown_poll_s")
+    sustained_duration_s: float | None = None
+    sustained_trials: int | None = None
+    sustained_bin_s: float = _default("sustained", "bin_s")
     # Who runs the trials ("local", "ray", ...); checked against the registered executors.
     executor: str = _default("scenario", "executor")
     allow_prefix_cache: bool = _default("scenario", "allow_prefix_cache")
@@ -484,8 +483,15 @@ class Scenario:
         return self.repetitions == "auto"
 
     @property
+    def sustained(self) -> bool:
+        """Whether each cell runs back to back (``[sustained]``, see devicelab._sustained)."""
+        return self.sustained_duration_s is not None or self.sustained_trials is not None
+
+    @property
     def most_repetitions(self) -> int:
-        """The repetitions of a cell at most: all of them, unless adaptive."""
+        """The repetitions of a cell at most: all of them, unless adaptive or timed."""
+        if self.sustained:
+            return self.sustained_trials or MAX_TRIALS
         return self.max_repetitions if self.repetitions == "auto" else self.repetitions
 
     @property
@@ -507,8 +513,10 @@ class Scenario:
                 value = getattr(self, _attr(name, key))
                 if info.default is None and value in (None, ()):
                     continue
-                section[key] = _plain(value)
-            if table.written_when_default or section != table().model_dump():
+                section[key] = as_toml(value)
+            if table.written_when_default or section != {
+                k: v for k, v in table().model_dump().items() if v is not None
+            }:
                 body[name] = section
         return body
 
@@ -538,15 +546,6 @@ class Scenario:
 
     def with_device(self, device: str) -> Scenario:
         return replace(self, device=device)
-
-
-def _plain(value: Any) -> Any:
-    """A value as TOML writes it: tuples as lists, tables copied."""
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -17,6 +17,14 @@ from ._validation import expected, type_name
 
 
 @dataclass(frozen=True)
+class As:
+    """The :class:`~devicelab._scenario.Scenario` attribute a key fills, where it is not the
+    key's own name."""
+
+    attr: str
+
+
+@dataclass(frozen=True)
 class Each:
     """What a list's entries must be; said, with the whole list, when one is not."""
 

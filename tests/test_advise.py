@@ -218,3 +218,79 @@ def test_lower_is_better_quality_is_kept_out_of_the_ranking() -> None:
     assert trial_quality(record, None) == pytest.approx(0.5)
     assert not higher_is_better("quality.self_bleu")
     assert higher_is_better("quality.bleu")
+
+
+def write_run(tmp_path: Path, cells: dict[str, tuple[list[float], float, float]]) -> Path:
+    """A run of quant -> (each trial's quality, TTFT, peak memory) for model M, SUMM at 200."""
+    lines = [
+        record("M", quant, 200, quality={"rouge": q}, ttft_s=ttft, peak_mem_mb=mem)
+        for quant, (qs, ttft, mem) in cells.items()
+        for q in qs
+    ]
+    path = tmp_path / "run"
+    path.mkdir()
+    (path / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return path
+
+
+def test_quality_intervals_are_t_intervals_over_the_trials() -> None:
+    from devicelab._advise import t_interval
+
+    # Mean 2, standard deviation 1, n = 3: t(0.975, 2) = 4.303, half-width 4.303 / sqrt(3).
+    assert t_interval([1.0, 2.0, 3.0]) == pytest.approx((2 - 2.4843, 2 + 2.4843), abs=1e-3)
+    assert t_interval([0.4, 0.4]) == pytest.approx((0.4, 0.4))
+    assert t_interval([0.7]) is None
+
+
+def test_a_quality_difference_within_the_noise_is_a_tie_decided_by_speed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The quant sweep's case: q4_0 scores 0.001 on average against 0.000, over two trials.
+    run = write_run(
+        tmp_path, {"q4_0": ([0.002, 0.0], 0.30, 400.0), "q4_1": ([0.0, 0.0], 0.25, 380.0)}
+    )
+    [g] = advise(load_run(run))
+    cands = {c.name: c for c in g.candidates}
+    assert cands["M/q4_0"].quality == pytest.approx(0.001)
+    low, high = cands["M/q4_0"].quality_low, cands["M/q4_0"].quality_high
+    assert low is not None and high is not None and low < 0.0 < high
+    assert g.recommended == "M/q4_1"  # tied on quality, and faster
+    assert "tied for best quality with M/q4_0" in g.message
+    # Tied on quality, slower and bigger: q4_0 is off the front.
+    assert cands["M/q4_0"].dominated_by == ["M/q4_1"] and cands["M/q4_1"].on_front
+    assert run_cli(["advise", str(run)]) == 0
+    text = capsys.readouterr().out
+    assert "0.001 [" in text and "0.000 [0.000, 0.000]" in text
+    assert run_cli(["advise", str(run), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]["candidates"][0]
+    assert row["quality_low"] == pytest.approx(low) and row["quality_high"] == pytest.approx(high)
+
+
+def test_a_quality_difference_beyond_the_noise_still_decides(tmp_path: Path) -> None:
+    run = write_run(
+        tmp_path,
+        {
+            "q8_0": ([0.80, 0.82, 0.81], 0.90, 700.0),
+            "q4_0": ([0.40, 0.42, 0.41], 0.30, 400.0),
+            # Tied with q8_0 (its wide interval reaches q8_0's), and the fastest of the two.
+            "q6_k": ([0.70, 0.80, 0.75], 0.60, 600.0),
+        },
+    )
+    [g] = advise(load_run(run))
+    assert g.recommended == "M/q6_k"
+    assert "tied for best quality with M/q8_0" in g.message
+    front = {c.name for c in g.candidates if c.on_front}
+    assert front == {"M/q4_0", "M/q6_k"}  # q8_0: tied with q6_k on quality, slower, bigger
+    (tmp_path / "b").mkdir()
+    clear = {"q8_0": ([0.80, 0.82, 0.81], 0.9, 700.0), "q4_0": ([0.40, 0.42, 0.41], 0.3, 400.0)}
+    only_clear = write_run(tmp_path / "b", clear)
+    [g] = advise(load_run(only_clear))
+    assert g.recommended == "M/q8_0" and g.message.endswith("best quality within the limits")
+
+
+def test_single_trials_have_no_interval_and_count_at_their_mean(tmp_path: Path) -> None:
+    run = write_run(tmp_path, {"q4_0": ([0.002], 0.30, 400.0), "q4_1": ([0.0], 0.25, 380.0)})
+    [g] = advise(load_run(run))
+    assert g.recommended == "M/q4_0"
+    assert all(c.quality_low is None for c in g.candidates)
+    assert g.candidates[0].quality_text() == "0.002 (n=1, no interval)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -236,3 +237,23 @@ def test_fixture_still_available(pytester: pytest.Pytester) -> None:
         test_fx="def test_fx(devicelab_plugin):\n    assert callable(devicelab_plugin)\n"
     )
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_pytest_gates_take_a_per_token_field(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    # The baseline with an inter-token latency p99 per trial; the candidate's 30 % slower.
+    lines = (BASE / "trials.jsonl").read_text(encoding="utf-8").splitlines()
+    cand = tmp_path / "stutter"
+    cand.mkdir()
+    base = tmp_path / "base"
+    base.mkdir()
+    for out, p99 in ((base, 20.0), (cand, 26.0)):
+        recs = [{**json.loads(line), "itl_p99_ms": p99 + 0.1 * i} for i, line in enumerate(lines)]
+        (out / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    args = ["--devicelab-baseline", str(base), "--devicelab-candidate", str(cand)]
+    result = pytester.runpytest(*args, "--devicelab-fail", "itl_p99_ms:median:10%")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*regression beyond itl_p99_ms:median:10%*"])
+    # A per-token field neither run measured: a usage error naming it, not a skip.
+    result = pytester.runpytest(*args, "--devicelab-fail", "itl_p50_ms:median:10%")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*no measured trial*has itl_p50_ms*"])

@@ -177,7 +177,8 @@ class EchoEngine(Engine):
         words = request.messages[-1].content.split()[: request.max_tokens]
         for _ in words:
             stream.token()
-        return GenerationResult(" ".join(words), self.prompt_tokens(request.messages), len(words))
+        # Words of its own: the prompt's words in order would be an echo, which tasks strip.
+        return GenerationResult(" ".join(f"w{{i}}" for i in range(len(words))), self.prompt_tokens(request.messages), len(words))
 
 
 class Ticks(Collector):

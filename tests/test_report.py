@@ -41,7 +41,15 @@ def test_cli_report_writes_html_with_embedded_pngs(
     assert "report written" in capsys.readouterr().out
     html = (out / "report.html").read_text(encoding="utf-8")
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["memory.png", "speed.png", "timelines.png"]
+    # Four output tokens: ITLs and the rate by position, too few for quarter rates.
+    assert pngs == [
+        "decode_position.png",
+        "itl.png",
+        "itl_cdf.png",
+        "memory.png",
+        "speed.png",
+        "timelines.png",
+    ]
     for name in pngs:
         data = (out / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 1000

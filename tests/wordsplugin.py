@@ -98,7 +98,8 @@ class WordEngine(Engine):
             prefilled = 1 if prompt in self.seen else input_tokens
             self.seen.add(prompt)
         return GenerationResult(
-            text=" ".join(words),
+            # Backwards: the prompt's words in order would be an echo, which the tasks strip.
+            text=" ".join(reversed(words)),
             input_tokens=input_tokens,
             output_tokens=len(words),
             engine_timings={"calls": self.calls},

@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .. import _record
+from .. import _record, _tokens
 from .._errors import RunDirError, UsageError
 from .._metrics import DEFAULT_MAX_CV
 from .._provenance import load_entry
@@ -119,6 +119,20 @@ class RunData:
             return list(read_jsonl(self.path / TELEMETRY))
         except (OSError, json.JSONDecodeError) as exc:
             raise RunDirError(f"{self.path / TELEMETRY} is unreadable ({exc}).") from None
+
+    @cached_property
+    def tokens(self) -> dict[str, dict[str, Any]]:
+        """trial_id -> ``{"batched": bool, "ms": [token offsets from the request]}`` from
+        ``tokens.jsonl``; empty for a run made before devicelab kept token times."""
+        try:
+            return _tokens.read(self.path)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise RunDirError(f"{self.path / _tokens.TOKENS} is unreadable ({exc}).") from None
+
+    def token_times(self, record: TrialRecord) -> list[float]:
+        """``record``'s token offsets (ms from the request); empty when not kept."""
+        found = self.tokens.get(record.trial_id)
+        return [float(t) for t in found["ms"]] if found else []
 
     @cached_property
     def scenario(self) -> dict[str, Any]:

@@ -21,6 +21,8 @@ import tomli_w
 from .._errors import RunDirError
 from .._provenance import compact_load
 from .._record import TrialRecord
+from .._tokens import TOKENS
+from .._tokens import line as token_line
 from .layout import RUN_META, SCENARIO, SUMMARY, TELEMETRY, TRIALS, read_jsonl
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ class RunDir:
         self._listeners: list[TrialListener] = []
         self._trials: IO[str] = self._open_append(path / TRIALS)
         self._telemetry: IO[str] = self._open_append(path / TELEMETRY)
+        self._tokens: IO[str] = self._open_append(path / TOKENS)
 
     @staticmethod
     def _open_append(file: Path) -> IO[str]:
@@ -149,13 +152,23 @@ class RunDir:
         """Call ``listener(record, samples)`` after each trial is appended (and fsynced)."""
         self._listeners.append(listener)
 
-    def append_trial(self, record: TrialRecord, samples: Sequence[dict[str, Any]] = ()) -> None:
-        """Append one finished trial: its telemetry ``samples``, then the record (its
+    def append_trial(
+        self,
+        record: TrialRecord,
+        samples: Sequence[dict[str, Any]] = (),
+        token_ms: Sequence[float] = (),
+    ) -> None:
+        """Append one finished trial: its telemetry ``samples`` and token offsets
+        (``token_ms``, to tokens.jsonl, when it saw any), then the record (its
         :meth:`TrialRecord.to_json`), then tell the listeners. Every executor writes a trial
         through here, so what listens (the results store) hears of each trial whoever ran it.
         The record is on disk before any listener runs: a listener cannot lose it."""
         self.append_samples(list(samples))
         with self._lock:
+            if token_ms:
+                batched = bool(record.measures.tokens_batched)
+                self._tokens.write(token_line(record.trial_id, token_ms, batched))
+                self._tokens.flush()
             _append(self._trials, record.to_json())
         for listener in self._listeners:
             listener(record, samples)
@@ -173,7 +186,7 @@ class RunDir:
 
     def close(self) -> None:
         with self._lock:
-            for fh in (self._trials, self._telemetry):
+            for fh in (self._trials, self._telemetry, self._tokens):
                 if not fh.closed:
                     fh.flush()
                     fh.close()

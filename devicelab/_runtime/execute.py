@@ -33,7 +33,7 @@ def execute(plan: Plan, run: RunDir, reporter: Reporter | None = None) -> RunOut
                 # A load that stops the run (a context too small) still leaves its samples.
                 run.append_samples(session.take_samples())
             run.add_provenance(result.provenance)  # before the record that names it
-            run.append_trial(result.record, result.samples)
+            run.append_trial(result.record, result.samples, result.token_ms)
             outcome.add(result.record)
             schedule.add(result.record)
             rep.trial_done(result.record)

@@ -16,6 +16,8 @@ from typing import Any
 
 from .. import _hooks as hooks
 from .. import _metrics as metrics
+from .. import _sustained as sustained
+from .._catalogue import run_facts, with_model_facts
 from .._errors import UsageError
 from .._executor import Reporter, RunOutcome
 from .._provenance import run_provenance
@@ -92,6 +94,8 @@ def run_pipeline(
     # Built before anything is made or written: a bad --address or a missing Ray is bad input.
     runner = executor_cls(address)
     runner.check(plan)
+    if plan.scenario.sustained:
+        sustained.require()
     if resume and out is None:
         raise UsageError("--resume needs --out DIR: the run directory to continue.")
     plan = materialise(plan, registry, rep)
@@ -115,9 +119,13 @@ def run_pipeline(
     done = load_run(path)
     # Read back as every view reads it (the run's scenario.toml), so summary.json and a later
     # report agree, also after a --resume with another max_cv.
-    rows = metrics.summarize(done.records, done.max_cv)
+    rows = with_model_facts(metrics.summarize(done.records, done.max_cv), run_facts(done))
     stops = Schedule(plan, done.records).stops()
     if plan.scenario.adaptive:
         rows = with_stops(rows, stops)
+    if plan.scenario.sustained:
+        rows = sustained.with_sustained(
+            rows, done.records, done.telemetry, plan.scenario.sustained_bin_s
+        )
     rundir.write_summary(rows)
     return RunResult(plan, path, rundir.run_id, outcome, done, rows, stops)

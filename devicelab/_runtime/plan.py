@@ -126,6 +126,19 @@ class Plan:
         """``model``'s warm-up trials, on the first cell."""
         return [self.trial(model, self.cells[0], rep, True) for rep in range(self.scenario.warmup)]
 
+    def starts_segment(self, trial: Trial) -> bool:
+        """Whether ``trial`` may wait for a cooldown: every trial, but with ``[sustained]``
+        only warm-ups and the first trial of each summary row's segment (its first document
+        and item at repetition 0), since a segment runs back to back."""
+        if not self.scenario.sustained or trial.warmup:
+            return True
+        first = next(
+            c
+            for c in self.cells
+            if (c.task, c.context_tokens) == (trial.task, trial.context_tokens)
+        )
+        return trial.repetition == 0 and (first.doc_id, first.item) == (trial.doc_id, trial.item)
+
     def trial(self, model: ResolvedModel, cell: Cell, rep: int, warmup: bool = False) -> Trial:
         """Repetition ``rep`` of ``cell`` on ``model`` (or warm-up ``rep``)."""
         return Trial(

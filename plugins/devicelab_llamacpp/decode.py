@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -65,13 +66,18 @@ def generate(
     request: GenerationRequest,
     stream: TokenStream,
     after_token: Callable[[], None] | None = None,
-) -> tuple[list[int], str]:
+) -> tuple[list[int], str, str | None]:
     """Prefill ``prompt`` from an empty cache and decode up to ``request.max_tokens`` tokens,
     calling ``stream.sent()`` before the prefill and ``stream.token()`` as each token is
     sampled; ``after_token`` runs next, while the context still holds that token's logits.
-    Returns the tokens (end of generation excluded) and the finish reason. The sampled token
-    that reaches ``max_tokens`` is not decoded, so llama.cpp counts one decode fewer than
-    tokens, as ``Llama.generate`` did."""
+    Returns the tokens (end of generation excluded), the finish reason and, with
+    ``request.stop``, the text cut at the stop (else ``None``). The sampled token that reaches
+    ``max_tokens`` is not decoded, so llama.cpp counts one decode fewer than tokens, as
+    ``Llama.generate`` did.
+
+    With stop sequences, a token whose text may begin a stop reaches the stream only once the
+    next tokens show it does not (with the time it was sampled at); decoding ends when a stop
+    is complete, and the tokens inside it are neither streamed nor counted."""
     import llama_cpp as lc
     import numpy as np
 
@@ -85,6 +91,15 @@ def generate(
     text = codecs.getincrementaldecoder("utf-8")(errors="replace")
     out: list[int] = []
     finish = "length"
+    # A sampled token and the time it was sampled at, held while it may begin a stop.
+    cutter = devicelab.StopCutter[tuple[int, float]](request.stop) if request.stop else None
+
+    def emit(released: list[tuple[str, tuple[int, float]]]) -> None:
+        for piece_text, (tok, t) in released:
+            out.append(tok)
+            stream.token(t=t, text=piece_text)
+
+    sampled = 0
     try:
         stream.sent()
         for start in range(0, len(prompt), n_batch):
@@ -104,15 +119,29 @@ def generate(
             if n < 0:  # the piece needs -n bytes
                 piece = ctypes.create_string_buffer(-n)
                 n = lc.llama_token_to_piece(vocab, token, piece, len(piece), 0, False)
-            out.append(token)
-            stream.token(text=text.decode(piece.raw[:n]))
+            sampled += 1
+            if cutter is None:
+                out.append(token)
+                stream.token(text=text.decode(piece.raw[:n]))
+            else:
+                emit(cutter.add(text.decode(piece.raw[:n]), (token, time.perf_counter())))
             if after_token is not None:
                 after_token()
-            if len(out) >= request.max_tokens:
+            if cutter is not None and cutter.stopped:
+                finish = "stop"
+                break
+            if sampled >= request.max_tokens:
                 break
             one[0] = token
             _decode(ctx, lc.llama_batch_get_one(one, 1), "output token")
+        # Bytes of a character the last token left unfinished: the stream's text ends as
+        # the detokenised answer does (with a replacement character), not short of it.
+        tail = text.decode(b"", final=True)
+        if cutter is not None:
+            emit(cutter.flush())
+        elif tail:
+            stream.text += tail
     finally:
         if chain is not None:
             lc.llama_sampler_free(chain)
-    return out, finish
+    return out, finish, None if cutter is None else cutter.text

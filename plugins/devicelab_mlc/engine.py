@@ -25,7 +25,12 @@ template and tokenizer (no request), and ``usage.extra.prefill_tokens`` is repor
 record can prove every prompt was prefilled in full.
 
 Times are measured on the host like every engine's: ``stream.sent()`` before the request,
-``stream.token()`` per streamed chunk; MLC's own view is kept beside them.
+``stream.token()`` per streamed chunk; MLC's own view is kept beside them. A chunk is not
+always one token: MLC holds back a first ``<`` (it could start ``<|im_end|>``) and streams it
+with the next token. So when ``usage.completion_tokens`` differs from the number of chunks,
+each chunk's tokens are counted after the stream (off the clock) with MLC's tokenizer on the
+text so far, and timed at the chunk's arrival (``devicelab.recounted``); the record is then
+``tokens_batched`` and OTPS counts only the tokens after the first arrival.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +91,38 @@ def _count(value: Any) -> int | None:
 def _rate(value: Any) -> float | None:
     n = _number(value)
     return n if n is not None and n > 0 else None
+
+
+def source_commit(package_dir: Path) -> str | None:
+    """The mlc-llm commit of a source build: ``package_dir`` (mlc_llm's) is ``python/mlc_llm``
+    of an mlc-llm git checkout (pip install -e python/). ``None`` for a wheel, or when the
+    checkout is not mlc-llm's (the package sits elsewhere in some other repository)."""
+    if package_dir.name != "mlc_llm" or package_dir.parent.name != "python":
+        return None
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(package_dir), "rev-parse", "--show-toplevel", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = done.stdout.split()
+    if done.returncode != 0 or len(lines) != 2:
+        return None
+    top, commit = lines
+    if Path(top).resolve() != package_dir.parent.parent.resolve():
+        return None
+    dirty = subprocess.run(
+        ["git", "-C", top, "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    ).stdout.strip()
+    return commit + ("-dirty" if dirty else "")
 
 
 class MlcEngine(Engine):
@@ -222,6 +260,8 @@ class MlcEngine(Engine):
         finish = "stop"
         usage: Any = None
         stream.sent()
+        # MLC's OpenAI-style API takes stop sequences as the API does.
+        stop = {"stop": list(request.stop)} if request.stop else {}
         chunks = self._engine.chat.completions.create(
             messages=msgs,
             model=self._model,
@@ -230,6 +270,7 @@ class MlcEngine(Engine):
             max_tokens=request.max_tokens,
             temperature=request.temperature,
             seed=request.seed,
+            **stop,
         )
         try:
             for chunk in chunks:
@@ -249,6 +290,9 @@ class MlcEngine(Engine):
                 close()
         input_tokens = getattr(usage, "prompt_tokens", None)
         output_tokens = getattr(usage, "completion_tokens", None)
+        if isinstance(output_tokens, int) and output_tokens != len(pieces):
+            counts = devicelab.chunk_counts(self.tokenize, pieces)
+            stream.token_times = devicelab.recounted(stream.token_times, counts)
         if not isinstance(input_tokens, int):
             input_tokens = self.prompt_tokens(request.messages)
         extra = getattr(usage, "extra", None)
@@ -267,12 +311,21 @@ class MlcEngine(Engine):
     def build_info(self) -> dict[str, str]:
         """MLC-LLM's version (``mlc_llm.__version__``, from its libinfo) and the distribution
         it came from (the nightly wheels are named per backend: mlc-llm-nightly-cpu, ...), and
-        TVM's (mlc-ai-*), which compiles and runs the model."""
+        TVM's (mlc-ai-*), which compiles and runs the model. A source build reads as
+        ``0.1.dev0`` whatever its code: its mlc-llm commit is added (``mlc_llm_commit``), and
+        a compiled model library (``model_lib``) is named by path and sha256."""
         import importlib.metadata
 
         import mlc_llm  # type: ignore[import-not-found,unused-ignore]
 
         out = {"mlc_llm": str(getattr(mlc_llm, "__version__", "unknown"))}
+        commit = source_commit(Path(getattr(mlc_llm, "__file__", "") or ".").parent)
+        if commit:
+            out["mlc_llm_commit"] = commit
+        lib = Path(self.options.model_lib) if self.options.model_lib else None
+        if lib is not None and lib.is_file():
+            out["model_lib"] = str(lib.resolve())
+            out["model_lib_sha256"] = devicelab.sha256_file(lib)
         dists = importlib.metadata.packages_distributions()
         for module in ("mlc_llm", "tvm"):
             for dist in dists.get(module, [])[:1]:

@@ -3,7 +3,10 @@
 
 Timing is measured on the host, where the client sits: ``stream.sent()`` right before the
 request goes out, ``stream.token()`` as each streamed content chunk arrives (one chunk is one
-token on llama.cpp-based servers; text held back at UTF-8 boundaries arrives merged). What the
+token on llama.cpp-based servers; text held back at UTF-8 boundaries arrives merged). When the
+final ``usage`` counts more tokens than chunks (MLC holds back a first ``<``; some servers
+stream several tokens per event), each chunk's tokens are counted after the stream with the
+model's tokenizer and timed at its arrival, and the record says ``tokens_batched``. What the
 server reports about itself is kept beside it as ``engine_timings``: MLC's ``usage.extra``
 (``prefill_tokens_per_s``, ``decode_tokens_per_s``, ``ttft_s``, ...) and llama.cpp's
 ``timings`` (``prompt_per_second``, ``predicted_per_second``, ...), numbers only, by their own
@@ -514,6 +517,9 @@ class OpenAIEngine(Engine):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if request.stop:
+            # The OpenAI API's own stop sequences: the server ends the answer at them.
+            body["stop"] = list(request.stop)
         url = f"{self._base}{path}"
         stream.check_deadline()
         timeout = float(self.options.timeout_s)
@@ -571,6 +577,8 @@ class OpenAIEngine(Engine):
         extra = _numbers(usage.get("extra"))
         timings.update(extra)
         output_tokens = usage.get("completion_tokens")
+        if isinstance(output_tokens, int) and output_tokens != len(pieces):
+            self._recount(stream, pieces)
         input_tokens = usage.get("prompt_tokens")
         if not isinstance(input_tokens, int):
             input_tokens = self._count(payload, remember=not buster_tokens)
@@ -579,8 +587,13 @@ class OpenAIEngine(Engine):
         if prefilled is None and not self._buster and self.options.cache_buster is None:
             # The server did not say what it prefilled: bust its cache from now on.
             self._buster = True
+        text = "".join(pieces)
+        if request.stop:
+            # A server that ignores ``stop`` still has its answer cut where one begins (its
+            # token count and times then include what it wrote after it).
+            text = devicelab.stop_at(text, request.stop)
         return GenerationResult(
-            text="".join(pieces),
+            text=text,
             input_tokens=input_tokens,
             output_tokens=output_tokens if isinstance(output_tokens, int) else len(pieces),
             engine_timings=timings,
@@ -594,6 +607,17 @@ class OpenAIEngine(Engine):
                 server_timings.get("predicted_per_second", extra.get("decode_tokens_per_s"))
             ),
         )
+
+    def _recount(self, stream: TokenStream, pieces: list[str]) -> None:
+        """The server streamed several tokens in some events (its usage counts more tokens
+        than events): count each event's tokens, off the clock, and time them at its
+        arrival. Without a tokenizer the events cannot be counted: the trial says its
+        tokens came in batches, and what the events cannot tell is left null."""
+        try:
+            counts = devicelab.chunk_counts(self.tokenize, pieces)
+            stream.token_times = devicelab.recounted(stream.token_times, counts)
+        except (devicelab.DevicelabError, ValueError):
+            stream.batched = True
 
     def close(self) -> None:
         if self._vocab is not None:

@@ -47,6 +47,7 @@ class DeviceWorker:
             # The worker's own engine build, model file, phone and host: the driver adds
             # them to its run.json, keyed as the record's "provenance" names them.
             "provenance": out.provenance,
+            "token_ms": out.token_ms,
         }
 
     def close(self) -> None:

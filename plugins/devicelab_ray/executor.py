@@ -184,11 +184,13 @@ class RayExecutor(Executor):
         retries = plan.scenario.retries
         last_loss = "no device of the cluster could be used"
 
-        def record(rec: TrialRecord, samples: list[dict[str, Any]]) -> None:
+        def record(
+            rec: TrialRecord, samples: list[dict[str, Any]], token_ms: list[float] | None = None
+        ) -> None:
             if rec.trial_id in written:
                 return  # idempotent by trial_id: a trial run twice is written once
             written.add(rec.trial_id)
-            run.append_trial(rec, samples)
+            run.append_trial(rec, samples, token_ms or ())
             outcome.add(rec)
             schedule.add(rec)
             reporter.trial_done(rec)
@@ -281,7 +283,8 @@ class RayExecutor(Executor):
                             lost_attempts=(*pending.lost, *rec.tries.lost_attempts),
                         )
                         rec = rec.but(tries=tries)
-                    record(rec, out["samples"])
+                    # .get: a worker of an older devicelab sends no token times.
+                    record(rec, out["samples"], out.get("token_ms"))
         finally:
             self._close_units(units)
             reporter.finish()

@@ -25,7 +25,16 @@ import duckdb
 import devicelab
 from devicelab import TrialRecord, UsageError
 
-from .rundir import LoadedRun, TelemetrySummary, load_run_dir, summarise_samples, torn_note
+from .rundir import (
+    TOKENS,
+    JsonLines,
+    LoadedRun,
+    TelemetrySummary,
+    load_run_dir,
+    read_tokens,
+    summarise_samples,
+    torn_note,
+)
 from .store import FewerTrialsError, IngestResult, NoDatabaseError, QueryResult, RunRow, Store
 
 Connection = duckdb.DuckDBPyConnection
@@ -102,7 +111,18 @@ def _v3(con: Connection) -> None:
     con.execute("UPDATE runs SET verdict = NULL WHERE verdict NOT IN (?, ?)", list(VERDICTS))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
+def _v4(con: Connection) -> None:
+    # Version 4: every trial's token arrival times (tokens.jsonl), offsets from the request
+    # in ms; a run stored before has none (its trials were made before devicelab kept them,
+    # or it is ingested again to add them).
+    con.execute(
+        "CREATE TABLE tokens (run_id VARCHAR NOT NULL, trial_id VARCHAR NOT NULL, "
+        "batched BOOLEAN NOT NULL, n INTEGER NOT NULL, ms DOUBLE[] NOT NULL, "
+        "PRIMARY KEY (run_id, trial_id))"
+    )
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _SQL_TYPES = {"str": "VARCHAR", "int": "BIGINT", "bool": "BOOLEAN", "float": "DOUBLE"}
@@ -112,6 +132,7 @@ _OUTCOME = {
     "error": "VARCHAR",
     "started_at": "VARCHAR",
     "finished_at": "VARCHAR",
+    "tokens_batched": "BOOLEAN",
 }
 
 
@@ -326,7 +347,9 @@ class DuckDBStore(Store):
     ) -> None:
         run_id = str(meta.get("run_id") or record.identity.run_id)
         telemetry: dict[str, TelemetrySummary] = summarise_samples(samples)
-        run = LoadedRun(run_dir, run_id, meta, [record], telemetry)
+        # The run wrote the trial's token times before its record, so they are on disk.
+        tokens = read_tokens(JsonLines(run_dir / TOKENS), {record.trial_id})
+        run = LoadedRun(run_dir, run_id, meta, [record], telemetry, tokens=tokens)
         with self._connect() as con:
             con.execute("BEGIN")
             try:
@@ -344,10 +367,13 @@ class DuckDBStore(Store):
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         if replaced and not whole_run:
             ids = [r.trial_id for r in run.records]
-            for table in ("telemetry", "trials"):
+            # The samples may name more than the records: a model's load ("load/..."),
+            # stored again when a resumed run loads the model again.
+            telemetry_ids = sorted({*ids, *run.telemetry})
+            for table, which in (("tokens", ids), ("telemetry", telemetry_ids), ("trials", ids)):
                 con.execute(
                     f"DELETE FROM {table} WHERE run_id = ? AND list_contains(?, trial_id)",
-                    [run.run_id, ids],
+                    [run.run_id, which],
                 )
         else:
             kept = [None, None, None]
@@ -357,7 +383,7 @@ class DuckDBStore(Store):
                     [run.run_id],
                 ).fetchone()
                 kept = list(row) if row else kept
-                for table in ("telemetry", "trials", "runs"):
+                for table in ("tokens", "telemetry", "trials", "runs"):
                     con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run.run_id])
             con.execute(
                 "INSERT INTO runs (run_id, path, scenario_name, created_at, meta, trials, "
@@ -399,6 +425,11 @@ class DuckDBStore(Store):
         if tele_rows:
             names = ["run_id", "trial_id", "key", "n", "min", "max", "mean"]
             _insert_columns(con, "telemetry", names, [list(r) for r in tele_rows])
+        if run.tokens:
+            con.executemany(
+                "INSERT INTO tokens (run_id, trial_id, batched, n, ms) VALUES (?, ?, ?, ?, ?)",
+                [[run.run_id, t, v.batched, len(v.ms), v.ms] for t, v in run.tokens.items()],
+            )
         if not whole_run:
             con.execute(
                 "UPDATE runs SET ingested_at = ?, trials = "

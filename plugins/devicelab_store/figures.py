@@ -13,9 +13,9 @@ import io
 from typing import Any
 
 import devicelab
-from devicelab import RunData
+from devicelab import CONFIRM_RUNS, MAX_PVALUE, WINDOW, RunData
 
-from .history import CONFIRM_RUNS, MAX_PVALUE, WINDOW, CellHistory, change_note, history
+from .history import CellHistory, change_note, history
 from .store import Store
 
 # Change points named under a figure; more are drawn but not listed.

@@ -13,20 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import devicelab
-from devicelab import UsageError
+from devicelab import UsageError, change_points
 
 from .duck import record_columns
 from .store import Store
 
-# Otava's defaults: E-divisive looks at the series in windows of WINDOW runs, and a change
-# must be this unlikely under "no change" (t-test over the two sides) to be reported.
-WINDOW = 50
-MAX_PVALUE = 0.001
-# A change point with fewer runs than this after it is provisional. Measured on seeded
-# series at 2 % noise (bench/store_changepoints.py): a real -10 % step is found from its
-# first run on, but so is one 10 % low run (in 90 % of series as the last run, 43 % as the
-# second last, 12 % still as the fifth last); five runs on, a real step shows in every series.
-CONFIRM_RUNS = 5
 # Run meta that differs between every two runs, so it never explains a change.
 _ALWAYS_DIFFERENT = {"run_id", "created_at"}
 
@@ -90,41 +81,6 @@ def metric_sql(metric: str) -> str:
         f"unknown metric {metric!r}. Use one of {', '.join(names)}, or quality.NAME for a "
         "task's own quality metric."
     )
-
-
-@dataclass(frozen=True)
-class ChangePoint:
-    index: int  # the first run of the new level
-    to_confirm: int = 0  # more runs that would confirm it (0: confirmed)
-
-    @property
-    def provisional(self) -> bool:
-        return self.to_confirm > 0
-
-
-def max_pvalue(runs: int) -> float:
-    """The threshold for a series of ``runs``: each window of a long series is one more
-    chance of a false split, so the threshold is shared among the windows (Bonferroni);
-    a flat series then shows as few false points over 1,000 runs as over 60."""
-    return MAX_PVALUE * min(1.0, WINDOW / runs)
-
-
-def change_points(values: list[float]) -> list[ChangePoint]:
-    """Where a new level starts in ``values`` (none in a flat series), oldest first; those
-    fewer than :data:`CONFIRM_RUNS` from the end are provisional."""
-    if len(values) < 4:
-        return []  # too short for the significance test to say anything
-    try:
-        from otava.analysis import compute_change_points
-    except ImportError:
-        raise devicelab.MissingDependencyError(
-            "change points need Apache Otava: pip install 'devicelab[history]'"
-        ) from None
-    found, _ = compute_change_points(values, window_len=WINDOW, max_pvalue=max_pvalue(len(values)))
-    return [
-        ChangePoint(i, max(0, CONFIRM_RUNS - (len(values) - i)))
-        for i in sorted(int(cp.index) for cp in found)
-    ]
 
 
 def what_changed(before: dict[str, Any], after: dict[str, Any], limit: int = 4) -> str:

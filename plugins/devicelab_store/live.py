@@ -65,12 +65,30 @@ def trial(run: RunDir, record: TrialRecord, samples: Sequence[dict[str, Any]]) -
     try:
         live.store.ingest_trial(run.path, live.meta, record, list(samples))
     except Exception as exc:
+        if _interrupted(exc):
+            # DuckDB takes a Ctrl-C that lands in a query and raises its own error: it is
+            # still the user's Ctrl-C, which stops the run (the trial is in the run directory).
+            raise KeyboardInterrupt from exc
         live.broken = True
         raise StoreIngestError(
             f"could not store trial {record.trial_id} in {live.target} ({exc}); further "
             "trials are not stored while the run goes, the whole run is tried again when it "
             "ends. The run directory keeps every trial."
         ) from exc
+
+
+def _interrupted(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        # duckdb.InterruptException, or (duckdb 1.x) RuntimeError("Query interrupted").
+        if type(cur).__name__ == "InterruptException" or (
+            isinstance(cur, RuntimeError) and "Query interrupted" in str(cur)
+        ):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def finish(run: RunDir) -> None:

@@ -15,6 +15,7 @@ from devicelab import RunDirError, TrialRecord
 TRIALS = "trials.jsonl"
 TELEMETRY = "telemetry.jsonl"
 RUN_META = "run.json"
+TOKENS = "tokens.jsonl"
 
 
 @dataclass
@@ -50,6 +51,15 @@ class LoadedRun:
     telemetry: dict[str, TelemetrySummary]
     # Files of the run that end in a torn line: name -> that line's number.
     torn: dict[str, int] = field(default_factory=dict)
+    # trial_id -> (batched, token offsets in ms) from tokens.jsonl; empty for a run made
+    # before devicelab kept token times.
+    tokens: dict[str, TokenTimes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TokenTimes:
+    batched: bool
+    ms: list[float]
 
 
 class JsonLines:
@@ -159,8 +169,23 @@ def load_run_dir(path: Path) -> LoadedRun:
         last[rec.trial_id] = rec
     samples = JsonLines(path / TELEMETRY)
     telemetry = summarise_samples(samples)
-    torn = {f.file.name: f.torn for f in (trial_lines, samples) if f.torn is not None}
-    return LoadedRun(path, run_id, meta, list(last.values()), telemetry, torn)
+    token_lines = JsonLines(path / TOKENS)
+    tokens = read_tokens(token_lines, set(last))
+    files = (trial_lines, samples, token_lines)
+    torn = {f.file.name: f.torn for f in files if f.torn is not None}
+    return LoadedRun(path, run_id, meta, list(last.values()), telemetry, torn, tokens)
+
+
+def read_tokens(lines: Iterable[dict[str, Any]], trial_ids: set[str]) -> dict[str, TokenTimes]:
+    """The token times of the trials in ``trial_ids`` (the last line of an id wins: a trial
+    run again on resume); a line of a trial the run has no record of is left out."""
+    out: dict[str, TokenTimes] = {}
+    for line in lines:
+        trial_id = line.get("trial_id")
+        ms = line.get("ms")
+        if trial_id in trial_ids and isinstance(ms, list):
+            out[str(trial_id)] = TokenTimes(bool(line.get("batched")), [float(t) for t in ms])
+    return out
 
 
 def torn_note(run_dir: Path, torn: dict[str, int]) -> str:

@@ -55,11 +55,18 @@ class VirtualType(DeviceType):
     def check(self, name: str, profile: Mapping[str, Any]) -> None:
         self._android()
         options = profile.get("options", {})
-        unknown = set(options) - {"telemetry_interval_s", "host_binaries"}
+        unknown = set(options) - {"telemetry_interval_s", "host_binaries", "heat_time_scale"}
         if unknown:
             raise ScenarioError(
                 f"unknown virtual-s24 option(s) {', '.join(sorted(unknown))}; "
-                "known: telemetry_interval_s, host_binaries."
+                "known: telemetry_interval_s, host_binaries, heat_time_scale."
+            )
+        scale = options.get("heat_time_scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
+            raise ScenarioError(
+                f"[device.options] heat_time_scale must be a number above 0, not {scale!r}: "
+                "how many times faster than real time the phone heats and cools (30 shows in "
+                "20 s what a phone does in 10 minutes)."
             )
         binaries = options.get("host_binaries", [])
         if not isinstance(binaries, list) or not all(isinstance(b, str) for b in binaries):
@@ -82,6 +89,7 @@ class VirtualType(DeviceType):
         own = dict(profile.get("options", {}))
         binaries = own.pop("host_binaries", [])
         phone = make_virtual_s24(registry=self.registry, host_binaries=binaries)
+        phone.model.heat_time_scale = float(own.pop("heat_time_scale", 1.0))
         phone.start()
         try:
             register_with_adb(phone.serial)

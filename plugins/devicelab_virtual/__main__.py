@@ -10,6 +10,7 @@ import logging
 import sys
 
 from virtual_android import serve
+from virtual_android.cli import add_exec_flag
 
 import devicelab
 
@@ -29,13 +30,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PATH",
         help="a host build of llama.cpp's CLI to run as the phone's llama-cli (repeatable)",
     )
+    add_exec_flag(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     backend = engine_backend(devicelab.load_plugins())
-    return serve(args.port, backend=backend, host_binaries=args.allow_binary)
+    return serve(
+        args.port, backend=backend, host_binaries=args.allow_binary, allow_exec=args.allow_exec
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def make_virtual_s24(
     llama.cpp's CLI it runs as llama-cli when a client pushes one of them."""
     # A process of its own (`devicelab virtual start`, a test) loads the plugins itself.
     backend = engine_backend(registry or devicelab.load_plugins())
-    return make_phone(port, backend=backend, host_binaries=host_binaries)
+    # devicelab's virtual phone runs what a client pushes, as a phone does (the arm64
+    # llama.cpp build of `devicelab android build-llama`), where qemu and bubblewrap exist.
+    return make_phone(port, backend=backend, host_binaries=host_binaries, allow_exec=True)
 
 
 def shutdown(device: VirtualS24) -> None:
@@ -115,7 +117,7 @@ def start_background(
     """Start a virtual S24 in its own process, register it with adb; its serial."""
     allow = [arg for b in host_binaries for arg in ("--allow-binary", str(b.resolve()))]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devicelab_virtual", "--port", str(port), *allow],
+        [sys.executable, "-m", "devicelab_virtual", "--port", str(port), "--allow-exec", *allow],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,

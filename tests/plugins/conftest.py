@@ -1,5 +1,6 @@
 """The plugins' tests import the built-in plugins from plugins/. Their adb fixtures (a private
-adb server, a connected virtual S24) come from virtual-android's pytest plugin."""
+adb server, a connected virtual S24) come from virtual-android's pytest plugin; the shipped
+models' files (``gemma_path``) from tests/conftest.py."""
 
 from __future__ import annotations
 

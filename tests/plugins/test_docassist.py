@@ -126,3 +126,85 @@ def test_answers_and_references_reach_the_quality_metrics() -> None:
     right = score(f"<intent>: question_answering\n<response>{answer}</response>")
     wrong = score("<intent>: question_answering\n<response>Nobody knows.</response>")
     assert right == pytest.approx(1.0) and wrong < 0.5
+
+
+def test_each_prompt_has_a_completion_form_for_base_models() -> None:
+    doc = load_corpus(CORPUS)[0]
+    summ = Summarize().prompts(doc, "CONTEXT")[0]
+    assert summ.completion == f"Document:\nCONTEXT\n\n{Summarize.request}\nSummary:"
+    assert "\n\n" in summ.stop and "Document:" in summ.stop
+    qs = SuggestQuestions().prompts(doc, "CONTEXT")[0]
+    assert qs.completion.endswith("\nQuestions:") and "\n" not in qs.stop  # a line per question
+    qa = AnswerQuestion().prompts(doc, "CONTEXT")[0]
+    assert qa.completion == f"Document:\nCONTEXT\n\nQuestion: {doc.qa[0].question}\nAnswer:"
+    assert "\n" in qa.stop and "Question:" in qa.stop
+    # Neither the tags nor the intent line are asked of a base model.
+    for prompt in (summ, qs, qa):
+        assert "<" not in prompt.completion.replace("CONTEXT", "")
+
+
+CONTEXT = "The harbour pilot ran for six weeks and took 12 bookings from ferry operators."
+
+
+@pytest.mark.parametrize(
+    ("output", "text"),
+    [
+        # A chat model that repeats the user message before its answer.
+        (
+            f"<document>\n{CONTEXT}\n</document>\n\n<request>\n{Summarize.request}\n"
+            "</request>\nThe pilot was a success.",
+            "The pilot was a success.",
+        ),
+        # A base model that repeats the completion prompt, and then only part of the document.
+        (f"Document:\n{CONTEXT}\n\nSummary: It worked.", "It worked."),
+        ("The harbour pilot ran for six weeks. It was busy.", "It was busy."),
+        # Only an echo: nothing the model wrote is left to score.
+        (f"\n{CONTEXT}", ""),
+        # An answer that starts as the document does for fewer than four words is kept.
+        ("The harbour grew busier.", "The harbour grew busier."),
+        ("A six-week pilot with 12 bookings.", "A six-week pilot with 12 bookings."),
+    ],
+)
+def test_an_untagged_answer_loses_its_echo_of_the_prompt(output: str, text: str) -> None:
+    task = Summarize()
+    [prompt] = task.prompts(load_corpus(CORPUS)[0], CONTEXT)
+    assert task.response(prompt, output).text == text
+    # No tags, no intent line: the format was not followed, whatever the answer's quality.
+    assert task.score(prompt, output) == {"intent_ok": 0.0, "format_ok": 0.0}
+
+
+def test_a_tagged_answer_is_read_as_written_even_if_it_repeats_the_document() -> None:
+    task = Summarize()
+    [prompt] = task.prompts(load_corpus(CORPUS)[0], CONTEXT)
+    output = f"<intent>: summarization\n<response>{CONTEXT}</response>"
+    assert task.response(prompt, output).text == CONTEXT
+
+
+def test_a_base_models_answer_to_a_question_is_scored_on_its_own_text() -> None:
+    task = AnswerQuestion()
+    prompt = task.prompts(load_corpus(CORPUS)[0], CONTEXT)[0]
+    question = prompt.fields["request"]
+    output = f"Question: {question}\nAnswer: 12 bookings"
+    assert task.response(prompt, output).text == "12 bookings"
+    assert task.response(prompt, " 12 bookings").items == ("12 bookings",)
+    assert task.score(prompt, " 12 bookings") == {"intent_ok": 0.0, "format_ok": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("line", "intent"),
+    [
+        ("<intent>: summarization", "summarization"),
+        ("<intent>: Question-Answering", "question_answering"),
+        ("intent: summarization of the document", "summarization"),
+        ("<intent>: summarizations", "summarizations"),  # not the intent's name
+        ("<intent>: TASK", "task"),  # the system prompt's placeholder, echoed
+    ],
+)
+def test_the_intent_line_is_read_leniently_but_must_name_a_task(line: str, intent: str) -> None:
+    task = Summarize()
+    [prompt] = task.prompts(load_corpus(CORPUS)[0], CONTEXT)
+    response = task.response(prompt, f"{line}\n<response>x</response>")
+    assert response.intent == intent
+    assert task.score(prompt, f"{line}\n<response>x</response>")["intent_ok"] == float(
+        intent == "summarization"
+    )

@@ -8,16 +8,20 @@ leaves prompts cached gets ``prefill_tokens`` shortfalls, as the real build gave
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from devicelab_mlc.engine import INSTALL, MlcEngine
+from devicelab_mlc.engine import INSTALL, MlcEngine, source_commit
 from wordsplugin import run_cli, write_scenario
 
+import devicelab
 from devicelab import GenerationRequest, GenerationResult, Message, ModelSpec, TokenStream
 from devicelab._prefill import prefix_cached
 from devicelab._rundir import TRIALS, read_jsonl
@@ -111,9 +115,12 @@ def test_the_adapter_takes_counts_and_timings_from_mlc(mlc_double: Path) -> None
         assert engine.context_window() == 2048  # from mlc-chat-config.json
         assert engine.detokenize(engine.tokenize("héllo")) == "héllo"
         result, stream = _generate(engine)
-        assert result.text == stream.text == "one two"
-        assert stream.count == 4  # chunks of two characters: "on", "e ", "tw", "o"
+        assert result.text == stream.text == "<one tw"
         assert result.output_tokens == 7  # usage.completion_tokens, not the chunk count
+        # The held-back "<" came with "o" in one chunk: two tokens timed at that arrival.
+        assert stream.count == 7
+        assert stream.token_times[0] == stream.token_times[1] < stream.token_times[2]
+        assert len(set(stream.token_times)) == 6
         assert result.input_tokens == PROMPT_TOKENS
         assert result.finish_reason == "length"
         assert result.engine_prefill_tps == 150.0 and result.engine_decode_tps == 40.0
@@ -152,6 +159,43 @@ def test_build_info_is_mlc_llms_version(mlc_double: Path) -> None:
         assert engine.build_info() == {"mlc_llm": mlc_llm.__version__}
     finally:
         engine.close()
+
+
+def test_a_source_build_names_its_commit_and_model_library(
+    mlc_double: Path, tmp_path: Path
+) -> None:
+    # An mlc-llm checkout, as `pip install -e python/` leaves it: python/mlc_llm in the repo.
+    repo = tmp_path / "mlc-llm"
+    package = repo / "python" / "mlc_llm"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert source_commit(package) == head
+    (package / "__init__.py").write_text("# changed")
+    assert source_commit(package) == head + "-dirty"
+    # A wheel, or a package of that name in another repository (the double, in devicelab's).
+    assert source_commit(tmp_path / "site-packages" / "mlc_llm") is None
+    import mlc_llm
+
+    assert source_commit(Path(mlc_llm.__file__).parent) is None
+
+    lib = tmp_path / "lib.so"
+    lib.write_bytes(b"compiled model")
+    spec = ModelSpec("smollm2-mlc", "mlc", "q4f32_1", path=mlc_double)
+    engine = MlcEngine(None, spec, MlcEngine.Options(device="cpu", model_lib=str(lib)))  # type: ignore[arg-type]
+    engine.load()
+    try:
+        info = engine.build_info()
+    finally:
+        engine.close()
+    assert info["model_lib"] == str(lib.resolve())
+    assert info["model_lib_sha256"] == hashlib.sha256(b"compiled model").hexdigest()
 
 
 def test_every_repetition_is_prefilled_in_full(mlc_double: Path) -> None:
@@ -237,3 +281,28 @@ def test_a_run_through_the_double_records_mlc_numbers(mlc_double: Path, tmp_path
         # The run counted the longest prompt, then ran each prompt twice: MLC still
         # prefilled every prompt token of every trial.
         assert r["engine_timings"]["prefill_tokens"] == r["input_tokens"]
+
+
+def test_mlc_chunks_are_counted_as_tokens_and_otps_has_no_chunk_bias(
+    mlc_double: Path, tmp_path: Path
+) -> None:
+    options = f'options = {{model = "{mlc_double}", device = "cpu"}}'
+    scenario = write_scenario(tmp_path, SCENARIO.format(options=options))
+    out = tmp_path / "run"
+    assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
+    run = devicelab.load_run(out)
+    assert run.records
+    for rec in run.records:
+        ms = run.token_times(rec)
+        # 8 tokens in 7 chunks: the held-back "<" shares the first chunk's arrival.
+        assert len(ms) == rec.measures.output_tokens == 8
+        assert ms[0] == ms[1] < ms[2] and len(set(ms)) == 7
+        assert rec.measures.tokens_batched is True
+        # 6 tokens came after the first arrival, over the 6 gaps between arrivals; counting
+        # chunks (7 of them, 7 intervals by usage) read ~1/(n - 2) high.
+        span_s = (ms[-1] - ms[0]) / 1000
+        assert rec.measures.otps == pytest.approx(6 / span_s, rel=1e-3)
+        # Every arrival after the first carried one token: the gaps are real ITLs.
+        gaps = [b - a for a, b in itertools.pairwise(ms[1:])]
+        assert rec.measures.itl_max_ms == pytest.approx(max(gaps), abs=0.01)
+        assert rec.measures.tpot_ms == pytest.approx((ms[-1] - ms[0]) / 6, abs=0.01)

@@ -26,6 +26,7 @@ from devicelab_openai import OpenAIEngine
 from wordsplugin import free_port, run_cli, write_scenario
 
 from devicelab import GenerationRequest, Message, ModelError, ModelSpec, TokenStream
+from devicelab import _tokens as tokens
 from devicelab._metrics import speed
 from devicelab._prefill import prefix_cached
 from devicelab._rundir import TRIALS, read_jsonl
@@ -233,9 +234,12 @@ def test_usage_and_server_timings_are_kept() -> None:
     finally:
         httpd.shutdown()
         httpd.server_close()
-    assert stream.count == 3 and result.text == "abc"
+    assert result.text == "abc"
     # The server's usage counts win over the chunks seen.
     assert (result.input_tokens, result.output_tokens) == (17, 6)
+    # It has no tokenizer to count each chunk's tokens: the stream says they came in
+    # batches, and the chunks are not passed off as tokens.
+    assert stream.count == 3 and stream.batched is True
     assert result.engine_timings == {"prefill_tokens_per_s": 120.5, "ttft_s": 0.14}
     assert result.finish_reason == "length"
 
@@ -428,3 +432,71 @@ def test_a_server_reusing_the_prompt_is_caught(llama_cpp_server: str) -> None:
     assert prefix_cached(first.input_tokens, first.prefilled_tokens) is False
     assert second.prefilled_tokens == 1  # only the last prompt token was evaluated again
     assert prefix_cached(second.input_tokens, second.prefilled_tokens) is True
+
+
+def test_stop_sequences_are_sent_to_the_server_and_honoured(llama_cpp_server: str) -> None:
+    engine = engine_for(llama_cpp_server)
+    engine.load()
+    messages = [Message("user", "Answer.")]
+    # The double ignores "stop" and streams "ab": the answer is still cut where "b" begins.
+    r = engine.generate(GenerationRequest(messages, max_tokens=2, stop=("b", "\n")), TokenStream())
+    assert r.text == "a"
+    r = engine.generate(GenerationRequest(messages, max_tokens=2), TokenStream())
+    assert r.text == "ab"
+    sent = [b for p, b in _LlamaCppServer.requests if p == "/v1/chat/completions"]
+    assert sent[0]["stop"] == ["b", "\n"] and "stop" not in sent[1]
+
+
+class _TwoPerEventServer(http.server.BaseHTTPRequestHandler):
+    """A llama.cpp-like server (``/tokenize``: one token a character) that streams two tokens
+    per event, 20 ms apart, and counts them in its final ``usage``."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/tokenize":
+            reply = json.dumps({"tokens": [ord(c) for c in body["content"]]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for piece in ("ab", "cd", "ef", "gh"):
+            chunk = {"choices": [{"delta": {"content": piece}, "finish_reason": None}]}
+            self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            self.wfile.flush()
+            time.sleep(0.02)
+        usage = {"prompt_tokens": 5, "completion_tokens": 8}
+        self.wfile.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
+        self.wfile.write(b"data: [DONE]\n\n")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_server_streaming_several_tokens_per_event_is_counted_per_token() -> None:
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), _TwoPerEventServer)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        engine = engine_for(f"http://127.0.0.1:{httpd.server_port}/v1")
+        stream = TokenStream()
+        request = GenerationRequest([Message("user", "hi")], max_tokens=8)
+        result = engine.generate(request, stream)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.text == "abcdefgh" and result.output_tokens == 8
+    # Eight tokens, two at each of four arrivals: each event's time is its tokens' time.
+    times = stream.token_times
+    assert stream.count == 8 and len(set(times)) == 4
+    assert all(times[i] == times[i + 1] for i in range(0, 8, 2))
+    m = tokens.measures(tokens.offsets_ms(stream.t_sent or 0.0, times, None))
+    assert m["tokens_batched"] is True and m["itl_p50_ms"] is None and m["itl_max_ms"] is None
+    # OTPS counts the six tokens after the first arrival over the time they took, not
+    # seven chunk "intervals" or three events.
+    s = speed(stream.t_sent or 0.0, times, 5, 8)
+    assert s.otps == pytest.approx(6 / (times[-1] - times[0]))

@@ -112,6 +112,35 @@ def test_telemetry_summarised_per_trial(tmp_path: Path) -> None:
     assert count == [(3,)]
 
 
+def test_token_times_get_a_table_keyed_by_run_and_trial(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(GATES / "reps3", run)
+    ids = [str(r["trial_id"]) for r in _records("reps3")]
+    lines = [
+        {"trial_id": ids[0], "batched": False, "ms": [50.0, 60.5, 71.25]},
+        {"trial_id": ids[1], "batched": True, "ms": [40.0, 40.0, 55.0]},
+        {"trial_id": ids[0], "batched": False, "ms": [51.0, 61.0]},  # run again: it wins
+        {"trial_id": "not-a-trial-of-the-run", "batched": False, "ms": [1.0]},
+    ]
+    (run / "tokens.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    db = tmp_path / "lab.duckdb"
+    with open_store(db) as store:
+        store.ingest(run)
+        store.ingest(run)  # again: replaced, not doubled
+        rows = store.query(
+            "SELECT trial_id, batched, n, ms FROM tokens WHERE run_id = ? ORDER BY trial_id",
+            [_records("reps3")[0]["run_id"]],
+        ).rows
+        # Per-token percentiles straight from the table, with the record's columns.
+        joined = store.query(
+            "SELECT count(*) FROM tokens JOIN trials USING (run_id, trial_id)"
+        ).rows
+    assert sorted(rows) == sorted(
+        [(ids[0], False, 2, [51.0, 61.0]), (ids[1], True, 3, [40.0, 40.0, 55.0])]
+    )
+    assert joined == [(2,)]
+
+
 def test_ingest_is_idempotent(tmp_path: Path) -> None:
     db = tmp_path / "lab.duckdb"
     with open_store(db) as store:
@@ -193,7 +222,7 @@ def test_migrates_a_first_version_database(tmp_path: Path) -> None:
         verdict = store.query("SELECT verdict, verdict_at, verdict_note FROM runs").rows
         store.ingest(GATES / "slower10")
     assert version == [(SCHEMA_VERSION,)]
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     # The columns v1 did not have are filled from the stored records.
     assert row[0][:2] == (record["otps"], record["model"])
     assert row[0][2] is not None
@@ -217,7 +246,7 @@ def test_migrates_a_second_version_database_keeping_verdicts(tmp_path: Path) -> 
     with open_store(db) as store:
         rows = store.query("SELECT run_id, verdict, verdict_at FROM runs ORDER BY run_id").rows
         version = store.query("SELECT max(version) FROM schema_version").rows
-    assert version == [(3,)]
+    assert version == [(SCHEMA_VERSION,)]
     # Verdicts written by hand are read as the commands write them; anything else is dropped.
     assert rows == [("a", "accepted", None), ("b", "rejected", None), ("c", None, None)]
 
@@ -436,7 +465,7 @@ def test_a_step_is_found_at_60_runs() -> None:
 
 
 def test_one_low_last_run_is_provisional_not_a_change() -> None:
-    from devicelab_store.history import CONFIRM_RUNS, change_points
+    from devicelab import CONFIRM_RUNS, change_points
 
     bench = _scores()
     (last,) = [k for k in bench.KINDS if k.last_low]
@@ -671,6 +700,13 @@ def test_run_db_stores_each_trial_as_it_finishes(
     lines = (out / "telemetry.jsonl").read_text().splitlines()
     assert samples == [(sum(json.loads(line)["trial_id"] in written for line in lines),)]
     assert f"stored run {run.run_id} ({len(written)} trials) in {db}" in capsys.readouterr().err
+    # Each trial's token times went in with it: the same offsets as tokens.jsonl.
+    with open_store(db) as store:
+        kept = store.query("SELECT trial_id, n, ms FROM tokens ORDER BY trial_id").rows
+    from_file = {json.loads(line)["trial_id"]: json.loads(line)["ms"] for line in
+                 (out / "tokens.jsonl").read_text().splitlines()}  # fmt: skip
+    assert [t for t, _, _ in kept] == sorted(written)
+    assert all(n == len(ms) == len(from_file[t]) and ms == from_file[t] for t, n, ms in kept)
 
 
 @pytest.mark.usefixtures("words_installed")
@@ -708,7 +744,7 @@ def test_a_store_that_fails_never_fails_the_run(
 
 @pytest.mark.usefixtures("words_installed")
 def test_an_interrupted_run_is_stored_as_far_as_it_got_and_resumes(
-    tmp_path: Path, words_scenario: Callable[..., Path]
+    tmp_path: Path, words_scenario: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     from wordsplugin import WordEngine
 
@@ -718,8 +754,26 @@ def test_an_interrupted_run_is_stored_as_far_as_it_got_and_resumes(
     assert run_cli(["run", path, "--out", str(out), "--db", db]) == 130
     run_id = json.loads((out / "run.json").read_text())["run_id"]
     assert _counts(Path(db)) == {run_id: len(_trial_ids(out))} == {run_id: 2}
+    capsys.readouterr()
     assert run_cli(["run", path, "--out", str(out), "--db", db, "--resume"]) == 0
     assert _counts(Path(db)) == {run_id: len(_trial_ids(out))} == {run_id: 8}
+    # The resumed run loads the model again: its load's samples replace the first ones.
+    assert "failed in devicelab_trial_finished" not in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("words_installed")
+def test_a_ctrl_c_that_lands_in_a_store_write_stops_the_run(
+    tmp_path: Path, words_scenario: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DuckDB turns a SIGINT during a query into an error of its own; the run must still stop
+    # as on any Ctrl-C, not warn and go on.
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("Query interrupted")  # what duckdb 1.x raises
+
+    monkeypatch.setattr(DuckDBStore, "ingest_trial", interrupted)
+    out, db = tmp_path / "run", str(tmp_path / "lab.duckdb")
+    assert run_cli(["run", str(words_scenario()), "--out", str(out), "--db", db]) == 130
+    assert len(_trial_ids(out)) == 1  # the trial being stored is kept in the run directory
 
 
 # --- accept, reject, and gates against the database ------------------------------------------

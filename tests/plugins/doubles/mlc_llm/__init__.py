@@ -12,10 +12,13 @@ It runs no model, but keeps what a real build does with prompts (REFERENCE.md, "
 - prompts are built as MLC builds them: ``engine.conv_template`` (a copy per request) takes
   the system message and turns, ``as_prompt(model_config)`` gives text parts that
   ``engine.tokenizer`` encodes (one token a character here);
-- ``usage.extra`` has exactly the keys seen on a real build; streamed chunks carry two tokens
-  each, so ``usage.completion_tokens`` differs from the number of chunks.
+- ``usage.extra`` has exactly the keys seen on a real build; streamed chunks carry one token
+  each, but the first token ``<`` is held back (it could start ``<|im_end|>``) and streamed
+  with the second in one chunk, as a real build does, so ``usage.completion_tokens`` is one
+  more than the number of chunks. Tokens are produced ``1 / DECODE_TOKENS_PER_S`` apart.
 """
 
+import time
 from types import SimpleNamespace
 
 from .protocol.conversation_protocol import Conversation
@@ -91,7 +94,7 @@ class MLCEngine:
         prompt_tokens = len(tokens)
         prefill_tokens = self._prefill(tokens)
         self.requests.append((prompt_tokens, prefill_tokens))
-        text = ("one two three four five six seven eight nine ten " * 4)[:max_tokens]
+        text = ("<one two three four five six seven eight nine ten " * 4)[:max_tokens]
         usage = SimpleNamespace(
             prompt_tokens=prompt_tokens,
             completion_tokens=len(text),
@@ -120,8 +123,10 @@ class MLCEngine:
         return self._stream(text, usage if include_usage else None)
 
     def _stream(self, text, usage):
-        pieces = [text[i : i + 2] for i in range(0, len(text), 2)]
+        # One token a character; the held-back "<" goes out with the token after it.
+        pieces = [text[:2], *text[2:]] if text.startswith("<") else list(text)
         for i, piece in enumerate(pieces):
+            time.sleep(len(piece) / DECODE_TOKENS_PER_S / 10)
             finish = "length" if i == len(pieces) - 1 else None
             delta = SimpleNamespace(role="assistant", content=piece)
             yield SimpleNamespace(
