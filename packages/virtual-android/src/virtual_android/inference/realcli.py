@@ -180,23 +180,33 @@ def run_host_binary(ctx: CommandContext, binary: Path) -> int:
             cwd=work,
             env=_HOST_ENV,
         )
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        pumps = [
-            threading.Thread(target=pump_stdin, args=(ctx, proc.stdin), daemon=True),
-            threading.Thread(target=pump_out, args=(proc.stdout, ctx.write), daemon=True),
-            threading.Thread(target=pump_log, args=(proc.stderr, ctx.error, rewrite), daemon=True),
-        ]
-        for pump in pumps:
-            pump.start()
-        try:
-            status = wait_process(ctx, proc)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for pump in pumps[1:]:
-                pump.join(timeout=5)
-        return status
+        return run_piped(ctx, proc, rewrite)
+
+
+def run_piped(
+    ctx: CommandContext,
+    proc: subprocess.Popen[bytes],
+    rewrite: dict[str, str],
+    rss: Callable[[int], int | None] | None = None,
+) -> int:
+    """Pump the phone's stdin into ``proc`` and its output (stderr with ``rewrite``) to the
+    phone's streams until it exits; killed if the wait ends first (an interrupt, a kill)."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    pumps = [
+        threading.Thread(target=pump_stdin, args=(ctx, proc.stdin), daemon=True),
+        threading.Thread(target=pump_out, args=(proc.stdout, ctx.write), daemon=True),
+        threading.Thread(target=pump_log, args=(proc.stderr, ctx.error, rewrite), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    try:
+        return wait_process(ctx, proc, rss)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pump in pumps[1:]:
+            pump.join(timeout=5)
 
 
 def wait_process(

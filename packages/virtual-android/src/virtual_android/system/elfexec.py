@@ -43,7 +43,7 @@ from pathlib import Path
 from ..device import VirtualS24
 from ..fs.filesystem import FsError
 from ..inference.llm import NotGGUFError, materialize_gguf
-from ..inference.realcli import allowed_binary, pump_log, pump_out, pump_stdin, wait_process
+from ..inference.realcli import allowed_binary, run_piped
 from ..shell.interpreter import CommandContext, CommandHandler
 
 log = logging.getLogger(__name__)
@@ -169,23 +169,7 @@ def _run(ctx: CommandContext) -> int:
             env={},
             preexec_fn=_limits,
         )
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        pumps = [
-            threading.Thread(target=pump_stdin, args=(ctx, proc.stdin), daemon=True),
-            threading.Thread(target=pump_out, args=(proc.stdout, ctx.write), daemon=True),
-            threading.Thread(target=pump_log, args=(proc.stderr, ctx.error, {}), daemon=True),
-        ]
-        for pump in pumps:
-            pump.start()
-        try:
-            status = wait_process(ctx, proc, _tree_rss_kb)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for pump in pumps[1:]:
-                pump.join(timeout=5)
-        return status
+        return run_piped(ctx, proc, {}, _tree_rss_kb)
 
 
 def _limits() -> None:
