@@ -4,11 +4,12 @@ devicelab.testing.run_scenario take, from a scenario file to summary.json."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from wordsplugin import WordsPlugin
+from wordsplugin import WordEngine, WordsPlugin
 
 import devicelab
 from devicelab import Plan, RunDir, RunOutcome, ScenarioError, UsageError
@@ -128,6 +129,24 @@ def test_ctrl_c_closes_the_run_keeps_its_trials_and_tells_the_hooks(
     # The trial is kept: a resumed run does only the rest.
     result = run_pipeline(words_scenario(), registry, out=out, resume=True)
     assert result.outcome.skipped == 1 and len(result.outcome.records) == 16
+
+
+def test_a_ctrl_c_the_engine_swallows_still_stops_the_run_and_keeps_the_finished_trials(
+    words_scenario: Callable[..., Path],
+    registry: Registry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(WordEngine, "swallowed", False)
+    out = tmp_path / "run"
+    with pytest.raises(RunInterrupted) as stop:
+        run_pipeline(words_scenario(model="swallow-ctrl-c"), registry, out=out)
+    # The third trial's attempt heard the Ctrl-C: it is neither kept nor retried.
+    assert stop.value.kept == 2
+    assert len((out / "trials.jsonl").read_text().splitlines()) == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    result = run_pipeline(words_scenario(model="swallow-ctrl-c"), registry, out=out, resume=True)
+    assert result.outcome.skipped == 2 and len(result.data.records) == 17
 
 
 def test_the_run_directory_records_the_provenance_it_is_given(

@@ -5,7 +5,9 @@ A module of its own (not conftest.py) so test files can import it by a unique na
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import textwrap
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +36,7 @@ class WordEngine(Engine):
     the same door as llama.cpp, without the model's seconds. Behaviour is steered by the
     model name: ``fail-load``, ``fail-trial`` (every 2nd generate raises), ``slow`` (sleeps
     past any short timeout), ``interrupt`` (Ctrl-C on the 3rd generate, once per process),
-    ``lost-once`` (every odd generate loses the device), ``cached`` (a prefix cache: a prompt
+    ``swallow-ctrl-c`` (the same, but the engine drops it, as a ctypes callback does), ``lost-once`` (every odd generate loses the device), ``cached`` (a prefix cache: a prompt
     seen before reports 1 prefilled token).
     """
 
@@ -42,6 +44,7 @@ class WordEngine(Engine):
     device_kinds = ("host", "flaky")
     loads = 0
     interrupted = False
+    swallowed = False
     generations = 0  # every generate of every instance (HotCollector's cap follows it)
 
     @dataclass(frozen=True)
@@ -77,6 +80,11 @@ class WordEngine(Engine):
         if self.model.name == "interrupt" and self.calls == 3 and not WordEngine.interrupted:
             WordEngine.interrupted = True
             raise KeyboardInterrupt
+        if self.model.name == "swallow-ctrl-c" and self.calls == 3 and not WordEngine.swallowed:
+            WordEngine.swallowed = True
+            # What ctypes does with an exception raised inside a callback: drops it.
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
         if self.model.name == "fail-trial" and self.calls % 2 == 0:
             raise RuntimeError("engine crashed")
         if self.model.name == "lost-once" and self.calls % 2 == 1:
@@ -217,6 +225,7 @@ class WordsPlugin:
             "fail-trial",
             "slow",
             "interrupt",
+            "swallow-ctrl-c",
             "lost-once",
             "cached",
         ):

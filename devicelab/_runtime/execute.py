@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from .._executor import Reporter, RunOutcome
 from .._rundir import RunDir
+from .interrupt import check
 from .plan import Plan, Trial
 from .schedule import Schedule
 from .session import DeviceSession
@@ -27,6 +28,7 @@ def execute(plan: Plan, run: RunDir, reporter: Reporter | None = None) -> RunOut
     try:
         session.open()
         for trial in _in_turn(schedule, todo, rep):
+            check()
             try:
                 result = session.run_trial(trial)
             finally:

@@ -25,6 +25,7 @@ from .._registry import Registry
 from .._rundir import RunData, RunDir, default_run_dir, load_run
 from .._scenario import Scenario
 from .._stopping import Stop, with_stops
+from .interrupt import watching
 from .materialise import materialise
 from .plan import Plan
 from .resolve import load_and_resolve
@@ -108,7 +109,8 @@ def run_pipeline(
     run_hooks.started(rundir, plan.scenario, store_target(plan.scenario, db))
     outcome: RunOutcome | None = None
     try:
-        outcome = runner.run(plan, rundir, rep)
+        with watching():
+            outcome = runner.run(plan, rundir, rep)
     except KeyboardInterrupt:
         rep.finish()
         raise RunInterrupted(path, len(rundir.done_trial_ids())) from None

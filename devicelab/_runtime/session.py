@@ -43,6 +43,7 @@ from .._record import FIELDS, Attempts, Measures, Quality, Thermal, TrialRecord
 from .._registry import Registry
 from .._rundir import now_iso
 from .._telemetry import Sampler
+from . import interrupt
 from .materialise import materialise
 from .plan import Plan, ResolvedModel, Trial
 from .prompts import PromptKey, build_prompts, completion_text
@@ -198,6 +199,7 @@ class DeviceSession:
         assert self.device is not None and self.sampler is not None, "open() first"
         if self._model is not trial.model:
             self._load(trial.model)
+            interrupt.check()  # llama.cpp's log callback drops a Ctrl-C during a load
         identity = dataclasses.replace(
             self.plan.identity(trial, self.run_id, self.device_label, self.info),
             provenance=self._provenance_key,
@@ -258,6 +260,7 @@ class DeviceSession:
         while True:
             n += 1
             result = self._attempt(trial, prompt, n)
+            interrupt.check()  # a Ctrl-C the attempt swallowed: it is not kept, nor retried
             if result.lost is not None:
                 lost.append(f"attempt {n}: {result.lost}")
                 if len(lost) > sc.retries:
