@@ -152,6 +152,20 @@ def test_app_killed_mid_answer_is_a_device_fault_and_the_app_comes_back(
         engine.close()
 
 
+def test_an_app_left_on_its_chat_by_an_earlier_run_is_loaded_again(phone: AndroidDevice) -> None:
+    first = AppEngine(phone, smollm2(), AppEngine.Options(app="mlcchat"))
+    first.load()
+    first.close()  # the app stays on its chat screen, as after a run or a Ctrl-C
+    assert phone.pids(MLC)
+    again = AppEngine(phone, smollm2(), AppEngine.Options(app="mlcchat"))
+    try:
+        again.load()
+        result = again.generate(request(4), TokenStream(deadline=time.perf_counter() + 60))
+        assert result.output_tokens >= 1
+    finally:
+        again.close()
+
+
 def test_a_reboot_mid_answer_loses_the_ui_server_and_the_app_is_measured_after_it(
     phone: AndroidDevice,
 ) -> None:
