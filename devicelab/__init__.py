@@ -75,6 +75,7 @@ from ._runtime.schedule import Schedule
 from ._runtime.session import DeviceSession, TrialOutput
 from ._stops import StopCutter, find_stop, stop_at
 from ._tokens import chunk_counts, recounted
+from ._toml import TOMLDecodeError, read_toml
 
 __version__ = "0.1.0"
 
@@ -130,6 +131,7 @@ __all__ = [
     "Schedule",
     "Scored",
     "StopCutter",
+    "TOMLDecodeError",
     "Task",
     "TaskPrompt",
     "Thermal",
@@ -154,6 +156,7 @@ __all__ = [
     "open_engine",
     "parse_options",
     "provenance_differences",
+    "read_toml",
     "recounted",
     "sha256_file",
     "stop_at",

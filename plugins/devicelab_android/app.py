@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import http.client
 import re
-import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
@@ -40,11 +39,6 @@ from devicelab import (
 from .adb import adbutils_module
 from .device import AndroidDevice
 from .llamacli import HostTokenizer, host_tokenizer
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 APPS = Path(__file__).parent / "apps"
 SELECTOR_KEYS = {
@@ -97,8 +91,8 @@ def load_profile(ref: str) -> AppProfile:
             "profile TOML."
         )
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
+        data = devicelab.read_toml(path)
+    except devicelab.TOMLDecodeError as exc:
         raise ScenarioError(f"app profile {path}: not valid TOML: {exc}") from None
     app = data.get("app", {})
     for key in ("name", "package"):
