@@ -31,7 +31,6 @@ from ._api import (
     Value,
     cache_dir,
     is_gguf,
-    parse_options,
 )
 from ._changes import CONFIRM_RUNS, MAX_PVALUE, WINDOW, ChangePoint, change_points
 from ._engines import open_engine
@@ -52,6 +51,7 @@ from ._errors import (
 )
 from ._executor import Executor, Reporter, RunOutcome
 from ._hookspecs import hookimpl
+from ._options import parse_options
 from ._plugins import get_registry as load_plugins
 from ._provenance import differences as provenance_differences
 from ._provenance import sha256_file

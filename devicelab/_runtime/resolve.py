@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._api import DeviceType, Document, ModelSpec, Task, is_gguf, parse_options
+from .._api import DeviceType, Document, ModelSpec, Task, is_gguf
 from .._catalogue import cached_info, needs_ensure
 from .._corpus import load_corpus
 from .._errors import (
@@ -25,6 +25,7 @@ from .._errors import (
     ScenarioError,
     UsageError,
 )
+from .._options import parse_options
 from .._quantize import plan_quant
 from .._registry import Registry, closest
 from .._scenario import Scenario, load_scenario, parse_scenario

@@ -29,7 +29,6 @@ from devicelab import (
     EngineError,
     GenerationRequest,
     GenerationResult,
-    Message,
     ModelSpec,
     ScenarioError,
     TokenStream,
@@ -38,7 +37,7 @@ from devicelab import (
 
 from .adb import adbutils_module
 from .device import AndroidDevice
-from .llamacli import HostTokenizer, host_tokenizer
+from .llamacli import HostTokens, host_tokenizer
 
 APPS = Path(__file__).parent / "apps"
 SELECTOR_KEYS = {
@@ -285,7 +284,7 @@ def server_gone(exc: BaseException) -> bool:
     return False
 
 
-class AppEngine(Engine):
+class AppEngine(HostTokens, Engine):
     """A model inside an app, measured through the app's UI."""
 
     name = "app"
@@ -303,7 +302,6 @@ class AppEngine(Engine):
     def __init__(self, device: devicelab.Device, model: ModelSpec, options: Any) -> None:
         super().__init__(device, model, options)
         self.profile = load_profile(options.app)
-        self._tok: HostTokenizer | None = None
         self._u2: Any = None
         # Set by a device fault: the next trial connects to the UI server anew first.
         self._stale = False
@@ -356,23 +354,8 @@ class AppEngine(Engine):
         self._stale = True
         return DeviceLostError(reason)
 
-    @property
-    def tok(self) -> Engine:
-        if self._tok is None:
-            raise devicelab.DevicelabError("the engine is not loaded")
-        return self._tok.engine
-
     def context_window(self) -> int:
         return 4096
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.tok.tokenize(text)
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return self.tok.detokenize(tokens)
-
-    def prompt_tokens(self, messages: Sequence[Message]) -> int:
-        return self.tok.prompt_tokens(messages)
 
     def _hierarchy(self) -> ET.Element:
         return ET.fromstring(self._u2.dump_hierarchy(compressed=False))
@@ -509,6 +492,4 @@ class AppEngine(Engine):
         )
 
     def close(self) -> None:
-        if self._tok is not None:
-            self._tok.close()
-            self._tok = None
+        self.close_tokens()
