@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from wordsplugin import BUILTINS, run_cli
+from wordsplugin import BUILTINS, install_plugin, run_cli
 
 from devicelab import _plugins as plugin_manager
 from devicelab._errors import PluginError
@@ -47,15 +47,9 @@ TOY_PLUGIN = textwrap.dedent(
 
 
 @pytest.fixture
-def toy_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def toy_installed(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Install the toy quantiser as a plugin; the cache goes to a tmp dir. Returns the cache."""
-    site = tmp_path / "site"
-    info = site / "devicelab_toyq-0.1.dist-info"
-    info.mkdir(parents=True)
-    (site / "toyquant.py").write_text(TOY_PLUGIN)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: devicelab-toyq\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[devicelab]\ntoyq = toyquant\n")
-    monkeypatch.syspath_prepend(str(site))
+    install_plugin(site, "toyq", TOY_PLUGIN, dist="devicelab_toyq", module="toyquant")
     monkeypatch.setenv("DEVICELAB_PLUGINS", f"{BUILTINS},toyq")
     cache = tmp_path / "cache"
     monkeypatch.setenv("DEVICELAB_CACHE", str(cache))

@@ -17,7 +17,7 @@ import http.client
 import re
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,11 +162,24 @@ _ATTR = {
 }  # fmt: skip
 
 
-_MATCHES = {
-    "textMatches": "text",
-    "classNameMatches": "class",
-    "descriptionMatches": "content-desc",
-    "resourceIdMatches": "resource-id",
+def _contains(have: str, want: str) -> bool:
+    return want in have
+
+
+def _fullmatch(have: str, want: str) -> bool:
+    return re.fullmatch(want, have) is not None
+
+
+# The keys that compare a node attribute other than by equality: the attribute and the test.
+_TESTS: dict[str, tuple[str, Callable[[str, str], bool]]] = {
+    "textContains": ("text", _contains),
+    "textStartsWith": ("text", str.startswith),
+    "descriptionContains": ("content-desc", _contains),
+    "descriptionStartsWith": ("content-desc", str.startswith),
+    "textMatches": ("text", _fullmatch),
+    "classNameMatches": ("class", _fullmatch),
+    "descriptionMatches": ("content-desc", _fullmatch),
+    "resourceIdMatches": ("resource-id", _fullmatch),
 }
 _FLAGS = ("enabled", "clickable", "focused", "selected", "checked")
 
@@ -182,20 +195,9 @@ def matches(node: ET.Element, selector: Mapping[str, Any]) -> bool:
         if key in _ATTR:
             if a.get(_ATTR[key], "") != want:
                 return False
-        elif key == "textContains":
-            if want not in a.get("text", ""):
-                return False
-        elif key == "textStartsWith":
-            if not a.get("text", "").startswith(want):
-                return False
-        elif key == "descriptionContains":
-            if want not in a.get("content-desc", ""):
-                return False
-        elif key == "descriptionStartsWith":
-            if not a.get("content-desc", "").startswith(want):
-                return False
-        elif key in _MATCHES:
-            if not re.fullmatch(want, a.get(_MATCHES[key], "")):
+        elif key in _TESTS:
+            attr, test = _TESTS[key]
+            if not test(a.get(attr, ""), want):
                 return False
         elif key in _FLAGS and (a.get(key) == "true") != bool(want):
             return False

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -193,10 +193,45 @@ def test_missing_base_url_is_a_usage_error(
 
 
 class _QuietHandler(http.server.BaseHTTPRequestHandler):
-    """A fake server's handler: its requests are not logged to the test's output."""
+    """A fake server's handler: JSON replies and server-sent event streams; its requests are
+    not logged to the test's output."""
 
     def log_message(self, *args: object) -> None:
         pass
+
+    def _reply(self, obj: object) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _stream(
+        self, chunks: Sequence[object], *, before: bytes = b"", pause_s: float = 0.0
+    ) -> None:
+        """The chunks as events (each after ``before``, a comment line, say), ``pause_s``
+        apart, then ``[DONE]``."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for chunk in chunks:
+            self.wfile.write(before + b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            if pause_s:
+                self.wfile.flush()
+                time.sleep(pause_s)
+        self.wfile.write(b"data: [DONE]\n\n")
+
+
+def _deltas(pieces: Iterable[str], finish: str | None = "length") -> list[dict[str, object]]:
+    """A completion's content chunks, one a piece, and (unless ``finish`` is None) the chunk
+    that says why it stopped."""
+    chunks: list[dict[str, object]] = [
+        {"choices": [{"delta": {"content": p}, "finish_reason": None}]} for p in pieces
+    ]
+    if finish is not None:
+        chunks.append({"choices": [{"delta": {}, "finish_reason": finish}]})
+    return chunks
 
 
 @contextlib.contextmanager
@@ -229,19 +264,9 @@ class _MLCStyleServer(_QuietHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        chunks: list[dict[str, object]] = [
-            {"choices": [{"delta": {"content": w}, "finish_reason": None}]} for w in "abc"
-        ]
-        chunks.append({"choices": [{"delta": {}, "finish_reason": "length"}]})
         usage: dict[str, object] = {"prompt_tokens": 17, "completion_tokens": 6, "total_tokens": 23}
         usage["extra"] = {"prefill_tokens_per_s": 120.5, "ttft_s": 0.14, "note": "x"}
-        chunks.append({"choices": [], "usage": usage})
-        for chunk in chunks:
-            self.wfile.write(b": ping\n\ndata: " + json.dumps(chunk).encode() + b"\n\n")
-        self.wfile.write(b"data: [DONE]\n\n")
+        self._stream([*_deltas("abc"), {"choices": [], "usage": usage}], before=b": ping\n\n")
 
 
 def test_usage_and_server_timings_are_kept() -> None:
@@ -324,14 +349,6 @@ class _LlamaCppServer(_QuietHandler):
     slot: ClassVar[list[int]] = []
     requests: ClassVar[list[tuple[str, dict[str, Any]]]] = []
 
-    def _reply(self, obj: object) -> None:
-        body = json.dumps(obj).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_GET(self) -> None:
         if self.path == "/props":
             # llama.cpp's server names its build here (b<number>-<commit>) since mid-2025.
@@ -372,13 +389,6 @@ class _LlamaCppServer(_QuietHandler):
                 cached += 1
         type(self).slot[:] = tokens
         prompt_n = max(len(tokens) - cached, 1)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        chunks: list[dict[str, object]] = [
-            {"choices": [{"delta": {"content": w}, "finish_reason": None}]} for w in "ab"
-        ]
-        chunks.append({"choices": [{"delta": {}, "finish_reason": "length"}]})
         timings = {
             "cache_n": len(tokens) - prompt_n,
             "prompt_n": prompt_n,
@@ -387,10 +397,7 @@ class _LlamaCppServer(_QuietHandler):
             "predicted_per_second": 50.0,
         }
         usage = {"prompt_tokens": len(tokens), "completion_tokens": 2}
-        chunks.append({"choices": [], "usage": usage, "timings": timings})
-        for chunk in chunks:
-            self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        self.wfile.write(b"data: [DONE]\n\n")
+        self._stream([*_deltas("ab"), {"choices": [], "usage": usage, "timings": timings}])
 
 
 @pytest.fixture
@@ -457,24 +464,11 @@ class _TwoPerEventServer(_QuietHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path == "/tokenize":
-            reply = json.dumps({"tokens": [ord(c) for c in body["content"]]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+            self._reply({"tokens": [ord(c) for c in body["content"]]})
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        for piece in ("ab", "cd", "ef", "gh"):
-            chunk = {"choices": [{"delta": {"content": piece}, "finish_reason": None}]}
-            self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            self.wfile.flush()
-            time.sleep(0.02)
         usage = {"prompt_tokens": 5, "completion_tokens": 8}
-        self.wfile.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
-        self.wfile.write(b"data: [DONE]\n\n")
+        chunks = [*_deltas(("ab", "cd", "ef", "gh"), finish=None), {"choices": [], "usage": usage}]
+        self._stream(chunks, pause_s=0.02)
 
 
 def test_a_server_streaming_several_tokens_per_event_is_counted_per_token() -> None:
