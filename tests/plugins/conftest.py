@@ -22,6 +22,12 @@ if str(_PLUGINS) not in sys.path:
 
 
 @pytest.fixture
+def virtual_llama_cli() -> Path:
+    """The virtual S24's llama-cli (a script the phone answers as llama.cpp's CLI would)."""
+    return VIRTUAL_LLAMA_CLI
+
+
+@pytest.fixture
 def phone_scenario(tmp_path: Path) -> Callable[..., Path]:
     """Writes a scenario of QA trials by the Android llama.cpp engine on a phone (the virtual
     S24 unless ``device`` is given) through ``binary``, with 4 output tokens; the other keys

@@ -1,16 +1,18 @@
 """Fixtures of the Android plugin's tests: a virtual S24 opened as an Android device, the model
-its engines load, its apps' engines, a token stream that hurts the phone mid-answer, and
+its engines load, its llama-cli and apps' engines, a token stream that hurts the phone mid-answer, and
 MLCChat's answers capped on the virtual phones a run starts."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import adbutils
 import pytest
 from devicelab_android.app import AppEngine
 from devicelab_android.device import AndroidDevice, AndroidType
+from devicelab_android.llamacli import LlamaCliEngine
 from devicelab_virtual import VirtualType
 from devicelab_virtual.launch import make_virtual_s24
 from virtual_android import apps_of
@@ -57,6 +59,19 @@ def capped_mlcchat(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
         monkeypatch.setattr(VirtualType, "open", open_capped)
 
     return cap
+
+
+@pytest.fixture
+def cli_engine(
+    phone: AndroidDevice, smollm2: ModelSpec, virtual_llama_cli: Path
+) -> Iterator[LlamaCliEngine]:
+    """The llama-cli engine on ``phone`` with the virtual S24's llama-cli, loaded (binary and
+    model pushed); closed after the test."""
+    engine = LlamaCliEngine(phone, smollm2, LlamaCliEngine.Options(binary=str(virtual_llama_cli)))
+    LlamaCliEngine.check_model(engine.model)
+    engine.load()
+    yield engine
+    engine.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import http.client
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from devicelab_android.app import AppEngine, server_gone
@@ -22,12 +21,9 @@ from devicelab import (
     EngineError,
     GenerationRequest,
     Message,
-    ModelSpec,
     TokenStream,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
-PLACEHOLDER = ROOT / "devices" / "virtual-s24" / "llama-cli"
 MLC = "ai.mlc.mlcchat"
 
 
@@ -82,20 +78,15 @@ def test_uids_of_proc_status_lines() -> None:
 
 
 def test_killed_llama_cli_is_a_device_fault_and_the_next_run_works(
-    phone: AndroidDevice, smollm2: ModelSpec
+    phone: AndroidDevice, cli_engine: LlamaCliEngine
 ) -> None:
-    engine = LlamaCliEngine(phone, smollm2, LlamaCliEngine.Options(binary=str(PLACEHOLDER)))
-    engine.load()
-    try:
-        # What Android's low-memory killer does to a native process: SIGKILL.
-        killer = when_running(phone, "llama-cli", "kill -9 {pid}")
-        with pytest.raises(DeviceLostError, match="llama-cli killed by signal 9"):
-            engine.generate(request(), TokenStream(deadline=time.perf_counter() + 60))
-        killer.join(timeout=5)
-        result = engine.generate(request(4), TokenStream(deadline=time.perf_counter() + 60))
-        assert result.output_tokens >= 1
-    finally:
-        engine.close()
+    # What Android's low-memory killer does to a native process: SIGKILL.
+    killer = when_running(phone, "llama-cli", "kill -9 {pid}")
+    with pytest.raises(DeviceLostError, match="llama-cli killed by signal 9"):
+        cli_engine.generate(request(), TokenStream(deadline=time.perf_counter() + 60))
+    killer.join(timeout=5)
+    result = cli_engine.generate(request(4), TokenStream(deadline=time.perf_counter() + 60))
+    assert result.output_tokens >= 1
 
 
 @pytest.mark.parametrize(

@@ -30,8 +30,6 @@ from devicelab import (
 )
 from devicelab._metrics import speed
 
-ROOT = Path(__file__).resolve().parents[3]
-PLACEHOLDER = ROOT / "devices" / "virtual-s24" / "llama-cli"
 HOSTILE = 'it\'s "$(touch /data/local/tmp/pwned)" `id`; echo pwned\nnext line'
 
 
@@ -78,38 +76,33 @@ def test_telemetry_streams_values_in_range(phone: AndroidDevice) -> None:
 
 
 def test_llama_cli_pushes_once_and_streams_real_tokens(
-    phone: AndroidDevice, smollm2: ModelSpec
+    phone: AndroidDevice, smollm2: ModelSpec, cli_engine: LlamaCliEngine, virtual_llama_cli: Path
 ) -> None:
-    engine = LlamaCliEngine(phone, smollm2, LlamaCliEngine.Options(binary=str(PLACEHOLDER)))
-    LlamaCliEngine.check_model(engine.model)
-    engine.load()
-    try:
-        adb = phone.require_adb()
-        model_remote = engine._remote(smollm2.path.name)  # type: ignore[union-attr]
-        assert not adb.push_if_changed(smollm2.path, model_remote)  # type: ignore[arg-type]
-        messages = [Message("user", HOSTILE)]
-        stream = TokenStream(deadline=time.perf_counter() + 60)
-        result = engine.generate(GenerationRequest(messages, max_tokens=6), stream)
-        assert 1 <= result.output_tokens <= 7 and result.text
-        assert result.engine_timings["prefill_tokens"] == result.input_tokens
-        # A new llama-cli per trial: its perf line proves the whole prompt was evaluated.
-        assert result.prefilled_tokens == result.input_tokens
-        assert result.engine_prefill_tps == result.engine_timings["prefill_tok_s"] > 0
-        s = speed(stream.t_sent or 0, stream.token_times, result.input_tokens, result.output_tokens)
-        assert s.ttft_s is not None and s.ttft_s > 0
-        assert adb.run(["ls", "/data/local/tmp/pwned"]).code != 0
-        # The phone's llama-cli says which llama.cpp it is (--version), and the binary that
-        # was pushed is named by its sha256.
-        assert engine.build_info() == {
-            "llama_cpp_version": virtual_cli.VERSION,
-            "llama_cpp_build": str(virtual_cli.BUILD_NUMBER),
-            "llama_cpp_commit": virtual_cli.COMMIT,
-            "compiler": virtual_cli.COMPILER,
-            "target": virtual_cli.TARGET,
-            "binary_sha256": hashlib.sha256(PLACEHOLDER.read_bytes()).hexdigest(),
-        }
-    finally:
-        engine.close()
+    engine = cli_engine
+    adb = phone.require_adb()
+    model_remote = engine._remote(smollm2.path.name)  # type: ignore[union-attr]
+    assert not adb.push_if_changed(smollm2.path, model_remote)  # type: ignore[arg-type]
+    messages = [Message("user", HOSTILE)]
+    stream = TokenStream(deadline=time.perf_counter() + 60)
+    result = engine.generate(GenerationRequest(messages, max_tokens=6), stream)
+    assert 1 <= result.output_tokens <= 7 and result.text
+    assert result.engine_timings["prefill_tokens"] == result.input_tokens
+    # A new llama-cli per trial: its perf line proves the whole prompt was evaluated.
+    assert result.prefilled_tokens == result.input_tokens
+    assert result.engine_prefill_tps == result.engine_timings["prefill_tok_s"] > 0
+    s = speed(stream.t_sent or 0, stream.token_times, result.input_tokens, result.output_tokens)
+    assert s.ttft_s is not None and s.ttft_s > 0
+    assert adb.run(["ls", "/data/local/tmp/pwned"]).code != 0
+    # The phone's llama-cli says which llama.cpp it is (--version), and the binary that
+    # was pushed is named by its sha256.
+    assert engine.build_info() == {
+        "llama_cpp_version": virtual_cli.VERSION,
+        "llama_cpp_build": str(virtual_cli.BUILD_NUMBER),
+        "llama_cpp_commit": virtual_cli.COMMIT,
+        "compiler": virtual_cli.COMPILER,
+        "target": virtual_cli.TARGET,
+        "binary_sha256": hashlib.sha256(virtual_llama_cli.read_bytes()).hexdigest(),
+    }
 
 
 def test_llama_cli_without_a_binary_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
