@@ -12,23 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 
 import adbutils
 from devicelab_android.adb import Adb
 from devicelab_android.telemetry import measure_rates
 from devicelab_virtual.launch import register_with_adb
+from virtual_android import free_port
 from virtual_android.device import VirtualS24
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        if port != 5037 and not 5555 <= port <= 5585:
-            return port
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ import adbutils
 import psutil
 import ray
 from devicelab_ray.executor import RayExecutor
+from virtual_android import free_port
 
 from devicelab import Reporter, RunDir
 from devicelab import _plugins as plugin_manager
@@ -71,15 +72,6 @@ lengths = [200]
 [telemetry]
 interval_s = 1.0
 """
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        if port != 5037 and not 5555 <= port <= 5585 and not 10002 <= port <= 19999:
-            return port
 
 
 def start_head(n: int, tmp: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:

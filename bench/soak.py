@@ -30,7 +30,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -63,15 +62,6 @@ REASONS = {
 SURVIVABLE = tuple({r for rs in REASONS.values() for r in rs})
 # How long a fault may take to bite: `adb reboot` drops the link after half a second.
 EFFECT_S = 0.6
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port: int = s.getsockname()[1]
-        if port != 5037 and not 5555 <= port <= 5585:
-            return port
 
 
 def scenario_text(
@@ -271,7 +261,7 @@ def soak(
 ) -> Report:
     """Run the soak in ``out`` (a new directory); the checks' :class:`Report`."""
     from devicelab_virtual.launch import make_virtual_s24, register_with_adb, shutdown
-    from virtual_android import apps_of
+    from virtual_android import apps_of, free_port
 
     import devicelab
     from devicelab._runtime.resolve import load_and_resolve

@@ -31,7 +31,6 @@ from ._api import (
     Value,
     cache_dir,
     is_gguf,
-    parse_options,
 )
 from ._changes import CONFIRM_RUNS, MAX_PVALUE, WINDOW, ChangePoint, change_points
 from ._engines import open_engine
@@ -52,6 +51,7 @@ from ._errors import (
 )
 from ._executor import Executor, Reporter, RunOutcome
 from ._hookspecs import hookimpl
+from ._options import parse_options
 from ._plugins import get_registry as load_plugins
 from ._provenance import differences as provenance_differences
 from ._provenance import sha256_file
@@ -75,6 +75,7 @@ from ._runtime.schedule import Schedule
 from ._runtime.session import DeviceSession, TrialOutput
 from ._stops import StopCutter, find_stop, stop_at
 from ._tokens import chunk_counts, recounted
+from ._toml import TOMLDecodeError, read_toml
 
 __version__ = "0.1.0"
 
@@ -130,6 +131,7 @@ __all__ = [
     "Schedule",
     "Scored",
     "StopCutter",
+    "TOMLDecodeError",
     "Task",
     "TaskPrompt",
     "Thermal",
@@ -154,6 +156,7 @@ __all__ = [
     "open_engine",
     "parse_options",
     "provenance_differences",
+    "read_toml",
     "recounted",
     "sha256_file",
     "stop_at",

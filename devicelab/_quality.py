@@ -29,8 +29,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ._api import Engine, Metric, MetricContext, Scored, parse_options
+from ._api import Engine, Metric, MetricContext, Scored
 from ._errors import DevicelabError, UsageError
+from ._options import parse_options
 from ._registry import Registry
 
 # How long close() waits for the child to finish its metrics' close() before killing it.

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import typing
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -35,13 +34,8 @@ from ._metrics import DEFAULT_MAX_CV
 from ._scenarioerrors import As, Each, explain, fail
 from ._stopping import DECIDING
 from ._sustained import MAX_TRIALS, SustainedTable, check_table
+from ._toml import TOMLDecodeError, read_toml
 from ._validation import STRICT, as_toml, type_name
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 
 _STRINGS = Each('must be a list of strings, like ["a", "b"]')
 
@@ -557,8 +551,8 @@ def load_scenario(path: str | Path) -> Scenario:
             "example scenarios/long_context.toml."
         )
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
+        data = read_toml(path)
+    except TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}. Fix the syntax.") from None
     except UnicodeDecodeError:
         raise ScenarioError(f"{path}: not a UTF-8 text file. Save it as UTF-8 TOML.") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._record import TrialRecord, cell_label, hidden_keys
@@ -109,23 +109,39 @@ def run_note(run: RunData) -> str:
     )
 
 
+def _per_task(
+    pyplot: Any,
+    by_task: Mapping[str, Any],
+    draw: Callable[[Any, Any], None],
+    xlabel: str,
+    ylabel: str,
+) -> Any:
+    """A figure of one plot per task, side by side; ``draw(ax, lines)`` draws a task's lines."""
+    fig, axes = pyplot.subplots(1, len(by_task), figsize=(4.6 * len(by_task), 3.2), squeeze=False)
+    for ax, (task, per) in zip(axes[0], by_task.items(), strict=True):
+        draw(ax, per)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def figures(run: RunData, pyplot: Any, png: Any, figure: Any) -> list[Any]:
     """The ITL CDF and the decode rate against token position, as report Figures (made by
     ``figure(name, title, png, note, data)``); none for a run without token times."""
     out = []
     cdf, batched = itl_cdf(run)
     if cdf:
-        fig, axes = pyplot.subplots(1, len(cdf), figsize=(4.6 * len(cdf), 3.2), squeeze=False)
-        for ax, (task, per) in zip(axes[0], cdf.items(), strict=True):
+
+        def draw_cdf(ax: Any, per: dict[str, Any]) -> None:
             for line, d in per.items():
                 xs = [d[f"p{q}"] for q in CDF_POINTS]
                 ax.plot(xs, [q / 100 for q in CDF_POINTS], marker=".", label=f"{line} (n={d['n']})")
-            ax.set_xlabel("inter-token latency (ms)")
-            ax.set_ylabel("share of gaps")
-            ax.set_title(task)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        fig.tight_layout()
+
+        fig = _per_task(pyplot, cdf, draw_cdf, "inter-token latency (ms)", "share of gaps")
         left = f" {batched} trials that saw tokens in batches are left out." if batched else ""
         note = (
             "The gaps between token arrivals after the first, pooled over each model/quant "
@@ -134,16 +150,12 @@ def figures(run: RunData, pyplot: Any, png: Any, figure: Any) -> list[Any]:
         out.append(figure("itl_cdf.png", "Inter-token latency CDF", png(fig), note, cdf))
     rates = decode_by_position(run)
     if rates:
-        fig, axes = pyplot.subplots(1, len(rates), figsize=(4.6 * len(rates), 3.2), squeeze=False)
-        for ax, (task, per) in zip(axes[0], rates.items(), strict=True):
+
+        def draw_rates(ax: Any, per: dict[str, Any]) -> None:
             for line, points in per.items():
                 ax.plot([p for p, _ in points], [v for _, v in points], marker=".", label=line)
-            ax.set_xlabel("output token position")
-            ax.set_ylabel("decode rate (tok/s)")
-            ax.set_title(task)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        fig.tight_layout()
+
+        fig = _per_task(pyplot, rates, draw_rates, "output token position", "decode rate (tok/s)")
         note = (
             f"Tokens over time in {WINDOWS} windows of token positions after the first token, "
             "the median over each model/quant and L's measured trials: a falling line is "

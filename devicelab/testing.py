@@ -108,28 +108,33 @@ def make_scenario(
     max_output_tokens: int = 8,
     documents: str = "docassist-mini",
     max_documents: int = 1,
-    repetitions: int | Literal["auto"] = 1,
+    repetitions: int | Literal["auto"] | None = 1,
     warmup: int = 0,
     device: str = "host",
     model_options: Mapping[str, Any] | None = None,
+    model_keys: Mapping[str, Any] | None = None,
     name: str = "plugin-test",
     extra: str = "",
     scenario_keys: Mapping[str, Any] | None = None,
+    tables: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write a tiny scenario file into ``tmp_path`` and return its path.
 
     The defaults run one trial per task kind on the host: the first document of
     ``docassist-mini``, cut into one section of 100 tokens, 8 output tokens, SmolLM2-135M.
-    ``extra`` is TOML text appended as is, for tables not covered here (``[telemetry]``);
-    ``scenario_keys`` are more ``[scenario]`` keys (``{"max_repetitions": 6}``).
+    ``repetitions=None`` leaves the key out (a ``[sustained]`` scenario has none).
+    ``model_keys`` are more keys of the model's entry (``{"engine": "llama.cpp", "quant":
+    "q4_1"}``; without them, the catalogue's).
+    ``scenario_keys`` are more ``[scenario]`` keys (``{"max_repetitions": 6}``); ``tables``
+    are more tables, or more keys of a table already written (``{"device": {"options":
+    {...}}, "telemetry": {"interval_s": 1.0}}``); ``extra`` is TOML text appended as is.
     """
-    model_entry: dict[str, Any] = {"name": model}
+    model_entry: dict[str, Any] = {"name": model, **(model_keys or {})}
     if model_options:
         model_entry["options"] = dict(model_options)
     data: dict[str, Any] = {
         "scenario": {
             "name": name,
-            "repetitions": repetitions,
             "warmup": warmup,
             "timeout_s": 120,
             **(scenario_keys or {}),
@@ -144,6 +149,10 @@ def make_scenario(
         },
         "context": {"sections": sections, "lengths": list(lengths)},
     }
+    if repetitions is not None:
+        data["scenario"]["repetitions"] = repetitions
+    for table, keys in (tables or {}).items():
+        data[table] = {**data.get(table, {}), **keys}
     path = tmp_path / f"{name}.toml"
     text = tomli_w.dumps(data)
     if extra:

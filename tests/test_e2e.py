@@ -7,45 +7,30 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from wordsplugin import write_scenario
 
 from devicelab._cli import main
 from devicelab._rundir import TELEMETRY, TRIALS, read_jsonl
+from devicelab.testing import make_scenario
 
-TINY = """\
-[scenario]
-name = "tiny"
-repetitions = 1
-warmup = 1
 
-[[models]]
-name = "smollm2-135m-instruct"
-engine = "llama.cpp"
-quant = "q4_1"
-options = {n_ctx = 1024}
-
-[tasks]
-kinds = ["SUMM", "QA"]
-documents = "docassist-mini"
-max_documents = 1
-max_output_tokens = 4
-
-[context]
-sections = 2
-lengths = [20, 40]
-
-[telemetry]
-interval_s = 0.05
-"""
+def tiny(tmp_path: Path, **keys: Any) -> Path:
+    """SUMM and QA at two lengths of two sections, one warm-up, SmolLM2 Q4_1 on the host."""
+    return make_scenario(
+        tmp_path, **{"name": "tiny", "kinds": ["SUMM", "QA"], "warmup": 1, **keys},
+        sections=2, lengths=[20, 40], max_output_tokens=4,
+        model_keys={"engine": "llama.cpp", "quant": "q4_1"}, model_options={"n_ctx": 1024},
+        tables={"telemetry": {"interval_s": 0.05}},
+    )  # fmt: skip
 
 
 @pytest.mark.e2e
 def test_real_run_writes_the_contract(tmp_path: Path) -> None:
     out = tmp_path / "run"
     try:
-        main(["run", str(write_scenario(tmp_path, TINY)), "--out", str(out)])
+        main(["run", str(tiny(tmp_path)), "--out", str(out)])
     except SystemExit as exc:
         assert exc.code in (0, None)
     records = list(read_jsonl(out / TRIALS))
@@ -67,8 +52,7 @@ def test_real_run_writes_the_contract(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_ctrl_c_keeps_finished_trials_and_resume_completes(tmp_path: Path) -> None:
-    body = TINY.replace("repetitions = 1", "repetitions = 3").replace('"SUMM", "QA"', '"SUMM"')
-    scenario = write_scenario(tmp_path, body)
+    scenario = tiny(tmp_path, repetitions=3, kinds=["SUMM"])
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "devicelab", "run", str(scenario), "--out", str(out)]
     # A shell's background job starts with SIGINT ignored, and Python keeps it ignored;

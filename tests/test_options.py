@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 import pytest
 
-from devicelab._api import parse_options
 from devicelab._errors import ScenarioError
+from devicelab._options import parse_options
 
 WHERE = "s.toml: [models.options]"
 

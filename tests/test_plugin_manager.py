@@ -1,26 +1,13 @@
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
-from wordsplugin import BUILTINS
+from wordsplugin import BUILTINS, install_plugin
 
 from devicelab import _plugins as plugin_manager
 from devicelab._errors import PluginError
-
-
-def install_plugin(site: Path, name: str, source: str, dist: str | None = None) -> None:
-    """Make an installed distribution with a ``devicelab`` entry point, as pip would."""
-    module = f"devicelab_{name}_test"
-    (site / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
-    info = site / f"{dist or module}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist or module}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[devicelab]\n{name} = {module}\n")
-
 
 TASK_PLUGIN = """
 import devicelab
@@ -35,16 +22,6 @@ class Keywords(Task):
 def devicelab_register_tasks(register):
     register(Keywords())
 """
-
-
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    site = tmp_path / "site"
-    site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
-    yield site
-    for mod in [m for m in sys.modules if m.startswith("devicelab_") and m.endswith("_test")]:
-        del sys.modules[mod]
 
 
 def test_builtins_load_through_entry_points() -> None:
@@ -89,37 +66,42 @@ def test_duplicate_component_names_are_an_error(
         plugin_manager.get_registry()
 
 
-def test_misspelled_hook_is_caught_at_start(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    source = TASK_PLUGIN.format(kind="KW").replace(
-        "devicelab_register_tasks", "devicelab_register_task"
-    )
-    install_plugin(site, "typo", source)
-    monkeypatch.setenv("DEVICELAB_PLUGINS", "typo")
-    with pytest.raises(
-        PluginError,
-        match=r"plugin 'typo'.*Rename devicelab_register_task to devicelab_register_tasks\.",
-    ):
-        plugin_manager.get_registry()
-
-
-def test_wrong_hook_argument_is_caught(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    source = (
-        TASK_PLUGIN.format(kind="KW").replace("(register)", "(add)").replace("register(K", "add(K")
-    )
-    install_plugin(site, "badarg", source)
-    monkeypatch.setenv("DEVICELAB_PLUGINS", "badarg")
-    with pytest.raises(
-        PluginError,
-        match=r"plugin 'badarg'.*devicelab_register_tasks takes \(register\), not \(add\)",
-    ):
-        plugin_manager.get_registry()
-
-
-def test_broken_plugin_is_listed_and_the_rest_works(
-    site: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("name", "edits", "error"),
+    [
+        # A misspelled hook name.
+        ("typo", [("devicelab_register_tasks", "devicelab_register_task")],
+         r"plugin 'typo'.*Rename devicelab_register_task to devicelab_register_tasks\."),
+        # The right hook with its argument named otherwise.
+        ("badarg", [("(register)", "(add)"), ("register(K", "add(K")],
+         r"plugin 'badarg'.*devicelab_register_tasks takes \(register\), not \(add\)"),
+    ],
+)  # fmt: skip
+def test_a_hook_written_wrong_is_caught_at_start(
+    site: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    edits: list[tuple[str, str]],
+    error: str,
 ) -> None:
+    source = TASK_PLUGIN.format(kind="KW")
+    for old, new in edits:
+        source = source.replace(old, new)
+    install_plugin(site, name, source)
+    monkeypatch.setenv("DEVICELAB_PLUGINS", name)
+    with pytest.raises(PluginError, match=error):
+        plugin_manager.get_registry()
+
+
+@pytest.fixture
+def broken(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin "broken" whose module cannot be imported, selected with host and docassist."""
     install_plugin(site, "broken", "import not_a_module_anywhere\n")
-    monkeypatch.setenv("DEVICELAB_PLUGINS", "docassist,broken")
+    monkeypatch.setenv("DEVICELAB_PLUGINS", "host,docassist,broken")
+
+
+@pytest.mark.usefixtures("broken")
+def test_broken_plugin_is_listed_and_the_rest_works(capsys: pytest.CaptureFixture[str]) -> None:
     reg = plugin_manager.get_registry()
     assert "SUMM" in reg.tasks
     assert [b.name for b in reg.broken] == ["broken"]
@@ -320,12 +302,9 @@ def test_two_distributions_with_one_entry_point_name(
         plugin_manager.get_registry()
 
 
-def test_broken_plugin_leaves_the_cli_usable(
-    site: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.mark.usefixtures("broken")
+def test_broken_plugin_leaves_the_cli_usable(capsys: pytest.CaptureFixture[str]) -> None:
     """The import error names the entry point; a scenario needing its task says it is broken."""
-    install_plugin(site, "broken", "import not_a_module_anywhere\n")
-    monkeypatch.setenv("DEVICELAB_PLUGINS", "host,docassist,broken")
     from devicelab._cli import main
 
     main(["plugins"])

@@ -113,13 +113,19 @@ def test_run_records_quality_and_a_failing_metric_leaves_the_trial_ok(
     assert "answers" in resolved and "scale = 10.0" in resolved
 
 
+def _refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], kinds: str, quality: str) -> str:
+    """What ``devicelab run`` prints when it refuses (exit 2) the scenario with these task
+    kinds and [quality] table; its run goes to tmp_path/run."""
+    path = _scenario(tmp_path, kinds, quality)
+    assert run_cli(["run", str(path), "--out", str(tmp_path / "run")]) == 2
+    return capsys.readouterr().err
+
+
 @pytest.mark.usefixtures("metrics_installed")
 def test_unknown_metric_exits_2_listing_the_registered_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = _scenario(tmp_path, '["QA"]', '[quality]\nmetrics = ["blue"]\n')
-    assert run_cli(["run", str(path), "--out", str(tmp_path / "run")]) == 2
-    err = capsys.readouterr().err
+    err = _refused(tmp_path, capsys, '["QA"]', '[quality]\nmetrics = ["blue"]\n')
     assert "[quality] metrics: unknown metric 'blue'" in err
     listed = err.split("Registered metrics: ")[1]
     for name in ("answers", "bleu", "noload", "overlap", "rouge", "self_bleu", "sts"):
@@ -132,9 +138,8 @@ def test_metrics_needing_references_on_a_corpus_without_them_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The corpus has qa answers but no summaries: SUMM cannot be compared with anything.
-    path = _scenario(tmp_path, '["QA", "SUMM"]', '[quality]\nmetrics = ["answers", "overlap"]\n')
-    assert run_cli(["run", str(path), "--out", str(tmp_path / "run")]) == 2
-    err = " ".join(capsys.readouterr().err.split())
+    quality = '[quality]\nmetrics = ["answers", "overlap"]\n'
+    err = " ".join(_refused(tmp_path, capsys, '["QA", "SUMM"]', quality).split())
     assert "metrics overlap compare answers with references" in err
     assert "task SUMM has none for documents calm, loud" in err
     assert "Add 'summary' to those documents" in err
@@ -147,9 +152,7 @@ def test_metrics_needing_references_on_a_corpus_without_them_exit_2(
 def test_a_metric_that_cannot_load_fails_the_run_before_the_first_trial(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = _scenario(tmp_path, '["QA"]', '[quality]\nmetrics = ["noload"]\n')
-    assert run_cli(["run", str(path), "--out", str(tmp_path / "run")]) == 2
-    err = capsys.readouterr().err
+    err = _refused(tmp_path, capsys, '["QA"]', '[quality]\nmetrics = ["noload"]\n')
     assert "'noload' failed to load" in err and "Traceback" not in err
     assert not list(read_jsonl(tmp_path / "run" / TRIALS))
     assert not _children()
@@ -160,9 +163,7 @@ def test_metric_options_are_checked_by_name(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     quality = '[quality]\nmetrics = ["answers"]\n[quality.options.answers]\nscal = 2.0\n'
-    path = _scenario(tmp_path, '["QA"]', quality)
-    assert run_cli(["run", str(path), "--out", str(tmp_path / "run")]) == 2
-    err = " ".join(capsys.readouterr().err.split())
+    err = " ".join(_refused(tmp_path, capsys, '["QA"]', quality).split())
     assert "[quality.options.answers]: unknown option 'scal'" in err and "scale" in err
 
 

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from wordsplugin import BUILTINS, run_cli
+from wordsplugin import BUILTINS, install_plugin, run_cli
 
 from devicelab import _plugins as plugin_manager
 from devicelab._errors import PluginError
@@ -47,15 +47,9 @@ TOY_PLUGIN = textwrap.dedent(
 
 
 @pytest.fixture
-def toy_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def toy_installed(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Install the toy quantiser as a plugin; the cache goes to a tmp dir. Returns the cache."""
-    site = tmp_path / "site"
-    info = site / "devicelab_toyq-0.1.dist-info"
-    info.mkdir(parents=True)
-    (site / "toyquant.py").write_text(TOY_PLUGIN)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: devicelab-toyq\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[devicelab]\ntoyq = toyquant\n")
-    monkeypatch.syspath_prepend(str(site))
+    install_plugin(site, "toyq", TOY_PLUGIN, dist="devicelab_toyq", module="toyquant")
     monkeypatch.setenv("DEVICELAB_PLUGINS", f"{BUILTINS},toyq")
     cache = tmp_path / "cache"
     monkeypatch.setenv("DEVICELAB_CACHE", str(cache))
@@ -63,25 +57,29 @@ def toy_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return cache
 
 
-def test_unknown_type_exits_2_naming_each_backends_types(
-    capsys: pytest.CaptureFixture[str],
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        # An unknown type: each backend's types are named.
+        (
+            ["smollm2-135m-instruct", "--to", "q5_9"],
+            ["'q5_9'", "gguf: F16, Q8_0, Q4_1, Q4_0, Q4_K_M", "mlc: q4f16_1, q4f16_0, q3f16_1, q0f16"],
+        ),
+        # An unknown model: every shipped one is named, so the user can copy the right one.
+        (
+            ["no-such-model", "--to", "q8_0"],
+            ["'no-such-model'", "Registered models: ", "smollm2-135m-instruct", "gemma-3-270m"],
+        ),
+    ],
+)  # fmt: skip
+def test_an_unknown_name_exits_2_naming_the_known_ones(
+    argv: list[str], named: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run_cli(["quantize", "smollm2-135m-instruct", "--to", "q5_9"]) == 2
+    assert run_cli(["quantize", *argv]) == 2
     err = capsys.readouterr().err
-    assert "'q5_9'" in err and "Traceback" not in err
-    assert "gguf: F16, Q8_0, Q4_1, Q4_0, Q4_K_M" in err
-    assert "mlc: q4f16_1, q4f16_0, q3f16_1, q0f16" in err
-
-
-def test_unknown_model_exits_2_naming_registered_models(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    assert run_cli(["quantize", "no-such-model", "--to", "q8_0"]) == 2
-    err = capsys.readouterr().err
-    assert "'no-such-model'" in err and "Traceback" not in err
-    # Every shipped model is named, so the user can copy the right one.
-    assert "Registered models: " in err
-    assert "smollm2-135m-instruct" in err and "gemma-3-270m" in err
+    assert "Traceback" not in err
+    for text in named:
+        assert text in err
 
 
 def test_unknown_backend_and_type_it_lacks_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,7 @@ from devicelab._errors import CorpusError, ModelError, ScenarioError
 from devicelab._registry import Registry
 from devicelab._runtime.resolve import resolve
 from devicelab._scenario import TABLES, load_scenario, parse_scenario
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from devicelab._toml import loads as toml_loads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -259,9 +254,9 @@ def _limited() -> list[tuple[str, str, float]]:
 
 def test_every_declared_limit_is_enforced_by_name(tmp_path: Path) -> None:
     assert len(_limited()) >= 10
-    base = tomllib.loads(PINNED)
+    base = toml_loads(PINNED)
     for table, key, ge in _limited():
-        data = tomllib.loads(PINNED)
+        data = toml_loads(PINNED)
         below = ge - 1 if isinstance(ge, int) else ge - 0.5
         if table == "models":
             data["models"][0][key] = below
@@ -293,7 +288,7 @@ def test_every_declared_limit_is_enforced_by_name(tmp_path: Path) -> None:
     ],
 )  # fmt: skip
 def test_each_mistake_gets_one_message(tmp_path: Path, edit: dict[str, Any], message: str) -> None:
-    data = {**tomllib.loads(PINNED), **edit}
+    data = {**toml_loads(PINNED), **edit}
     with pytest.raises(ScenarioError) as info:
         parse_scenario(data, tmp_path / "s.toml")
     assert str(info.value) == f"{tmp_path / 's.toml'}: {message}"
@@ -311,9 +306,7 @@ def test_max_cv_defaults_to_10_and_leaves_the_fingerprint_alone(tmp_path: Path) 
     with pytest.raises(
         ScenarioError, match=r"\[scenario\] max_cv: must be an integer or a number, not a string"
     ):
-        parse_scenario(
-            {**tomllib.loads(PINNED), "scenario": {"name": "x", "max_cv": "5%"}}, sc.source
-        )
+        parse_scenario({**toml_loads(PINNED), "scenario": {"name": "x", "max_cv": "5%"}}, sc.source)
 
 
 @pytest.mark.parametrize(
@@ -331,7 +324,7 @@ def test_max_cv_defaults_to_10_and_leaves_the_fingerprint_alone(tmp_path: Path) 
 def test_adaptive_repetitions_reject_a_bad_combination_naming_the_fix(
     tmp_path: Path, keys: dict[str, Any], message: str
 ) -> None:
-    data = tomllib.loads(PINNED)
+    data = toml_loads(PINNED)
     data["scenario"] = {"name": "auto", "repetitions": "auto", **keys}
     with pytest.raises(ScenarioError) as info:
         parse_scenario(data, tmp_path / "s.toml")

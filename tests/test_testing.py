@@ -58,6 +58,20 @@ def test_make_scenario_writes_a_valid_tiny_scenario(tmp_path: Path) -> None:
     assert sc.device == "host" and sc.telemetry_interval_s == 0.05
 
 
+def test_make_scenario_merges_tables_and_names_the_engine(tmp_path: Path) -> None:
+    path = make_scenario(
+        tmp_path, kinds=["QA"], model_keys={"engine": "llama.cpp", "quant": "Q4_1"}, device="virtual-s24",
+        tables={"device": {"options": {"heat_time_scale": 100}}, "noise": {"on_noisy": "flag"}},
+    )  # fmt: skip
+    sc = load_scenario(path)
+    assert sc.models[0].engine == "llama.cpp" and sc.models[0].quant == "q4_1"
+    # A table already written keeps its keys; the ones given are added to it.
+    assert sc.device == "virtual-s24" and sc.device_options == {"heat_time_scale": 100}
+    assert sc.on_noisy == "flag"
+    # Without repetitions the scenario's own default holds.
+    assert load_scenario(make_scenario(tmp_path, kinds=["QA"], repetitions=None)).repetitions == 3
+
+
 def test_run_scenario_returns_the_trial_records(tmp_path: Path) -> None:
     corpus = make_corpus(tmp_path / "corpus.jsonl")
     path = make_scenario(

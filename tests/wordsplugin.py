@@ -241,6 +241,20 @@ def make_corpus(path: Path, docs: int = 2, words: int = 60) -> Path:
     return path
 
 
+def install_plugin(
+    site: Path, name: str, source: str, dist: str | None = None, module: str | None = None
+) -> None:
+    """Make an installed distribution in ``site`` (a directory on ``sys.path``) with the
+    ``devicelab`` entry point ``name`` = ``module`` (default ``devicelab_<name>_test``), whose
+    code is ``source``, as pip would."""
+    module = module or f"devicelab_{name}_test"
+    (site / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    info = site / f"{dist or module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist or module}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[devicelab]\n{name} = {module}\n")
+
+
 def write_scenario(tmp: Path, body: str, name: str = "s.toml") -> Path:
     path = tmp / name
     path.write_text(textwrap.dedent(body), encoding="utf-8")

@@ -16,7 +16,6 @@ the query methods (:meth:`RunData.values`, :meth:`RunData.median`, ...) and
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Collection, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -35,12 +34,8 @@ from .._record import (
     cell_sort_key,
     is_metric,
 )
+from .._toml import TOMLDecodeError, read_toml
 from .layout import RUN_META, SCENARIO, TELEMETRY, TRIALS, read_jsonl
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 def check_metric(metric: str) -> None:
@@ -142,8 +137,8 @@ class RunData:
         if not file.is_file():
             return {}
         try:
-            return tomllib.loads(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            return read_toml(file)
+        except (OSError, UnicodeDecodeError, TOMLDecodeError) as exc:
             raise RunDirError(f"{file} is unreadable ({exc}).") from None
 
     @property

@@ -9,14 +9,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._api import DeviceType, Document, ModelSpec, Task, is_gguf, parse_options
+from .._api import DeviceType, Document, ModelSpec, Task, is_gguf
 from .._catalogue import cached_info, needs_ensure
 from .._corpus import load_corpus
 from .._errors import (
@@ -26,16 +25,13 @@ from .._errors import (
     ScenarioError,
     UsageError,
 )
+from .._options import parse_options
 from .._quantize import plan_quant
 from .._registry import Registry, closest
 from .._scenario import Scenario, load_scenario, parse_scenario
+from .._toml import TOMLDecodeError, read_toml
 from .plan import Plan, QuantJob, ResolvedModel, prompt_items
 from .schedule import check_adaptive
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 def resolve(scenario: Scenario, registry: Registry, device: str | None = None) -> Plan:
@@ -129,8 +125,8 @@ def resolve_device(
     kind: str | None = None
     if profile_path is not None:
         try:
-            data = tomllib.loads(profile_path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            data = read_toml(profile_path)
+        except (OSError, TOMLDecodeError) as exc:
             raise ScenarioError(f"device profile {profile_path}: cannot be read ({exc}).") from None
         profile = data.get("device", {})
         kind = profile.get("kind")

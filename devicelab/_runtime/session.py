@@ -12,7 +12,6 @@ phone) both use it.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import time
 import traceback
@@ -21,11 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import _metrics as metrics
 from .. import _noise as noise
-from .. import _prefill as prefill
 from .. import _provenance as provenance
-from .. import _tokens as tokens
 from .._api import (
     Device,
     Engine,
@@ -39,18 +35,17 @@ from .._catalogue import catalogue_facts
 from .._errors import DevicelabError, DeviceLostError, TrialError, UsageError
 from .._executor import Reporter
 from .._quality import Scorer
-from .._record import FIELDS, Attempts, Measures, Quality, Thermal, TrialRecord
+from .._record import Attempts, Measures, Quality, Thermal, TrialRecord
 from .._registry import Registry
 from .._rundir import now_iso
 from .._telemetry import Sampler
 from . import interrupt
 from .materialise import materialise
+from .measure import Sample, figures, measure
 from .plan import Plan, ResolvedModel, Trial
 from .prompts import PromptKey, build_prompts, completion_text
 from .resolve import resolve_data
 from .thermal import ThermalWatch
-
-Sample = dict[str, Any]
 
 
 @dataclass
@@ -281,7 +276,7 @@ class DeviceSession:
                 and len(noisy) < sc.noise_retries
                 and self._wait_quiet(trial, result.measures.other_cpu_pct)
             ):
-                noisy.append(_figures(n, result.measures))
+                noisy.append(figures(n, result.measures))
                 continue
             break
         if lost and result.error is not None:
@@ -378,56 +373,17 @@ class DeviceSession:
             for sample in samples:
                 sample["attempt"] = attempt
         self._keep(samples)
-        measured: dict[str, Any] = _from_samples(samples)
-        text = None
-        token_ms: list[float] = []
-        if stream.t_sent is not None:
-            # Kept whatever became of the trial (a timeout keeps the tokens it saw).
-            exact = tokens.offsets_ms(stream.t_sent, stream.token_times, None)
-            n_out = None if result is None else result.output_tokens
-            measured.update(tokens.measures(exact, stream.batched, n_out))
-            token_ms = tokens.offsets_ms(stream.t_sent, stream.token_times)
-        if result is not None and stream.t_sent is not None:
-            speed = metrics.speed(
-                stream.t_sent, stream.token_times, result.input_tokens, result.output_tokens
-            )
-            cached = prefill.prefix_cached(
-                result.input_tokens, result.prefilled_tokens, result.cache_buster_tokens
-            )
-            measured.update(
-                input_tokens=result.input_tokens,
-                output_tokens=result.output_tokens,
-                ttft_s=speed.ttft_s,
-                itps=speed.itps,
-                otps=speed.otps,
-                runtime_s=speed.runtime_s,
-                engine_timings=result.engine_timings,
-                prefilled_tokens=result.prefilled_tokens,
-                cache_buster_tokens=result.cache_buster_tokens,
-                prefix_cached=cached,
-                client_engine_gap=prefill.client_engine_gap(
-                    speed.itps, speed.otps, result.engine_prefill_tps, result.engine_decode_tps
-                ),
-            )
-            text = result.text
-            if result.output_tokens == 0:
-                error = "the engine produced no output tokens"
-            elif cached and not sc.allow_prefix_cache and error is None:
-                error = (
-                    f"prefix cache: the engine prefilled {result.prefilled_tokens} of "
-                    f"{result.input_tokens} prompt tokens, so TTFT and ITPS are not a cold "
-                    "prefill's. Turn the engine's prompt cache off, or set [scenario] "
-                    "allow_prefix_cache = true to measure caching on purpose."
-                )
+        measured = measure(samples, stream, result, allow_prefix_cache=sc.allow_prefix_cache)
         return _Attempt(
-            error=error,
+            # An engine's error stands; else what the measures show (no output, a cached prefix).
+            error=error if error is not None else measured.error,
             started_at=started_at,
             finished_at=now_iso(),
-            measures=Measures(**measured),
-            output_text=text,
+            measures=measured.measures,
+            output_text=measured.text,
             throttling=self.thermal.throttling(samples),
             lost=lost,
-            token_ms=token_ms,
+            token_ms=measured.token_ms,
         )
 
     def _cooldown(self, trial: Trial) -> tuple[float, bool]:
@@ -570,37 +526,6 @@ def _json_safe(options: Any) -> dict[str, Any]:
     if not dataclasses.is_dataclass(options) or isinstance(options, type):
         return {}
     return json.loads(json.dumps(dataclasses.asdict(options), default=str))  # type: ignore[no-any-return]
-
-
-def _from_samples(samples: list[Sample]) -> dict[str, Any]:
-    """Trial fields derived from telemetry: peak memory, hottest sensor, energy."""
-    mems = [s["mem_mb"] for s in samples if s.get("mem_mb") is not None]
-    temps = [s["temp_c"] for s in samples if s.get("temp_c") is not None]
-    power = [(s["t"], s["power_w"]) for s in samples if s.get("power_w") is not None]
-    energy = None
-    if len(power) >= 2:
-        # Trapezoids between samples: the sampler's clock is not perfectly regular.
-        energy = sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in itertools.pairwise(power))
-    on_battery = [s["on_battery"] for s in samples if s.get("on_battery") is not None]
-    return {
-        "other_cpu_pct": noise.other_cpu_pct(samples),
-        "peak_mem_mb": round(max(mems), 1) if mems else None,
-        "max_temp_c": max(temps) if temps else None,
-        "energy_j": None if energy is None else round(energy, 3),
-        "energy_reliable": (all(on_battery) if on_battery else False)
-        if energy is not None
-        else None,
-    }
-
-
-def _figures(attempt: int, measures: Measures) -> dict[str, Any]:
-    """A noisy attempt's figures, kept in the record that replaces it."""
-    out: dict[str, Any] = {"attempt": attempt, "other_cpu_pct": measures.other_cpu_pct}
-    for f in FIELDS:
-        value = getattr(measures, f.name, None)
-        if f.per_trial and value is not None and f.name not in out:
-            out[f.name] = value
-    return out
 
 
 def describe(exc: BaseException) -> str:

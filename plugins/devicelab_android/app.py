@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import http.client
 import re
-import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,6 @@ from devicelab import (
     EngineError,
     GenerationRequest,
     GenerationResult,
-    Message,
     ModelSpec,
     ScenarioError,
     TokenStream,
@@ -39,12 +37,7 @@ from devicelab import (
 
 from .adb import adbutils_module
 from .device import AndroidDevice
-from .llamacli import HostTokenizer, host_tokenizer
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from .llamacli import HostTokens, host_tokenizer
 
 APPS = Path(__file__).parent / "apps"
 SELECTOR_KEYS = {
@@ -97,8 +90,8 @@ def load_profile(ref: str) -> AppProfile:
             "profile TOML."
         )
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
+        data = devicelab.read_toml(path)
+    except devicelab.TOMLDecodeError as exc:
         raise ScenarioError(f"app profile {path}: not valid TOML: {exc}") from None
     app = data.get("app", {})
     for key in ("name", "package"):
@@ -169,11 +162,24 @@ _ATTR = {
 }  # fmt: skip
 
 
-_MATCHES = {
-    "textMatches": "text",
-    "classNameMatches": "class",
-    "descriptionMatches": "content-desc",
-    "resourceIdMatches": "resource-id",
+def _contains(have: str, want: str) -> bool:
+    return want in have
+
+
+def _fullmatch(have: str, want: str) -> bool:
+    return re.fullmatch(want, have) is not None
+
+
+# The keys that compare a node attribute other than by equality: the attribute and the test.
+_TESTS: dict[str, tuple[str, Callable[[str, str], bool]]] = {
+    "textContains": ("text", _contains),
+    "textStartsWith": ("text", str.startswith),
+    "descriptionContains": ("content-desc", _contains),
+    "descriptionStartsWith": ("content-desc", str.startswith),
+    "textMatches": ("text", _fullmatch),
+    "classNameMatches": ("class", _fullmatch),
+    "descriptionMatches": ("content-desc", _fullmatch),
+    "resourceIdMatches": ("resource-id", _fullmatch),
 }
 _FLAGS = ("enabled", "clickable", "focused", "selected", "checked")
 
@@ -189,20 +195,9 @@ def matches(node: ET.Element, selector: Mapping[str, Any]) -> bool:
         if key in _ATTR:
             if a.get(_ATTR[key], "") != want:
                 return False
-        elif key == "textContains":
-            if want not in a.get("text", ""):
-                return False
-        elif key == "textStartsWith":
-            if not a.get("text", "").startswith(want):
-                return False
-        elif key == "descriptionContains":
-            if want not in a.get("content-desc", ""):
-                return False
-        elif key == "descriptionStartsWith":
-            if not a.get("content-desc", "").startswith(want):
-                return False
-        elif key in _MATCHES:
-            if not re.fullmatch(want, a.get(_MATCHES[key], "")):
+        elif key in _TESTS:
+            attr, test = _TESTS[key]
+            if not test(a.get(attr, ""), want):
                 return False
         elif key in _FLAGS and (a.get(key) == "true") != bool(want):
             return False
@@ -291,7 +286,7 @@ def server_gone(exc: BaseException) -> bool:
     return False
 
 
-class AppEngine(Engine):
+class AppEngine(HostTokens, Engine):
     """A model inside an app, measured through the app's UI."""
 
     name = "app"
@@ -309,7 +304,6 @@ class AppEngine(Engine):
     def __init__(self, device: devicelab.Device, model: ModelSpec, options: Any) -> None:
         super().__init__(device, model, options)
         self.profile = load_profile(options.app)
-        self._tok: HostTokenizer | None = None
         self._u2: Any = None
         # Set by a device fault: the next trial connects to the UI server anew first.
         self._stale = False
@@ -362,23 +356,8 @@ class AppEngine(Engine):
         self._stale = True
         return DeviceLostError(reason)
 
-    @property
-    def tok(self) -> Engine:
-        if self._tok is None:
-            raise devicelab.DevicelabError("the engine is not loaded")
-        return self._tok.engine
-
     def context_window(self) -> int:
         return 4096
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.tok.tokenize(text)
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return self.tok.detokenize(tokens)
-
-    def prompt_tokens(self, messages: Sequence[Message]) -> int:
-        return self.tok.prompt_tokens(messages)
 
     def _hierarchy(self) -> ET.Element:
         return ET.fromstring(self._u2.dump_hierarchy(compressed=False))
@@ -515,6 +494,4 @@ class AppEngine(Engine):
         )
 
     def close(self) -> None:
-        if self._tok is not None:
-            self._tok.close()
-            self._tok = None
+        self.close_tokens()

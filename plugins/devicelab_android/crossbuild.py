@@ -73,16 +73,14 @@ def profile_arch(profile: Mapping[str, Any]) -> str:
 
 def read_profile(value: str) -> dict[str, Any]:
     """The ``[device]`` table of a profile: a path, or a name looked up in ./devices/."""
-    import tomllib
-
     path = Path(value) if value.endswith(".toml") else Path("devices") / f"{value}.toml"
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = devicelab.read_toml(path)
     except OSError:
         raise devicelab.UsageError(
             f"no device profile {path}. Give a profile name from ./devices/ (s24) or a path."
         ) from None
-    except tomllib.TOMLDecodeError as exc:
+    except devicelab.TOMLDecodeError as exc:
         raise devicelab.UsageError(f"{path}: not valid TOML: {exc}. Fix the syntax.") from None
     device = data.get("device", {})
     return dict(device) if isinstance(device, dict) else {}

@@ -134,6 +134,34 @@ class HostTokenizer:
         self.stack.close()
 
 
+class HostTokens:
+    """Tokens for an engine on a phone, whose own tokenizer is out of reach: from the host's
+    engine on the same GGUF, which ``load`` sets (``_tok = host_tokenizer(...)``) and
+    ``close_tokens`` closes."""
+
+    _tok: HostTokenizer | None = None
+
+    @property
+    def tok(self) -> Engine:
+        if self._tok is None:
+            raise devicelab.DevicelabError("the engine is not loaded")
+        return self._tok.engine
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tok.tokenize(text)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.tok.detokenize(tokens)
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> int:
+        return self.tok.prompt_tokens(messages)
+
+    def close_tokens(self) -> None:
+        if self._tok is not None:
+            self._tok.close()
+            self._tok = None
+
+
 @dataclass
 class CliRun:
     """One llama-cli run, as the engine reads it."""
@@ -252,7 +280,7 @@ class OutputReader:
         return CliRun(raw, stopped, output_tokens, timings, self._t_total_line)
 
 
-class LlamaCliEngine(Engine):
+class LlamaCliEngine(HostTokens, Engine):
     name = "llama.cpp"
     device_kinds = ("android",)
 
@@ -280,10 +308,6 @@ class LlamaCliEngine(Engine):
                     "path from the directory you run devicelab in) or DEVICELAB_LLAMA_CLI, or "
                     "leave it out: devicelab then builds one (devicelab android build-llama)."
                 )
-
-    def __init__(self, device: devicelab.Device, model: ModelSpec, options: Any) -> None:
-        super().__init__(device, model, options)
-        self._tok: HostTokenizer | None = None
 
     @staticmethod
     def binary_path(options: Any) -> Path | None:
@@ -326,23 +350,8 @@ class LlamaCliEngine(Engine):
         adb.push_if_changed(self.model.path, self._remote(self.model.path.name))
         self._tok = host_tokenizer(self.phone.registry, self.model)
 
-    @property
-    def tok(self) -> Engine:
-        if self._tok is None:
-            raise devicelab.DevicelabError("the engine is not loaded")
-        return self._tok.engine
-
     def context_window(self) -> int:
         return int(self.options.n_ctx)
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.tok.tokenize(text)
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return self.tok.detokenize(tokens)
-
-    def prompt_tokens(self, messages: Sequence[Message]) -> int:
-        return self.tok.prompt_tokens(messages)
 
     def chat_prompt(self, messages: Sequence[Message]) -> str:
         return self.tok.chat_prompt(messages)
@@ -461,6 +470,4 @@ class LlamaCliEngine(Engine):
         return out
 
     def close(self) -> None:
-        if self._tok is not None:
-            self._tok.close()
-            self._tok = None
+        self.close_tokens()

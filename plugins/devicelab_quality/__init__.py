@@ -59,9 +59,8 @@ def _check_tokenize(metric: str, tokenize: str) -> None:
         )
 
 
-class Bleu(Metric):
-    name = "bleu"
-    description = "sacrebleu sentence BLEU against all references (0-1); mean over candidates."
+class _SacreBleu(Metric):
+    """A BLEU of sacrebleu's: its one option is the tokenizer, checked before the run."""
 
     @dataclass(frozen=True)
     class Options:
@@ -71,6 +70,11 @@ class Bleu(Metric):
     @classmethod
     def check(cls, options: Any) -> None:
         _check_tokenize(cls.name, options.tokenize)
+
+
+class Bleu(_SacreBleu):
+    name = "bleu"
+    description = "sacrebleu sentence BLEU against all references (0-1); mean over candidates."
 
     def score(self, item: Scored) -> dict[str, float]:
         if not item.references:
@@ -177,18 +181,10 @@ class Sts(Metric):
         self._model = None
 
 
-class SelfBleu(Metric):
+class SelfBleu(_SacreBleu):
     name = "self_bleu"
     description = "Mean BLEU of each answer against the others (0-1; lower = more diverse)."
     needs_references = False
-
-    @dataclass(frozen=True)
-    class Options:
-        tokenize: str = "13a"
-
-    @classmethod
-    def check(cls, options: Any) -> None:
-        _check_tokenize(cls.name, options.tokenize)
 
     def score(self, item: Scored) -> dict[str, float]:
         cands = item.candidates

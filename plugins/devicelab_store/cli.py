@@ -139,22 +139,29 @@ def _verdict(run_ids: tuple[str, ...], verdict: str, note: str | None, db: str |
         )
 
 
-@db.command()
-@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
-@click.option("--note", default=None, help="Why (kept with the verdict).")
-@DB_OPTION
-def accept(run_ids: tuple[str, ...], note: str | None, db: str | None) -> None:
-    """Mark RUN_IDS accepted: baselines for `devicelab gate --baseline-from-db`."""
-    _verdict(run_ids, "accepted", note, db)
+def _verdict_command(name: str, verdict: str, help: str) -> click.Command:
+    """``devicelab db NAME RUN_ID... [--note TEXT]``: give the runs ``verdict``."""
+
+    @db.command(name=name, help=help)
+    @click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
+    @click.option("--note", default=None, help="Why (kept with the verdict).")
+    @DB_OPTION
+    def command(run_ids: tuple[str, ...], note: str | None, db: str | None) -> None:
+        _verdict(run_ids, verdict, note, db)
+
+    return command
 
 
-@db.command()
-@click.argument("run_ids", nargs=-1, required=True, metavar="RUN_ID...")
-@click.option("--note", default=None, help="Why (kept with the verdict).")
-@DB_OPTION
-def reject(run_ids: tuple[str, ...], note: str | None, db: str | None) -> None:
-    """Mark RUN_IDS rejected: never a baseline (a run on a hot phone, a broken build)."""
-    _verdict(run_ids, "rejected", note, db)
+accept = _verdict_command(
+    "accept",
+    "accepted",
+    "Mark RUN_IDS accepted: baselines for `devicelab gate --baseline-from-db`.",
+)
+reject = _verdict_command(
+    "reject",
+    "rejected",
+    "Mark RUN_IDS rejected: never a baseline (a run on a hot phone, a broken build).",
+)
 
 
 def print_table(result: QueryResult, title: str | None = None) -> None:

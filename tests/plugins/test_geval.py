@@ -17,14 +17,14 @@ from devicelab_geval import (
     score_reply,
     weighted_score,
 )
-from wordsplugin import write_scenario
 
 from devicelab import Engine, MetricContext, ScenarioError, Scored
 from devicelab import _plugins as plugin_manager
-from devicelab._api import parse_options
 from devicelab._cli import main
 from devicelab._engines import open_engine
+from devicelab._options import parse_options
 from devicelab._rundir import TRIALS, read_jsonl
+from devicelab.testing import make_scenario
 
 JUDGE = "smollm2-135m-instruct"
 DOC = (
@@ -228,41 +228,22 @@ def test_an_empty_answer_is_not_judged(judge: GEval) -> None:
 
 # --- end to end -------------------------------------------------------------------------------
 
-SCENARIO = """\
-[scenario]
-name = "geval"
-repetitions = 1
-warmup = 0
 
-[[models]]
-name = "smollm2-135m-instruct"
-engine = "llama.cpp"
-quant = "q4_1"
-options = {{n_ctx = 1024}}
-
-[tasks]
-kinds = ["SUMM"]
-documents = "docassist-mini"
-max_documents = 1
-max_output_tokens = 8
-
-[context]
-sections = 1
-lengths = [60]
-
-[quality]
-metrics = ["geval"]
-
-[quality.options.geval]
-model = "{judge}"
-max_tokens = 3
-criteria = ["fluency", "relevance"]
-"""
+def geval_scenario(tmp_path: Path, judge: str) -> Path:
+    """One SUMM trial of SmolLM2 on the host, judged by ``judge`` on two criteria."""
+    return make_scenario(
+        tmp_path, name="geval", kinds=["SUMM"], lengths=[60],
+        model_keys={"engine": "llama.cpp", "quant": "q4_1"}, model_options={"n_ctx": 1024},
+        tables={"quality": {
+            "metrics": ["geval"],
+            "options": {"geval": {"model": judge, "max_tokens": 3, "criteria": ["fluency", "relevance"]}},
+        }},
+    )  # fmt: skip
 
 
 def run(tmp_path: Path, judge: str) -> int:
     try:
-        main(["run", str(write_scenario(tmp_path, SCENARIO.format(judge=judge)))])
+        main(["run", str(geval_scenario(tmp_path, judge))])
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
@@ -273,7 +254,7 @@ def test_run_records_geval_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
     try:
-        path = write_scenario(tmp_path, SCENARIO.format(judge=JUDGE))
+        path = geval_scenario(tmp_path, JUDGE)
         main(["run", str(path), "--out", str(out)])
     except SystemExit as exc:
         assert exc.code in (0, None)

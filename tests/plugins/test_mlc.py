@@ -19,40 +19,24 @@ from typing import Any
 
 import pytest
 from devicelab_mlc.engine import INSTALL, MlcEngine, source_commit
-from wordsplugin import run_cli, write_scenario
+from wordsplugin import run_cli
 
 import devicelab
 from devicelab import GenerationRequest, GenerationResult, Message, ModelSpec, TokenStream
 from devicelab._prefill import prefix_cached
 from devicelab._rundir import TRIALS, read_jsonl
+from devicelab.testing import make_scenario
 
 DOUBLES = Path(__file__).parent / "doubles"
 
-SCENARIO = """\
-[scenario]
-name = "mlc"
-repetitions = 2
-warmup = 0
 
-[[models]]
-name = "smollm2-mlc"
-engine = "mlc"
-quant = "q4f16_1"
-{options}
-
-[tasks]
-kinds = ["SUMM"]
-documents = "docassist-mini"
-max_documents = 1
-max_output_tokens = 8
-
-[context]
-sections = 2
-lengths = [40, 80]
-
-[telemetry]
-interval_s = 0.1
-"""
+def mlc_scenario(tmp_path: Path, options: dict[str, Any] | None = None) -> Path:
+    """Two SUMM trials per cell by the MLC engine, at two lengths of two sections."""
+    return make_scenario(
+        tmp_path, name="mlc", kinds=["SUMM"], repetitions=2, sections=2, lengths=[40, 80],
+        model="smollm2-mlc", model_keys={"engine": "mlc", "quant": "q4f16_1"},
+        model_options=options, tables={"telemetry": {"interval_s": 0.1}},
+    )  # fmt: skip
 
 
 def _forget_mlc_llm() -> None:
@@ -99,7 +83,7 @@ def test_without_mlc_llm_the_run_stops_with_the_install_command(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _forget_mlc_llm()
-    scenario = write_scenario(tmp_path, SCENARIO.format(options=""))
+    scenario = mlc_scenario(tmp_path)
     out = tmp_path / "run"
     assert run_cli(["run", str(scenario), "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -263,8 +247,7 @@ def test_the_doubles_cache_keeps_only_the_uncached_suffix(mlc_double: Path) -> N
 
 
 def test_a_run_through_the_double_records_mlc_numbers(mlc_double: Path, tmp_path: Path) -> None:
-    options = f'options = {{model = "{mlc_double}", device = "cpu"}}'
-    scenario = write_scenario(tmp_path, SCENARIO.format(options=options))
+    scenario = mlc_scenario(tmp_path, {"model": str(mlc_double), "device": "cpu"})
     out = tmp_path / "run"
     assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
     records = list(read_jsonl(out / TRIALS))
@@ -286,8 +269,7 @@ def test_a_run_through_the_double_records_mlc_numbers(mlc_double: Path, tmp_path
 def test_mlc_chunks_are_counted_as_tokens_and_otps_has_no_chunk_bias(
     mlc_double: Path, tmp_path: Path
 ) -> None:
-    options = f'options = {{model = "{mlc_double}", device = "cpu"}}'
-    scenario = write_scenario(tmp_path, SCENARIO.format(options=options))
+    scenario = mlc_scenario(tmp_path, {"model": str(mlc_double), "device": "cpu"})
     out = tmp_path / "run"
     assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
     run = devicelab.load_run(out)

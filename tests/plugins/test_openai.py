@@ -8,6 +8,7 @@ setting or environment variable for it.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import re
@@ -16,20 +17,28 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from devicelab_llamacpp import smollm2_path
 from devicelab_openai import OpenAIEngine
-from wordsplugin import free_port, run_cli, write_scenario
+from wordsplugin import free_port, run_cli
 
-from devicelab import GenerationRequest, Message, ModelError, ModelSpec, TokenStream
+from devicelab import (
+    GenerationRequest,
+    GenerationResult,
+    Message,
+    ModelError,
+    ModelSpec,
+    TokenStream,
+)
 from devicelab import _tokens as tokens
 from devicelab._metrics import speed
 from devicelab._prefill import prefix_cached
 from devicelab._rundir import TRIALS, read_jsonl
+from devicelab.testing import make_scenario
 
 SERVER = """\
 import sys
@@ -45,31 +54,14 @@ sys.argv[0] = "llama_cpp.server"
 main()
 """
 
-SCENARIO = """\
-[scenario]
-name = "openai"
-repetitions = 1
-warmup = 0
-timeout_s = 60
 
-[[models]]
-name = "smollm2-served"
-engine = "openai"
-options = {{ {options} }}
-
-[tasks]
-kinds = ["SUMM"]
-documents = "docassist-mini"
-max_documents = 1
-max_output_tokens = 8
-
-[context]
-sections = 1
-lengths = [40]
-
-[telemetry]
-interval_s = 0.1
-"""
+def openai_scenario(tmp_path: Path, **options: Any) -> Path:
+    """One SUMM trial by the OpenAI engine with these options, its telemetry read often."""
+    return make_scenario(
+        tmp_path, name="openai", kinds=["SUMM"], lengths=[40], model="smollm2-served",
+        model_keys={"engine": "openai"}, model_options=options, scenario_keys={"timeout_s": 60},
+        tables={"telemetry": {"interval_s": 0.1}},
+    )  # fmt: skip
 
 
 # The server's log per base URL: llama-cpp-python's server (verbose by default) prints
@@ -162,8 +154,9 @@ def test_generate_streams_tokens_from_the_server(server: str) -> None:
 
 
 def test_devicelab_run_against_the_server(server: str, tmp_path: Path) -> None:
-    options = f'base_url = "{server}", n_ctx = 2048, tokenizer_gguf = "{smollm2_path()}"'
-    scenario = write_scenario(tmp_path, SCENARIO.format(options=options))
+    scenario = openai_scenario(
+        tmp_path, base_url=server, n_ctx=2048, tokenizer_gguf=str(smollm2_path())
+    )
     out = tmp_path / "run"
     assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
     records = list(read_jsonl(out / TRIALS))
@@ -179,7 +172,7 @@ def test_a_server_that_does_not_answer_fails_the_trials(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    scenario = write_scenario(tmp_path, SCENARIO.format(options=f'base_url = "{base}"'))
+    scenario = openai_scenario(tmp_path, base_url=base)
     out = tmp_path / "run"
     assert run_cli(["run", str(scenario), "--out", str(out)]) == 1
     records = list(read_jsonl(out / TRIALS))
@@ -192,48 +185,92 @@ def test_a_server_that_does_not_answer_fails_the_trials(
 def test_missing_base_url_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    scenario = write_scenario(tmp_path, SCENARIO.format(options="n_ctx = 2048"))
+    scenario = openai_scenario(tmp_path, n_ctx=2048)
     assert run_cli(["run", str(scenario), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "[models.options] base_url" in err and "http://127.0.0.1:8000/v1" in err
     assert not (tmp_path / "run" / TRIALS).exists()
 
 
-class _MLCStyleServer(http.server.BaseHTTPRequestHandler):
+class _QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A fake server's handler: JSON replies and server-sent event streams; its requests are
+    not logged to the test's output."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _reply(self, obj: object) -> None:
+        body = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _stream(
+        self, chunks: Sequence[object], *, before: bytes = b"", pause_s: float = 0.0
+    ) -> None:
+        """The chunks as events (each after ``before``, a comment line, say), ``pause_s``
+        apart, then ``[DONE]``."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for chunk in chunks:
+            self.wfile.write(before + b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            if pause_s:
+                self.wfile.flush()
+                time.sleep(pause_s)
+        self.wfile.write(b"data: [DONE]\n\n")
+
+
+def _deltas(pieces: Iterable[str], finish: str | None = "length") -> list[dict[str, object]]:
+    """A completion's content chunks, one a piece, and (unless ``finish`` is None) the chunk
+    that says why it stopped."""
+    chunks: list[dict[str, object]] = [
+        {"choices": [{"delta": {"content": p}, "finish_reason": None}]} for p in pieces
+    ]
+    if finish is not None:
+        chunks.append({"choices": [{"delta": {}, "finish_reason": finish}]})
+    return chunks
+
+
+@contextlib.contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A fake OpenAI-style server answering with ``handler`` on a free port; its API root."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def answer_from(
+    handler: type[http.server.BaseHTTPRequestHandler], max_tokens: int
+) -> tuple[GenerationResult, TokenStream]:
+    """The engine's answer to "hi" from a fake server answering with ``handler``, and the
+    stream that saw its tokens."""
+    with serving(handler) as base_url:
+        stream = TokenStream()
+        request = GenerationRequest([Message("user", "hi")], max_tokens=max_tokens)
+        return engine_for(base_url).generate(request, stream), stream
+
+
+class _MLCStyleServer(_QuietHandler):
     """Streams what ``mlc_llm serve --enable-debug`` documents: content chunks that each carry
     two tokens, then a final chunk whose ``usage`` has the real counts and ``usage.extra``."""
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        chunks: list[dict[str, object]] = [
-            {"choices": [{"delta": {"content": w}, "finish_reason": None}]} for w in "abc"
-        ]
-        chunks.append({"choices": [{"delta": {}, "finish_reason": "length"}]})
         usage: dict[str, object] = {"prompt_tokens": 17, "completion_tokens": 6, "total_tokens": 23}
         usage["extra"] = {"prefill_tokens_per_s": 120.5, "ttft_s": 0.14, "note": "x"}
-        chunks.append({"choices": [], "usage": usage})
-        for chunk in chunks:
-            self.wfile.write(b": ping\n\ndata: " + json.dumps(chunk).encode() + b"\n\n")
-        self.wfile.write(b"data: [DONE]\n\n")
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self._stream([*_deltas("abc"), {"choices": [], "usage": usage}], before=b": ping\n\n")
 
 
 def test_usage_and_server_timings_are_kept() -> None:
-    httpd = http.server.HTTPServer(("127.0.0.1", 0), _MLCStyleServer)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        engine = engine_for(f"http://127.0.0.1:{httpd.server_port}/v1")
-        stream = TokenStream()
-        result = engine.generate(GenerationRequest([Message("user", "hi")], max_tokens=6), stream)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    result, stream = answer_from(_MLCStyleServer, max_tokens=6)
     assert result.text == "abc"
     # The server's usage counts win over the chunks seen.
     assert (result.input_tokens, result.output_tokens) == (17, 6)
@@ -302,7 +339,7 @@ def test_without_a_template_source_the_count_names_the_fix(server: str) -> None:
         engine.prompt_tokens([Message("user", "hi")])
 
 
-class _LlamaCppServer(http.server.BaseHTTPRequestHandler):
+class _LlamaCppServer(_QuietHandler):
     """A llama.cpp-server-like double: /props, /tokenize (one token a character, start token
     1), /apply-template (chatml), and streamed chat completions whose final chunk carries
     ``usage`` and ``timings`` with ``prompt_n``. Like the real server it keeps the last prompt
@@ -311,14 +348,6 @@ class _LlamaCppServer(http.server.BaseHTTPRequestHandler):
 
     slot: ClassVar[list[int]] = []
     requests: ClassVar[list[tuple[str, dict[str, Any]]]] = []
-
-    def _reply(self, obj: object) -> None:
-        body = json.dumps(obj).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self) -> None:
         if self.path == "/props":
@@ -360,13 +389,6 @@ class _LlamaCppServer(http.server.BaseHTTPRequestHandler):
                 cached += 1
         type(self).slot[:] = tokens
         prompt_n = max(len(tokens) - cached, 1)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        chunks: list[dict[str, object]] = [
-            {"choices": [{"delta": {"content": w}, "finish_reason": None}]} for w in "ab"
-        ]
-        chunks.append({"choices": [{"delta": {}, "finish_reason": "length"}]})
         timings = {
             "cache_n": len(tokens) - prompt_n,
             "prompt_n": prompt_n,
@@ -375,27 +397,15 @@ class _LlamaCppServer(http.server.BaseHTTPRequestHandler):
             "predicted_per_second": 50.0,
         }
         usage = {"prompt_tokens": len(tokens), "completion_tokens": 2}
-        chunks.append({"choices": [], "usage": usage, "timings": timings})
-        for chunk in chunks:
-            self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-        self.wfile.write(b"data: [DONE]\n\n")
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self._stream([*_deltas("ab"), {"choices": [], "usage": usage, "timings": timings}])
 
 
 @pytest.fixture
 def llama_cpp_server() -> Iterator[str]:
     _LlamaCppServer.slot.clear()
     _LlamaCppServer.requests.clear()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LlamaCppServer)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}/v1"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(_LlamaCppServer) as base_url:
+        yield base_url
 
 
 def test_llama_cpp_server_is_asked_not_to_cache_and_proves_it(llama_cpp_server: str) -> None:
@@ -447,48 +457,22 @@ def test_stop_sequences_are_sent_to_the_server_and_honoured(llama_cpp_server: st
     assert sent[0]["stop"] == ["b", "\n"] and "stop" not in sent[1]
 
 
-class _TwoPerEventServer(http.server.BaseHTTPRequestHandler):
+class _TwoPerEventServer(_QuietHandler):
     """A llama.cpp-like server (``/tokenize``: one token a character) that streams two tokens
     per event, 20 ms apart, and counts them in its final ``usage``."""
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if self.path == "/tokenize":
-            reply = json.dumps({"tokens": [ord(c) for c in body["content"]]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+            self._reply({"tokens": [ord(c) for c in body["content"]]})
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        for piece in ("ab", "cd", "ef", "gh"):
-            chunk = {"choices": [{"delta": {"content": piece}, "finish_reason": None}]}
-            self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            self.wfile.flush()
-            time.sleep(0.02)
         usage = {"prompt_tokens": 5, "completion_tokens": 8}
-        self.wfile.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
-        self.wfile.write(b"data: [DONE]\n\n")
-
-    def log_message(self, *args: object) -> None:
-        pass
+        chunks = [*_deltas(("ab", "cd", "ef", "gh"), finish=None), {"choices": [], "usage": usage}]
+        self._stream(chunks, pause_s=0.02)
 
 
 def test_a_server_streaming_several_tokens_per_event_is_counted_per_token() -> None:
-    httpd = http.server.HTTPServer(("127.0.0.1", 0), _TwoPerEventServer)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        engine = engine_for(f"http://127.0.0.1:{httpd.server_port}/v1")
-        stream = TokenStream()
-        request = GenerationRequest([Message("user", "hi")], max_tokens=8)
-        result = engine.generate(request, stream)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    result, stream = answer_from(_TwoPerEventServer, max_tokens=8)
     assert result.text == "abcdefgh" and result.output_tokens == 8
     # Eight tokens, two at each of four arrivals: each event's time is its tokens' time.
     times = stream.token_times

@@ -18,14 +18,15 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from wordsplugin import free_port, run_cli
 
-from devicelab import Reporter, RunDir, TrialRecord
+from devicelab import Reporter, RunDir, RunOutcome, TrialRecord
 from devicelab import _plugins as plugin_manager
 from devicelab._rundir import TRIALS, read_jsonl
 from devicelab._runtime.resolve import load_and_resolve as load_and_prepare
@@ -286,22 +287,30 @@ class KillOnFirst(Reporter):
             self.cluster.kill(self.host)
 
 
-def test_a_host_killed_mid_run_has_its_trials_finish_elsewhere(
-    cluster: Cluster, tmp_path: Path
-) -> None:
+def run_killing(
+    cluster: Cluster, scenario: Path, out: Path, host: str
+) -> tuple[RunOutcome, list[dict[str, Any]]]:
+    """Run ``scenario`` on the cluster into ``out``, killing ``host`` after its first trial;
+    the outcome and the records written."""
     from devicelab_ray.executor import RayExecutor
 
-    cluster.join("doomed")
-    cluster.wait_for(len(HOSTS) + 1)
-    plan = load_and_prepare(write(tmp_path, reps=4), plugin_manager.get_registry())
-    rundir = RunDir.open(tmp_path / "run", plan.scenario, resume=False)
+    plan = load_and_prepare(scenario, plugin_manager.get_registry())
+    rundir = RunDir.open(out, plan.scenario, resume=False)
     executor = RayExecutor(cluster.address)
     executor.check(plan)
     try:
-        outcome = executor.run(plan, rundir, KillOnFirst(cluster, "doomed"))
+        outcome = executor.run(plan, rundir, KillOnFirst(cluster, host))
     finally:
         rundir.close()
-    records = list(read_jsonl(tmp_path / "run" / TRIALS))
+    return outcome, list(read_jsonl(out / TRIALS))
+
+
+def test_a_host_killed_mid_run_has_its_trials_finish_elsewhere(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    cluster.join("doomed")
+    cluster.wait_for(len(HOSTS) + 1)
+    outcome, records = run_killing(cluster, write(tmp_path, reps=4), tmp_path / "run", "doomed")
     ids = [r["trial_id"] for r in records]
     assert len(ids) == len(set(ids)) == 2 * 2 * 4 and outcome.failed == 0
     assert "doomed" not in cluster.procs  # it was killed while trials were left
@@ -314,22 +323,12 @@ def test_a_host_killed_mid_run_has_its_trials_finish_elsewhere(
 def test_trials_left_when_the_last_matching_device_is_lost_are_recorded_failed(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    from devicelab_ray.executor import RayExecutor
-
     # One host with the only "virtual-solo": a virtual S24 under a profile name of its own.
     cluster.join("solo", '{"devicelab-device:virtual-solo": 1, "devicelab-host:solo": 1}')
     cluster.wait_for(1, "virtual-solo")
     (tmp_path / "solo.toml").write_text('[device]\nname = "virtual-solo"\nkind = "virtual"\n')
     scenario = write(tmp_path, device=str(tmp_path / "solo.toml"))
-    plan = load_and_prepare(scenario, plugin_manager.get_registry())
-    rundir = RunDir.open(tmp_path / "run", plan.scenario, resume=False)
-    executor = RayExecutor(cluster.address)
-    executor.check(plan)
-    try:
-        outcome = executor.run(plan, rundir, KillOnFirst(cluster, "solo"))
-    finally:
-        rundir.close()
-    records = list(read_jsonl(tmp_path / "run" / TRIALS))
+    outcome, records = run_killing(cluster, scenario, tmp_path / "run", "solo")
     ids = [r["trial_id"] for r in records]
     assert len(ids) == len(set(ids)) == 2 * 2 * 2  # every trial recorded, once
     ok = [r for r in records if r["status"] == "ok"]
@@ -346,36 +345,6 @@ kind = "android"
 
 [device.match]
 models = ["SM-S921B"]
-"""
-
-PHONE_SCENARIO = """\
-[scenario]
-name = "phones"
-repetitions = 3
-warmup = 0
-retries = 2
-reconnect_timeout_s = 1
-
-[device]
-name = "{profile}"
-
-[[models]]
-name = "smollm2-135m-instruct"
-engine = "llama.cpp"
-options = {{ binary = "{binary}" }}
-
-[tasks]
-kinds = ["QA"]
-documents = "docassist-mini"
-max_documents = 2
-max_output_tokens = 2
-
-[context]
-sections = 1
-lengths = [100]
-
-[telemetry]
-interval_s = 1.0
 """
 
 
@@ -433,15 +402,22 @@ def phone_hosts(cluster: Cluster, tmp_path: Path) -> Iterator[list[PhoneHost]]:
 
 
 def test_a_phone_lost_mid_run_on_a_host_that_stays_up_has_its_trials_moved(
-    cluster: Cluster, phone_hosts: list[PhoneHost], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cluster: Cluster,
+    phone_hosts: list[PhoneHost],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    phone_scenario: Callable[..., Path],
 ) -> None:
     keeps, drops = phone_hosts
     # llama.cpp on the phone, not the paced engine: paced never talks to the phone, so a phone
     # lost under it would go unnoticed. A phone is lost when a trial's adb shell breaks.
     (tmp_path / "phone.toml").write_text(PHONE)
-    binary = Path(__file__).resolve().parents[2] / "devices" / "virtual-s24" / "llama-cli"
-    scenario = tmp_path / "phones.toml"
-    scenario.write_text(PHONE_SCENARIO.format(profile=tmp_path / "phone.toml", binary=binary))
+    # Three trials per cell on two documents, each retried twice, a lost phone not waited for.
+    scenario = phone_scenario(
+        name="phones", device=str(tmp_path / "phone.toml"), repetitions=3, max_documents=2,
+        max_output_tokens=2, tables={"telemetry": {"interval_s": 1.0}},
+        scenario_keys={"timeout_s": 300, "retries": 2, "reconnect_timeout_s": 1},
+    )  # fmt: skip
     out = tmp_path / "run"
     stopped = threading.Event()
 

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -30,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 import adbutils
-from virtual_android import make_phone, shutdown_phone
+from virtual_android import free_port, make_phone, shutdown_phone
 
 # What each test needs from the phone (module::test -> class). A test not listed is "other".
 CLASSES: dict[str, str] = {
@@ -94,15 +93,6 @@ PYTEST = (
     "-o",
     "junit_family=xunit1",
 )
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port != 5037 and not 5555 <= port <= 5585:
-            return port
 
 
 def fetch_e2e(into: Path) -> Path:

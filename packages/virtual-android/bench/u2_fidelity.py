@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import uiautomator2 as u2
 from PIL import Image
 from virtual_android import (
     WordsBackend,
+    free_port,
     make_phone,
     shutdown_phone,
 )
@@ -372,15 +372,6 @@ def run_checks(b: Bench) -> None:
         return None
 
     b.check("input keyevent 223/224/POWER", power_key)
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port != 5037 and not 5555 <= port <= 5585:
-            return port
 
 
 def main() -> None:

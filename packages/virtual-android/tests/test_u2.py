@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import adbutils
 import pytest
@@ -36,25 +36,6 @@ ATTRIBUTES = [
     "selected",
     "bounds",
 ]
-
-
-@pytest.fixture
-def d(
-    adb_server: adbutils.AdbClient, virtual_s24: VirtualS24, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[u2.Device]:
-    """`u2.connect(serial)` against the virtual S24 with the u2 server installed.
-
-    adbutils builds its module-level client (`adbutils.adb`, what u2.connect(serial) uses)
-    at import time from ANDROID_ADB_SERVER_PORT; the private server's port is only known
-    once the fixture runs, so the client is pointed at it here.
-    """
-    monkeypatch.setattr(adbutils, "adb", adb_server)
-    install_uiautomator(virtual_s24)
-    device = u2.connect(virtual_s24.serial)
-    try:
-        yield device
-    finally:
-        device.stop_uiautomator(wait=False)
 
 
 def test_connect_starts_app_process_and_info_describes_the_s24(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import signal
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ import uiautomator2 as u2
 from uiautomator2.exceptions import LaunchUiAutomationError
 from uiautomator2.utils import with_package_resource
 from virtual_android.device import VirtualS24
+from virtual_android.pytest_plugin import assert_serves_until_sigterm
 from virtual_android.shell.interpreter import CommandContext
 
 
@@ -73,29 +73,11 @@ def test_u2_connect_with_an_emulated_app_process(
 
 
 def test_serve_runs_one_phone_in_the_foreground_until_sigterm(
-    adb_server: adbutils.AdbClient, wait, state_of
+    adb_server: adbutils.AdbClient,
 ) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "virtual_android", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    assert_serves_until_sigterm(
+        adb_server, [sys.executable, "-m", "virtual_android", "serve", "--port", "0"]
     )
-    try:
-        assert proc.stdout is not None
-        serial = proc.stdout.readline().strip()
-        assert serial.startswith("127.0.0.1:")
-        adb_server.connect(serial, timeout=5)
-        wait(lambda: state_of(serial) == "device", 10)
-        assert adb_server.device(serial).shell("getprop ro.product.device") == "e1s"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-        wait(lambda: state_of(serial) != "device", 5)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        adb_server.disconnect(serial)
 
 
 def test_the_console_script_refuses_an_emulator_port() -> None:

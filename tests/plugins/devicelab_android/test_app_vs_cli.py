@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import adbutils
 import pytest
-from devicelab_virtual import VirtualType
-from virtual_android import apps_of
 from wordsplugin import run_cli
 
 from devicelab._rundir import TRIALS, read_jsonl
@@ -36,16 +35,8 @@ def short(text: str) -> str:
 
 
 @pytest.fixture
-def short_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """MLCChat has no setting for the answer's length: cap it on the virtual phone."""
-    original = VirtualType.open
-
-    def open_capped(self: VirtualType, name: str, profile: dict[str, object]) -> object:
-        device = original(self, name, profile)
-        apps_of(self._launched[id(device)]).mlcchat.max_tokens = 8
-        return device
-
-    monkeypatch.setattr(VirtualType, "open", open_capped)
+def short_answers(capped_mlcchat: Callable[[int], None]) -> None:
+    capped_mlcchat(8)
 
 
 @pytest.mark.usefixtures("short_answers")

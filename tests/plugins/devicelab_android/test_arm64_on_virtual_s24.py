@@ -16,36 +16,10 @@ from devicelab_android import crossbuild
 from virtual_android.system.elfexec import sandbox_problem
 
 from devicelab import load_run
+from devicelab.testing import make_scenario
 
 ROOT = Path(__file__).resolve().parents[3]
 INSTALL = "apt-get install g++-aarch64-linux-gnu qemu-user-static bubblewrap"
-
-SCENARIO = """\
-[scenario]
-name = "arm64-on-the-virtual-s24"
-repetitions = 1
-warmup = 0
-timeout_s = 600
-
-[device]
-name = "{device}"
-
-[[models]]
-name = "smollm2-135m-instruct"
-engine = "llama.cpp"
-options = {{ threads = 2 }}
-
-[tasks]
-kinds = ["QA"]
-documents = "docassist-mini"
-max_documents = 1
-qa_questions = 1
-max_output_tokens = 4
-
-[context]
-sections = 1
-lengths = [100]
-"""
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +36,11 @@ def arm64_cli() -> Path:
 def _run(tmp_path: Path, device: str) -> list[dict[str, object]]:
     from wordsplugin import run_cli
 
-    scenario = tmp_path / f"{device}.toml"
-    scenario.write_text(SCENARIO.format(device=device))
+    scenario = make_scenario(
+        tmp_path, name="arm64-on-the-virtual-s24", kinds=["QA"], device=device,
+        model_keys={"engine": "llama.cpp"}, model_options={"threads": 2}, max_output_tokens=4,
+        scenario_keys={"timeout_s": 600}, tables={"tasks": {"qa_questions": 1}},
+    )  # fmt: skip
     out = tmp_path / device
     assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
     return [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]

@@ -8,50 +8,23 @@ from __future__ import annotations
 import http.client
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import adbutils
 import pytest
 from devicelab_android.app import AppEngine, server_gone
-from devicelab_android.device import AndroidDevice, AndroidType
+from devicelab_android.device import AndroidDevice
 from devicelab_android.llamacli import LlamaCliEngine
 from devicelab_android.telemetry import parse_uids
-from devicelab_virtual.launch import make_virtual_s24
-from virtual_android.pytest_plugin import connected
 
-import devicelab
 from devicelab import (
     DeviceLostError,
     EngineError,
     GenerationRequest,
     Message,
-    ModelSpec,
     TokenStream,
 )
-from devicelab import _plugins as plugin_manager
 
-ROOT = Path(__file__).resolve().parents[3]
-PLACEHOLDER = ROOT / "devices" / "virtual-s24" / "llama-cli"
 MLC = "ai.mlc.mlcchat"
-
-
-@pytest.fixture
-def phone(adb_server: adbutils.AdbClient) -> Iterator[AndroidDevice]:
-    with connected(adb_server, make_virtual_s24()) as vdev:
-        device = AndroidType(devicelab.load_plugins()).open(
-            "s24", {"options": {"serial": vdev.serial}}
-        )
-        device.open()
-        device.virtual = vdev  # type: ignore[attr-defined]
-        try:
-            yield device
-        finally:
-            device.close()
-
-
-def smollm2() -> ModelSpec:
-    return plugin_manager.get_registry().models["smollm2-135m-instruct"][1]
 
 
 def request(max_tokens: int = 24) -> GenerationRequest:
@@ -104,19 +77,16 @@ def test_uids_of_proc_status_lines() -> None:
     assert parse_uids(text) == {1: 0, 10040: 10201}
 
 
-def test_killed_llama_cli_is_a_device_fault_and_the_next_run_works(phone: AndroidDevice) -> None:
-    engine = LlamaCliEngine(phone, smollm2(), LlamaCliEngine.Options(binary=str(PLACEHOLDER)))
-    engine.load()
-    try:
-        # What Android's low-memory killer does to a native process: SIGKILL.
-        killer = when_running(phone, "llama-cli", "kill -9 {pid}")
-        with pytest.raises(DeviceLostError, match="llama-cli killed by signal 9"):
-            engine.generate(request(), TokenStream(deadline=time.perf_counter() + 60))
-        killer.join(timeout=5)
-        result = engine.generate(request(4), TokenStream(deadline=time.perf_counter() + 60))
-        assert result.output_tokens >= 1
-    finally:
-        engine.close()
+def test_killed_llama_cli_is_a_device_fault_and_the_next_run_works(
+    phone: AndroidDevice, cli_engine: LlamaCliEngine
+) -> None:
+    # What Android's low-memory killer does to a native process: SIGKILL.
+    killer = when_running(phone, "llama-cli", "kill -9 {pid}")
+    with pytest.raises(DeviceLostError, match="llama-cli killed by signal 9"):
+        cli_engine.generate(request(), TokenStream(deadline=time.perf_counter() + 60))
+    killer.join(timeout=5)
+    result = cli_engine.generate(request(4), TokenStream(deadline=time.perf_counter() + 60))
+    assert result.output_tokens >= 1
 
 
 @pytest.mark.parametrize(
@@ -127,29 +97,25 @@ def test_killed_llama_cli_is_a_device_fault_and_the_next_run_works(phone: Androi
     ],
 )
 def test_app_killed_mid_answer_is_a_device_fault_and_the_app_comes_back(
-    phone: AndroidDevice, fault: str, reason: str
+    phone: AndroidDevice,
+    fault: str,
+    reason: str,
+    app_engine: Callable[[str], AppEngine],
+    on_first_token: Callable[[Callable[[], object]], TokenStream],
 ) -> None:
-    engine = AppEngine(phone, smollm2(), AppEngine.Options(app="mlcchat"))
-    engine.load()
-    done: list[bool] = []
+    engine = app_engine("mlcchat")
+    killed: list[int] = []
 
-    class FaultOnFirstToken(TokenStream):
-        def token(self, n: int = 1, t: float | None = None, text: str = "") -> None:
-            super().token(n, t, text)
-            if not done:
-                done.append(True)
-                pid = phone.pids(MLC)[0]
-                phone.require_adb().run(fault.format(pid=pid))
+    def kill() -> None:
+        killed.append(phone.pids(MLC)[0])
+        phone.require_adb().run(fault.format(pid=killed[0]))
 
-    try:
-        with pytest.raises(DeviceLostError, match=reason):
-            engine.generate(request(), FaultOnFirstToken(deadline=time.perf_counter() + 60))
-        assert done and phone.pids(MLC) == []
-        # The next attempt starts the app again and loads its model: it answers.
-        result = engine.generate(request(4), TokenStream(deadline=time.perf_counter() + 60))
-        assert result.output_tokens >= 1 and phone.pids(MLC)
-    finally:
-        engine.close()
+    with pytest.raises(DeviceLostError, match=reason):
+        engine.generate(request(), on_first_token(kill))
+    assert killed and phone.pids(MLC) == []
+    # The next attempt starts the app again and loads its model: it answers.
+    result = engine.generate(request(4), TokenStream(deadline=time.perf_counter() + 60))
+    assert result.output_tokens >= 1 and phone.pids(MLC)
 
 
 def test_an_app_left_on_its_chat_by_an_earlier_run_is_loaded_again(phone: AndroidDevice) -> None:
@@ -168,43 +134,31 @@ def test_an_app_left_on_its_chat_by_an_earlier_run_is_loaded_again(phone: Androi
 
 def test_a_reboot_mid_answer_loses_the_ui_server_and_the_app_is_measured_after_it(
     phone: AndroidDevice,
+    app_engine: Callable[[str], AppEngine],
+    on_first_token: Callable[[Callable[[], object]], TokenStream],
+) -> None:
+    engine = app_engine("mlcchat")
+    # As `adb reboot`: the link and the u2 server go down.
+    reboot = phone.virtual.reboot  # type: ignore[attr-defined]
+    with pytest.raises(DeviceLostError):
+        engine.generate(request(64), on_first_token(reboot))
+    phone.reconnect(30)  # what the scheduler does before the retry
+    result = engine.generate(request(4), TokenStream(deadline=time.perf_counter() + 60))
+    assert result.output_tokens >= 1
+
+
+def test_an_apps_engine_is_every_process_of_its_uid(
+    phone: AndroidDevice, app_engine: Callable[[str], AppEngine]
 ) -> None:
     vdev = phone.virtual  # type: ignore[attr-defined]
-    engine = AppEngine(phone, smollm2(), AppEngine.Options(app="mlcchat"))
-    engine.load()
-    rebooted: list[bool] = []
-
-    class RebootOnFirstToken(TokenStream):
-        def token(self, n: int = 1, t: float | None = None, text: str = "") -> None:
-            super().token(n, t, text)
-            if not rebooted:
-                rebooted.append(True)
-                vdev.reboot()  # as `adb reboot`: the link and the u2 server go down
-
-    try:
-        with pytest.raises(DeviceLostError):
-            engine.generate(request(64), RebootOnFirstToken(deadline=time.perf_counter() + 60))
-        phone.reconnect(30)  # what the scheduler does before the retry
-        result = engine.generate(request(4), TokenStream(deadline=time.perf_counter() + 60))
-        assert result.output_tokens >= 1
-    finally:
-        engine.close()
-
-
-def test_an_apps_engine_is_every_process_of_its_uid(phone: AndroidDevice) -> None:
-    vdev = phone.virtual  # type: ignore[attr-defined]
-    engine = AppEngine(phone, smollm2(), AppEngine.Options(app="mlcchat"))
-    engine.load()
-    try:
-        [main] = phone.pids(MLC)
-        # Android runs some apps in several processes, all under the app's UID.
-        remote = vdev.register_process(f"{MLC}:remote")
-        owned = phone.app_pids(MLC)
-        assert owned == sorted([main, remote])
-        # The launcher and the system UI are apps too, with UIDs of their own.
-        for other in ("com.android.systemui", "com.sec.android.app.launcher"):
-            assert not set(phone.pids(other)) & set(owned)
-        engine.generate(request(4), TokenStream(deadline=time.perf_counter() + 60))
-        assert phone.telemetry is not None and set(phone.telemetry.pids) == {main, remote}
-    finally:
-        engine.close()
+    engine = app_engine("mlcchat")
+    [main] = phone.pids(MLC)
+    # Android runs some apps in several processes, all under the app's UID.
+    remote = vdev.register_process(f"{MLC}:remote")
+    owned = phone.app_pids(MLC)
+    assert owned == sorted([main, remote])
+    # The launcher and the system UI are apps too, with UIDs of their own.
+    for other in ("com.android.systemui", "com.sec.android.app.launcher"):
+        assert not set(phone.pids(other)) & set(owned)
+    engine.generate(request(4), TokenStream(deadline=time.perf_counter() + 60))
+    assert phone.telemetry is not None and set(phone.telemetry.pids) == {main, remote}

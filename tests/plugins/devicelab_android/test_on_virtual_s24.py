@@ -6,18 +6,15 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import adbutils
 import pytest
 from devicelab_android.adb import Adb
 from devicelab_android.app import AppEngine
 from devicelab_android.device import AndroidDevice, AndroidType
 from devicelab_android.llamacli import LlamaCliEngine
-from devicelab_virtual.launch import make_virtual_s24
 from virtual_android.inference import llamacli as virtual_cli
-from virtual_android.pytest_plugin import connected
 
 import devicelab
 from devicelab import (
@@ -31,31 +28,9 @@ from devicelab import (
     TrialError,
     TrialTimeout,
 )
-from devicelab import (
-    _plugins as plugin_manager,
-)
 from devicelab._metrics import speed
 
-ROOT = Path(__file__).resolve().parents[3]
-PLACEHOLDER = ROOT / "devices" / "virtual-s24" / "llama-cli"
 HOSTILE = 'it\'s "$(touch /data/local/tmp/pwned)" `id`; echo pwned\nnext line'
-
-
-@pytest.fixture
-def phone(adb_server: adbutils.AdbClient) -> Iterator[AndroidDevice]:
-    with connected(adb_server, make_virtual_s24()) as vdev:
-        options = {"options": {"serial": vdev.serial}}
-        device = AndroidType(devicelab.load_plugins()).open("s24", options)
-        device.open()
-        device.virtual = vdev  # type: ignore[attr-defined]
-        try:
-            yield device
-        finally:
-            device.close()
-
-
-def smollm2() -> ModelSpec:
-    return plugin_manager.get_registry().models["smollm2-135m-instruct"][1]
 
 
 def test_discovered_with_its_fingerprint(phone: AndroidDevice) -> None:
@@ -100,37 +75,34 @@ def test_telemetry_streams_values_in_range(phone: AndroidDevice) -> None:
         collector.stop()
 
 
-def test_llama_cli_pushes_once_and_streams_real_tokens(phone: AndroidDevice) -> None:
-    engine = LlamaCliEngine(phone, smollm2(), LlamaCliEngine.Options(binary=str(PLACEHOLDER)))
-    LlamaCliEngine.check_model(engine.model)
-    engine.load()
-    try:
-        adb = phone.require_adb()
-        model_remote = engine._remote(smollm2().path.name)  # type: ignore[union-attr]
-        assert not adb.push_if_changed(smollm2().path, model_remote)  # type: ignore[arg-type]
-        messages = [Message("user", HOSTILE)]
-        stream = TokenStream(deadline=time.perf_counter() + 60)
-        result = engine.generate(GenerationRequest(messages, max_tokens=6), stream)
-        assert 1 <= result.output_tokens <= 7 and result.text
-        assert result.engine_timings["prefill_tokens"] == result.input_tokens
-        # A new llama-cli per trial: its perf line proves the whole prompt was evaluated.
-        assert result.prefilled_tokens == result.input_tokens
-        assert result.engine_prefill_tps == result.engine_timings["prefill_tok_s"] > 0
-        s = speed(stream.t_sent or 0, stream.token_times, result.input_tokens, result.output_tokens)
-        assert s.ttft_s is not None and s.ttft_s > 0
-        assert adb.run(["ls", "/data/local/tmp/pwned"]).code != 0
-        # The phone's llama-cli says which llama.cpp it is (--version), and the binary that
-        # was pushed is named by its sha256.
-        assert engine.build_info() == {
-            "llama_cpp_version": virtual_cli.VERSION,
-            "llama_cpp_build": str(virtual_cli.BUILD_NUMBER),
-            "llama_cpp_commit": virtual_cli.COMMIT,
-            "compiler": virtual_cli.COMPILER,
-            "target": virtual_cli.TARGET,
-            "binary_sha256": hashlib.sha256(PLACEHOLDER.read_bytes()).hexdigest(),
-        }
-    finally:
-        engine.close()
+def test_llama_cli_pushes_once_and_streams_real_tokens(
+    phone: AndroidDevice, smollm2: ModelSpec, cli_engine: LlamaCliEngine, virtual_llama_cli: Path
+) -> None:
+    engine = cli_engine
+    adb = phone.require_adb()
+    model_remote = engine._remote(smollm2.path.name)  # type: ignore[union-attr]
+    assert not adb.push_if_changed(smollm2.path, model_remote)  # type: ignore[arg-type]
+    messages = [Message("user", HOSTILE)]
+    stream = TokenStream(deadline=time.perf_counter() + 60)
+    result = engine.generate(GenerationRequest(messages, max_tokens=6), stream)
+    assert 1 <= result.output_tokens <= 7 and result.text
+    assert result.engine_timings["prefill_tokens"] == result.input_tokens
+    # A new llama-cli per trial: its perf line proves the whole prompt was evaluated.
+    assert result.prefilled_tokens == result.input_tokens
+    assert result.engine_prefill_tps == result.engine_timings["prefill_tok_s"] > 0
+    s = speed(stream.t_sent or 0, stream.token_times, result.input_tokens, result.output_tokens)
+    assert s.ttft_s is not None and s.ttft_s > 0
+    assert adb.run(["ls", "/data/local/tmp/pwned"]).code != 0
+    # The phone's llama-cli says which llama.cpp it is (--version), and the binary that
+    # was pushed is named by its sha256.
+    assert engine.build_info() == {
+        "llama_cpp_version": virtual_cli.VERSION,
+        "llama_cpp_build": str(virtual_cli.BUILD_NUMBER),
+        "llama_cpp_commit": virtual_cli.COMMIT,
+        "compiler": virtual_cli.COMPILER,
+        "target": virtual_cli.TARGET,
+        "binary_sha256": hashlib.sha256(virtual_llama_cli.read_bytes()).hexdigest(),
+    }
 
 
 def test_llama_cli_without_a_binary_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,57 +124,51 @@ def test_llama_cli_without_a_binary_names_the_fix(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.parametrize("app", ["docassist", "mlcchat"])
-def test_app_engine_measures_through_the_ui(phone: AndroidDevice, app: str) -> None:
-    engine = AppEngine(phone, smollm2(), AppEngine.Options(app=app))
-    engine.load()
-    try:
-        fields = {"document": "The ferry leaves at nine.", "request": "When does it leave?"}
-        messages = [Message("user", "When does the ferry leave? It leaves at nine.")]
-        stream = TokenStream(deadline=time.perf_counter() + 90)
-        result = engine.generate(GenerationRequest(messages, 8, fields=fields), stream)
-        assert result.text and result.output_tokens == stream.count >= 1
-        assert {"prefill_tok_s", "decode_tok_s"} <= set(result.engine_timings)
-        assert result.engine_prefill_tps == result.engine_timings["prefill_tok_s"]
-        assert result.engine_decode_tps == result.engine_timings["decode_tok_s"]
-        assert result.prefilled_tokens is None  # the app shows rates only
-        assert stream.t_sent is not None and stream.token_times[0] > stream.t_sent
-    finally:
-        engine.close()
+def test_app_engine_measures_through_the_ui(
+    app: str, app_engine: Callable[[str], AppEngine]
+) -> None:
+    engine = app_engine(app)
+    fields = {"document": "The ferry leaves at nine.", "request": "When does it leave?"}
+    messages = [Message("user", "When does the ferry leave? It leaves at nine.")]
+    stream = TokenStream(deadline=time.perf_counter() + 90)
+    result = engine.generate(GenerationRequest(messages, 8, fields=fields), stream)
+    assert result.text and result.output_tokens == stream.count >= 1
+    assert {"prefill_tok_s", "decode_tok_s"} <= set(result.engine_timings)
+    assert result.engine_prefill_tps == result.engine_timings["prefill_tok_s"]
+    assert result.engine_decode_tps == result.engine_timings["decode_tok_s"]
+    assert result.prefilled_tokens is None  # the app shows rates only
+    assert stream.t_sent is not None and stream.token_times[0] > stream.t_sent
 
 
 @pytest.mark.parametrize("app", ["docassist", "mlcchat"])
-def test_app_engine_build_is_the_installed_apps_version(phone: AndroidDevice, app: str) -> None:
-    engine = AppEngine(phone, smollm2(), AppEngine.Options(app=app))
+def test_app_engine_build_is_the_installed_apps_version(
+    app: str, app_engine: Callable[..., AppEngine]
+) -> None:
+    engine = app_engine(app, load=False)
     build = engine.build_info()  # `dumpsys package PKG` over adb, read as a phone prints it
     assert build["app"] == app and build["package"] == engine.profile.package
     assert build["versionCode"].isdigit()
     assert re.fullmatch(r"\d+(\.\d+)*\S*", build["versionName"])
 
 
-def test_app_killed_mid_trial_is_reported(phone: AndroidDevice) -> None:
-    engine = AppEngine(phone, smollm2(), AppEngine.Options(app="docassist"))
-    engine.load()
+def test_app_killed_mid_trial_is_reported(
+    phone: AndroidDevice,
+    app_engine: Callable[[str], AppEngine],
+    on_first_token: Callable[[Callable[[], object]], TokenStream],
+) -> None:
+    engine = app_engine("docassist")
     stopped: list[int] = []
 
-    class KillOnFirstToken(TokenStream):
-        """Kills the app as the low-memory killer would, once its answer has begun."""
+    def kill() -> None:
+        # As the low-memory killer would, once the app's answer has begun.
+        stopped.append(phone.require_adb().run(["am", "force-stop", engine.profile.package]).code)
 
-        def token(self, n: int = 1, t: float | None = None, text: str = "") -> None:
-            super().token(n, t, text)
-            if not stopped:
-                pkg = engine.profile.package
-                stopped.append(phone.require_adb().run(["am", "force-stop", pkg]).code)
-
-    try:
-        fields = {"document": "word " * 150, "request": "Summarize the given document."}
-        with pytest.raises(TrialError, match="app killed"):
-            engine.generate(
-                GenerationRequest([Message("user", "x")], 64, fields=fields),
-                KillOnFirstToken(deadline=time.perf_counter() + 60),
-            )
-        assert stopped == [0]
-    finally:
-        engine.close()
+    fields = {"document": "word " * 150, "request": "Summarize the given document."}
+    with pytest.raises(TrialError, match="app killed"):
+        engine.generate(
+            GenerationRequest([Message("user", "x")], 64, fields=fields), on_first_token(kill)
+        )
+    assert stopped == [0]
 
 
 def test_cut_transport_is_a_lost_device_and_reconnect_brings_it_back(

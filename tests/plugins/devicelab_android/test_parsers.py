@@ -242,26 +242,27 @@ def test_dumpsys_package_of_a_missing_app_gives_nothing() -> None:
     assert parse_dumpsys_package(DUMPSYS_PACKAGE, "ai.mlc") == {}
 
 
-def test_llama_cpp_version_lines() -> None:
-    # llama_print_build_info's two lines, as newer builds print them (this is the host CLI
-    # built from llama-cpp-python 0.3.36's vendored tree)...
-    text = "version: 0.5.0-dev (build 1, commit 0c1e570)\nbuilt with GNU 12.2.0 for Linux x86_64\n"
-    assert parse_version(text) == {
-        "llama_cpp_version": "0.5.0-dev",
-        "llama_cpp_build": "1",
-        "llama_cpp_commit": "0c1e570",
-        "compiler": "GNU 12.2.0",
-        "target": "Linux x86_64",
-    }
-    # ... and as older builds did (common/arg.cpp): build number and commit only.
-    text = "version: 4932 (5f4a5f17)\nbuilt with cc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0 for x86_64-linux-gnu\n"
-    assert parse_version(text) == {
-        "llama_cpp_build": "4932",
-        "llama_cpp_commit": "5f4a5f17",
-        "compiler": "cc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0",
-        "target": "x86_64-linux-gnu",
-    }
-    assert parse_version("error: invalid argument: --version\n") == {}
+@pytest.mark.parametrize(
+    ("text", "facts"),
+    [
+        # llama_print_build_info's two lines, as newer builds print them (this is the host CLI
+        # built from llama-cpp-python 0.3.36's vendored tree)...
+        (
+            "version: 0.5.0-dev (build 1, commit 0c1e570)\nbuilt with GNU 12.2.0 for Linux x86_64\n",
+            {"llama_cpp_version": "0.5.0-dev", "llama_cpp_build": "1", "llama_cpp_commit": "0c1e570",
+             "compiler": "GNU 12.2.0", "target": "Linux x86_64"},
+        ),
+        # ... and as older builds did (common/arg.cpp): build number and commit only.
+        (
+            "version: 4932 (5f4a5f17)\nbuilt with cc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0 for x86_64-linux-gnu\n",
+            {"llama_cpp_build": "4932", "llama_cpp_commit": "5f4a5f17",
+             "compiler": "cc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0", "target": "x86_64-linux-gnu"},
+        ),
+        ("error: invalid argument: --version\n", {}),
+    ],
+)  # fmt: skip
+def test_llama_cpp_version_lines(text: str, facts: dict[str, str]) -> None:
+    assert parse_version(text) == facts
 
 
 # /proc/stat and the engine's /proc/PID/stat as the loop's grep prints them, one second apart

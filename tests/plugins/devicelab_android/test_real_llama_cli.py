@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from devicelab_android import hostcli
@@ -345,36 +346,23 @@ def test_the_build_is_cached_per_llama_cpp_python_version(
 
 # -- the real CLI as the virtual S24's llama-cli ------------------------------------------------
 
-PHONE_SCENARIO = """\
-[scenario]
-name = "real-cli-on-the-virtual-s24"
-repetitions = 2
-warmup = 0
-timeout_s = 120
 
-[device]
-name = "virtual-s24"
-options = {{ host_binaries = ["{binary}"] }}
-
-[[models]]
-name = "smollm2-135m-instruct"
-engine = "llama.cpp"
-options = {{ binary = "{binary}" }}
-
-[tasks]
-kinds = ["QA"]
-documents = "docassist-mini"
-max_documents = 1
-max_output_tokens = 4
-
-[context]
-sections = 1
-lengths = [100]
-"""
+def real_cli_scenario(phone_scenario: Callable[..., Path], binary: Path, **keys: Any) -> Path:
+    """Two QA trials by ``binary`` as the virtual S24's llama-cli; the phone may run it
+    (``host_binaries``). ``keys`` are :func:`devicelab.testing.make_scenario`'s."""
+    return phone_scenario(
+        binary,
+        **{"name": "real-cli-on-the-virtual-s24", "repetitions": 2, **keys},
+        tables={"device": {"options": {"host_binaries": [str(binary)]}}},
+    )
 
 
 def test_the_virtual_s24_runs_the_real_cli_the_engine_pushed(
-    host_cli: Path, tmp_path: Path, adb_server: object, monkeypatch: pytest.MonkeyPatch
+    host_cli: Path,
+    tmp_path: Path,
+    adb_server: object,
+    monkeypatch: pytest.MonkeyPatch,
+    phone_scenario: Callable[..., Path],
 ) -> None:
     from virtual_android.inference import llamacli as phone_cli
     from wordsplugin import run_cli
@@ -390,8 +378,7 @@ def test_the_virtual_s24_runs_the_real_cli_the_engine_pushed(
         return real(ctx, binary)  # type: ignore[arg-type]
 
     monkeypatch.setattr(phone_cli, "run_host_binary", seen)
-    scenario = tmp_path / "phone.toml"
-    scenario.write_text(PHONE_SCENARIO.format(binary=host_cli))
+    scenario = real_cli_scenario(phone_scenario, host_cli)
     out = tmp_path / "run"
     assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
     run = load_run(out)
@@ -425,11 +412,12 @@ def test_the_virtual_s24_runs_the_real_cli_the_engine_pushed(
         assert record.measures.other_cpu_pct is not None
 
 
-def test_a_host_binary_that_is_not_there_is_a_scenario_error(tmp_path: Path) -> None:
+def test_a_host_binary_that_is_not_there_is_a_scenario_error(
+    tmp_path: Path, phone_scenario: Callable[..., Path]
+) -> None:
     from wordsplugin import run_cli
 
-    scenario = tmp_path / "phone.toml"
-    scenario.write_text(PHONE_SCENARIO.format(binary=tmp_path / "nope"))
+    scenario = real_cli_scenario(phone_scenario, tmp_path / "nope")
     assert run_cli(["run", str(scenario), "--out", str(tmp_path / "run")]) == 2
 
 
@@ -453,20 +441,20 @@ def test_another_tool_is_cached_beside_the_cli_under_its_own_record(
 
 
 def test_a_base_model_on_the_virtual_s24_gets_the_completion_prompt(
-    host_cli: Path, gemma_path: Path, tmp_path: Path, adb_server: object
+    host_cli: Path,
+    gemma_path: Path,
+    tmp_path: Path,
+    adb_server: object,
+    phone_scenario: Callable[..., Path],
 ) -> None:
     from wordsplugin import run_cli
 
     from devicelab import load_run
 
-    body = PHONE_SCENARIO.replace("repetitions = 2", "repetitions = 1").replace(
-        'name = "smollm2-135m-instruct"\nengine = "llama.cpp"',
-        f'name = "gemma-3-270m"\nengine = "llama.cpp"\nquant = "q4_k_m"\npath = "{gemma_path}"',
-    )
-    scenario = tmp_path / "phone.toml"
-    scenario.write_text(
-        body.replace("max_output_tokens = 4", "max_output_tokens = 16").format(binary=host_cli)
-    )
+    scenario = real_cli_scenario(
+        phone_scenario, host_cli, model="gemma-3-270m", repetitions=1, max_output_tokens=16,
+        model_keys={"engine": "llama.cpp", "quant": "q4_k_m", "path": str(gemma_path)},
+    )  # fmt: skip
     out = tmp_path / "run"
     assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
     [record] = load_run(out).measured

@@ -5,7 +5,9 @@ minutes, and the run times the throttle and ranks the cells from what it measure
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import adbutils
 import pytest
@@ -16,56 +18,30 @@ from devicelab import _plugins as plugin_manager
 from devicelab._rundir import SUMMARY, TRIALS, read_jsonl
 from devicelab._sustained import kendall_tau
 
-ROOT = Path(__file__).resolve().parents[3]
-
-SCENARIO = """\
-[scenario]
-name = "hot"
-warmup = 0
-timeout_s = 15
-reconnect_timeout_s = 20
-
-[device]
-name = "virtual-s24"
-options = {{ heat_time_scale = 100 }}
-
-[[models]]
-name = "smollm2-135m-instruct"
-engine = "llama.cpp"
-options = {{ binary = "{binary}" }}
-
-[tasks]
-kinds = ["SUMM"]
-documents = "docassist-mini"
-max_documents = 1
-max_output_tokens = 48
-
-[context]
-sections = 2
-lengths = [50, 100]
-
-[telemetry]
-interval_s = 0.2
-
-[thermal]
-cooldown_below_c = 60
-cooldown_timeout_s = 20
-cooldown_poll_s = 0.1
-
-[noise]
-on_noisy = "flag"
-
-[sustained]
-duration_s = 15
-bin_s = 3
-"""
+# SUMM at two lengths on a virtual S24 heating 100 times faster than real time, each cell a
+# 15 s segment in 3 s bins, cooled below 60 °C before the next.
+HOT: dict[str, Any] = {
+    "name": "hot",
+    "kinds": ["SUMM"],
+    "max_output_tokens": 48,
+    "sections": 2,
+    "lengths": [50, 100],
+    "repetitions": None,
+    "scenario_keys": {"timeout_s": 15, "reconnect_timeout_s": 20},
+    "tables": {
+        "device": {"options": {"heat_time_scale": 100}},
+        "telemetry": {"interval_s": 0.2},
+        "thermal": {"cooldown_below_c": 60, "cooldown_timeout_s": 20, "cooldown_poll_s": 0.1},
+        "noise": {"on_noisy": "flag"},
+        "sustained": {"duration_s": 15, "bin_s": 3},
+    },
+}
 
 
 def test_a_heating_virtual_s24_throttles_within_each_segment_and_the_ranking_is_measured(
-    tmp_path: Path, adb_server: adbutils.AdbClient
+    tmp_path: Path, adb_server: adbutils.AdbClient, phone_scenario: Callable[..., Path]
 ) -> None:
-    path = tmp_path / "hot.toml"
-    path.write_text(SCENARIO.format(binary=ROOT / "devices" / "virtual-s24" / "llama-cli"))
+    path = phone_scenario(**HOT)
     out = tmp_path / "run"
     assert run_cli(["run", str(path), "--out", str(out)]) == 0
     rows = json.loads((out / SUMMARY).read_text())

@@ -48,6 +48,7 @@ from .inference.llm import (
 )
 from .inference.realcli import allow_host_binaries
 from .phone import make_phone, shutdown_phone
+from .ports import free_port
 from .shell.shellio import CancelToken, ShellCancelled
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
     "WordsBackend",
     "allow_host_binaries",
     "apps_of",
+    "free_port",
     "install_apps",
     "install_llama_cli",
     "install_uiautomator",

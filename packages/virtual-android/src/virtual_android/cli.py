@@ -14,7 +14,7 @@ from types import FrameType
 from .inference.backend import BackendFactory
 from .phone import make_phone, shutdown_phone
 
-__all__ = ["add_exec_flag", "main", "serve"]
+__all__ = ["add_serve_flags", "log_to_stderr", "main", "serve"]
 
 
 def serve(
@@ -50,7 +50,14 @@ def parser(prog: str = "virtual-android") -> argparse.ArgumentParser:
     """``PROG serve [--port N] [--verbose] [--allow-exec] [--allow-binary PATH]...``."""
     top = argparse.ArgumentParser(prog=prog, description="A virtual Galaxy S24 over real ADB.")
     commands = top.add_subparsers(dest="command", required=True)
-    cmd = commands.add_parser("serve", help=__doc__, description=__doc__)
+    add_serve_flags(commands.add_parser("serve", help=__doc__, description=__doc__))
+    return top
+
+
+def add_serve_flags(cmd: argparse.ArgumentParser) -> None:
+    """The flags of a command that serves one phone (``serve``, and a host's own command
+    that runs it on its engine): ``--port``, ``--verbose``, ``--allow-binary``,
+    ``--allow-exec``; they are :func:`serve`'s arguments."""
     cmd.add_argument(
         "--port", type=int, default=0, help="loopback port (0 = any free port outside 5555-5585)"
     )
@@ -63,11 +70,6 @@ def parser(prog: str = "virtual-android") -> argparse.ArgumentParser:
         help="a host build of llama.cpp's CLI (llama-completion) to run as the phone's "
         "llama-cli when a client pushes the same file (repeatable)",
     )
-    add_exec_flag(cmd)
-    return top
-
-
-def add_exec_flag(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--allow-exec",
         action="store_true",
@@ -76,12 +78,17 @@ def add_exec_flag(cmd: argparse.ArgumentParser) -> None:
     )
 
 
-def main(argv: list[str] | None = None, *, backend: BackendFactory | None = None) -> int:
-    args = parser().parse_args(argv)
+def log_to_stderr(verbose: bool) -> None:
+    """Warnings only, or with ``--verbose`` the protocol traffic too."""
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+
+
+def main(argv: list[str] | None = None, *, backend: BackendFactory | None = None) -> int:
+    args = parser().parse_args(argv)
+    log_to_stderr(args.verbose)
     try:
         return serve(
             args.port,

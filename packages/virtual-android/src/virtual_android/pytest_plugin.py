@@ -23,13 +23,15 @@ own wraps it in :func:`connected`.
 from __future__ import annotations
 
 import contextlib
-import socket
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
+
+from .ports import free_port
 
 if TYPE_CHECKING:
     from .device import VirtualS24
@@ -38,6 +40,7 @@ __all__ = [
     "AdbRunner",
     "adb",
     "adb_server",
+    "assert_serves_until_sigterm",
     "connected",
     "device",
     "device_state",
@@ -50,17 +53,6 @@ __all__ = [
 
 AdbRunner = Callable[..., subprocess.CompletedProcess[str]]
 Phone = TypeVar("Phone", bound="VirtualS24")
-
-
-def free_port() -> int:
-    """A free loopback port outside 5037 (adb's own), 5555-5585 (what adb probes as
-    emulators) and 10002-19999 (Ray's default worker ports, when a test run shares a host)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port != 5037 and not 5555 <= port <= 5585 and not 10002 <= port <= 19999:
-            return port
 
 
 def wait_until(
@@ -110,6 +102,34 @@ def connected(
             stop(phone)
         with contextlib.suppress(adbutils.AdbError):
             client.disconnect(phone.serial)
+
+
+def assert_serves_until_sigterm(
+    client: Any, argv: list[str], env: dict[str, str] | None = None
+) -> None:
+    """Run ``argv``, a command that serves one phone in the foreground (``virtual-android
+    serve``, or a wrapper of it): it prints the phone's serial, the adb server `client`
+    reaches a Galaxy S24 there, and on SIGTERM the command exits 0 and the phone goes."""
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    serial = ""
+    try:
+        assert proc.stdout is not None
+        serial = proc.stdout.readline().strip()
+        assert serial.startswith("127.0.0.1:"), proc.stderr.read() if proc.stderr else ""
+        client.connect(serial, timeout=5)
+        wait_until(lambda: device_state(client, serial) == "device", 10)
+        assert client.device(serial).shell("getprop ro.product.device") == "e1s"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        wait_until(lambda: device_state(client, serial) != "device", 5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if serial:
+            client.disconnect(serial)
 
 
 def _adb_binary() -> str:

@@ -32,10 +32,9 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from ..device import VirtualS24
 from ..errors import VirtualAndroidError
@@ -287,40 +286,32 @@ class _Relay:
             self._events.put(("text", text))
 
 
-class _Heater:
-    """Feeds the device's thermal model while the host computes, in small real-time steps."""
+@contextlib.contextmanager
+def _heating(device: VirtualS24, intensity: float, pid: int | None = None) -> Iterator[None]:
+    """Feeds the device's thermal model while the host computes, in small real-time steps;
+    the work is counted to process ``pid`` (its /proc/PID/stat)."""
+    done = threading.Event()
+    last = time.monotonic()
 
-    def __init__(self, device: VirtualS24, intensity: float, pid: int | None = None) -> None:
-        self._device = device
-        self._intensity = intensity
-        self._pid = pid  # the process the work is counted to (/proc/PID/stat)
-        self._done = threading.Event()
-        self._last = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="virtual-s24-heat", daemon=True)
-
-    def _step(self) -> None:
+    def step() -> None:
+        nonlocal last
         now = time.monotonic()
-        self._device.add_work(now - self._last, self._intensity, self._pid)
-        self._last = now
+        device.add_work(now - last, intensity, pid)
+        last = now
 
-    def _run(self) -> None:
-        while not self._done.wait(HEAT_PERIOD_S):
-            self._step()
+    def run() -> None:
+        while not done.wait(HEAT_PERIOD_S):
+            step()
 
-    def __enter__(self) -> _Heater:
-        self._last = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._done.set()
-        self._thread.join()
-        self._step()  # the last partial period
+    thread = threading.Thread(target=run, name="virtual-s24-heat", daemon=True)
+    last = time.monotonic()
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        step()  # the last partial period
 
 
 class DeviceLLM:
@@ -502,7 +493,7 @@ class DeviceLLM:
         pid: int | None = None,
     ) -> None:
         try:
-            with _Heater(self.device, HEAT_INTENSITY, pid):
+            with _heating(self.device, HEAT_INTENSITY, pid):
                 result = backend.generate(request, stream)
             events.put(("done", _stats(result, stream)))
         except _Stopped:
