@@ -118,18 +118,14 @@ def test_app_killed_mid_answer_is_a_device_fault_and_the_app_comes_back(
     assert result.output_tokens >= 1 and phone.pids(MLC)
 
 
-def test_an_app_left_on_its_chat_by_an_earlier_run_is_loaded_again(phone: AndroidDevice) -> None:
-    first = AppEngine(phone, smollm2(), AppEngine.Options(app="mlcchat"))
-    first.load()
-    first.close()  # the app stays on its chat screen, as after a run or a Ctrl-C
+def test_an_app_left_on_its_chat_by_an_earlier_run_is_loaded_again(
+    phone: AndroidDevice, app_engine: Callable[[str], AppEngine]
+) -> None:
+    app_engine("mlcchat").close()  # the app stays on its chat screen, as after a run or a Ctrl-C
     assert phone.pids(MLC)
-    again = AppEngine(phone, smollm2(), AppEngine.Options(app="mlcchat"))
-    try:
-        again.load()
-        result = again.generate(request(4), TokenStream(deadline=time.perf_counter() + 60))
-        assert result.output_tokens >= 1
-    finally:
-        again.close()
+    again = app_engine("mlcchat")
+    result = again.generate(request(4), TokenStream(deadline=time.perf_counter() + 60))
+    assert result.output_tokens >= 1
 
 
 def test_a_reboot_mid_answer_loses_the_ui_server_and_the_app_is_measured_after_it(
