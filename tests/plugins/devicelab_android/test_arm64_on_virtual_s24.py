@@ -33,23 +33,25 @@ def arm64_cli() -> Path:
     return crossbuild.build_arm64(crossbuild.profile_arch(profile), lambda line: None)
 
 
-def _run(tmp_path: Path, device: str) -> list[dict[str, object]]:
+def _run(tmp_path: Path, device: str) -> tuple[Path, list[dict[str, object]]]:
+    """The scenario on ``device`` (its file in a directory of its own) and its records."""
     from wordsplugin import run_cli
 
+    (tmp_path / device).mkdir()
     scenario = make_scenario(
-        tmp_path, name="arm64-on-the-virtual-s24", kinds=["QA"], device=device,
+        tmp_path / device, name="arm64-on-the-virtual-s24", kinds=["QA"], device=device,
         model_keys={"engine": "llama.cpp"}, model_options={"threads": 2}, max_output_tokens=4,
         scenario_keys={"timeout_s": 600}, tables={"tasks": {"qa_questions": 1}},
     )  # fmt: skip
-    out = tmp_path / device
+    out = tmp_path / device / "run"
     assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
-    return [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    return scenario, [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
 
 
 def test_the_engine_pushes_the_arm64_build_and_reads_its_real_output(
     arm64_cli: Path, tmp_path: Path, adb_server: object
 ) -> None:
-    (record,) = _run(tmp_path, "virtual-s24")
+    _, (record,) = _run(tmp_path, "virtual-s24")
     assert record["status"] == "ok", record["error"]
     timings = record["engine_timings"]
     assert isinstance(timings, dict)
@@ -58,7 +60,7 @@ def test_the_engine_pushes_the_arm64_build_and_reads_its_real_output(
     assert timings["prefill_tokens"] == record["input_tokens"]
     assert record["output_tokens"] == 4 and timings["decode_tokens"] == 3
     # The provenance names the arm64 build that ran: the binary, the commit, the target.
-    run = load_run(tmp_path / "virtual-s24")
+    run = load_run(tmp_path / "virtual-s24" / "run")
     build = run.provenance_of(run.measured[0])["engine"]["build"]
     info = crossbuild.build_info_of(arm64_cli)
     assert info is not None
@@ -71,11 +73,11 @@ def test_the_engine_pushes_the_arm64_build_and_reads_its_real_output(
     # model with other kernels (NEON and i8mm against AVX-512, sums in another order), so
     # logits differ in their last bits, and greedy decoding follows the other branch where
     # two tokens are that close.
-    (host,) = _run(tmp_path, "host")
+    host_scenario, (host,) = _run(tmp_path, "host")
     assert host["status"] == "ok" and host["input_tokens"] == record["input_tokens"]
     phone_text, host_text = str(record["output_text"]), str(host["output_text"])
     if phone_text != host_text:
-        _assert_a_near_tie(tmp_path / "host.toml", phone_text, host_text)
+        _assert_a_near_tie(host_scenario, phone_text, host_text)
 
 
 def _assert_a_near_tie(scenario: Path, phone_text: str, host_text: str) -> None:
