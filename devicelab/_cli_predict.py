@@ -40,7 +40,7 @@ PROBE_MODEL, PROBE_QUANT, PROBE_ENGINE = "smollm2-135m-instruct", "q4_1", "llama
 PROBE_LENGTHS = [64, 128, 256, 512, 768, 1024]
 PROBE_SECTIONS = 16
 PROBE_OUTPUT = 64
-PROBE_REPETITIONS = 3
+PROBE_REPETITIONS = 5
 
 _CALIBRATIONS_HELP = (
     "Where calibrations are kept (default: $DEVICELAB_CALIBRATIONS, else "
@@ -136,7 +136,7 @@ def calibrate(
 ) -> None:
     """Run the fixed probe on DEVICE with its own engine and fit its performance model.
 
-    The probe is the shipped SmolLM2 at six prompt lengths (64 .. 1024 tokens), three
+    The probe is the shipped SmolLM2 at six prompt lengths (64 .. 1024 tokens), five
     repetitions each; the fit (non-negative least squares) gives the device's decode
     bandwidth and per-layer overhead, its prefill throughput and fixed cost, and its memory
     baseline. The calibration and the probe's run directory are kept apart from the source
@@ -207,17 +207,17 @@ def fit_probe(device: str, probe_dir: Path, registry: Any) -> Calibration:
         spec = registry.models[PROBE_MODEL][1]
         path = spec.path
     shape = model_shape(path)
-    samples = [
-        Sample(
-            r.measures.input_tokens or 0,
-            r.measures.output_tokens or 0,
-            r.measures.ttft_s,
-            r.measures.otps,
-            r.measures.peak_mem_mb,
-            bool(r.tries.noisy),
-        )
-        for r in recs
-    ]
+    samples = []
+    for r in recs:
+        n_in, n_out = r.measures.input_tokens or 0, r.measures.output_tokens or 0
+        m = r.measures
+        samples.append(Sample(n_in, n_out, m.ttft_s, m.otps, m.peak_mem_mb, bool(r.tries.noisy)))
+        # The attempts noise made the run repeat are kept too: on a busy machine one of them
+        # may be the least disturbed run of its length.
+        for was in r.tries.noisy_attempts:
+            samples.append(
+                Sample(n_in, n_out, _num(was.get("ttft_s")), _num(was.get("otps")), None, True)
+            )
     coef, errors = fit(shape, samples, DEFAULT_N_CTX, DEFAULT_N_BATCH)
     meta = run.meta
     return Calibration(
@@ -243,6 +243,10 @@ def fit_probe(device: str, probe_dir: Path, registry: Any) -> Calibration:
         },
         fit_error_pct=errors,
     )
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def show_calibration(cal: Calibration) -> None:

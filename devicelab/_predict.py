@@ -208,7 +208,7 @@ def no_calibration(device: str, path: Path) -> UsageError:
     return UsageError(
         f"device {device!r} has no calibration ({path} does not exist), so nothing can be "
         f"predicted for it. Make one with `devicelab calibrate {device}`: it runs a short "
-        "fixed probe (the shipped SmolLM2 at several prompt lengths, about two minutes on a "
+        "fixed probe (the shipped SmolLM2 at several prompt lengths, about three minutes on a "
         "laptop) with the device's own engine and fits its bandwidth, prefill throughput and "
         "memory baseline."
     )

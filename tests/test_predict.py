@@ -332,3 +332,46 @@ def test_with_predictions_inside_the_band_marks_nothing(
         "all 1 predicted cells are within ±5% of their prediction ([prediction] band_pct)."
     )
     assert outside_note([row], 5.0) is None
+
+
+def test_a_length_with_only_noisy_trials_is_fitted_on_its_fastest() -> None:
+    # Every trial ran beside another job that slowed it 1x, 2x or 4x: the fit sees the
+    # fastest of each length, which here is the law itself, and says it had to.
+    slow = {0: 1.0, 1: 2.0, 2: 4.0}
+    noisy = [
+        pm.Sample(
+            s.input_tokens, s.output_tokens, s.ttft_s * slow[i % 3], s.otps, s.peak_mem_mb, True
+        )
+        for i, s in enumerate(samples_from(LAW))
+    ]
+    coef, said = pm.fit(SHAPE, noisy, 2048, 512)
+    assert coef.prefill_fixed_s == pytest.approx(LAW.prefill_fixed_s, rel=0.02)
+    assert coef.flops_s == pytest.approx(LAW.flops_s, rel=0.02)
+    assert said["noisy_prefill_points"] == 7
+    # One quiet trial per length outweighs any number of noisy ones.
+    base = samples_from(LAW)
+    quiet_slow = [
+        pm.Sample(b.input_tokens, b.output_tokens, b.ttft_s * 3, b.otps, b.peak_mem_mb, False)
+        if i % 3 == 2
+        else s
+        for i, (s, b) in enumerate(zip(noisy, base, strict=True))
+    ]
+    coef, said = pm.fit(SHAPE, quiet_slow, 2048, 512)
+    assert coef.prefill_fixed_s == pytest.approx(3 * LAW.prefill_fixed_s, rel=0.02)
+    assert said["noisy_prefill_points"] == 0
+
+
+@pytest.mark.usefixtures("words_installed")
+def test_a_broken_calibration_costs_a_run_its_predictions_not_the_run(
+    words_scenario: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "cal").mkdir()
+    (tmp_path / "cal" / "host.json").write_text("{not json")
+    monkeypatch.setenv("DEVICELAB_CALIBRATIONS", str(tmp_path / "cal"))
+    out = tmp_path / "run"
+    assert run_cli(["run", str(words_scenario()), "--out", str(out)]) == 0
+    assert "no predictions for this run" in capsys.readouterr().err
+    assert not any("predicted" in r for r in json.loads((out / "summary.json").read_text()))

@@ -104,7 +104,11 @@ def run_pipeline(
     plan = materialise(plan, registry, rep)
     # Read before the trials run: the prediction is the one the device's calibration made
     # before it saw them.
-    calibration = find_calibration(plan.device_name)
+    try:
+        calibration = find_calibration(plan.device_name)
+    except UsageError as exc:  # a broken calibration costs the run its predictions, no more
+        warn(f"no predictions for this run: {exc}")
+        calibration = None
     model_shapes = shapes(plan.models) if calibration is not None else {}
     path = out or default_run_dir(plan.scenario)
     rundir = RunDir.open(
