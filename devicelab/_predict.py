@@ -142,8 +142,9 @@ class Coefficients:
     attention_flops_s: float  # prefill: the causal QK and AV products
     baseline_mb: float  # the engine's process without a model
 
-    def to_json(self) -> dict[str, float]:
-        return asdict(self)
+    def to_json(self) -> dict[str, float | None]:
+        # A term the fit dropped is an infinite rate; JSON has no infinity, so null.
+        return {k: None if math.isinf(v) else v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,12 @@ class Calibration:
         try:
             return cls(
                 device=str(data["device"]),
-                coefficients=Coefficients(**{k: float(v) for k, v in data["coefficients"].items()}),
+                coefficients=Coefficients(
+                    **{
+                        k: math.inf if v is None else float(v)
+                        for k, v in data["coefficients"].items()
+                    }
+                ),
                 created_at=str(data["created_at"]),
                 probe=dict(data.get("probe") or {}),
                 fit_error_pct=dict(data.get("fit_error_pct") or {}),

@@ -156,9 +156,12 @@ def test_error_pct_is_relative_to_the_prediction() -> None:
 
 
 def test_calibration_round_trips_and_a_foreign_file_is_refused(tmp_path: Path) -> None:
-    cal = pm.Calibration("host", LAW, "2026-12-08T00:00:00Z", {"run_dir": "x"}, {"otps": 1.0})
+    dropped = pm.Coefficients(**{**LAW.to_json(), "flops_s": math.inf})  # type: ignore[arg-type]
+    cal = pm.Calibration("host", dropped, "2026-12-08T00:00:00Z", {"run_dir": "x"}, {"otps": 1.0})
     path = pm.save_calibration(cal, tmp_path)
     assert path == tmp_path / "host.json"
+    # Strict JSON: a dropped term (an infinite rate) is written as null.
+    assert json.loads(path.read_text())["coefficients"]["flops_s"] is None
     assert pm.load_calibration("host", tmp_path) == cal
     path.write_text(json.dumps({"version": 99}))
     with pytest.raises(UsageError, match="devicelab calibrate host"):
