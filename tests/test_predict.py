@@ -397,3 +397,12 @@ def test_a_broken_calibration_costs_a_run_its_predictions_not_the_run(
     assert run_cli(["run", str(words_scenario()), "--out", str(out)]) == 0
     assert "no predictions for this run" in capsys.readouterr().err
     assert not any("predicted" in r for r in json.loads((out / "summary.json").read_text()))
+
+
+def test_refit_without_a_stored_probe_says_how_to_make_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    where = tmp_path / "none"
+    assert run_cli(["calibrate", "host", "--refit", "--calibrations", str(where)]) == 2
+    assert "devicelab calibrate host" in capsys.readouterr().err
+    assert not where.exists()  # nothing written for a refit that has nothing to fit
