@@ -24,6 +24,7 @@ from . import _metrics as metrics
 from . import _noise as noise
 from . import _plugins as plugin_manager
 from . import _report as reporting
+from ._cli_predict import calibrate, predict
 from ._cli_views import advise, compare, gate, models
 from ._console import err, out
 from ._corpus import validate_corpus
@@ -37,6 +38,7 @@ from ._errors import (
     exit_code,
 )
 from ._executor import Reporter
+from ._predictrun import outside_note
 from ._prefill import run_notes
 from ._record import TrialRecord
 from ._rundir import TRIALS, RunData
@@ -45,6 +47,7 @@ from ._scenario import Scenario
 from ._stopping import Stop
 from ._sustained import sustained_table
 from ._table import (
+    prediction_table,
     quality_table,
     stopping_table,
     summary_table,
@@ -132,6 +135,8 @@ def run(
             f"devicelab: {outcome.failed} of {len(outcome.records)} trials failed; their errors "
             f"are in {path / TRIALS} (field 'error')."
         )
+    if (predicted := outside_note(rows, result.plan.scenario.prediction_band_pct)) is not None:
+        err.print(f"devicelab: {predicted}", soft_wrap=True)
     # The last word: whether the numbers above can be trusted.
     if rows:
         err.print(f"devicelab: {metrics.unstable_line(rows, result.data.max_cv)}", soft_wrap=True)
@@ -213,6 +218,9 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
     held = sustained_table(rows)
     if held is not None:
         out.print(to_rich(held))
+    forecast = prediction_table(rows)
+    if forecast is not None:
+        out.print(to_rich(forecast))
 
 
 def stops_note(scenario: Scenario, stops: Iterable[Stop]) -> str:
@@ -423,7 +431,7 @@ def quantize(model: str, qtype: str, out_path: Path | None, backend: str | None)
     out.print(f"  took {result.seconds:.1f} s")
 
 
-for command in (gate, advise, compare, models):
+for command in (gate, advise, compare, models, calibrate, predict):
     cli.add_command(command)
 
 

@@ -35,9 +35,10 @@ from . import _tokenreport as tokenreport
 from ._catalogue import Facts, model_title, run_facts, with_model_facts
 from ._compare import engine_gaps, gap_table
 from ._errors import MissingDependencyError, UsageError
+from ._predictrun import merge_saved
 from ._record import STATS, Field, TrialRecord, cell_label, hidden_keys
-from ._rundir import RunData, load_run
-from ._table import quality_table, summary_table, to_html
+from ._rundir import SUMMARY, RunData, load_run
+from ._table import prediction_table, quality_table, summary_table, to_html
 
 MAX_TIMELINES = 8
 STAT_NOUNS = {"median": "Medians", "mean": "Means", "min": "Minima", "max": "Maxima"}
@@ -298,6 +299,7 @@ max_other_cpu_pct allows ("other CPU" is the highest share seen). Rows with thro
 trials are marked, and so are unstable rows (a median's CV above max_cv = {max_cv:g}%, or a
 noisy trial), with the reason. {stability}</p>
 {medians}
+{predictions}
 {gaps}
 <h2>Quality</h2>
 {quality}
@@ -317,6 +319,18 @@ def _figure_json(f: Figure) -> str:
 
 def render_html(run: RunData, figures: Sequence[Figure]) -> str:
     rows = with_model_facts(metrics.summarize(run.records, run.max_cv), run_facts(run))
+    # The predictions are the run's own (made from the calibration it started with), kept in
+    # summary.json; a report made later must not predict again from a newer calibration.
+    rows = merge_saved(rows, run.path / SUMMARY)
+    forecast = prediction_table(rows, device=True)
+    predictions = (
+        ""
+        if forecast is None
+        else '<h2>Predictions</h2><p class="note">Each cell\'s median against what the '
+        "device's calibration predicted before the run (measured / predicted, then the error "
+        "in %); rows outside [prediction] band_pct are marked. See docs/prediction.md.</p>"
+        + to_html(forecast)
+    )
     med = (
         to_html(summary_table(rows, device=True, throttle=True, iqr=True))
         if rows
@@ -359,6 +373,7 @@ def render_html(run: RunData, figures: Sequence[Figure]) -> str:
         title=html.escape(run.path.name or str(run.path)),
         summary=html.escape(summary),
         medians=med,
+        predictions=predictions,
         max_cv=run.max_cv,
         stability=html.escape(stability[:1].upper() + stability[1:]),
         quality=quality,

@@ -352,6 +352,18 @@ class StoreTable(_Table):
     )
 
 
+class PredictionTable(_Table):
+    # Only when set: what counts as a miss changes nothing a run measures.
+    written_when_default: ClassVar[bool] = False
+    band_pct: Annotated[float, As("prediction_band_pct")] = Field(
+        25.0,
+        gt=0,
+        description="in %: a cell whose median ITPS, OTPS, TTFT, runtime or peak memory is "
+        "further than this from its prediction (the device's calibration: `devicelab "
+        "calibrate`) is marked and named in the run's last lines; see docs/prediction.md",
+    )
+
+
 class ScenarioFile(_Table):
     """A whole scenario file; table order is the order of the resolved scenario.toml."""
 
@@ -366,6 +378,7 @@ class ScenarioFile(_Table):
     noise: NoiseTable = NoiseTable()
     quality: QualityTable = QualityTable()
     store: StoreTable = StoreTable()
+    prediction: PredictionTable = PredictionTable()
 
     @model_validator(mode="after")
     def _models_differ(self) -> ScenarioFile:
@@ -470,6 +483,8 @@ class Scenario:
     # [store]: whether the run stores its trials in a results database, and which one.
     store_ingest: bool = _default("store", "ingest")
     store_db: str | None = _default("store", "db")
+    # [prediction]: how far from its prediction a cell may be before it is named.
+    prediction_band_pct: float = _default("prediction", "band_pct")
 
     @property
     def adaptive(self) -> bool:
@@ -526,8 +541,9 @@ class Scenario:
         body["scenario"].pop("executor", None)
         # Nor does max_cv: it is what the views call unstable.
         body["scenario"].pop("max_cv", None)
-        # Nor where its results are stored.
+        # Nor where its results are stored, nor how far from a prediction is a miss.
         body.pop("store", None)
+        body.pop("prediction", None)
         if self.cooldown_below_c is None:
             body.pop("thermal", None)
         # Keys added later leave the fingerprint alone at their default, so runs made before

@@ -213,3 +213,35 @@ def to_html(table: Table) -> str:
         cls = ' class="flag"' if i < len(table.marked) and table.marked[i] else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+PREDICTION_TITLE = "Measured against predicted (the device's calibration), error in %"
+
+
+def prediction_table(
+    rows: Sequence[Mapping[str, Any]], *, device: bool | None = None
+) -> Table | None:
+    """Each predicted field's median, its prediction and the error ((measured - predicted) /
+    predicted) per cell; rows outside ``[prediction] band_pct`` marked, with the fields that
+    are. ``None`` when no row was predicted (the device has no calibration)."""
+    from ._predict import PREDICTED
+
+    shown = [r for r in rows if r.get("predicted")]
+    if not shown:
+        return None
+    key, key_cols = _cells(shown, device)
+    fields = [_record.FIELD_BY_NAME[name] for name in PREDICTED]
+    columns = [*key_cols, *(Column(f.header) for f in fields), Column("outside band", "left")]
+    body = []
+    for r in shown:
+        predicted, errors = r["predicted"], r.get("prediction_error_pct") or {}
+        cells = [key_cell(r, k) for k in key]
+        for f in fields:
+            err = errors.get(f.name)
+            said = f"{f.format(r.get(f.name))} / {f.format(predicted.get(f.name))}"
+            cells.append(f"{said} {err:+.0f}%" if err is not None else said)
+        outside = r.get("prediction_outside") or []
+        cells.append(", ".join(_record.FIELD_BY_NAME[n].label for n in outside) or "-")
+        body.append(tuple(cells))
+    marked = tuple(bool(r.get("prediction_outside")) for r in shown)
+    return Table(PREDICTION_TITLE, tuple(columns), tuple(body), marked)

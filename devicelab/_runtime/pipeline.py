@@ -20,6 +20,8 @@ from .. import _sustained as sustained
 from .._catalogue import run_facts, with_model_facts
 from .._errors import UsageError
 from .._executor import Reporter, RunOutcome
+from .._predict import find_calibration
+from .._predictrun import shapes, with_predictions
 from .._provenance import run_provenance
 from .._registry import Registry
 from .._rundir import RunData, RunDir, default_run_dir, load_run
@@ -100,6 +102,14 @@ def run_pipeline(
     if resume and out is None:
         raise UsageError("--resume needs --out DIR: the run directory to continue.")
     plan = materialise(plan, registry, rep)
+    # Read before the trials run: the prediction is the one the device's calibration made
+    # before it saw them.
+    try:
+        calibration = find_calibration(plan.device_name)
+    except UsageError as exc:  # a broken calibration costs the run its predictions, no more
+        warn(f"no predictions for this run: {exc}")
+        calibration = None
+    model_shapes = shapes(plan.models) if calibration is not None else {}
     path = out or default_run_dir(plan.scenario)
     rundir = RunDir.open(
         path, plan.scenario, resume=resume, provenance=run_provenance(plan.scenario.source)
@@ -129,5 +139,8 @@ def run_pipeline(
         rows = sustained.with_sustained(
             rows, done.records, done.telemetry, plan.scenario.sustained_bin_s
         )
+    if calibration is not None:
+        band = plan.scenario.prediction_band_pct
+        rows = with_predictions(rows, done.records, model_shapes, calibration, band)
     rundir.write_summary(rows)
     return RunResult(plan, path, rundir.run_id, outcome, done, rows, stops)
