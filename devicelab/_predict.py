@@ -26,10 +26,14 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, Field
 
 from ._catalogue import cached_info
 from ._errors import ModelError, UsageError
+from ._scenarioerrors import As
+from ._validation import STRICT
 
 # The fields a prediction gives, in the order of the summary's FIELDS.
 PREDICTED = ("itps", "otps", "ttft_s", "runtime_s", "peak_mem_mb")
@@ -514,3 +518,18 @@ def cut_layers(source: Path, out: Path, layers: int) -> Path:
     writer.close()
     tmp.replace(out)
     return out
+
+
+class PredictionTable(BaseModel):
+    """The scenario's ``[prediction]`` table (with the feature, as ``[sustained]``)."""
+
+    model_config = STRICT
+    # Only when set: what counts as a miss changes nothing a run measures.
+    written_when_default: ClassVar[bool] = False
+    band_pct: Annotated[float, As("prediction_band_pct")] = Field(
+        25.0,
+        gt=0,
+        description="in %: a cell whose median ITPS, OTPS, TTFT, runtime or peak memory is "
+        "further than this from its prediction (the device's calibration: `devicelab "
+        "calibrate`) is marked and named in the run's last lines; see docs/prediction.md",
+    )

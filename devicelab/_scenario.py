@@ -31,6 +31,7 @@ from pydantic import (
 
 from ._errors import ScenarioError
 from ._metrics import DEFAULT_MAX_CV
+from ._predict import PredictionTable
 from ._scenarioerrors import As, Each, explain, fail
 from ._stopping import DECIDING
 from ._sustained import MAX_TRIALS, SustainedTable, check_table
@@ -349,18 +350,6 @@ class StoreTable(_Table):
         None,
         description="the results database (a path, relative to the scenario file, or a store "
         "plugin's URL; none: `$DEVICELAB_DB`, else the default)",
-    )
-
-
-class PredictionTable(_Table):
-    # Only when set: what counts as a miss changes nothing a run measures.
-    written_when_default: ClassVar[bool] = False
-    band_pct: Annotated[float, As("prediction_band_pct")] = Field(
-        25.0,
-        gt=0,
-        description="in %: a cell whose median ITPS, OTPS, TTFT, runtime or peak memory is "
-        "further than this from its prediction (the device's calibration: `devicelab "
-        "calibrate`) is marked and named in the run's last lines; see docs/prediction.md",
     )
 
 

@@ -228,14 +228,18 @@ def test_prediction_band_is_a_scenario_key_checked_like_the_others(
         load_scenario(path)
 
 
+@pytest.fixture
+def calibrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where devicelab looks for calibrations (``DEVICELAB_CALIBRATIONS``): an empty folder."""
+    where = tmp_path / "cal"
+    monkeypatch.setenv("DEVICELAB_CALIBRATIONS", str(where))
+    return where
+
+
 @pytest.mark.usefixtures("words_installed")
 def test_predict_without_a_calibration_exits_2_naming_calibrate(
-    words_scenario: Callable[..., Path],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    words_scenario: Callable[..., Path], calibrations: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DEVICELAB_CALIBRATIONS", str(tmp_path / "none"))
     assert run_cli(["predict", str(words_scenario())]) == 2
     said = capsys.readouterr().err
     assert "has no calibration" in said and "devicelab calibrate host" in said
@@ -244,13 +248,9 @@ def test_predict_without_a_calibration_exits_2_naming_calibrate(
 
 @pytest.mark.usefixtures("words_installed")
 def test_predict_prints_every_cell_and_says_which_cannot_be_predicted(
-    words_scenario: Callable[..., Path],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    words_scenario: Callable[..., Path], calibrations: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DEVICELAB_CALIBRATIONS", str(tmp_path / "cal"))
-    pm.save_calibration(calibration(), tmp_path / "cal")
+    pm.save_calibration(calibration(), calibrations)
     assert run_cli(["predict", str(words_scenario())]) == 0
     captured = capsys.readouterr()
     # The words engine carries its model: no file, so no shape to predict from.
@@ -261,13 +261,12 @@ def test_predict_prints_every_cell_and_says_which_cannot_be_predicted(
 
 
 def _run_with_predictions(
-    scenario: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, band: float
+    scenario: Path, calibrations: Path, monkeypatch: pytest.MonkeyPatch, band: float
 ) -> Path:
     import devicelab._runtime.pipeline as pipeline
 
     scenario.write_text(scenario.read_text() + f"\n[prediction]\nband_pct = {band}\n")
-    monkeypatch.setenv("DEVICELAB_CALIBRATIONS", str(tmp_path / "cal"))
-    pm.save_calibration(calibration(), tmp_path / "cal")
+    pm.save_calibration(calibration(), calibrations)
     # The words model has no GGUF file: give it the SmolLM2-like shape.
     monkeypatch.setattr(
         pipeline,
@@ -277,7 +276,7 @@ def _run_with_predictions(
             for m in models
         },
     )
-    out = tmp_path / "run"
+    out = calibrations.parent / "run"
     assert run_cli(["run", str(scenario), "--out", str(out)]) == 0
     return out
 
@@ -285,12 +284,12 @@ def _run_with_predictions(
 @pytest.mark.usefixtures("words_installed")
 def test_a_run_writes_each_cells_prediction_and_names_those_outside_the_band(
     words_scenario: Callable[..., Path],
-    tmp_path: Path,
+    calibrations: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # The words engine is far faster than a 135M model on this calibration: every cell misses.
-    out = _run_with_predictions(words_scenario(), tmp_path, monkeypatch, band=5)
+    out = _run_with_predictions(words_scenario(), calibrations, monkeypatch, band=5)
     captured = capsys.readouterr()
     rows = json.loads((out / "summary.json").read_text())
     assert rows
@@ -387,12 +386,11 @@ def test_a_length_with_only_noisy_trials_is_fitted_on_its_fastest() -> None:
 def test_a_broken_calibration_costs_a_run_its_predictions_not_the_run(
     words_scenario: Callable[..., Path],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    calibrations: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    (tmp_path / "cal").mkdir()
-    (tmp_path / "cal" / "host.json").write_text("{not json")
-    monkeypatch.setenv("DEVICELAB_CALIBRATIONS", str(tmp_path / "cal"))
+    calibrations.mkdir()
+    (calibrations / "host.json").write_text("{not json")
     out = tmp_path / "run"
     assert run_cli(["run", str(words_scenario()), "--out", str(out)]) == 0
     assert "no predictions for this run" in capsys.readouterr().err
