@@ -111,7 +111,12 @@ def _gguf(path: Path) -> bool:
 
 
 def default_out(source: Source, quantizer: Quantizer, qtype: str) -> Path:
-    return models_dir() / f"{source.name}-{qtype.lower()}{quantizer.suffix}"
+    out = models_dir() / f"{source.name}-{qtype.lower()}{quantizer.suffix}"
+    # A shipped file can live in the same cache under the same name (Gemma's assembled
+    # Q4_K_M): quantising it to its own type must make a new file, not write over its source.
+    if out.resolve() == source.path.resolve():
+        out = out.with_name(f"{source.name}-{qtype.lower()}-requantised{quantizer.suffix}")
+    return out
 
 
 def _stamp(source: Path) -> dict[str, Any]:
@@ -150,6 +155,11 @@ def make(
     quantizer: Quantizer, source: Path, qtype: str, out: Path, progress: Progress
 ) -> QuantizeResult:
     """Run ``quantizer`` and record what it made beside ``out`` for :func:`cached`."""
+    if out.resolve() == source.resolve():
+        raise UsageError(
+            f"--out {out} is the model file being quantised: writing it would destroy the "
+            "source. Give another --out path, or leave --out out (the model cache)."
+        )
     quantizer.check()
     out.parent.mkdir(parents=True, exist_ok=True)
     result = quantizer.quantize(source, qtype, out, progress)

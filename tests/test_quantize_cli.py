@@ -111,6 +111,30 @@ def test_plugin_quantizer_any_case_into_the_cache(
     assert meta["qtype"] == "Toy8" and meta["made_from"]["size"] == 1024000
 
 
+def test_a_quantisation_never_writes_over_its_own_source(
+    toy_installed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from devicelab._quantize import Source, default_out
+
+    # A model whose file is in the cache under the name its quantisation would get, as the
+    # shipped Gemma Q4_K_M is assembled there: the quantised file goes beside it.
+    toy = plugin_manager.get_registry().quantizers["toy"][1]
+    src = toy_installed / "models" / "weights-toy4.toy"
+    src.parent.mkdir(parents=True)
+    src.write_bytes(bytes(range(256)) * 40)
+    out = default_out(Source("weights", src, "toy-engine", "TOY4"), toy, "TOY4")
+    assert out == src.parent / "weights-toy4-requantised.toy"
+    assert default_out(Source("weights", src, "toy-engine", "TOY4"), toy, "Toy8") == (
+        src.parent / "weights-toy8.toy"
+    )
+    # Asked outright: refused, naming the fix, and the file is as it was.
+    before = src.read_bytes()
+    assert run_cli(["quantize", str(src), "--to", "toy8", "--out", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "would destroy the source" in err and "Traceback" not in err
+    assert src.read_bytes() == before
+
+
 def test_plugins_command_lists_quantizers(
     toy_installed: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
