@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -131,6 +131,18 @@ def test_ctrl_c_closes_the_run_keeps_its_trials_and_tells_the_hooks(
     assert result.outcome.skipped == 1 and len(result.outcome.records) == 16
 
 
+@pytest.fixture
+def ctrl_c_handler() -> Iterator[None]:
+    """Python's own Ctrl-C handler, as in a terminal: a shell's background job (as CI may
+    run the tests) starts with SIGINT ignored, and Ctrl-C then reaches nothing to watch."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_handler")
 def test_a_ctrl_c_the_engine_swallows_still_stops_the_run_and_keeps_the_finished_trials(
     words_scenario: Callable[..., Path],
     registry: Registry,
