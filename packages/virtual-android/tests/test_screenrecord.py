@@ -129,6 +129,8 @@ def test_ctrl_c_on_the_adb_client_finishes_the_file(
         [adbutils.adb_path(), "-P", str(adb_server.port), "-s", phone.serial, "shell",
          "screenrecord", "/sdcard/cut.mp4"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # As from a terminal: tests run as a background job inherit SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     time.sleep(1.5)
     open_app(adb, phone)  # the screen changes while it records
